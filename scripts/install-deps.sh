@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Tessera needs to build, test and run.
+# Usage: scripts/install-deps.sh [--test]
+#   --test  also installs what the test suite needs (buf from npm into .tools/).
+# Only packages that are missing are installed; a second run is a no-op.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config ccache git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
+  libsqlite3-dev libgtest-dev libgmock-dev curl procps
+)
+TEST_PACKAGES=(nodejs npm)
+
+want=("${PACKAGES[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${TEST_PACKAGES[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  # node/npm may come from outside Debian's packages; accept them when on PATH.
+  if [[ "$p" == nodejs ]] && command -v node >/dev/null; then continue; fi
+  if [[ "$p" == npm ]] && command -v npm >/dev/null; then continue; fi
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages and not root; run as root or install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ "${1:-}" == "--test" ]]; then
+  if [[ ! -x .tools/node_modules/.bin/buf ]]; then
+    echo "install-deps: installing @bufbuild/buf into .tools/"
+    mkdir -p .tools
+    (cd .tools && [[ -f package.json ]] || echo '{"name":"tessera-tools","private":true}' > package.json)
+    (cd .tools && npm install --no-audit --no-fund --silent @bufbuild/buf@1 >/dev/null)
+  fi
+fi

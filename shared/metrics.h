@@ -1,0 +1,53 @@
+// The Prometheus /metrics endpoint of a service (prometheus-cpp pull exposer).
+#ifndef TESSERA_SHARED_METRICS_H_
+#define TESSERA_SHARED_METRICS_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "prometheus/collectable.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace tessera {
+
+// Owns the HTTP exposer and a registry. Families are created on `registry()`;
+// snapshot-style metrics (read from a core under its lock at scrape time) are
+// added with AddCollector. Thread-safe after Create.
+class MetricsServer {
+ public:
+  using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
+
+  // Listens on `listen` ("host:port"; port 0 picks a free one).
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const std::string& listen);
+
+  prometheus::Registry& registry() { return *registry_; }
+  void AddCollector(Collector collector);
+  // The bound port (useful with port 0).
+  int port() const;
+
+ private:
+  MetricsServer() = default;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
+};
+
+// Helpers to build snapshot families for collectors.
+prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help);
+void AddGaugeSample(prometheus::MetricFamily& family, double value,
+                    std::vector<prometheus::ClientMetric::Label> labels = {});
+prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help);
+void AddCounterSample(prometheus::MetricFamily& family, double value,
+                      std::vector<prometheus::ClientMetric::Label> labels = {});
+
+}  // namespace tessera
+
+#endif  // TESSERA_SHARED_METRICS_H_
