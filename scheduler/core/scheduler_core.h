@@ -1,0 +1,131 @@
+// The scheduler's state machine: jobs, shards, executors, leases and folding.
+// Pure: no threads, no I/O, no clock. Every method takes `now` and returns
+// the actions (assign, cancel, persist, close) for the caller to carry out.
+// Not thread-safe: the service layer holds one mutex around it.
+#ifndef TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
+#define TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "scheduler/core/types.h"
+
+namespace tessera::scheduler {
+
+struct CoreConfig {
+  int64_t max_shards_per_job = 10'000'000;
+  // Assignments an executor may hold beyond its slots, to hide round trips.
+  int32_t prefetch = 2;
+  // Attempts per shard for retryable failures (lost executors do not count).
+  int32_t max_attempts = 3;
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // An executor silent for this long is closed and its leases requeued.
+  absl::Duration heartbeat_timeout = absl::Seconds(10);
+  // After this, a queued job whose task no executor has ever advertised says so.
+  absl::Duration unknown_task_grace = absl::Seconds(30);
+  // Shard errors kept per job.
+  int32_t max_errors_kept = 5;
+  absl::Status Validate() const;
+};
+
+// Validates everything but the range (RangePartition does that).
+absl::Status ValidateSpec(const JobSpec& spec);
+
+class SchedulerCore {
+ public:
+  explicit SchedulerCore(CoreConfig config);
+  ~SchedulerCore();
+
+  // Jobs. Submit refuses an invalid spec whole (INVALID_ARGUMENT naming the
+  // field) and creates nothing.
+  absl::StatusOr<JobView> Submit(const JobSpec& spec, const std::string& job_id,
+                                 absl::Time now, Actions& out);
+  absl::StatusOr<JobView> Cancel(const std::string& job_id, absl::Time now, Actions& out);
+  absl::StatusOr<JobView> GetJob(const std::string& job_id, absl::Time now) const;
+  // Newest first; `state` filters when set. Scans down from submission
+  // position `before` (-1 = from the newest) and returns up to `limit` jobs;
+  // `*next` is where the next page starts, or -1 when there is none.
+  std::vector<JobView> ListJobs(std::optional<JobState> state, int64_t before, int limit,
+                                absl::Time now, int64_t* next) const;
+
+  // Executors.
+  ExecutorConn Connect(const ExecutorHello& hello, absl::Time now, Actions& out);
+  void Disconnect(const ExecutorConn& conn, absl::Time now, Actions& out);
+  void Heartbeat(const ExecutorConn& conn, absl::Time now);
+  void Progress(const ExecutorConn& conn, const std::string& lease_id, int64_t done,
+                absl::Time now);
+  void Result(const ExecutorConn& conn, const std::string& lease_id,
+              const std::string& result_json, absl::Time now, Actions& out);
+  void Failure(const ExecutorConn& conn, const std::string& lease_id,
+               const std::string& message, bool retryable, absl::Time now, Actions& out);
+  void Release(const ExecutorConn& conn, const std::vector<std::string>& lease_ids,
+               absl::Time now, Actions& out);
+  void Draining(const ExecutorConn& conn, absl::Time now, Actions& out);
+
+  // The result sink reports back on a PersistAction.
+  void Persisted(const std::string& job_id, const std::string& location,
+                 const std::string& sha256, absl::Time now, Actions& out);
+  void PersistFailed(const std::string& job_id, const std::string& error, absl::Time now,
+                     Actions& out);
+
+  // Time passing: heartbeat expiry.
+  void Tick(absl::Time now, Actions& out);
+
+  std::vector<ExecutorView> ListExecutors() const;
+  QueueStats Stats() const;
+  const CoreCounters& counters() const { return counters_; }
+  // Jobs by state, for metrics.
+  std::map<JobState, int64_t> JobCounts() const;
+  // Bumps whenever any job changes; watchers poll it cheaply.
+  uint64_t version() const { return version_; }
+
+ private:
+  struct Job;
+  struct Executor;
+  struct Lease;
+
+  Job* FindJob(const std::string& id) const;
+  Executor* FindExecutor(const ExecutorConn& conn);
+  // The lease if it belongs to this connection, else nullptr.
+  Lease* FindLease(const ExecutorConn& conn, const std::string& lease_id);
+  void Dispatch(absl::Time now, Actions& out);
+  Job* NextJobFor(const Executor& e);
+  bool HasWork(const Job& j) const;
+  void AssignOne(Job& j, Executor& e, absl::Time now, Actions& out);
+  // Ends a lease; returns the shard to the queue when `requeue`.
+  void EndLease(const std::string& lease_id, bool requeue);
+  void Accept(Job& j, int64_t shard, nlohmann::json result, absl::Time now, Actions& out);
+  void FailJob(Job& j, const std::string& message, absl::Time now, Actions& out);
+  void CancelLeases(Job& j, Actions& out);
+  void Finish(Job& j, absl::Time now, Actions& out);
+  void Touch(Job& j);
+  void DropExecutor(Executor& e);
+  JobView View(const Job& j, absl::Time now) const;
+  std::string WaitReason(const Job& j, absl::Time now) const;
+  void CheckInvariants() const;
+
+  CoreConfig config_;
+  std::map<std::string, std::unique_ptr<Job>> jobs_;
+  std::vector<std::string> job_order_;   // submission order
+  std::vector<Job*> active_;             // queued or running, submission order
+  size_t rr_cursor_ = 0;                 // round-robin position in active_
+  std::map<std::string, std::unique_ptr<Executor>> executors_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Lease>> leases_;
+  std::set<std::string> known_tasks_;    // every task ever advertised
+  uint64_t next_generation_ = 1;
+  uint64_t version_ = 0;
+  CoreCounters counters_;
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_

@@ -1,0 +1,153 @@
+// Plain data the scheduler core takes in and hands out. No gRPC or protobuf
+// type crosses into the core; service/convert.cc maps these to the API.
+#ifndef TESSERA_SCHEDULER_CORE_TYPES_H_
+#define TESSERA_SCHEDULER_CORE_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+#include "scheduler/core/fold.h"
+#include "scheduler/core/partition.h"
+
+namespace tessera::scheduler {
+
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+
+absl::string_view JobStateName(JobState state);
+inline bool IsTerminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+struct JobSpec {
+  std::string name;
+  std::string task;
+  nlohmann::json params = nlohmann::json::object();
+  RangeSpec range;
+  AggregateSpec aggregate;
+  int32_t max_parallel = 0;  // 0 = no cap
+};
+
+struct ShardError {
+  int64_t shard = 0;
+  ShardBounds bounds;
+  std::string executor;
+  std::string message;
+};
+
+struct ShardCounts {
+  int64_t total = 0, pending = 0, running = 0, succeeded = 0, failed = 0;
+};
+
+// A snapshot of a job, safe to use after the core's lock is released.
+struct JobView {
+  std::string id;
+  JobSpec spec;
+  JobState state = JobState::kQueued;
+  ShardCounts shards;
+  int64_t items_done = 0;
+  int64_t items_total = 0;
+  absl::Time create_time = absl::InfinitePast();
+  absl::Time start_time = absl::InfinitePast();  // InfinitePast: not yet
+  absl::Time end_time = absl::InfinitePast();
+  std::string message;
+  std::vector<ShardError> errors;
+  std::string result_location;
+  std::string result_sha256;
+  uint64_t version = 0;  // grows with every change; watchers compare it
+};
+
+struct ExecutorHello {
+  std::string executor_id;
+  std::string name;
+  std::vector<std::string> tasks;
+  int32_t slots = 0;
+  std::string version;
+};
+
+struct ExecutorView {
+  std::string id;
+  std::string name;
+  std::vector<std::string> tasks;
+  int32_t slots = 0;
+  int32_t assigned = 0;
+  std::string version;
+  bool draining = false;
+  absl::Time connect_time;
+  absl::Time last_seen;
+  int64_t shards_completed = 0;
+};
+
+struct QueueStats {
+  int64_t jobs_queued = 0;
+  int64_t jobs_running = 0;
+  int64_t shards_pending = 0;
+  int64_t shards_running = 0;
+  int32_t executors = 0;
+  int32_t slots_total = 0;
+  int32_t slots_busy = 0;
+};
+
+// Monotonic counters, for metrics.
+struct CoreCounters {
+  int64_t jobs_submitted = 0;
+  int64_t shards_dispatched = 0;
+  int64_t shards_succeeded = 0;
+  int64_t shards_failed = 0;       // shard attempts that reported failure
+  int64_t shards_requeued = 0;     // leases lost (stream closed, released)
+  int64_t results_dropped = 0;     // duplicate or late results
+  int64_t results_persisted = 0;
+  int64_t executors_expired = 0;   // closed for missed heartbeats
+};
+
+// Identifies one connection of an executor: reconnects get a new generation,
+// so messages and close events of an old stream never touch the new one.
+struct ExecutorConn {
+  std::string executor_id;
+  uint64_t generation = 0;
+};
+
+struct Assignment {
+  std::string lease_id;
+  std::string job_id;
+  int64_t shard = 0;
+  std::string task;
+  std::string params_json;
+  ShardBounds bounds;
+  int32_t attempt = 0;
+};
+
+// Actions the service carries out after releasing the core's lock.
+struct AssignAction {
+  ExecutorConn conn;
+  Assignment assignment;
+};
+struct CancelAction {
+  ExecutorConn conn;
+  std::string lease_id;
+};
+struct PersistAction {
+  std::string job_id;
+  std::string bytes;
+};
+struct CloseAction {
+  ExecutorConn conn;
+  std::string reason;
+};
+
+struct Actions {
+  std::vector<AssignAction> assigns;
+  std::vector<CancelAction> cancels;
+  std::vector<PersistAction> persists;
+  std::vector<CloseAction> closes;
+  bool empty() const {
+    return assigns.empty() && cancels.empty() && persists.empty() && closes.empty();
+  }
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_CORE_TYPES_H_

@@ -1,0 +1,106 @@
+// tessera-scheduler: splits jobs into shards, leases them to executors over
+// bidirectional gRPC, folds the results and persists each job's result once.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "scheduler/service/scheduler_server.h"
+#include "shared/flag_names.h"
+#include "shared/logging.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address to serve JobService, "
+          "ExecutorService, health and reflection on (host:port; port 0 picks one)");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
+          "Address of the Prometheus /metrics endpoint (host:port); empty disables it");
+ABSL_FLAG(std::string, data_dir, "tessera-data",
+          "Directory for the scheduler's data; results go to <data-dir>/results");
+ABSL_FLAG(int64_t, max_shards_per_job, 10'000'000, "Largest number of shards a job may have");
+ABSL_FLAG(int32_t, prefetch, 2,
+          "Assignments an executor may hold beyond its slots (hides round trips)");
+ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per shard for retryable failures");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
+          "How often executors send heartbeats");
+ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
+          "An executor silent this long is dropped and its shards requeued");
+ABSL_FLAG(absl::Duration, unknown_task_grace, absl::Seconds(30),
+          "After this, a queued job whose task no executor advertised says so in GetJob");
+ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
+ABSL_FLAG(std::string, log_format, "text", "Log format: text or json");
+ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound gRPC port is written to this file once serving (for scripts)");
+
+namespace {
+
+sigset_t TerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tessera-scheduler: runs jobs split into shards across tessera-executor processes.\n"
+      "Usage: tessera-scheduler [--listen=0.0.0.0:50051] [--data-dir=DIR] [flags]\n"
+      "Flag names take dashes or underscores: --data-dir and --data_dir are the same.");
+  tessera::AcceptDashedFlagNames(argc, argv);
+  absl::ParseCommandLine(argc, argv);
+
+  tessera::LogConfig log{absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level)};
+  if (absl::Status s = tessera::InitLogging(log, "scheduler"); !s.ok()) {
+    std::cerr << "tessera-scheduler: " << s.message() << "\n";
+    return 2;
+  }
+  tessera::scheduler::SchedulerConfig config;
+  config.listen = absl::GetFlag(FLAGS_listen);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.data_dir = absl::GetFlag(FLAGS_data_dir);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.core.max_shards_per_job = absl::GetFlag(FLAGS_max_shards_per_job);
+  config.core.prefetch = absl::GetFlag(FLAGS_prefetch);
+  config.core.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  config.core.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  config.core.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  config.core.unknown_task_grace = absl::GetFlag(FLAGS_unknown_task_grace);
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    std::cerr << "tessera-scheduler: " << s.message() << "\n";
+    return 2;
+  }
+
+  tessera::RealClock clock;
+  // Blocked before any gRPC thread starts, so that only the waiter sees them.
+  const sigset_t signals = TerminationSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto server = tessera::scheduler::SchedulerServer::Create(config, &clock);
+  if (!server.ok()) {
+    spdlog::error("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  std::thread signal_waiter([&signals, s = server->get()] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received signal {}; shutting down", sig);
+    s->Shutdown();
+  });
+  if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
+    FILE* f = std::fopen(pf.c_str(), "w");
+    if (f != nullptr) {
+      std::fprintf(f, "%d\n", (*server)->port());
+      std::fclose(f);
+    }
+  }
+  (*server)->Wait();
+  (*server)->Shutdown();
+  signal_waiter.join();
+  spdlog::info("scheduler stopped");
+  return 0;
+}

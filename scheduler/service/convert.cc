@@ -1,0 +1,184 @@
+#include "scheduler/service/convert.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera::scheduler {
+namespace {
+
+void TimeToProto(absl::Time t, google::protobuf::Timestamp* ts) {
+  if (t == absl::InfinitePast()) return;
+  const int64_t nanos = absl::ToUnixNanos(t);
+  ts->set_seconds(nanos / 1'000'000'000);
+  ts->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
+}  // namespace
+
+absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
+  JobSpec spec;
+  spec.name = proto.name();
+  spec.task = proto.task();
+  if (proto.has_params()) {
+    std::string text;
+    auto st = google::protobuf::util::MessageToJsonString(proto.params(), &text);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.params: ", st.ToString()));
+    }
+    spec.params = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (spec.params.is_discarded()) {
+      return absl::InvalidArgumentError("spec.params is not valid JSON");
+    }
+  }
+  if (!proto.has_range()) {
+    return absl::InvalidArgumentError(
+        "spec.range is required (start, end and shard_size or shard_count)");
+  }
+  spec.range.start = proto.range().start();
+  spec.range.end = proto.range().end();
+  spec.range.shard_size = proto.range().shard_size();
+  spec.range.shard_count = proto.range().shard_count();
+  {
+    auto r = ParseReducer(proto.aggregate().default_reducer());
+    if (!r.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.aggregate.default_reducer: ", r.status().message()));
+    }
+    spec.aggregate.default_reducer = *r;
+  }
+  for (const auto& [path, name] : proto.aggregate().fields()) {
+    auto r = ParseReducer(name);
+    if (!r.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.aggregate.fields[\"", path, "\"]: ", r.status().message()));
+    }
+    spec.aggregate.fields[path] = *r;
+  }
+  spec.max_parallel = proto.max_parallel();
+  return spec;
+}
+
+void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
+  proto->set_name(spec.name);
+  proto->set_task(spec.task);
+  if (!spec.params.empty()) {
+    // The params came from a Struct, so they convert back without loss.
+    (void)google::protobuf::util::JsonStringToMessage(spec.params.dump(),
+                                                      proto->mutable_params());
+  }
+  auto* r = proto->mutable_range();
+  r->set_start(spec.range.start);
+  r->set_end(spec.range.end);
+  r->set_shard_size(spec.range.shard_size);
+  r->set_shard_count(spec.range.shard_count);
+  if (spec.aggregate.default_reducer != Reducer::kAuto) {
+    proto->mutable_aggregate()->set_default_reducer(
+        std::string(ReducerName(spec.aggregate.default_reducer)));
+  }
+  for (const auto& [path, reducer] : spec.aggregate.fields) {
+    (*proto->mutable_aggregate()->mutable_fields())[path] = std::string(ReducerName(reducer));
+  }
+  proto->set_max_parallel(spec.max_parallel);
+}
+
+v1::JobState StateToProto(JobState state) {
+  switch (state) {
+    case JobState::kQueued: return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning: return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed: return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+absl::StatusOr<std::optional<JobState>> StateFromProto(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_UNSPECIFIED: return std::optional<JobState>();
+    case v1::JOB_STATE_QUEUED: return JobState::kQueued;
+    case v1::JOB_STATE_RUNNING: return JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED: return JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED: return JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED: return JobState::kCancelled;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", state));
+  }
+}
+
+void JobToProto(const JobView& v, v1::Job* proto) {
+  proto->set_id(v.id);
+  SpecToProto(v.spec, proto->mutable_spec());
+  proto->set_state(StateToProto(v.state));
+  auto* s = proto->mutable_shards();
+  s->set_total(v.shards.total);
+  s->set_pending(v.shards.pending);
+  s->set_running(v.shards.running);
+  s->set_succeeded(v.shards.succeeded);
+  s->set_failed(v.shards.failed);
+  proto->set_items_done(v.items_done);
+  proto->set_items_total(v.items_total);
+  TimeToProto(v.create_time, proto->mutable_create_time());
+  if (v.start_time != absl::InfinitePast()) {
+    TimeToProto(v.start_time, proto->mutable_start_time());
+  }
+  if (v.end_time != absl::InfinitePast()) TimeToProto(v.end_time, proto->mutable_end_time());
+  proto->set_message(v.message);
+  for (const ShardError& e : v.errors) {
+    auto* pe = proto->add_errors();
+    pe->set_shard(e.shard);
+    pe->set_start(e.bounds.start);
+    pe->set_end(e.bounds.end);
+    pe->set_executor(e.executor);
+    pe->set_message(e.message);
+  }
+  proto->set_result_location(v.result_location);
+  proto->set_result_sha256(v.result_sha256);
+}
+
+void ExecutorToProto(const ExecutorView& v, v1::Executor* proto) {
+  proto->set_id(v.id);
+  proto->set_name(v.name);
+  for (const auto& t : v.tasks) proto->add_tasks(t);
+  proto->set_slots(v.slots);
+  proto->set_assigned(v.assigned);
+  proto->set_version(v.version);
+  proto->set_draining(v.draining);
+  TimeToProto(v.connect_time, proto->mutable_connect_time());
+  TimeToProto(v.last_seen, proto->mutable_last_seen_time());
+  proto->set_shards_completed(v.shards_completed);
+}
+
+void QueueStatsToProto(const QueueStats& s, v1::GetQueueStatsResponse* proto) {
+  proto->set_jobs_queued(s.jobs_queued);
+  proto->set_jobs_running(s.jobs_running);
+  proto->set_shards_pending(s.shards_pending);
+  proto->set_shards_running(s.shards_running);
+  proto->set_executors(s.executors);
+  proto->set_slots_total(s.slots_total);
+  proto->set_slots_busy(s.slots_busy);
+}
+
+ExecutorHello HelloFromProto(const v1::Hello& proto) {
+  ExecutorHello h;
+  h.executor_id = proto.executor_id();
+  h.name = proto.name().empty() ? proto.executor_id() : proto.name();
+  h.tasks.assign(proto.tasks().begin(), proto.tasks().end());
+  h.slots = proto.slots();
+  h.version = proto.version();
+  return h;
+}
+
+void AssignmentToProto(const Assignment& a, v1::Assignment* proto) {
+  proto->set_lease_id(a.lease_id);
+  proto->set_job_id(a.job_id);
+  proto->set_shard(a.shard);
+  proto->set_task(a.task);
+  proto->set_params_json(a.params_json);
+  proto->set_start(a.bounds.start);
+  proto->set_end(a.bounds.end);
+  proto->set_attempt(a.attempt);
+}
+
+}  // namespace tessera::scheduler

@@ -1,0 +1,26 @@
+// The one place where the API's protobuf types and the core's plain types meet.
+#ifndef TESSERA_SCHEDULER_SERVICE_CONVERT_H_
+#define TESSERA_SCHEDULER_SERVICE_CONVERT_H_
+
+#include "absl/status/statusor.h"
+#include "scheduler/core/types.h"
+#include "tessera/v1/executor.pb.h"
+#include "tessera/v1/jobs.pb.h"
+
+namespace tessera::scheduler {
+
+// INVALID_ARGUMENT naming the field for anything the core could not express.
+absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto);
+void SpecToProto(const JobSpec& spec, v1::JobSpec* proto);
+void JobToProto(const JobView& view, v1::Job* proto);
+v1::JobState StateToProto(JobState state);
+// JOB_STATE_UNSPECIFIED maps to no filter.
+absl::StatusOr<std::optional<JobState>> StateFromProto(v1::JobState state);
+void ExecutorToProto(const ExecutorView& view, v1::Executor* proto);
+void QueueStatsToProto(const QueueStats& stats, v1::GetQueueStatsResponse* proto);
+ExecutorHello HelloFromProto(const v1::Hello& proto);
+void AssignmentToProto(const Assignment& a, v1::Assignment* proto);
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SERVICE_CONVERT_H_

@@ -1,0 +1,167 @@
+#include "scheduler/service/executor_service.h"
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "scheduler/service/convert.h"
+#include "shared/logging.h"
+
+namespace tessera::scheduler {
+namespace {
+
+// One executor stream. Reads drive the runtime; writes go through a queue so
+// that at most one write is in flight. Deletes itself in OnDone.
+class ConnectReactor : public grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>,
+                       public ExecutorStream {
+ public:
+  explicit ConnectReactor(Runtime* runtime) : runtime_(runtime) { StartRead(&in_); }
+
+  void Send(v1::SchedulerMessage message) override {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    out_.push_back(std::move(message));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  void Close(const std::string& reason) override {
+    absl::MutexLock lock(&mu_);
+    out_.clear();
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, reason));
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The executor closed its side or the stream broke: its leases go back
+      // to the queue at once.
+      EndConnection();
+      absl::MutexLock lock(&mu_);
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    std::optional<ExecutorConn> conn;
+    {
+      absl::MutexLock lock(&mu_);
+      conn = conn_;
+    }
+    if (!conn.has_value()) {
+      if (!in_.has_hello()) {
+        Reject("the first message on the stream must be hello");
+        return;
+      }
+      const v1::Hello& h = in_.hello();
+      if (h.executor_id().empty()) {
+        Reject("hello.executor_id is required");
+        return;
+      }
+      if (h.slots() <= 0) {
+        Reject(absl::StrCat("hello.slots must be > 0 (got ", h.slots(), ")"));
+        return;
+      }
+      v1::SchedulerMessage welcome;
+      welcome.mutable_welcome()->set_executor_id(h.executor_id());
+      welcome.mutable_welcome()->set_heartbeat_interval_ms(
+          static_cast<int32_t>(absl::ToInt64Milliseconds(runtime_->heartbeat_interval())));
+      // Welcome goes first: Connect may already produce assignments.
+      Send(std::move(welcome));
+      conn = runtime_->Connect(HelloFromProto(h), this);
+      bool ended;
+      {
+        absl::MutexLock lock(&mu_);
+        conn_ = conn;
+        ended = ended_;
+      }
+      // The stream was cancelled while connecting: undo the registration.
+      if (ended) runtime_->Disconnect(*conn);
+    } else {
+      runtime_->OnMessage(*conn, in_);
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    if (!out_.empty()) out_.pop_front();
+    if (!ok) {
+      out_.clear();
+      writing_ = false;
+      if (finish_status_.has_value() && !finished_) {
+        finished_ = true;
+        Finish(*finish_status_);
+      }
+      return;
+    }
+    if (!out_.empty() && !finishing_) {
+      StartWrite(&out_.front());
+      return;
+    }
+    writing_ = false;
+    if (finish_status_.has_value() && !finished_) {
+      finished_ = true;
+      Finish(*finish_status_);
+    }
+  }
+
+  void OnCancel() override {
+    EndConnection();
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    EndConnection();
+    delete this;
+  }
+
+ private:
+  void Reject(const std::string& message) {
+    spdlog::warn("executor stream refused: {}", message);
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
+  }
+
+  // Unregisters from the runtime once; later calls do nothing.
+  void EndConnection() {
+    std::optional<ExecutorConn> conn;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return;
+      ended_ = true;
+      conn = conn_;
+    }
+    if (conn.has_value()) runtime_->Disconnect(*conn);
+  }
+
+  // Finishes now, or after the write in flight completes.
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    finish_status_ = std::move(status);
+    if (!writing_) {
+      finished_ = true;
+      Finish(*finish_status_);
+    }
+  }
+
+  Runtime* const runtime_;
+  v1::ExecutorMessage in_;  // only touched by the read chain
+  absl::Mutex mu_;
+  std::optional<ExecutorConn> conn_ ABSL_GUARDED_BY(mu_);  // set once, after hello
+  std::deque<v1::SchedulerMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>*
+ExecutorServiceImpl::Connect(grpc::CallbackServerContext* /*context*/) {
+  return new ConnectReactor(runtime_);
+}
+
+}  // namespace tessera::scheduler

@@ -1,0 +1,210 @@
+#include "scheduler/service/job_service.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "scheduler/service/convert.h"
+#include "shared/grpc_util.h"
+
+namespace tessera::scheduler {
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+// WatchJob sends at most one event per this interval.
+constexpr absl::Duration kWatchInterval = absl::Milliseconds(200);
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+absl::Status RequireJobId(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("job_id is required");
+  return absl::OkStatus();
+}
+
+// Streams a job's progress: polled by the runtime's ticker, sends the job
+// whenever it changed (at most every kWatchInterval) and ends after the first
+// event in a finished state. Deletes itself in OnDone.
+class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Poller {
+ public:
+  WatchReactor(Runtime* runtime, std::string job_id)
+      : runtime_(runtime), job_id_(std::move(job_id)) {
+    runtime_->AddPoller(this);
+  }
+
+  void Poll() override {
+    absl::MutexLock lock(&mu_);
+    if (writing_ || finishing_) return;
+    const absl::Time now = absl::Now();
+    if (now - last_sent_ < kWatchInterval) return;
+    absl::StatusOr<JobView> job = runtime_->GetJob(job_id_);
+    if (!job.ok()) {
+      FinishLocked(ToGrpcStatus(job.status()));
+      return;
+    }
+    if (sent_any_ && job->version == last_version_) return;
+    sent_any_ = true;
+    last_version_ = job->version;
+    last_sent_ = now;
+    last_terminal_ = IsTerminal(job->state);
+    event_.Clear();
+    JobToProto(*job, event_.mutable_job());
+    writing_ = true;
+    StartWrite(&event_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    } else if (last_terminal_ || cancelled_) {
+      FinishLocked(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    }
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    runtime_->RemovePoller(this);
+    delete this;
+  }
+
+ private:
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    Finish(std::move(status));
+  }
+
+  Runtime* const runtime_;
+  const std::string job_id_;
+  absl::Mutex mu_;
+  v1::JobEvent event_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_terminal_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_sent_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+class ErrorWriteReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  explicit ErrorWriteReactor(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::SubmitJobRequest* req,
+                                                    v1::Job* resp) {
+  if (!req->has_spec()) return Done(ctx, absl::InvalidArgumentError("spec is required"));
+  absl::StatusOr<JobSpec> spec = SpecFromProto(req->spec());
+  if (!spec.ok()) return Done(ctx, spec.status());
+  absl::StatusOr<JobView> job = runtime_->Submit(*spec);
+  if (job.ok()) JobToProto(*job, resp);
+  return Done(ctx, job.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetJobRequest* req,
+                                                 v1::Job* resp) {
+  if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<JobView> job = runtime_->GetJob(req->job_id());
+  if (job.ok()) JobToProto(*job, resp);
+  return Done(ctx, job.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListJobsRequest* req,
+                                                   v1::ListJobsResponse* resp) {
+  if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "page_size must be between 0 and ", kMaxPageSize, " (got ",
+                         req->page_size(), ")")));
+  }
+  int64_t before = -1;
+  if (!req->page_token().empty() &&
+      (!absl::SimpleAtoi(req->page_token(), &before) || before < 0)) {
+    return Done(ctx, absl::InvalidArgumentError(
+                         absl::StrCat("page_token \"", req->page_token(),
+                                      "\" is not one returned by ListJobs")));
+  }
+  absl::StatusOr<std::optional<JobState>> state = StateFromProto(req->state());
+  if (!state.ok()) return Done(ctx, state.status());
+  const int limit = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
+  int64_t next = -1;
+  for (const JobView& j : runtime_->ListJobs(*state, before, limit, &next)) {
+    JobToProto(j, resp->add_jobs());
+  }
+  if (next >= 0) resp->set_next_page_token(absl::StrCat(next));
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
+    grpc::CallbackServerContext* /*ctx*/, const v1::WatchJobRequest* req) {
+  if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) {
+    return new ErrorWriteReactor(s);
+  }
+  if (absl::StatusOr<JobView> job = runtime_->GetJob(req->job_id()); !job.ok()) {
+    return new ErrorWriteReactor(job.status());
+  }
+  return new WatchReactor(runtime_, req->job_id());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::CancelJobRequest* req,
+                                                    v1::Job* resp) {
+  if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<JobView> job = runtime_->Cancel(req->job_id());
+  if (job.ok()) JobToProto(*job, resp);
+  return Done(ctx, job.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext* ctx,
+                                                    const v1::GetResultRequest* req,
+                                                    v1::GetResultResponse* resp) {
+  if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<ResultBytes> result = runtime_->GetResult(req->job_id());
+  if (!result.ok()) return Done(ctx, result.status());
+  auto st = google::protobuf::util::JsonStringToMessage(result->bytes, resp->mutable_result());
+  if (!st.ok()) {
+    return Done(ctx, absl::DataLossError(absl::StrCat("result of job ", req->job_id(),
+                                                      " is not a JSON object: ",
+                                                      st.ToString())));
+  }
+  resp->set_job_id(req->job_id());
+  resp->set_result_json(std::move(result->bytes));
+  resp->set_location(result->job.result_location);
+  resp->set_sha256(result->job.result_sha256);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListExecutors(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListExecutorsRequest*,
+                                                        v1::ListExecutorsResponse* resp) {
+  for (const ExecutorView& e : runtime_->ListExecutors()) {
+    ExecutorToProto(e, resp->add_executors());
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetQueueStats(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetQueueStatsRequest*,
+                                                        v1::GetQueueStatsResponse* resp) {
+  QueueStatsToProto(runtime_->Stats(), resp);
+  return Done(ctx, absl::OkStatus());
+}
+
+}  // namespace tessera::scheduler

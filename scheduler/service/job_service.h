@@ -1,0 +1,44 @@
+// JobService: the public API (callback API; unary calls plus WatchJob).
+#ifndef TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_
+#define TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_
+
+#include "scheduler/service/runtime.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+
+namespace tessera::scheduler {
+
+// Thread-safe; borrows the runtime, which must outlive the server.
+class JobServiceImpl : public v1::JobService::CallbackService {
+ public:
+  explicit JobServiceImpl(Runtime* runtime) : runtime_(runtime) {}
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
+                                      const v1::SubmitJobRequest* req,
+                                      v1::Job* resp) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
+                                   const v1::GetJobRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* req,
+                                     v1::ListJobsResponse* resp) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchJobRequest* req) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* req,
+                                      v1::Job* resp) override;
+  grpc::ServerUnaryReactor* GetResult(grpc::CallbackServerContext* ctx,
+                                      const v1::GetResultRequest* req,
+                                      v1::GetResultResponse* resp) override;
+  grpc::ServerUnaryReactor* ListExecutors(grpc::CallbackServerContext* ctx,
+                                          const v1::ListExecutorsRequest* req,
+                                          v1::ListExecutorsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetQueueStats(grpc::CallbackServerContext* ctx,
+                                          const v1::GetQueueStatsRequest* req,
+                                          v1::GetQueueStatsResponse* resp) override;
+
+ private:
+  Runtime* runtime_;
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_

@@ -1,0 +1,352 @@
+#include "scheduler/service/runtime.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "scheduler/service/convert.h"
+#include "shared/ids.h"
+#include "shared/logging.h"
+#include "shared/metrics.h"
+#include "shared/sha256.h"
+
+namespace tessera::scheduler {
+
+Runtime::Runtime(CoreConfig config, const Clock* clock, ResultSink* sink)
+    : config_(config), clock_(clock), sink_(sink), core_(std::move(config)) {}
+
+Runtime::~Runtime() { Stop(); }
+
+void Runtime::Start() {
+  ticker_ = std::thread([this] { TickLoop(); });
+  persister_ = std::thread([this] { PersistLoop(); });
+}
+
+void Runtime::Stop() {
+  {
+    absl::MutexLock lock(&persist_mu_);
+    stopping_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
+  if (persister_.joinable()) persister_.join();
+}
+
+absl::StatusOr<JobView> Runtime::Submit(const JobSpec& spec) {
+  Actions actions;
+  absl::StatusOr<JobView> job;
+  {
+    absl::MutexLock lock(&mu_);
+    job = core_.Submit(spec, RandomHexId(8), clock_->Now(), actions);
+  }
+  if (job.ok()) {
+    spdlog::info("job={} submitted task={} shards={} name=\"{}\"", job->id, spec.task,
+                 job->shards.total, spec.name);
+  }
+  Execute(std::move(actions));
+  return job;
+}
+
+absl::StatusOr<JobView> Runtime::Cancel(const std::string& job_id) {
+  Actions actions;
+  absl::StatusOr<JobView> job;
+  {
+    absl::MutexLock lock(&mu_);
+    job = core_.Cancel(job_id, clock_->Now(), actions);
+  }
+  if (job.ok()) {
+    spdlog::info("job={} cancel requested; state={}", job_id, std::string(JobStateName(job->state)));
+  }
+  Execute(std::move(actions));
+  return job;
+}
+
+absl::StatusOr<JobView> Runtime::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return core_.GetJob(job_id, clock_->Now());
+}
+
+std::vector<JobView> Runtime::ListJobs(std::optional<JobState> state, int64_t before,
+                                       int limit, int64_t* next) {
+  absl::MutexLock lock(&mu_);
+  return core_.ListJobs(state, before, limit, clock_->Now(), next);
+}
+
+absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
+  absl::StatusOr<JobView> job = GetJob(job_id);
+  if (!job.ok()) return job.status();
+  if (job->state != JobState::kSucceeded) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is ", JobStateName(job->state),
+                     "; its result is available once it has SUCCEEDED"));
+  }
+  absl::StatusOr<std::string> bytes = sink_->Read(job->result_location);
+  if (!bytes.ok()) return bytes.status();
+  if (Sha256Hex(*bytes) != job->result_sha256) {
+    return absl::DataLossError(absl::StrCat("result of job ", job_id, " at ",
+                                            job->result_location,
+                                            " does not match its sha256"));
+  }
+  return ResultBytes{*std::move(job), *std::move(bytes)};
+}
+
+std::vector<ExecutorView> Runtime::ListExecutors() {
+  absl::MutexLock lock(&mu_);
+  return core_.ListExecutors();
+}
+
+QueueStats Runtime::Stats() {
+  absl::MutexLock lock(&mu_);
+  return core_.Stats();
+}
+
+ExecutorConn Runtime::Connect(const ExecutorHello& hello, ExecutorStream* stream) {
+  Actions actions;
+  ExecutorConn conn;
+  {
+    // Register the stream under the core lock so that no assignment for the
+    // new connection can be executed before the stream is known.
+    absl::MutexLock lock(&mu_);
+    conn = core_.Connect(hello, clock_->Now(), actions);
+    absl::MutexLock slock(&streams_mu_);
+    streams_[conn.executor_id] = {conn.generation, stream};
+  }
+  spdlog::info("executor={} connected name={} slots={} tasks={}", hello.executor_id,
+               hello.name, hello.slots, absl::StrJoin(hello.tasks, ","));
+  Execute(std::move(actions));
+  return conn;
+}
+
+void Runtime::Disconnect(const ExecutorConn& conn) {
+  Actions actions;
+  {
+    absl::MutexLock lock(&mu_);
+    core_.Disconnect(conn, clock_->Now(), actions);
+    absl::MutexLock slock(&streams_mu_);
+    auto it = streams_.find(conn.executor_id);
+    if (it != streams_.end() && it->second.generation == conn.generation) {
+      streams_.erase(it);
+      spdlog::info("executor={} disconnected", conn.executor_id);
+    }
+  }
+  Execute(std::move(actions));
+}
+
+void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) {
+  Actions actions;
+  const absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    switch (m.msg_case()) {
+      case v1::ExecutorMessage::kHeartbeat:
+        core_.Heartbeat(conn, now);
+        break;
+      case v1::ExecutorMessage::kProgress:
+        core_.Progress(conn, m.progress().lease_id(), m.progress().done(), now);
+        break;
+      case v1::ExecutorMessage::kResult:
+        core_.Result(conn, m.result().lease_id(), m.result().result_json(), now, actions);
+        break;
+      case v1::ExecutorMessage::kFailure:
+        core_.Failure(conn, m.failure().lease_id(), m.failure().message(),
+                      m.failure().retryable(), now, actions);
+        break;
+      case v1::ExecutorMessage::kRelease:
+        core_.Release(conn,
+                      {m.release().lease_ids().begin(), m.release().lease_ids().end()}, now,
+                      actions);
+        break;
+      case v1::ExecutorMessage::kDraining:
+        core_.Draining(conn, now, actions);
+        break;
+      case v1::ExecutorMessage::kHello:
+      case v1::ExecutorMessage::MSG_NOT_SET:
+        break;
+    }
+  }
+  if (m.has_failure()) {
+    spdlog::warn("executor={} lease={} failed (retryable={}): {}", conn.executor_id,
+                 m.failure().lease_id(), m.failure().retryable(), m.failure().message());
+  } else if (m.has_draining()) {
+    spdlog::info("executor={} is draining", conn.executor_id);
+  }
+  Execute(std::move(actions));
+}
+
+void Runtime::AddPoller(Poller* poller) {
+  absl::MutexLock lock(&pollers_mu_);
+  pollers_.insert(poller);
+}
+
+void Runtime::RemovePoller(Poller* poller) {
+  absl::MutexLock lock(&pollers_mu_);
+  pollers_.erase(poller);
+}
+
+void Runtime::Execute(Actions actions) {
+  if (actions.empty()) return;
+  std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> assigns;
+  for (const AssignAction& a : actions.assigns) {
+    auto& msg = assigns[{a.conn.executor_id, a.conn.generation}];
+    AssignmentToProto(a.assignment, msg.mutable_assign()->add_assignments());
+  }
+  {
+    absl::MutexLock lock(&streams_mu_);
+    auto stream_for = [&](const ExecutorConn& c) -> ExecutorStream* {
+      auto it = streams_.find(c.executor_id);
+      if (it == streams_.end() || it->second.generation != c.generation) return nullptr;
+      return it->second.stream;
+    };
+    for (auto& [key, msg] : assigns) {
+      // A missing stream has closed; its Disconnect requeues these shards.
+      if (ExecutorStream* s = stream_for({key.first, key.second})) s->Send(std::move(msg));
+    }
+    for (const CancelAction& c : actions.cancels) {
+      if (ExecutorStream* s = stream_for(c.conn)) {
+        v1::SchedulerMessage msg;
+        msg.mutable_cancel()->set_lease_id(c.lease_id);
+        s->Send(std::move(msg));
+      }
+    }
+    for (const CloseAction& c : actions.closes) {
+      spdlog::warn("executor={} closed: {}", c.conn.executor_id, c.reason);
+      if (ExecutorStream* s = stream_for(c.conn)) s->Close(c.reason);
+      auto it = streams_.find(c.conn.executor_id);
+      if (it != streams_.end() && it->second.generation == c.conn.generation) {
+        streams_.erase(it);
+      }
+    }
+  }
+  if (!actions.persists.empty()) {
+    absl::MutexLock lock(&persist_mu_);
+    for (PersistAction& p : actions.persists) persist_queue_.push_back(std::move(p));
+  }
+}
+
+void Runtime::TickLoop() {
+  absl::Time next_core_tick = clock_->Now();
+  while (true) {
+    {
+      absl::MutexLock lock(&persist_mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(persist_mu_) { return stopping_; };
+      if (persist_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100))) {
+        return;
+      }
+    }
+    {
+      absl::MutexLock lock(&pollers_mu_);
+      for (Poller* p : pollers_) p->Poll();
+    }
+    const absl::Time now = clock_->Now();
+    if (now >= next_core_tick) {
+      next_core_tick = now + absl::Seconds(1);
+      Actions actions;
+      {
+        absl::MutexLock lock(&mu_);
+        core_.Tick(now, actions);
+      }
+      Execute(std::move(actions));
+    }
+  }
+}
+
+void Runtime::PersistLoop() {
+  while (true) {
+    PersistAction p;
+    {
+      absl::MutexLock lock(&persist_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(persist_mu_) {
+        return stopping_ || !persist_queue_.empty();
+      };
+      persist_mu_.Await(absl::Condition(&ready));
+      if (persist_queue_.empty()) return;  // stopping and nothing left to write
+      p = std::move(persist_queue_.front());
+      persist_queue_.pop_front();
+    }
+    absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.bytes);
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      if (written.ok()) {
+        core_.Persisted(p.job_id, written->location, written->sha256, clock_->Now(),
+                        actions);
+      } else {
+        core_.PersistFailed(p.job_id, std::string(written.status().message()),
+                            clock_->Now(), actions);
+      }
+    }
+    if (written.ok()) {
+      spdlog::info("job={} succeeded; result persisted to {} sha256={}", p.job_id,
+                   written->location, written->sha256);
+    } else {
+      spdlog::error("job={} failed: persisting the result: {}", p.job_id,
+                    written.status().ToString());
+    }
+    Execute(std::move(actions));
+  }
+}
+
+std::vector<prometheus::MetricFamily> Runtime::CollectMetrics() {
+  std::map<JobState, int64_t> jobs;
+  QueueStats stats;
+  CoreCounters c;
+  {
+    absl::MutexLock lock(&mu_);
+    jobs = core_.JobCounts();
+    stats = core_.Stats();
+    c = core_.counters();
+  }
+  std::vector<prometheus::MetricFamily> out;
+  auto jobs_f = GaugeFamily("tessera_jobs", "Jobs known to the scheduler, by state.");
+  for (const auto& [state, n] : jobs) {
+    std::string name(JobStateName(state));
+    for (char& ch : name) ch = static_cast<char>(std::tolower(ch));
+    AddGaugeSample(jobs_f, static_cast<double>(n), {{"state", name}});
+  }
+  out.push_back(std::move(jobs_f));
+  auto gauge = [&out](const char* name, const char* help, double v,
+                      std::vector<prometheus::ClientMetric::Label> labels = {}) {
+    auto f = GaugeFamily(name, help);
+    AddGaugeSample(f, v, std::move(labels));
+    out.push_back(std::move(f));
+  };
+  auto counter = [&out](const char* name, const char* help, double v) {
+    auto f = CounterFamily(name, help);
+    AddCounterSample(f, v);
+    out.push_back(std::move(f));
+  };
+  gauge("tessera_queue_depth_shards",
+        "Shards waiting to be dispatched (the autoscaling signal), by queue.",
+        static_cast<double>(stats.shards_pending), {{"queue", "default"}});
+  gauge("tessera_shards_running", "Shards leased to executors right now.",
+        static_cast<double>(stats.shards_running));
+  gauge("tessera_executors_connected", "Executors with an open stream.", stats.executors);
+  {
+    auto f = GaugeFamily("tessera_slots", "Executor slots, by state.");
+    AddGaugeSample(f, stats.slots_busy, {{"state", "busy"}});
+    AddGaugeSample(f, stats.slots_total - stats.slots_busy, {{"state", "free"}});
+    out.push_back(std::move(f));
+  }
+  counter("tessera_jobs_submitted_total", "Jobs accepted.", c.jobs_submitted);
+  counter("tessera_shards_dispatched_total", "Shard assignments sent to executors.",
+          c.shards_dispatched);
+  {
+    auto f = CounterFamily("tessera_shards_completed_total",
+                           "Shard attempts finished, by outcome.");
+    AddCounterSample(f, c.shards_succeeded, {{"outcome", "succeeded"}});
+    AddCounterSample(f, c.shards_failed, {{"outcome", "failed"}});
+    out.push_back(std::move(f));
+  }
+  counter("tessera_shards_requeued_total",
+          "Leases ended without a result (stream closed, released) and put back.",
+          c.shards_requeued);
+  counter("tessera_stale_results_dropped_total",
+          "Results for leases that had already ended (duplicates, late), dropped.",
+          c.results_dropped);
+  counter("tessera_executors_expired_total", "Executors closed for missed heartbeats.",
+          c.executors_expired);
+  counter("tessera_results_persisted_total", "Job results persisted to the sink.",
+          c.results_persisted);
+  counter("tessera_result_writes_total", "Writes made to the result sink.",
+          static_cast<double>(sink_->writes()));
+  return out;
+}
+
+}  // namespace tessera::scheduler

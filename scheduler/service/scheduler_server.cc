@@ -1,0 +1,87 @@
+#include "scheduler/service/scheduler_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+#include "scheduler/service/executor_service.h"
+#include "scheduler/service/job_service.h"
+#include "scheduler/service/runtime.h"
+#include "scheduler/sink/file_sink.h"
+#include "shared/grpc_util.h"
+#include "shared/logging.h"
+
+namespace tessera::scheduler {
+
+absl::Status SchedulerConfig::Validate() const {
+  if (listen.empty()) return absl::InvalidArgumentError("--listen is required");
+  if (data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  if (max_message_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError("--max-message-bytes must be at least 1048576");
+  }
+  return core.Validate();
+}
+
+absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
+    const SchedulerConfig& config, const Clock* clock) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  auto sink = FileSink::Create(config.data_dir + "/results");
+  if (!sink.ok()) return sink.status();
+  server->sink_ = *std::move(sink);
+  server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->sink_.get());
+  server->job_service_ = std::make_unique<JobServiceImpl>(server->runtime_.get());
+  server->executor_service_ = std::make_unique<ExecutorServiceImpl>(server->runtime_.get());
+
+  if (!config.metrics_listen.empty()) {
+    auto metrics = MetricsServer::Create(config.metrics_listen);
+    if (!metrics.ok()) return metrics.status();
+    server->metrics_ = *std::move(metrics);
+    Runtime* rt = server->runtime_.get();
+    server->metrics_->AddCollector([rt] { return rt->CollectMetrics(); });
+  }
+
+  // Links health.proto's descriptor so reflection can describe grpc.health.v1.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  ApplyServerDefaults(builder);
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.SetMaxSendMessageSize(config.max_message_bytes);
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->job_service_.get());
+  builder.RegisterService(server->executor_service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.listen, " (address in use or invalid)"));
+  }
+  server->server_->GetHealthCheckService()->SetServingStatus(true);
+  server->runtime_->Start();
+  spdlog::info("scheduler listening on port {} (metrics port {}), data dir {}",
+               server->port_, server->metrics_port(), config.data_dir);
+  return server;
+}
+
+SchedulerServer::~SchedulerServer() { Shutdown(); }
+
+void SchedulerServer::Wait() {
+  if (server_) server_->Wait();
+}
+
+void SchedulerServer::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (server_) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+  if (runtime_) runtime_->Stop();
+}
+
+}  // namespace tessera::scheduler

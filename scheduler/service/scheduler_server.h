@@ -1,0 +1,60 @@
+// Builds and runs a whole scheduler: runtime, result sink, gRPC server
+// (JobService, ExecutorService, health, reflection) and /metrics.
+#ifndef TESSERA_SCHEDULER_SERVICE_SCHEDULER_SERVER_H_
+#define TESSERA_SCHEDULER_SERVICE_SCHEDULER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "scheduler/core/scheduler_core.h"
+#include "shared/clock.h"
+#include "shared/metrics.h"
+
+namespace tessera::scheduler {
+
+struct SchedulerConfig {
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen = "0.0.0.0:9090";  // empty: no metrics endpoint
+  std::string data_dir = "tessera-data";
+  int max_message_bytes = 64 << 20;
+  CoreConfig core;
+  absl::Status Validate() const;
+};
+
+class Runtime;
+class ResultSink;
+class JobServiceImpl;
+class ExecutorServiceImpl;
+
+// Thread-safe. Wait() blocks until Shutdown() (e.g. from a signal thread).
+class SchedulerServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<SchedulerServer>> Create(
+      const SchedulerConfig& config, const Clock* clock);
+  ~SchedulerServer();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  void Wait();
+  // Stops accepting calls, ends open streams and stops the runtime.
+  void Shutdown();
+
+ private:
+  SchedulerServer() = default;
+  std::unique_ptr<ResultSink> sink_;
+  std::unique_ptr<Runtime> runtime_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<ExecutorServiceImpl> executor_service_;
+  std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SERVICE_SCHEDULER_SERVER_H_

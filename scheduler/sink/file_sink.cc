@@ -1,0 +1,100 @@
+#include "scheduler/sink/file_sink.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "shared/ids.h"
+#include "shared/sha256.h"
+
+namespace tessera::scheduler {
+namespace {
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+bool ValidJobId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("result directory ", dir, ": ", ec.message()));
+  }
+  return std::unique_ptr<FileSink>(
+      new FileSink(std::filesystem::absolute(dir).lexically_normal().string()));
+}
+
+absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
+                                                const std::string& bytes) {
+  if (!ValidJobId(job_id)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid job id \"", job_id, "\""));
+  }
+  const std::string final_path = absl::StrCat(dir_, "/", job_id, ".json");
+  const std::string tmp_path =
+      absl::StrCat(dir_, "/.", job_id, ".json.tmp-", RandomHexId(4));
+  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno(absl::StrCat("open ", tmp_path));
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno(absl::StrCat("write ", tmp_path));
+      ::close(fd);
+      ::unlink(tmp_path.c_str());
+      return s;
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    absl::Status s = Errno(absl::StrCat("fsync ", tmp_path));
+    ::close(fd);
+    ::unlink(tmp_path.c_str());
+    return s;
+  }
+  ::close(fd);
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+    absl::Status s = Errno(absl::StrCat("rename to ", final_path));
+    ::unlink(tmp_path.c_str());
+    return s;
+  }
+  int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Errno(absl::StrCat("open ", dir_));
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) return Errno(absl::StrCat("fsync ", dir_));
+  writes_.fetch_add(1);
+  return PersistedResult{final_path, Sha256Hex(bytes)};
+}
+
+absl::StatusOr<std::string> FileSink::Read(const std::string& location) {
+  if (!absl::StartsWith(location, dir_ + "/")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("result location ", location, " is outside ", dir_));
+  }
+  std::ifstream in(location, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("result file ", location, " not found"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace tessera::scheduler

@@ -1,0 +1,32 @@
+// Writes results to <dir>/<job-id>.json: temp file, fsync, rename, fsync of
+// the directory, so a crash leaves either no file or the whole file.
+#ifndef TESSERA_SCHEDULER_SINK_FILE_SINK_H_
+#define TESSERA_SCHEDULER_SINK_FILE_SINK_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "scheduler/sink/result_sink.h"
+
+namespace tessera::scheduler {
+
+class FileSink : public ResultSink {
+ public:
+  // Creates `dir` (and parents) if needed.
+  static absl::StatusOr<std::unique_ptr<FileSink>> Create(const std::string& dir);
+
+  absl::StatusOr<PersistedResult> Write(const std::string& job_id,
+                                        const std::string& bytes) override;
+  absl::StatusOr<std::string> Read(const std::string& location) override;
+  int64_t writes() const override { return writes_.load(); }
+
+ private:
+  explicit FileSink(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+  std::atomic<int64_t> writes_{0};
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SINK_FILE_SINK_H_

@@ -1,0 +1,30 @@
+// Where a job's final result goes. Implementations write atomically: a reader
+// sees the whole result or nothing.
+#ifndef TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
+#define TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace tessera::scheduler {
+
+struct PersistedResult {
+  std::string location;  // e.g. a file path
+  std::string sha256;    // hex digest of the bytes written
+};
+
+// Thread-safe.
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  virtual absl::StatusOr<PersistedResult> Write(const std::string& job_id,
+                                                const std::string& bytes) = 0;
+  virtual absl::StatusOr<std::string> Read(const std::string& location) = 0;
+  // Results written by this process (for metrics and tests).
+  virtual int64_t writes() const = 0;
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
