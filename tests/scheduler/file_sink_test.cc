@@ -1,0 +1,71 @@
+#include "scheduler/sink/file_sink.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "shared/sha256.h"
+
+namespace tessera::scheduler {
+namespace {
+
+std::string TempDir() {
+  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-sink-XXXXXX";
+  return mkdtemp(tmpl.data());
+}
+
+TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
+  const std::string dir = TempDir() + "/results";
+  auto sink = FileSink::Create(dir);
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  auto r = (*sink)->Write("abc123", "{\"primes\": 25}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->location, std::filesystem::absolute(dir).string() + "/abc123.json");
+  EXPECT_EQ(r->sha256, Sha256Hex("{\"primes\": 25}\n"));
+  std::ifstream in(r->location);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "{\"primes\": 25}\n");
+  EXPECT_EQ((*sink)->writes(), 1);
+  auto read = (*sink)->Read(r->location);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(*read, content);
+  // No temp files are left behind.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++files;
+  }
+  EXPECT_EQ(files, 1);
+}
+
+TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
+  EXPECT_EQ(Sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
+  auto sink = FileSink::Create(TempDir());
+  ASSERT_TRUE(sink.ok());
+  EXPECT_EQ((*sink)->Write("../x", "{}").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*sink)->Read("/etc/passwd").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {
+  const std::string dir = TempDir() + "/results";
+  auto sink = FileSink::Create(dir);
+  ASSERT_TRUE(sink.ok());
+  // The directory turns into a file: every write must fail, even as root.
+  std::filesystem::remove_all(dir);
+  std::ofstream(dir) << "not a directory";
+  auto r = (*sink)->Write("job", "{}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(dir), std::string::npos) << r.status();
+  EXPECT_EQ((*sink)->writes(), 0);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
