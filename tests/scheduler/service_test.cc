@@ -1,0 +1,372 @@
+// JobService and ExecutorService against a real scheduler server on
+// 127.0.0.1:0, with a hand-driven executor stream playing the executor.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "scheduler/service/scheduler_server.h"
+#include "shared/sha256.h"
+#include "tessera/v1/executor.grpc.pb.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+
+namespace tessera::scheduler {
+namespace {
+
+using json = nlohmann::json;
+using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>;
+
+std::string TempDir() {
+  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-svc-XXXXXX";
+  return mkdtemp(tmpl.data());
+}
+
+// GET http://127.0.0.1:port/metrics, body only.
+std::string HttpGetMetrics(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  (void)write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
+  close(fd);
+  return out;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_dir_ = TempDir();
+    SchedulerConfig config;
+    config.listen = "127.0.0.1:0";
+    // The metrics endpoint takes ~2 s to stop, so only tests that read it have one.
+    config.metrics_listen = with_metrics_ ? "127.0.0.1:0" : "";
+    config.data_dir = data_dir_;
+    config.core.heartbeat_interval = absl::Milliseconds(200);
+    config.core.heartbeat_timeout = absl::Seconds(2);
+    auto server = SchedulerServer::Create(config, &clock_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    jobs_ = v1::JobService::NewStub(channel_);
+    executors_ = v1::ExecutorService::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Ctx() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return ctx;
+  }
+
+  grpc::Status Submit(const std::string& json_spec, v1::Job* job) {
+    v1::SubmitJobRequest req;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json_spec, &req).ok());
+    return jobs_->SubmitJob(Ctx().get(), req, job);
+  }
+
+  v1::Job Get(const std::string& id) {
+    v1::GetJobRequest req;
+    req.set_job_id(id);
+    v1::Job job;
+    EXPECT_TRUE(jobs_->GetJob(Ctx().get(), req, &job).ok());
+    return job;
+  }
+
+  // An executor stream that has said hello and read its welcome.
+  struct FakeExecutor {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<Stream> stream;
+  };
+  FakeExecutor Connect(const std::string& id, int slots) {
+    FakeExecutor e;
+    e.ctx = std::make_unique<grpc::ClientContext>();
+    e.stream = executors_->Connect(e.ctx.get());
+    v1::ExecutorMessage hello;
+    hello.mutable_hello()->set_executor_id(id);
+    hello.mutable_hello()->set_name(id);
+    hello.mutable_hello()->add_tasks("noop");
+    hello.mutable_hello()->set_slots(slots);
+    EXPECT_TRUE(e.stream->Write(hello));
+    v1::SchedulerMessage welcome;
+    EXPECT_TRUE(e.stream->Read(&welcome));
+    EXPECT_TRUE(welcome.has_welcome());
+    EXPECT_EQ(welcome.welcome().heartbeat_interval_ms(), 200);
+    return e;
+  }
+
+  // Reads until `n` assignments arrived.
+  static std::vector<v1::Assignment> ReadAssignments(Stream* s, size_t n) {
+    std::vector<v1::Assignment> out;
+    v1::SchedulerMessage m;
+    while (out.size() < n && s->Read(&m)) {
+      for (const auto& a : m.assign().assignments()) out.push_back(a);
+    }
+    return out;
+  }
+
+  static void SendResult(Stream* s, const v1::Assignment& a) {
+    v1::ExecutorMessage m;
+    m.mutable_result()->set_lease_id(a.lease_id());
+    m.mutable_result()->set_result_json(json{{"items", a.end() - a.start()}}.dump());
+    ASSERT_TRUE(s->Write(m));
+  }
+
+  v1::Job WaitForState(const std::string& id, v1::JobState state) {
+    v1::Job job;
+    for (int i = 0; i < 200; ++i) {
+      job = Get(id);
+      if (job.state() == state) break;
+      absl::SleepFor(absl::Milliseconds(25));
+    }
+    return job;
+  }
+
+  bool with_metrics_ = false;
+  RealClock clock_;
+  std::string data_dir_;
+  std::unique_ptr<SchedulerServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::ExecutorService::Stub> executors_;
+};
+
+TEST_F(ServiceTest, RefusesAnInvalidSpecWithInvalidArgumentNamingTheField) {
+  v1::Job job;
+  struct Case {
+    const char* spec;
+    const char* field;
+  } cases[] = {
+      {R"({"spec":{"range":{"start":"0","end":"10","shardCount":2}}})", "spec.task"},
+      {R"({"spec":{"task":"noop","range":{"start":"10","end":"10","shardCount":2}}})",
+       "spec.range.end"},
+      {R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardSize":"-1"}}})",
+       "spec.range.shard_size"},
+      {R"({"spec":{"task":"noop"}})", "spec.range"},
+      {R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":2},
+           "aggregate":{"fields":{"x":"avg"}}}})", "spec.aggregate.fields[\"x\"]"},
+      {R"({"spec":{"task":"noop","range":{"start":"0","end":"100000000000","shardSize":1}}})",
+       "limit"},
+      {R"({})", "spec"},
+  };
+  for (const Case& c : cases) {
+    grpc::Status s = Submit(c.spec, &job);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.spec;
+    EXPECT_NE(s.error_message().find(c.field), std::string::npos)
+        << c.spec << " -> " << s.error_message();
+  }
+  v1::ListJobsResponse list;
+  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
+  EXPECT_EQ(list.jobs_size(), 0);
+}
+
+class ServiceWithMetricsTest : public ServiceTest {
+ protected:
+  ServiceWithMetricsTest() { with_metrics_ = true; }
+};
+
+TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultOnce) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(R"({"spec":{"name":"t","task":"noop",
+      "range":{"start":"0","end":"100","shardCount":4}}})", &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  FakeExecutor e = Connect("exec-a", 2);
+  std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 4);  // 2 slots + prefetch 2
+  ASSERT_EQ(got.size(), 4u);
+  for (const auto& a : got) SendResult(e.stream.get(), a);
+  SendResult(e.stream.get(), got[0]);  // a duplicate: dropped, counted
+  v1::Job done = WaitForState(job.id(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.shards().succeeded(), 4);
+
+  v1::GetResultRequest rreq;
+  rreq.set_job_id(job.id());
+  v1::GetResultResponse result;
+  ASSERT_TRUE(jobs_->GetResult(Ctx().get(), rreq, &result).ok());
+  EXPECT_EQ(result.result().fields().at("items").number_value(), 100);
+  EXPECT_EQ(result.location(), std::filesystem::absolute(data_dir_).lexically_normal().string() +
+                                   "/results/" + job.id() + ".json");
+  std::ifstream in(result.location());
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(result.sha256(), Sha256Hex(bytes));
+  EXPECT_EQ(result.result_json(), bytes);
+  EXPECT_EQ(json::parse(bytes)["_metadata"]["executors"], json::array({"exec-a"}));
+
+  const std::string metrics = HttpGetMetrics(server_->metrics_port());
+  EXPECT_NE(metrics.find("tessera_result_writes_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tessera_stale_results_dropped_total 1"), std::string::npos);
+  EXPECT_NE(metrics.find("tessera_jobs{state=\"succeeded\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("tessera_executors_connected 1"), std::string::npos);
+  e.stream->WritesDone();
+}
+
+TEST_F(ServiceTest, RequeuesLeasesAtOnceWhenAnExecutorStreamCloses) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"30","shardCount":3}}})",
+                     &job).ok());
+  FakeExecutor a = Connect("exec-a", 1);
+  ASSERT_EQ(ReadAssignments(a.stream.get(), 3).size(), 3u);  // 1 slot + 2 prefetch
+  FakeExecutor b = Connect("exec-b", 4);
+  a.ctx->TryCancel();  // the stream breaks
+  std::vector<v1::Assignment> moved = ReadAssignments(b.stream.get(), 3);
+  ASSERT_EQ(moved.size(), 3u);
+  for (const auto& m : moved) EXPECT_EQ(m.attempt(), 2);
+  for (const auto& m : moved) SendResult(b.stream.get(), m);
+  EXPECT_EQ(WaitForState(job.id(), v1::JOB_STATE_SUCCEEDED).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
+                     &job).ok());
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto watch = jobs_->WatchJob(&wctx, wreq);
+  v1::JobEvent ev;
+  ASSERT_TRUE(watch->Read(&ev));
+  EXPECT_EQ(ev.job().state(), v1::JOB_STATE_QUEUED);
+  FakeExecutor e = Connect("exec-a", 2);
+  for (const auto& a : ReadAssignments(e.stream.get(), 2)) SendResult(e.stream.get(), a);
+  v1::JobState last = ev.job().state();
+  int events = 1;
+  while (watch->Read(&ev)) {
+    last = ev.job().state();
+    ++events;
+  }
+  EXPECT_TRUE(watch->Finish().ok());
+  EXPECT_EQ(last, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_GE(events, 2);
+}
+
+TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
+                     &job).ok());
+  FakeExecutor e = Connect("exec-a", 2);
+  std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 2);
+  v1::CancelJobRequest creq;
+  creq.set_job_id(job.id());
+  v1::Job cancelled;
+  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), creq, &cancelled).ok());
+  EXPECT_EQ(cancelled.state(), v1::JOB_STATE_CANCELLED);
+  v1::SchedulerMessage m;
+  int cancels = 0;
+  while (cancels < 2 && e.stream->Read(&m)) cancels += m.has_cancel() ? 1 : 0;
+  EXPECT_EQ(cancels, 2);
+  v1::GetResultRequest rreq;
+  rreq.set_job_id(job.id());
+  v1::GetResultResponse r;
+  EXPECT_EQ(jobs_->GetResult(Ctx().get(), rreq, &r).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ServiceTest, UnknownAndMissingJobIdsGetClearCodes) {
+  v1::GetJobRequest req;
+  v1::Job job;
+  grpc::Status s = jobs_->GetJob(Ctx().get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("job_id"), std::string::npos);
+  req.set_job_id("nope");
+  EXPECT_EQ(jobs_->GetJob(Ctx().get(), req, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id("nope");
+  auto watch = jobs_->WatchJob(&wctx, wreq);
+  v1::JobEvent ev;
+  EXPECT_FALSE(watch->Read(&ev));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::ListJobsRequest lreq;
+  lreq.set_page_token("xyz");
+  v1::ListJobsResponse lresp;
+  EXPECT_EQ(jobs_->ListJobs(Ctx().get(), lreq, &lresp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ServiceTest, RefusesAnExecutorStreamWithoutAValidHello) {
+  grpc::ClientContext ctx;
+  auto stream = executors_->Connect(&ctx);
+  v1::ExecutorMessage m;
+  m.mutable_hello()->set_slots(2);  // no executor_id
+  ASSERT_TRUE(stream->Write(m));
+  v1::SchedulerMessage in;
+  EXPECT_FALSE(stream->Read(&in));
+  grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("executor_id"), std::string::npos);
+}
+
+TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"100","shardCount":10}}})",
+                     &job).ok());
+  FakeExecutor e = Connect("exec-a", 3);
+  ASSERT_EQ(ReadAssignments(e.stream.get(), 5).size(), 5u);
+  v1::ListExecutorsResponse ex;
+  ASSERT_TRUE(jobs_->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &ex).ok());
+  ASSERT_EQ(ex.executors_size(), 1);
+  EXPECT_EQ(ex.executors(0).name(), "exec-a");
+  EXPECT_EQ(ex.executors(0).assigned(), 5);
+  v1::GetQueueStatsResponse q;
+  ASSERT_TRUE(jobs_->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &q).ok());
+  EXPECT_EQ(q.shards_pending(), 5);
+  EXPECT_EQ(q.shards_running(), 5);
+  EXPECT_EQ(q.slots_busy(), 3);
+  EXPECT_EQ(q.jobs_running(), 1);
+}
+
+TEST_F(ServiceTest, ClosesAnExecutorThatStopsSendingHeartbeats) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1}}})",
+                     &job).ok());
+  FakeExecutor e = Connect("silent", 1);
+  ASSERT_EQ(ReadAssignments(e.stream.get(), 1).size(), 1u);
+  v1::SchedulerMessage m;
+  while (e.stream->Read(&m)) {
+  }  // the scheduler ends the stream after the 2 s heartbeat timeout
+  grpc::Status s = e.stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(s.error_message().find("no heartbeat"), std::string::npos);
+  EXPECT_EQ(Get(job.id()).shards().pending(), 1);
+}
+
+TEST_F(ServiceTest, ServesHealthChecks) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(ServiceTest, RefusesASecondServerOnTheSamePort) {
+  SchedulerConfig config;
+  config.listen = absl::StrCat("127.0.0.1:", server_->port());
+  config.metrics_listen = "";
+  config.data_dir = TempDir();
+  auto second = SchedulerServer::Create(config, &clock_);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
