@@ -1,0 +1,60 @@
+// Command-line parsing for the `tessera` client: argv in, a plain Command out.
+// Pure (no I/O, no environment); usage errors come back as INVALID_ARGUMENT
+// whose message names the offending flag.
+#ifndef TESSERA_CLI_ARGS_H_
+#define TESSERA_CLI_ARGS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tessera/v1/jobs.pb.h"
+
+namespace tessera::cli {
+
+inline constexpr char kDefaultSchedulerAddress[] = "127.0.0.1:50051";
+
+enum class CommandKind {
+  kHelp,
+  kSubmit,
+  kGet,
+  kWatch,
+  kResult,
+  kList,
+  kCancel,
+  kExecutors,
+  kQueue,
+};
+
+struct Command {
+  CommandKind kind = CommandKind::kHelp;
+  // Global flags. `scheduler` is empty when --scheduler was not given.
+  std::string scheduler;
+  bool json = false;
+  // get, watch, result, cancel.
+  std::string job_id;
+  // submit.
+  tessera::v1::JobSpec spec;
+  bool wait = false;
+  // list.
+  tessera::v1::ListJobsRequest list;
+};
+
+// Parses the arguments after the program name. Global flags (--scheduler,
+// --json, --help) are accepted before or after the command.
+absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args);
+
+// --scheduler if given, else $TESSERA_SCHEDULER if set and non-empty, else the
+// default. `env` is the environment variable's value or nullptr.
+std::string ResolveSchedulerAddress(absl::string_view flag, const char* env);
+
+// The full usage text printed by `tessera --help`.
+const char* UsageText();
+
+// Exposed for tests: "START:END" -> [start, end), end > start.
+absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range);
+
+}  // namespace tessera::cli
+
+#endif  // TESSERA_CLI_ARGS_H_

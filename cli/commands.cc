@@ -1,0 +1,215 @@
+#include "cli/commands.h"
+
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "cli/format.h"
+
+namespace tessera::cli {
+namespace {
+
+namespace v1 = tessera::v1;
+
+int ReportRpcError(const absl::Status& status, const std::string& address,
+                   const RunContext& ctx) {
+  ctx.err << "tessera: " << absl::StatusCodeToString(status.code()) << ": "
+          << status.message();
+  if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+    ctx.err << " (scheduler at " << address << ")";
+  }
+  ctx.err << "\n";
+  return kExitRpc;
+}
+
+class Runner {
+ public:
+  Runner(JobApi& api, const std::string& address, const RunContext& ctx)
+      : api_(api), address_(address), ctx_(ctx) {}
+
+  int Run(const Command& cmd) {
+    json_ = cmd.json;
+    switch (cmd.kind) {
+      case CommandKind::kSubmit:
+        return Submit(cmd);
+      case CommandKind::kGet:
+        return Get(cmd.job_id);
+      case CommandKind::kWatch:
+        return Follow(cmd.job_id);
+      case CommandKind::kResult:
+        return Result(cmd.job_id);
+      case CommandKind::kList:
+        return List(cmd.list);
+      case CommandKind::kCancel:
+        return Cancel(cmd.job_id);
+      case CommandKind::kExecutors:
+        return Executors();
+      case CommandKind::kQueue:
+        return Queue();
+      case CommandKind::kHelp:
+        ctx_.out << UsageText();
+        return kExitOk;
+    }
+    return kExitUsage;
+  }
+
+ private:
+  int Fail(const absl::Status& status) { return ReportRpcError(status, address_, ctx_); }
+
+  int Submit(const Command& cmd) {
+    absl::StatusOr<v1::Job> job = api_.SubmitJob(cmd.spec);
+    if (!job.ok()) return Fail(job.status());
+    if (!cmd.wait) {
+      ctx_.out << (json_ ? ToJsonLine(*job) : job->id()) << "\n";
+      return kExitOk;
+    }
+    // The id goes to stderr first, so that a person can cancel while waiting.
+    ctx_.err << "submitted job " << job->id() << "\n";
+    return Follow(job->id());
+  }
+
+  // Watches until the job ends, then prints its summary and, if it
+  // succeeded, its result.
+  int Follow(const std::string& job_id) {
+    // One column to spare: some terminals wrap when the last one is written.
+    ProgressRenderer renderer(
+        ctx_.progress_mode, /*bar_width=*/20,
+        ctx_.terminal_columns > 1 ? ctx_.terminal_columns - 1 : ctx_.terminal_columns);
+    std::optional<v1::Job> last;
+    absl::Status status = api_.WatchJob(job_id, [&](const v1::JobEvent& event) {
+      last = event.job();
+      ctx_.err << renderer.OnEvent(event.job(), ctx_.clock->Now()) << std::flush;
+    });
+    ctx_.err << renderer.Finish() << std::flush;
+    if (!status.ok()) return Fail(status);
+    if (!last || !IsTerminal(last->state())) {
+      // The stream should end with the finished state; ask once before giving up.
+      absl::StatusOr<v1::Job> job = api_.GetJob(job_id);
+      if (!job.ok()) return Fail(job.status());
+      if (!IsTerminal(job->state())) {
+        return Fail(absl::UnavailableError(absl::StrCat(
+            "the watch of job ", job_id, " ended before the job finished (state ",
+            StateName(job->state()), "); run `tessera watch ", job_id,
+            "` to follow it again")));
+      }
+      last = *std::move(job);
+    }
+
+    bool succeeded = last->state() == v1::JOB_STATE_SUCCEEDED;
+    ctx_.out << (json_ ? ToJsonLine(*last) + "\n" : FormatJobSummary(*last));
+    if (!succeeded) return kExitJobFailed;
+    absl::StatusOr<v1::GetResultResponse> result = api_.GetResult(job_id);
+    if (!result.ok()) return Fail(result.status());
+    if (json_) {
+      ctx_.out << ToJsonLine(*result) << "\n";
+      return kExitOk;
+    }
+    absl::StatusOr<std::string> pretty = PrettyResultJson(*result);
+    if (!pretty.ok()) return Fail(pretty.status());
+    ctx_.out << *pretty << "\n"
+             << FormatResultLocation(result->location(), result->sha256()) << "\n";
+    return kExitOk;
+  }
+
+  int Get(const std::string& job_id) {
+    absl::StatusOr<v1::Job> job = api_.GetJob(job_id);
+    if (!job.ok()) return Fail(job.status());
+    ctx_.out << (json_ ? ToJsonLine(*job) + "\n" : FormatJobDetail(*job, ctx_.time_zone));
+    return kExitOk;
+  }
+
+  int Result(const std::string& job_id) {
+    absl::StatusOr<v1::GetResultResponse> result = api_.GetResult(job_id);
+    if (!result.ok()) return Fail(result.status());
+    if (json_) {
+      ctx_.out << ToJsonLine(*result) << "\n";
+      return kExitOk;
+    }
+    absl::StatusOr<std::string> pretty = PrettyResultJson(*result);
+    if (!pretty.ok()) return Fail(pretty.status());
+    // stdout stays pure JSON so that it can be piped; the location is a hint.
+    ctx_.out << *pretty << "\n";
+    ctx_.err << FormatResultLocation(result->location(), result->sha256()) << "\n";
+    return kExitOk;
+  }
+
+  int List(const v1::ListJobsRequest& request) {
+    absl::StatusOr<v1::ListJobsResponse> response = api_.ListJobs(request);
+    if (!response.ok()) return Fail(response.status());
+    if (json_) {
+      ctx_.out << ToJsonLine(*response) << "\n";
+      return kExitOk;
+    }
+    ctx_.out << FormatJobsTable(*response, ctx_.time_zone);
+    if (!response->next_page_token().empty()) {
+      ctx_.err << "more jobs: tessera list --page-token " << response->next_page_token()
+               << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Cancel(const std::string& job_id) {
+    absl::StatusOr<v1::Job> job = api_.CancelJob(job_id);
+    if (!job.ok()) return Fail(job.status());
+    if (json_) {
+      ctx_.out << ToJsonLine(*job) << "\n";
+    } else if (job->state() == v1::JOB_STATE_CANCELLED) {
+      ctx_.out << "job " << job->id() << " CANCELLED\n";
+    } else {
+      ctx_.out << "job " << job->id() << " " << StateName(job->state())
+               << (IsTerminal(job->state()) ? " (already finished, unchanged)" : "")
+               << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Executors() {
+    absl::StatusOr<v1::ListExecutorsResponse> response = api_.ListExecutors();
+    if (!response.ok()) return Fail(response.status());
+    ctx_.out << (json_ ? ToJsonLine(*response) + "\n"
+                       : FormatExecutorsTable(*response, ctx_.clock->Now()));
+    return kExitOk;
+  }
+
+  int Queue() {
+    absl::StatusOr<v1::GetQueueStatsResponse> response = api_.GetQueueStats();
+    if (!response.ok()) return Fail(response.status());
+    ctx_.out << (json_ ? ToJsonLine(*response) + "\n" : FormatQueueStats(*response));
+    return kExitOk;
+  }
+
+  JobApi& api_;
+  const std::string& address_;
+  const RunContext& ctx_;
+  bool json_ = false;
+};
+
+}  // namespace
+
+int RunCommand(const Command& cmd, JobApi& api, const std::string& address,
+               const RunContext& ctx) {
+  return Runner(api, address, ctx).Run(cmd);
+}
+
+int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
+           const ConnectFn& connect, const RunContext& ctx) {
+  if (args.empty()) {
+    ctx.err << UsageText();
+    return kExitUsage;
+  }
+  absl::StatusOr<Command> cmd = ParseArgs(args);
+  if (!cmd.ok()) {
+    ctx.err << "tessera: " << cmd.status().message() << "\n"
+            << "Run 'tessera --help' for usage.\n";
+    return kExitUsage;
+  }
+  if (cmd->kind == CommandKind::kHelp) {
+    ctx.out << UsageText();
+    return kExitOk;
+  }
+  std::string address = ResolveSchedulerAddress(cmd->scheduler, env_scheduler);
+  std::unique_ptr<JobApi> api = connect(address);
+  return RunCommand(*cmd, *api, address, ctx);
+}
+
+}  // namespace tessera::cli

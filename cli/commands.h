@@ -1,0 +1,51 @@
+// Runs `tessera` commands against a JobApi and maps outcomes to exit statuses.
+// Output goes to the streams in RunContext; time comes from its clock, so the
+// whole flow runs in tests against a fake JobApi.
+#ifndef TESSERA_CLI_COMMANDS_H_
+#define TESSERA_CLI_COMMANDS_H_
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "cli/args.h"
+#include "cli/job_api.h"
+#include "cli/progress.h"
+#include "shared/clock.h"
+
+namespace tessera::cli {
+
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitJobFailed = 1,  // the followed job ended FAILED or CANCELLED
+  kExitUsage = 2,
+  kExitRpc = 3,
+};
+
+struct RunContext {
+  std::ostream& out;  // data: ids, tables, JSON, results
+  std::ostream& err;  // progress, hints and errors
+  ProgressMode progress_mode = ProgressMode::kPlain;
+  size_t terminal_columns = 0;   // the progress bar is cut to this; 0: no limit
+  const Clock* clock = nullptr;  // not owned; must outlive the run
+  absl::TimeZone time_zone = absl::UTCTimeZone();
+};
+
+using ConnectFn = std::function<std::unique_ptr<JobApi>(const std::string& address)>;
+
+// The whole CLI: parses `args` (argv without the program name), prints help or
+// a usage error (without connecting), else connects to the scheduler named by
+// --scheduler / `env_scheduler` / the default and runs the command.
+int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
+           const ConnectFn& connect, const RunContext& ctx);
+
+// Runs an already parsed command; `address` only appears in error messages.
+int RunCommand(const Command& cmd, JobApi& api, const std::string& address,
+               const RunContext& ctx);
+
+}  // namespace tessera::cli
+
+#endif  // TESSERA_CLI_COMMANDS_H_

@@ -1,0 +1,197 @@
+#include "cli/format.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "cli/progress.h"
+
+namespace tessera::cli {
+namespace {
+
+bool IsSet(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() != 0 || ts.nanos() != 0;
+}
+
+absl::Time ToAbslTime(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+}  // namespace
+
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(header.size(), 0);
+  auto measure = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  };
+  measure(header);
+  for (const auto& row : rows) measure(row);
+  auto render = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      bool last = i + 1 == row.size() || i + 1 == widths.size();
+      absl::StrAppend(&line, row[i]);
+      if (!last) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    return line + "\n";
+  };
+  std::string out = render(header);
+  for (const auto& row : rows) out += render(row);
+  return out;
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& ts, absl::TimeZone tz) {
+  if (!IsSet(ts)) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", ToAbslTime(ts), tz);
+}
+
+std::string FormatAgo(const google::protobuf::Timestamp& ts, absl::Time now) {
+  if (!IsSet(ts)) return "-";
+  int64_t s = std::max<int64_t>(0, absl::ToInt64Seconds(now - ToAbslTime(ts)));
+  if (s < 60) return absl::StrCat(s, "s ago");
+  if (s < 3600) return absl::StrCat(s / 60, "m ago");
+  if (s < 86400) return absl::StrCat(s / 3600, "h ago");
+  return absl::StrCat(s / 86400, "d ago");
+}
+
+std::string FormatJobsTable(const tessera::v1::ListJobsResponse& response,
+                            absl::TimeZone tz) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& job : response.jobs()) {
+    rows.push_back({job.id(), StateName(job.state()), OrDash(job.spec().name()),
+                    job.spec().task(),
+                    absl::StrCat(job.shards().succeeded(), "/", job.shards().total()),
+                    FormatTimestamp(job.create_time(), tz)});
+  }
+  return FormatTable({"ID", "STATE", "NAME", "TASK", "SHARDS", "CREATED"}, rows);
+}
+
+std::string FormatExecutorsTable(const tessera::v1::ListExecutorsResponse& response,
+                                 absl::Time now) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : response.executors()) {
+    rows.push_back({e.id(), OrDash(e.name()), OrDash(absl::StrJoin(e.tasks(), ",")),
+                    absl::StrCat(e.slots()), absl::StrCat(e.assigned()),
+                    e.draining() ? "yes" : "no", FormatAgo(e.last_seen_time(), now)});
+  }
+  return FormatTable(
+      {"ID", "NAME", "TASKS", "SLOTS", "ASSIGNED", "DRAINING", "LAST SEEN"}, rows);
+}
+
+std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {
+  const auto& spec = job.spec();
+  const auto& shards = job.shards();
+  std::string out;
+  auto line = [&](absl::string_view key, absl::string_view value) {
+    absl::StrAppendFormat(&out, "%-9s %s\n", absl::StrCat(key, ":"), value);
+  };
+  line("id", job.id());
+  line("name", OrDash(spec.name()));
+  line("task", spec.task());
+  line("state", StateName(job.state()));
+  if (spec.has_range()) {
+    const auto& r = spec.range();
+    std::string cut = r.shard_count() > 0 ? absl::StrCat(r.shard_count(), " shards")
+                                          : absl::StrCat("shard size ", r.shard_size());
+    line("range", absl::StrCat("[", r.start(), ", ", r.end(), "), ", cut));
+  }
+  line("shards",
+       absl::StrFormat("%d total, %d pending, %d running, %d succeeded, %d failed",
+                       shards.total(), shards.pending(), shards.running(),
+                       shards.succeeded(), shards.failed()));
+  ProgressSnapshot snapshot = MakeSnapshot(job, std::nullopt);
+  line("items", absl::StrFormat("%d/%d (%d%%)", job.items_done(), job.items_total(),
+                                PercentDone(snapshot)));
+  line("created", FormatTimestamp(job.create_time(), tz));
+  line("started", FormatTimestamp(job.start_time(), tz));
+  line("ended", FormatTimestamp(job.end_time(), tz));
+  if (!job.message().empty()) line("message", job.message());
+  if (!job.result_location().empty()) {
+    line("result",
+         absl::StrCat(job.result_location(), " (sha256 ", job.result_sha256(), ")"));
+  }
+  if (job.errors_size() > 0) {
+    out += "errors:\n";
+    for (const auto& e : job.errors()) {
+      absl::StrAppendFormat(&out, "  shard %d [%d, %d) on %s: %s\n", e.shard(), e.start(),
+                            e.end(), OrDash(e.executor()), e.message());
+    }
+  }
+  return out;
+}
+
+std::string FormatJobSummary(const tessera::v1::Job& job) {
+  std::string out =
+      absl::StrFormat("job %s %s  %d/%d shards", job.id(), StateName(job.state()),
+                      job.shards().succeeded(), job.shards().total());
+  if (job.shards().failed() > 0)
+    absl::StrAppend(&out, " (", job.shards().failed(), " failed)");
+  absl::StrAppend(&out, "  ", job.items_done(), " items");
+  if (IsSet(job.start_time()) && IsSet(job.end_time())) {
+    double seconds =
+        absl::ToDoubleSeconds(ToAbslTime(job.end_time()) - ToAbslTime(job.start_time()));
+    absl::StrAppend(&out, absl::StrFormat("  in %.1fs", std::max(0.0, seconds)));
+  }
+  out += "\n";
+  if (job.state() != tessera::v1::JOB_STATE_SUCCEEDED) {
+    if (!job.message().empty()) absl::StrAppend(&out, "  ", job.message(), "\n");
+    for (const auto& e : job.errors()) {
+      absl::StrAppendFormat(&out, "  shard %d [%d, %d) on %s: %s\n", e.shard(), e.start(),
+                            e.end(), OrDash(e.executor()), e.message());
+    }
+  }
+  return out;
+}
+
+std::string FormatQueueStats(const tessera::v1::GetQueueStatsResponse& s) {
+  return absl::StrFormat(
+      "jobs:      %d queued, %d running\n"
+      "shards:    %d pending, %d running\n"
+      "executors: %d\n"
+      "slots:     %d/%d busy\n",
+      s.jobs_queued(), s.jobs_running(), s.shards_pending(), s.shards_running(),
+      s.executors(), s.slots_busy(), s.slots_total());
+}
+
+absl::StatusOr<std::string> PrettyResultJson(const tessera::v1::GetResultResponse& r) {
+  std::string text = r.result_json();
+  if (text.empty()) {
+    if (!google::protobuf::util::MessageToJsonString(r.result(), &text).ok()) {
+      return absl::InternalError("cannot render the result Struct as JSON");
+    }
+  }
+  // ordered_json keeps the persisted key order; numbers keep their precision.
+  auto parsed = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return absl::DataLossError(
+        absl::StrCat("job ", r.job_id(), ": the persisted result is not valid JSON"));
+  }
+  return parsed.dump(2);
+}
+
+std::string FormatResultLocation(absl::string_view location, absl::string_view sha256) {
+  return absl::StrCat("result: ", location.empty() ? "-" : location, " (sha256 ",
+                      sha256.empty() ? "-" : sha256, ")");
+}
+
+std::string ToJsonLine(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(message, &out, options).ok()) {
+    return "{}";
+  }
+  return out;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,45 @@
+// JobApi over a gRPC channel. Unary calls carry a deadline; WatchJob does not.
+// Thread-compatible: one call at a time is what the CLI needs.
+#ifndef TESSERA_CLI_GRPC_JOB_API_H_
+#define TESSERA_CLI_GRPC_JOB_API_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "cli/job_api.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+
+namespace tessera::cli {
+
+class GrpcJobApi : public JobApi {
+ public:
+  // An insecure channel to `address` (host:port).
+  static std::unique_ptr<GrpcJobApi> Connect(const std::string& address,
+                                             absl::Duration unary_deadline);
+
+  GrpcJobApi(std::shared_ptr<grpc::Channel> channel, absl::Duration unary_deadline);
+
+  absl::StatusOr<tessera::v1::Job> SubmitJob(const tessera::v1::JobSpec& spec) override;
+  absl::StatusOr<tessera::v1::Job> GetJob(const std::string& job_id) override;
+  absl::StatusOr<tessera::v1::ListJobsResponse> ListJobs(
+      const tessera::v1::ListJobsRequest& request) override;
+  absl::StatusOr<tessera::v1::Job> CancelJob(const std::string& job_id) override;
+  absl::StatusOr<tessera::v1::GetResultResponse> GetResult(
+      const std::string& job_id) override;
+  absl::StatusOr<tessera::v1::ListExecutorsResponse> ListExecutors() override;
+  absl::StatusOr<tessera::v1::GetQueueStatsResponse> GetQueueStats() override;
+  absl::Status WatchJob(
+      const std::string& job_id,
+      const std::function<void(const tessera::v1::JobEvent&)>& on_event) override;
+
+ private:
+  std::unique_ptr<tessera::v1::JobService::Stub> stub_;
+  absl::Duration unary_deadline_;
+};
+
+}  // namespace tessera::cli
+
+#endif  // TESSERA_CLI_GRPC_JOB_API_H_

@@ -1,0 +1,250 @@
+#include "cli/args.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace tessera::cli {
+namespace {
+
+using Args = std::vector<std::string>;
+
+// The message of a usage error, or "" when parsing succeeded.
+std::string ErrorOf(const Args& args) {
+  absl::StatusOr<Command> cmd = ParseArgs(args);
+  if (cmd.ok()) return "";
+  EXPECT_EQ(cmd.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(cmd.status().message());
+}
+
+TEST(ParseArgs, ParsesFullSubmitCommand) {
+  absl::StatusOr<Command> cmd = ParseArgs(
+      {"--scheduler", "sched:7000", "submit", "--task", "primes", "--range", "0:1000000",
+       "--shards", "64", "--name", "primes up to 1e6", "--params", R"({"ms": 5})",
+       "--default-reducer", "sum", "--max-parallel=8", "--wait", "--json"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->kind, CommandKind::kSubmit);
+  EXPECT_EQ(cmd->scheduler, "sched:7000");
+  EXPECT_TRUE(cmd->json);
+  EXPECT_TRUE(cmd->wait);
+  EXPECT_EQ(cmd->spec.task(), "primes");
+  EXPECT_EQ(cmd->spec.name(), "primes up to 1e6");
+  EXPECT_EQ(cmd->spec.range().start(), 0);
+  EXPECT_EQ(cmd->spec.range().end(), 1000000);
+  EXPECT_EQ(cmd->spec.range().shard_count(), 64);
+  EXPECT_EQ(cmd->spec.range().shard_size(), 0);
+  EXPECT_EQ(cmd->spec.params().fields().at("ms").number_value(), 5);
+  EXPECT_EQ(cmd->spec.aggregate().default_reducer(), "sum");
+  EXPECT_EQ(cmd->spec.max_parallel(), 8);
+}
+
+TEST(ParseArgs, ParsesShardSizeInsteadOfShardCount) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"submit", "--task=noop", "--range=-50:50", "--shard-size=10"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->spec.range().start(), -50);
+  EXPECT_EQ(cmd->spec.range().end(), 50);
+  EXPECT_EQ(cmd->spec.range().shard_size(), 10);
+  EXPECT_FALSE(cmd->wait);
+  EXPECT_FALSE(cmd->json);
+}
+
+TEST(ParseArgs, ParsesRepeatedAggregateFlags) {
+  absl::StatusOr<Command> cmd = ParseArgs(
+      {"submit", "--task", "primes", "--range", "0:10", "--shards", "2", "--aggregate",
+       "count=sum", "--aggregate", "stats.max=max", "--aggregate=found=concat"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  const auto& fields = cmd->spec.aggregate().fields();
+  ASSERT_EQ(fields.size(), 3u);
+  EXPECT_EQ(fields.at("count"), "sum");
+  EXPECT_EQ(fields.at("stats.max"), "max");
+  EXPECT_EQ(fields.at("found"), "concat");
+}
+
+TEST(ParseArgs, RejectsAggregateWithoutEqualsOrGivenTwiceForOneField) {
+  Args base = {"submit", "--task", "t", "--range", "0:10", "--shards", "2"};
+  Args no_eq = base;
+  no_eq.insert(no_eq.end(), {"--aggregate", "count"});
+  EXPECT_NE(ErrorOf(no_eq).find("--aggregate: expected FIELD=REDUCER"),
+            std::string::npos);
+  Args empty_reducer = base;
+  empty_reducer.insert(empty_reducer.end(), {"--aggregate", "count="});
+  EXPECT_NE(ErrorOf(empty_reducer).find("--aggregate"), std::string::npos);
+  Args twice = base;
+  twice.insert(twice.end(), {"--aggregate", "a=sum", "--aggregate", "a=max"});
+  EXPECT_NE(ErrorOf(twice).find("given twice"), std::string::npos);
+}
+
+TEST(ParseArgs, RejectsSubmitWithoutTask) {
+  EXPECT_NE(ErrorOf({"submit", "--range", "0:10", "--shards", "2"}).find("--task"),
+            std::string::npos);
+}
+
+TEST(ParseArgs, RejectsSubmitWithoutRange) {
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--shards", "2"}).find("--range"),
+            std::string::npos);
+}
+
+TEST(ParseArgs, RequiresExactlyOneOfShardsAndShardSize) {
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--range", "0:10"}).find("--shards"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--range", "0:10", "--shards", "2",
+                     "--shard-size", "5"})
+                .find("not both"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--range", "0:10", "--shards", "0"})
+                .find("--shards: must be >= 1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--range", "0:10", "--shard-size", "x"})
+                .find("--shard-size: expected an integer"),
+            std::string::npos);
+}
+
+TEST(ParseArgs, RejectsRangeWithoutColon) {
+  EXPECT_EQ(ErrorOf({"submit", "--task", "t", "--range", "100", "--shards", "2"}),
+            "--range: expected START:END (e.g. 0:1000), got \"100\"");
+}
+
+TEST(ParseRange, RejectsNonIntegerBoundsAndEmptyRanges) {
+  tessera::v1::RangeInput range;
+  EXPECT_NE(ParseRange("a:10", range).message().find("START \"a\""), std::string::npos);
+  EXPECT_NE(ParseRange("0:1e6", range).message().find("END \"1e6\""), std::string::npos);
+  EXPECT_NE(ParseRange(":", range).message().find("START"), std::string::npos);
+  EXPECT_NE(ParseRange("10:10", range).message().find("END must be greater than START"),
+            std::string::npos);
+  EXPECT_NE(ParseRange("10:5", range).message().find("got 10:5"), std::string::npos);
+  EXPECT_FALSE(ParseRange("0:10:20", range).ok());
+}
+
+TEST(ParseRange, AcceptsNegativeBounds) {
+  tessera::v1::RangeInput range;
+  ASSERT_TRUE(ParseRange("-10:-5", range).ok());
+  EXPECT_EQ(range.start(), -10);
+  EXPECT_EQ(range.end(), -5);
+}
+
+TEST(ParseArgs, RejectsParamsThatAreNotAJsonObject) {
+  Args base = {"submit", "--task", "t", "--range", "0:10", "--shards", "2", "--params"};
+  Args bad = base;
+  bad.push_back("{ms: 5}");
+  EXPECT_NE(ErrorOf(bad).find("--params: not valid JSON"), std::string::npos);
+  Args array = base;
+  array.push_back("[1, 2]");
+  EXPECT_NE(ErrorOf(array).find("--params: must be a JSON object"), std::string::npos);
+}
+
+TEST(ParseArgs, ParsesNestedParams) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2", "--params",
+                 R"({"a": {"b": [1, "x", true, null]}})"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  const auto& b = cmd->spec.params().fields().at("a").struct_value().fields().at("b");
+  ASSERT_EQ(b.list_value().values_size(), 4);
+  EXPECT_EQ(b.list_value().values(1).string_value(), "x");
+}
+
+TEST(ParseArgs, RejectsUnknownCommand) {
+  EXPECT_EQ(ErrorOf({"frobnicate"}),
+            "unknown command \"frobnicate\" (see tessera --help)");
+}
+
+TEST(ParseArgs, RejectsUnknownFlagAndFlagOfAnotherCommand) {
+  EXPECT_NE(ErrorOf({"get", "j1", "--bogus"}).find("--bogus: unknown flag"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"get", "j1", "--task", "t"}).find("--task: not a flag of \"get\""),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"-x", "get", "j1"}).find("-x: unknown flag"), std::string::npos);
+}
+
+TEST(ParseArgs, RejectsFlagWithoutValueOrGivenTwice) {
+  EXPECT_EQ(ErrorOf({"submit", "--task"}), "--task: missing value");
+  EXPECT_NE(
+      ErrorOf({"submit", "--task", "a", "--task", "b"}).find("given more than once"),
+      std::string::npos);
+  EXPECT_EQ(ErrorOf({"--json=yes", "queue"}), "--json: takes no value");
+  EXPECT_EQ(ErrorOf({"submit", "--wait=1"}), "--wait: takes no value");
+}
+
+TEST(ParseArgs, RequiresExactlyOneJobIdForJobCommands) {
+  for (const char* name : {"get", "watch", "result", "cancel"}) {
+    EXPECT_NE(ErrorOf({name}).find("JOB_ID is required"), std::string::npos) << name;
+    EXPECT_NE(ErrorOf({name, "a", "b"}).find("unexpected argument \"b\""),
+              std::string::npos)
+        << name;
+  }
+  EXPECT_NE(ErrorOf({"queue", "extra"}).find("unexpected argument"), std::string::npos);
+}
+
+TEST(ParseArgs, ParsesJobCommandsWithGlobalFlagsAfterTheCommand) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"watch", "job-7", "--json", "--scheduler=h:1"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->kind, CommandKind::kWatch);
+  EXPECT_EQ(cmd->job_id, "job-7");
+  EXPECT_TRUE(cmd->json);
+  EXPECT_EQ(cmd->scheduler, "h:1");
+}
+
+TEST(ParseArgs, ParsesListFilters) {
+  absl::StatusOr<Command> cmd = ParseArgs(
+      {"list", "--state", "Running", "--page-size", "20", "--page-token", "abc"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->list.state(), tessera::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(cmd->list.page_size(), 20);
+  EXPECT_EQ(cmd->list.page_token(), "abc");
+  EXPECT_NE(ErrorOf({"list", "--state", "done"}).find("--state: expected queued|running"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"list", "--page-size", "5000"}).find("at most 1000"),
+            std::string::npos);
+}
+
+TEST(ParseArgs, TreatsHelpAnywhereAsHelp) {
+  for (const Args& args : {Args{"--help"}, Args{"-h"}, Args{"help"},
+                           Args{"submit", "--help"}, Args{"bogus", "--help"}}) {
+    absl::StatusOr<Command> cmd = ParseArgs(args);
+    ASSERT_TRUE(cmd.ok()) << cmd.status();
+    EXPECT_EQ(cmd->kind, CommandKind::kHelp);
+  }
+}
+
+TEST(UsageText, MentionsEveryCommandAndFlag) {
+  std::string usage = UsageText();
+  for (const char* word : {"submit",
+                           "get",
+                           "watch",
+                           "result",
+                           "list",
+                           "cancel",
+                           "executors",
+                           "queue",
+                           "help",
+                           "--scheduler",
+                           "--json",
+                           "--task",
+                           "--range",
+                           "--shards",
+                           "--shard-size",
+                           "--name",
+                           "--params",
+                           "--aggregate",
+                           "--default-reducer",
+                           "--max-parallel",
+                           "--wait",
+                           "--state",
+                           "--page-size",
+                           "--page-token",
+                           "TESSERA_SCHEDULER"}) {
+    EXPECT_NE(usage.find(word), std::string::npos) << word;
+  }
+}
+
+TEST(ResolveSchedulerAddress, PrefersFlagThenEnvironmentThenDefault) {
+  EXPECT_EQ(ResolveSchedulerAddress("flag:1", "env:2"), "flag:1");
+  EXPECT_EQ(ResolveSchedulerAddress("", "env:2"), "env:2");
+  EXPECT_EQ(ResolveSchedulerAddress("", ""), "127.0.0.1:50051");
+  EXPECT_EQ(ResolveSchedulerAddress("", nullptr), "127.0.0.1:50051");
+}
+
+}  // namespace
+}  // namespace tessera::cli

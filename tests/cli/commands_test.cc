@@ -1,0 +1,287 @@
+#include "cli/commands.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/match.h"
+
+namespace tessera::cli {
+namespace {
+
+namespace v1 = tessera::v1;
+
+v1::Job MakeJob(v1::JobState state, int64_t succeeded, int64_t items_done) {
+  v1::Job job;
+  job.set_id("j1");
+  job.set_state(state);
+  job.mutable_shards()->set_total(4);
+  job.mutable_shards()->set_succeeded(succeeded);
+  job.set_items_done(items_done);
+  job.set_items_total(100);
+  return job;
+}
+
+// Answers from canned responses and records what it was asked.
+class FakeJobApi : public JobApi {
+ public:
+  absl::StatusOr<v1::Job> SubmitJob(const v1::JobSpec& spec) override {
+    submitted.push_back(spec);
+    return submit_response;
+  }
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override {
+    calls.push_back("GetJob " + job_id);
+    return get_response;
+  }
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest&) override {
+    return list_response;
+  }
+  absl::StatusOr<v1::Job> CancelJob(const std::string& job_id) override {
+    calls.push_back("CancelJob " + job_id);
+    return cancel_response;
+  }
+  absl::StatusOr<v1::GetResultResponse> GetResult(const std::string& job_id) override {
+    calls.push_back("GetResult " + job_id);
+    return result_response;
+  }
+  absl::StatusOr<v1::ListExecutorsResponse> ListExecutors() override {
+    return v1::ListExecutorsResponse();
+  }
+  absl::StatusOr<v1::GetQueueStatsResponse> GetQueueStats() override {
+    return queue_response;
+  }
+  absl::Status WatchJob(
+      const std::string& job_id,
+      const std::function<void(const v1::JobEvent&)>& on_event) override {
+    calls.push_back("WatchJob " + job_id);
+    for (const v1::Job& job : watch_events) {
+      v1::JobEvent event;
+      *event.mutable_job() = job;
+      on_event(event);
+    }
+    return watch_status;
+  }
+
+  std::vector<v1::JobSpec> submitted;
+  std::vector<std::string> calls;
+  absl::StatusOr<v1::Job> submit_response = MakeJob(v1::JOB_STATE_QUEUED, 0, 0);
+  absl::StatusOr<v1::Job> get_response = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
+  absl::StatusOr<v1::Job> cancel_response = MakeJob(v1::JOB_STATE_CANCELLED, 1, 25);
+  absl::StatusOr<v1::ListJobsResponse> list_response = v1::ListJobsResponse();
+  absl::StatusOr<v1::GetQueueStatsResponse> queue_response = v1::GetQueueStatsResponse();
+  absl::StatusOr<v1::GetResultResponse> result_response;
+  std::vector<v1::Job> watch_events;
+  absl::Status watch_status;
+};
+
+class RunCliTest : public testing::Test {
+ protected:
+  RunCliTest() {
+    v1::GetResultResponse result;
+    result.set_job_id("j1");
+    result.set_result_json(R"({"count":25})");
+    result.set_location("/results/j1.json");
+    result.set_sha256("beef");
+    api_.result_response = result;
+  }
+
+  // Runs the CLI; the fake stays owned by the test.
+  int Run(const std::vector<std::string>& args, const char* env = nullptr) {
+    RunContext ctx{out_, err_};
+    ctx.clock = &clock_;
+    return RunCli(
+        args, env,
+        [this](const std::string& address) {
+          addresses_.push_back(address);
+          return std::make_unique<Forwarder>(api_);
+        },
+        ctx);
+  }
+
+  // Lets RunCli own a JobApi while calls reach the test's fake.
+  class Forwarder : public JobApi {
+   public:
+    explicit Forwarder(JobApi& to) : to_(to) {}
+    absl::StatusOr<v1::Job> SubmitJob(const v1::JobSpec& s) override {
+      return to_.SubmitJob(s);
+    }
+    absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
+      return to_.GetJob(id);
+    }
+    absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& r) override {
+      return to_.ListJobs(r);
+    }
+    absl::StatusOr<v1::Job> CancelJob(const std::string& id) override {
+      return to_.CancelJob(id);
+    }
+    absl::StatusOr<v1::GetResultResponse> GetResult(const std::string& id) override {
+      return to_.GetResult(id);
+    }
+    absl::StatusOr<v1::ListExecutorsResponse> ListExecutors() override {
+      return to_.ListExecutors();
+    }
+    absl::StatusOr<v1::GetQueueStatsResponse> GetQueueStats() override {
+      return to_.GetQueueStats();
+    }
+    absl::Status WatchJob(const std::string& id,
+                          const std::function<void(const v1::JobEvent&)>& f) override {
+      return to_.WatchJob(id, f);
+    }
+
+   private:
+    JobApi& to_;
+  };
+
+  FakeJobApi api_;
+  FakeClock clock_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+  std::vector<std::string> addresses_;
+};
+
+TEST_F(RunCliTest, ExitsTwoOnUsageErrorWithoutConnecting) {
+  EXPECT_EQ(Run({"submit", "--task", "primes", "--range", "10", "--shards", "2"}), 2);
+  EXPECT_TRUE(addresses_.empty());
+  EXPECT_EQ(err_.str(),
+            "tessera: --range: expected START:END (e.g. 0:1000), got \"10\"\n"
+            "Run 'tessera --help' for usage.\n");
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(RunCliTest, ExitsTwoWithUsageWhenNoArgumentsAreGiven) {
+  EXPECT_EQ(Run({}), 2);
+  EXPECT_TRUE(absl::StartsWith(err_.str(), "usage: tessera"));
+}
+
+TEST_F(RunCliTest, PrintsHelpOnStdoutAndExitsZero) {
+  EXPECT_EQ(Run({"help"}), 0);
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "usage: tessera"));
+  EXPECT_TRUE(addresses_.empty());
+}
+
+TEST_F(RunCliTest, ConnectsToTheAddressFromFlagThenEnvironmentThenDefault) {
+  Run({"queue"}, "env:1");
+  Run({"--scheduler", "flag:2", "queue"}, "env:1");
+  Run({"queue"});
+  EXPECT_EQ(addresses_, (std::vector<std::string>{"env:1", "flag:2", "127.0.0.1:50051"}));
+}
+
+TEST_F(RunCliTest, SubmitSendsTheSpecAndPrintsTheJobId) {
+  EXPECT_EQ(Run({"submit", "--task", "primes", "--range", "0:100", "--shards", "4"}), 0);
+  ASSERT_EQ(api_.submitted.size(), 1u);
+  EXPECT_EQ(api_.submitted[0].task(), "primes");
+  EXPECT_EQ(api_.submitted[0].range().shard_count(), 4);
+  EXPECT_EQ(out_.str(), "j1\n");
+}
+
+TEST_F(RunCliTest, SubmitWithJsonPrintsTheJob) {
+  EXPECT_EQ(Run({"--json", "submit", "--task", "t", "--range", "0:1", "--shards", "1"}),
+            0);
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "{\"id\":\"j1\""));
+}
+
+TEST_F(RunCliTest, SubmitWithWaitFollowsTheJobAndPrintsTheResult) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_RUNNING, 1, 25),
+                       MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100)};
+  EXPECT_EQ(Run({"submit", "--task", "t", "--range", "0:100", "--shards", "4", "--wait"}),
+            0);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1", "GetResult j1"}));
+  EXPECT_EQ(out_.str(),
+            "job j1 SUCCEEDED  4/4 shards  100 items\n"
+            "{\n  \"count\": 25\n}\n"
+            "result: /results/j1.json (sha256 beef)\n");
+  EXPECT_EQ(err_.str(),
+            "submitted job j1\n"
+            "job j1 RUNNING 1/4 shards 25% -- items/s ETA --\n");
+}
+
+TEST_F(RunCliTest, WatchExitsOneWhenTheJobFails) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_FAILED, 3, 75)};
+  EXPECT_EQ(Run({"watch", "j1"}), 1);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1"}));
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "job j1 FAILED")) << out_.str();
+}
+
+TEST_F(RunCliTest, WatchWithJsonPrintsFinalJobAndResultAsJsonLines) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100)};
+  EXPECT_EQ(Run({"watch", "j1", "--json"}), 0);
+  std::string out = out_.str();
+  EXPECT_TRUE(absl::StartsWith(out, "{\"id\":\"j1\"")) << out;
+  EXPECT_NE(out.find("\n{\"jobId\":\"j1\""), std::string::npos) << out;
+}
+
+TEST_F(RunCliTest, WatchAsksForTheJobWhenTheStreamEndsEarly) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_RUNNING, 1, 25)};
+  api_.get_response = MakeJob(v1::JOB_STATE_CANCELLED, 1, 25);
+  EXPECT_EQ(Run({"watch", "j1"}), 1);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1", "GetJob j1"}));
+}
+
+TEST_F(RunCliTest, WatchExitsThreeWhenTheStreamEndsAndTheJobIsStillRunning) {
+  api_.watch_events = {};
+  EXPECT_EQ(Run({"watch", "j1"}), 3);
+  EXPECT_NE(err_.str().find("tessera: UNAVAILABLE: the watch of job j1 ended"),
+            std::string::npos)
+      << err_.str();
+}
+
+TEST_F(RunCliTest, PrintsRpcErrorWithCodeNameAndExitsThree) {
+  api_.get_response = absl::NotFoundError("job nope not found");
+  EXPECT_EQ(Run({"get", "nope"}), 3);
+  EXPECT_EQ(err_.str(), "tessera: NOT_FOUND: job nope not found\n");
+}
+
+TEST_F(RunCliTest, NamesTheSchedulerWhenItIsUnreachable) {
+  api_.watch_status = absl::UnavailableError("failed to connect to all addresses");
+  EXPECT_EQ(Run({"--scheduler", "h:1", "watch", "j1"}), 3);
+  EXPECT_EQ(
+      err_.str(),
+      "tessera: UNAVAILABLE: failed to connect to all addresses (scheduler at h:1)\n");
+}
+
+TEST_F(RunCliTest, ResultPrintsJsonOnStdoutAndLocationOnStderr) {
+  EXPECT_EQ(Run({"result", "j1"}), 0);
+  EXPECT_EQ(out_.str(), "{\n  \"count\": 25\n}\n");
+  EXPECT_EQ(err_.str(), "result: /results/j1.json (sha256 beef)\n");
+}
+
+TEST_F(RunCliTest, ResultReportsNotFinishedYetAsRpcError) {
+  api_.result_response = absl::FailedPreconditionError("job j1 is RUNNING");
+  EXPECT_EQ(Run({"result", "j1"}), 3);
+  EXPECT_EQ(err_.str(), "tessera: FAILED_PRECONDITION: job j1 is RUNNING\n");
+}
+
+TEST_F(RunCliTest, ListPrintsATableAndTheNextPageHint) {
+  v1::ListJobsResponse response;
+  *response.add_jobs() = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
+  response.set_next_page_token("p2");
+  api_.list_response = response;
+  EXPECT_EQ(Run({"list"}), 0);
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "ID  STATE    NAME  TASK  SHARDS  CREATED\n"))
+      << out_.str();
+  EXPECT_EQ(err_.str(), "more jobs: tessera list --page-token p2\n");
+}
+
+TEST_F(RunCliTest, CancelPrintsTheNewState) {
+  EXPECT_EQ(Run({"cancel", "j1"}), 0);
+  EXPECT_EQ(out_.str(), "job j1 CANCELLED\n");
+  api_.cancel_response = MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100);
+  out_.str("");
+  EXPECT_EQ(Run({"cancel", "j1"}), 0);
+  EXPECT_EQ(out_.str(), "job j1 SUCCEEDED (already finished, unchanged)\n");
+}
+
+TEST_F(RunCliTest, QueuePrintsStats) {
+  v1::GetQueueStatsResponse stats;
+  stats.set_jobs_queued(2);
+  stats.set_slots_total(8);
+  stats.set_slots_busy(3);
+  api_.queue_response = stats;
+  EXPECT_EQ(Run({"queue"}), 0);
+  EXPECT_NE(out_.str().find("jobs:      2 queued, 0 running\n"), std::string::npos);
+  EXPECT_NE(out_.str().find("slots:     3/8 busy\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tessera::cli

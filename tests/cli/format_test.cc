@@ -1,0 +1,145 @@
+#include "cli/format.h"
+
+#include <gtest/gtest.h>
+
+namespace tessera::cli {
+namespace {
+
+namespace v1 = tessera::v1;
+
+google::protobuf::Timestamp Ts(int64_t seconds) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(seconds);
+  return ts;
+}
+
+TEST(FormatTable, AlignsColumnsToTheWidestCell) {
+  EXPECT_EQ(FormatTable({"ID", "STATE"}, {{"a", "RUNNING"}, {"long-id", "QUEUED"}}),
+            "ID       STATE\n"
+            "a        RUNNING\n"
+            "long-id  QUEUED\n");
+}
+
+TEST(FormatJobsTable, ShowsIdStateNameTaskShardsAndCreated) {
+  v1::ListJobsResponse response;
+  v1::Job* job = response.add_jobs();
+  job->set_id("7f3a");
+  job->set_state(v1::JOB_STATE_RUNNING);
+  job->mutable_spec()->set_task("primes");
+  job->mutable_shards()->set_succeeded(3);
+  job->mutable_shards()->set_total(8);
+  *job->mutable_create_time() = Ts(1'700'000'000);
+  EXPECT_EQ(FormatJobsTable(response, absl::UTCTimeZone()),
+            "ID    STATE    NAME  TASK    SHARDS  CREATED\n"
+            "7f3a  RUNNING  -     primes  3/8     2023-11-14 22:13:20\n");
+}
+
+TEST(FormatExecutorsTable, ShowsTasksSlotsDrainingAndLastSeen) {
+  v1::ListExecutorsResponse response;
+  v1::Executor* e = response.add_executors();
+  e->set_id("ex1");
+  e->set_name("pod-a");
+  e->add_tasks("primes");
+  e->add_tasks("sleep");
+  e->set_slots(4);
+  e->set_assigned(5);
+  e->set_draining(true);
+  *e->mutable_last_seen_time() = Ts(1'700'000'000);
+  EXPECT_EQ(FormatExecutorsTable(response, absl::FromUnixSeconds(1'700'000'003)),
+            "ID   NAME   TASKS         SLOTS  ASSIGNED  DRAINING  LAST SEEN\n"
+            "ex1  pod-a  primes,sleep  4      5         yes       3s ago\n");
+}
+
+TEST(FormatAgo, UsesTheLargestWholeUnit) {
+  absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  EXPECT_EQ(FormatAgo(Ts(1'700'000'000 - 90), now), "1m ago");
+  EXPECT_EQ(FormatAgo(Ts(1'700'000'000 - 7200), now), "2h ago");
+  EXPECT_EQ(FormatAgo(google::protobuf::Timestamp(), now), "-");
+}
+
+TEST(FormatJobSummary, ListsShardErrorsOfAFailedJob) {
+  v1::Job job;
+  job.set_id("j1");
+  job.set_state(v1::JOB_STATE_FAILED);
+  job.mutable_shards()->set_total(4);
+  job.mutable_shards()->set_succeeded(3);
+  job.mutable_shards()->set_failed(1);
+  job.set_items_done(30);
+  *job.mutable_start_time() = Ts(100);
+  *job.mutable_end_time() = Ts(103);
+  job.set_message("shard 3 failed after 3 attempts");
+  v1::ShardError* error = job.add_errors();
+  error->set_shard(3);
+  error->set_start(30);
+  error->set_end(40);
+  error->set_executor("ex1");
+  error->set_message("boom");
+  EXPECT_EQ(FormatJobSummary(job),
+            "job j1 FAILED  3/4 shards (1 failed)  30 items  in 3.0s\n"
+            "  shard 3 failed after 3 attempts\n"
+            "  shard 3 [30, 40) on ex1: boom\n");
+}
+
+TEST(FormatJobDetail, DescribesRangeShardsItemsAndResult) {
+  v1::Job job;
+  job.set_id("j1");
+  job.set_state(v1::JOB_STATE_SUCCEEDED);
+  job.mutable_spec()->set_task("noop");
+  job.mutable_spec()->mutable_range()->set_end(100);
+  job.mutable_spec()->mutable_range()->set_shard_count(4);
+  job.mutable_shards()->set_total(4);
+  job.mutable_shards()->set_succeeded(4);
+  job.set_items_done(100);
+  job.set_items_total(100);
+  job.set_result_location("/data/j1.json");
+  job.set_result_sha256("abc");
+  std::string detail = FormatJobDetail(job, absl::UTCTimeZone());
+  EXPECT_NE(detail.find("range:    [0, 100), 4 shards\n"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("items:    100/100 (100%)\n"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("result:   /data/j1.json (sha256 abc)\n"), std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("started:  -\n"), std::string::npos) << detail;
+}
+
+TEST(PrettyResultJson, KeepsPersistedKeyOrderAndIntegerPrecision) {
+  v1::GetResultResponse response;
+  response.set_result_json(
+      R"({"z":9007199254740993,"a":[1,2],"_metadata":{"job":"j1"}})");
+  absl::StatusOr<std::string> pretty = PrettyResultJson(response);
+  ASSERT_TRUE(pretty.ok()) << pretty.status();
+  EXPECT_EQ(*pretty,
+            "{\n  \"z\": 9007199254740993,\n  \"a\": [\n    1,\n    2\n  ],\n"
+            "  \"_metadata\": {\n    \"job\": \"j1\"\n  }\n}");
+}
+
+TEST(PrettyResultJson, FallsBackToTheStructWhenBytesAreMissing) {
+  v1::GetResultResponse response;
+  (*response.mutable_result()->mutable_fields())["count"].set_number_value(3);
+  absl::StatusOr<std::string> pretty = PrettyResultJson(response);
+  ASSERT_TRUE(pretty.ok()) << pretty.status();
+  EXPECT_EQ(*pretty, "{\n  \"count\": 3\n}");
+}
+
+TEST(PrettyResultJson, ReportsCorruptResultBytes) {
+  v1::GetResultResponse response;
+  response.set_job_id("j1");
+  response.set_result_json("{not json");
+  EXPECT_EQ(PrettyResultJson(response).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(FormatResultLocation, PrintsLocationAndDigest) {
+  EXPECT_EQ(FormatResultLocation("/r/j1.json", "ab12"),
+            "result: /r/j1.json (sha256 ab12)");
+}
+
+TEST(ToJsonLine, PrintsDefaultValuedFieldsOnOneLine) {
+  v1::GetQueueStatsResponse stats;
+  stats.set_executors(2);
+  std::string json = ToJsonLine(stats);
+  EXPECT_EQ(json.find('\n'), std::string::npos);
+  EXPECT_NE(json.find("\"executors\":2"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"jobsQueued\":\"0\""), std::string::npos) << json;
+}
+
+}  // namespace
+}  // namespace tessera::cli
