@@ -11,7 +11,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
-  libsqlite3-dev libgtest-dev libgmock-dev curl procps
+  libssl-dev libgtest-dev libgmock-dev curl procps
 )
 TEST_PACKAGES=(nodejs npm)
 

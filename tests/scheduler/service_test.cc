@@ -1,10 +1,5 @@
 // JobService and ExecutorService against a real scheduler server on
 // 127.0.0.1:0, with a hand-driven executor stream playing the executor.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -18,6 +13,7 @@
 #include "shared/sha256.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/util/process.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -25,35 +21,11 @@ namespace {
 using json = nlohmann::json;
 using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>;
 
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-svc-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
-
-// GET http://127.0.0.1:port/metrics, body only.
-std::string HttpGetMetrics(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  (void)write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
-  close(fd);
-  return out;
-}
 
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data_dir_ = TempDir();
+    data_dir_ = testing::MakeTempDir("tessera-svc");
     SchedulerConfig config;
     config.listen = "127.0.0.1:0";
     // The metrics endpoint takes ~2 s to stop, so only tests that read it have one.
@@ -213,7 +185,7 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
   EXPECT_EQ(result.result_json(), bytes);
   EXPECT_EQ(json::parse(bytes)["_metadata"]["executors"], json::array({"exec-a"}));
 
-  const std::string metrics = HttpGetMetrics(server_->metrics_port());
+  const std::string metrics = testing::HttpGet(server_->metrics_port(), "/metrics");
   EXPECT_NE(metrics.find("tessera_result_writes_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tessera_stale_results_dropped_total 1"), std::string::npos);
   EXPECT_NE(metrics.find("tessera_jobs{state=\"succeeded\"} 1"), std::string::npos);
@@ -363,7 +335,7 @@ TEST_F(ServiceTest, RefusesASecondServerOnTheSamePort) {
   SchedulerConfig config;
   config.listen = absl::StrCat("127.0.0.1:", server_->port());
   config.metrics_listen = "";
-  config.data_dir = TempDir();
+  config.data_dir = testing::MakeTempDir("tessera-svc");
   auto second = SchedulerServer::Create(config, &clock_);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds with tests (debug preset) and runs every
+# test with ctest. Used by `make test` and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh --test
+export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
+cmake --preset debug
+cmake --build --preset debug -j "$(nproc)"
+ctest --preset debug -j "$(nproc)" --timeout 300
