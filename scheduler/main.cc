@@ -13,13 +13,15 @@
 #include "shared/flag_names.h"
 #include "shared/logging.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address to serve JobService, "
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "gRPC address to serve JobService, "
           "ExecutorService, health and reflection on (host:port; port 0 picks one)");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
           "Address of the Prometheus /metrics endpoint (host:port); empty disables it");
 ABSL_FLAG(std::string, data_dir, "tessera-data",
           "Directory for the scheduler's data; results go to <data-dir>/results");
-ABSL_FLAG(int64_t, max_shards_per_job, 10'000'000, "Largest number of shards a job may have");
+ABSL_FLAG(int64_t, max_shards_per_job, 10'000'000,
+          "Largest number of shards a job may have");
 ABSL_FLAG(int32_t, prefetch, 2,
           "Assignments an executor may hold beyond its slots (hides round trips)");
 ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per shard for retryable failures");
@@ -32,8 +34,9 @@ ABSL_FLAG(absl::Duration, unknown_task_grace, absl::Seconds(30),
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
 ABSL_FLAG(std::string, log_format, "text", "Log format: text or json");
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error");
-ABSL_FLAG(std::string, port_file, "",
-          "If set, the bound gRPC port is written to this file once serving (for scripts)");
+ABSL_FLAG(
+    std::string, port_file, "",
+    "If set, the bound gRPC port is written to this file once serving (for scripts)");
 
 namespace {
 
@@ -49,7 +52,8 @@ sigset_t TerminationSignals() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "tessera-scheduler: runs jobs split into shards across tessera-executor processes.\n"
+      "tessera-scheduler: runs jobs split into shards across tessera-executor "
+      "processes.\n"
       "Usage: tessera-scheduler [--listen=0.0.0.0:50051] [--data-dir=DIR] [flags]\n"
       "Flag names take dashes or underscores: --data-dir and --data_dir are the same.");
   tessera::AcceptDashedFlagNames(argc, argv);

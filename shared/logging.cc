@@ -15,10 +15,18 @@ class JsonEscapedMessage : public spdlog::custom_flag_formatter {
     static constexpr char kHex[] = "0123456789abcdef";
     for (char c : msg.payload) {
       switch (c) {
-        case '"': dest.append(std::string_view("\\\"")); break;
-        case '\\': dest.append(std::string_view("\\\\")); break;
-        case '\n': dest.append(std::string_view("\\n")); break;
-        case '\t': dest.append(std::string_view("\\t")); break;
+        case '"':
+          dest.append(std::string_view("\\\""));
+          break;
+        case '\\':
+          dest.append(std::string_view("\\\\"));
+          break;
+        case '\n':
+          dest.append(std::string_view("\\n"));
+          break;
+        case '\t':
+          dest.append(std::string_view("\\t"));
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
             const char esc[] = {'\\', 'u', '0', '0', kHex[(c >> 4) & 15], kHex[c & 15]};
@@ -42,8 +50,9 @@ absl::Status LogConfig::Validate() const {
         absl::StrCat("--log-format must be text or json (got \"", format, "\")"));
   }
   if (spdlog::level::from_str(level) == spdlog::level::off && level != "off") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--log-level must be trace, debug, info, warn, error or off (got \"", level, "\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log-level must be trace, debug, info, warn, error or off (got \"",
+                     level, "\")"));
   }
   return absl::OkStatus();
 }

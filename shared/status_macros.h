@@ -5,9 +5,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define TESSERA_RETURN_IF_ERROR(expr)            \
-  do {                                           \
-    ::absl::Status _tessera_status = (expr);     \
+#define TESSERA_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::absl::Status _tessera_status = (expr);           \
     if (!_tessera_status.ok()) return _tessera_status; \
   } while (0)
 

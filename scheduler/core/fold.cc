@@ -18,14 +18,20 @@ std::string Child(const std::string& path, const std::string& key) {
   return path.empty() ? key : absl::StrCat(path, ".", key);
 }
 
-bool IsInteger(const json& v) { return v.is_number_integer() || v.is_number_unsigned(); }
+bool FitsInt64(const json& v) {
+  return v.is_number_integer() &&
+         (!v.is_number_unsigned() ||
+          v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+}
 
+// Integers stay integers (nlohmann parses non-negative ones as unsigned);
+// on overflow, or with a fraction anywhere, the sum is a double.
 json AddNumbers(const json& a, const json& b) {
-  if (IsInteger(a) && IsInteger(b) && !a.is_number_unsigned() && !b.is_number_unsigned()) {
+  if (FitsInt64(a) && FitsInt64(b)) {
     int64_t out;
     if (!__builtin_add_overflow(a.get<int64_t>(), b.get<int64_t>(), &out)) return out;
-  } else if (IsInteger(a) && IsInteger(b) && a.is_number_unsigned() &&
-             b.is_number_unsigned()) {
+  }
+  if (a.is_number_unsigned() && b.is_number_unsigned()) {
     uint64_t out;
     if (!__builtin_add_overflow(a.get<uint64_t>(), b.get<uint64_t>(), &out)) return out;
   }
@@ -56,14 +62,17 @@ class Combiner {
       return out;
     }
     if (r == Reducer::kSum && !b.is_number()) {
-      return FieldError(path, absl::StrCat("sum needs numbers (got ", b.type_name(), ")"));
+      return FieldError(path,
+                        absl::StrCat("sum needs numbers (got ", b.type_name(), ")"));
     }
     if (r == Reducer::kMerge && !b.is_object()) {
-      return FieldError(path, absl::StrCat("merge needs objects (got ", b.type_name(), ")"));
+      return FieldError(path,
+                        absl::StrCat("merge needs objects (got ", b.type_name(), ")"));
     }
     if ((r == Reducer::kMin || r == Reducer::kMax) && !b.is_number() && !b.is_string()) {
-      return FieldError(path, absl::StrCat(ReducerName(r), " needs numbers or strings (got ",
-                                           b.type_name(), ")"));
+      return FieldError(path,
+                        absl::StrCat(ReducerName(r), " needs numbers or strings (got ",
+                                     b.type_name(), ")"));
     }
     return b;
   }
@@ -84,14 +93,14 @@ class Combiner {
       }
       case Reducer::kMerge: {
         if (!b.is_object()) {
-          return FieldError(path,
-                            absl::StrCat("merge needs objects (got ", b.type_name(), ")"));
+          return FieldError(
+              path, absl::StrCat("merge needs objects (got ", b.type_name(), ")"));
         }
         json out = a;
         for (const auto& [k, v] : b.items()) {
           if (out.contains(k)) {
-            return FieldError(path, absl::StrCat("key \"", k,
-                                                 "\" produced by two shards (merge)"));
+            return FieldError(
+                path, absl::StrCat("key \"", k, "\" produced by two shards (merge)"));
           }
           out[k] = v;
         }
@@ -116,8 +125,9 @@ class Combiner {
     if (a.is_number() && b.is_number()) return AddNumbers(a, b);
     if (a.is_object() && b.is_object()) return CombineObjects(a, b, r, path);
     if (r == Reducer::kSum) {
-      return FieldError(path, absl::StrCat("sum needs numbers or objects of numbers (got ",
-                                           a.type_name(), " and ", b.type_name(), ")"));
+      return FieldError(path,
+                        absl::StrCat("sum needs numbers or objects of numbers (got ",
+                                     a.type_name(), " and ", b.type_name(), ")"));
     }
     if (a.is_array() && b.is_array()) {
       json out = a;
@@ -131,8 +141,9 @@ class Combiner {
       return FieldError(path, absl::StrCat("conflicting values ", a.dump(), " and ",
                                            b.dump(), " (set a reducer for this field)"));
     }
-    return FieldError(path, absl::StrCat("cannot fold ", a.type_name(), " with ",
-                                         b.type_name(), " (set a reducer for this field)"));
+    return FieldError(path,
+                      absl::StrCat("cannot fold ", a.type_name(), " with ", b.type_name(),
+                                   " (set a reducer for this field)"));
   }
 
   absl::StatusOr<json> CombineObjects(const json& a, const json& b, Reducer r,
@@ -164,27 +175,36 @@ absl::StatusOr<Reducer> ParseReducer(absl::string_view name) {
   if (name == "min") return Reducer::kMin;
   if (name == "max") return Reducer::kMax;
   if (name == "first") return Reducer::kFirst;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown reducer \"", name, "\" (one of auto, sum, merge, concat, min, max, first)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown reducer \"", name,
+                   "\" (one of auto, sum, merge, concat, min, max, first)"));
 }
 
 absl::string_view ReducerName(Reducer reducer) {
   switch (reducer) {
-    case Reducer::kAuto: return "auto";
-    case Reducer::kSum: return "sum";
-    case Reducer::kMerge: return "merge";
-    case Reducer::kConcat: return "concat";
-    case Reducer::kMin: return "min";
-    case Reducer::kMax: return "max";
-    case Reducer::kFirst: return "first";
+    case Reducer::kAuto:
+      return "auto";
+    case Reducer::kSum:
+      return "sum";
+    case Reducer::kMerge:
+      return "merge";
+    case Reducer::kConcat:
+      return "concat";
+    case Reducer::kMin:
+      return "min";
+    case Reducer::kMax:
+      return "max";
+    case Reducer::kFirst:
+      return "first";
   }
   return "auto";
 }
 
 absl::Status Folder::Add(int64_t shard, const nlohmann::json& result) {
   if (!result.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shard ", shard, ": result must be a JSON object (got ", result.type_name(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("shard ", shard,
+                                                   ": result must be a JSON object (got ",
+                                                   result.type_name(), ")"));
   }
   Combiner c(spec_);
   const Reducer root = spec_.default_reducer;

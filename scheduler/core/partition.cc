@@ -24,9 +24,9 @@ int64_t Saturate(u128 v) {
 absl::StatusOr<RangePartition> RangePartition::Create(const RangeSpec& spec,
                                                       int64_t max_shards) {
   if (spec.end <= spec.start) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.range.end must be greater than spec.range.start (got start=",
-                     spec.start, ", end=", spec.end, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.range.end must be greater than spec.range.start (got start=", spec.start,
+        ", end=", spec.end, ")"));
   }
   if (spec.shard_size < 0) {
     return absl::InvalidArgumentError(
@@ -47,8 +47,9 @@ absl::StatusOr<RangePartition> RangePartition::Create(const RangeSpec& spec,
   const u128 len = Length(spec);
   u128 shards;
   if (spec.shard_count > 0) {
-    shards = static_cast<u128>(spec.shard_count) < len ? static_cast<u128>(spec.shard_count)
-                                                       : len;
+    shards = static_cast<u128>(spec.shard_count) < len
+                 ? static_cast<u128>(spec.shard_count)
+                 : len;
   } else {
     const auto size = static_cast<u128>(spec.shard_size);
     shards = (len + size - 1) / size;

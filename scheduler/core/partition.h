@@ -12,7 +12,7 @@ namespace tessera::scheduler {
 struct RangeSpec {
   int64_t start = 0;
   int64_t end = 0;
-  int64_t shard_size = 0;   // exactly one of shard_size and shard_count is > 0
+  int64_t shard_size = 0;  // exactly one of shard_size and shard_count is > 0
   int64_t shard_count = 0;
 };
 

@@ -21,9 +21,9 @@ struct SchedulerCore::Job {
   absl::Time created;
   absl::Time started = absl::InfinitePast();
   absl::Time ended = absl::InfinitePast();
-  int64_t next_shard = 0;                  // [next_shard, n) never dispatched
-  std::map<int64_t, int32_t> retry;        // shard -> assignments so far; dispatch first
-  std::map<int64_t, int32_t> failures;     // shard -> reported failures (open shards only)
+  int64_t next_shard = 0;               // [next_shard, n) never dispatched
+  std::map<int64_t, int32_t> retry;     // shard -> assignments so far; dispatch first
+  std::map<int64_t, int32_t> failures;  // shard -> reported failures (open shards only)
   std::map<int64_t, std::string> running;  // shard -> lease id
   std::map<int64_t, json> buffered;        // results waiting for the fold prefix
   int64_t folded = 0;                      // [0, folded) are folded
@@ -63,11 +63,16 @@ struct SchedulerCore::Lease {
 
 absl::string_view JobStateName(JobState state) {
   switch (state) {
-    case JobState::kQueued: return "QUEUED";
-    case JobState::kRunning: return "RUNNING";
-    case JobState::kSucceeded: return "SUCCEEDED";
-    case JobState::kFailed: return "FAILED";
-    case JobState::kCancelled: return "CANCELLED";
+    case JobState::kQueued:
+      return "QUEUED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
   }
   return "UNKNOWN";
 }
@@ -78,7 +83,8 @@ absl::Status CoreConfig::Validate() const {
   }
   if (prefetch < 0) return absl::InvalidArgumentError("prefetch must be >= 0");
   if (max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
-  if (heartbeat_interval <= absl::ZeroDuration() || heartbeat_timeout <= heartbeat_interval) {
+  if (heartbeat_interval <= absl::ZeroDuration() ||
+      heartbeat_timeout <= heartbeat_interval) {
     return absl::InvalidArgumentError(
         "heartbeat_timeout must be greater than heartbeat_interval (both > 0)");
   }
@@ -113,11 +119,13 @@ absl::Status ValidateSpec(const JobSpec& spec) {
 SchedulerCore::SchedulerCore(CoreConfig config) : config_(std::move(config)) {}
 SchedulerCore::~SchedulerCore() = default;
 
-absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec, const std::string& job_id,
-                                              absl::Time now, Actions& out) {
+absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
+                                              const std::string& job_id, absl::Time now,
+                                              Actions& out) {
   TESSERA_RETURN_IF_ERROR(ValidateSpec(spec));
-  TESSERA_ASSIGN_OR_RETURN(RangePartition partition,
-                           RangePartition::Create(spec.range, config_.max_shards_per_job));
+  TESSERA_ASSIGN_OR_RETURN(
+      RangePartition partition,
+      RangePartition::Create(spec.range, config_.max_shards_per_job));
   if (jobs_.count(job_id)) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job_id, " already exists"));
   }
@@ -142,7 +150,8 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec, const std::st
 absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::Time now,
                                               Actions& out) {
   Job* j = FindJob(job_id);
-  if (j == nullptr) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (j == nullptr)
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
   // A job whose result is being persisted is finished in all but name.
   if (!IsTerminal(j->state) && !j->persisting) {
     CancelLeases(*j, out);
@@ -162,12 +171,13 @@ absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::T
 absl::StatusOr<JobView> SchedulerCore::GetJob(const std::string& job_id,
                                               absl::Time now) const {
   const Job* j = FindJob(job_id);
-  if (j == nullptr) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (j == nullptr)
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
   return View(*j, now);
 }
 
-std::vector<JobView> SchedulerCore::ListJobs(std::optional<JobState> state, int64_t before,
-                                             int limit, absl::Time now,
+std::vector<JobView> SchedulerCore::ListJobs(std::optional<JobState> state,
+                                             int64_t before, int limit, absl::Time now,
                                              int64_t* next) const {
   std::vector<JobView> out;
   int64_t i = before < 0 ? static_cast<int64_t>(job_order_.size()) - 1
@@ -242,8 +252,8 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
   json parsed = json::parse(result_json, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
     if (j->errors.size() < static_cast<size_t>(config_.max_errors_kept)) {
-      j->errors.push_back(
-          {shard, j->partition.Bounds(shard), e->hello.name, "result is not a JSON object"});
+      j->errors.push_back({shard, j->partition.Bounds(shard), e->hello.name,
+                           "result is not a JSON object"});
     }
     ++j->failed;
     FailJob(*j, absl::StrCat("shard ", shard, ": result is not a JSON object"), now, out);
@@ -339,8 +349,9 @@ void SchedulerCore::Tick(absl::Time now, Actions& out) {
     if (now - e->last_seen > config_.heartbeat_timeout) expired.push_back(e.get());
   }
   for (Executor* e : expired) {
-    out.closes.push_back({e->conn, absl::StrCat("no heartbeat for ",
-                                                 absl::FormatDuration(now - e->last_seen))});
+    out.closes.push_back(
+        {e->conn,
+         absl::StrCat("no heartbeat for ", absl::FormatDuration(now - e->last_seen))});
     ++counters_.executors_expired;
     DropExecutor(*e);
   }
@@ -353,8 +364,9 @@ std::vector<ExecutorView> SchedulerCore::ListExecutors() const {
   for (const auto& [id, e] : executors_) {
     out.push_back({e->conn.executor_id, e->hello.name,
                    std::vector<std::string>(e->tasks.begin(), e->tasks.end()),
-                   e->hello.slots, static_cast<int32_t>(e->leases.size()), e->hello.version,
-                   e->draining, e->connected, e->last_seen, e->completed});
+                   e->hello.slots, static_cast<int32_t>(e->leases.size()),
+                   e->hello.version, e->draining, e->connected, e->last_seen,
+                   e->completed});
   }
   return out;
 }
@@ -364,13 +376,14 @@ QueueStats SchedulerCore::Stats() const {
   for (const Job* j : active_) {
     (j->state == JobState::kQueued ? s.jobs_queued : s.jobs_running)++;
     s.shards_running += static_cast<int64_t>(j->running.size());
-    s.shards_pending += j->partition.num_shards() - j->next_shard +
-                        static_cast<int64_t>(j->retry.size());
+    s.shards_pending +=
+        j->partition.num_shards() - j->next_shard + static_cast<int64_t>(j->retry.size());
   }
   for (const auto& [id, e] : executors_) {
     ++s.executors;
     s.slots_total += e->hello.slots;
-    s.slots_busy += std::min<int32_t>(e->hello.slots, static_cast<int32_t>(e->leases.size()));
+    s.slots_busy +=
+        std::min<int32_t>(e->hello.slots, static_cast<int32_t>(e->leases.size()));
   }
   return s;
 }
@@ -519,7 +532,9 @@ void SchedulerCore::Accept(Job& j, int64_t shard, json result, absl::Time now,
 
 void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
   json result = j.folder.value();
-  auto time = [](absl::Time t) { return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone()); };
+  auto time = [](absl::Time t) {
+    return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
+  };
   json range = {{"start", j.spec.range.start}, {"end", j.spec.range.end}};
   if (j.spec.range.shard_size > 0) range["shard_size"] = j.spec.range.shard_size;
   if (j.spec.range.shard_count > 0) range["shard_count"] = j.spec.range.shard_count;
@@ -528,11 +543,13 @@ void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
       {"name", j.spec.name},
       {"task", j.spec.task},
       {"range", range},
-      {"shards", {{"total", j.partition.num_shards()}, {"succeeded", j.succeeded},
-                  {"failed", j.failed}}},
+      {"shards",
+       {{"total", j.partition.num_shards()},
+        {"succeeded", j.succeeded},
+        {"failed", j.failed}}},
       {"attempts", j.assignments},
-      {"executors", std::vector<std::string>(j.executors_used.begin(),
-                                             j.executors_used.end())},
+      {"executors",
+       std::vector<std::string>(j.executors_used.begin(), j.executors_used.end())},
       {"created_at", time(j.created)},
       {"started_at", time(j.started)},
       {"finished_at", time(now)},
@@ -565,9 +582,7 @@ void SchedulerCore::CancelLeases(Job& j, Actions& out) {
   }
 }
 
-void SchedulerCore::Touch(Job& j) {
-  j.version = ++version_;
-}
+void SchedulerCore::Touch(Job& j) { j.version = ++version_; }
 
 void SchedulerCore::DropExecutor(Executor& e) {
   std::vector<std::string> ids(e.leases.begin(), e.leases.end());
@@ -582,12 +597,14 @@ void SchedulerCore::DropExecutor(Executor& e) {
 std::string SchedulerCore::WaitReason(const Job& j, absl::Time now) const {
   if (j.state != JobState::kQueued) return j.message;
   for (const auto& [id, e] : executors_) {
-    if (e->tasks.count(j.spec.task) && !e->draining) return "waiting for a free executor slot";
+    if (e->tasks.count(j.spec.task) && !e->draining)
+      return "waiting for a free executor slot";
   }
   if (!known_tasks_.count(j.spec.task) && now - j.created >= config_.unknown_task_grace) {
-    return absl::StrCat("no executor has advertised task \"", j.spec.task, "\" in ",
-                        absl::FormatDuration(now - j.created), "; tasks advertised: ",
-                        known_tasks_.empty() ? "none" : absl::StrJoin(known_tasks_, ", "));
+    return absl::StrCat(
+        "no executor has advertised task \"", j.spec.task, "\" in ",
+        absl::FormatDuration(now - j.created), "; tasks advertised: ",
+        known_tasks_.empty() ? "none" : absl::StrJoin(known_tasks_, ", "));
   }
   return absl::StrCat("waiting for an executor that runs task \"", j.spec.task, "\"");
 }
@@ -601,10 +618,9 @@ JobView SchedulerCore::View(const Job& j, absl::Time now) const {
   v.shards.running = static_cast<int64_t>(j.running.size());
   v.shards.succeeded = j.succeeded;
   v.shards.failed = j.failed;
-  v.shards.pending = IsTerminal(j.state)
-                         ? 0
-                         : v.shards.total - v.shards.succeeded - v.shards.failed -
-                               v.shards.running;
+  v.shards.pending = IsTerminal(j.state) ? 0
+                                         : v.shards.total - v.shards.succeeded -
+                                               v.shards.failed - v.shards.running;
   v.items_total = j.partition.TotalItems();
   v.items_done = j.items_completed;
   for (const auto& [shard, id] : j.running) v.items_done += leases_.at(id)->progress;

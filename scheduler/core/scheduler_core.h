@@ -115,12 +115,12 @@ class SchedulerCore {
 
   CoreConfig config_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
-  std::vector<std::string> job_order_;   // submission order
-  std::vector<Job*> active_;             // queued or running, submission order
-  size_t rr_cursor_ = 0;                 // round-robin position in active_
+  std::vector<std::string> job_order_;  // submission order
+  std::vector<Job*> active_;            // queued or running, submission order
+  size_t rr_cursor_ = 0;                // round-robin position in active_
   std::map<std::string, std::unique_ptr<Executor>> executors_;
   absl::flat_hash_map<std::string, std::unique_ptr<Lease>> leases_;
-  std::set<std::string> known_tasks_;    // every task ever advertised
+  std::set<std::string> known_tasks_;  // every task ever advertised
   uint64_t next_generation_ = 1;
   uint64_t version_ = 0;
   CoreCounters counters_;

@@ -96,11 +96,11 @@ struct CoreCounters {
   int64_t jobs_submitted = 0;
   int64_t shards_dispatched = 0;
   int64_t shards_succeeded = 0;
-  int64_t shards_failed = 0;       // shard attempts that reported failure
-  int64_t shards_requeued = 0;     // leases lost (stream closed, released)
-  int64_t results_dropped = 0;     // duplicate or late results
+  int64_t shards_failed = 0;    // shard attempts that reported failure
+  int64_t shards_requeued = 0;  // leases lost (stream closed, released)
+  int64_t results_dropped = 0;  // duplicate or late results
   int64_t results_persisted = 0;
-  int64_t executors_expired = 0;   // closed for missed heartbeats
+  int64_t executors_expired = 0;  // closed for missed heartbeats
 };
 
 // Identifies one connection of an executor: reconnects get a new generation,

@@ -78,30 +78,42 @@ void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
         std::string(ReducerName(spec.aggregate.default_reducer)));
   }
   for (const auto& [path, reducer] : spec.aggregate.fields) {
-    (*proto->mutable_aggregate()->mutable_fields())[path] = std::string(ReducerName(reducer));
+    (*proto->mutable_aggregate()->mutable_fields())[path] =
+        std::string(ReducerName(reducer));
   }
   proto->set_max_parallel(spec.max_parallel);
 }
 
 v1::JobState StateToProto(JobState state) {
   switch (state) {
-    case JobState::kQueued: return v1::JOB_STATE_QUEUED;
-    case JobState::kRunning: return v1::JOB_STATE_RUNNING;
-    case JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
-    case JobState::kFailed: return v1::JOB_STATE_FAILED;
-    case JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+    case JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
 
 absl::StatusOr<std::optional<JobState>> StateFromProto(v1::JobState state) {
   switch (state) {
-    case v1::JOB_STATE_UNSPECIFIED: return std::optional<JobState>();
-    case v1::JOB_STATE_QUEUED: return JobState::kQueued;
-    case v1::JOB_STATE_RUNNING: return JobState::kRunning;
-    case v1::JOB_STATE_SUCCEEDED: return JobState::kSucceeded;
-    case v1::JOB_STATE_FAILED: return JobState::kFailed;
-    case v1::JOB_STATE_CANCELLED: return JobState::kCancelled;
+    case v1::JOB_STATE_UNSPECIFIED:
+      return std::optional<JobState>();
+    case v1::JOB_STATE_QUEUED:
+      return JobState::kQueued;
+    case v1::JOB_STATE_RUNNING:
+      return JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED:
+      return JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED:
+      return JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED:
+      return JobState::kCancelled;
     default:
       return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", state));
   }
@@ -123,7 +135,8 @@ void JobToProto(const JobView& v, v1::Job* proto) {
   if (v.start_time != absl::InfinitePast()) {
     TimeToProto(v.start_time, proto->mutable_start_time());
   }
-  if (v.end_time != absl::InfinitePast()) TimeToProto(v.end_time, proto->mutable_end_time());
+  if (v.end_time != absl::InfinitePast())
+    TimeToProto(v.end_time, proto->mutable_end_time());
   proto->set_message(v.message);
   for (const ShardError& e : v.errors) {
     auto* pe = proto->add_errors();

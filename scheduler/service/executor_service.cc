@@ -11,8 +11,9 @@ namespace {
 
 // One executor stream. Reads drive the runtime; writes go through a queue so
 // that at most one write is in flight. Deletes itself in OnDone.
-class ConnectReactor : public grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>,
-                       public ExecutorStream {
+class ConnectReactor
+    : public grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>,
+      public ExecutorStream {
  public:
   explicit ConnectReactor(Runtime* runtime) : runtime_(runtime) { StartRead(&in_); }
 
@@ -62,8 +63,8 @@ class ConnectReactor : public grpc::ServerBidiReactor<v1::ExecutorMessage, v1::S
       }
       v1::SchedulerMessage welcome;
       welcome.mutable_welcome()->set_executor_id(h.executor_id());
-      welcome.mutable_welcome()->set_heartbeat_interval_ms(
-          static_cast<int32_t>(absl::ToInt64Milliseconds(runtime_->heartbeat_interval())));
+      welcome.mutable_welcome()->set_heartbeat_interval_ms(static_cast<int32_t>(
+          absl::ToInt64Milliseconds(runtime_->heartbeat_interval())));
       // Welcome goes first: Connect may already produce assignments.
       Send(std::move(welcome));
       conn = runtime_->Connect(HelloFromProto(h), this);

@@ -130,9 +130,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
                                                    const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
   if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
-    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
-                         "page_size must be between 0 and ", kMaxPageSize, " (got ",
-                         req->page_size(), ")")));
+    return Done(ctx, absl::InvalidArgumentError(
+                         absl::StrCat("page_size must be between 0 and ", kMaxPageSize,
+                                      " (got ", req->page_size(), ")")));
   }
   int64_t before = -1;
   if (!req->page_token().empty() &&
@@ -178,11 +178,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext*
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
   absl::StatusOr<ResultBytes> result = runtime_->GetResult(req->job_id());
   if (!result.ok()) return Done(ctx, result.status());
-  auto st = google::protobuf::util::JsonStringToMessage(result->bytes, resp->mutable_result());
+  auto st =
+      google::protobuf::util::JsonStringToMessage(result->bytes, resp->mutable_result());
   if (!st.ok()) {
-    return Done(ctx, absl::DataLossError(absl::StrCat("result of job ", req->job_id(),
-                                                      " is not a JSON object: ",
-                                                      st.ToString())));
+    return Done(
+        ctx, absl::DataLossError(absl::StrCat("result of job ", req->job_id(),
+                                              " is not a JSON object: ", st.ToString())));
   }
   resp->set_job_id(req->job_id());
   resp->set_result_json(std::move(result->bytes));

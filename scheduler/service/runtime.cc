@@ -52,7 +52,8 @@ absl::StatusOr<JobView> Runtime::Cancel(const std::string& job_id) {
     job = core_.Cancel(job_id, clock_->Now(), actions);
   }
   if (job.ok()) {
-    spdlog::info("job={} cancel requested; state={}", job_id, std::string(JobStateName(job->state)));
+    spdlog::info("job={} cancel requested; state={}", job_id,
+                 std::string(JobStateName(job->state)));
   }
   Execute(std::move(actions));
   return job;
@@ -150,8 +151,8 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
         break;
       case v1::ExecutorMessage::kRelease:
         core_.Release(conn,
-                      {m.release().lease_ids().begin(), m.release().lease_ids().end()}, now,
-                      actions);
+                      {m.release().lease_ids().begin(), m.release().lease_ids().end()},
+                      now, actions);
         break;
       case v1::ExecutorMessage::kDraining:
         core_.Draining(conn, now, actions);
@@ -196,7 +197,8 @@ void Runtime::Execute(Actions actions) {
     };
     for (auto& [key, msg] : assigns) {
       // A missing stream has closed; its Disconnect requeues these shards.
-      if (ExecutorStream* s = stream_for({key.first, key.second})) s->Send(std::move(msg));
+      if (ExecutorStream* s = stream_for({key.first, key.second}))
+        s->Send(std::move(msg));
     }
     for (const CancelAction& c : actions.cancels) {
       if (ExecutorStream* s = stream_for(c.conn)) {
@@ -225,7 +227,8 @@ void Runtime::TickLoop() {
   while (true) {
     {
       absl::MutexLock lock(&persist_mu_);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(persist_mu_) { return stopping_; };
+      auto stop = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(persist_mu_) { return stopping_; };
       if (persist_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100))) {
         return;
       }

@@ -32,7 +32,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   server->sink_ = *std::move(sink);
   server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->sink_.get());
   server->job_service_ = std::make_unique<JobServiceImpl>(server->runtime_.get());
-  server->executor_service_ = std::make_unique<ExecutorServiceImpl>(server->runtime_.get());
+  server->executor_service_ =
+      std::make_unique<ExecutorServiceImpl>(server->runtime_.get());
 
   if (!config.metrics_listen.empty()) {
     auto metrics = MetricsServer::Create(config.metrics_listen);
@@ -50,7 +51,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   ApplyServerDefaults(builder);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
+                           &server->port_);
   builder.RegisterService(server->job_service_.get());
   builder.RegisterService(server->executor_service_.get());
   server->server_ = builder.BuildAndStart();

@@ -3,10 +3,10 @@
 #ifndef TESSERA_SCHEDULER_SERVICE_SCHEDULER_SERVER_H_
 #define TESSERA_SCHEDULER_SERVICE_SCHEDULER_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "scheduler/core/scheduler_core.h"

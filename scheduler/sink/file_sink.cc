@@ -24,7 +24,8 @@ absl::Status Errno(const std::string& what) {
 bool ValidJobId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'))
+      return false;
   }
   return true;
 }
@@ -91,7 +92,8 @@ absl::StatusOr<std::string> FileSink::Read(const std::string& location) {
         absl::StrCat("result location ", location, " is outside ", dir_));
   }
   std::ifstream in(location, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("result file ", location, " not found"));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("result file ", location, " not found"));
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

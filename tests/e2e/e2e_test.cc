@@ -1,15 +1,14 @@
 // End-to-end: the real tessera-scheduler and tessera-executor binaries as
 // processes on loopback, killed at chosen moments; answers checked against a
 // single-process reference.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
-
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -59,17 +58,19 @@ class Cluster : public ::testing::Test {
     const std::string port_file = dir_ + "/port";
     std::filesystem::remove(port_file);
     scheduler_ = std::make_unique<Process>(
-        std::vector<std::string>{TESSERA_SCHEDULER_BIN, "--listen=127.0.0.1:0",
-                                 "--port-file=" + port_file,
-                                 absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port_),
-                                 "--data-dir=" + dir_ + "/data",
-                                 "--heartbeat-interval=500ms", "--heartbeat-timeout=5s"},
+        std::vector<std::string>{
+            TESSERA_SCHEDULER_BIN, "--listen=127.0.0.1:0", "--port-file=" + port_file,
+            absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port_),
+            "--data-dir=" + dir_ + "/data", "--heartbeat-interval=500ms",
+            "--heartbeat-timeout=5s"},
         dir_ + "/scheduler.log");
     for (int i = 0; i < 500 && port_ == 0; ++i) {
       std::ifstream in(port_file);
       std::string line;
-      if (std::getline(in, line) && !line.empty()) port_ = std::stoi(line);
-      else absl::SleepFor(absl::Milliseconds(20));
+      if (std::getline(in, line) && !line.empty())
+        port_ = std::stoi(line);
+      else
+        absl::SleepFor(absl::Milliseconds(20));
     }
     ASSERT_GT(port_, 0) << scheduler_->Log();
     address_ = absl::StrCat("127.0.0.1:", port_);
@@ -123,7 +124,8 @@ class Cluster : public ::testing::Test {
 
   v1::Job WaitForEnd(const std::string& id, absl::Duration timeout = absl::Seconds(120)) {
     return WaitFor(
-        id, [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; }, timeout);
+        id, [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; },
+        timeout);
   }
 
   v1::GetResultResponse Result(const std::string& id) {
@@ -169,7 +171,8 @@ TEST_F(Cluster, PrimesJobCountsEveryPrimeBelowTenMillionAndWritesTheResultOnce) 
   EXPECT_EQ(result["_metadata"]["shards"]["total"], 64);
   // The file holds exactly the bytes the API reports, written once.
   std::ifstream in(r.location());
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes((std::istreambuf_iterator<char>(in)),
+                    std::istreambuf_iterator<char>());
   EXPECT_EQ(bytes, r.result_json());
   EXPECT_EQ(r.location(), dir_ + "/data/results/" + job.id() + ".json");
   int files = 0;
@@ -230,7 +233,8 @@ TEST_F(Cluster, ExecutorStartedBeforeTheSchedulerConnectsOnceItIsUp) {
     google::protobuf::util::JsonStringToMessage(
         R"({"spec":{"task":"noop","range":{"start":"0","end":"1000","shardSize":"10"}}})",
         &req);
-    if (!jobs_->SubmitJob(Ctx().get(), req, &job).ok()) absl::SleepFor(absl::Milliseconds(50));
+    if (!jobs_->SubmitJob(Ctx().get(), req, &job).ok())
+      absl::SleepFor(absl::Milliseconds(50));
   }
   ASSERT_FALSE(job.id().empty()) << Logs();
   v1::Job done = WaitForEnd(job.id(), absl::Seconds(60));
@@ -245,13 +249,15 @@ TEST_F(Cluster, SigtermDrainsAnExecutorWhichFinishesItsShardAndExitsZero) {
   v1::Job job = Submit(
       R"({"spec":{"task":"sleep","params":{"ms":50},"range":{"start":"0","end":"40","shardSize":"20"}}})");
   v1::Job running = WaitFor(
-      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; }, absl::Seconds(30));
+      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
+      absl::Seconds(30));
   ASSERT_GT(running.shards().running(), 0) << Logs();
   absl::SleepFor(absl::Milliseconds(200));
   e->Signal(SIGTERM);
   EXPECT_EQ(e->Wait(absl::Seconds(30)), 0) << e->Log();
   v1::Job after = Get(job.id());
-  EXPECT_EQ(after.shards().succeeded(), 1) << after.DebugString() << Logs();  // finished, not lost
+  EXPECT_EQ(after.shards().succeeded(), 1)
+      << after.DebugString() << Logs();  // finished, not lost
   EXPECT_EQ(after.shards().running(), 0);
   StartExecutor("finisher", 1);
   EXPECT_EQ(WaitForEnd(job.id()).state(), v1::JOB_STATE_SUCCEEDED) << Logs();
@@ -274,11 +280,12 @@ TEST_F(Cluster, BufCurlDrivesTheApiThroughReflectionOnly) {
   StartScheduler();
   StartExecutor("exec-1", 2);
   const std::string buf = BUF_BIN;
-  ASSERT_TRUE(std::filesystem::exists(buf)) << buf << " missing: run scripts/install-deps.sh --test";
+  ASSERT_TRUE(std::filesystem::exists(buf))
+      << buf << " missing: run scripts/install-deps.sh --test";
   const std::string base = "http://" + address_;
   auto curl = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {buf, "curl", "--protocol", "grpc",
-                                      "--http2-prior-knowledge"};
+                                     "--http2-prior-knowledge"};
     argv.insert(argv.end(), args.begin(), args.end());
     return testing::RunCommand(argv, {"HOME=" + dir_}, absl::Seconds(60));
   };

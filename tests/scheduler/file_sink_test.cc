@@ -26,7 +26,8 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   EXPECT_EQ(r->location, std::filesystem::absolute(dir).string() + "/abc123.json");
   EXPECT_EQ(r->sha256, Sha256Hex("{\"primes\": 25}\n"));
   std::ifstream in(r->location);
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string content((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "{\"primes\": 25}\n");
   EXPECT_EQ((*sink)->writes(), 1);
   auto read = (*sink)->Read(r->location);
@@ -49,7 +50,8 @@ TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
 TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
   auto sink = FileSink::Create(TempDir());
   ASSERT_TRUE(sink.ok());
-  EXPECT_EQ((*sink)->Write("../x", "{}").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*sink)->Write("../x", "{}").status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*sink)->Read("/etc/passwd").status().code(),
             absl::StatusCode::kInvalidArgument);
 }

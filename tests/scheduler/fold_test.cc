@@ -30,7 +30,9 @@ AggregateSpec Fields(std::map<std::string, Reducer> fields,
 TEST(FoldTest, AutoAddsNumbersMergesObjectsAndConcatenatesArrays) {
   auto out = FoldAll({
       json{{"primes", 4}, {"stats", {{"created", 1}}}, {"codes", {"a"}}, {"kind", "x"}},
-      json{{"primes", 3}, {"stats", {{"created", 2}, {"deleted", 1}}}, {"codes", {"b", "c"}},
+      json{{"primes", 3},
+           {"stats", {{"created", 2}, {"deleted", 1}}},
+           {"codes", {"b", "c"}},
            {"kind", "x"}},
   });
   ASSERT_TRUE(out.ok()) << out.status();
@@ -59,6 +61,13 @@ TEST(FoldTest, SumAddsRecursivelyAndRefusesStrings) {
   EXPECT_FALSE(FoldAll({json{{"c", "a"}}}, Fields({{"c", Reducer::kSum}})).ok());
 }
 
+TEST(FoldTest, IntegersOfMixedSignsStayIntegers) {
+  auto out = FoldAll({json::parse(R"({"n": 5})"), json::parse(R"({"n": -3})")});
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE((*out)["n"].is_number_integer());
+  EXPECT_EQ(out->dump(), R"({"n":2})");
+}
+
 TEST(FoldTest, SumFallsBackToDoubleOnIntegerOverflow) {
   auto out = FoldAll({json{{"n", INT64_MAX}}, json{{"n", 1}}});
   ASSERT_TRUE(out.ok());
@@ -67,12 +76,14 @@ TEST(FoldTest, SumFallsBackToDoubleOnIntegerOverflow) {
 
 TEST(FoldTest, MergeUnitesObjectsAndRefusesAKeyFromTwoShards) {
   auto spec = Fields({{"codes", Reducer::kMerge}});
-  auto ok = FoldAll({json{{"codes", {{"1", {"a"}}}}}, json{{"codes", {{"2", {"b"}}}}}}, spec);
+  auto ok =
+      FoldAll({json{{"codes", {{"1", {"a"}}}}}, json{{"codes", {{"2", {"b"}}}}}}, spec);
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ((*ok)["codes"], (json{{"1", {"a"}}, {"2", {"b"}}}));
   auto dup = FoldAll({json{{"codes", {{"1", 1}}}}, json{{"codes", {{"1", 2}}}}}, spec);
   ASSERT_FALSE(dup.ok());
-  EXPECT_NE(dup.status().message().find("\"1\" produced by two shards"), std::string::npos);
+  EXPECT_NE(dup.status().message().find("\"1\" produced by two shards"),
+            std::string::npos);
 }
 
 TEST(FoldTest, ConcatKeepsShardOrderAndWrapsSingleValues) {
@@ -83,11 +94,12 @@ TEST(FoldTest, ConcatKeepsShardOrderAndWrapsSingleValues) {
 }
 
 TEST(FoldTest, MinAndMaxCompareNumbersAndStrings) {
-  auto spec = Fields({{"lo", Reducer::kMin}, {"hi", Reducer::kMax}, {"s", Reducer::kMin}});
-  auto out = FoldAll({json{{"lo", 5}, {"hi", 5}, {"s", "b"}},
-                      json{{"lo", 2}, {"hi", 9}, {"s", "a"}},
-                      json{{"lo", 7}, {"hi", 1}, {"s", "c"}}},
-                     spec);
+  auto spec =
+      Fields({{"lo", Reducer::kMin}, {"hi", Reducer::kMax}, {"s", Reducer::kMin}});
+  auto out = FoldAll(
+      {json{{"lo", 5}, {"hi", 5}, {"s", "b"}}, json{{"lo", 2}, {"hi", 9}, {"s", "a"}},
+       json{{"lo", 7}, {"hi", 1}, {"s", "c"}}},
+      spec);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)["lo"], 2);
   EXPECT_EQ((*out)["hi"], 9);
@@ -96,7 +108,8 @@ TEST(FoldTest, MinAndMaxCompareNumbersAndStrings) {
 }
 
 TEST(FoldTest, FirstKeepsTheLowestShardsValue) {
-  auto out = FoldAll({json{{"v", "a"}}, json{{"v", "b"}}}, Fields({{"v", Reducer::kFirst}}));
+  auto out =
+      FoldAll({json{{"v", "a"}}, json{{"v", "b"}}}, Fields({{"v", Reducer::kFirst}}));
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)["v"], "a");
 }

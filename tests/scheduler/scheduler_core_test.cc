@@ -259,8 +259,11 @@ TEST_F(SchedulerCoreTest, FoldGivesTheSameBytesWhateverOrderShardsFinishIn) {
     Actions out;
     for (const AssignAction& x : order) {
       const int64_t s = x.assignment.shard;
-      json r = {{"n", s}, {"f", 0.5}, {"codes", {absl::StrCat("c", s)}},
-                {"by_shard", {{absl::StrCat(s), s * s}}}, {"stats", {{"created", 1}}}};
+      json r = {{"n", s},
+                {"f", 0.5},
+                {"codes", {absl::StrCat("c", s)}},
+                {"by_shard", {{absl::StrCat(s), s * s}}},
+                {"stats", {{"created", 1}}}};
       core.Result(e, x.assignment.lease_id, r.dump(), kT0 + absl::Seconds(1), out);
     }
     ASSERT_EQ(out.persists.size(), 1u);
@@ -293,7 +296,8 @@ TEST_F(SchedulerCoreTest, SucceedsOnlyAfterTheResultIsPersisted) {
   EXPECT_EQ(v.state, JobState::kSucceeded);
   EXPECT_EQ(v.result_location, "/r/job1.json");
   EXPECT_EQ(v.end_time, now_ + absl::Seconds(1));
-  core_.Persisted("job1", "/elsewhere", "def", now_, out);  // a second report changes nothing
+  core_.Persisted("job1", "/elsewhere", "def", now_,
+                  out);  // a second report changes nothing
   EXPECT_EQ(Get("job1").result_location, "/r/job1.json");
   EXPECT_EQ(core_.counters().results_persisted, 1);
 }
@@ -326,7 +330,8 @@ TEST_F(SchedulerCoreTest, RetriesARetryableFailureThenFailsTheJobAndCancelsTheRe
   JobView v = Get("job1");
   EXPECT_EQ(v.state, JobState::kFailed);
   EXPECT_EQ(v.shards.failed, 1);
-  EXPECT_NE(v.message.find("shard 0 failed after 3 attempts"), std::string::npos) << v.message;
+  EXPECT_NE(v.message.find("shard 0 failed after 3 attempts"), std::string::npos)
+      << v.message;
   ASSERT_EQ(cancels_.size(), 1u);  // shard 1 was still running
   EXPECT_FALSE(v.errors.empty());
   EXPECT_TRUE(persists_.empty());
@@ -390,7 +395,8 @@ TEST_F(SchedulerCoreTest, QueuedJobSaysWhatItWaitsFor) {
   now_ += absl::Seconds(31);
   JobView v = Get("job1");
   EXPECT_EQ(v.state, JobState::kQueued);
-  EXPECT_NE(v.message.find("no executor has advertised task \"promo\""), std::string::npos)
+  EXPECT_NE(v.message.find("no executor has advertised task \"promo\""),
+            std::string::npos)
       << v.message;
   EXPECT_NE(v.message.find("noop"), std::string::npos);
 }

@@ -1,9 +1,9 @@
 // JobService and ExecutorService against a real scheduler server on
 // 127.0.0.1:0, with a hand-driven executor stream playing the executor.
+#include <grpcpp/grpcpp.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -20,7 +20,6 @@ namespace {
 
 using json = nlohmann::json;
 using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>;
-
 
 class ServiceTest : public ::testing::Test {
  protected:
@@ -137,7 +136,8 @@ TEST_F(ServiceTest, RefusesAnInvalidSpecWithInvalidArgumentNamingTheField) {
        "spec.range.shard_size"},
       {R"({"spec":{"task":"noop"}})", "spec.range"},
       {R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":2},
-           "aggregate":{"fields":{"x":"avg"}}}})", "spec.aggregate.fields[\"x\"]"},
+           "aggregate":{"fields":{"x":"avg"}}}})",
+       "spec.aggregate.fields[\"x\"]"},
       {R"({"spec":{"task":"noop","range":{"start":"0","end":"100000000000","shardSize":1}}})",
        "limit"},
       {R"({})", "spec"},
@@ -161,10 +161,13 @@ class ServiceWithMetricsTest : public ServiceTest {
 TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultOnce) {
   v1::Job job;
   ASSERT_TRUE(Submit(R"({"spec":{"name":"t","task":"noop",
-      "range":{"start":"0","end":"100","shardCount":4}}})", &job).ok());
+      "range":{"start":"0","end":"100","shardCount":4}}})",
+                     &job)
+                  .ok());
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
   FakeExecutor e = Connect("exec-a", 2);
-  std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 4);  // 2 slots + prefetch 2
+  std::vector<v1::Assignment> got =
+      ReadAssignments(e.stream.get(), 4);  // 2 slots + prefetch 2
   ASSERT_EQ(got.size(), 4u);
   for (const auto& a : got) SendResult(e.stream.get(), a);
   SendResult(e.stream.get(), got[0]);  // a duplicate: dropped, counted
@@ -177,10 +180,12 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
   v1::GetResultResponse result;
   ASSERT_TRUE(jobs_->GetResult(Ctx().get(), rreq, &result).ok());
   EXPECT_EQ(result.result().fields().at("items").number_value(), 100);
-  EXPECT_EQ(result.location(), std::filesystem::absolute(data_dir_).lexically_normal().string() +
-                                   "/results/" + job.id() + ".json");
+  EXPECT_EQ(result.location(),
+            std::filesystem::absolute(data_dir_).lexically_normal().string() +
+                "/results/" + job.id() + ".json");
   std::ifstream in(result.location());
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes((std::istreambuf_iterator<char>(in)),
+                    std::istreambuf_iterator<char>());
   EXPECT_EQ(result.sha256(), Sha256Hex(bytes));
   EXPECT_EQ(result.result_json(), bytes);
   EXPECT_EQ(json::parse(bytes)["_metadata"]["executors"], json::array({"exec-a"}));
@@ -195,8 +200,11 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
 
 TEST_F(ServiceTest, RequeuesLeasesAtOnceWhenAnExecutorStreamCloses) {
   v1::Job job;
-  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"30","shardCount":3}}})",
-                     &job).ok());
+  ASSERT_TRUE(
+      Submit(
+          R"({"spec":{"task":"noop","range":{"start":"0","end":"30","shardCount":3}}})",
+          &job)
+          .ok());
   FakeExecutor a = Connect("exec-a", 1);
   ASSERT_EQ(ReadAssignments(a.stream.get(), 3).size(), 3u);  // 1 slot + 2 prefetch
   FakeExecutor b = Connect("exec-b", 4);
@@ -205,13 +213,17 @@ TEST_F(ServiceTest, RequeuesLeasesAtOnceWhenAnExecutorStreamCloses) {
   ASSERT_EQ(moved.size(), 3u);
   for (const auto& m : moved) EXPECT_EQ(m.attempt(), 2);
   for (const auto& m : moved) SendResult(b.stream.get(), m);
-  EXPECT_EQ(WaitForState(job.id(), v1::JOB_STATE_SUCCEEDED).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(WaitForState(job.id(), v1::JOB_STATE_SUCCEEDED).state(),
+            v1::JOB_STATE_SUCCEEDED);
 }
 
 TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
   v1::Job job;
-  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
-                     &job).ok());
+  ASSERT_TRUE(
+      Submit(
+          R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
+          &job)
+          .ok());
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id(job.id());
@@ -234,8 +246,11 @@ TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
 
 TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {
   v1::Job job;
-  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
-                     &job).ok());
+  ASSERT_TRUE(
+      Submit(
+          R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
+          &job)
+          .ok());
   FakeExecutor e = Connect("exec-a", 2);
   std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 2);
   v1::CancelJobRequest creq;
@@ -261,7 +276,8 @@ TEST_F(ServiceTest, UnknownAndMissingJobIdsGetClearCodes) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("job_id"), std::string::npos);
   req.set_job_id("nope");
-  EXPECT_EQ(jobs_->GetJob(Ctx().get(), req, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(jobs_->GetJob(Ctx().get(), req, &job).error_code(),
+            grpc::StatusCode::NOT_FOUND);
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id("nope");
@@ -291,8 +307,11 @@ TEST_F(ServiceTest, RefusesAnExecutorStreamWithoutAValidHello) {
 
 TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
   v1::Job job;
-  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"100","shardCount":10}}})",
-                     &job).ok());
+  ASSERT_TRUE(
+      Submit(
+          R"({"spec":{"task":"noop","range":{"start":"0","end":"100","shardCount":10}}})",
+          &job)
+          .ok());
   FakeExecutor e = Connect("exec-a", 3);
   ASSERT_EQ(ReadAssignments(e.stream.get(), 5).size(), 5u);
   v1::ListExecutorsResponse ex;
@@ -310,8 +329,11 @@ TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
 
 TEST_F(ServiceTest, ClosesAnExecutorThatStopsSendingHeartbeats) {
   v1::Job job;
-  ASSERT_TRUE(Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1}}})",
-                     &job).ok());
+  ASSERT_TRUE(
+      Submit(
+          R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1}}})",
+          &job)
+          .ok());
   FakeExecutor e = Connect("silent", 1);
   ASSERT_EQ(ReadAssignments(e.stream.get(), 1).size(), 1u);
   v1::SchedulerMessage m;

@@ -90,7 +90,8 @@ std::string Process::Log() const {
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
-                         const std::vector<std::string>& extra_env, absl::Duration timeout) {
+                         const std::vector<std::string>& extra_env,
+                         absl::Duration timeout) {
   int pipefd[2];
   if (pipe(pipefd) != 0) return {};
   pid_t pid = fork();

@@ -1,5 +1,5 @@
-// Test helpers: real subprocesses for end-to-end tests: started with fork/exec, output to a
-// log file, ended by PID (only the ones the test started).
+// Test helpers: real subprocesses for end-to-end tests: started with fork/exec, output to
+// a log file, ended by PID (only the ones the test started).
 #ifndef TESSERA_TESTS_UTIL_PROCESS_H_
 #define TESSERA_TESTS_UTIL_PROCESS_H_
 
