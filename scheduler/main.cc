@@ -8,6 +8,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "scheduler/service/scheduler_server.h"
 #include "shared/flag_names.h"
@@ -52,10 +54,17 @@ sigset_t TerminationSignals() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "tessera-scheduler: runs jobs split into shards across tessera-executor "
+      "Runs jobs split into shards across tessera-executor "
       "processes.\n"
       "Usage: tessera-scheduler [--listen=0.0.0.0:50051] [--data-dir=DIR] [flags]\n"
       "Flag names take dashes or underscores: --data-dir and --data_dir are the same.");
+  // --help lists this file's flags (Abseil looks for <program>.cc by default).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "scheduler/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   tessera::AcceptDashedFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
 

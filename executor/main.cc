@@ -1,0 +1,155 @@
+// tessera-executor: runs shards for a Tessera scheduler.
+//
+// Flags -> ExecutorConfig (validated) -> registry, metrics, client -> Run until
+// SIGTERM/SIGINT has drained the executor. Exit status: 0 after a drain, 1 when
+// startup fails, 2 for bad flags.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "executor/handlers/handler.h"
+#include "executor/service/executor_client.h"
+#include "executor/service/executor_config.h"
+#include "executor/service/executor_metrics.h"
+#include "shared/flag_names.h"
+#include "shared/ids.h"
+#include "shared/logging.h"
+#include "shared/metrics.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+int DefaultSlots() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace
+
+// Abseil flag names cannot contain '-'; main() accepts --foo-bar for --foo_bar.
+ABSL_FLAG(std::string, scheduler, "127.0.0.1:50051",
+          "host:port of the scheduler's ExecutorService.");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
+          "host:port for the Prometheus /metrics endpoint (--metrics-listen); empty "
+          "disables it.");
+ABSL_FLAG(int, slots, DefaultSlots(),
+          "Shards run at once (default: the number of CPU cores).");
+ABSL_FLAG(std::string, name, "",
+          "Name shown by the scheduler for this executor (default: hostname-pid).");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "On SIGTERM/SIGINT, how long running shards may take to finish before they "
+          "are cancelled and released (--drain-timeout), e.g. 30s.");
+ABSL_FLAG(std::string, log_format, "text", "Log format: text or json (--log-format).");
+ABSL_FLAG(std::string, log_level, "info",
+          "Log level: trace, debug, info, warn, error or off (--log-level).");
+
+int main(int argc, char** argv) {
+  using tessera::executor::ExecutorConfig;
+  absl::SetProgramUsageMessage(
+      "Runs shards for a Tessera scheduler.\n"
+      "Usage: tessera-executor [--scheduler=host:port] [--slots=N] [flags]\n"
+      "Flag names may be written with '-' or '_' (--drain-timeout, --drain_timeout).");
+  // --help lists this file's flags (Abseil looks for <program>.cc by default).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "executor/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  tessera::AcceptDashedFlagNames(argc, argv);
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::cerr << "tessera-executor: unexpected argument \"" << positional[1]
+              << "\" (see --help)\n";
+    return 2;
+  }
+
+  ExecutorConfig config;
+  config.scheduler_address = absl::GetFlag(FLAGS_scheduler);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.slots = absl::GetFlag(FLAGS_slots);
+  config.name = absl::GetFlag(FLAGS_name);
+  if (config.name.empty()) config.name = tessera::executor::DefaultExecutorName();
+  config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  config.log.format = absl::GetFlag(FLAGS_log_format);
+  config.log.level = absl::GetFlag(FLAGS_log_level);
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    std::cerr << "tessera-executor: " << s.message() << "\n";
+    return 2;
+  }
+  if (absl::Status s = tessera::InitLogging(config.log, "executor"); !s.ok()) {
+    std::cerr << "tessera-executor: " << s.message() << "\n";
+    return 2;
+  }
+
+  // Block the stop signals before any thread starts (gRPC, metrics, slots), so
+  // that only the watcher below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::unique_ptr<tessera::MetricsServer> metrics_server;
+  std::shared_ptr<prometheus::Registry> private_registry;
+  prometheus::Registry* registry = nullptr;
+  if (!config.metrics_listen.empty()) {
+    auto server = tessera::MetricsServer::Create(config.metrics_listen);
+    if (!server.ok()) {
+      spdlog::error("{}", server.status().ToString());
+      return 1;
+    }
+    metrics_server = std::move(server).value();
+    registry = &metrics_server->registry();
+    spdlog::info("metrics on {} (port {})", config.metrics_listen,
+                 metrics_server->port());
+  } else {
+    private_registry = std::make_shared<prometheus::Registry>();
+    registry = private_registry.get();
+  }
+  tessera::executor::ExecutorMetrics metrics(*registry);
+
+  tessera::executor::HandlerRegistry handlers;
+  if (absl::Status s = tessera::executor::RegisterBuiltinHandlers(handlers); !s.ok()) {
+    spdlog::error("registering handlers: {}", s.ToString());
+    return 1;
+  }
+
+  tessera::executor::ExecutorClientOptions options;
+  options.scheduler_address = config.scheduler_address;
+  options.executor_id = tessera::RandomHexId(8);
+  options.name = config.name;
+  options.slots = config.slots;
+  options.drain_timeout = config.drain_timeout;
+  tessera::executor::ExecutorClient client(options, &handlers, &metrics);
+
+  std::atomic<bool> done{false};
+  std::thread signal_watcher([&] {
+    while (!done.load()) {
+      const timespec poll = {0, 100'000'000};
+      const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
+      if (sig > 0) {
+        spdlog::info("executor={} received {}", options.executor_id, strsignal(sig));
+        client.Drain();
+      }
+    }
+  });
+  client.Run();
+  done.store(true);
+  signal_watcher.join();
+  return 0;
+}

@@ -1,0 +1,73 @@
+#include "executor/service/convert.h"
+
+namespace tessera::executor {
+
+Assignment FromProto(const v1::Assignment& proto) {
+  Assignment a;
+  a.lease_id = proto.lease_id();
+  a.job_id = proto.job_id();
+  a.shard = proto.shard();
+  a.task = proto.task();
+  a.params_json = proto.params_json();
+  a.start = proto.start();
+  a.end = proto.end();
+  a.attempt = proto.attempt();
+  return a;
+}
+
+v1::ExecutorMessage HelloMessage(const HelloInfo& hello) {
+  v1::ExecutorMessage msg;
+  v1::Hello* h = msg.mutable_hello();
+  h->set_executor_id(hello.executor_id);
+  h->set_name(hello.name);
+  for (const std::string& t : hello.tasks) h->add_tasks(t);
+  h->set_slots(hello.slots);
+  h->set_version(hello.version);
+  return msg;
+}
+
+v1::ExecutorMessage HeartbeatMessage() {
+  v1::ExecutorMessage msg;
+  msg.mutable_heartbeat();
+  return msg;
+}
+
+v1::ExecutorMessage ProgressMessage(const std::string& lease_id, int64_t done,
+                                    int64_t total) {
+  v1::ExecutorMessage msg;
+  v1::Progress* p = msg.mutable_progress();
+  p->set_lease_id(lease_id);
+  p->set_done(done);
+  p->set_total(total);
+  return msg;
+}
+
+v1::ExecutorMessage OutcomeMessage(const ShardOutcome& outcome) {
+  v1::ExecutorMessage msg;
+  if (outcome.kind == ShardOutcome::Kind::kSucceeded) {
+    v1::ShardResult* r = msg.mutable_result();
+    r->set_lease_id(outcome.lease_id);
+    r->set_result_json(outcome.result_json);
+  } else {
+    v1::ShardFailure* f = msg.mutable_failure();
+    f->set_lease_id(outcome.lease_id);
+    f->set_message(outcome.message);
+    f->set_retryable(outcome.retryable);
+  }
+  return msg;
+}
+
+v1::ExecutorMessage ReleaseMessage(const std::vector<std::string>& lease_ids) {
+  v1::ExecutorMessage msg;
+  v1::Release* r = msg.mutable_release();
+  for (const std::string& id : lease_ids) r->add_lease_ids(id);
+  return msg;
+}
+
+v1::ExecutorMessage DrainingMessage() {
+  v1::ExecutorMessage msg;
+  msg.mutable_draining();
+  return msg;
+}
+
+}  // namespace tessera::executor

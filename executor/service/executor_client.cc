@@ -1,0 +1,366 @@
+#include "executor/service/executor_client.h"
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_join.h"
+#include "executor/core/backoff.h"
+#include "executor/service/convert.h"
+#include "shared/grpc_util.h"
+#include "spdlog/spdlog.h"
+
+#ifndef TESSERA_VERSION
+#define TESSERA_VERSION "dev"
+#endif
+
+namespace tessera::executor {
+namespace {
+
+// How often drain progress is checked while shards finish.
+constexpr absl::Duration kDrainPoll = absl::Milliseconds(50);
+// Repeat "cannot reach the scheduler" at warn at most this often.
+constexpr absl::Duration kWarnEvery = absl::Seconds(30);
+
+std::shared_ptr<grpc::Channel> MakeChannel(const ExecutorClientOptions& o) {
+  grpc::ChannelArguments args;
+  // The channel's own reconnect backoff defaults to 1 s .. 120 s; keep it within
+  // ours so that a scheduler that comes back is found within max_backoff.
+  const int initial_ms = static_cast<int>(absl::ToInt64Milliseconds(o.initial_backoff));
+  const int max_ms = static_cast<int>(absl::ToInt64Milliseconds(o.max_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(initial_ms, 1));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(initial_ms, 1));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(max_ms, 1));
+  // TODO(tls): credentials from shared/ once TLS config lands.
+  return grpc::CreateCustomChannel(o.scheduler_address,
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+ExecutorClient::ExecutorClient(ExecutorClientOptions options,
+                               const HandlerRegistry* registry, ExecutorMetrics* metrics)
+    : options_(std::move(options)),
+      registry_(registry),
+      metrics_(metrics),
+      channel_(MakeChannel(options_)),
+      stub_(v1::ExecutorService::NewStub(channel_)),
+      heartbeat_(options_.default_heartbeat),
+      unsent_(options_.max_unsent_results),
+      runner_(registry, options_.slots, this, &clock_, metrics, options_.executor_id) {
+  SetConnected(false);
+}
+
+ExecutorClient::~ExecutorClient() { runner_.Stop(); }
+
+void ExecutorClient::Run() {
+  spdlog::info("executor={} name={} starting: scheduler={} slots={} tasks={}",
+               options_.executor_id, options_.name, options_.scheduler_address,
+               runner_.slots(), absl::StrJoin(registry_->Names(), ","));
+  runner_.Start();
+  Backoff backoff(options_.initial_backoff, options_.max_backoff);
+  absl::BitGen gen;
+  int failures = 0;
+  absl::Time last_warn = absl::InfinitePast();
+  bool stop = false;
+  while (!stop) {
+    bool welcomed = false;
+    const absl::Status status = Session(&welcomed);
+    {
+      absl::MutexLock lock(&mu_);
+      if (drain_complete_) break;
+    }
+    if (const auto dropped = runner_.DropQueued(); !dropped.empty()) {
+      spdlog::info(
+          "executor={} dropped {} queued assignments whose leases ended with the "
+          "stream: {}",
+          options_.executor_id, dropped.size(), absl::StrJoin(dropped, ","));
+    }
+    if (welcomed) {
+      backoff.Reset();
+      failures = 0;
+      last_warn = absl::Now();
+      spdlog::warn("executor={} lost the stream to scheduler {}: {}; reconnecting",
+                   options_.executor_id, options_.scheduler_address, status.ToString());
+    } else if (++failures == 1 || absl::Now() - last_warn >= kWarnEvery) {
+      last_warn = absl::Now();
+      spdlog::warn("executor={} cannot reach scheduler {} (attempt {}): {}; retrying",
+                   options_.executor_id, options_.scheduler_address, failures,
+                   status.ToString());
+    } else {
+      spdlog::debug("executor={} connect attempt {} failed: {}", options_.executor_id,
+                    failures, status.ToString());
+    }
+    const absl::Time retry_at = absl::Now() + backoff.Next(gen);
+    while (!(stop = DrainOverWhileDisconnected()) && absl::Now() < retry_at) {
+      absl::MutexLock lock(&mu_);
+      cv_.WaitWithDeadline(&mu_, std::min(retry_at, absl::Now() + kDrainPoll));
+    }
+  }
+  runner_.Stop();
+  SetConnected(false);
+  absl::MutexLock lock(&mu_);
+  if (!unsent_.empty()) {
+    spdlog::warn("executor={} exiting with {} outcomes it could not send",
+                 options_.executor_id, unsent_.size());
+  }
+  spdlog::info("executor={} stopped", options_.executor_id);
+}
+
+void ExecutorClient::Drain() {
+  absl::MutexLock lock(&mu_);
+  if (drain_complete_) return;
+  if (!drain_requested_) {
+    drain_requested_ = true;
+    drain_deadline_ = absl::Now() + options_.drain_timeout;
+    spdlog::info("executor={} draining: no new shards; running shards get up to {}",
+                 options_.executor_id, absl::FormatDuration(options_.drain_timeout));
+  } else {
+    drain_deadline_ = absl::Now();
+    spdlog::warn("executor={} asked to stop again: cutting the drain short",
+                 options_.executor_id);
+  }
+  cv_.SignalAll();
+}
+
+absl::Status ExecutorClient::Session(bool* welcomed) {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>>
+      stream = stub_->Connect(&ctx);
+  {
+    absl::MutexLock lock(&write_mu_);
+    stream_ = stream.get();
+    writes_closed_ = false;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    session_ended_ = false;
+    welcomed_ = false;
+    heartbeat_ = options_.default_heartbeat;
+  }
+  HelloInfo hello{options_.executor_id, options_.name, registry_->Names(),
+                  runner_.slots(), TESSERA_VERSION};
+  // When Hello cannot be written the call is already dead and Read fails at once.
+  if (Send(HelloMessage(hello))) FlushUnsent();
+  std::thread control([this, &ctx] { ControlLoop(&ctx); });
+  v1::SchedulerMessage msg;
+  while (stream->Read(&msg)) HandleMessage(msg);
+  {
+    absl::MutexLock lock(&write_mu_);
+    stream_ = nullptr;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    session_ended_ = true;
+    *welcomed = welcomed_;
+    cv_.SignalAll();
+  }
+  control.join();
+  SetConnected(false);
+  return FromGrpcStatus(stream->Finish());
+}
+
+void ExecutorClient::ControlLoop(grpc::ClientContext* ctx) {
+  bool draining = false;
+  absl::Duration interval;
+  {
+    absl::MutexLock lock(&mu_);
+    interval = heartbeat_;
+  }
+  absl::Time next_heartbeat = absl::Now() + interval;
+  while (true) {
+    bool begin_drain = false;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time poll_at =
+          draining ? absl::Now() + kDrainPoll : absl::InfiniteFuture();
+      while (true) {
+        if (session_ended_) return;
+        if (heartbeat_ != interval) {  // Welcome arrived
+          interval = heartbeat_;
+          next_heartbeat = std::min(next_heartbeat, absl::Now() + interval);
+        }
+        if (drain_requested_ && !draining) {
+          begin_drain = true;
+          break;
+        }
+        const absl::Time wake = std::min(next_heartbeat, poll_at);
+        if (absl::Now() >= wake) break;
+        cv_.WaitWithDeadline(&mu_, wake);
+      }
+    }
+    if (begin_drain) {
+      draining = true;
+      const std::vector<std::string> released = runner_.StopAccepting();
+      Send(DrainingMessage());
+      if (!released.empty()) Send(ReleaseMessage(released));
+      spdlog::info("executor={} sent Draining; released {} queued shards{}{}",
+                   options_.executor_id, released.size(), released.empty() ? "" : ": ",
+                   absl::StrJoin(released, ","));
+    }
+    if (draining && DrainStepDone()) {
+      CloseStream(ctx);
+      return;
+    }
+    if (absl::Now() >= next_heartbeat) {
+      Send(HeartbeatMessage());
+      next_heartbeat = absl::Now() + interval;
+    }
+  }
+}
+
+bool ExecutorClient::DrainStepDone() {
+  if (runner_.Idle()) return true;
+  absl::Time deadline;
+  {
+    absl::MutexLock lock(&mu_);
+    deadline = drain_deadline_;
+  }
+  if (absl::Now() < deadline) return false;
+  const std::vector<std::string> leases = runner_.CancelRunning();
+  if (!leases.empty()) Send(ReleaseMessage(leases));
+  spdlog::warn("executor={} drain timeout: cancelled and released {} running shards{}{}",
+               options_.executor_id, leases.size(), leases.empty() ? "" : ": ",
+               absl::StrJoin(leases, ","));
+  // Let outcomes already on their way out be written before the stream closes.
+  runner_.WaitIdle(absl::Seconds(1));
+  return true;
+}
+
+void ExecutorClient::CloseStream(grpc::ClientContext* ctx) {
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (stream_ != nullptr && !writes_closed_) stream_->WritesDone();
+    writes_closed_ = true;
+  }
+  bool ended = false;
+  {
+    absl::MutexLock lock(&mu_);
+    drain_complete_ = true;
+    const absl::Time deadline = absl::Now() + options_.close_grace;
+    while (!session_ended_ && !cv_.WaitWithDeadline(&mu_, deadline)) {
+    }
+    ended = session_ended_;
+  }
+  if (!ended) {
+    spdlog::warn("executor={} scheduler did not end the stream within {}; cancelling it",
+                 options_.executor_id, absl::FormatDuration(options_.close_grace));
+    ctx->TryCancel();
+  }
+  spdlog::info("executor={} drained; stream closed", options_.executor_id);
+}
+
+bool ExecutorClient::DrainOverWhileDisconnected() {
+  absl::MutexLock lock(&mu_);
+  if (!drain_requested_) return false;
+  // No scheduler to release to: the queued leases ended with the stream.
+  runner_.StopAccepting();
+  return absl::Now() >= drain_deadline_ || (unsent_.empty() && runner_.Idle());
+}
+
+void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
+  switch (msg.msg_case()) {
+    case v1::SchedulerMessage::kWelcome: {
+      const int ms = msg.welcome().heartbeat_interval_ms();
+      const absl::Duration hb =
+          ms > 0 ? absl::Milliseconds(ms) : options_.default_heartbeat;
+      {
+        absl::MutexLock lock(&mu_);
+        heartbeat_ = hb;
+        welcomed_ = true;
+        cv_.SignalAll();
+      }
+      SetConnected(true);
+      spdlog::info("executor={} connected to scheduler {} (heartbeat every {})",
+                   options_.executor_id, options_.scheduler_address,
+                   absl::FormatDuration(hb));
+      const std::string& id = msg.welcome().executor_id();
+      if (!id.empty() && id != options_.executor_id) {
+        spdlog::warn("executor={} scheduler welcomed us as executor={}",
+                     options_.executor_id, id);
+      }
+      break;
+    }
+    case v1::SchedulerMessage::kAssign: {
+      std::vector<Assignment> assignments;
+      assignments.reserve(msg.assign().assignments_size());
+      for (const v1::Assignment& a : msg.assign().assignments()) {
+        assignments.push_back(FromProto(a));
+      }
+      const std::vector<std::string> released = runner_.Offer(std::move(assignments));
+      if (!released.empty()) {
+        Send(ReleaseMessage(released));
+        spdlog::info("executor={} draining: released {} new assignments: {}",
+                     options_.executor_id, released.size(), absl::StrJoin(released, ","));
+      }
+      break;
+    }
+    case v1::SchedulerMessage::kCancel: {
+      const std::string& lease = msg.cancel().lease_id();
+      const bool cancelled = runner_.Cancel(lease);
+      spdlog::info("executor={} lease={} cancel requested by the scheduler{}",
+                   options_.executor_id, lease,
+                   cancelled ? "" : " (not running; ignored)");
+      break;
+    }
+    default:
+      spdlog::warn("executor={} ignoring a scheduler message of unknown kind {}",
+                   options_.executor_id, static_cast<int>(msg.msg_case()));
+  }
+}
+
+void ExecutorClient::FlushUnsent() {
+  absl::MutexLock wlock(&write_mu_);
+  std::vector<ShardOutcome> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    pending = unsent_.TakeAll();
+  }
+  if (pending.empty()) return;
+  size_t sent = 0;
+  while (sent < pending.size() && SendLocked(OutcomeMessage(pending[sent]))) ++sent;
+  spdlog::info("executor={} resent {} of {} outcomes kept while disconnected",
+               options_.executor_id, sent, pending.size());
+  if (sent < pending.size()) {
+    absl::MutexLock lock(&mu_);
+    unsent_.PutBack(std::vector<ShardOutcome>(pending.begin() + sent, pending.end()));
+  }
+}
+
+bool ExecutorClient::Send(const v1::ExecutorMessage& msg) {
+  absl::MutexLock lock(&write_mu_);
+  return SendLocked(msg);
+}
+
+bool ExecutorClient::SendLocked(const v1::ExecutorMessage& msg) {
+  if (stream_ == nullptr || writes_closed_) return false;
+  return stream_->Write(msg);
+}
+
+void ExecutorClient::SetConnected(bool connected) {
+  if (metrics_ != nullptr) metrics_->SetConnected(connected);
+}
+
+void ExecutorClient::OnProgress(const Assignment& a, int64_t done, int64_t total) {
+  Send(ProgressMessage(a.lease_id, done, total));  // best effort
+}
+
+void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
+  // Under write_mu_ throughout, so that an outcome is either written or buffered
+  // before the next connection flushes the buffer.
+  absl::MutexLock wlock(&write_mu_);
+  if (SendLocked(OutcomeMessage(outcome))) return;
+  absl::MutexLock lock(&mu_);
+  if (unsent_.Add(outcome) > 0) {
+    spdlog::warn("executor={} unsent outcome buffer full; dropped the oldest",
+                 options_.executor_id);
+  }
+  spdlog::info(
+      "executor={} job={} shard={} lease={} stream is down; outcome kept for the next "
+      "connection",
+      options_.executor_id, outcome.job_id, outcome.shard, outcome.lease_id);
+}
+
+}  // namespace tessera::executor

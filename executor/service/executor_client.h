@@ -1,0 +1,112 @@
+// The executor's side of ExecutorService.Connect: one bidirectional stream to
+// the scheduler, reconnected with backoff, and the drain on shutdown.
+#ifndef TESSERA_EXECUTOR_SERVICE_EXECUTOR_CLIENT_H_
+#define TESSERA_EXECUTOR_SERVICE_EXECUTOR_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "executor/core/result_buffer.h"
+#include "executor/handlers/handler.h"
+#include "executor/service/executor_metrics.h"
+#include "executor/service/shard_runner.h"
+#include "shared/clock.h"
+#include "tessera/v1/executor.grpc.pb.h"
+
+namespace tessera::executor {
+
+struct ExecutorClientOptions {
+  std::string scheduler_address;  // host:port
+  std::string executor_id;        // stable for the life of the process
+  std::string name;
+  int slots = 1;
+  absl::Duration drain_timeout = absl::Seconds(30);
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  // Until Welcome says otherwise.
+  absl::Duration default_heartbeat = absl::Seconds(5);
+  // After WritesDone, how long the scheduler gets to end the call.
+  absl::Duration close_grace = absl::Seconds(5);
+  size_t max_unsent_results = 1000;
+};
+
+// Threads: Run() is the stream reader (the caller's thread); per connection it
+// owns a control thread (heartbeats, drain steps), joined before the next
+// connection; the ShardRunner owns the slot workers. Writes to the stream are
+// serialised by write_mu_. Drain() may be called from any thread. Lock order:
+// write_mu_, then mu_, then the runner's lock.
+//
+// Outcomes that cannot be written (stream down) are kept in a bounded buffer
+// and sent right after Hello on the next connection.
+class ExecutorClient : private ShardRunner::Listener {
+ public:
+  // `registry` must outlive the client; `metrics` may be null.
+  ExecutorClient(ExecutorClientOptions options, const HandlerRegistry* registry,
+                 ExecutorMetrics* metrics);
+  ~ExecutorClient() override;
+
+  // Connects, reconnects and serves until a drain has finished. Call once.
+  void Run();
+
+  // Starts the drain: send Draining, release queued work, let running shards
+  // finish within drain_timeout (then cancel and release them), close the stream
+  // and make Run() return. A second call cuts the grace period short.
+  void Drain();
+
+  int slots() const { return runner_.slots(); }
+
+ private:
+  // One connection: Hello, read until the stream ends. Returns its status.
+  absl::Status Session(bool* welcomed);
+  void ControlLoop(grpc::ClientContext* ctx);
+  void HandleMessage(const v1::SchedulerMessage& msg);
+  // Drain steps on a live stream; true when the executor has nothing left to do.
+  bool DrainStepDone();
+  void CloseStream(grpc::ClientContext* ctx);
+  // While disconnected and draining: is there still a reason to reconnect?
+  bool DrainOverWhileDisconnected();
+  void FlushUnsent();
+  bool Send(const v1::ExecutorMessage& msg);
+  bool SendLocked(const v1::ExecutorMessage& msg)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  void SetConnected(bool connected);
+
+  // ShardRunner::Listener
+  void OnProgress(const Assignment& a, int64_t done, int64_t total) override;
+  void OnFinished(const ShardOutcome& outcome) override;
+
+  const ExecutorClientOptions options_;
+  const HandlerRegistry* const registry_;
+  ExecutorMetrics* const metrics_;
+  RealClock clock_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ExecutorService::Stub> stub_;
+
+  absl::Mutex write_mu_;
+  grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>* stream_
+      ABSL_GUARDED_BY(write_mu_) = nullptr;
+  bool writes_closed_ ABSL_GUARDED_BY(write_mu_) = false;
+
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool session_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
+  bool drain_requested_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool drain_complete_ ABSL_GUARDED_BY(mu_) = false;
+  ResultBuffer unsent_ ABSL_GUARDED_BY(mu_);
+
+  // Declared last: its workers call back into this object and are joined first.
+  ShardRunner runner_;
+};
+
+}  // namespace tessera::executor
+
+#endif  // TESSERA_EXECUTOR_SERVICE_EXECUTOR_CLIENT_H_

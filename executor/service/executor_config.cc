@@ -1,0 +1,50 @@
+#include "executor/service/executor_config.h"
+
+#include <unistd.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace tessera::executor {
+namespace {
+
+constexpr int kMaxSlots = 1024;
+
+bool LooksLikeHostPort(const std::string& s) {
+  const size_t colon = s.rfind(':');
+  return colon != std::string::npos && colon > 0 && colon + 1 < s.size();
+}
+
+}  // namespace
+
+absl::Status ExecutorConfig::Validate() const {
+  if (!LooksLikeHostPort(scheduler_address) &&
+      !absl::StartsWith(scheduler_address, "unix:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--scheduler must be host:port (got \"", scheduler_address, "\")"));
+  }
+  if (!metrics_listen.empty() && !LooksLikeHostPort(metrics_listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics-listen must be host:port or empty (got \"", metrics_listen, "\")"));
+  }
+  if (slots < 1 || slots > kMaxSlots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--slots must be between 1 and ", kMaxSlots, " (got ", slots, ")"));
+  }
+  if (name.empty()) return absl::InvalidArgumentError("--name must not be empty");
+  if (drain_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--drain-timeout must be >= 0 (got ", absl::FormatDuration(drain_timeout), ")"));
+  }
+  return log.Validate();
+}
+
+std::string DefaultExecutorName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    return absl::StrCat("executor-", getpid());
+  }
+  return absl::StrCat(host, "-", getpid());
+}
+
+}  // namespace tessera::executor
