@@ -24,18 +24,29 @@ constexpr absl::Duration kDrainPoll = absl::Milliseconds(50);
 // Repeat "cannot reach the scheduler" at warn at most this often.
 constexpr absl::Duration kWarnEvery = absl::Seconds(30);
 
+// A fresh channel per connection attempt, with its own subchannel: a shared
+// subchannel stuck in its reconnect backoff kept failing new streams for
+// seconds after the scheduler came up.
 std::shared_ptr<grpc::Channel> MakeChannel(const ExecutorClientOptions& o) {
   grpc::ChannelArguments args;
-  // The channel's own reconnect backoff defaults to 1 s .. 120 s; keep it within
-  // ours so that a scheduler that comes back is found within max_backoff.
-  const int initial_ms = static_cast<int>(absl::ToInt64Milliseconds(o.initial_backoff));
-  const int max_ms = static_cast<int>(absl::ToInt64Milliseconds(o.max_backoff));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(initial_ms, 1));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(initial_ms, 1));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(max_ms, 1));
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   // TODO(tls): credentials from shared/ once TLS config lands.
   return grpc::CreateCustomChannel(o.scheduler_address,
                                    grpc::InsecureChannelCredentials(), args);
+}
+
+// Waits until `channel` is READY; false as soon as a connect attempt fails
+// (our own backoff decides when to try again) or at `deadline`.
+bool ConnectChannel(grpc::Channel& channel, absl::Time deadline) {
+  grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      return false;
+    }
+    if (!channel.WaitForStateChange(state, absl::ToChronoTime(deadline))) return false;
+    state = channel.GetState(/*try_to_connect=*/true);
+  }
+  return true;
 }
 
 }  // namespace
@@ -45,8 +56,6 @@ ExecutorClient::ExecutorClient(ExecutorClientOptions options,
     : options_(std::move(options)),
       registry_(registry),
       metrics_(metrics),
-      channel_(MakeChannel(options_)),
-      stub_(v1::ExecutorService::NewStub(channel_)),
       heartbeat_(options_.default_heartbeat),
       unsent_(options_.max_unsent_results),
       runner_(registry, options_.slots, this, &clock_, metrics, options_.executor_id) {
@@ -126,9 +135,15 @@ void ExecutorClient::Drain() {
 }
 
 absl::Status ExecutorClient::Session(bool* welcomed) {
+  std::shared_ptr<grpc::Channel> channel = MakeChannel(options_);
+  if (!ConnectChannel(*channel, absl::Now() + options_.max_backoff)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", options_.scheduler_address));
+  }
+  auto stub = v1::ExecutorService::NewStub(channel);
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>>
-      stream = stub_->Connect(&ctx);
+      stream = stub->Connect(&ctx);
   {
     absl::MutexLock lock(&write_mu_);
     stream_ = stream.get();

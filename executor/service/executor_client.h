@@ -85,8 +85,6 @@ class ExecutorClient : private ShardRunner::Listener {
   const HandlerRegistry* const registry_;
   ExecutorMetrics* const metrics_;
   RealClock clock_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::ExecutorService::Stub> stub_;
 
   absl::Mutex write_mu_;
   grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>* stream_

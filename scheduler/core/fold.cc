@@ -21,7 +21,8 @@ std::string Child(const std::string& path, const std::string& key) {
 bool FitsInt64(const json& v) {
   return v.is_number_integer() &&
          (!v.is_number_unsigned() ||
-          v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+          v.get<uint64_t>() <=
+              static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
 }
 
 // Integers stay integers (nlohmann parses non-negative ones as unsigned);
