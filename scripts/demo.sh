@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)"
 

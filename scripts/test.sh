@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh --test
-export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
 cmake --preset debug
 cmake --build --preset debug -j "$(nproc)"
 ctest --preset debug -j "$(nproc)" --timeout 300
