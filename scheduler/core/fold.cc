@@ -78,34 +78,34 @@ class Combiner {
     return b;
   }
 
-  absl::StatusOr<json> Combine(const json& a, const json& b, Reducer r,
+  // Takes the accumulator by value and returns it changed in place, so each
+  // fold costs the size of one shard's result, not of everything so far.
+  absl::StatusOr<json> Combine(json a, const json& b, Reducer r,
                                const std::string& path) const {
     switch (r) {
       case Reducer::kFirst:
         return a;
       case Reducer::kConcat: {
-        json out = a;
         if (b.is_array()) {
-          for (const auto& e : b) out.push_back(e);
+          for (const auto& e : b) a.push_back(e);
         } else {
-          out.push_back(b);
+          a.push_back(b);
         }
-        return out;
+        return a;
       }
       case Reducer::kMerge: {
         if (!b.is_object()) {
           return FieldError(
               path, absl::StrCat("merge needs objects (got ", b.type_name(), ")"));
         }
-        json out = a;
         for (const auto& [k, v] : b.items()) {
-          if (out.contains(k)) {
+          if (a.contains(k)) {
             return FieldError(
                 path, absl::StrCat("key \"", k, "\" produced by two shards (merge)"));
           }
-          out[k] = v;
+          a[k] = v;
         }
-        return out;
+        return a;
       }
       case Reducer::kMin:
       case Reducer::kMax: {
@@ -124,16 +124,15 @@ class Combiner {
         break;
     }
     if (a.is_number() && b.is_number()) return AddNumbers(a, b);
-    if (a.is_object() && b.is_object()) return CombineObjects(a, b, r, path);
+    if (a.is_object() && b.is_object()) return CombineObjects(std::move(a), b, r, path);
     if (r == Reducer::kSum) {
       return FieldError(path,
                         absl::StrCat("sum needs numbers or objects of numbers (got ",
                                      a.type_name(), " and ", b.type_name(), ")"));
     }
     if (a.is_array() && b.is_array()) {
-      json out = a;
-      for (const auto& e : b) out.push_back(e);
-      return out;
+      for (const auto& e : b) a.push_back(e);
+      return a;
     }
     if (a.is_null()) return b;
     if (b.is_null()) return a;
@@ -147,19 +146,18 @@ class Combiner {
                                    " (set a reducer for this field)"));
   }
 
-  absl::StatusOr<json> CombineObjects(const json& a, const json& b, Reducer r,
+  absl::StatusOr<json> CombineObjects(json a, const json& b, Reducer r,
                                       const std::string& path) const {
-    json out = a;
     for (const auto& [k, v] : b.items()) {
       const std::string p = Child(path, k);
       const Reducer cr = For(p, r);
-      auto it = out.find(k);
+      auto it = a.find(k);
       absl::StatusOr<json> next =
-          it == out.end() ? First(v, cr, p) : Combine(*it, v, cr, p);
+          it == a.end() ? First(v, cr, p) : Combine(std::move(*it), v, cr, p);
       if (!next.ok()) return next.status();
-      out[k] = *std::move(next);
+      a[k] = *std::move(next);
     }
-    return out;
+    return a;
   }
 
  private:
@@ -202,23 +200,25 @@ absl::string_view ReducerName(Reducer reducer) {
 }
 
 absl::Status Folder::Add(int64_t shard, const nlohmann::json& result) {
+  if (!error_.ok()) return error_;
   if (!result.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("shard ", shard,
-                                                   ": result must be a JSON object (got ",
-                                                   result.type_name(), ")"));
+    error_ = absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard, ": result must be a JSON object (got ",
+                     result.type_name(), ")"));
+    return error_;
   }
   Combiner c(spec_);
   const Reducer root = spec_.default_reducer;
-  absl::StatusOr<json> next = (root == Reducer::kAuto || root == Reducer::kSum)
-                                  ? c.CombineObjects(acc_, result, root, "")
-                                  : absl::StatusOr<json>(json());
-  if (root != Reducer::kAuto && root != Reducer::kSum) {
+  absl::StatusOr<json> next = json();
+  if (root == Reducer::kAuto || root == Reducer::kSum) {
+    next = c.CombineObjects(std::move(acc_), result, root, "");
+  } else {
     // Other default reducers apply field by field at the top level.
-    json out = acc_;
+    json out = std::move(acc_);
     for (const auto& [k, v] : result.items()) {
       const Reducer r = c.For(k, root);
       auto it = out.find(k);
-      auto sub = it == out.end() ? c.First(v, r, k) : c.Combine(*it, v, r, k);
+      auto sub = it == out.end() ? c.First(v, r, k) : c.Combine(std::move(*it), v, r, k);
       if (!sub.ok()) {
         next = sub.status();
         break;
@@ -228,8 +228,10 @@ absl::Status Folder::Add(int64_t shard, const nlohmann::json& result) {
     if (next.ok()) next = std::move(out);
   }
   if (!next.ok()) {
-    return absl::InvalidArgumentError(
+    error_ = absl::InvalidArgumentError(
         absl::StrCat("shard ", shard, ": ", next.status().message()));
+    acc_ = json();
+    return error_;
   }
   acc_ = *std::move(next);
   return absl::OkStatus();

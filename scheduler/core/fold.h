@@ -38,8 +38,9 @@ class Folder {
  public:
   explicit Folder(AggregateSpec spec = {}) : spec_(std::move(spec)) {}
 
-  // Folds one shard's result; it must be a JSON object. On error the folder
-  // is unchanged and the message names the shard and the field.
+  // Folds one shard's result; it must be a JSON object. The fold happens in
+  // place, so after an error (its message names the shard and the field) the
+  // value is gone and every later Add returns the same error.
   absl::Status Add(int64_t shard, const nlohmann::json& result);
 
   const nlohmann::json& value() const { return acc_; }
@@ -47,6 +48,7 @@ class Folder {
  private:
   AggregateSpec spec_;
   nlohmann::json acc_ = nlohmann::json::object();
+  absl::Status error_;
 };
 
 }  // namespace tessera::scheduler

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,16 @@
 namespace tessera::scheduler {
 
 using json = nlohmann::json;
+
+namespace {
+
+// Item counts of ranges wider than INT64_MAX saturate instead of wrapping.
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  int64_t out;
+  return __builtin_add_overflow(a, b, &out) ? std::numeric_limits<int64_t>::max() : out;
+}
+
+}  // namespace
 
 struct SchedulerCore::Job {
   std::string id;
@@ -513,7 +524,7 @@ void SchedulerCore::Accept(Job& j, int64_t shard, json result, absl::Time now,
                            Actions& out) {
   ++j.succeeded;
   ++counters_.shards_succeeded;
-  j.items_completed += j.partition.Items(shard);
+  j.items_completed = SaturatingAdd(j.items_completed, j.partition.Items(shard));
   j.failures.erase(shard);
   j.buffered.emplace(shard, std::move(result));
   // Fold the contiguous prefix in shard order: the bytes never depend on the
@@ -556,6 +567,7 @@ void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
   };
   j.persisting = true;
   out.persists.push_back({j.id, result.dump(2) + "\n"});
+  j.folder = Folder();  // the bytes are all that is needed from here on
   Touch(j);
 }
 
@@ -623,7 +635,9 @@ JobView SchedulerCore::View(const Job& j, absl::Time now) const {
                                                v.shards.failed - v.shards.running;
   v.items_total = j.partition.TotalItems();
   v.items_done = j.items_completed;
-  for (const auto& [shard, id] : j.running) v.items_done += leases_.at(id)->progress;
+  for (const auto& [shard, id] : j.running) {
+    v.items_done = SaturatingAdd(v.items_done, leases_.at(id)->progress);
+  }
   v.create_time = j.created;
   v.start_time = j.started;
   v.end_time = j.ended;

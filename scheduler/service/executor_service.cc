@@ -9,6 +9,9 @@
 namespace tessera::scheduler {
 namespace {
 
+// Keeps slot arithmetic far from overflow; no machine has more cores.
+constexpr int32_t kMaxSlots = 65536;
+
 // One executor stream. Reads drive the runtime; writes go through a queue so
 // that at most one write is in flight. Deletes itself in OnDone.
 class ConnectReactor
@@ -29,7 +32,8 @@ class ConnectReactor
 
   void Close(const std::string& reason) override {
     absl::MutexLock lock(&mu_);
-    out_.clear();
+    // The message of a write in flight must live until OnWriteDone.
+    out_.erase(writing_ ? out_.begin() + 1 : out_.begin(), out_.end());
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, reason));
   }
 
@@ -57,8 +61,9 @@ class ConnectReactor
         Reject("hello.executor_id is required");
         return;
       }
-      if (h.slots() <= 0) {
-        Reject(absl::StrCat("hello.slots must be > 0 (got ", h.slots(), ")"));
+      if (h.slots() <= 0 || h.slots() > kMaxSlots) {
+        Reject(absl::StrCat("hello.slots must be between 1 and ", kMaxSlots, " (got ",
+                            h.slots(), ")"));
         return;
       }
       v1::SchedulerMessage welcome;

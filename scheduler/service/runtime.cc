@@ -30,32 +30,32 @@ void Runtime::Stop() {
 }
 
 absl::StatusOr<JobView> Runtime::Submit(const JobSpec& spec) {
-  Actions actions;
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
+    Actions actions;
     job = core_.Submit(spec, RandomHexId(8), clock_->Now(), actions);
+    Execute(std::move(actions));
   }
   if (job.ok()) {
     spdlog::info("job={} submitted task={} shards={} name=\"{}\"", job->id, spec.task,
                  job->shards.total, spec.name);
   }
-  Execute(std::move(actions));
   return job;
 }
 
 absl::StatusOr<JobView> Runtime::Cancel(const std::string& job_id) {
-  Actions actions;
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
+    Actions actions;
     job = core_.Cancel(job_id, clock_->Now(), actions);
+    Execute(std::move(actions));
   }
   if (job.ok()) {
     spdlog::info("job={} cancel requested; state={}", job_id,
                  std::string(JobStateName(job->state)));
   }
-  Execute(std::move(actions));
   return job;
 }
 
@@ -99,27 +99,34 @@ QueueStats Runtime::Stats() {
 }
 
 ExecutorConn Runtime::Connect(const ExecutorHello& hello, ExecutorStream* stream) {
-  Actions actions;
   ExecutorConn conn;
   {
-    // Register the stream under the core lock so that no assignment for the
-    // new connection can be executed before the stream is known.
+    // The stream is registered before the core's assignments go out.
     absl::MutexLock lock(&mu_);
+    Actions actions;
     conn = core_.Connect(hello, clock_->Now(), actions);
-    absl::MutexLock slock(&streams_mu_);
-    streams_[conn.executor_id] = {conn.generation, stream};
+    {
+      absl::MutexLock slock(&streams_mu_);
+      auto it = streams_.find(conn.executor_id);
+      if (it != streams_.end()) {
+        // The same executor id on a second stream: the core took the old
+        // stream's shards back, so that stream must not run anything more.
+        it->second.stream->Close("replaced by a newer connection of the same executor");
+      }
+      streams_[conn.executor_id] = {conn.generation, stream};
+    }
+    Execute(std::move(actions));
   }
   spdlog::info("executor={} connected name={} slots={} tasks={}", hello.executor_id,
                hello.name, hello.slots, absl::StrJoin(hello.tasks, ","));
-  Execute(std::move(actions));
   return conn;
 }
 
 void Runtime::Disconnect(const ExecutorConn& conn) {
+  absl::MutexLock lock(&mu_);
   Actions actions;
+  core_.Disconnect(conn, clock_->Now(), actions);
   {
-    absl::MutexLock lock(&mu_);
-    core_.Disconnect(conn, clock_->Now(), actions);
     absl::MutexLock slock(&streams_mu_);
     auto it = streams_.find(conn.executor_id);
     if (it != streams_.end() && it->second.generation == conn.generation) {
@@ -131,10 +138,10 @@ void Runtime::Disconnect(const ExecutorConn& conn) {
 }
 
 void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) {
-  Actions actions;
   const absl::Time now = clock_->Now();
   {
     absl::MutexLock lock(&mu_);
+    Actions actions;
     switch (m.msg_case()) {
       case v1::ExecutorMessage::kHeartbeat:
         core_.Heartbeat(conn, now);
@@ -161,6 +168,7 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
       case v1::ExecutorMessage::MSG_NOT_SET:
         break;
     }
+    Execute(std::move(actions));
   }
   if (m.has_failure()) {
     spdlog::warn("executor={} lease={} failed (retryable={}): {}", conn.executor_id,
@@ -168,7 +176,6 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
   } else if (m.has_draining()) {
     spdlog::info("executor={} is draining", conn.executor_id);
   }
-  Execute(std::move(actions));
 }
 
 void Runtime::AddPoller(Poller* poller) {
@@ -182,6 +189,9 @@ void Runtime::RemovePoller(Poller* poller) {
 }
 
 void Runtime::Execute(Actions actions) {
+  // Called with mu_ held, so that messages reach each executor in the order
+  // the core decided them (an assignment is never overtaken by its cancel).
+  // Sends only queue; nothing here blocks.
   if (actions.empty()) return;
   std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> assigns;
   for (const AssignAction& a : actions.assigns) {
@@ -240,11 +250,9 @@ void Runtime::TickLoop() {
     const absl::Time now = clock_->Now();
     if (now >= next_core_tick) {
       next_core_tick = now + absl::Seconds(1);
+      absl::MutexLock lock(&mu_);
       Actions actions;
-      {
-        absl::MutexLock lock(&mu_);
-        core_.Tick(now, actions);
-      }
+      core_.Tick(now, actions);
       Execute(std::move(actions));
     }
   }
@@ -264,9 +272,9 @@ void Runtime::PersistLoop() {
       persist_queue_.pop_front();
     }
     absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.bytes);
-    Actions actions;
     {
       absl::MutexLock lock(&mu_);
+      Actions actions;
       if (written.ok()) {
         core_.Persisted(p.job_id, written->location, written->sha256, clock_->Now(),
                         actions);
@@ -274,6 +282,7 @@ void Runtime::PersistLoop() {
         core_.PersistFailed(p.job_id, std::string(written.status().message()),
                             clock_->Now(), actions);
       }
+      Execute(std::move(actions));
     }
     if (written.ok()) {
       spdlog::info("job={} succeeded; result persisted to {} sha256={}", p.job_id,
@@ -282,7 +291,6 @@ void Runtime::PersistLoop() {
       spdlog::error("job={} failed: persisting the result: {}", p.job_id,
                     written.status().ToString());
     }
-    Execute(std::move(actions));
   }
 }
 

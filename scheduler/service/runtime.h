@@ -23,8 +23,9 @@
 
 namespace tessera::scheduler {
 
-// One executor's stream, as the runtime sees it. Implementations never call
-// back into the runtime from Send or Close.
+// One executor's stream, as the runtime sees it. Send and Close are called
+// with the runtime's locks held: they only queue, never block, and never call
+// back into the runtime.
 class ExecutorStream {
  public:
   virtual ~ExecutorStream() = default;
@@ -78,7 +79,7 @@ class Runtime {
   std::vector<prometheus::MetricFamily> CollectMetrics();
 
  private:
-  void Execute(Actions actions);
+  void Execute(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TickLoop();
   void PersistLoop();
 

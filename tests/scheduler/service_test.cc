@@ -345,6 +345,27 @@ TEST_F(ServiceTest, ClosesAnExecutorThatStopsSendingHeartbeats) {
   EXPECT_EQ(Get(job.id()).shards().pending(), 1);
 }
 
+TEST_F(ServiceTest, ASecondStreamWithTheSameExecutorIdClosesTheFirst) {
+  v1::Job job;
+  ASSERT_TRUE(
+      Submit(
+          R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1}}})",
+          &job)
+          .ok());
+  FakeExecutor first = Connect("twin", 1);
+  ASSERT_EQ(ReadAssignments(first.stream.get(), 1).size(), 1u);
+  FakeExecutor second = Connect("twin", 1);
+  std::vector<v1::Assignment> again = ReadAssignments(second.stream.get(), 1);
+  ASSERT_EQ(again.size(), 1u);  // the shard moved to the new stream
+  EXPECT_EQ(again[0].attempt(), 2);
+  v1::SchedulerMessage m;
+  while (first.stream->Read(&m)) {
+  }
+  grpc::Status s = first.stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(s.error_message().find("replaced"), std::string::npos) << s.error_message();
+}
+
 TEST_F(ServiceTest, ServesHealthChecks) {
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;
