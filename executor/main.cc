@@ -2,7 +2,7 @@
 //
 // Flags -> ExecutorConfig (validated) -> registry, metrics, client -> Run until
 // SIGTERM/SIGINT has drained the executor. Exit status: 0 after a drain, 1 when
-// startup fails, 2 for bad flags.
+// startup fails, 2 for bad flags or a bad --tasks-file.
 #include <pthread.h>
 #include <signal.h>
 
@@ -21,6 +21,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "executor/handlers/exec_handler.h"
+#include "executor/handlers/exec_task_config.h"
 #include "executor/handlers/handler.h"
 #include "executor/service/executor_client.h"
 #include "executor/service/executor_config.h"
@@ -53,6 +55,10 @@ ABSL_FLAG(std::string, name, "",
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM/SIGINT, how long running shards may take to finish before they "
           "are cancelled and released (--drain-timeout), e.g. 30s.");
+ABSL_FLAG(std::string, tasks_file, "",
+          "JSON file of operator-defined exec tasks (--tasks-file), e.g. "
+          "{\"tasks\": {\"promo\": {\"command\": [\"python3\", \"promo.py\"]}}}; "
+          "see docs/tasks.md.");
 ABSL_FLAG(std::string, log_format, "text", "Log format: text or json (--log-format).");
 ABSL_FLAG(std::string, log_level, "info",
           "Log level: trace, debug, info, warn, error or off (--log-level).");
@@ -127,6 +133,21 @@ int main(int argc, char** argv) {
   if (absl::Status s = tessera::executor::RegisterBuiltinHandlers(handlers); !s.ok()) {
     spdlog::error("registering handlers: {}", s.ToString());
     return 1;
+  }
+  if (const std::string tasks_file = absl::GetFlag(FLAGS_tasks_file);
+      !tasks_file.empty()) {
+    auto tasks = tessera::executor::LoadExecTasksFile(tasks_file);
+    absl::Status s = tasks.ok() ? tessera::executor::RegisterExecTasks(handlers, *tasks)
+                                : tasks.status();
+    if (!s.ok()) {
+      std::cerr << "tessera-executor: " << s.message() << "\n";
+      return 2;
+    }
+    for (const auto& t : *tasks) {
+      spdlog::info("exec task {}: {} (workdir {}, timeout {})", t.name,
+                   absl::StrJoin(t.command, " "), t.workdir,
+                   absl::FormatDuration(t.timeout));
+    }
   }
 
   tessera::executor::ExecutorClientOptions options;

@@ -11,9 +11,10 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
-  libssl-dev libgtest-dev libgmock-dev curl procps
+  libsqlite3-dev libssl-dev libgtest-dev libgmock-dev curl procps python3
 )
-TEST_PACKAGES=(nodejs npm)
+# buildah + debootstrap: the image test (scripts/image-test.sh).
+TEST_PACKAGES=(nodejs npm buildah debootstrap)
 
 want=("${PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then
@@ -47,5 +48,12 @@ if [[ "${1:-}" == "--test" ]]; then
     mkdir -p .tools
     (cd .tools && [[ -f package.json ]] || echo '{"name":"tessera-tools","private":true}' > package.json)
     (cd .tools && npm install --no-audit --no-fund --silent @bufbuild/buf@1 >/dev/null)
+  fi
+  # kubernetes-models (+ the KEDA and Prometheus Operator CRD models, yaml):
+  # schema validation of the rendered k8s/ manifests (scripts/validate-k8s.sh).
+  if [[ ! -d .tools/node_modules/@kubernetes-models/prometheus-operator ]]; then
+    echo "install-deps: installing kubernetes-models into .tools/"
+    (cd .tools && npm install --no-audit --no-fund --silent kubernetes-models@4 \
+      @kubernetes-models/keda@2 @kubernetes-models/prometheus-operator@6 yaml@2 >/dev/null)
   fi
 fi
