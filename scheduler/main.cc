@@ -22,11 +22,21 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
           "Address of the Prometheus /metrics endpoint (host:port); empty disables it");
 ABSL_FLAG(std::string, data_dir, "tessera-data",
           "Directory for the scheduler's data; results go to <data-dir>/results");
+ABSL_FLAG(
+    std::string, store, "sqlite",
+    "Where jobs and shard results are kept: sqlite (<data-dir>/tessera.db, survives "
+    "restarts) or memory (tests and benchmarks)");
+ABSL_FLAG(absl::Duration, reattach_grace, absl::Seconds(10),
+          "After a restart, unfinished shards wait this long for their executors to "
+          "re-attach before they are dispatched again");
+ABSL_FLAG(absl::Duration, lease_grace, absl::Seconds(5),
+          "A shard with a timeout is taken back this long after its timeout");
+ABSL_FLAG(int32_t, max_executor_losses, 3,
+          "A shard that lost this many executors while running is failed (crash loop)");
 ABSL_FLAG(int64_t, max_shards_per_job, 10'000'000,
           "Largest number of shards a job may have");
 ABSL_FLAG(int32_t, prefetch, 2,
           "Assignments an executor may hold beyond its slots (hides round trips)");
-ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per shard for retryable failures");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
           "How often executors send heartbeats");
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
@@ -80,7 +90,10 @@ int main(int argc, char** argv) {
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.core.max_shards_per_job = absl::GetFlag(FLAGS_max_shards_per_job);
   config.core.prefetch = absl::GetFlag(FLAGS_prefetch);
-  config.core.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  config.store = absl::GetFlag(FLAGS_store);
+  config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
+  config.core.lease_grace = absl::GetFlag(FLAGS_lease_grace);
+  config.core.max_executor_losses = absl::GetFlag(FLAGS_max_executor_losses);
   config.core.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   config.core.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
   config.core.unknown_task_grace = absl::GetFlag(FLAGS_unknown_task_grace);

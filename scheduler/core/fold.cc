@@ -212,6 +212,10 @@ absl::Status Folder::Add(int64_t shard, const nlohmann::json& result) {
   absl::StatusOr<json> next = json();
   if (root == Reducer::kAuto || root == Reducer::kSum) {
     next = c.CombineObjects(std::move(acc_), result, root, "");
+  } else if (root == Reducer::kMerge) {
+    // The shard results themselves are united: a key from two shards is an
+    // error, whatever its values (the promo-code map of the user stories).
+    next = c.Combine(std::move(acc_), result, Reducer::kMerge, "");
   } else {
     // Other default reducers apply field by field at the top level.
     json out = std::move(acc_);

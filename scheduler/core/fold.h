@@ -18,6 +18,8 @@ namespace tessera::scheduler {
 // kSum: numbers add (recursively through objects). kMerge: object union, a
 // key from two shards is an error. kConcat: arrays (or single values) in shard
 // order. kMin/kMax: numbers or strings. kFirst: the lowest shard's value.
+// As the default reducer, kMerge unites the shard results' top-level keys;
+// the others apply to each top-level field.
 enum class Reducer { kAuto, kSum, kMerge, kConcat, kMin, kMax, kFirst };
 
 // "" and "auto" mean kAuto. Unknown names are INVALID_ARGUMENT.

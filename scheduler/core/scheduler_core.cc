@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <limits>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shared/status_macros.h"
@@ -21,34 +23,41 @@ int64_t SaturatingAdd(int64_t a, int64_t b) {
   return __builtin_add_overflow(a, b, &out) ? std::numeric_limits<int64_t>::max() : out;
 }
 
+// Deterministic jitter in [0, 1): the core has no randomness of its own.
+double JitterUnit(const std::string& job, int64_t shard, int32_t attempt) {
+  const size_t h = absl::HashOf(job, shard, attempt);
+  return static_cast<double>(h % 1'000'003) / 1'000'003.0;
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
+}
+
 }  // namespace
 
 struct SchedulerCore::Job {
-  std::string id;
-  JobSpec spec;
+  JobRecord record;  // what is stored (state, times, errors...)
   RangePartition partition;
   std::string params_json;
-  JobState state = JobState::kQueued;
-  absl::Time created;
-  absl::Time started = absl::InfinitePast();
-  absl::Time ended = absl::InfinitePast();
-  int64_t next_shard = 0;               // [next_shard, n) never dispatched
-  std::map<int64_t, int32_t> retry;     // shard -> assignments so far; dispatch first
-  std::map<int64_t, int32_t> failures;  // shard -> reported failures (open shards only)
+  int64_t next_shard = 0;  // [next_shard, n) never dispatched
+  struct Pending {
+    int32_t attempts = 0;  // assignments so far
+    absl::Time not_before = absl::InfinitePast();
+  };
+  std::map<int64_t, Pending> retry;        // shards to dispatch again, lowest first
+  std::map<int64_t, int32_t> failures;     // shard -> failed attempts (open shards)
+  std::map<int64_t, int32_t> losses;       // shard -> executors lost while running it
   std::map<int64_t, std::string> running;  // shard -> lease id
   std::map<int64_t, json> buffered;        // results waiting for the fold prefix
-  int64_t folded = 0;                      // [0, folded) are folded
+  std::map<int64_t, FailedShard> failed;   // out of attempts (continue policy)
+  int64_t folded = 0;                      // [0, folded) are folded or failed
   Folder folder;
   int64_t succeeded = 0;
-  int64_t failed = 0;
   int64_t items_completed = 0;
   int64_t assignments = 0;
   std::set<std::string> executors_used;
-  std::string message;
-  std::vector<ShardError> errors;
   bool persisting = false;
-  std::string location;
-  std::string sha256;
+  absl::Time hold_until = absl::InfinitePast();  // re-attach grace after restore
   uint64_t version = 0;
 };
 
@@ -70,6 +79,7 @@ struct SchedulerCore::Lease {
   Executor* executor = nullptr;
   int32_t attempt = 0;
   int64_t progress = 0;
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 absl::string_view JobStateName(JobState state) {
@@ -84,6 +94,8 @@ absl::string_view JobStateName(JobState state) {
       return "FAILED";
     case JobState::kCancelled:
       return "CANCELLED";
+    case JobState::kPartial:
+      return "PARTIAL";
   }
   return "UNKNOWN";
 }
@@ -93,7 +105,9 @@ absl::Status CoreConfig::Validate() const {
     return absl::InvalidArgumentError("max_shards_per_job must be > 0");
   }
   if (prefetch < 0) return absl::InvalidArgumentError("prefetch must be >= 0");
-  if (max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
+  if (max_executor_losses < 1) {
+    return absl::InvalidArgumentError("max_executor_losses must be >= 1");
+  }
   if (heartbeat_interval <= absl::ZeroDuration() ||
       heartbeat_timeout <= heartbeat_interval) {
     return absl::InvalidArgumentError(
@@ -124,11 +138,46 @@ absl::Status ValidateSpec(const JobSpec& spec) {
           absl::StrCat("spec.aggregate.fields: invalid field path \"", path, "\""));
     }
   }
+  const RetryPolicy& r = spec.retry;
+  if (r.max_attempts < 1 || r.max_attempts > 100) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.retry.max_attempts must be between 1 and 100 (got ", r.max_attempts, ")"));
+  }
+  if (r.initial_backoff < absl::ZeroDuration() || r.max_backoff < r.initial_backoff) {
+    return absl::InvalidArgumentError(
+        "spec.retry: need 0 <= initial_backoff <= max_backoff");
+  }
+  if (!(r.multiplier >= 1.0 && r.multiplier <= 100.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.retry.multiplier must be between 1 and 100 (got ", r.multiplier, ")"));
+  }
+  if (!(r.jitter >= 0.0 && r.jitter <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.retry.jitter must be between 0 and 1 (got ", r.jitter, ")"));
+  }
+  if (spec.shard_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("spec.shard_timeout must be >= 0");
+  }
+  if (spec.max_failed_shards < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.failure_policy.max_failed_shards must be >= 0 (got ",
+                     spec.max_failed_shards, ")"));
+  }
   return absl::OkStatus();
+}
+
+absl::Duration RetryBackoff(const RetryPolicy& policy, int32_t attempt, double unit) {
+  const double base_s = absl::ToDoubleSeconds(policy.initial_backoff) *
+                        std::pow(policy.multiplier, std::max(0, attempt - 1));
+  const double capped = std::min(base_s, absl::ToDoubleSeconds(policy.max_backoff));
+  const double factor = 1.0 + policy.jitter * (2.0 * unit - 1.0);
+  return absl::Seconds(std::max(0.0, capped * factor));
 }
 
 SchedulerCore::SchedulerCore(CoreConfig config) : config_(std::move(config)) {}
 SchedulerCore::~SchedulerCore() = default;
+
+// ---- jobs ----
 
 absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
                                               const std::string& job_id, absl::Time now,
@@ -141,21 +190,92 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
     return absl::AlreadyExistsError(absl::StrCat("job ", job_id, " already exists"));
   }
   auto job = std::make_unique<Job>();
-  job->id = job_id;
-  job->spec = spec;
+  job->record.id = job_id;
+  job->record.seq = next_seq_++;
+  job->record.spec = spec;
+  job->record.created = now;
   job->partition = partition;
   job->params_json = spec.params.dump();
-  job->created = now;
   job->folder = Folder(spec.aggregate);
   Job* j = job.get();
   jobs_.emplace(job_id, std::move(job));
   job_order_.push_back(job_id);
   active_.push_back(j);
   ++counters_.jobs_submitted;
-  Touch(*j);
+  Save(*j, out);
   Dispatch(now, out);
   CheckInvariants();
   return View(*j, now);
+}
+
+void SchedulerCore::Restore(
+    const std::vector<JobRecord>& records,
+    const std::map<std::string, std::vector<StoredResult>>& results, absl::Time now,
+    Actions& out) {
+  static const std::vector<StoredResult> kNone;
+  for (const JobRecord& r : records) {
+    auto partition =
+        RangePartition::Create(r.spec.range, std::numeric_limits<int64_t>::max());
+    if (!partition.ok() || jobs_.count(r.id)) continue;
+    auto job = std::make_unique<Job>();
+    job->record = r;
+    job->partition = *partition;
+    job->params_json = r.spec.params.dump();
+    Job* j = job.get();
+    jobs_.emplace(r.id, std::move(job));
+    job_order_.push_back(r.id);
+    next_seq_ = std::max(next_seq_, r.seq + 1);
+    for (const FailedShard& f : r.failed) j->failed[f.shard] = f;
+    if (IsTerminal(r.state)) {
+      j->next_shard = j->partition.num_shards();
+      j->folded = j->partition.num_shards();
+      j->succeeded = r.shards_succeeded;
+      continue;
+    }
+    auto it = results.find(r.id);
+    Rebuild(*j, it == results.end() ? kNone : it->second);
+    if (r.finalizing) {
+      // The sink may or may not have the bytes: persist them again (the
+      // writer skips the write when the sink already holds them).
+      j->persisting = true;
+      j->folder = Folder();
+      out.durable.push_back(
+          PersistAction{r.id, std::max(1, r.result_version + 1), r.final_bytes});
+    }
+    j->hold_until = now + config_.reattach_grace;
+    active_.push_back(j);
+  }
+  for (Job* j : active_) {
+    if (!j->persisting) FoldPrefix(*j, now, out);
+  }
+  CheckInvariants();
+}
+
+void SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& results) {
+  j.folder = Folder(j.record.spec.aggregate);
+  j.folded = 0;
+  j.buffered.clear();
+  j.retry.clear();
+  j.failures.clear();
+  j.losses.clear();
+  j.succeeded = 0;
+  j.items_completed = 0;
+  int64_t max_done = -1;
+  for (const StoredResult& r : results) {
+    if (r.shard < 0 || r.shard >= j.partition.num_shards()) continue;
+    json parsed = json::parse(r.result_json, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) continue;
+    if (j.buffered.emplace(r.shard, std::move(parsed)).second) {
+      ++j.succeeded;
+      j.items_completed = SaturatingAdd(j.items_completed, j.partition.Items(r.shard));
+      max_done = std::max(max_done, r.shard);
+    }
+  }
+  for (const auto& [shard, f] : j.failed) max_done = std::max(max_done, shard);
+  j.next_shard = max_done + 1;
+  for (int64_t s = 0; s < j.next_shard; ++s) {
+    if (!j.buffered.count(s) && !j.failed.count(s)) j.retry[s] = {};
+  }
 }
 
 absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::Time now,
@@ -164,17 +284,44 @@ absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::T
   if (j == nullptr)
     return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
   // A job whose result is being persisted is finished in all but name.
-  if (!IsTerminal(j->state) && !j->persisting) {
+  if (!IsTerminal(j->record.state) && !j->persisting) {
     CancelLeases(*j, out);
-    j->state = JobState::kCancelled;
-    j->ended = now;
-    j->message = "cancelled";
-    j->buffered.clear();
-    j->retry.clear();
-    active_.erase(std::find(active_.begin(), active_.end(), j));
-    Touch(*j);
+    j->record.state = JobState::kCancelled;
+    j->record.ended = now;
+    j->record.message = "cancelled";
+    Deactivate(*j);
+    Save(*j, out);
     Dispatch(now, out);
   }
+  CheckInvariants();
+  return View(*j, now);
+}
+
+absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
+    const std::string& job_id, const std::vector<StoredResult>& results, absl::Time now,
+    Actions& out) {
+  Job* j = FindJob(job_id);
+  if (j == nullptr)
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  const JobState s = j->record.state;
+  if (s != JobState::kPartial && s != JobState::kFailed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is ", JobStateName(s),
+                     "; only PARTIAL or FAILED jobs have failed shards to retry"));
+  }
+  j->failed.clear();
+  j->record.failed.clear();
+  Rebuild(*j, results);
+  j->next_shard = std::max<int64_t>(j->next_shard, 0);
+  j->record.state = JobState::kRunning;
+  j->record.ended = absl::InfinitePast();
+  j->record.message.clear();
+  j->record.errors.clear();
+  j->persisting = false;
+  active_.push_back(j);
+  Save(*j, out);
+  FoldPrefix(*j, now, out);
+  Dispatch(now, out);
   CheckInvariants();
   return View(*j, now);
 }
@@ -195,39 +342,55 @@ std::vector<JobView> SchedulerCore::ListJobs(std::optional<JobState> state,
                          : std::min<int64_t>(before, job_order_.size() - 1);
   for (; i >= 0 && static_cast<int>(out.size()) < limit; --i) {
     const Job* j = FindJob(job_order_[i]);
-    if (state.has_value() && j->state != *state) continue;
+    if (state.has_value() && j->record.state != *state) continue;
     out.push_back(View(*j, now));
   }
   *next = i;  // -1 when the scan reached the oldest job
   return out;
 }
 
+// ---- executors ----
+
 ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
                                     Actions& out) {
   auto it = executors_.find(hello.executor_id);
   if (it != executors_.end()) {
     // The same executor on a new stream: the old stream is gone or going.
-    DropExecutor(*it->second);
+    DropExecutor(*it->second, now, out);
   }
-  auto e = std::make_unique<Executor>();
-  e->conn = ExecutorConn{hello.executor_id, next_generation_++};
-  e->hello = hello;
-  e->tasks.insert(hello.tasks.begin(), hello.tasks.end());
-  e->connected = now;
-  e->last_seen = now;
+  auto owned = std::make_unique<Executor>();
+  Executor& e = *owned;
+  e.conn = ExecutorConn{hello.executor_id, next_generation_++};
+  e.hello = hello;
+  e.tasks.insert(hello.tasks.begin(), hello.tasks.end());
+  e.connected = now;
+  e.last_seen = now;
   known_tasks_.insert(hello.tasks.begin(), hello.tasks.end());
-  ExecutorConn conn = e->conn;
-  executors_[hello.executor_id] = std::move(e);
+  executors_[hello.executor_id] = std::move(owned);
   ++version_;
+  // Shards it still runs: adopted when open and unclaimed, else cancelled.
+  for (const HeldShard& h : hello.held) {
+    Job* j = FindJob(h.job_id);
+    const bool open = j != nullptr && !IsTerminal(j->record.state) && !j->persisting &&
+                      h.shard >= 0 && h.shard < j->partition.num_shards() &&
+                      !IsDone(*j, h.shard) && !j->running.count(h.shard) &&
+                      !leases_.count(h.lease_id);
+    if (!open) {
+      out.cancels.push_back({e.conn, h.lease_id});
+      continue;
+    }
+    ClaimPending(*j, h.shard);
+    AddLease(*j, e, h.shard, std::max(1, h.attempt), h.lease_id, now, out);
+  }
   Dispatch(now, out);
   CheckInvariants();
-  return conn;
+  return e.conn;
 }
 
 void SchedulerCore::Disconnect(const ExecutorConn& conn, absl::Time now, Actions& out) {
   Executor* e = FindExecutor(conn);
   if (e == nullptr) return;
-  DropExecutor(*e);
+  DropExecutor(*e, now, out);
   Dispatch(now, out);
   CheckInvariants();
 }
@@ -241,34 +404,52 @@ void SchedulerCore::Progress(const ExecutorConn& conn, const std::string& lease_
   Lease* l = FindLease(conn, lease_id);
   if (l == nullptr) return;
   l->executor->last_seen = now;
-  const int64_t items = l->job->partition.Items(l->shard);
-  l->progress = std::clamp<int64_t>(done, 0, items);
+  l->progress = std::clamp<int64_t>(done, 0, l->job->partition.Items(l->shard));
   Touch(*l->job);
 }
 
 void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id,
+                           const std::string& job_id, int64_t shard,
                            const std::string& result_json, absl::Time now, Actions& out) {
-  Lease* l = FindLease(conn, lease_id);
-  if (l == nullptr) {
-    // A second result for a lease, or one whose shard was taken back.
-    ++counters_.results_dropped;
+  Executor* e = FindExecutor(conn);
+  if (e == nullptr) {
+    ++counters_.results_dropped;  // a replaced connection; the executor re-sends
     return;
   }
-  Job* j = l->job;
-  const int64_t shard = l->shard;
-  Executor* e = l->executor;
   e->last_seen = now;
+  Job* j = nullptr;
+  if (Lease* l = FindLease(conn, lease_id)) {
+    j = l->job;
+    shard = l->shard;
+    EndLease(lease_id, /*requeue=*/false);
+  } else {
+    // No live lease: accept it if the shard is still open (work done while
+    // the scheduler restarted or the stream was down is not redone).
+    j = FindJob(job_id);
+    const bool open = j != nullptr && !IsTerminal(j->record.state) && !j->persisting &&
+                      shard >= 0 && shard < j->partition.num_shards() &&
+                      !IsDone(*j, shard);
+    if (!open) {
+      ++counters_.results_dropped;
+      out.durable.push_back(AckOp{conn, lease_id});  // no longer needed
+      return;
+    }
+    if (auto r = j->running.find(shard); r != j->running.end()) {
+      // Someone else runs it again: this result wins, theirs is not wanted.
+      out.cancels.push_back({leases_.at(r->second)->executor->conn, r->second});
+      EndLease(r->second, /*requeue=*/false);
+    }
+    ClaimPending(*j, shard);
+    ++counters_.results_adopted;
+  }
   ++e->completed;
-  EndLease(lease_id, /*requeue=*/false);
   json parsed = json::parse(result_json, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
-    if (j->errors.size() < static_cast<size_t>(config_.max_errors_kept)) {
-      j->errors.push_back({shard, j->partition.Bounds(shard), e->hello.name,
-                           "result is not a JSON object"});
-    }
-    ++j->failed;
-    FailJob(*j, absl::StrCat("shard ", shard, ": result is not a JSON object"), now, out);
+    AttemptFailed(*j, shard, 1, e->hello.name, "result is not a JSON object",
+                  /*retryable=*/false, now, out);
   } else {
+    out.durable.push_back(SaveResultOp{j->record.id, shard, result_json});
+    out.durable.push_back(AckOp{conn, lease_id});
     Accept(*j, shard, std::move(parsed), now, out);
   }
   Dispatch(now, out);
@@ -289,22 +470,7 @@ void SchedulerCore::Failure(const ExecutorConn& conn, const std::string& lease_i
   l->executor->last_seen = now;
   const std::string executor = l->executor->hello.name;
   EndLease(lease_id, /*requeue=*/false);
-  ++counters_.shards_failed;
-  if (j->errors.size() < static_cast<size_t>(config_.max_errors_kept)) {
-    j->errors.push_back({shard, j->partition.Bounds(shard), executor, message});
-  }
-  const int32_t failures = ++j->failures[shard];
-  if (retryable && failures < config_.max_attempts) {
-    j->retry[shard] = attempt;
-  } else {
-    j->failures.erase(shard);
-    ++j->failed;
-    FailJob(*j,
-            absl::StrCat("shard ", shard, " failed after ", failures,
-                         failures == 1 ? " attempt: " : " attempts: ", message),
-            now, out);
-  }
-  Touch(*j);
+  AttemptFailed(*j, shard, attempt, executor, message, retryable, now, out);
   Dispatch(now, out);
   CheckInvariants();
 }
@@ -312,8 +478,10 @@ void SchedulerCore::Failure(const ExecutorConn& conn, const std::string& lease_i
 void SchedulerCore::Release(const ExecutorConn& conn, const std::vector<std::string>& ids,
                             absl::Time now, Actions& out) {
   for (const std::string& id : ids) {
-    if (FindLease(conn, id) == nullptr) continue;
+    Lease* l = FindLease(conn, id);
+    if (l == nullptr) continue;
     ++counters_.shards_requeued;
+    // Released shards go back at once; only failures use up attempts.
     EndLease(id, /*requeue=*/true);
   }
   Dispatch(now, out);
@@ -334,13 +502,16 @@ void SchedulerCore::Persisted(const std::string& job_id, const std::string& loca
   Job* j = FindJob(job_id);
   if (j == nullptr || !j->persisting) return;
   j->persisting = false;
-  j->location = location;
-  j->sha256 = sha256;
-  j->state = JobState::kSucceeded;
-  j->ended = now;
+  j->record.location = location;
+  j->record.sha256 = sha256;
+  j->record.result_version += 1;
+  j->record.finalizing = false;
+  j->record.final_bytes.clear();
+  j->record.state = j->failed.empty() ? JobState::kSucceeded : JobState::kPartial;
+  j->record.ended = now;
   ++counters_.results_persisted;
-  active_.erase(std::find(active_.begin(), active_.end(), j));
-  Touch(*j);
+  Deactivate(*j);
+  Save(*j, out);
   Dispatch(now, out);
   CheckInvariants();
 }
@@ -350,6 +521,8 @@ void SchedulerCore::PersistFailed(const std::string& job_id, const std::string& 
   Job* j = FindJob(job_id);
   if (j == nullptr || !j->persisting) return;
   j->persisting = false;
+  j->record.finalizing = false;
+  j->record.final_bytes.clear();
   FailJob(*j, absl::StrCat("persisting the result failed: ", error), now, out);
   CheckInvariants();
 }
@@ -364,7 +537,25 @@ void SchedulerCore::Tick(absl::Time now, Actions& out) {
         {e->conn,
          absl::StrCat("no heartbeat for ", absl::FormatDuration(now - e->last_seen))});
     ++counters_.executors_expired;
-    DropExecutor(*e);
+    DropExecutor(*e, now, out);
+  }
+  std::vector<std::string> overdue;
+  for (const auto& [id, l] : leases_) {
+    if (now > l->deadline) overdue.push_back(id);
+  }
+  for (const std::string& id : overdue) {
+    Lease* l = leases_.at(id).get();
+    Job* j = l->job;
+    const int64_t shard = l->shard;
+    const int32_t attempt = l->attempt;
+    const std::string executor = l->executor->hello.name;
+    out.cancels.push_back({l->executor->conn, id});
+    ++counters_.leases_expired;
+    EndLease(id, /*requeue=*/false);
+    AttemptFailed(*j, shard, attempt, executor,
+                  absl::StrCat("shard timed out after ",
+                               absl::FormatDuration(j->record.spec.shard_timeout)),
+                  /*retryable=*/true, now, out);
   }
   Dispatch(now, out);
   CheckInvariants();
@@ -385,7 +576,7 @@ std::vector<ExecutorView> SchedulerCore::ListExecutors() const {
 QueueStats SchedulerCore::Stats() const {
   QueueStats s;
   for (const Job* j : active_) {
-    (j->state == JobState::kQueued ? s.jobs_queued : s.jobs_running)++;
+    (j->record.state == JobState::kQueued ? s.jobs_queued : s.jobs_running)++;
     s.shards_running += static_cast<int64_t>(j->running.size());
     s.shards_pending +=
         j->partition.num_shards() - j->next_shard + static_cast<int64_t>(j->retry.size());
@@ -402,10 +593,10 @@ QueueStats SchedulerCore::Stats() const {
 std::map<JobState, int64_t> SchedulerCore::JobCounts() const {
   std::map<JobState, int64_t> out;
   for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                     JobState::kFailed, JobState::kCancelled}) {
+                     JobState::kFailed, JobState::kCancelled, JobState::kPartial}) {
     out[s] = 0;
   }
-  for (const auto& [id, j] : jobs_) ++out[j->state];
+  for (const auto& [id, j] : jobs_) ++out[j->record.state];
   return out;
 }
 
@@ -436,21 +627,29 @@ SchedulerCore::Lease* SchedulerCore::FindLease(const ExecutorConn& conn,
   return l;
 }
 
-bool SchedulerCore::HasWork(const Job& j) const {
-  if (IsTerminal(j.state) || j.persisting) return false;
-  if (j.spec.max_parallel > 0 &&
-      static_cast<int64_t>(j.running.size()) >= j.spec.max_parallel) {
-    return false;
-  }
-  return !j.retry.empty() || j.next_shard < j.partition.num_shards();
+bool SchedulerCore::IsDone(const Job& j, int64_t shard) const {
+  return shard < j.folded || j.buffered.count(shard) || j.failed.count(shard);
 }
 
-SchedulerCore::Job* SchedulerCore::NextJobFor(const Executor& e) {
+bool SchedulerCore::HasWork(const Job& j, absl::Time now) const {
+  if (IsTerminal(j.record.state) || j.persisting || now < j.hold_until) return false;
+  if (j.record.spec.max_parallel > 0 &&
+      static_cast<int64_t>(j.running.size()) >= j.record.spec.max_parallel) {
+    return false;
+  }
+  if (j.next_shard < j.partition.num_shards()) return true;
+  for (const auto& [shard, p] : j.retry) {
+    if (p.not_before <= now) return true;
+  }
+  return false;
+}
+
+SchedulerCore::Job* SchedulerCore::NextJobFor(const Executor& e, absl::Time now) {
   const size_t n = active_.size();
   for (size_t k = 0; k < n; ++k) {
     const size_t idx = (rr_cursor_ + k) % n;
     Job* j = active_[idx];
-    if (HasWork(*j) && e.tasks.count(j->spec.task)) {
+    if (e.tasks.count(j->record.spec.task) && HasWork(*j, now)) {
       rr_cursor_ = idx + 1;
       return j;
     }
@@ -467,7 +666,7 @@ void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
           static_cast<int64_t>(e->leases.size()) >= e->hello.slots + config_.prefetch) {
         continue;
       }
-      Job* j = NextJobFor(*e);
+      Job* j = NextJobFor(*e, now);
       if (j == nullptr) continue;
       AssignOne(*j, *e, now, out);
       assigned = true;
@@ -476,35 +675,47 @@ void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
 }
 
 void SchedulerCore::AssignOne(Job& j, Executor& e, absl::Time now, Actions& out) {
-  int64_t shard;
-  int32_t attempt;
-  if (!j.retry.empty()) {
-    shard = j.retry.begin()->first;
-    attempt = j.retry.begin()->second + 1;
-    j.retry.erase(j.retry.begin());
-  } else {
-    shard = j.next_shard++;
-    attempt = 1;
+  int64_t shard = -1;
+  int32_t attempt = 1;
+  for (auto it = j.retry.begin(); it != j.retry.end(); ++it) {
+    if (it->second.not_before <= now) {
+      shard = it->first;
+      attempt = it->second.attempts + 1;
+      j.retry.erase(it);
+      break;
+    }
   }
+  if (shard < 0) shard = j.next_shard++;
+  const std::string id = absl::StrCat(j.record.id, ".", shard, ".", attempt);
+  AddLease(j, e, shard, attempt, id, now, out);
+  ++j.assignments;
+  ++counters_.shards_dispatched;
+  out.assigns.push_back(
+      {e.conn,
+       {id, j.record.id, shard, j.record.spec.task, j.params_json,
+        j.partition.Bounds(shard), attempt, j.record.spec.shard_timeout}});
+}
+
+void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt,
+                             const std::string& id, absl::Time now, Actions& out) {
   auto lease = std::make_unique<Lease>();
-  lease->id = absl::StrCat(j.id, ".", shard, ".", attempt);
+  lease->id = id;
   lease->job = &j;
   lease->shard = shard;
   lease->executor = &e;
   lease->attempt = attempt;
-  if (j.state == JobState::kQueued) {
-    j.state = JobState::kRunning;
-    j.started = now;
+  if (j.record.spec.shard_timeout > absl::ZeroDuration()) {
+    lease->deadline = now + j.record.spec.shard_timeout + config_.lease_grace;
   }
-  ++j.assignments;
   j.executors_used.insert(e.hello.name);
-  j.running[shard] = lease->id;
-  e.leases.insert(lease->id);
-  ++counters_.shards_dispatched;
-  out.assigns.push_back({e.conn,
-                         {lease->id, j.id, shard, j.spec.task, j.params_json,
-                          j.partition.Bounds(shard), attempt}});
-  leases_.emplace(lease->id, std::move(lease));
+  j.running[shard] = id;
+  e.leases.insert(id);
+  leases_.emplace(id, std::move(lease));
+  if (j.record.state == JobState::kQueued) {
+    j.record.state = JobState::kRunning;
+    j.record.started = now;
+    Save(j, out);
+  }
   Touch(j);
 }
 
@@ -515,9 +726,19 @@ void SchedulerCore::EndLease(const std::string& lease_id, bool requeue) {
   l->executor->leases.erase(lease_id);
   Job* j = l->job;
   j->running.erase(l->shard);
-  if (requeue && !IsTerminal(j->state)) j->retry[l->shard] = l->attempt;
+  if (requeue && !IsTerminal(j->record.state) && !IsDone(*j, l->shard)) {
+    j->retry[l->shard] = {l->attempt, absl::InfinitePast()};
+  }
   Touch(*j);
   leases_.erase(it);
+}
+
+void SchedulerCore::ClaimPending(Job& j, int64_t shard) {
+  j.retry.erase(shard);
+  if (shard >= j.next_shard) {
+    for (int64_t s = j.next_shard; s < shard; ++s) j.retry[s] = {};
+    j.next_shard = shard + 1;
+  }
 }
 
 void SchedulerCore::Accept(Job& j, int64_t shard, json result, absl::Time now,
@@ -526,60 +747,139 @@ void SchedulerCore::Accept(Job& j, int64_t shard, json result, absl::Time now,
   ++counters_.shards_succeeded;
   j.items_completed = SaturatingAdd(j.items_completed, j.partition.Items(shard));
   j.failures.erase(shard);
+  j.losses.erase(shard);
   j.buffered.emplace(shard, std::move(result));
+  FoldPrefix(j, now, out);
+}
+
+void SchedulerCore::FoldPrefix(Job& j, absl::Time now, Actions& out) {
   // Fold the contiguous prefix in shard order: the bytes never depend on the
   // order results arrive in, and memory holds only the out-of-order window.
-  for (auto it = j.buffered.begin(); it != j.buffered.end() && it->first == j.folded;
-       it = j.buffered.erase(it)) {
-    absl::Status s = j.folder.Add(it->first, it->second);
-    if (!s.ok()) {
-      FailJob(j, absl::StrCat("aggregate: ", s.message()), now, out);
-      return;
+  // Failed shards (continue policy) are skipped.
+  while (j.folded < j.partition.num_shards()) {
+    auto it = j.buffered.find(j.folded);
+    if (it != j.buffered.end()) {
+      absl::Status s = j.folder.Add(it->first, it->second);
+      j.buffered.erase(it);
+      if (!s.ok()) {
+        FailJob(j, absl::StrCat("aggregate: ", s.message()), now, out);
+        return;
+      }
+    } else if (!j.failed.count(j.folded)) {
+      break;
     }
     ++j.folded;
   }
-  if (j.folded == j.partition.num_shards()) Finish(j, now, out);
+  if (j.folded == j.partition.num_shards() && !j.persisting &&
+      !IsTerminal(j.record.state)) {
+    Finish(j, now, out);
+  }
+}
+
+void SchedulerCore::AttemptFailed(Job& j, int64_t shard, int32_t attempt,
+                                  const std::string& executor, const std::string& message,
+                                  bool retryable, absl::Time now, Actions& out) {
+  ++counters_.shards_failed;
+  if (j.record.errors.size() < static_cast<size_t>(config_.max_errors_kept)) {
+    j.record.errors.push_back({shard, j.partition.Bounds(shard), executor, message});
+  }
+  const int32_t failures = ++j.failures[shard];
+  if (retryable && failures < j.record.spec.retry.max_attempts) {
+    const absl::Duration wait = RetryBackoff(j.record.spec.retry, failures,
+                                             JitterUnit(j.record.id, shard, attempt));
+    j.retry[shard] = {attempt, now + wait};
+    ++counters_.shards_retried;
+    Touch(j);
+    return;
+  }
+  ShardOutOfAttempts(j, shard, attempt, message, now, out);
+}
+
+void SchedulerCore::ShardOutOfAttempts(Job& j, int64_t shard, int32_t attempts,
+                                       const std::string& message, absl::Time now,
+                                       Actions& out) {
+  j.failures.erase(shard);
+  j.losses.erase(shard);
+  j.retry.erase(shard);
+  j.failed[shard] = {shard, j.partition.Bounds(shard), attempts, message};
+  j.record.failed.clear();
+  for (const auto& [s, f] : j.failed) j.record.failed.push_back(f);
+  const std::string why =
+      absl::StrCat("shard ", shard, " failed after ", attempts,
+                   attempts == 1 ? " attempt: " : " attempts: ", message);
+  if (static_cast<int64_t>(j.failed.size()) > j.record.spec.max_failed_shards) {
+    FailJob(j,
+            j.record.spec.max_failed_shards == 0
+                ? why
+                : absl::StrCat(j.failed.size(), " shards failed (more than ",
+                               j.record.spec.max_failed_shards, " allowed); last: ", why),
+            now, out);
+    return;
+  }
+  Save(j, out);
+  FoldPrefix(j, now, out);
 }
 
 void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
   json result = j.folder.value();
-  auto time = [](absl::Time t) {
-    return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
-  };
-  json range = {{"start", j.spec.range.start}, {"end", j.spec.range.end}};
-  if (j.spec.range.shard_size > 0) range["shard_size"] = j.spec.range.shard_size;
-  if (j.spec.range.shard_count > 0) range["shard_count"] = j.spec.range.shard_count;
+  json range = {{"start", j.record.spec.range.start}, {"end", j.record.spec.range.end}};
+  if (j.record.spec.range.shard_size > 0)
+    range["shard_size"] = j.record.spec.range.shard_size;
+  if (j.record.spec.range.shard_count > 0) {
+    range["shard_count"] = j.record.spec.range.shard_count;
+  }
+  json failed = json::array();
+  for (const auto& [s, f] : j.failed) {
+    failed.push_back({{"shard", s},
+                      {"start", f.bounds.start},
+                      {"end", f.bounds.end},
+                      {"attempts", f.attempts},
+                      {"error", f.last_error}});
+  }
   result["_metadata"] = {
-      {"job_id", j.id},
-      {"name", j.spec.name},
-      {"task", j.spec.task},
+      {"job_id", j.record.id},
+      {"name", j.record.spec.name},
+      {"task", j.record.spec.task},
       {"range", range},
       {"shards",
        {{"total", j.partition.num_shards()},
         {"succeeded", j.succeeded},
-        {"failed", j.failed}}},
+        {"failed", static_cast<int64_t>(j.failed.size())}}},
+      {"failed_shards", failed},
       {"attempts", j.assignments},
       {"executors",
        std::vector<std::string>(j.executors_used.begin(), j.executors_used.end())},
-      {"created_at", time(j.created)},
-      {"started_at", time(j.started)},
-      {"finished_at", time(now)},
+      {"result_version", j.record.result_version + 1},
+      {"created_at", Rfc3339(j.record.created)},
+      {"started_at", Rfc3339(j.record.started)},
+      {"finished_at", Rfc3339(now)},
   };
   j.persisting = true;
-  out.persists.push_back({j.id, result.dump(2) + "\n"});
+  j.record.finalizing = true;
+  j.record.final_bytes = result.dump(2) + "\n";
   j.folder = Folder();  // the bytes are all that is needed from here on
+  Save(j, out);         // "finalizing" is durable before the sink is written
+  out.durable.push_back(
+      PersistAction{j.record.id, j.record.result_version + 1, j.record.final_bytes});
   Touch(j);
 }
 
 void SchedulerCore::FailJob(Job& j, const std::string& message, absl::Time now,
                             Actions& out) {
   CancelLeases(j, out);
-  j.state = JobState::kFailed;
-  j.ended = now;
-  j.message = message;
+  j.record.state = JobState::kFailed;
+  j.record.ended = now;
+  j.record.message = message;
+  Deactivate(j);
+  Save(j, out);
+}
+
+void SchedulerCore::Deactivate(Job& j) {
   j.buffered.clear();
   j.retry.clear();
   j.failures.clear();
+  j.losses.clear();
+  j.folder = Folder();
   auto it = std::find(active_.begin(), active_.end(), &j);
   if (it != active_.end()) active_.erase(it);
   Touch(j);
@@ -594,43 +894,71 @@ void SchedulerCore::CancelLeases(Job& j, Actions& out) {
   }
 }
 
+void SchedulerCore::Save(Job& j, Actions& out) {
+  j.record.shards_succeeded = j.succeeded;
+  out.durable.push_back(SaveJobOp{j.record});
+  Touch(j);
+}
+
 void SchedulerCore::Touch(Job& j) { j.version = ++version_; }
 
-void SchedulerCore::DropExecutor(Executor& e) {
+void SchedulerCore::DropExecutor(Executor& e, absl::Time now, Actions& out) {
   std::vector<std::string> ids(e.leases.begin(), e.leases.end());
   for (const std::string& id : ids) {
+    Lease* l = leases_.at(id).get();
+    Job* j = l->job;
+    const int64_t shard = l->shard;
+    const int32_t attempt = l->attempt;
     ++counters_.shards_requeued;
     EndLease(id, /*requeue=*/true);
+    // Losing an executor costs no attempt, but a shard that keeps losing
+    // them is likely what kills them.
+    if (++j->losses[shard] >= config_.max_executor_losses &&
+        !IsTerminal(j->record.state)) {
+      j->retry.erase(shard);
+      ShardOutOfAttempts(
+          *j, shard, attempt,
+          absl::StrCat("lost ", j->losses[shard],
+                       " executors while running this shard (crash loop?)"),
+          now, out);
+    }
   }
   executors_.erase(e.conn.executor_id);
   ++version_;
 }
 
 std::string SchedulerCore::WaitReason(const Job& j, absl::Time now) const {
-  if (j.state != JobState::kQueued) return j.message;
-  for (const auto& [id, e] : executors_) {
-    if (e->tasks.count(j.spec.task) && !e->draining)
-      return "waiting for a free executor slot";
+  if (j.record.state != JobState::kQueued) return j.record.message;
+  if (now < j.hold_until) {
+    return "waiting for executors to re-attach after a scheduler restart";
   }
-  if (!known_tasks_.count(j.spec.task) && now - j.created >= config_.unknown_task_grace) {
+  for (const auto& [id, e] : executors_) {
+    if (e->tasks.count(j.record.spec.task) && !e->draining) {
+      return "waiting for a free executor slot";
+    }
+  }
+  if (!known_tasks_.count(j.record.spec.task) &&
+      now - j.record.created >= config_.unknown_task_grace) {
     return absl::StrCat(
-        "no executor has advertised task \"", j.spec.task, "\" in ",
-        absl::FormatDuration(now - j.created), "; tasks advertised: ",
+        "no executor has advertised task \"", j.record.spec.task, "\" in ",
+        absl::FormatDuration(now - j.record.created), "; tasks advertised: ",
         known_tasks_.empty() ? "none" : absl::StrJoin(known_tasks_, ", "));
   }
-  return absl::StrCat("waiting for an executor that runs task \"", j.spec.task, "\"");
+  return absl::StrCat("waiting for an executor that runs task \"", j.record.spec.task,
+                      "\"");
 }
 
 JobView SchedulerCore::View(const Job& j, absl::Time now) const {
   JobView v;
-  v.id = j.id;
-  v.spec = j.spec;
-  v.state = j.state;
+  const JobRecord& r = j.record;
+  v.id = r.id;
+  v.spec = r.spec;
+  v.state = r.state;
   v.shards.total = j.partition.num_shards();
   v.shards.running = static_cast<int64_t>(j.running.size());
   v.shards.succeeded = j.succeeded;
-  v.shards.failed = j.failed;
-  v.shards.pending = IsTerminal(j.state) ? 0
+  v.shards.failed = static_cast<int64_t>(j.failed.size());
+  v.shards.pending = IsTerminal(r.state) ? 0
                                          : v.shards.total - v.shards.succeeded -
                                                v.shards.failed - v.shards.running;
   v.items_total = j.partition.TotalItems();
@@ -638,13 +966,15 @@ JobView SchedulerCore::View(const Job& j, absl::Time now) const {
   for (const auto& [shard, id] : j.running) {
     v.items_done = SaturatingAdd(v.items_done, leases_.at(id)->progress);
   }
-  v.create_time = j.created;
-  v.start_time = j.started;
-  v.end_time = j.ended;
+  v.create_time = r.created;
+  v.start_time = r.started;
+  v.end_time = r.ended;
   v.message = WaitReason(j, now);
-  v.errors = j.errors;
-  v.result_location = j.location;
-  v.result_sha256 = j.sha256;
+  v.errors = r.errors;
+  v.result_location = r.location;
+  v.result_sha256 = r.sha256;
+  v.result_version = r.result_version;
+  v.failed_shards = r.failed;
   v.version = j.version;
   return v;
 }
@@ -653,7 +983,7 @@ void SchedulerCore::CheckInvariants() const {
 #ifndef NDEBUG
   size_t running = 0;
   for (const Job* j : active_) {
-    assert(!IsTerminal(j->state));
+    assert(!IsTerminal(j->record.state));
     running += j->running.size();
     assert(j->folded <= j->partition.num_shards());
     assert(j->next_shard <= j->partition.num_shards());
@@ -662,12 +992,10 @@ void SchedulerCore::CheckInvariants() const {
       assert(l.job == j && l.shard == shard);
       assert(l.executor->leases.count(id) == 1);
       assert(j->retry.count(shard) == 0);
+      assert(!IsDone(*j, shard));
     }
   }
   assert(running == leases_.size());
-  for (const auto& [id, e] : executors_) {
-    assert(static_cast<int64_t>(e->leases.size()) <= e->hello.slots + config_.prefetch);
-  }
 #endif
 }
 

@@ -1,12 +1,12 @@
-// The scheduler's state machine: jobs, shards, executors, leases and folding.
-// Pure: no threads, no I/O, no clock. Every method takes `now` and returns
-// the actions (assign, cancel, persist, close) for the caller to carry out.
-// Not thread-safe: the service layer holds one mutex around it.
+// The scheduler's state machine: jobs, shards, executors, leases, retries and
+// folding. Pure: no threads, no I/O, no clock. Every method takes `now` and
+// returns the actions (assign, cancel, close, and durable ops: records to
+// commit, acks and persists that follow the commit) for the caller to carry
+// out. Not thread-safe: the service layer holds one mutex around it.
 #ifndef TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
 #define TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,13 +25,18 @@ struct CoreConfig {
   int64_t max_shards_per_job = 10'000'000;
   // Assignments an executor may hold beyond its slots, to hide round trips.
   int32_t prefetch = 2;
-  // Attempts per shard for retryable failures (lost executors do not count).
-  int32_t max_attempts = 3;
   absl::Duration heartbeat_interval = absl::Seconds(2);
   // An executor silent for this long is closed and its leases requeued.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   // After this, a queued job whose task no executor has ever advertised says so.
   absl::Duration unknown_task_grace = absl::Seconds(30);
+  // A shard whose executor was lost this many times is failed (crash loop).
+  int32_t max_executor_losses = 3;
+  // A lease with a shard timeout expires this long after the timeout.
+  absl::Duration lease_grace = absl::Seconds(5);
+  // After a restart, shards wait this long for their executors to re-attach
+  // before they are dispatched again.
+  absl::Duration reattach_grace = absl::Seconds(10);
   // Shard errors kept per job.
   int32_t max_errors_kept = 5;
   absl::Status Validate() const;
@@ -40,16 +45,31 @@ struct CoreConfig {
 // Validates everything but the range (RangePartition does that).
 absl::Status ValidateSpec(const JobSpec& spec);
 
+// The wait before attempt `attempt + 1` after `attempt` failed attempts;
+// jitter comes from `unit` in [0, 1).
+absl::Duration RetryBackoff(const RetryPolicy& policy, int32_t attempt, double unit);
+
 class SchedulerCore {
  public:
   explicit SchedulerCore(CoreConfig config);
   ~SchedulerCore();
+
+  // Rebuilds state from the store after a restart: `records` in submission
+  // order, `results(job_id)` the stored shard results of an unfinished job.
+  void Restore(const std::vector<JobRecord>& records,
+               const std::map<std::string, std::vector<StoredResult>>& results,
+               absl::Time now, Actions& out);
 
   // Jobs. Submit refuses an invalid spec whole (INVALID_ARGUMENT naming the
   // field) and creates nothing.
   absl::StatusOr<JobView> Submit(const JobSpec& spec, const std::string& job_id,
                                  absl::Time now, Actions& out);
   absl::StatusOr<JobView> Cancel(const std::string& job_id, absl::Time now, Actions& out);
+  // Re-runs the shards of a PARTIAL or FAILED job that have no result;
+  // `results` are the job's stored shard results.
+  absl::StatusOr<JobView> RetryFailedShards(const std::string& job_id,
+                                            const std::vector<StoredResult>& results,
+                                            absl::Time now, Actions& out);
   absl::StatusOr<JobView> GetJob(const std::string& job_id, absl::Time now) const;
   // Newest first; `state` filters when set. Scans down from submission
   // position `before` (-1 = from the newest) and returns up to `limit` jobs;
@@ -63,8 +83,12 @@ class SchedulerCore {
   void Heartbeat(const ExecutorConn& conn, absl::Time now);
   void Progress(const ExecutorConn& conn, const std::string& lease_id, int64_t done,
                 absl::Time now);
+  // A result for `lease_id`, or, when the lease is unknown (the scheduler
+  // restarted or the stream broke), for shard `shard` of `job_id` if that
+  // shard is still open. Acked once durable.
   void Result(const ExecutorConn& conn, const std::string& lease_id,
-              const std::string& result_json, absl::Time now, Actions& out);
+              const std::string& job_id, int64_t shard, const std::string& result_json,
+              absl::Time now, Actions& out);
   void Failure(const ExecutorConn& conn, const std::string& lease_id,
                const std::string& message, bool retryable, absl::Time now, Actions& out);
   void Release(const ExecutorConn& conn, const std::vector<std::string>& lease_ids,
@@ -77,7 +101,7 @@ class SchedulerCore {
   void PersistFailed(const std::string& job_id, const std::string& error, absl::Time now,
                      Actions& out);
 
-  // Time passing: heartbeat expiry.
+  // Time passing: heartbeat expiry, lease deadlines, retry backoffs.
   void Tick(absl::Time now, Actions& out);
 
   std::vector<ExecutorView> ListExecutors() const;
@@ -85,8 +109,6 @@ class SchedulerCore {
   const CoreCounters& counters() const { return counters_; }
   // Jobs by state, for metrics.
   std::map<JobState, int64_t> JobCounts() const;
-  // Bumps whenever any job changes; watchers poll it cheaply.
-  uint64_t version() const { return version_; }
 
  private:
   struct Job;
@@ -98,17 +120,34 @@ class SchedulerCore {
   // The lease if it belongs to this connection, else nullptr.
   Lease* FindLease(const ExecutorConn& conn, const std::string& lease_id);
   void Dispatch(absl::Time now, Actions& out);
-  Job* NextJobFor(const Executor& e);
-  bool HasWork(const Job& j) const;
+  Job* NextJobFor(const Executor& e, absl::Time now);
+  bool HasWork(const Job& j, absl::Time now) const;
   void AssignOne(Job& j, Executor& e, absl::Time now, Actions& out);
+  void AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt,
+                const std::string& id, absl::Time now, Actions& out);
   // Ends a lease; returns the shard to the queue when `requeue`.
   void EndLease(const std::string& lease_id, bool requeue);
+  // Takes shard `shard` out of the pending set (retry queue or not yet
+  // dispatched) so that it can be run or accepted elsewhere.
+  void ClaimPending(Job& j, int64_t shard);
+  bool IsDone(const Job& j, int64_t shard) const;
   void Accept(Job& j, int64_t shard, nlohmann::json result, absl::Time now, Actions& out);
+  void FoldPrefix(Job& j, absl::Time now, Actions& out);
+  // A failed attempt: retried after its backoff, or the shard is out of attempts.
+  void AttemptFailed(Job& j, int64_t shard, int32_t attempt, const std::string& executor,
+                     const std::string& message, bool retryable, absl::Time now,
+                     Actions& out);
+  void ShardOutOfAttempts(Job& j, int64_t shard, int32_t attempts,
+                          const std::string& message, absl::Time now, Actions& out);
   void FailJob(Job& j, const std::string& message, absl::Time now, Actions& out);
   void CancelLeases(Job& j, Actions& out);
   void Finish(Job& j, absl::Time now, Actions& out);
+  // Resets a job's shard state from its stored results.
+  void Rebuild(Job& j, const std::vector<StoredResult>& results);
+  void Save(Job& j, Actions& out);
   void Touch(Job& j);
-  void DropExecutor(Executor& e);
+  void Deactivate(Job& j);
+  void DropExecutor(Executor& e, absl::Time now, Actions& out);
   JobView View(const Job& j, absl::Time now) const;
   std::string WaitReason(const Job& j, absl::Time now) const;
   void CheckInvariants() const;
@@ -123,6 +162,7 @@ class SchedulerCore {
   std::set<std::string> known_tasks_;  // every task ever advertised
   uint64_t next_generation_ = 1;
   uint64_t version_ = 0;
+  int64_t next_seq_ = 1;
   CoreCounters counters_;
 };
 

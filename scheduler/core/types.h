@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -15,12 +16,22 @@
 
 namespace tessera::scheduler {
 
-enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+// Numbers are stored: append only.
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kPartial };
 
 absl::string_view JobStateName(JobState state);
 inline bool IsTerminal(JobState s) {
-  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+  return s == JobState::kSucceeded || s == JobState::kFailed ||
+         s == JobState::kCancelled || s == JobState::kPartial;
 }
+
+struct RetryPolicy {
+  int32_t max_attempts = 3;
+  absl::Duration initial_backoff = absl::Seconds(1);
+  absl::Duration max_backoff = absl::Seconds(60);
+  double multiplier = 2.0;
+  double jitter = 0.2;
+};
 
 struct JobSpec {
   std::string name;
@@ -29,6 +40,17 @@ struct JobSpec {
   RangeSpec range;
   AggregateSpec aggregate;
   int32_t max_parallel = 0;  // 0 = no cap
+  RetryPolicy retry;
+  absl::Duration shard_timeout = absl::ZeroDuration();  // zero = no limit
+  int64_t max_failed_shards = 0;                        // 0 = fail fast
+};
+
+// A shard out of attempts.
+struct FailedShard {
+  int64_t shard = 0;
+  ShardBounds bounds;
+  int32_t attempts = 0;
+  std::string last_error;
 };
 
 struct ShardError {
@@ -57,7 +79,45 @@ struct JobView {
   std::vector<ShardError> errors;
   std::string result_location;
   std::string result_sha256;
+  int32_t result_version = 0;
+  std::vector<FailedShard> failed_shards;
   uint64_t version = 0;  // grows with every change; watchers compare it
+};
+
+// What the store keeps of a job; a restarted scheduler rebuilds from it and
+// the shard results stored with it.
+struct JobRecord {
+  std::string id;
+  int64_t seq = 0;  // submission order
+  JobSpec spec;
+  JobState state = JobState::kQueued;
+  absl::Time created = absl::InfinitePast();
+  absl::Time started = absl::InfinitePast();
+  absl::Time ended = absl::InfinitePast();
+  std::string message;
+  std::vector<ShardError> errors;
+  std::vector<FailedShard> failed;
+  std::string location;
+  std::string sha256;
+  int32_t result_version = 0;
+  int64_t shards_succeeded = 0;
+  // Set between "all shards are in" and "the sink has the result": the
+  // exact bytes to write, so a restart writes them (or finds them) unchanged.
+  bool finalizing = false;
+  std::string final_bytes;
+};
+
+struct StoredResult {
+  int64_t shard = 0;
+  std::string result_json;
+};
+
+// A shard an executor still runs when it (re)connects.
+struct HeldShard {
+  std::string lease_id;
+  std::string job_id;
+  int64_t shard = 0;
+  int32_t attempt = 0;
 };
 
 struct ExecutorHello {
@@ -66,6 +126,7 @@ struct ExecutorHello {
   std::vector<std::string> tasks;
   int32_t slots = 0;
   std::string version;
+  std::vector<HeldShard> held;
 };
 
 struct ExecutorView {
@@ -101,6 +162,10 @@ struct CoreCounters {
   int64_t results_dropped = 0;  // duplicate or late results
   int64_t results_persisted = 0;
   int64_t executors_expired = 0;  // closed for missed heartbeats
+  int64_t shards_retried = 0;     // failed attempts put back with a backoff
+  int64_t leases_expired = 0;     // shard timeouts seen by the scheduler
+  int64_t results_adopted = 0;    // results accepted without a live lease
+  int64_t store_commits = 0;      // filled in by the runtime
 };
 
 // Identifies one connection of an executor: reconnects get a new generation,
@@ -118,6 +183,7 @@ struct Assignment {
   std::string params_json;
   ShardBounds bounds;
   int32_t attempt = 0;
+  absl::Duration timeout = absl::ZeroDuration();
 };
 
 // Actions the service carries out after releasing the core's lock.
@@ -131,8 +197,25 @@ struct CancelAction {
 };
 struct PersistAction {
   std::string job_id;
+  int32_t version = 1;
   std::string bytes;
 };
+struct SaveJobOp {
+  JobRecord record;
+};
+struct SaveResultOp {
+  std::string job_id;
+  int64_t shard = 0;
+  std::string result_json;
+};
+// Tells an executor its result is durable (or no longer needed).
+struct AckOp {
+  ExecutorConn conn;
+  std::string lease_id;
+};
+// Durable work, carried out in order by the store writer: records are
+// committed first, then the acks and persists that follow them happen.
+using DurableOp = std::variant<SaveJobOp, SaveResultOp, AckOp, PersistAction>;
 struct CloseAction {
   ExecutorConn conn;
   std::string reason;
@@ -141,10 +224,10 @@ struct CloseAction {
 struct Actions {
   std::vector<AssignAction> assigns;
   std::vector<CancelAction> cancels;
-  std::vector<PersistAction> persists;
   std::vector<CloseAction> closes;
+  std::vector<DurableOp> durable;
   bool empty() const {
-    return assigns.empty() && cancels.empty() && persists.empty() && closes.empty();
+    return assigns.empty() && cancels.empty() && closes.empty() && durable.empty();
   }
 };
 

@@ -15,6 +15,16 @@ void TimeToProto(absl::Time t, google::protobuf::Timestamp* ts) {
   ts->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
 }
 
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+void ToProto(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+}
+
 }  // namespace
 
 absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
@@ -57,6 +67,18 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
     spec.aggregate.fields[path] = *r;
   }
   spec.max_parallel = proto.max_parallel();
+  const v1::RetryPolicy& r = proto.retry();
+  if (r.max_attempts() != 0) spec.retry.max_attempts = r.max_attempts();
+  if (r.has_initial_backoff())
+    spec.retry.initial_backoff = FromProto(r.initial_backoff());
+  if (r.has_max_backoff()) spec.retry.max_backoff = FromProto(r.max_backoff());
+  if (r.has_multiplier()) spec.retry.multiplier = r.multiplier();
+  if (r.has_jitter()) spec.retry.jitter = r.jitter();
+  if (spec.retry.max_backoff < spec.retry.initial_backoff && !r.has_max_backoff()) {
+    spec.retry.max_backoff = spec.retry.initial_backoff;
+  }
+  if (proto.has_shard_timeout()) spec.shard_timeout = FromProto(proto.shard_timeout());
+  spec.max_failed_shards = proto.failure_policy().max_failed_shards();
   return spec;
 }
 
@@ -68,11 +90,11 @@ void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
     (void)google::protobuf::util::JsonStringToMessage(spec.params.dump(),
                                                       proto->mutable_params());
   }
-  auto* r = proto->mutable_range();
-  r->set_start(spec.range.start);
-  r->set_end(spec.range.end);
-  r->set_shard_size(spec.range.shard_size);
-  r->set_shard_count(spec.range.shard_count);
+  auto* range = proto->mutable_range();
+  range->set_start(spec.range.start);
+  range->set_end(spec.range.end);
+  range->set_shard_size(spec.range.shard_size);
+  range->set_shard_count(spec.range.shard_count);
   if (spec.aggregate.default_reducer != Reducer::kAuto) {
     proto->mutable_aggregate()->set_default_reducer(
         std::string(ReducerName(spec.aggregate.default_reducer)));
@@ -82,6 +104,18 @@ void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
         std::string(ReducerName(reducer));
   }
   proto->set_max_parallel(spec.max_parallel);
+  auto* r = proto->mutable_retry();
+  r->set_max_attempts(spec.retry.max_attempts);
+  ToProto(spec.retry.initial_backoff, r->mutable_initial_backoff());
+  ToProto(spec.retry.max_backoff, r->mutable_max_backoff());
+  r->set_multiplier(spec.retry.multiplier);
+  r->set_jitter(spec.retry.jitter);
+  if (spec.shard_timeout > absl::ZeroDuration()) {
+    ToProto(spec.shard_timeout, proto->mutable_shard_timeout());
+  }
+  if (spec.max_failed_shards > 0) {
+    proto->mutable_failure_policy()->set_max_failed_shards(spec.max_failed_shards);
+  }
 }
 
 v1::JobState StateToProto(JobState state) {
@@ -96,6 +130,8 @@ v1::JobState StateToProto(JobState state) {
       return v1::JOB_STATE_FAILED;
     case JobState::kCancelled:
       return v1::JOB_STATE_CANCELLED;
+    case JobState::kPartial:
+      return v1::JOB_STATE_PARTIAL;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
@@ -114,6 +150,8 @@ absl::StatusOr<std::optional<JobState>> StateFromProto(v1::JobState state) {
       return JobState::kFailed;
     case v1::JOB_STATE_CANCELLED:
       return JobState::kCancelled;
+    case v1::JOB_STATE_PARTIAL:
+      return JobState::kPartial;
     default:
       return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", state));
   }
@@ -148,6 +186,15 @@ void JobToProto(const JobView& v, v1::Job* proto) {
   }
   proto->set_result_location(v.result_location);
   proto->set_result_sha256(v.result_sha256);
+  proto->set_result_version(v.result_version);
+  for (const FailedShard& f : v.failed_shards) {
+    auto* pf = proto->add_failed_shards();
+    pf->set_shard(f.shard);
+    pf->set_start(f.bounds.start);
+    pf->set_end(f.bounds.end);
+    pf->set_attempts(f.attempts);
+    pf->set_last_error(f.last_error);
+  }
 }
 
 void ExecutorToProto(const ExecutorView& v, v1::Executor* proto) {
@@ -180,6 +227,9 @@ ExecutorHello HelloFromProto(const v1::Hello& proto) {
   h.tasks.assign(proto.tasks().begin(), proto.tasks().end());
   h.slots = proto.slots();
   h.version = proto.version();
+  for (const v1::HeldShard& held : proto.held()) {
+    h.held.push_back({held.lease_id(), held.job_id(), held.shard(), held.attempt()});
+  }
   return h;
 }
 
@@ -192,6 +242,7 @@ void AssignmentToProto(const Assignment& a, v1::Assignment* proto) {
   proto->set_start(a.bounds.start);
   proto->set_end(a.bounds.end);
   proto->set_attempt(a.attempt);
+  proto->set_timeout_ms(absl::ToInt64Milliseconds(a.timeout));
 }
 
 }  // namespace tessera::scheduler

@@ -21,6 +21,14 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   return reactor;
 }
 
+// Finishes `reactor` with the job (once the change is durable) or the error.
+Runtime::JobCallback Reply(grpc::ServerUnaryReactor* reactor, v1::Job* resp) {
+  return [reactor, resp](absl::StatusOr<JobView> job) {
+    if (job.ok()) JobToProto(*job, resp);
+    reactor->Finish(ToGrpcStatus(job.status()));
+  };
+}
+
 absl::Status RequireJobId(const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError("job_id is required");
   return absl::OkStatus();
@@ -112,9 +120,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   if (!req->has_spec()) return Done(ctx, absl::InvalidArgumentError("spec is required"));
   absl::StatusOr<JobSpec> spec = SpecFromProto(req->spec());
   if (!spec.ok()) return Done(ctx, spec.status());
-  absl::StatusOr<JobView> job = runtime_->Submit(*spec);
-  if (job.ok()) JobToProto(*job, resp);
-  return Done(ctx, job.status());
+  auto* reactor = ctx->DefaultReactor();
+  runtime_->Submit(*spec, Reply(reactor, resp));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
@@ -167,9 +175,18 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
                                                     const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
-  absl::StatusOr<JobView> job = runtime_->Cancel(req->job_id());
-  if (job.ok()) JobToProto(*job, resp);
-  return Done(ctx, job.status());
+  auto* reactor = ctx->DefaultReactor();
+  runtime_->Cancel(req->job_id(), Reply(reactor, resp));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::RetryFailedShards(
+    grpc::CallbackServerContext* ctx, const v1::RetryFailedShardsRequest* req,
+    v1::Job* resp) {
+  if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  runtime_->RetryFailedShards(req->job_id(), Reply(reactor, resp));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext* ctx,
@@ -189,6 +206,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext*
   resp->set_result_json(std::move(result->bytes));
   resp->set_location(result->job.result_location);
   resp->set_sha256(result->job.result_sha256);
+  resp->set_version(result->job.result_version);
   return Done(ctx, absl::OkStatus());
 }
 

@@ -10,26 +10,57 @@
 
 namespace tessera::scheduler {
 
-Runtime::Runtime(CoreConfig config, const Clock* clock, ResultSink* sink)
-    : config_(config), clock_(clock), sink_(sink), core_(std::move(config)) {}
+Runtime::Runtime(CoreConfig config, const Clock* clock, Store* store, ResultSink* sink)
+    : config_(config),
+      clock_(clock),
+      store_(store),
+      sink_(sink),
+      core_(std::move(config)) {}
 
 Runtime::~Runtime() { Stop(); }
 
+absl::Status Runtime::Recover() {
+  absl::StatusOr<StoredState> state = store_->Load();
+  if (!state.ok()) return state.status();
+  absl::MutexLock lock(&mu_);
+  Actions actions;
+  core_.Restore(state->jobs, state->results, clock_->Now(), actions);
+  int64_t unfinished = 0;
+  for (const JobRecord& r : state->jobs) unfinished += IsTerminal(r.state) ? 0 : 1;
+  spdlog::info("store {}: recovered {} jobs ({} unfinished)", store_->name(),
+               state->jobs.size(), unfinished);
+  Execute(std::move(actions));
+  return absl::OkStatus();
+}
+
 void Runtime::Start() {
   ticker_ = std::thread([this] { TickLoop(); });
-  persister_ = std::thread([this] { PersistLoop(); });
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+void Runtime::BeginShutdown() {
+  absl::MutexLock lock(&writer_mu_);
+  shutting_down_ = true;
 }
 
 void Runtime::Stop() {
   {
-    absl::MutexLock lock(&persist_mu_);
+    absl::MutexLock lock(&writer_mu_);
     stopping_ = true;
   }
   if (ticker_.joinable()) ticker_.join();
-  if (persister_.joinable()) persister_.join();
+  if (writer_.joinable()) writer_.join();
 }
 
-absl::StatusOr<JobView> Runtime::Submit(const JobSpec& spec) {
+void Runtime::Submit(const JobSpec& spec, JobCallback done) {
+  {
+    absl::MutexLock lock(&writer_mu_);
+    if (shutting_down_) {
+      done(
+          absl::UnavailableError("the scheduler is shutting down; submit again shortly"));
+      return;
+    }
+  }
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
@@ -37,14 +68,16 @@ absl::StatusOr<JobView> Runtime::Submit(const JobSpec& spec) {
     job = core_.Submit(spec, RandomHexId(8), clock_->Now(), actions);
     Execute(std::move(actions));
   }
-  if (job.ok()) {
-    spdlog::info("job={} submitted task={} shards={} name=\"{}\"", job->id, spec.task,
-                 job->shards.total, spec.name);
+  if (!job.ok()) {
+    done(job.status());
+    return;
   }
-  return job;
+  spdlog::info("job={} submitted task={} shards={} name=\"{}\"", job->id, spec.task,
+               job->shards.total, spec.name);
+  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
-absl::StatusOr<JobView> Runtime::Cancel(const std::string& job_id) {
+void Runtime::Cancel(const std::string& job_id, JobCallback done) {
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
@@ -52,11 +85,36 @@ absl::StatusOr<JobView> Runtime::Cancel(const std::string& job_id) {
     job = core_.Cancel(job_id, clock_->Now(), actions);
     Execute(std::move(actions));
   }
-  if (job.ok()) {
-    spdlog::info("job={} cancel requested; state={}", job_id,
-                 std::string(JobStateName(job->state)));
+  if (!job.ok()) {
+    done(job.status());
+    return;
   }
-  return job;
+  spdlog::info("job={} cancel requested; state={}", job_id,
+               std::string(JobStateName(job->state)));
+  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
+}
+
+void Runtime::RetryFailedShards(const std::string& job_id, JobCallback done) {
+  // The results of a finished job are all committed: read them first.
+  absl::StatusOr<std::vector<StoredResult>> results = store_->LoadResults(job_id);
+  if (!results.ok()) {
+    done(results.status());
+    return;
+  }
+  absl::StatusOr<JobView> job;
+  {
+    absl::MutexLock lock(&mu_);
+    Actions actions;
+    job = core_.RetryFailedShards(job_id, *results, clock_->Now(), actions);
+    Execute(std::move(actions));
+  }
+  if (!job.ok()) {
+    done(job.status());
+    return;
+  }
+  spdlog::info("job={} retrying its failed shards ({} results kept)", job_id,
+               results->size());
+  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
 absl::StatusOr<JobView> Runtime::GetJob(const std::string& job_id) {
@@ -73,10 +131,10 @@ std::vector<JobView> Runtime::ListJobs(std::optional<JobState> state, int64_t be
 absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
   absl::StatusOr<JobView> job = GetJob(job_id);
   if (!job.ok()) return job.status();
-  if (job->state != JobState::kSucceeded) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " is ", JobStateName(job->state),
-                     "; its result is available once it has SUCCEEDED"));
+  if (job->result_location.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " is ", JobStateName(job->state),
+        "; its result is available once it has SUCCEEDED (or ended PARTIAL)"));
   }
   absl::StatusOr<std::string> bytes = sink_->Read(job->result_location);
   if (!bytes.ok()) return bytes.status();
@@ -117,8 +175,9 @@ ExecutorConn Runtime::Connect(const ExecutorHello& hello, ExecutorStream* stream
     }
     Execute(std::move(actions));
   }
-  spdlog::info("executor={} connected name={} slots={} tasks={}", hello.executor_id,
-               hello.name, hello.slots, absl::StrJoin(hello.tasks, ","));
+  spdlog::info("executor={} connected name={} slots={} tasks={} held={}",
+               hello.executor_id, hello.name, hello.slots,
+               absl::StrJoin(hello.tasks, ","), hello.held.size());
   return conn;
 }
 
@@ -150,7 +209,8 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
         core_.Progress(conn, m.progress().lease_id(), m.progress().done(), now);
         break;
       case v1::ExecutorMessage::kResult:
-        core_.Result(conn, m.result().lease_id(), m.result().result_json(), now, actions);
+        core_.Result(conn, m.result().lease_id(), m.result().job_id(), m.result().shard(),
+                     m.result().result_json(), now, actions);
         break;
       case v1::ExecutorMessage::kFailure:
         core_.Failure(conn, m.failure().lease_id(), m.failure().message(),
@@ -226,20 +286,24 @@ void Runtime::Execute(Actions actions) {
       }
     }
   }
-  if (!actions.persists.empty()) {
-    absl::MutexLock lock(&persist_mu_);
-    for (PersistAction& p : actions.persists) persist_queue_.push_back(std::move(p));
+  if (!actions.durable.empty()) {
+    absl::MutexLock lock(&writer_mu_);
+    for (DurableOp& op : actions.durable) writer_queue_.push_back(std::move(op));
   }
 }
 
+void Runtime::AfterCommit(std::function<void()> fn) {
+  absl::MutexLock lock(&writer_mu_);
+  writer_queue_.push_back(std::move(fn));
+}
+
 void Runtime::TickLoop() {
-  absl::Time next_core_tick = clock_->Now();
   while (true) {
     {
-      absl::MutexLock lock(&persist_mu_);
+      absl::MutexLock lock(&writer_mu_);
       auto stop = [this]()
-                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(persist_mu_) { return stopping_; };
-      if (persist_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100))) {
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) { return stopping_; };
+      if (writer_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100))) {
         return;
       }
     }
@@ -247,50 +311,105 @@ void Runtime::TickLoop() {
       absl::MutexLock lock(&pollers_mu_);
       for (Poller* p : pollers_) p->Poll();
     }
-    const absl::Time now = clock_->Now();
-    if (now >= next_core_tick) {
-      next_core_tick = now + absl::Seconds(1);
-      absl::MutexLock lock(&mu_);
-      Actions actions;
-      core_.Tick(now, actions);
-      Execute(std::move(actions));
+    absl::MutexLock lock(&mu_);
+    Actions actions;
+    core_.Tick(clock_->Now(), actions);
+    Execute(std::move(actions));
+  }
+}
+
+void Runtime::WriterLoop() {
+  while (true) {
+    std::deque<WriterItem> batch;
+    {
+      absl::MutexLock lock(&writer_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+        return stopping_ || !writer_queue_.empty();
+      };
+      writer_mu_.Await(absl::Condition(&ready));
+      if (writer_queue_.empty()) return;  // stopping, and everything is written
+      batch.swap(writer_queue_);
+    }
+    // One transaction for every record in the batch (group commit).
+    std::vector<const JobRecord*> jobs;
+    std::vector<const SaveResultOp*> results;
+    for (const WriterItem& item : batch) {
+      if (const auto* op = std::get_if<DurableOp>(&item)) {
+        if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record);
+        if (const auto* r = std::get_if<SaveResultOp>(op)) results.push_back(r);
+      }
+    }
+    if (!jobs.empty() || !results.empty()) {
+      const absl::Time t0 = absl::Now();
+      absl::Status s = store_->Commit(jobs, results);
+      const double secs = absl::ToDoubleSeconds(absl::Now() - t0);
+      if (!s.ok()) {
+        // Nothing is acknowledged until it is durable: keep the batch and
+        // try again (executors keep their results meanwhile).
+        {
+          absl::MutexLock lock(&stats_mu_);
+          ++commit_failures_;
+        }
+        spdlog::error("store commit failed, retrying in 1s: {}", s.ToString());
+        absl::SleepFor(absl::Seconds(1));
+        absl::MutexLock lock(&writer_mu_);
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+          writer_queue_.push_front(std::move(*it));
+        }
+        continue;
+      }
+      absl::MutexLock lock(&stats_mu_);
+      ++commits_;
+      committed_records_ += static_cast<int64_t>(jobs.size() + results.size());
+      commit_seconds_ += secs;
+    }
+    // Then what waited for the commit, in order.
+    std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> acks;
+    for (WriterItem& item : batch) {
+      if (auto* fn = std::get_if<std::function<void()>>(&item)) {
+        (*fn)();
+        continue;
+      }
+      const DurableOp& op = std::get<DurableOp>(item);
+      if (const auto* a = std::get_if<AckOp>(&op)) {
+        acks[{a->conn.executor_id, a->conn.generation}].mutable_ack()->add_lease_ids(
+            a->lease_id);
+      } else if (const auto* p = std::get_if<PersistAction>(&op)) {
+        Persist(*p);
+      }
+    }
+    if (!acks.empty()) {
+      absl::MutexLock lock(&streams_mu_);
+      for (auto& [key, msg] : acks) {
+        auto it = streams_.find(key.first);
+        if (it != streams_.end() && it->second.generation == key.second) {
+          it->second.stream->Send(std::move(msg));
+        }
+      }
     }
   }
 }
 
-void Runtime::PersistLoop() {
-  while (true) {
-    PersistAction p;
-    {
-      absl::MutexLock lock(&persist_mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(persist_mu_) {
-        return stopping_ || !persist_queue_.empty();
-      };
-      persist_mu_.Await(absl::Condition(&ready));
-      if (persist_queue_.empty()) return;  // stopping and nothing left to write
-      p = std::move(persist_queue_.front());
-      persist_queue_.pop_front();
-    }
-    absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.bytes);
-    {
-      absl::MutexLock lock(&mu_);
-      Actions actions;
-      if (written.ok()) {
-        core_.Persisted(p.job_id, written->location, written->sha256, clock_->Now(),
-                        actions);
-      } else {
-        core_.PersistFailed(p.job_id, std::string(written.status().message()),
-                            clock_->Now(), actions);
-      }
-      Execute(std::move(actions));
-    }
+void Runtime::Persist(const PersistAction& p) {
+  absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.version, p.bytes);
+  {
+    absl::MutexLock lock(&mu_);
+    Actions actions;
     if (written.ok()) {
-      spdlog::info("job={} succeeded; result persisted to {} sha256={}", p.job_id,
-                   written->location, written->sha256);
+      core_.Persisted(p.job_id, written->location, written->sha256, clock_->Now(),
+                      actions);
     } else {
-      spdlog::error("job={} failed: persisting the result: {}", p.job_id,
-                    written.status().ToString());
+      core_.PersistFailed(p.job_id, std::string(written.status().message()),
+                          clock_->Now(), actions);
     }
+    Execute(std::move(actions));
+  }
+  if (written.ok()) {
+    spdlog::info("job={} finished; result v{} persisted to {} sha256={}", p.job_id,
+                 p.version, written->location, written->sha256);
+  } else {
+    spdlog::error("job={} failed: persisting the result: {}", p.job_id,
+                  written.status().ToString());
   }
 }
 
@@ -357,6 +476,25 @@ std::vector<prometheus::MetricFamily> Runtime::CollectMetrics() {
           c.results_persisted);
   counter("tessera_result_writes_total", "Writes made to the result sink.",
           static_cast<double>(sink_->writes()));
+  counter("tessera_shards_retried_total", "Failed attempts put back after a backoff.",
+          c.shards_retried);
+  counter("tessera_lease_expirations_total",
+          "Leases ended by the scheduler because a shard ran past its timeout.",
+          c.leases_expired);
+  counter("tessera_results_adopted_total",
+          "Results accepted for an open shard without a live lease (after a restart or "
+          "reconnect).",
+          c.results_adopted);
+  {
+    absl::MutexLock lock(&stats_mu_);
+    counter("tessera_store_commits_total", "Store transactions committed.", commits_);
+    counter("tessera_store_committed_records_total",
+            "Job records and shard results committed to the store.", committed_records_);
+    counter("tessera_store_commit_failures_total", "Store transactions that failed.",
+            commit_failures_);
+    counter("tessera_store_commit_seconds_total", "Time spent committing to the store.",
+            commit_seconds_);
+  }
   return out;
 }
 

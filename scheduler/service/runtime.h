@@ -1,16 +1,23 @@
 // The imperative shell around SchedulerCore: holds the lock, the clock, the
-// executor streams and the result sink; carries out the core's actions after
-// releasing the lock; runs the ticker and the persister threads.
-// Thread-safe. Owns its threads; borrows the clock and the sink, which must
-// outlive it.
+// executor streams, the store and the result sink; carries out the core's
+// actions; runs the ticker and the store writer threads.
+//
+// The store writer makes "acknowledged means durable" true: it commits the
+// core's records in batches (group commit) and only then sends acks, writes
+// results to the sink and answers the calls that waited for the commit.
+//
+// Thread-safe. Owns its threads; borrows the clock, the store and the sink,
+// which must outlive it.
 #ifndef TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
 #define TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -18,6 +25,7 @@
 #include "prometheus/metric_family.h"
 #include "scheduler/core/scheduler_core.h"
 #include "scheduler/sink/result_sink.h"
+#include "scheduler/store/store.h"
 #include "shared/clock.h"
 #include "tessera/v1/executor.pb.h"
 
@@ -48,16 +56,24 @@ struct ResultBytes {
 
 class Runtime {
  public:
-  Runtime(CoreConfig config, const Clock* clock, ResultSink* sink);
+  using JobCallback = std::function<void(absl::StatusOr<JobView>)>;
+
+  Runtime(CoreConfig config, const Clock* clock, Store* store, ResultSink* sink);
   ~Runtime();
 
+  // Rebuilds the core from the store; call once, before Start.
+  absl::Status Recover();
   void Start();
-  // Stops the threads; pending persists are finished first.
+  // From now on submissions are refused with UNAVAILABLE.
+  void BeginShutdown();
+  // Stops the threads after the store writer has committed everything queued.
   void Stop();
 
-  // Job operations (JobService).
-  absl::StatusOr<JobView> Submit(const JobSpec& spec);
-  absl::StatusOr<JobView> Cancel(const std::string& job_id);
+  // Job operations (JobService). `done` runs once the change is durable (or
+  // at once with an error); it may run on the store writer's thread.
+  void Submit(const JobSpec& spec, JobCallback done);
+  void Cancel(const std::string& job_id, JobCallback done);
+  void RetryFailedShards(const std::string& job_id, JobCallback done);
   absl::StatusOr<JobView> GetJob(const std::string& job_id);
   std::vector<JobView> ListJobs(std::optional<JobState> state, int64_t before, int limit,
                                 int64_t* next);
@@ -79,12 +95,18 @@ class Runtime {
   std::vector<prometheus::MetricFamily> CollectMetrics();
 
  private:
+  using WriterItem = std::variant<DurableOp, std::function<void()>>;
+
   void Execute(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `fn` after everything queued so far is committed.
+  void AfterCommit(std::function<void()> fn);
   void TickLoop();
-  void PersistLoop();
+  void WriterLoop();
+  void Persist(const PersistAction& p);
 
   const CoreConfig config_;
   const Clock* clock_;
+  Store* store_;
   ResultSink* sink_;
 
   absl::Mutex mu_;
@@ -100,12 +122,20 @@ class Runtime {
   absl::Mutex pollers_mu_;
   std::set<Poller*> pollers_ ABSL_GUARDED_BY(pollers_mu_);
 
-  absl::Mutex persist_mu_;
-  std::deque<PersistAction> persist_queue_ ABSL_GUARDED_BY(persist_mu_);
-  bool stopping_ ABSL_GUARDED_BY(persist_mu_) = false;
+  absl::Mutex writer_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::deque<WriterItem> writer_queue_ ABSL_GUARDED_BY(writer_mu_);
+  bool stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(writer_mu_) = false;
+
+  // Store figures for metrics (written by the writer thread).
+  absl::Mutex stats_mu_;
+  int64_t commits_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  int64_t committed_records_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  int64_t commit_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  double commit_seconds_ ABSL_GUARDED_BY(stats_mu_) = 0;
 
   std::thread ticker_;
-  std::thread persister_;
+  std::thread writer_;
 };
 
 }  // namespace tessera::scheduler

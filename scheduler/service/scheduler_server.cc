@@ -9,6 +9,8 @@
 #include "scheduler/service/job_service.h"
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
+#include "scheduler/store/memory_store.h"
+#include "scheduler/store/sqlite_store.h"
 #include "shared/grpc_util.h"
 #include "shared/logging.h"
 
@@ -17,6 +19,10 @@ namespace tessera::scheduler {
 absl::Status SchedulerConfig::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("--listen is required");
   if (data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  if (store != "sqlite" && store != "memory") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store must be sqlite or memory (got \"", store, "\")"));
+  }
   if (max_message_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("--max-message-bytes must be at least 1048576");
   }
@@ -30,7 +36,16 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   auto sink = FileSink::Create(config.data_dir + "/results");
   if (!sink.ok()) return sink.status();
   server->sink_ = *std::move(sink);
-  server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->sink_.get());
+  if (config.store == "memory") {
+    server->store_ = std::make_unique<MemoryStore>();
+  } else {
+    auto store = SqliteStore::Open(config.data_dir);
+    if (!store.ok()) return store.status();
+    server->store_ = *std::move(store);
+  }
+  server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->store_.get(),
+                                               server->sink_.get());
+  if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
   server->job_service_ = std::make_unique<JobServiceImpl>(server->runtime_.get());
   server->executor_service_ =
       std::make_unique<ExecutorServiceImpl>(server->runtime_.get());
@@ -62,8 +77,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
   server->runtime_->Start();
-  spdlog::info("scheduler listening on port {} (metrics port {}), data dir {}",
-               server->port_, server->metrics_port(), config.data_dir);
+  spdlog::info("scheduler listening on port {} (metrics port {}), data dir {}, store {}",
+               server->port_, server->metrics_port(), config.data_dir, config.store);
   return server;
 }
 
@@ -79,6 +94,7 @@ void SchedulerServer::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  if (runtime_) runtime_->BeginShutdown();
   if (server_) {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

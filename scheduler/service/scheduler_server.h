@@ -19,6 +19,7 @@ struct SchedulerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string data_dir = "tessera-data";
+  std::string store = "sqlite";  // or "memory" (nothing survives a restart)
   int max_message_bytes = 64 << 20;
   CoreConfig core;
   absl::Status Validate() const;
@@ -26,6 +27,7 @@ struct SchedulerConfig {
 
 class Runtime;
 class ResultSink;
+class Store;
 class JobServiceImpl;
 class ExecutorServiceImpl;
 
@@ -39,11 +41,13 @@ class SchedulerServer {
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   void Wait();
-  // Stops accepting calls, ends open streams and stops the runtime.
+  // Refuses new submissions, ends open calls and streams (executors keep
+  // their work and re-attach later), commits what is queued to the store.
   void Shutdown();
 
  private:
   SchedulerServer() = default;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<ResultSink> sink_;
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<JobServiceImpl> job_service_;

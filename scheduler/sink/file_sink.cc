@@ -45,11 +45,19 @@ absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& di
 }
 
 absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
+                                                int32_t version,
                                                 const std::string& bytes) {
   if (!ValidJobId(job_id)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid job id \"", job_id, "\""));
   }
-  const std::string final_path = absl::StrCat(dir_, "/", job_id, ".json");
+  const std::string final_path =
+      version <= 1 ? absl::StrCat(dir_, "/", job_id, ".json")
+                   : absl::StrCat(dir_, "/", job_id, ".v", version, ".json");
+  const std::string sha = Sha256Hex(bytes);
+  if (absl::StatusOr<std::string> existing = Read(final_path);
+      existing.ok() && Sha256Hex(*existing) == sha) {
+    return PersistedResult{final_path, sha};  // written before a restart
+  }
   const std::string tmp_path =
       absl::StrCat(dir_, "/.", job_id, ".json.tmp-", RandomHexId(4));
   int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -87,7 +95,7 @@ absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
                  std::strerror(errno));
   }
   if (dfd >= 0) ::close(dfd);
-  return PersistedResult{final_path, Sha256Hex(bytes)};
+  return PersistedResult{final_path, sha};
 }
 
 absl::StatusOr<std::string> FileSink::Read(const std::string& location) {

@@ -1,5 +1,6 @@
-// Writes results to <dir>/<job-id>.json: temp file, fsync, rename, fsync of
-// the directory, so a crash leaves either no file or the whole file.
+// Writes results to <dir>/<job-id>.json (version 1) or <job-id>.v<N>.json:
+// temp file, fsync, rename, fsync of the directory, so a crash leaves either
+// no file or the whole file.
 #ifndef TESSERA_SCHEDULER_SINK_FILE_SINK_H_
 #define TESSERA_SCHEDULER_SINK_FILE_SINK_H_
 
@@ -16,7 +17,7 @@ class FileSink : public ResultSink {
   // Creates `dir` (and parents) if needed.
   static absl::StatusOr<std::unique_ptr<FileSink>> Create(const std::string& dir);
 
-  absl::StatusOr<PersistedResult> Write(const std::string& job_id,
+  absl::StatusOr<PersistedResult> Write(const std::string& job_id, int32_t version,
                                         const std::string& bytes) override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
   int64_t writes() const override { return writes_.load(); }

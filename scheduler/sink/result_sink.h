@@ -18,10 +18,14 @@ struct PersistedResult {
 class ResultSink {
  public:
   virtual ~ResultSink() = default;
+  // Writes version `version` of a job's result. Idempotent: when the sink
+  // already holds exactly these bytes (a restart after the write but before
+  // the job was marked done), nothing is written again.
   virtual absl::StatusOr<PersistedResult> Write(const std::string& job_id,
+                                                int32_t version,
                                                 const std::string& bytes) = 0;
   virtual absl::StatusOr<std::string> Read(const std::string& location) = 0;
-  // Results written by this process (for metrics and tests).
+  // Results actually written by this process (for metrics and tests).
   virtual int64_t writes() const = 0;
 };
 

@@ -21,7 +21,7 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
   ASSERT_TRUE(sink.ok()) << sink.status();
-  auto r = (*sink)->Write("abc123", "{\"primes\": 25}\n");
+  auto r = (*sink)->Write("abc123", 1, "{\"primes\": 25}\n");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->location, std::filesystem::absolute(dir).string() + "/abc123.json");
   EXPECT_EQ(r->sha256, Sha256Hex("{\"primes\": 25}\n"));
@@ -46,7 +46,7 @@ TEST(FileSinkTest, AMissingResultFileIsDataLoss) {
   const std::string dir = TempDir();
   auto sink = FileSink::Create(dir);
   ASSERT_TRUE(sink.ok());
-  auto r = (*sink)->Write("gone", "{}");
+  auto r = (*sink)->Write("gone", 1, "{}");
   ASSERT_TRUE(r.ok());
   std::filesystem::remove(r->location);
   EXPECT_EQ((*sink)->Read(r->location).status().code(), absl::StatusCode::kDataLoss);
@@ -60,7 +60,7 @@ TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
 TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
   auto sink = FileSink::Create(TempDir());
   ASSERT_TRUE(sink.ok());
-  EXPECT_EQ((*sink)->Write("../x", "{}").status().code(),
+  EXPECT_EQ((*sink)->Write("../x", 1, "{}").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*sink)->Read("/etc/passwd").status().code(), absl::StatusCode::kInternal);
 }
@@ -72,7 +72,7 @@ TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {
   // The directory turns into a file: every write must fail, even as root.
   std::filesystem::remove_all(dir);
   std::ofstream(dir) << "not a directory";
-  auto r = (*sink)->Write("job", "{}");
+  auto r = (*sink)->Write("job", 1, "{}");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(dir), std::string::npos) << r.status();
   EXPECT_EQ((*sink)->writes(), 0);

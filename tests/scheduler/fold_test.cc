@@ -130,6 +130,18 @@ TEST(FoldTest, DefaultReducerAppliesToEveryTopLevelField) {
   EXPECT_EQ((*out)["b"], 4);
 }
 
+TEST(FoldTest, DefaultMergeUnitesShardResultsAndRefusesADuplicateKey) {
+  AggregateSpec merge;
+  merge.default_reducer = Reducer::kMerge;
+  auto out = FoldAll({json{{"1", {"a", "b"}}}, json{{"2", {"c"}}}}, merge);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, (json{{"1", {"a", "b"}}, {"2", {"c"}}}));
+  auto dup = FoldAll({json{{"1", {"a"}}}, json{{"1", {"a"}}}}, merge);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.status().message().find("\"1\" produced by two shards"),
+            std::string::npos);
+}
+
 TEST(FoldTest, RefusesANonObjectResult) {
   EXPECT_FALSE(FoldAll({json::array({1})}).ok());
 }

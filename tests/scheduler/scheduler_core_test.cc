@@ -19,6 +19,8 @@ JobSpec RangeJob(int64_t end, int64_t shards, const std::string& task = "noop") 
   s.name = "test";
   s.task = task;
   s.range = {0, end, 0, shards};
+  s.retry.initial_backoff = absl::ZeroDuration();  // tests that need one set it
+  s.retry.max_backoff = absl::ZeroDuration();
   return s;
 }
 
@@ -34,7 +36,7 @@ class SchedulerCoreTest : public ::testing::Test {
   static CoreConfig Config() {
     CoreConfig c;
     c.prefetch = 1;
-    c.max_attempts = 3;
+    c.reattach_grace = absl::Seconds(5);
     c.heartbeat_interval = absl::Seconds(1);
     c.heartbeat_timeout = absl::Seconds(5);
     c.unknown_task_grace = absl::Seconds(30);
@@ -60,8 +62,13 @@ class SchedulerCoreTest : public ::testing::Test {
   void Take(Actions& a) {
     for (auto& x : a.assigns) assigns_.push_back(std::move(x));
     for (auto& x : a.cancels) cancels_.push_back(std::move(x));
-    for (auto& x : a.persists) persists_.push_back(std::move(x));
     for (auto& x : a.closes) closes_.push_back(std::move(x));
+    for (auto& op : a.durable) {
+      if (auto* p = std::get_if<PersistAction>(&op)) persists_.push_back(*p);
+      if (auto* r = std::get_if<SaveResultOp>(&op)) saved_results_.push_back(*r);
+      if (auto* j = std::get_if<SaveJobOp>(&op)) saved_jobs_.push_back(j->record);
+      if (auto* k = std::get_if<AckOp>(&op)) acks_.push_back(*k);
+    }
   }
 
   int AssignedTo(const std::string& executor) const {
@@ -79,7 +86,8 @@ class SchedulerCoreTest : public ::testing::Test {
 
   void Succeed(const AssignAction& a, const json& result) {
     Actions out;
-    core_.Result(a.conn, a.assignment.lease_id, result.dump(), now_, out);
+    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
+                 result.dump(), now_, out);
     Take(out);
   }
 
@@ -97,6 +105,14 @@ class SchedulerCoreTest : public ::testing::Test {
     }
   }
 
+  // Moves time to `t` and runs the core's tick.
+  void TickAt(absl::Time t) {
+    now_ = t;
+    Actions out;
+    core_.Tick(now_, out);
+    Take(out);
+  }
+
   JobView Get(const std::string& id) {
     auto j = core_.GetJob(id, now_);
     EXPECT_TRUE(j.ok()) << j.status();
@@ -109,6 +125,9 @@ class SchedulerCoreTest : public ::testing::Test {
   std::vector<CancelAction> cancels_;
   std::vector<PersistAction> persists_;
   std::vector<CloseAction> closes_;
+  std::vector<SaveResultOp> saved_results_;
+  std::vector<JobRecord> saved_jobs_;
+  std::vector<AckOp> acks_;
 };
 
 TEST_F(SchedulerCoreTest, RefusesAnInvalidSpecWholeAndCreatesNothing) {
@@ -264,11 +283,16 @@ TEST_F(SchedulerCoreTest, FoldGivesTheSameBytesWhateverOrderShardsFinishIn) {
                 {"codes", {absl::StrCat("c", s)}},
                 {"by_shard", {{absl::StrCat(s), s * s}}},
                 {"stats", {{"created", 1}}}};
-      core.Result(e, x.assignment.lease_id, r.dump(), kT0 + absl::Seconds(1), out);
+      core.Result(e, x.assignment.lease_id, x.assignment.job_id, x.assignment.shard,
+                  r.dump(), kT0 + absl::Seconds(1), out);
     }
-    ASSERT_EQ(out.persists.size(), 1u);
+    std::vector<std::string> persisted;
+    for (const auto& op : out.durable) {
+      if (auto* p = std::get_if<PersistAction>(&op)) persisted.push_back(p->bytes);
+    }
+    ASSERT_EQ(persisted.size(), 1u);
     if (round == 0) {
-      reference = out.persists[0].bytes;
+      reference = persisted[0];
       json parsed = json::parse(reference);
       EXPECT_EQ(parsed["n"], 15);
       EXPECT_EQ(parsed["codes"], (json{"c0", "c1", "c2", "c3", "c4", "c5"}));
@@ -276,7 +300,7 @@ TEST_F(SchedulerCoreTest, FoldGivesTheSameBytesWhateverOrderShardsFinishIn) {
       EXPECT_EQ(parsed["_metadata"]["shards"]["total"], 6);
       EXPECT_EQ(parsed["_metadata"]["job_id"], "job");
     } else {
-      EXPECT_EQ(out.persists[0].bytes, reference) << "round " << round;
+      EXPECT_EQ(persisted[0], reference) << "round " << round;
     }
   }
 }
@@ -419,7 +443,8 @@ TEST_F(SchedulerCoreTest, AResultThatIsNotAnObjectFailsTheJob) {
   ExecutorConn e = Connect(Hello("e1", 1));
   AssignAction a = PopAssign();
   Actions out;
-  core_.Result(e, a.assignment.lease_id, "[1,2", now_, out);
+  core_.Result(e, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard, "[1,2",
+               now_, out);
   EXPECT_EQ(Get("job1").state, JobState::kFailed);
 }
 
@@ -481,6 +506,267 @@ TEST_F(SchedulerCoreTest, QueueStatsAndJobCountsFollowTheJobs) {
   EXPECT_EQ(s.slots_total, 2);
   EXPECT_EQ(s.slots_busy, 2);
   EXPECT_EQ(core_.JobCounts()[JobState::kRunning], 1);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
+
+namespace tessera::scheduler {
+namespace {
+
+TEST_F(SchedulerCoreTest, CommitsEachResultBeforeAckingIt) {
+  Submit(RangeJob(10, 1));
+  Connect(Hello("e1", 1));
+  AssignAction a = PopAssign();
+  Succeed(a, json{{"items", 10}});
+  ASSERT_EQ(saved_results_.size(), 1u);
+  EXPECT_EQ(saved_results_[0].shard, 0);
+  ASSERT_EQ(acks_.size(), 1u);
+  EXPECT_EQ(acks_[0].lease_id, a.assignment.lease_id);
+  // The finalizing record, with the exact bytes, comes before the persist.
+  ASSERT_FALSE(saved_jobs_.empty());
+  EXPECT_TRUE(saved_jobs_.back().finalizing);
+  ASSERT_EQ(persists_.size(), 1u);
+  EXPECT_EQ(saved_jobs_.back().final_bytes, persists_[0].bytes);
+}
+
+TEST_F(SchedulerCoreTest, RetryWaitsForItsBackoff) {
+  JobSpec spec = RangeJob(10, 1);
+  spec.retry.initial_backoff = absl::Seconds(2);
+  spec.retry.max_backoff = absl::Seconds(60);
+  spec.retry.jitter = 0;
+  Submit(spec);
+  Connect(Hello("e1", 1));
+  Fail(PopAssign(), /*retryable=*/true);
+  EXPECT_TRUE(assigns_.empty());
+  TickAt(now_ + absl::Milliseconds(1900));
+  EXPECT_TRUE(assigns_.empty());
+  TickAt(now_ + absl::Milliseconds(200));
+  ASSERT_EQ(assigns_.size(), 1u);
+  EXPECT_EQ(assigns_[0].assignment.attempt, 2);
+  Fail(PopAssign(), /*retryable=*/true);  // the next wait doubles: 4 s
+  TickAt(now_ + absl::Milliseconds(3900));
+  EXPECT_TRUE(assigns_.empty());
+  TickAt(now_ + absl::Milliseconds(200));
+  EXPECT_EQ(assigns_.size(), 1u);
+  EXPECT_EQ(core_.counters().shards_retried, 2);
+}
+
+TEST_F(SchedulerCoreTest, BackoffGrowsByTheMultiplierUpToTheCapWithinTheJitter) {
+  RetryPolicy p;
+  p.initial_backoff = absl::Seconds(1);
+  p.max_backoff = absl::Seconds(5);
+  p.multiplier = 3;
+  p.jitter = 0.2;
+  EXPECT_EQ(RetryBackoff(p, 1, 0.5), absl::Seconds(1));
+  EXPECT_EQ(RetryBackoff(p, 2, 0.5), absl::Seconds(3));
+  EXPECT_EQ(RetryBackoff(p, 3, 0.5), absl::Seconds(5));
+  EXPECT_EQ(RetryBackoff(p, 2, 0.0), absl::Seconds(2.4));
+  EXPECT_EQ(RetryBackoff(p, 2, 1.0), absl::Seconds(3.6));
+}
+
+TEST_F(SchedulerCoreTest, ContinuePolicyEndsPartialAndRetryFailedShardsCompletesIt) {
+  JobSpec spec = RangeJob(40, 4);
+  spec.max_failed_shards = 2;
+  spec.retry.max_attempts = 1;
+  Submit(spec);
+  Connect(Hello("e1", 4));
+  ASSERT_EQ(assigns_.size(), 4u);
+  std::vector<AssignAction> all = assigns_;
+  assigns_.clear();
+  Fail(all[1], /*retryable=*/true, "flaky api");
+  for (int i : {0, 2, 3}) Succeed(all[i], json{{"items", 10}});
+  ASSERT_EQ(persists_.size(), 1u);
+  json partial = json::parse(persists_[0].bytes);
+  EXPECT_EQ(partial["items"], 30);
+  EXPECT_EQ(partial["_metadata"]["failed_shards"][0]["shard"], 1);
+  Actions out;
+  core_.Persisted("job1", "/r/job1.json", "aa", now_, out);
+  JobView v = Get("job1");
+  EXPECT_EQ(v.state, JobState::kPartial);
+  ASSERT_EQ(v.failed_shards.size(), 1u);
+  EXPECT_EQ(v.failed_shards[0].shard, 1);
+  EXPECT_EQ(v.failed_shards[0].bounds, (ShardBounds{10, 20}));
+  EXPECT_EQ(v.failed_shards[0].last_error, "flaky api");
+  EXPECT_EQ(v.result_version, 1);
+
+  std::vector<StoredResult> stored;
+  for (const auto& r : saved_results_) stored.push_back({r.shard, r.result_json});
+  auto retried = core_.RetryFailedShards("job1", stored, now_, out);
+  Take(out);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state, JobState::kRunning);
+  ASSERT_EQ(assigns_.size(), 1u);  // only the failed shard runs again
+  EXPECT_EQ(assigns_[0].assignment.shard, 1);
+  Succeed(PopAssign(), json{{"items", 10}});
+  ASSERT_EQ(persists_.size(), 2u);
+  EXPECT_EQ(persists_[1].version, 2);
+  EXPECT_EQ(json::parse(persists_[1].bytes)["items"], 40);
+  core_.Persisted("job1", "/r/job1.v2.json", "bb", now_, out);
+  EXPECT_EQ(Get("job1").state, JobState::kSucceeded);
+  EXPECT_EQ(Get("job1").result_version, 2);
+}
+
+TEST_F(SchedulerCoreTest, ContinuePolicyFailsTheJobPastItsLimit) {
+  JobSpec spec = RangeJob(30, 3);
+  spec.max_failed_shards = 1;
+  spec.retry.max_attempts = 1;
+  Submit(spec);
+  Connect(Hello("e1", 3));
+  std::vector<AssignAction> all = assigns_;
+  assigns_.clear();
+  Fail(all[0], /*retryable=*/false);
+  EXPECT_EQ(Get("job1").state, JobState::kRunning);
+  Fail(all[1], /*retryable=*/false);
+  JobView v = Get("job1");
+  EXPECT_EQ(v.state, JobState::kFailed);
+  EXPECT_NE(v.message.find("more than 1 allowed"), std::string::npos) << v.message;
+  EXPECT_EQ(cancels_.size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, RetryFailedShardsRefusesAJobThatHasNone) {
+  Submit(RangeJob(10, 1));
+  Actions out;
+  auto r = core_.RetryFailedShards("job1", {}, now_, out);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core_.RetryFailedShards("nope", {}, now_, out).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerCoreTest, ShardTimeoutTakesTheLeaseBackAndRetries) {
+  JobSpec spec = RangeJob(10, 1);
+  spec.shard_timeout = absl::Seconds(3);
+  Submit(spec);
+  ExecutorConn e = Connect(Hello("e1", 1));
+  AssignAction a = PopAssign();
+  EXPECT_EQ(a.assignment.timeout, absl::Seconds(3));
+  now_ += absl::Seconds(4);
+  core_.Heartbeat(e, now_);
+  TickAt(now_ + absl::Seconds(3));  // 7 s: timeout + 5 s lease grace not yet past
+  core_.Heartbeat(e, now_);
+  EXPECT_TRUE(cancels_.empty());
+  TickAt(now_ + absl::Seconds(2));
+  ASSERT_EQ(cancels_.size(), 1u);
+  EXPECT_EQ(cancels_[0].lease_id, a.assignment.lease_id);
+  EXPECT_EQ(core_.counters().leases_expired, 1);
+  ASSERT_EQ(assigns_.size(), 1u);  // retried at once (zero backoff in these tests)
+  EXPECT_EQ(assigns_[0].assignment.attempt, 2);
+  EXPECT_NE(Get("job1").errors[0].message.find("timed out"), std::string::npos);
+}
+
+TEST_F(SchedulerCoreTest, AShardThatKeepsKillingItsExecutorIsStopped) {
+  Submit(RangeJob(10, 1));
+  for (int i = 0; i < 3; ++i) {
+    ExecutorConn e = Connect(Hello(absl::StrCat("e", i), 1));
+    ASSERT_EQ(assigns_.size(), 1u) << "loss " << i;
+    assigns_.clear();
+    Actions out;
+    core_.Disconnect(e, now_, out);
+    Take(out);
+  }
+  JobView v = Get("job1");
+  EXPECT_EQ(v.state, JobState::kFailed);
+  EXPECT_NE(v.message.find("crash loop"), std::string::npos) << v.message;
+}
+
+TEST_F(SchedulerCoreTest, AResultWithoutALiveLeaseIsAcceptedWhileTheShardIsOpen) {
+  Submit(RangeJob(20, 2));
+  ExecutorConn e1 = Connect(Hello("e1", 1));
+  ASSERT_EQ(assigns_.size(), 2u);
+  assigns_.clear();
+  Actions out;
+  core_.Disconnect(e1, now_, out);                // its leases go back to the queue
+  ExecutorConn e2 = Connect(Hello("e1", 1, {}));  // back, advertising nothing yet
+  Actions first;
+  core_.Result(e2, "job1.0.1", "job1", 0, json{{"items", 10}}.dump(), now_, first);
+  Take(first);
+  EXPECT_EQ(Get("job1").shards.succeeded, 1);
+  EXPECT_EQ(core_.counters().results_adopted, 1);
+  ASSERT_EQ(acks_.size(), 1u);
+  // The same result again: no longer needed, dropped, and acked so that the
+  // executor forgets it.
+  Actions second;
+  core_.Result(e2, "job1.0.1", "job1", 0, json{{"items", 10}}.dump(), now_, second);
+  Take(second);
+  EXPECT_EQ(Get("job1").shards.succeeded, 1);
+  EXPECT_EQ(core_.counters().results_dropped, 1);
+  EXPECT_EQ(acks_.size(), 2u);
+}
+
+TEST_F(SchedulerCoreTest, RestartRebuildsFromTheStoreAndAdoptsHeldShards) {
+  Submit(RangeJob(40, 4));
+  Connect(Hello("e1", 4));
+  ASSERT_EQ(assigns_.size(), 4u);
+  std::vector<AssignAction> all = assigns_;
+  Succeed(all[0], json{{"items", 10}});
+  Succeed(all[2], json{{"items", 10}});
+  // The scheduler dies; a new one starts from what was committed.
+  std::map<std::string, std::vector<StoredResult>> results;
+  for (const auto& r : saved_results_)
+    results[r.job_id].push_back({r.shard, r.result_json});
+  SchedulerCore restarted(Config());
+  Actions out;
+  restarted.Restore({saved_jobs_.back()}, results, now_, out);
+  auto v = restarted.GetJob("job1", now_);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->state, JobState::kRunning);
+  EXPECT_EQ(v->shards.succeeded, 2);
+  // e1 re-attaches still running shard 1; a new executor must not get it.
+  ExecutorHello back = Hello("e1", 4);
+  back.held.push_back({all[1].assignment.lease_id, "job1", 1, 1});
+  ExecutorConn e1 = restarted.Connect(back, now_, out);
+  ExecutorConn e2 = restarted.Connect(Hello("e2", 4), now_, out);
+  EXPECT_TRUE(out.assigns.empty());  // shard 3 waits for the re-attach grace
+  now_ += absl::Seconds(6);
+  restarted.Heartbeat(e1, now_);
+  restarted.Heartbeat(e2, now_);
+  restarted.Tick(now_, out);
+  ASSERT_EQ(out.assigns.size(), 1u);
+  EXPECT_EQ(out.assigns[0].assignment.shard, 3);
+  restarted.Result(e1, all[1].assignment.lease_id, "job1", 1, json{{"items", 10}}.dump(),
+                   now_, out);
+  restarted.Result(out.assigns[0].conn, out.assigns[0].assignment.lease_id, "job1", 3,
+                   json{{"items", 10}}.dump(), now_, out);
+  std::vector<PersistAction> persisted;
+  for (const auto& op : out.durable) {
+    if (auto* p = std::get_if<PersistAction>(&op)) persisted.push_back(*p);
+  }
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_EQ(json::parse(persisted[0].bytes)["items"], 40);
+  (void)e2;
+}
+
+TEST_F(SchedulerCoreTest, AJobCaughtFinalizingIsPersistedAgainWithTheSameBytes) {
+  Submit(RangeJob(10, 1));
+  Connect(Hello("e1", 1));
+  RunAll();
+  ASSERT_EQ(persists_.size(), 1u);
+  ASSERT_TRUE(saved_jobs_.back().finalizing);
+  SchedulerCore restarted(Config());
+  Actions out;
+  restarted.Restore({saved_jobs_.back()}, {}, now_ + absl::Minutes(1), out);
+  std::vector<PersistAction> persisted;
+  for (const auto& op : out.durable) {
+    if (auto* p = std::get_if<PersistAction>(&op)) persisted.push_back(*p);
+  }
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_EQ(persisted[0].bytes, persists_[0].bytes);
+  restarted.Persisted("job1", "/r/job1.json", "abc", now_, out);
+  EXPECT_EQ(restarted.GetJob("job1", now_)->state, JobState::kSucceeded);
+}
+
+TEST_F(SchedulerCoreTest, HeldShardsOfACancelledJobAreCancelledOnReattach) {
+  Submit(RangeJob(10, 1));
+  Connect(Hello("e1", 1));
+  AssignAction a = PopAssign();
+  Actions out;
+  ASSERT_TRUE(core_.Cancel("job1", now_, out).ok());
+  ExecutorHello back = Hello("e1", 1);
+  back.held.push_back({a.assignment.lease_id, "job1", 0, 1});
+  Actions out2;
+  core_.Connect(back, now_, out2);
+  ASSERT_EQ(out2.cancels.size(), 1u);
+  EXPECT_EQ(out2.cancels[0].lease_id, a.assignment.lease_id);
 }
 
 }  // namespace

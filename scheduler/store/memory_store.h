@@ -1,0 +1,33 @@
+// A Store that keeps everything in memory: for tests and benchmarks
+// (--store=memory). Nothing survives the process.
+#ifndef TESSERA_SCHEDULER_STORE_MEMORY_STORE_H_
+#define TESSERA_SCHEDULER_STORE_MEMORY_STORE_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "scheduler/store/store.h"
+
+namespace tessera::scheduler {
+
+// Thread-safe.
+class MemoryStore : public Store {
+ public:
+  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
+                      const std::vector<const SaveResultOp*>& results) override;
+  absl::StatusOr<StoredState> Load() override;
+  absl::StatusOr<std::vector<StoredResult>> LoadResults(
+      const std::string& job_id) override;
+  std::string name() const override { return "memory"; }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<int64_t, std::string>> results_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_STORE_MEMORY_STORE_H_

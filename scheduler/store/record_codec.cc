@@ -1,0 +1,160 @@
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "scheduler/store/store.h"
+
+namespace tessera::scheduler {
+namespace {
+
+using json = nlohmann::json;
+
+json TimeToJson(absl::Time t) {
+  if (t == absl::InfinitePast()) return nullptr;
+  return absl::ToUnixNanos(t);
+}
+
+absl::Time TimeFromJson(const json& j) {
+  if (j.is_null()) return absl::InfinitePast();
+  return absl::FromUnixNanos(j.get<int64_t>());
+}
+
+json SpecToJson(const JobSpec& s) {
+  json fields = json::object();
+  for (const auto& [path, r] : s.aggregate.fields) fields[path] = ReducerName(r);
+  return {
+      {"name", s.name},
+      {"task", s.task},
+      {"params", s.params},
+      {"range",
+       {{"start", s.range.start},
+        {"end", s.range.end},
+        {"shard_size", s.range.shard_size},
+        {"shard_count", s.range.shard_count}}},
+      {"aggregate",
+       {{"default", ReducerName(s.aggregate.default_reducer)}, {"fields", fields}}},
+      {"max_parallel", s.max_parallel},
+      {"retry",
+       {{"max_attempts", s.retry.max_attempts},
+        {"initial_backoff_ns", absl::ToInt64Nanoseconds(s.retry.initial_backoff)},
+        {"max_backoff_ns", absl::ToInt64Nanoseconds(s.retry.max_backoff)},
+        {"multiplier", s.retry.multiplier},
+        {"jitter", s.retry.jitter}}},
+      {"shard_timeout_ns", absl::ToInt64Nanoseconds(s.shard_timeout)},
+      {"max_failed_shards", s.max_failed_shards},
+  };
+}
+
+absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
+  JobSpec s;
+  s.name = j.at("name").get<std::string>();
+  s.task = j.at("task").get<std::string>();
+  s.params = j.at("params");
+  const json& r = j.at("range");
+  s.range = {r.at("start").get<int64_t>(), r.at("end").get<int64_t>(),
+             r.at("shard_size").get<int64_t>(), r.at("shard_count").get<int64_t>()};
+  auto def = ParseReducer(j.at("aggregate").at("default").get<std::string>());
+  if (!def.ok()) return def.status();
+  s.aggregate.default_reducer = *def;
+  for (const auto& [path, name] : j.at("aggregate").at("fields").items()) {
+    auto red = ParseReducer(name.get<std::string>());
+    if (!red.ok()) return red.status();
+    s.aggregate.fields[path] = *red;
+  }
+  s.max_parallel = j.at("max_parallel").get<int32_t>();
+  const json& rp = j.at("retry");
+  s.retry.max_attempts = rp.at("max_attempts").get<int32_t>();
+  s.retry.initial_backoff = absl::Nanoseconds(rp.at("initial_backoff_ns").get<int64_t>());
+  s.retry.max_backoff = absl::Nanoseconds(rp.at("max_backoff_ns").get<int64_t>());
+  s.retry.multiplier = rp.at("multiplier").get<double>();
+  s.retry.jitter = rp.at("jitter").get<double>();
+  s.shard_timeout = absl::Nanoseconds(j.at("shard_timeout_ns").get<int64_t>());
+  s.max_failed_shards = j.at("max_failed_shards").get<int64_t>();
+  return s;
+}
+
+}  // namespace
+
+std::string EncodeJobRecord(const JobRecord& r) {
+  json errors = json::array();
+  for (const ShardError& e : r.errors) {
+    errors.push_back({{"shard", e.shard},
+                      {"start", e.bounds.start},
+                      {"end", e.bounds.end},
+                      {"executor", e.executor},
+                      {"message", e.message}});
+  }
+  json failed = json::array();
+  for (const FailedShard& f : r.failed) {
+    failed.push_back({{"shard", f.shard},
+                      {"start", f.bounds.start},
+                      {"end", f.bounds.end},
+                      {"attempts", f.attempts},
+                      {"last_error", f.last_error}});
+  }
+  json j = {
+      {"id", r.id},
+      {"seq", r.seq},
+      {"spec", SpecToJson(r.spec)},
+      {"state", static_cast<int>(r.state)},
+      {"created", TimeToJson(r.created)},
+      {"started", TimeToJson(r.started)},
+      {"ended", TimeToJson(r.ended)},
+      {"message", r.message},
+      {"errors", errors},
+      {"failed", failed},
+      {"location", r.location},
+      {"sha256", r.sha256},
+      {"result_version", r.result_version},
+      {"shards_succeeded", r.shards_succeeded},
+      {"finalizing", r.finalizing},
+      {"final_bytes", r.final_bytes},
+  };
+  // Replace: invalid UTF-8 in a message must not make the record unwritable.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+absl::StatusOr<JobRecord> DecodeJobRecord(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::DataLossError("job record is not valid JSON");
+  }
+  try {
+    JobRecord r;
+    r.id = j.at("id").get<std::string>();
+    r.seq = j.at("seq").get<int64_t>();
+    auto spec = SpecFromJson(j.at("spec"));
+    if (!spec.ok()) return spec.status();
+    r.spec = *std::move(spec);
+    const int state = j.at("state").get<int>();
+    if (state < 0 || state > static_cast<int>(JobState::kPartial)) {
+      return absl::DataLossError(absl::StrCat("job ", r.id, ": unknown state ", state));
+    }
+    r.state = static_cast<JobState>(state);
+    r.created = TimeFromJson(j.at("created"));
+    r.started = TimeFromJson(j.at("started"));
+    r.ended = TimeFromJson(j.at("ended"));
+    r.message = j.at("message").get<std::string>();
+    for (const json& e : j.at("errors")) {
+      r.errors.push_back({e.at("shard").get<int64_t>(),
+                          {e.at("start").get<int64_t>(), e.at("end").get<int64_t>()},
+                          e.at("executor").get<std::string>(),
+                          e.at("message").get<std::string>()});
+    }
+    for (const json& f : j.at("failed")) {
+      r.failed.push_back({f.at("shard").get<int64_t>(),
+                          {f.at("start").get<int64_t>(), f.at("end").get<int64_t>()},
+                          f.at("attempts").get<int32_t>(),
+                          f.at("last_error").get<std::string>()});
+    }
+    r.location = j.at("location").get<std::string>();
+    r.sha256 = j.at("sha256").get<std::string>();
+    r.result_version = j.at("result_version").get<int32_t>();
+    r.shards_succeeded = j.at("shards_succeeded").get<int64_t>();
+    r.finalizing = j.at("finalizing").get<bool>();
+    r.final_bytes = j.at("final_bytes").get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat("job record: ", e.what()));
+  }
+}
+
+}  // namespace tessera::scheduler

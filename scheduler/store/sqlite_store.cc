@@ -1,0 +1,215 @@
+#include "scheduler/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera::scheduler {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
+CREATE TABLE IF NOT EXISTS results (
+  job_id TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  result TEXT NOT NULL,
+  PRIMARY KEY (job_id, shard)) WITHOUT ROWID;
+)sql";
+
+// Finalizes a statement on every path.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return s_; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const std::string& data_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir ", data_dir, ": cannot create it: ", ec.message()));
+  }
+  const std::string path = (std::filesystem::path(data_dir) / "tessera.db").string();
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", path, ": cannot open: ", msg));
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
+  sqlite3_busy_timeout(db, 5000);
+  absl::MutexLock lock(&store->mu_);
+  for (const char* sql :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", kSchema}) {
+    if (absl::Status s = store->Exec(sql); !s.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          s.message(), " (is ", path, " a Tessera store? move it away to start afresh)"));
+    }
+  }
+  // The schema version: written once, checked on every start.
+  Stmt get(db, "SELECT value FROM meta WHERE key = 'schema_version'");
+  if (!get.ok()) return store->Error("read schema version");
+  if (sqlite3_step(get.get()) == SQLITE_ROW) {
+    const int version = sqlite3_column_int(get.get(), 0);
+    if (version != kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store ", path, " has schema version ", version,
+                       "; this scheduler reads version ", kSchemaVersion));
+    }
+  } else {
+    if (absl::Status s =
+            store->Exec(absl::StrCat("INSERT INTO meta VALUES ('schema_version', '",
+                                     kSchemaVersion, "')")
+                            .c_str());
+        !s.ok()) {
+      return s;
+    }
+  }
+  return store;
+}
+
+SqliteStore::~SqliteStore() {
+  absl::MutexLock lock(&mu_);
+  sqlite3_close(db_);
+}
+
+absl::Status SqliteStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    absl::Status s = absl::UnavailableError(
+        absl::StrCat("store ", path_, ": ", err ? err : sqlite3_errmsg(db_)));
+    sqlite3_free(err);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Error(const std::string& what) {
+  return absl::UnavailableError(
+      absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
+}
+
+absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
+                                 const std::vector<const SaveResultOp*>& results) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  absl::Status status = absl::OkStatus();
+  {
+    Stmt job(db_,
+             "INSERT OR REPLACE INTO jobs (id, seq, state, record) VALUES (?, ?, ?, ?)");
+    Stmt res(db_,
+             "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES (?, ?, ?)");
+    if (!job.ok() || !res.ok()) status = Error("prepare");
+    for (size_t i = 0; status.ok() && i < jobs.size(); ++i) {
+      const JobRecord& r = *jobs[i];
+      const std::string text = EncodeJobRecord(r);
+      sqlite3_bind_text(job.get(), 1, r.id.data(), static_cast<int>(r.id.size()),
+                        SQLITE_TRANSIENT);
+      sqlite3_bind_int64(job.get(), 2, r.seq);
+      sqlite3_bind_int(job.get(), 3, static_cast<int>(r.state));
+      sqlite3_bind_text(job.get(), 4, text.data(), static_cast<int>(text.size()),
+                        SQLITE_TRANSIENT);
+      if (sqlite3_step(job.get()) != SQLITE_DONE) status = Error("write job " + r.id);
+      sqlite3_reset(job.get());
+    }
+    for (size_t i = 0; status.ok() && i < results.size(); ++i) {
+      const SaveResultOp& r = *results[i];
+      sqlite3_bind_text(res.get(), 1, r.job_id.data(), static_cast<int>(r.job_id.size()),
+                        SQLITE_TRANSIENT);
+      sqlite3_bind_int64(res.get(), 2, r.shard);
+      sqlite3_bind_text(res.get(), 3, r.result_json.data(),
+                        static_cast<int>(r.result_json.size()), SQLITE_TRANSIENT);
+      if (sqlite3_step(res.get()) != SQLITE_DONE) {
+        status =
+            Error(absl::StrCat("write result of job ", r.job_id, " shard ", r.shard));
+      }
+      sqlite3_reset(res.get());
+    }
+  }
+  if (!status.ok()) {
+    (void)Exec("ROLLBACK");
+    return status;
+  }
+  return Exec("COMMIT");
+}
+
+absl::StatusOr<StoredState> SqliteStore::Load() {
+  absl::MutexLock lock(&mu_);
+  StoredState state;
+  {
+    Stmt q(db_, "SELECT record FROM jobs ORDER BY seq");
+    if (!q.ok()) return Error("read jobs");
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      const char* text = reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 0));
+      auto r = DecodeJobRecord(text ? text : "");
+      if (!r.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("store ", path_, ": ", r.status().message()));
+      }
+      state.jobs.push_back(*std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("read jobs");
+  }
+  Stmt q(db_, "SELECT shard, result FROM results WHERE job_id = ? ORDER BY shard");
+  if (!q.ok()) return Error("read results");
+  for (const JobRecord& r : state.jobs) {
+    if (IsTerminal(r.state)) continue;
+    auto& out = state.results[r.id];
+    sqlite3_bind_text(q.get(), 1, r.id.data(), static_cast<int>(r.id.size()),
+                      SQLITE_TRANSIENT);
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      const char* text = reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 1));
+      out.push_back({sqlite3_column_int64(q.get(), 0), text ? text : ""});
+    }
+    if (rc != SQLITE_DONE) return Error("read results of job " + r.id);
+    sqlite3_reset(q.get());
+  }
+  return state;
+}
+
+absl::StatusOr<std::vector<StoredResult>> SqliteStore::LoadResults(
+    const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, "SELECT shard, result FROM results WHERE job_id = ? ORDER BY shard");
+  if (!q.ok()) return Error("read results");
+  sqlite3_bind_text(q.get(), 1, job_id.data(), static_cast<int>(job_id.size()),
+                    SQLITE_TRANSIENT);
+  std::vector<StoredResult> out;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    const char* text = reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 1));
+    out.push_back({sqlite3_column_int64(q.get(), 0), text ? text : ""});
+  }
+  if (rc != SQLITE_DONE) return Error("read results of job " + job_id);
+  return out;
+}
+
+}  // namespace tessera::scheduler

@@ -1,0 +1,44 @@
+// The embedded default Store: one SQLite database, <data-dir>/tessera.db, in
+// WAL mode with synchronous=FULL. The runtime commits many records per
+// transaction (group commit), so durability costs one fsync per batch.
+#ifndef TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
+#define TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "scheduler/store/store.h"
+
+struct sqlite3;
+
+namespace tessera::scheduler {
+
+// Thread-safe (one connection behind a mutex).
+class SqliteStore : public Store {
+ public:
+  // Opens or creates the database in `data_dir` and checks that it is a
+  // Tessera store; a clear error names the file otherwise.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& data_dir);
+  ~SqliteStore() override;
+
+  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
+                      const std::vector<const SaveResultOp*>& results) override;
+  absl::StatusOr<StoredState> Load() override;
+  absl::StatusOr<std::vector<StoredResult>> LoadResults(
+      const std::string& job_id) override;
+  std::string name() const override { return "sqlite"; }
+
+ private:
+  SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  absl::Status Exec(const char* sql);
+  absl::Status Error(const std::string& what);
+
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  const std::string path_;
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_

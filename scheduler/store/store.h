@@ -1,0 +1,42 @@
+// Where the scheduler keeps what must survive a restart: job records and the
+// accepted shard results of unfinished jobs.
+#ifndef TESSERA_SCHEDULER_STORE_STORE_H_
+#define TESSERA_SCHEDULER_STORE_STORE_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/core/types.h"
+
+namespace tessera::scheduler {
+
+struct StoredState {
+  std::vector<JobRecord> jobs;  // submission order
+  // Shard results of the jobs that are not finished, by job id, in shard order.
+  std::map<std::string, std::vector<StoredResult>> results;
+};
+
+// Thread-compatible: the runtime's store writer is the only caller of Commit.
+class Store {
+ public:
+  virtual ~Store() = default;
+  // Commits all of it in one transaction (group commit), or nothing. For a
+  // (job, shard) the first result ever committed wins; later ones are ignored.
+  virtual absl::Status Commit(const std::vector<const JobRecord*>& jobs,
+                              const std::vector<const SaveResultOp*>& results) = 0;
+  virtual absl::StatusOr<StoredState> Load() = 0;
+  virtual absl::StatusOr<std::vector<StoredResult>> LoadResults(
+      const std::string& job_id) = 0;
+  // "sqlite" or "memory", for logs and metrics.
+  virtual std::string name() const = 0;
+};
+
+// Encoding of a job record in the store (JSON), exposed for tests.
+std::string EncodeJobRecord(const JobRecord& record);
+absl::StatusOr<JobRecord> DecodeJobRecord(const std::string& text);
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_STORE_STORE_H_
