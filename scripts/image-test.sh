@@ -21,7 +21,7 @@ BASE_TAR="$CACHE/debian-bookworm-minbase.tar"
 BASE_IMAGE=docker.io/library/debian:bookworm-slim
 SCHED_IMAGE=localhost/tessera-scheduler:test
 EXEC_IMAGE=localhost/tessera-executor:test
-LOGS="$(mktemp -d /tmp/tessera-image-test.XXXXXX)"
+LOGS=""
 export BUILDAH_ISOLATION=chroot
 
 start=$(date +%s)
@@ -41,7 +41,7 @@ not_run() {
 
 fail() {
   echo "image-test: FAILED: $*" >&2
-  for f in "$LOGS"/*.log; do
+  for f in "${LOGS:-/nonexistent}"/*.log; do
     [[ -f "$f" ]] || continue
     echo "--- $f (last 30 lines)" >&2
     tail -30 "$f" >&2
@@ -63,6 +63,7 @@ if ! probe=$(buildah from scratch 2>&1); then
   not_run "'buildah from scratch' fails here: $probe"
 fi
 buildah rm "$probe" >/dev/null
+LOGS="$(mktemp -d /tmp/tessera-image-test.XXXXXX)"
 
 containers=()
 pids=()
