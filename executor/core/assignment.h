@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/time/time.h"
+
 namespace tessera::executor {
 
 // One leased shard, as the scheduler sent it.
@@ -18,6 +20,7 @@ struct Assignment {
   int64_t start = 0;        // the range [start, end)
   int64_t end = 0;
   int32_t attempt = 0;
+  absl::Duration timeout = absl::ZeroDuration();  // zero: no limit
 };
 
 // How a shard ended, for the scheduler. Cancelled shards produce no outcome:

@@ -2,7 +2,9 @@
 #ifndef TESSERA_EXECUTOR_CORE_CANCEL_TOKEN_H_
 #define TESSERA_EXECUTOR_CORE_CANCEL_TOKEN_H_
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -24,19 +26,36 @@ class CancelToken {
     flag_.store(true, std::memory_order_release);
   }
 
-  bool cancelled() const { return flag_.load(std::memory_order_acquire); }
+  // The shard's timeout: from `deadline` on the token reads as cancelled.
+  // Set once, before the handler runs.
+  void SetDeadline(absl::Time deadline) {
+    deadline_ns_.store(absl::ToUnixNanos(deadline), std::memory_order_release);
+  }
+
+  bool cancelled() const { return flag_.load(std::memory_order_acquire) || expired(); }
+  // Cancel() was called (as opposed to the deadline passing).
+  bool cancel_requested() const { return flag_.load(std::memory_order_acquire); }
+  bool expired() const {
+    const int64_t d = deadline_ns_.load(std::memory_order_acquire);
+    return d != kNoDeadline && absl::ToUnixNanos(absl::Now()) >= d;
+  }
 
   // Sleeps up to `timeout`, returning early when cancelled. Returns cancelled().
   bool WaitFor(absl::Duration timeout) const {
+    const int64_t d = deadline_ns_.load(std::memory_order_acquire);
+    if (d != kNoDeadline)
+      timeout = std::min(timeout, absl::FromUnixNanos(d) - absl::Now());
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&cancelled_), timeout);
-    return cancelled_;
+    return cancelled_ || expired();
   }
 
  private:
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> flag_{false};  // lock-free mirror of cancelled_
+  static constexpr int64_t kNoDeadline = INT64_MAX;
+  std::atomic<int64_t> deadline_ns_{kNoDeadline};
 };
 
 }  // namespace tessera::executor

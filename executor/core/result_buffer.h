@@ -1,4 +1,5 @@
-// Finished shards whose outcome could not be sent because the stream was down.
+// Failed shards whose outcome could not be sent because the stream was down
+// (results are kept until acked; see ExecutorClient).
 #ifndef TESSERA_EXECUTOR_CORE_RESULT_BUFFER_H_
 #define TESSERA_EXECUTOR_CORE_RESULT_BUFFER_H_
 
@@ -14,9 +15,7 @@ namespace tessera::executor {
 // scheduler accepts an outcome for a shard that is still open under that lease
 // and drops the rest. Bounded: when full, the oldest is dropped (the scheduler
 // will rerun that shard, execution is at-least-once). Not thread-safe.
-//
-// Later: the protocol has no acknowledgement yet, so an outcome written just
-// before the stream broke is not kept; durable resend needs an Ack message.
+
 class ResultBuffer {
  public:
   explicit ResultBuffer(size_t capacity) : capacity_(capacity) {}

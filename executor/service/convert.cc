@@ -12,6 +12,7 @@ Assignment FromProto(const v1::Assignment& proto) {
   a.start = proto.start();
   a.end = proto.end();
   a.attempt = proto.attempt();
+  a.timeout = absl::Milliseconds(proto.timeout_ms());
   return a;
 }
 
@@ -23,6 +24,13 @@ v1::ExecutorMessage HelloMessage(const HelloInfo& hello) {
   for (const std::string& t : hello.tasks) h->add_tasks(t);
   h->set_slots(hello.slots);
   h->set_version(hello.version);
+  for (const Assignment& a : hello.held) {
+    v1::HeldShard* held = h->add_held();
+    held->set_lease_id(a.lease_id);
+    held->set_job_id(a.job_id);
+    held->set_shard(a.shard);
+    held->set_attempt(a.attempt);
+  }
   return msg;
 }
 
@@ -48,6 +56,8 @@ v1::ExecutorMessage OutcomeMessage(const ShardOutcome& outcome) {
     v1::ShardResult* r = msg.mutable_result();
     r->set_lease_id(outcome.lease_id);
     r->set_result_json(outcome.result_json);
+    r->set_job_id(outcome.job_id);
+    r->set_shard(outcome.shard);
   } else {
     v1::ShardFailure* f = msg.mutable_failure();
     f->set_lease_id(outcome.lease_id);

@@ -17,6 +17,7 @@ struct HelloInfo {
   std::vector<std::string> tasks;
   int slots = 0;
   std::string version;
+  std::vector<Assignment> held;  // shards still running from an earlier stream
 };
 
 Assignment FromProto(const v1::Assignment& proto);

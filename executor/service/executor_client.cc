@@ -155,8 +155,8 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
     welcomed_ = false;
     heartbeat_ = options_.default_heartbeat;
   }
-  HelloInfo hello{options_.executor_id, options_.name, registry_->Names(),
-                  runner_.slots(), TESSERA_VERSION};
+  HelloInfo hello{options_.executor_id, options_.name,   registry_->Names(),
+                  runner_.slots(),      TESSERA_VERSION, runner_.RunningAssignments()};
   // When Hello cannot be written the call is already dead and Read fails at once.
   if (Send(HelloMessage(hello))) FlushUnsent();
   std::thread control([this, &ctx] { ControlLoop(&ctx); });
@@ -227,13 +227,19 @@ void ExecutorClient::ControlLoop(grpc::ClientContext* ctx) {
 }
 
 bool ExecutorClient::DrainStepDone() {
-  if (runner_.Idle()) return true;
+  bool acked;
+  {
+    absl::MutexLock lock(&mu_);
+    acked = unacked_.empty();
+  }
+  if (runner_.Idle() && acked) return true;
   absl::Time deadline;
   {
     absl::MutexLock lock(&mu_);
     deadline = drain_deadline_;
   }
   if (absl::Now() < deadline) return false;
+  if (runner_.Idle()) return true;  // results not acked in time are re-run elsewhere
   const std::vector<std::string> leases = runner_.CancelRunning();
   if (!leases.empty()) Send(ReleaseMessage(leases));
   spdlog::warn("executor={} drain timeout: cancelled and released {} running shards{}{}",
@@ -272,7 +278,8 @@ bool ExecutorClient::DrainOverWhileDisconnected() {
   if (!drain_requested_) return false;
   // No scheduler to release to: the queued leases ended with the stream.
   runner_.StopAccepting();
-  return absl::Now() >= drain_deadline_ || (unsent_.empty() && runner_.Idle());
+  return absl::Now() >= drain_deadline_ ||
+         (unsent_.empty() && unacked_.empty() && runner_.Idle());
 }
 
 void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
@@ -312,6 +319,11 @@ void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
       }
       break;
     }
+    case v1::SchedulerMessage::kAck: {
+      absl::MutexLock lock(&mu_);
+      for (const std::string& lease : msg.ack().lease_ids()) unacked_.erase(lease);
+      break;
+    }
     case v1::SchedulerMessage::kCancel: {
       const std::string& lease = msg.cancel().lease_id();
       const bool cancelled = runner_.Cancel(lease);
@@ -329,9 +341,17 @@ void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
 void ExecutorClient::FlushUnsent() {
   absl::MutexLock wlock(&write_mu_);
   std::vector<ShardOutcome> pending;
+  std::vector<ShardOutcome> results;
   {
     absl::MutexLock lock(&mu_);
     pending = unsent_.TakeAll();
+    for (const auto& [lease, outcome] : unacked_) results.push_back(outcome);
+  }
+  size_t resent = 0;
+  while (resent < results.size() && SendLocked(OutcomeMessage(results[resent]))) ++resent;
+  if (!results.empty()) {
+    spdlog::info("executor={} re-sent {} of {} results not yet acknowledged",
+                 options_.executor_id, resent, results.size());
   }
   if (pending.empty()) return;
   size_t sent = 0;
@@ -366,6 +386,25 @@ void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
   // Under write_mu_ throughout, so that an outcome is either written or buffered
   // before the next connection flushes the buffer.
   absl::MutexLock wlock(&write_mu_);
+  if (outcome.kind == ShardOutcome::Kind::kSucceeded) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (unacked_.size() < options_.max_unsent_results) {
+        unacked_[outcome.lease_id] = outcome;
+      } else {
+        spdlog::warn(
+            "executor={} {} results await an ack; lease={} is not kept for re-send",
+            options_.executor_id, unacked_.size(), outcome.lease_id);
+      }
+    }
+    if (!SendLocked(OutcomeMessage(outcome))) {
+      spdlog::info(
+          "executor={} job={} shard={} lease={} stream is down; result kept for "
+          "the next connection",
+          options_.executor_id, outcome.job_id, outcome.shard, outcome.lease_id);
+    }
+    return;
+  }
   if (SendLocked(OutcomeMessage(outcome))) return;
   absl::MutexLock lock(&mu_);
   if (unsent_.Add(outcome) > 0) {

@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -42,8 +43,11 @@ struct ExecutorClientOptions {
 // serialised by write_mu_. Drain() may be called from any thread. Lock order:
 // write_mu_, then mu_, then the runner's lock.
 //
-// Outcomes that cannot be written (stream down) are kept in a bounded buffer
-// and sent right after Hello on the next connection.
+// Results are kept until the scheduler acks them (it does once they are
+// durable) and re-sent right after Hello on every new connection, also to a
+// restarted scheduler; failures that could not be written are kept in a
+// bounded buffer the same way. Hello lists the shards still running, so a
+// restarted scheduler adopts them instead of running them again.
 class ExecutorClient : private ShardRunner::Listener {
  public:
   // `registry` must outlive the client; `metrics` may be null.
@@ -99,7 +103,10 @@ class ExecutorClient : private ShardRunner::Listener {
   bool drain_requested_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool drain_complete_ ABSL_GUARDED_BY(mu_) = false;
-  ResultBuffer unsent_ ABSL_GUARDED_BY(mu_);
+  ResultBuffer unsent_ ABSL_GUARDED_BY(mu_);  // failures the stream could not take
+  // Results sent (or not) and not yet acknowledged as durable by the
+  // scheduler: re-sent after every reconnect until acked.
+  std::map<std::string, ShardOutcome> unacked_ ABSL_GUARDED_BY(mu_);
 
   // Declared last: its workers call back into this object and are joined first.
   ShardRunner runner_;

@@ -196,6 +196,15 @@ int ShardRunner::running() const {
   return pool_.running();
 }
 
+std::vector<Assignment> ShardRunner::RunningAssignments() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Assignment> out;
+  for (const auto& [lease, r] : running_) {
+    if (!r.token->cancel_requested()) out.push_back(r.assignment);
+  }
+  return out;
+}
+
 void ShardRunner::Stop() {
   {
     absl::MutexLock lock(&mu_);
@@ -220,6 +229,7 @@ void ShardRunner::WorkerLoop() {
       a = r.assignment;
       token = r.token;
     }
+    if (a.timeout > absl::ZeroDuration()) token->SetDeadline(clock_->Now() + a.timeout);
     Execute(a, *token);
   }
 }
@@ -237,7 +247,8 @@ void ShardRunner::Execute(const Assignment& a, const CancelToken& token) {
   bool deliver = false;
   {
     absl::MutexLock lock(&mu_);
-    deliver = !token.cancelled();  // a result that arrives after Cancel is unwanted
+    // A result that arrives after Cancel is unwanted; a timeout is a failure.
+    deliver = !token.cancel_requested();
     running_.at(a.lease_id).delivering = deliver;
   }
   ShardOutcome outcome = OutcomeFor(a);
@@ -245,6 +256,14 @@ void ShardRunner::Execute(const Assignment& a, const CancelToken& token) {
   if (!deliver) {
     spdlog::info("executor={} job={} shard={} lease={} cancelled after {}", executor_id_,
                  a.job_id, a.shard, a.lease_id, absl::FormatDuration(took));
+  } else if (token.expired()) {
+    label = "failed";
+    outcome.kind = ShardOutcome::Kind::kFailed;
+    outcome.message =
+        absl::StrCat("shard timed out after ", absl::FormatDuration(a.timeout));
+    outcome.retryable = true;
+    spdlog::warn("executor={} job={} shard={} lease={} {}", executor_id_, a.job_id,
+                 a.shard, a.lease_id, outcome.message);
   } else if (result.ok()) {
     label = "succeeded";
     outcome.result_json = result->dump();

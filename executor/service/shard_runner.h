@@ -69,6 +69,8 @@ class ShardRunner {
 
   int slots() const { return slots_; }
   int running() const;
+  // Shards running now (not cancelled), for Hello after a reconnect.
+  std::vector<Assignment> RunningAssignments() const;
 
  private:
   struct Running {

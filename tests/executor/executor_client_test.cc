@@ -78,6 +78,10 @@ class FakeScheduler final : public v1::ExecutorService::Service {
     return stream_->Write(msg);
   }
 
+  int closed() {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
   bool WaitClosed(int n) {
     absl::MutexLock lock(&mu_);
     auto closed = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ >= n; };
@@ -222,6 +226,12 @@ TEST_F(ExecutorClientTest, SaysHelloRunsAssignedShardsAndSendsTheirResults) {
             (nlohmann::json{{"primes", 25}}));
   ASSERT_EQ(failures.count("lease-what"), 1u);
   EXPECT_FALSE(failures["lease-what"].retryable());
+  // Results carry the shard's identity, for a scheduler that lost the lease.
+  // They are kept until acked; the drain below waits for that.
+  v1::SchedulerMessage ack;
+  ack.mutable_ack()->add_lease_ids("lease-noop");
+  ack.mutable_ack()->add_lease_ids("lease-primes");
+  ASSERT_TRUE(scheduler_.Send(ack));
 
   // Heartbeats flow at the Welcome's interval.
   absl::SleepFor(absl::Milliseconds(300));
@@ -271,6 +281,12 @@ TEST_F(ExecutorClientTest, DrainReleasesQueuedWorkAndFinishesRunningShards) {
   EXPECT_EQ(msg->result().lease_id(), "run");
   EXPECT_EQ(nlohmann::json::parse(msg->result().result_json()),
             (nlohmann::json{{"items", 10}}));
+  // The drain waits for the ack: the result must be durable before it goes.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(scheduler_.closed(), 0);
+  v1::SchedulerMessage ack;
+  ack.mutable_ack()->add_lease_ids("run");
+  ASSERT_TRUE(scheduler_.Send(ack));
   EXPECT_TRUE(scheduler_.WaitClosed(1));
   run_thread_.join();
 }
