@@ -44,6 +44,9 @@ ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, unknown_task_grace, absl::Seconds(30),
           "After this, a queued job whose task no executor advertised says so in GetJob");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
+ABSL_FLAG(absl::Duration, fault_persist_delay, absl::ZeroDuration(),
+          "Fault injection for tests: pause this long between writing a result to the "
+          "sink and marking its job done");
 ABSL_FLAG(std::string, log_format, "text", "Log format: text or json");
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error");
 ABSL_FLAG(
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
   config.core.max_shards_per_job = absl::GetFlag(FLAGS_max_shards_per_job);
   config.core.prefetch = absl::GetFlag(FLAGS_prefetch);
   config.store = absl::GetFlag(FLAGS_store);
+  config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
   config.core.lease_grace = absl::GetFlag(FLAGS_lease_grace);
   config.core.max_executor_losses = absl::GetFlag(FLAGS_max_executor_losses);

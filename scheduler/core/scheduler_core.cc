@@ -309,9 +309,14 @@ absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
         absl::StrCat("job ", job_id, " is ", JobStateName(s),
                      "; only PARTIAL or FAILED jobs have failed shards to retry"));
   }
+  std::map<int64_t, int32_t> attempts;  // attempt numbers go on from there
+  for (const auto& [shard, f] : j->failed) attempts[shard] = f.attempts;
   j->failed.clear();
   j->record.failed.clear();
   Rebuild(*j, results);
+  for (const auto& [shard, n] : attempts) {
+    if (auto it = j->retry.find(shard); it != j->retry.end()) it->second.attempts = n;
+  }
   j->next_shard = std::max<int64_t>(j->next_shard, 0);
   j->record.state = JobState::kRunning;
   j->record.ended = absl::InfinitePast();
@@ -686,7 +691,10 @@ void SchedulerCore::AssignOne(Job& j, Executor& e, absl::Time now, Actions& out)
     }
   }
   if (shard < 0) shard = j.next_shard++;
-  const std::string id = absl::StrCat(j.record.id, ".", shard, ".", attempt);
+  // The incarnation keeps ids unique across scheduler restarts, when attempt
+  // numbers of re-queued shards start again.
+  const std::string id =
+      absl::StrCat(j.record.id, ".", shard, ".", attempt, incarnation_);
   AddLease(j, e, shard, attempt, id, now, out);
   ++j.assignments;
   ++counters_.shards_dispatched;

@@ -54,6 +54,12 @@ class SchedulerCore {
   explicit SchedulerCore(CoreConfig config);
   ~SchedulerCore();
 
+  // A short token that makes this process's lease ids differ from those of
+  // an earlier run of the scheduler (e.g. random hex); empty in tests.
+  void SetIncarnation(const std::string& token) {
+    incarnation_ = token.empty() ? "" : "." + token;
+  }
+
   // Rebuilds state from the store after a restart: `records` in submission
   // order, `results(job_id)` the stored shard results of an unfinished job.
   void Restore(const std::vector<JobRecord>& records,
@@ -163,6 +169,7 @@ class SchedulerCore {
   uint64_t next_generation_ = 1;
   uint64_t version_ = 0;
   int64_t next_seq_ = 1;
+  std::string incarnation_;
   CoreCounters counters_;
 };
 

@@ -23,6 +23,7 @@ absl::Status Runtime::Recover() {
   absl::StatusOr<StoredState> state = store_->Load();
   if (!state.ok()) return state.status();
   absl::MutexLock lock(&mu_);
+  core_.SetIncarnation(RandomHexId(3));
   Actions actions;
   core_.Restore(state->jobs, state->results, clock_->Now(), actions);
   int64_t unfinished = 0;
@@ -392,6 +393,7 @@ void Runtime::WriterLoop() {
 
 void Runtime::Persist(const PersistAction& p) {
   absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.version, p.bytes);
+  if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
     absl::MutexLock lock(&mu_);
     Actions actions;

@@ -94,6 +94,10 @@ class Runtime {
 
   std::vector<prometheus::MetricFamily> CollectMetrics();
 
+  // Fault injection for tests: wait this long after each sink write before
+  // marking the job done, so that a test can kill the scheduler in between.
+  void SetPersistDelayForTesting(absl::Duration d) { persist_delay_ = d; }
+
  private:
   using WriterItem = std::variant<DurableOp, std::function<void()>>;
 
@@ -134,6 +138,7 @@ class Runtime {
   int64_t commit_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
   double commit_seconds_ ABSL_GUARDED_BY(stats_mu_) = 0;
 
+  absl::Duration persist_delay_ = absl::ZeroDuration();
   std::thread ticker_;
   std::thread writer_;
 };

@@ -45,6 +45,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   }
   server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->store_.get(),
                                                server->sink_.get());
+  server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
   server->job_service_ = std::make_unique<JobServiceImpl>(server->runtime_.get());
   server->executor_service_ =

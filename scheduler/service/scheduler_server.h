@@ -21,6 +21,7 @@ struct SchedulerConfig {
   std::string data_dir = "tessera-data";
   std::string store = "sqlite";  // or "memory" (nothing survives a restart)
   int max_message_bytes = 64 << 20;
+  absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
   CoreConfig core;
   absl::Status Validate() const;
 };
