@@ -26,6 +26,11 @@ ABSL_FLAG(
     std::string, store, "sqlite",
     "Where jobs and shard results are kept: sqlite (<data-dir>/tessera.db, survives "
     "restarts) or memory (tests and benchmarks)");
+ABSL_FLAG(
+    std::string, store_sync, "normal",
+    "sqlite durability: normal (a commit survives a crash of the scheduler; results "
+    "are flushed before they are written to the sink) or full (every commit also "
+    "survives power loss, at one fsync per commit)");
 ABSL_FLAG(absl::Duration, reattach_grace, absl::Seconds(10),
           "After a restart, unfinished shards wait this long for their executors to "
           "re-attach before they are dispatched again");
@@ -94,6 +99,7 @@ int main(int argc, char** argv) {
   config.core.max_shards_per_job = absl::GetFlag(FLAGS_max_shards_per_job);
   config.core.prefetch = absl::GetFlag(FLAGS_prefetch);
   config.store = absl::GetFlag(FLAGS_store);
+  config.store_sync = absl::GetFlag(FLAGS_store_sync);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
   config.core.lease_grace = absl::GetFlag(FLAGS_lease_grace);

@@ -392,7 +392,12 @@ void Runtime::WriterLoop() {
 }
 
 void Runtime::Persist(const PersistAction& p) {
-  absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.version, p.bytes);
+  // The "finalizing" record must outlive even a power cut once the sink has
+  // the result, or a restart could write a second, different result.
+  const absl::Status flushed = store_->Flush();
+  absl::StatusOr<PersistedResult> written =
+      flushed.ok() ? sink_->Write(p.job_id, p.version, p.bytes)
+                   : absl::StatusOr<PersistedResult>(flushed);
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
     absl::MutexLock lock(&mu_);

@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   if (config.store == "memory") {
     server->store_ = std::make_unique<MemoryStore>();
   } else {
-    auto store = SqliteStore::Open(config.data_dir);
+    auto store = SqliteStore::Open(config.data_dir, config.store_sync);
     if (!store.ok()) return store.status();
     server->store_ = *std::move(store);
   }

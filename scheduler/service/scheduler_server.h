@@ -19,7 +19,8 @@ struct SchedulerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string data_dir = "tessera-data";
-  std::string store = "sqlite";  // or "memory" (nothing survives a restart)
+  std::string store = "sqlite";       // or "memory" (nothing survives a restart)
+  std::string store_sync = "normal";  // sqlite: "normal" or "full"
   int max_message_bytes = 64 << 20;
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
   CoreConfig core;

@@ -17,6 +17,7 @@ class MemoryStore : public Store {
  public:
   absl::Status Commit(const std::vector<const JobRecord*>& jobs,
                       const std::vector<const SaveResultOp*>& results) override;
+  absl::Status Flush() override { return absl::OkStatus(); }
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;

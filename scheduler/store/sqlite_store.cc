@@ -44,7 +44,11 @@ class Stmt {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
-    const std::string& data_dir) {
+    const std::string& data_dir, const std::string& synchronous) {
+  if (synchronous != "normal" && synchronous != "full") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store-sync must be normal or full (got \"", synchronous, "\")"));
+  }
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
@@ -65,8 +69,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
   sqlite3_busy_timeout(db, 5000);
   absl::MutexLock lock(&store->mu_);
-  for (const char* sql :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", kSchema}) {
+  const std::string sync = absl::StrCat("PRAGMA synchronous=", synchronous);
+  for (const char* sql : {"PRAGMA journal_mode=WAL", sync.c_str(), kSchema}) {
     if (absl::Status s = store->Exec(sql); !s.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           s.message(), " (is ", path, " a Tessera store? move it away to start afresh)"));
@@ -157,6 +161,16 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
     return status;
   }
   return Exec("COMMIT");
+}
+
+absl::Status SqliteStore::Flush() {
+  absl::MutexLock lock(&mu_);
+  // A checkpoint syncs the WAL first, then copies it into the database.
+  if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                nullptr) != SQLITE_OK) {
+    return Error("checkpoint");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StoredState> SqliteStore::Load() {

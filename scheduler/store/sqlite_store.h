@@ -1,6 +1,8 @@
 // The embedded default Store: one SQLite database, <data-dir>/tessera.db, in
-// WAL mode with synchronous=FULL. The runtime commits many records per
-// transaction (group commit), so durability costs one fsync per batch.
+// WAL mode. The runtime commits many records per transaction (group commit).
+// With synchronous=NORMAL (the default) a commit survives a crash of the
+// scheduler process; Flush() (a WAL checkpoint, before each sink write) and
+// synchronous=FULL also survive power loss, at one fsync per commit.
 #ifndef TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
 #define TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
 
@@ -19,11 +21,14 @@ class SqliteStore : public Store {
  public:
   // Opens or creates the database in `data_dir` and checks that it is a
   // Tessera store; a clear error names the file otherwise.
-  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& data_dir);
+  // `synchronous` is "normal" or "full".
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      const std::string& data_dir, const std::string& synchronous = "normal");
   ~SqliteStore() override;
 
   absl::Status Commit(const std::vector<const JobRecord*>& jobs,
                       const std::vector<const SaveResultOp*>& results) override;
+  absl::Status Flush() override;
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;

@@ -26,6 +26,9 @@ class Store {
   // (job, shard) the first result ever committed wins; later ones are ignored.
   virtual absl::Status Commit(const std::vector<const JobRecord*>& jobs,
                               const std::vector<const SaveResultOp*>& results) = 0;
+  // Makes everything committed so far durable against power loss too (the
+  // runtime calls it before writing a result to the sink).
+  virtual absl::Status Flush() = 0;
   virtual absl::StatusOr<StoredState> Load() = 0;
   virtual absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) = 0;

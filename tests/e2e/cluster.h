@@ -71,6 +71,12 @@ class Cluster : public ::testing::Test {
     argv.insert(argv.end(), extra.begin(), extra.end());
     scheduler_ = std::make_unique<Process>(argv, dir_ + "/scheduler.log");
     for (int i = 0; i < 500; ++i) {
+      // A fresh channel per try: a channel that saw the old scheduler die
+      // would wait out its reconnect backoff.
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      jobs_ = v1::JobService::NewStub(
+          grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
       v1::GetQueueStatsResponse stats;
       if (jobs_->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &stats).ok())
         return;

@@ -228,7 +228,12 @@ TEST_F(Cluster, ExecutorStartedBeforeTheSchedulerConnectsOnceItIsUp) {
   jobs_ = v1::JobService::NewStub(
       grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   v1::Job job;
-  for (int i = 0; i < 100 && job.id().empty(); ++i) {
+  for (int i = 0; i < 200 && job.id().empty(); ++i) {
+    // A fresh channel per try: the first ones saw no server and back off.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    jobs_ = v1::JobService::NewStub(
+        grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
     v1::SubmitJobRequest req;
     google::protobuf::util::JsonStringToMessage(
         R"({"spec":{"task":"noop","range":{"start":"0","end":"1000","shardSize":"10"}}})",
