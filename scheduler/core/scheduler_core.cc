@@ -79,6 +79,7 @@ struct SchedulerCore::Lease {
   Executor* executor = nullptr;
   int32_t attempt = 0;
   int64_t progress = 0;
+  absl::Time assigned;
   absl::Time deadline = absl::InfiniteFuture();
 };
 
@@ -426,6 +427,7 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
   if (Lease* l = FindLease(conn, lease_id)) {
     j = l->job;
     shard = l->shard;
+    out.shard_events.push_back({j->record.spec.task, "succeeded", now - l->assigned});
     EndLease(lease_id, /*requeue=*/false);
   } else {
     // No live lease: accept it if the shard is still open (work done while
@@ -474,6 +476,7 @@ void SchedulerCore::Failure(const ExecutorConn& conn, const std::string& lease_i
   const int32_t attempt = l->attempt;
   l->executor->last_seen = now;
   const std::string executor = l->executor->hello.name;
+  out.shard_events.push_back({j->record.spec.task, "failed", now - l->assigned});
   EndLease(lease_id, /*requeue=*/false);
   AttemptFailed(*j, shard, attempt, executor, message, retryable, now, out);
   Dispatch(now, out);
@@ -555,6 +558,7 @@ void SchedulerCore::Tick(absl::Time now, Actions& out) {
     const int32_t attempt = l->attempt;
     const std::string executor = l->executor->hello.name;
     out.cancels.push_back({l->executor->conn, id});
+    out.shard_events.push_back({j->record.spec.task, "timed_out", now - l->assigned});
     ++counters_.leases_expired;
     EndLease(id, /*requeue=*/false);
     AttemptFailed(*j, shard, attempt, executor,
@@ -712,6 +716,7 @@ void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt
   lease->shard = shard;
   lease->executor = &e;
   lease->attempt = attempt;
+  lease->assigned = now;
   if (j.record.spec.shard_timeout > absl::ZeroDuration()) {
     lease->deadline = now + j.record.spec.shard_timeout + config_.lease_grace;
   }
@@ -722,6 +727,7 @@ void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt
   if (j.record.state == JobState::kQueued) {
     j.record.state = JobState::kRunning;
     j.record.started = now;
+    out.job_starts.push_back({j.record.spec.task, now - j.record.created});
     Save(j, out);
   }
   Touch(j);

@@ -221,13 +221,27 @@ struct CloseAction {
   std::string reason;
 };
 
+// What happened, for metrics: the runtime turns these into histograms.
+struct ShardDoneEvent {
+  std::string task;
+  std::string outcome;  // "succeeded", "failed" or "timed_out"
+  absl::Duration run_time;
+};
+struct JobStartEvent {
+  std::string task;
+  absl::Duration queue_wait;  // submitted -> first shard dispatched
+};
+
 struct Actions {
   std::vector<AssignAction> assigns;
   std::vector<CancelAction> cancels;
   std::vector<CloseAction> closes;
   std::vector<DurableOp> durable;
+  std::vector<ShardDoneEvent> shard_events;
+  std::vector<JobStartEvent> job_starts;
   bool empty() const {
-    return assigns.empty() && cancels.empty() && closes.empty() && durable.empty();
+    return assigns.empty() && cancels.empty() && closes.empty() && durable.empty() &&
+           shard_events.empty() && job_starts.empty();
   }
 };
 

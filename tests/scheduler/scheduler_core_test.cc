@@ -755,6 +755,25 @@ TEST_F(SchedulerCoreTest, AJobCaughtFinalizingIsPersistedAgainWithTheSameBytes) 
   EXPECT_EQ(restarted.GetJob("job1", now_)->state, JobState::kSucceeded);
 }
 
+TEST_F(SchedulerCoreTest, ReportsQueueWaitAndShardRunTimesForMetrics) {
+  Submit(RangeJob(20, 2));
+  now_ += absl::Seconds(3);
+  Actions connect;
+  ExecutorConn e = core_.Connect(Hello("e1", 2), now_, connect);
+  ASSERT_EQ(connect.job_starts.size(), 1u);
+  EXPECT_EQ(connect.job_starts[0].queue_wait, absl::Seconds(3));
+  now_ += absl::Milliseconds(250);
+  Actions done;
+  core_.Result(e, connect.assigns[0].assignment.lease_id, "job1", 0,
+               json{{"items", 10}}.dump(), now_, done);
+  core_.Failure(e, connect.assigns[1].assignment.lease_id, "boom", false, now_, done);
+  ASSERT_EQ(done.shard_events.size(), 2u);
+  EXPECT_EQ(done.shard_events[0].outcome, "succeeded");
+  EXPECT_EQ(done.shard_events[0].task, "noop");
+  EXPECT_EQ(done.shard_events[0].run_time, absl::Milliseconds(250));
+  EXPECT_EQ(done.shard_events[1].outcome, "failed");
+}
+
 TEST_F(SchedulerCoreTest, HeldShardsOfACancelledJobAreCancelledOnReattach) {
   Submit(RangeJob(10, 1));
   Connect(Hello("e1", 1));
