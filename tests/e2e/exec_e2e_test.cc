@@ -133,13 +133,11 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   StartScheduler();
   StartExecutor("exec-1", 2, kPromoDir + "/tasks.json");
   const std::string params = R"({"seed":"spring-sale","codes_per_amount":3})";
-  // The default fold (`auto`) unions the shards' disjoint amount keys. Not
-  // "defaultReducer": "merge": the scheduler applies a non-auto default field
-  // by field at the top level, so it would ask each amount's list to be an
-  // object (scheduler/core/fold.cc; reported to the scheduler's owner).
+  // "merge" unites the shards' amount keys; one produced twice is an error.
   v1::Job job =
       Submit(absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
-                          R"(,"range":{"start":"1","end":"1001","shardCount":8}}})"));
+                          R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
+                          R"("aggregate":{"defaultReducer":"merge"}}})"));
   v1::Job done = WaitForEnd(job.id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_EQ(done.shards().total(), 8);
