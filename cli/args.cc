@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "shared/status_macros.h"
 
 namespace tessera::cli {
@@ -33,13 +34,15 @@ struct FlagSpec {
 
 const std::map<std::string, FlagSpec, std::less<>>& CommandFlags() {
   static const auto* flags = new std::map<std::string, FlagSpec, std::less<>>{
-      {"task", {true, false}},         {"range", {true, false}},
-      {"shards", {true, false}},       {"shard-size", {true, false}},
-      {"name", {true, false}},         {"params", {true, false}},
-      {"aggregate", {true, true}},     {"default-reducer", {true, false}},
-      {"max-parallel", {true, false}}, {"wait", {false, false}},
-      {"state", {true, false}},        {"page-size", {true, false}},
-      {"page-token", {true, false}},
+      {"task", {true, false}},          {"range", {true, false}},
+      {"shards", {true, false}},        {"shard-size", {true, false}},
+      {"name", {true, false}},          {"params", {true, false}},
+      {"aggregate", {true, true}},      {"default-reducer", {true, false}},
+      {"max-parallel", {true, false}},  {"wait", {false, false}},
+      {"state", {true, false}},         {"page-size", {true, false}},
+      {"page-token", {true, false}},    {"max-attempts", {true, false}},
+      {"backoff", {true, false}},       {"max-backoff", {true, false}},
+      {"shard-timeout", {true, false}}, {"max-failed-shards", {true, false}},
   };
   return *flags;
 }
@@ -56,12 +59,14 @@ const std::map<std::string, CommandInfo, std::less<>>& Commands() {
        {CommandKind::kSubmit,
         0,
         {"task", "range", "shards", "shard-size", "name", "params", "aggregate",
-         "default-reducer", "max-parallel", "wait"}}},
+         "default-reducer", "max-parallel", "max-attempts", "backoff", "max-backoff",
+         "shard-timeout", "max-failed-shards", "wait"}}},
       {"get", {CommandKind::kGet, 1, {}}},
       {"watch", {CommandKind::kWatch, 1, {}}},
       {"result", {CommandKind::kResult, 1, {}}},
       {"list", {CommandKind::kList, 0, {"state", "page-size", "page-token"}}},
       {"cancel", {CommandKind::kCancel, 1, {}}},
+      {"retry", {CommandKind::kRetry, 1, {"wait"}}},
       {"executors", {CommandKind::kExecutors, 0, {}}},
       {"queue", {CommandKind::kQueue, 0, {}}},
       {"help", {CommandKind::kHelp, 0, {}}},
@@ -130,15 +135,23 @@ absl::StatusOr<JobState> ParseState(absl::string_view text) {
       {"succeeded", tessera::v1::JOB_STATE_SUCCEEDED},
       {"failed", tessera::v1::JOB_STATE_FAILED},
       {"cancelled", tessera::v1::JOB_STATE_CANCELLED},
+      {"partial", tessera::v1::JOB_STATE_PARTIAL},
   };
   auto it = states->find(absl::AsciiStrToLower(text));
   if (it == states->end()) {
     return UsageError(
         "--state",
-        absl::StrCat("expected queued|running|succeeded|failed|cancelled, got \"", text,
-                     "\""));
+        absl::StrCat("expected queued|running|succeeded|failed|cancelled|partial, got \"",
+                     text, "\""));
   }
   return it->second;
+}
+
+// The scheduler accepts 1..100 attempts per shard.
+constexpr int32_t kMaxAttempts = 100;
+
+absl::Duration ToAbsl(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
 using FlagValues = std::multimap<std::string, std::string, std::less<>>;
@@ -192,6 +205,41 @@ absl::Status BuildSubmit(const FlagValues& flags, Command& cmd) {
                              ParseInt<int32_t>("--max-parallel", *max_parallel, 0));
     spec.set_max_parallel(n);
   }
+  if (auto max_attempts = get("max-attempts")) {
+    TESSERA_ASSIGN_OR_RETURN(int32_t n,
+                             ParseInt<int32_t>("--max-attempts", *max_attempts, 1));
+    if (n > kMaxAttempts) {
+      return UsageError("--max-attempts",
+                        absl::StrCat("at most ", kMaxAttempts, " (got ", n, ")"));
+    }
+    spec.mutable_retry()->set_max_attempts(n);
+  }
+  if (auto backoff = get("backoff")) {
+    TESSERA_RETURN_IF_ERROR(
+        ParseDurationFlag("--backoff", *backoff, /*allow_zero=*/true,
+                          *spec.mutable_retry()->mutable_initial_backoff()));
+  }
+  if (auto max_backoff = get("max-backoff")) {
+    TESSERA_RETURN_IF_ERROR(ParseDurationFlag(
+        "--max-backoff", *max_backoff,
+        /*allow_zero=*/true, *spec.mutable_retry()->mutable_max_backoff()));
+    if (spec.retry().has_initial_backoff() &&
+        ToAbsl(spec.retry().max_backoff()) < ToAbsl(spec.retry().initial_backoff())) {
+      return UsageError("--max-backoff",
+                        absl::StrCat("must be at least --backoff (got ", *max_backoff,
+                                     " < ", *get("backoff"), ")"));
+    }
+  }
+  if (auto timeout = get("shard-timeout")) {
+    TESSERA_RETURN_IF_ERROR(ParseDurationFlag("--shard-timeout", *timeout,
+                                              /*allow_zero=*/false,
+                                              *spec.mutable_shard_timeout()));
+  }
+  if (auto max_failed = get("max-failed-shards")) {
+    TESSERA_ASSIGN_OR_RETURN(int64_t n,
+                             ParseInt<int64_t>("--max-failed-shards", *max_failed, 0));
+    spec.mutable_failure_policy()->set_max_failed_shards(n);
+  }
   cmd.wait = flags.count("wait") > 0;
   return absl::OkStatus();
 }
@@ -242,6 +290,30 @@ absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range) 
   }
   range.set_start(start);
   range.set_end(end);
+  return absl::OkStatus();
+}
+
+absl::Status ParseDurationFlag(absl::string_view flag, absl::string_view text,
+                               bool allow_zero, google::protobuf::Duration& out) {
+  absl::Duration d;
+  if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
+      d == -absl::InfiniteDuration()) {
+    return UsageError(
+        flag,
+        absl::StrCat("expected a duration like 500ms, 2s or 1m, got \"", text, "\""));
+  }
+  if (d < absl::ZeroDuration() || (!allow_zero && d == absl::ZeroDuration())) {
+    return UsageError(
+        flag, absl::StrCat("must be ", allow_zero ? ">= 0" : "> 0", " (got ", text, ")"));
+  }
+  // Protobuf Durations stop at 10000 years; nobody means more than a year.
+  if (d > absl::Hours(24 * 366)) {
+    return UsageError(flag, absl::StrCat("at most a year (got ", text, ")"));
+  }
+  const int64_t seconds = absl::ToInt64Seconds(d);
+  out.set_seconds(seconds);
+  out.set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(seconds))));
   return absl::OkStatus();
 }
 
@@ -350,6 +422,7 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
     }
   }
   if (cmd.kind == CommandKind::kSubmit) TESSERA_RETURN_IF_ERROR(BuildSubmit(flags, cmd));
+  if (cmd.kind == CommandKind::kRetry) cmd.wait = flags.count("wait") > 0;
   if (cmd.kind == CommandKind::kList) TESSERA_RETURN_IF_ERROR(BuildList(flags, cmd));
   return cmd;
 }

@@ -4,6 +4,8 @@
 #ifndef TESSERA_CLI_ARGS_H_
 #define TESSERA_CLI_ARGS_H_
 
+#include <google/protobuf/duration.pb.h>
+
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@ enum class CommandKind {
   kResult,
   kList,
   kCancel,
+  kRetry,
   kExecutors,
   kQueue,
 };
@@ -32,10 +35,11 @@ struct Command {
   // Global flags. `scheduler` is empty when --scheduler was not given.
   std::string scheduler;
   bool json = false;
-  // get, watch, result, cancel.
+  // get, watch, result, cancel, retry.
   std::string job_id;
   // submit.
   tessera::v1::JobSpec spec;
+  // submit, retry: follow the job like `watch`.
   bool wait = false;
   // list.
   tessera::v1::ListJobsRequest list;
@@ -54,6 +58,12 @@ const char* UsageText();
 
 // Exposed for tests: "START:END" -> [start, end), end > start.
 absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range);
+
+// Exposed for tests: a duration such as "500ms", "2s", "1m" or "1m30s" (as
+// absl::ParseDuration reads it) into `out`. Negative and infinite durations are
+// usage errors naming `flag`, and so is zero unless `allow_zero`.
+absl::Status ParseDurationFlag(absl::string_view flag, absl::string_view text,
+                               bool allow_zero, google::protobuf::Duration& out);
 
 }  // namespace tessera::cli
 

@@ -11,6 +11,9 @@ namespace {
 
 namespace v1 = tessera::v1;
 
+// `watch` lists this many failed shards; `tessera get` lists them all.
+constexpr int kMaxFailedShardsShown = 20;
+
 int ReportRpcError(const absl::Status& status, const std::string& address,
                    const RunContext& ctx) {
   ctx.err << "tessera: " << absl::StatusCodeToString(status.code()) << ": "
@@ -42,6 +45,8 @@ class Runner {
         return List(cmd.list);
       case CommandKind::kCancel:
         return Cancel(cmd.job_id);
+      case CommandKind::kRetry:
+        return Retry(cmd);
       case CommandKind::kExecutors:
         return Executors();
       case CommandKind::kQueue:
@@ -68,8 +73,8 @@ class Runner {
     return Follow(job->id());
   }
 
-  // Watches until the job ends, then prints its summary and, if it
-  // succeeded, its result.
+  // Watches until the job ends, then prints its summary, its result if it has
+  // one (SUCCEEDED, PARTIAL) and its failed shards. Exit 0 only for SUCCEEDED.
   int Follow(const std::string& job_id) {
     // One column to spare: some terminals wrap when the last one is written.
     ProgressRenderer renderer(
@@ -95,20 +100,56 @@ class Runner {
       last = *std::move(job);
     }
 
-    bool succeeded = last->state() == v1::JOB_STATE_SUCCEEDED;
+    // PARTIAL has a persisted result too: print it, then the shards it lacks.
+    const v1::JobState state = last->state();
+    const bool has_result =
+        state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_PARTIAL;
     ctx_.out << (json_ ? ToJsonLine(*last) + "\n" : FormatJobSummary(*last));
-    if (!succeeded) return kExitJobFailed;
-    absl::StatusOr<v1::GetResultResponse> result = api_.GetResult(job_id);
-    if (!result.ok()) return Fail(result.status());
-    if (json_) {
-      ctx_.out << ToJsonLine(*result) << "\n";
+    int code = state == v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitJobFailed;
+    if (has_result) {
+      absl::StatusOr<v1::GetResultResponse> result = api_.GetResult(job_id);
+      if (!result.ok()) {
+        code = Fail(result.status());
+      } else if (json_) {
+        ctx_.out << ToJsonLine(*result) << "\n";
+      } else {
+        absl::StatusOr<std::string> pretty = PrettyResultJson(*result);
+        if (!pretty.ok()) {
+          code = Fail(pretty.status());
+        } else {
+          ctx_.out << *pretty << "\n"
+                   << FormatResultLocation(result->location(), result->sha256(),
+                                           result->version())
+                   << "\n";
+        }
+      }
+    }
+    // The JSON Job above already lists the failed shards.
+    if (!json_) ctx_.out << FormatFailedShards(*last, kMaxFailedShardsShown);
+    if ((state == v1::JOB_STATE_PARTIAL || state == v1::JOB_STATE_FAILED) &&
+        last->failed_shards_size() > 0) {
+      ctx_.err << "run `tessera retry " << job_id << "` to re-run the failed shards\n";
+    }
+    return code;
+  }
+
+  int Retry(const Command& cmd) {
+    // The job before the call: the returned one no longer lists its failed shards.
+    absl::StatusOr<v1::Job> before = api_.GetJob(cmd.job_id);
+    if (!before.ok()) return Fail(before.status());
+    int64_t failed = before->failed_shards_size();
+    if (failed == 0) failed = before->shards().failed();
+    absl::StatusOr<v1::Job> job = api_.RetryFailedShards(cmd.job_id);
+    if (!job.ok()) return Fail(job.status());
+    std::string line =
+        absl::StrCat("job ", cmd.job_id, " ", StateName(job->state()), ": retrying ",
+                     failed, " failed shard", failed == 1 ? "" : "s");
+    if (!cmd.wait) {
+      ctx_.out << (json_ ? ToJsonLine(*job) : line) << "\n";
       return kExitOk;
     }
-    absl::StatusOr<std::string> pretty = PrettyResultJson(*result);
-    if (!pretty.ok()) return Fail(pretty.status());
-    ctx_.out << *pretty << "\n"
-             << FormatResultLocation(result->location(), result->sha256()) << "\n";
-    return kExitOk;
+    ctx_.err << line << "\n";
+    return Follow(cmd.job_id);
   }
 
   int Get(const std::string& job_id) {
@@ -129,7 +170,9 @@ class Runner {
     if (!pretty.ok()) return Fail(pretty.status());
     // stdout stays pure JSON so that it can be piped; the location is a hint.
     ctx_.out << *pretty << "\n";
-    ctx_.err << FormatResultLocation(result->location(), result->sha256()) << "\n";
+    ctx_.err << FormatResultLocation(result->location(), result->sha256(),
+                                     result->version())
+             << "\n";
     return kExitOk;
   }
 

@@ -20,7 +20,7 @@ namespace tessera::cli {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitJobFailed = 1,  // the followed job ended FAILED or CANCELLED
+  kExitJobFailed = 1,  // the followed job ended FAILED, CANCELLED or PARTIAL
   kExitUsage = 2,
   kExitRpc = 3,
 };

@@ -117,8 +117,11 @@ std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {
   line("ended", FormatTimestamp(job.end_time(), tz));
   if (!job.message().empty()) line("message", job.message());
   if (!job.result_location().empty()) {
-    line("result",
-         absl::StrCat(job.result_location(), " (sha256 ", job.result_sha256(), ")"));
+    line("result", absl::StrCat(job.result_location(), " (sha256 ", job.result_sha256(),
+                                job.result_version() > 0
+                                    ? absl::StrCat(", version ", job.result_version())
+                                    : "",
+                                ")"));
   }
   if (job.errors_size() > 0) {
     out += "errors:\n";
@@ -126,6 +129,25 @@ std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {
       absl::StrAppendFormat(&out, "  shard %d [%d, %d) on %s: %s\n", e.shard(), e.start(),
                             e.end(), OrDash(e.executor()), e.message());
     }
+  }
+  out += FormatFailedShards(job);
+  return out;
+}
+
+std::string FormatFailedShards(const tessera::v1::Job& job, int max_shards) {
+  if (job.failed_shards_size() == 0) return "";
+  std::string out = "failed shards:\n";
+  int shown = 0;
+  for (const auto& f : job.failed_shards()) {
+    if (max_shards > 0 && shown == max_shards) break;
+    ++shown;
+    absl::StrAppendFormat(&out, "  shard %d [%d, %d) after %d attempt%s: %s\n", f.shard(),
+                          f.start(), f.end(), f.attempts(), f.attempts() == 1 ? "" : "s",
+                          OrDash(f.last_error()));
+  }
+  if (shown < job.failed_shards_size()) {
+    absl::StrAppendFormat(&out, "  ... and %d more (tessera get %s)\n",
+                          job.failed_shards_size() - shown, job.id());
   }
   return out;
 }
@@ -145,6 +167,7 @@ std::string FormatJobSummary(const tessera::v1::Job& job) {
   out += "\n";
   if (job.state() != tessera::v1::JOB_STATE_SUCCEEDED) {
     if (!job.message().empty()) absl::StrAppend(&out, "  ", job.message(), "\n");
+    if (job.state() == tessera::v1::JOB_STATE_PARTIAL) return out;
     for (const auto& e : job.errors()) {
       absl::StrAppendFormat(&out, "  shard %d [%d, %d) on %s: %s\n", e.shard(), e.start(),
                             e.end(), OrDash(e.executor()), e.message());
@@ -179,9 +202,11 @@ absl::StatusOr<std::string> PrettyResultJson(const tessera::v1::GetResultRespons
   return parsed.dump(2);
 }
 
-std::string FormatResultLocation(absl::string_view location, absl::string_view sha256) {
+std::string FormatResultLocation(absl::string_view location, absl::string_view sha256,
+                                 int32_t version) {
   return absl::StrCat("result: ", location.empty() ? "-" : location, " (sha256 ",
-                      sha256.empty() ? "-" : sha256, ")");
+                      sha256.empty() ? "-" : sha256,
+                      version > 1 ? absl::StrCat(", version ", version) : "", ")");
 }
 
 std::string ToJsonLine(const google::protobuf::Message& message) {

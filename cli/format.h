@@ -32,12 +32,19 @@ std::string FormatJobsTable(const tessera::v1::ListJobsResponse& response,
 std::string FormatExecutorsTable(const tessera::v1::ListExecutorsResponse& response,
                                  absl::Time now);
 
-// A "key: value" description of a job, shard errors included.
+// A "key: value" description of a job: shard errors, the result (with its
+// version) and the failed shards included.
 std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz);
 
 // "job <id> SUCCEEDED  64/64 shards  1000000 items  in 3.2s" plus the job's
-// message and shard errors, one per line, when it did not succeed.
+// message and shard errors, one per line, when it did not succeed. A PARTIAL
+// job's errors are left out: FormatFailedShards says more about them.
 std::string FormatJobSummary(const tessera::v1::Job& job);
+
+// "failed shards:" and one "  shard 3 [30, 40) after 3 attempts: boom" line per
+// failed shard, at most `max_shards` of them (0: all) and then how many more;
+// "" when the job has none.
+std::string FormatFailedShards(const tessera::v1::Job& job, int max_shards = 0);
 
 std::string FormatQueueStats(const tessera::v1::GetQueueStatsResponse& stats);
 
@@ -45,8 +52,10 @@ std::string FormatQueueStats(const tessera::v1::GetQueueStatsResponse& stats);
 // persisted bytes when present, else the Struct.
 absl::StatusOr<std::string> PrettyResultJson(const tessera::v1::GetResultResponse& r);
 
-// "result: <location> (sha256 <hex>)"
-std::string FormatResultLocation(absl::string_view location, absl::string_view sha256);
+// "result: <location> (sha256 <hex>)", with ", version N" inside the
+// parentheses when `version` > 1 (RetryFailedShards persisted a new one).
+std::string FormatResultLocation(absl::string_view location, absl::string_view sha256,
+                                 int32_t version = 0);
 
 // Proto3 JSON on one line, default-valued fields included.
 std::string ToJsonLine(const google::protobuf::Message& message);

@@ -62,6 +62,13 @@ absl::StatusOr<v1::Job> GrpcJobApi::CancelJob(const std::string& job_id) {
   return CallUnary(*stub_, &v1::JobService::Stub::CancelJob, request, unary_deadline_);
 }
 
+absl::StatusOr<v1::Job> GrpcJobApi::RetryFailedShards(const std::string& job_id) {
+  v1::RetryFailedShardsRequest request;
+  request.set_job_id(job_id);
+  return CallUnary(*stub_, &v1::JobService::Stub::RetryFailedShards, request,
+                   unary_deadline_);
+}
+
 absl::StatusOr<v1::GetResultResponse> GrpcJobApi::GetResult(const std::string& job_id) {
   v1::GetResultRequest request;
   request.set_job_id(job_id);

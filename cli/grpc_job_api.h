@@ -27,6 +27,7 @@ class GrpcJobApi : public JobApi {
   absl::StatusOr<tessera::v1::ListJobsResponse> ListJobs(
       const tessera::v1::ListJobsRequest& request) override;
   absl::StatusOr<tessera::v1::Job> CancelJob(const std::string& job_id) override;
+  absl::StatusOr<tessera::v1::Job> RetryFailedShards(const std::string& job_id) override;
   absl::StatusOr<tessera::v1::GetResultResponse> GetResult(
       const std::string& job_id) override;
   absl::StatusOr<tessera::v1::ListExecutorsResponse> ListExecutors() override;

@@ -23,6 +23,9 @@ class JobApi {
   virtual absl::StatusOr<tessera::v1::ListJobsResponse> ListJobs(
       const tessera::v1::ListJobsRequest& request) = 0;
   virtual absl::StatusOr<tessera::v1::Job> CancelJob(const std::string& job_id) = 0;
+  // Re-runs the failed shards of a PARTIAL or FAILED job.
+  virtual absl::StatusOr<tessera::v1::Job> RetryFailedShards(
+      const std::string& job_id) = 0;
   virtual absl::StatusOr<tessera::v1::GetResultResponse> GetResult(
       const std::string& job_id) = 0;
   virtual absl::StatusOr<tessera::v1::ListExecutorsResponse> ListExecutors() = 0;

@@ -104,7 +104,8 @@ std::string StateName(JobState state) {
 bool IsTerminal(JobState state) {
   return state == tessera::v1::JOB_STATE_SUCCEEDED ||
          state == tessera::v1::JOB_STATE_FAILED ||
-         state == tessera::v1::JOB_STATE_CANCELLED;
+         state == tessera::v1::JOB_STATE_CANCELLED ||
+         state == tessera::v1::JOB_STATE_PARTIAL;
 }
 
 namespace {

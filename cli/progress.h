@@ -69,6 +69,8 @@ std::string FormatEta(absl::Duration d);
 // "JOB_STATE_RUNNING" -> "RUNNING".
 std::string StateName(tessera::v1::JobState state);
 
+// SUCCEEDED, FAILED, CANCELLED or PARTIAL: the job runs no more shards (until
+// RetryFailedShards, for PARTIAL and FAILED).
 bool IsTerminal(tessera::v1::JobState state);
 
 enum class ProgressMode { kTerminal, kPlain };

@@ -28,18 +28,37 @@ Commands:
                                min, max, first); repeatable
       --default-reducer R      reducer for other fields (default auto)
       --max-parallel N         at most N shards in flight (default 0: no cap)
+      --max-attempts N         attempts per shard, the first included (default 3,
+                               at most 100)
+      --backoff DURATION       wait before a shard's 2nd attempt (default 1s),
+                               doubled for each further attempt
+      --max-backoff DURATION   never wait longer than this (default 60s)
+      --shard-timeout DURATION
+                               a shard running longer fails that attempt
+                               (default: no limit)
+      --max-failed-shards N    continue while at most N shards are out of
+                               attempts; the job then ends PARTIAL (default 0:
+                               the first such shard fails the job)
       --wait                   follow the job like `watch`, then print its result
     prints the job id (--json: the Job)
-  get JOB_ID         show a job (--json: the Job)
-  watch JOB_ID       follow a job's progress until it ends; prints the result
-                     if it succeeded
-  result JOB_ID      print a finished job's result JSON on stdout and its location
-                     on stderr (--json: the whole GetResultResponse)
+    DURATION is a number with a unit: 500ms, 2s, 1m, 1m30s, 1h.
+  get JOB_ID         show a job, its result version and failed shards
+                     (--json: the Job)
+  watch JOB_ID       follow a job's progress until it ends; prints a summary,
+                     the result if it SUCCEEDED or ended PARTIAL, and the
+                     failed shards
+  result JOB_ID      print the latest result JSON of a SUCCEEDED or PARTIAL job on
+                     stdout and its location on stderr (--json: the whole
+                     GetResultResponse)
   list               list jobs, newest first
-      --state S                queued|running|succeeded|failed|cancelled
+      --state S                queued|running|succeeded|failed|cancelled|partial
       --page-size N            jobs per page (default 50, at most 1000)
       --page-token T           next page, as printed by the previous call
   cancel JOB_ID      cancel a queued or running job
+  retry JOB_ID       re-run only the failed shards of a PARTIAL or FAILED job;
+                     the other shards' results are kept and a new result
+                     version is persisted (--json: the Job)
+      --wait                   follow the job like `watch`
   executors          list connected executors
   queue              show queue depth and executor slots
   help               print this help
@@ -47,8 +66,11 @@ Commands:
 Progress (submit --wait, watch) goes to stderr: a live bar when stderr is a
 terminal, otherwise a plain line at most once per second.
 
-Exit status: 0 success (for --wait/watch: the job SUCCEEDED), 1 the job FAILED
-or was CANCELLED, 2 usage error, 3 RPC error.
+A PARTIAL job finished with some shards out of attempts (see
+--max-failed-shards): its result folds the shards that succeeded.
+
+Exit status: 0 success (for --wait/watch: only when the job SUCCEEDED), 1 the
+job FAILED, was CANCELLED or ended PARTIAL, 2 usage error, 3 RPC error.
 )";
 
 }  // namespace

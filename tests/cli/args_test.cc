@@ -76,6 +76,101 @@ TEST(ParseArgs, RejectsAggregateWithoutEqualsOrGivenTwiceForOneField) {
   EXPECT_NE(ErrorOf(twice).find("given twice"), std::string::npos);
 }
 
+TEST(ParseArgs, ParsesRetryPolicyTimeoutAndContinuePolicy) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2",
+                 "--max-attempts", "5", "--backoff", "500ms", "--max-backoff=1m30s",
+                 "--shard-timeout", "2s", "--max-failed-shards", "3"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  const auto& retry = cmd->spec.retry();
+  EXPECT_EQ(retry.max_attempts(), 5);
+  EXPECT_EQ(retry.initial_backoff().seconds(), 0);
+  EXPECT_EQ(retry.initial_backoff().nanos(), 500'000'000);
+  EXPECT_EQ(retry.max_backoff().seconds(), 90);
+  EXPECT_EQ(retry.max_backoff().nanos(), 0);
+  EXPECT_FALSE(retry.has_multiplier());
+  EXPECT_FALSE(retry.has_jitter());
+  EXPECT_EQ(cmd->spec.shard_timeout().seconds(), 2);
+  EXPECT_EQ(cmd->spec.failure_policy().max_failed_shards(), 3);
+}
+
+TEST(ParseArgs, LeavesRetryPolicyUnsetWithoutItsFlags) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_FALSE(cmd->spec.has_retry());
+  EXPECT_FALSE(cmd->spec.has_shard_timeout());
+  EXPECT_FALSE(cmd->spec.has_failure_policy());
+}
+
+TEST(ParseArgs, AcceptsZeroBackoff) {
+  absl::StatusOr<Command> cmd = ParseArgs(
+      {"submit", "--task", "t", "--range", "0:10", "--shards", "2", "--backoff", "0s"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_TRUE(cmd->spec.retry().has_initial_backoff());
+  EXPECT_EQ(cmd->spec.retry().initial_backoff().seconds(), 0);
+}
+
+TEST(ParseArgs, RejectsBadRetryAndTimeoutFlagsNamingTheFlag) {
+  Args base = {"submit", "--task", "t", "--range", "0:10", "--shards", "2"};
+  auto error = [&](Args extra) {
+    Args args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return ErrorOf(args);
+  };
+  EXPECT_EQ(error({"--max-attempts", "0"}), "--max-attempts: must be >= 1 (got 0)");
+  EXPECT_EQ(error({"--max-attempts", "x"}),
+            "--max-attempts: expected an integer, got \"x\"");
+  EXPECT_EQ(error({"--max-attempts", "101"}), "--max-attempts: at most 100 (got 101)");
+  EXPECT_EQ(error({"--backoff", "2"}),
+            "--backoff: expected a duration like 500ms, 2s or 1m, got \"2\"");
+  EXPECT_EQ(error({"--backoff", "-1s"}), "--backoff: must be >= 0 (got -1s)");
+  EXPECT_EQ(error({"--max-backoff", "soon"}),
+            "--max-backoff: expected a duration like 500ms, 2s or 1m, got \"soon\"");
+  EXPECT_EQ(error({"--backoff", "2s", "--max-backoff", "1s"}),
+            "--max-backoff: must be at least --backoff (got 1s < 2s)");
+  EXPECT_EQ(error({"--shard-timeout", "0s"}), "--shard-timeout: must be > 0 (got 0s)");
+  EXPECT_EQ(error({"--shard-timeout", "inf"}),
+            "--shard-timeout: expected a duration like 500ms, 2s or 1m, got \"inf\"");
+  EXPECT_EQ(error({"--shard-timeout", "10000h"}),
+            "--shard-timeout: at most a year (got 10000h)");
+  EXPECT_EQ(error({"--max-failed-shards", "-1"}),
+            "--max-failed-shards: must be >= 0 (got -1)");
+  EXPECT_EQ(error({"--max-failed-shards"}), "--max-failed-shards: missing value");
+  EXPECT_NE(ErrorOf({"get", "j1", "--max-attempts", "2"})
+                .find("--max-attempts: not a flag of \"get\""),
+            std::string::npos);
+}
+
+TEST(ParseDurationFlag, ConvertsToSecondsAndNanos) {
+  google::protobuf::Duration d;
+  ASSERT_TRUE(ParseDurationFlag("--x", "1m", false, d).ok());
+  EXPECT_EQ(d.seconds(), 60);
+  EXPECT_EQ(d.nanos(), 0);
+  ASSERT_TRUE(ParseDurationFlag("--x", "1.25s", false, d).ok());
+  EXPECT_EQ(d.seconds(), 1);
+  EXPECT_EQ(d.nanos(), 250'000'000);
+  ASSERT_TRUE(ParseDurationFlag("--x", "1h2m3s4ms", false, d).ok());
+  EXPECT_EQ(d.seconds(), 3723);
+  EXPECT_EQ(d.nanos(), 4'000'000);
+  EXPECT_FALSE(ParseDurationFlag("--x", "", true, d).ok());
+  EXPECT_FALSE(ParseDurationFlag("--x", "0", false, d).ok());
+}
+
+TEST(ParseArgs, ParsesRetryCommand) {
+  absl::StatusOr<Command> cmd = ParseArgs({"retry", "j9"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->kind, CommandKind::kRetry);
+  EXPECT_EQ(cmd->job_id, "j9");
+  EXPECT_FALSE(cmd->wait);
+  cmd = ParseArgs({"retry", "--wait", "j9"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_TRUE(cmd->wait);
+  EXPECT_NE(
+      ErrorOf({"retry", "j9", "--task", "t"}).find("--task: not a flag of \"retry\""),
+      std::string::npos);
+}
+
 TEST(ParseArgs, RejectsSubmitWithoutTask) {
   EXPECT_NE(ErrorOf({"submit", "--range", "0:10", "--shards", "2"}).find("--task"),
             std::string::npos);
@@ -167,7 +262,7 @@ TEST(ParseArgs, RejectsFlagWithoutValueOrGivenTwice) {
 }
 
 TEST(ParseArgs, RequiresExactlyOneJobIdForJobCommands) {
-  for (const char* name : {"get", "watch", "result", "cancel"}) {
+  for (const char* name : {"get", "watch", "result", "cancel", "retry"}) {
     EXPECT_NE(ErrorOf({name}).find("JOB_ID is required"), std::string::npos) << name;
     EXPECT_NE(ErrorOf({name, "a", "b"}).find("unexpected argument \"b\""),
               std::string::npos)
@@ -195,6 +290,9 @@ TEST(ParseArgs, ParsesListFilters) {
   EXPECT_EQ(cmd->list.page_token(), "abc");
   EXPECT_NE(ErrorOf({"list", "--state", "done"}).find("--state: expected queued|running"),
             std::string::npos);
+  cmd = ParseArgs({"list", "--state", "partial"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->list.state(), tessera::v1::JOB_STATE_PARTIAL);
   EXPECT_NE(ErrorOf({"list", "--page-size", "5000"}).find("at most 1000"),
             std::string::npos);
 }
@@ -216,6 +314,7 @@ TEST(UsageText, MentionsEveryCommandAndFlag) {
                            "result",
                            "list",
                            "cancel",
+                           "retry",
                            "executors",
                            "queue",
                            "help",
@@ -230,10 +329,17 @@ TEST(UsageText, MentionsEveryCommandAndFlag) {
                            "--aggregate",
                            "--default-reducer",
                            "--max-parallel",
+                           "--max-attempts",
+                           "--backoff",
+                           "--max-backoff",
+                           "--shard-timeout",
+                           "--max-failed-shards",
                            "--wait",
                            "--state",
                            "--page-size",
                            "--page-token",
+                           "partial",
+                           "PARTIAL",
                            "TESSERA_SCHEDULER"}) {
     EXPECT_NE(usage.find(word), std::string::npos) << word;
   }

@@ -41,6 +41,10 @@ class FakeJobApi : public JobApi {
     calls.push_back("CancelJob " + job_id);
     return cancel_response;
   }
+  absl::StatusOr<v1::Job> RetryFailedShards(const std::string& job_id) override {
+    calls.push_back("RetryFailedShards " + job_id);
+    return retry_response;
+  }
   absl::StatusOr<v1::GetResultResponse> GetResult(const std::string& job_id) override {
     calls.push_back("GetResult " + job_id);
     return result_response;
@@ -68,6 +72,7 @@ class FakeJobApi : public JobApi {
   absl::StatusOr<v1::Job> submit_response = MakeJob(v1::JOB_STATE_QUEUED, 0, 0);
   absl::StatusOr<v1::Job> get_response = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
   absl::StatusOr<v1::Job> cancel_response = MakeJob(v1::JOB_STATE_CANCELLED, 1, 25);
+  absl::StatusOr<v1::Job> retry_response = MakeJob(v1::JOB_STATE_RUNNING, 2, 50);
   absl::StatusOr<v1::ListJobsResponse> list_response = v1::ListJobsResponse();
   absl::StatusOr<v1::GetQueueStatsResponse> queue_response = v1::GetQueueStatsResponse();
   absl::StatusOr<v1::GetResultResponse> result_response;
@@ -114,6 +119,9 @@ class RunCliTest : public testing::Test {
     }
     absl::StatusOr<v1::Job> CancelJob(const std::string& id) override {
       return to_.CancelJob(id);
+    }
+    absl::StatusOr<v1::Job> RetryFailedShards(const std::string& id) override {
+      return to_.RetryFailedShards(id);
     }
     absl::StatusOr<v1::GetResultResponse> GetResult(const std::string& id) override {
       return to_.GetResult(id);
@@ -201,6 +209,168 @@ TEST_F(RunCliTest, WatchExitsOneWhenTheJobFails) {
   EXPECT_EQ(Run({"watch", "j1"}), 1);
   EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1"}));
   EXPECT_TRUE(absl::StartsWith(out_.str(), "job j1 FAILED")) << out_.str();
+  EXPECT_EQ(err_.str(), "");  // no failed shards listed, so no retry hint
+}
+
+// Two of four shards out of attempts; the other two folded into the result.
+v1::Job PartialJob() {
+  v1::Job job = MakeJob(v1::JOB_STATE_PARTIAL, 2, 50);
+  job.mutable_shards()->set_failed(2);
+  job.set_message("2 shards failed");
+  for (int64_t shard : {1, 3}) {
+    v1::FailedShard* f = job.add_failed_shards();
+    f->set_shard(shard);
+    f->set_start(shard * 25);
+    f->set_end(shard * 25 + 25);
+    f->set_attempts(3);
+    f->set_last_error("boom");
+  }
+  job.set_result_version(1);
+  return job;
+}
+
+TEST_F(RunCliTest, WatchOnAPartialJobPrintsSummaryResultAndFailedShardsAndExitsOne) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_RUNNING, 1, 25), PartialJob()};
+  EXPECT_EQ(Run({"watch", "j1"}), 1);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1", "GetResult j1"}));
+  EXPECT_EQ(out_.str(),
+            "job j1 PARTIAL  2/4 shards (2 failed)  50 items\n"
+            "  2 shards failed\n"
+            "{\n  \"count\": 25\n}\n"
+            "result: /results/j1.json (sha256 beef)\n"
+            "failed shards:\n"
+            "  shard 1 [25, 50) after 3 attempts: boom\n"
+            "  shard 3 [75, 100) after 3 attempts: boom\n");
+  EXPECT_EQ(err_.str(),
+            "job j1 RUNNING 1/4 shards 25% -- items/s ETA --\n"
+            "run `tessera retry j1` to re-run the failed shards\n");
+}
+
+TEST_F(RunCliTest, SubmitWithWaitExitsOneOnPartialWithJsonJobAndResult) {
+  api_.watch_events = {PartialJob()};
+  EXPECT_EQ(Run({"--json", "submit", "--task", "t", "--range", "0:100", "--shards", "4",
+                 "--max-failed-shards", "2", "--wait"}),
+            1);
+  ASSERT_EQ(api_.submitted.size(), 1u);
+  EXPECT_EQ(api_.submitted[0].failure_policy().max_failed_shards(), 2);
+  std::string out = out_.str();
+  EXPECT_TRUE(absl::StartsWith(out, "{\"id\":\"j1\"")) << out;
+  EXPECT_NE(out.find("\"failedShards\":[{"), std::string::npos) << out;
+  EXPECT_NE(out.find("\n{\"jobId\":\"j1\""), std::string::npos) << out;
+}
+
+TEST_F(RunCliTest, WatchTreatsPartialAsFinishedWhenTheStreamEndsEarly) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_RUNNING, 1, 25)};
+  api_.get_response = PartialJob();
+  EXPECT_EQ(Run({"watch", "j1"}), 1);
+  EXPECT_EQ(api_.calls,
+            (std::vector<std::string>{"WatchJob j1", "GetJob j1", "GetResult j1"}));
+}
+
+TEST_F(RunCliTest, WatchOnAPartialJobReportsAMissingResultAsRpcError) {
+  api_.watch_events = {PartialJob()};
+  api_.result_response = absl::UnavailableError("connection reset");
+  EXPECT_EQ(Run({"watch", "j1"}), 3);
+  EXPECT_NE(out_.str().find("failed shards:\n"), std::string::npos) << out_.str();
+  EXPECT_NE(err_.str().find("tessera: UNAVAILABLE: connection reset"), std::string::npos)
+      << err_.str();
+}
+
+TEST_F(RunCliTest, WatchPrintsTheResultVersionAfterARetry) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100)};
+  v1::GetResultResponse result = *api_.result_response;
+  result.set_version(2);
+  api_.result_response = result;
+  EXPECT_EQ(Run({"watch", "j1"}), 0);
+  EXPECT_NE(out_.str().find("result: /results/j1.json (sha256 beef, version 2)\n"),
+            std::string::npos)
+      << out_.str();
+}
+
+TEST_F(RunCliTest, GetShowsFailedShardsAndResultVersion) {
+  v1::Job job = PartialJob();
+  job.set_result_location("/results/j1.json");
+  job.set_result_sha256("beef");
+  api_.get_response = job;
+  EXPECT_EQ(Run({"get", "j1"}), 0);
+  EXPECT_NE(out_.str().find("result:   /results/j1.json (sha256 beef, version 1)\n"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(
+      out_.str().find("failed shards:\n  shard 1 [25, 50) after 3 attempts: boom\n"),
+      std::string::npos)
+      << out_.str();
+}
+
+TEST_F(RunCliTest, RetryCountsTheFailedShardsBeforeTheCall) {
+  api_.get_response = PartialJob();
+  EXPECT_EQ(Run({"retry", "j1"}), 0);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"GetJob j1", "RetryFailedShards j1"}));
+  EXPECT_EQ(out_.str(), "job j1 RUNNING: retrying 2 failed shards\n");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(RunCliTest, RetryWithJsonPrintsTheReturnedJob) {
+  api_.get_response = PartialJob();
+  EXPECT_EQ(Run({"retry", "j1", "--json"}), 0);
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "{\"id\":\"j1\"")) << out_.str();
+  EXPECT_NE(out_.str().find("\"state\":\"JOB_STATE_RUNNING\""), std::string::npos)
+      << out_.str();
+}
+
+TEST_F(RunCliTest, RetryWithWaitFollowsTheJobUntilItSucceeds) {
+  v1::Job failed = MakeJob(v1::JOB_STATE_FAILED, 3, 75);
+  v1::FailedShard* f = failed.add_failed_shards();
+  f->set_shard(2);
+  api_.get_response = failed;
+  api_.watch_events = {MakeJob(v1::JOB_STATE_RUNNING, 3, 80),
+                       MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100)};
+  EXPECT_EQ(Run({"retry", "--wait", "j1"}), 0);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"GetJob j1", "RetryFailedShards j1",
+                                                  "WatchJob j1", "GetResult j1"}));
+  EXPECT_EQ(out_.str(),
+            "job j1 SUCCEEDED  4/4 shards  100 items\n"
+            "{\n  \"count\": 25\n}\n"
+            "result: /results/j1.json (sha256 beef)\n");
+  EXPECT_EQ(err_.str(),
+            "job j1 RUNNING: retrying 1 failed shard\n"
+            "job j1 RUNNING 3/4 shards 80% -- items/s ETA --\n");
+}
+
+TEST_F(RunCliTest, RetryWithWaitExitsOneWhenTheJobEndsPartialAgain) {
+  api_.get_response = PartialJob();
+  api_.watch_events = {PartialJob()};
+  EXPECT_EQ(Run({"retry", "j1", "--wait"}), 1);
+  EXPECT_NE(out_.str().find("failed shards:\n"), std::string::npos) << out_.str();
+}
+
+TEST_F(RunCliTest, RetryReportsARefusalAsRpcError) {
+  api_.get_response = MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100);
+  api_.retry_response = absl::FailedPreconditionError(
+      "job j1 is SUCCEEDED; only PARTIAL or FAILED jobs have failed shards to retry");
+  EXPECT_EQ(Run({"retry", "j1"}), 3);
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(err_.str(),
+            "tessera: FAILED_PRECONDITION: job j1 is SUCCEEDED; only PARTIAL or FAILED "
+            "jobs have failed shards to retry\n");
+}
+
+TEST_F(RunCliTest, RetryDoesNotCallRetryWhenTheJobCannotBeRead) {
+  api_.get_response = absl::NotFoundError("job j1 not found");
+  EXPECT_EQ(Run({"retry", "j1"}), 3);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"GetJob j1"}));
+}
+
+TEST_F(RunCliTest, BadSubmitDurationIsAUsageErrorWithoutConnecting) {
+  EXPECT_EQ(Run({"submit", "--task", "t", "--range", "0:10", "--shards", "2",
+                 "--shard-timeout", "5"}),
+            2);
+  EXPECT_TRUE(addresses_.empty());
+  EXPECT_TRUE(api_.submitted.empty());
+  EXPECT_EQ(err_.str(),
+            "tessera: --shard-timeout: expected a duration like 500ms, 2s or 1m, got "
+            "\"5\"\n"
+            "Run 'tessera --help' for usage.\n");
 }
 
 TEST_F(RunCliTest, WatchWithJsonPrintsFinalJobAndResultAsJsonLines) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
+
 namespace tessera::cli {
 namespace {
 
@@ -101,6 +103,71 @@ TEST(FormatJobDetail, DescribesRangeShardsItemsAndResult) {
   EXPECT_NE(detail.find("started:  -\n"), std::string::npos) << detail;
 }
 
+v1::Job PartialJob() {
+  v1::Job job;
+  job.set_id("j1");
+  job.set_state(v1::JOB_STATE_PARTIAL);
+  job.mutable_shards()->set_total(4);
+  job.mutable_shards()->set_succeeded(2);
+  job.mutable_shards()->set_failed(2);
+  job.set_items_done(20);
+  job.set_items_total(40);
+  job.set_message("2 shards failed (at most 2 allowed)");
+  v1::ShardError* error = job.add_errors();
+  error->set_shard(1);
+  error->set_message("boom");
+  v1::FailedShard* f = job.add_failed_shards();
+  f->set_shard(1);
+  f->set_start(10);
+  f->set_end(20);
+  f->set_attempts(3);
+  f->set_last_error("boom");
+  f = job.add_failed_shards();
+  f->set_shard(3);
+  f->set_start(30);
+  f->set_end(40);
+  f->set_attempts(1);
+  f->set_last_error("timed out after 2s");
+  job.set_result_location("/data/j1.json");
+  job.set_result_sha256("abc");
+  job.set_result_version(2);
+  return job;
+}
+
+TEST(FormatJobSummary, LeavesAPartialJobsShardErrorsToTheFailedShards) {
+  EXPECT_EQ(FormatJobSummary(PartialJob()),
+            "job j1 PARTIAL  2/4 shards (2 failed)  20 items\n"
+            "  2 shards failed (at most 2 allowed)\n");
+}
+
+TEST(FormatFailedShards, ListsShardRangeAttemptsAndLastError) {
+  EXPECT_EQ(FormatFailedShards(PartialJob()),
+            "failed shards:\n"
+            "  shard 1 [10, 20) after 3 attempts: boom\n"
+            "  shard 3 [30, 40) after 1 attempt: timed out after 2s\n");
+}
+
+TEST(FormatFailedShards, CutsTheListAndSaysHowManyMore) {
+  EXPECT_EQ(FormatFailedShards(PartialJob(), 1),
+            "failed shards:\n"
+            "  shard 1 [10, 20) after 3 attempts: boom\n"
+            "  ... and 1 more (tessera get j1)\n");
+  EXPECT_EQ(FormatFailedShards(v1::Job()), "");
+}
+
+TEST(FormatJobDetail, ShowsResultVersionAndFailedShardsOfAPartialJob) {
+  std::string detail = FormatJobDetail(PartialJob(), absl::UTCTimeZone());
+  EXPECT_NE(detail.find("state:    PARTIAL\n"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("result:   /data/j1.json (sha256 abc, version 2)\n"),
+            std::string::npos)
+      << detail;
+  EXPECT_TRUE(absl::EndsWith(detail,
+                             "failed shards:\n"
+                             "  shard 1 [10, 20) after 3 attempts: boom\n"
+                             "  shard 3 [30, 40) after 1 attempt: timed out after 2s\n"))
+      << detail;
+}
+
 TEST(PrettyResultJson, KeepsPersistedKeyOrderAndIntegerPrecision) {
   v1::GetResultResponse response;
   response.set_result_json(
@@ -130,6 +197,10 @@ TEST(PrettyResultJson, ReportsCorruptResultBytes) {
 TEST(FormatResultLocation, PrintsLocationAndDigest) {
   EXPECT_EQ(FormatResultLocation("/r/j1.json", "ab12"),
             "result: /r/j1.json (sha256 ab12)");
+  EXPECT_EQ(FormatResultLocation("/r/j1.json", "ab12", 1),
+            "result: /r/j1.json (sha256 ab12)");
+  EXPECT_EQ(FormatResultLocation("/r/j1.json", "ab12", 3),
+            "result: /r/j1.json (sha256 ab12, version 3)");
 }
 
 TEST(ToJsonLine, PrintsDefaultValuedFieldsOnOneLine) {

@@ -31,6 +31,17 @@ class FakeJobService final : public v1::JobService::Service {
     job->set_id("j1");
     return grpc::Status::OK;
   }
+  grpc::Status RetryFailedShards(grpc::ServerContext*,
+                                 const v1::RetryFailedShardsRequest* request,
+                                 v1::Job* job) override {
+    if (request->job_id() != "j1") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "job " + request->job_id() + " is SUCCEEDED");
+    }
+    job->set_id(request->job_id());
+    job->set_state(v1::JOB_STATE_RUNNING);
+    return grpc::Status::OK;
+  }
   grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest* request,
                         grpc::ServerWriter<v1::JobEvent>* writer) override {
     for (int done : {10, 50, 100}) {
@@ -87,6 +98,17 @@ TEST_F(GrpcJobApiTest, CarriesStatusCodesOver) {
   absl::StatusOr<v1::Job> job = Connect()->GetJob("nope");
   EXPECT_EQ(job.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(job.status().message(), "job nope");
+}
+
+TEST_F(GrpcJobApiTest, RetriesFailedShardsAndCarriesTheRefusalOver) {
+  std::unique_ptr<GrpcJobApi> api = Connect();
+  absl::StatusOr<v1::Job> job = api->RetryFailedShards("j1");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->id(), "j1");
+  EXPECT_EQ(job->state(), v1::JOB_STATE_RUNNING);
+  job = api->RetryFailedShards("j2");
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(job.status().message(), "job j2 is SUCCEEDED");
 }
 
 TEST_F(GrpcJobApiTest, DeliversEveryWatchEventInOrder) {

@@ -167,8 +167,25 @@ TEST(ProgressRenderer, PrintsPlainLineOnStateChangeEvenWithinASecond) {
 
 TEST(StateName, StripsTheEnumPrefix) {
   EXPECT_EQ(StateName(v1::JOB_STATE_CANCELLED), "CANCELLED");
+  EXPECT_EQ(StateName(v1::JOB_STATE_PARTIAL), "PARTIAL");
   EXPECT_TRUE(IsTerminal(v1::JOB_STATE_FAILED));
   EXPECT_FALSE(IsTerminal(v1::JOB_STATE_RUNNING));
+}
+
+TEST(IsTerminal, IncludesPartial) {
+  EXPECT_TRUE(IsTerminal(v1::JOB_STATE_SUCCEEDED));
+  EXPECT_TRUE(IsTerminal(v1::JOB_STATE_CANCELLED));
+  EXPECT_TRUE(IsTerminal(v1::JOB_STATE_PARTIAL));
+  EXPECT_FALSE(IsTerminal(v1::JOB_STATE_QUEUED));
+  EXPECT_FALSE(IsTerminal(v1::JOB_STATE_UNSPECIFIED));
+}
+
+TEST(ProgressRenderer, LeavesThePartialStateToTheSummaryInPlainMode) {
+  ProgressRenderer renderer(ProgressMode::kPlain);
+  EXPECT_NE(renderer.OnEvent(MakeJob(v1::JOB_STATE_RUNNING, 3, 4, 75, 100), kT0), "");
+  EXPECT_EQ(renderer.OnEvent(MakeJob(v1::JOB_STATE_PARTIAL, 3, 4, 75, 100),
+                             kT0 + absl::Seconds(2)),
+            "");
 }
 
 }  // namespace
