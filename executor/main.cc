@@ -48,6 +48,9 @@ ABSL_FLAG(std::string, scheduler, "127.0.0.1:50051",
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "host:port for the Prometheus /metrics endpoint (--metrics-listen); empty "
           "disables it.");
+ABSL_FLAG(
+    std::vector<std::string>, queues, std::vector<std::string>({"default"}),
+    "Comma-separated queues this executor takes jobs from (--queues=default,batch).");
 ABSL_FLAG(int, slots, DefaultSlots(),
           "Shards run at once (default: the number of CPU cores).");
 ABSL_FLAG(std::string, name, "",
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
   config.scheduler_address = absl::GetFlag(FLAGS_scheduler);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.slots = absl::GetFlag(FLAGS_slots);
+  config.queues = absl::GetFlag(FLAGS_queues);
   config.name = absl::GetFlag(FLAGS_name);
   if (config.name.empty()) config.name = tessera::executor::DefaultExecutorName();
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
@@ -155,6 +159,7 @@ int main(int argc, char** argv) {
   options.executor_id = tessera::RandomHexId(8);
   options.name = config.name;
   options.slots = config.slots;
+  options.queues = config.queues;
   options.drain_timeout = config.drain_timeout;
   tessera::executor::ExecutorClient client(options, &handlers, &metrics);
 

@@ -31,6 +31,12 @@ ABSL_FLAG(
     "sqlite durability: normal (a commit survives a crash of the scheduler; results "
     "are flushed before they are written to the sink) or full (every commit also "
     "survives power loss, at one fsync per commit)");
+ABSL_FLAG(absl::Duration, idempotency_retention, absl::Hours(24),
+          "How long an idempotency key keeps returning its job");
+ABSL_FLAG(int64_t, max_items_per_job, 1'000'000,
+          "Largest number of items an items job may have");
+ABSL_FLAG(int64_t, max_item_bytes, 64 << 10,
+          "Largest item of an items job, as JSON bytes");
 ABSL_FLAG(absl::Duration, reattach_grace, absl::Seconds(10),
           "After a restart, unfinished shards wait this long for their executors to "
           "re-attach before they are dispatched again");
@@ -102,6 +108,9 @@ int main(int argc, char** argv) {
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
+  config.core.idempotency_retention = absl::GetFlag(FLAGS_idempotency_retention);
+  config.core.max_items_per_job = absl::GetFlag(FLAGS_max_items_per_job);
+  config.core.max_item_bytes = absl::GetFlag(FLAGS_max_item_bytes);
   config.core.lease_grace = absl::GetFlag(FLAGS_lease_grace);
   config.core.max_executor_losses = absl::GetFlag(FLAGS_max_executor_losses);
   config.core.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);

@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "shared/process_metrics.h"
 
 namespace tessera {
 namespace {
@@ -30,6 +31,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   }
   server->registry_ = std::make_shared<prometheus::Registry>();
   server->exposer_->RegisterCollectable(server->registry_);
+  server->AddCollector(CollectProcessMetrics);
   return server;
 }
 
@@ -42,6 +44,20 @@ void MetricsServer::AddCollector(Collector collector) {
 int MetricsServer::port() const {
   auto ports = exposer_->GetListeningPorts();
   return ports.empty() ? 0 : ports.front();
+}
+
+const prometheus::Histogram::BucketBoundaries& WorkBuckets() {
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25, 0.5,  1,    2.5,  5,
+      10,    30,     60,    120,  300,   600,  1200, 1800, 3600, 7200, 14400};
+  return *kBuckets;
+}
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+      0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30};
+  return *kBuckets;
 }
 
 prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help) {

@@ -18,7 +18,8 @@
 
 namespace tessera {
 
-// Owns the HTTP exposer and a registry. Families are created on `registry()`;
+// Owns the HTTP exposer and a registry, and exports the standard process_*
+// metrics (shared/process_metrics.h). Families are created on `registry()`;
 // snapshot-style metrics (read from a core under its lock at scrape time) are
 // added with AddCollector. Thread-safe after Create.
 class MetricsServer {
@@ -39,6 +40,12 @@ class MetricsServer {
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
 };
+
+// Histogram buckets, in seconds. WorkBuckets fit shard work and queue waits,
+// from 1 ms to 4 hours; LatencyBuckets fit internal operations (store
+// commits, result writes), from 100 µs to 30 s.
+const prometheus::Histogram::BucketBoundaries& WorkBuckets();
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
 
 // Helpers to build snapshot families for collectors.
 prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help);

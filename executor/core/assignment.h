@@ -21,6 +21,7 @@ struct Assignment {
   int64_t end = 0;
   int32_t attempt = 0;
   absl::Duration timeout = absl::ZeroDuration();  // zero: no limit
+  std::string items_json;  // items jobs: the batch as a JSON array; else empty
 };
 
 // How a shard ended, for the scheduler. Cancelled shards produce no outcome:

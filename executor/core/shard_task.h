@@ -16,6 +16,9 @@ struct ShardTask {
   int64_t end = 0;
   nlohmann::json params = nlohmann::json::object();  // always an object
   int32_t attempt = 0;
+  // Items jobs: the batch (start/end are then item indexes); empty otherwise.
+  bool has_items = false;
+  nlohmann::json items = nlohmann::json::array();
 };
 
 // Handlers call Report as often as they like; the implementation throttles

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <set>
 #include <utility>
@@ -57,7 +58,17 @@ class ShardRun {
           absl::StrCat("task ", config_.name, ": command ", program.status().message()));
     }
     options.program = *program;
+    // Items jobs: the batch as JSON lines on stdin, from an unlinked temp file
+    // (no pipe to feed, so a program that never reads cannot block us).
+    int items_fd = -1;
+    if (task_.has_items) {
+      absl::StatusOr<int> fd = ItemsFile();
+      if (!fd.ok()) return fd.status();
+      items_fd = *fd;
+      options.stdin_fd = items_fd;
+    }
     absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Spawn(options);
+    if (items_fd >= 0) close(items_fd);
     if (!child.ok()) {
       return absl::Status(child.status().code(), absl::StrCat("task ", config_.name, ": ",
                                                               child.status().message()));
@@ -73,6 +84,34 @@ class ShardRun {
   }
 
  private:
+  absl::StatusOr<int> ItemsFile() const {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string path =
+        absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp", "/tessera-items-XXXXXX");
+    const int fd = mkstemp(path.data());
+    if (fd < 0) {
+      return absl::InternalError(
+          absl::StrCat("task ", config_.name,
+                       ": cannot create the items file: ", std::strerror(errno)));
+    }
+    unlink(path.c_str());
+    std::string lines;
+    for (const json& item : task_.items) lines += item.dump() + "\n";
+    size_t off = 0;
+    while (off < lines.size()) {
+      const ssize_t n = write(fd, lines.data() + off, lines.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        close(fd);
+        return absl::InternalError(
+            absl::StrCat("task ", config_.name, ": writing the items failed"));
+      }
+      off += static_cast<size_t>(n);
+    }
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+  }
+
   // The executor's environment, then the task's env, then the shard's
   // TESSERA_* variables (which nothing overrides). Sets *path to the PATH the
   // program will see.

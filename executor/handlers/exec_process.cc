@@ -97,7 +97,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(
   envp.push_back(nullptr);
 
   int out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int devnull = options.stdin_fd >= 0 ? fcntl(options.stdin_fd, F_DUPFD_CLOEXEC, 0)
+                                      : open("/dev/null", O_RDONLY | O_CLOEXEC);
   auto cleanup = [&] {
     for (int* fd : {&out[0], &out[1], &err[0], &err[1], &report[0], &report[1], &devnull})
       CloseFd(*fd);

@@ -21,11 +21,12 @@ struct SpawnOptions {
   std::vector<std::string> env;   // the whole environment, "NAME=value"
   std::string workdir;            // empty: the executor's
   int64_t max_memory_bytes = 0;   // RLIMIT_AS; 0 = inherit
+  int stdin_fd = -1;              // the child's stdin (duplicated); -1: /dev/null
 };
 
-// One spawned program. stdin is /dev/null; no other descriptor of the
-// executor leaks into it; signal mask and dispositions are reset to defaults;
-// it gets SIGKILL if the spawning thread dies (PR_SET_PDEATHSIG).
+// One spawned program. stdin is /dev/null unless SpawnOptions gives one; no other
+// descriptor of the executor leaks into it; signal mask and dispositions are reset to
+// defaults; it gets SIGKILL if the spawning thread dies (PR_SET_PDEATHSIG).
 //
 // Not thread-safe: one thread drives it. The destructor SIGKILLs the whole
 // group and reaps the leader if the owner did not, so no zombie is left.

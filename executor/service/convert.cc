@@ -13,6 +13,7 @@ Assignment FromProto(const v1::Assignment& proto) {
   a.end = proto.end();
   a.attempt = proto.attempt();
   a.timeout = absl::Milliseconds(proto.timeout_ms());
+  a.items_json = proto.items_json();
   return a;
 }
 
@@ -24,6 +25,7 @@ v1::ExecutorMessage HelloMessage(const HelloInfo& hello) {
   for (const std::string& t : hello.tasks) h->add_tasks(t);
   h->set_slots(hello.slots);
   h->set_version(hello.version);
+  for (const std::string& q : hello.queues) h->add_queues(q);
   for (const Assignment& a : hello.held) {
     v1::HeldShard* held = h->add_held();
     held->set_lease_id(a.lease_id);

@@ -18,6 +18,7 @@ struct HelloInfo {
   int slots = 0;
   std::string version;
   std::vector<Assignment> held;  // shards still running from an earlier stream
+  std::vector<std::string> queues;
 };
 
 Assignment FromProto(const v1::Assignment& proto);

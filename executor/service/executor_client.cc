@@ -156,7 +156,8 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
     heartbeat_ = options_.default_heartbeat;
   }
   HelloInfo hello{options_.executor_id, options_.name,   registry_->Names(),
-                  runner_.slots(),      TESSERA_VERSION, runner_.RunningAssignments()};
+                  runner_.slots(),      TESSERA_VERSION, runner_.RunningAssignments(),
+                  options_.queues};
   // When Hello cannot be written the call is already dead and Read fails at once.
   if (Send(HelloMessage(hello))) FlushUnsent();
   std::thread control([this, &ctx] { ControlLoop(&ctx); });

@@ -27,6 +27,7 @@ struct ExecutorClientOptions {
   std::string executor_id;        // stable for the life of the process
   std::string name;
   int slots = 1;
+  std::vector<std::string> queues;  // empty: "default"
   absl::Duration drain_timeout = absl::Seconds(30);
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);

@@ -32,6 +32,13 @@ absl::Status ExecutorConfig::Validate() const {
         absl::StrCat("--slots must be between 1 and ", kMaxSlots, " (got ", slots, ")"));
   }
   if (name.empty()) return absl::InvalidArgumentError("--name must not be empty");
+  if (queues.empty()) return absl::InvalidArgumentError("--queues must name a queue");
+  for (const std::string& q : queues) {
+    if (q.empty() || q.size() > 63) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--queues: \"", q, "\" is not a queue name (1-63 characters)"));
+    }
+  }
   if (drain_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--drain-timeout must be >= 0 (got ", absl::FormatDuration(drain_timeout), ")"));

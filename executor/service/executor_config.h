@@ -3,6 +3,7 @@
 #define TESSERA_EXECUTOR_SERVICE_EXECUTOR_CONFIG_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -16,6 +17,7 @@ struct ExecutorConfig {
   int slots = 1;
   std::string name;  // empty: DefaultExecutorName()
   absl::Duration drain_timeout = absl::Seconds(30);
+  std::vector<std::string> queues = {"default"};
   LogConfig log;
 
   // InvalidArgument naming the flag at fault.

@@ -1,5 +1,7 @@
 #include "executor/service/executor_metrics.h"
 
+#include "shared/metrics.h"
+
 namespace tessera::executor {
 
 ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
@@ -10,7 +12,7 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                   .Register(registry)),
       duration_(prometheus::BuildHistogram()
                     .Name("tessera_executor_shard_duration_seconds")
-                    .Help("Wall time of a shard's handler, by task.")
+                    .Help("Wall time of a shard's handler, by task and outcome.")
                     .Register(registry)),
       slots_(prometheus::BuildGauge()
                  .Name("tessera_executor_slots")
@@ -22,19 +24,38 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                       .Help("Slots running a shard now.")
                       .Register(registry)
                       .Add({})),
+      shards_running_(prometheus::BuildGauge()
+                          .Name("tessera_executor_shards_running")
+                          .Help("Shards running on this executor now.")
+                          .Register(registry)
+                          .Add({})),
       connected_(prometheus::BuildGauge()
                      .Name("tessera_executor_connected")
                      .Help("1 while a stream to the scheduler is up (welcomed), else 0.")
                      .Register(registry)
-                     .Add({})) {}
+                     .Add({})),
+      reconnects_(prometheus::BuildCounter()
+                      .Name("tessera_executor_reconnects_total")
+                      .Help("Streams to the scheduler opened again after the first one.")
+                      .Register(registry)
+                      .Add({})) {}
 
 void ExecutorMetrics::ShardFinished(const std::string& task, const std::string& outcome,
                                     absl::Duration duration) {
-  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
-      0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,   2.5,
-      5,     10,    30,   60,    120,  300, 600,  1800, 3600};
   shards_.Add({{"task", task}, {"outcome", outcome}}).Increment();
-  duration_.Add({{"task", task}}, *kBuckets).Observe(absl::ToDoubleSeconds(duration));
+  duration_.Add({{"task", task}, {"outcome", outcome}}, WorkBuckets())
+      .Observe(absl::ToDoubleSeconds(duration));
+}
+
+void ExecutorMetrics::SetSlotsBusy(int busy) {
+  slots_busy_.Set(busy);
+  shards_running_.Set(busy);
+}
+
+void ExecutorMetrics::SetConnected(bool connected) {
+  connected_.Set(connected ? 1 : 0);
+  const bool before = connected_now_.exchange(connected);
+  if (connected && !before && was_connected_.exchange(true)) reconnects_.Increment();
 }
 
 }  // namespace tessera::executor

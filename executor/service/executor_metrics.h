@@ -1,7 +1,9 @@
-// The executor's Prometheus metrics.
+// The executor's Prometheus metrics. Names and labels are documented in
+// docs/metrics.md; keep them stable.
 #ifndef TESSERA_EXECUTOR_SERVICE_EXECUTOR_METRICS_H_
 #define TESSERA_EXECUTOR_SERVICE_EXECUTOR_METRICS_H_
 
+#include <atomic>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -24,15 +26,21 @@ class ExecutorMetrics {
   void ShardFinished(const std::string& task, const std::string& outcome,
                      absl::Duration duration);
   void SetSlots(int slots) { slots_.Set(slots); }
-  void SetSlotsBusy(int busy) { slots_busy_.Set(busy); }
-  void SetConnected(bool connected) { connected_.Set(connected ? 1 : 0); }
+  // Slots running a shard now (also tessera_executor_shards_running).
+  void SetSlotsBusy(int busy);
+  // A change to connected after the first connection counts as a reconnect.
+  void SetConnected(bool connected);
 
  private:
   prometheus::Family<prometheus::Counter>& shards_;
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Gauge& slots_;
   prometheus::Gauge& slots_busy_;
+  prometheus::Gauge& shards_running_;
   prometheus::Gauge& connected_;
+  prometheus::Counter& reconnects_;
+  std::atomic<bool> was_connected_{false};
+  std::atomic<bool> connected_now_{false};
 };
 
 }  // namespace tessera::executor

@@ -52,6 +52,13 @@ absl::StatusOr<nlohmann::json> RunHandler(Handler& handler, const Assignment& a,
   task.start = a.start;
   task.end = a.end;
   task.attempt = a.attempt;
+  if (!a.items_json.empty()) {
+    task.has_items = true;
+    task.items = nlohmann::json::parse(a.items_json, nullptr, /*allow_exceptions=*/false);
+    if (task.items.is_discarded() || !task.items.is_array()) {
+      return absl::InvalidArgumentError("items_json must be a JSON array");
+    }
+  }
   if (!a.params_json.empty()) {
     task.params =
         nlohmann::json::parse(a.params_json, nullptr, /*allow_exceptions=*/false);

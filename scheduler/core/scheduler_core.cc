@@ -58,6 +58,8 @@ struct SchedulerCore::Job {
   std::set<std::string> executors_used;
   bool persisting = false;
   absl::Time hold_until = absl::InfinitePast();  // re-attach grace after restore
+  double tokens = 1;                             // rate limit: shards that may start now
+  absl::Time tokens_at = absl::InfinitePast();
   uint64_t version = 0;
 };
 
@@ -65,6 +67,7 @@ struct SchedulerCore::Executor {
   ExecutorConn conn;
   ExecutorHello hello;
   std::set<std::string> tasks;
+  std::set<std::string> queues;
   std::set<std::string> leases;
   bool draining = false;
   absl::Time connected;
@@ -164,7 +167,108 @@ absl::Status ValidateSpec(const JobSpec& spec) {
         absl::StrCat("spec.failure_policy.max_failed_shards must be >= 0 (got ",
                      spec.max_failed_shards, ")"));
   }
+  auto name_ok = [](const std::string& s, size_t max) {
+    if (s.empty() || s.size() > max) return false;
+    for (char c : s) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+            c == '.' || c == '/')) {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (!name_ok(spec.queue, 63)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.queue must be 1-63 characters of letters, digits, '-', '_', "
+                     "'.', '/' (got \"",
+                     spec.queue, "\")"));
+  }
+  if (spec.priority < -1000 || spec.priority > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.priority must be between -1000 and 1000 (got ", spec.priority, ")"));
+  }
+  if (!(spec.rate_limit >= 0 && spec.rate_limit <= 1e6)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.rate_limit must be between 0 and 1000000 shards/s (got ",
+                     spec.rate_limit, ")"));
+  }
+  if (spec.idempotency_key.size() > 200) {
+    return absl::InvalidArgumentError("spec.idempotency_key must be at most 200 bytes");
+  }
+  if (spec.concurrency_key.size() > 200) {
+    return absl::InvalidArgumentError("spec.concurrency_key must be at most 200 bytes");
+  }
+  if (spec.concurrency_limit < 1 || spec.concurrency_limit > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.concurrency_limit must be between 1 and 1000 (got ",
+                     spec.concurrency_limit, ")"));
+  }
+  if (spec.labels.size() > 64) {
+    return absl::InvalidArgumentError("spec.labels: at most 64 labels");
+  }
+  for (const auto& [k, v] : spec.labels) {
+    if (!name_ok(k, 63)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.labels: key \"", k,
+          "\" must be 1-63 characters of letters, digits, '-', '_', '.', '/'"));
+    }
+    if (v.size() > 256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.labels[\"", k, "\"]: value must be at most 256 bytes"));
+    }
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<RangePartition> MakePartition(const JobSpec& spec,
+                                             const CoreConfig& config) {
+  if (!spec.has_items)
+    return RangePartition::Create(spec.range, config.max_shards_per_job);
+  if (spec.items.empty()) {
+    return absl::InvalidArgumentError("spec.items.items must not be empty");
+  }
+  if (static_cast<int64_t>(spec.items.size()) > config.max_items_per_job) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.items: ", spec.items.size(), " items exceed the limit of ",
+                     config.max_items_per_job, " items per job"));
+  }
+  if (spec.batch_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.items.batch_size must be > 0 (got ", spec.batch_size, ")"));
+  }
+  for (size_t i = 0; i < spec.items.size(); ++i) {
+    const size_t bytes = spec.items[i].dump().size();
+    if (static_cast<int64_t>(bytes) > config.max_item_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.items.items[", i, "] is ", bytes, " bytes; the limit is ",
+                       config.max_item_bytes, " bytes per item"));
+    }
+  }
+  return RangePartition::Create(
+      {0, static_cast<int64_t>(spec.items.size()), spec.batch_size, 0},
+      config.max_shards_per_job);
+}
+
+bool SameSpec(const JobSpec& a, const JobSpec& b) {
+  auto same_range = [](const RangeSpec& x, const RangeSpec& y) {
+    return x.start == y.start && x.end == y.end && x.shard_size == y.shard_size &&
+           x.shard_count == y.shard_count;
+  };
+  const RetryPolicy& ra = a.retry;
+  const RetryPolicy& rb = b.retry;
+  return a.name == b.name && a.task == b.task && a.params == b.params &&
+         same_range(a.range, b.range) &&
+         a.aggregate.default_reducer == b.aggregate.default_reducer &&
+         a.aggregate.fields == b.aggregate.fields && a.max_parallel == b.max_parallel &&
+         ra.max_attempts == rb.max_attempts && ra.initial_backoff == rb.initial_backoff &&
+         ra.max_backoff == rb.max_backoff && ra.multiplier == rb.multiplier &&
+         ra.jitter == rb.jitter && a.shard_timeout == b.shard_timeout &&
+         a.max_failed_shards == b.max_failed_shards && a.has_items == b.has_items &&
+         a.items == b.items && a.batch_size == b.batch_size &&
+         a.idempotency_key == b.idempotency_key &&
+         a.concurrency_key == b.concurrency_key &&
+         a.concurrency_limit == b.concurrency_limit && a.queue == b.queue &&
+         a.priority == b.priority && a.rate_limit == b.rate_limit && a.labels == b.labels;
 }
 
 absl::Duration RetryBackoff(const RetryPolicy& policy, int32_t attempt, double unit) {
@@ -184,9 +288,20 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
                                               const std::string& job_id, absl::Time now,
                                               Actions& out) {
   TESSERA_RETURN_IF_ERROR(ValidateSpec(spec));
-  TESSERA_ASSIGN_OR_RETURN(
-      RangePartition partition,
-      RangePartition::Create(spec.range, config_.max_shards_per_job));
+  TESSERA_ASSIGN_OR_RETURN(RangePartition partition, MakePartition(spec, config_));
+  if (!spec.idempotency_key.empty()) {
+    auto it = idempotency_.find(spec.idempotency_key);
+    if (it != idempotency_.end() &&
+        now - it->second.created < config_.idempotency_retention) {
+      const Job* existing = FindJob(it->second.job_id);
+      if (existing != nullptr && SameSpec(existing->record.spec, spec)) {
+        return View(*existing, now);  // the same submission again: the same job
+      }
+      return absl::AlreadyExistsError(absl::StrCat(
+          "spec.idempotency_key \"", spec.idempotency_key, "\" is already used by job ",
+          it->second.job_id, " with a different spec"));
+    }
+  }
   if (jobs_.count(job_id)) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job_id, " already exists"));
   }
@@ -202,6 +317,7 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
   jobs_.emplace(job_id, std::move(job));
   job_order_.push_back(job_id);
   active_.push_back(j);
+  if (!spec.idempotency_key.empty()) idempotency_[spec.idempotency_key] = {job_id, now};
   ++counters_.jobs_submitted;
   Save(*j, out);
   Dispatch(now, out);
@@ -215,8 +331,11 @@ void SchedulerCore::Restore(
     Actions& out) {
   static const std::vector<StoredResult> kNone;
   for (const JobRecord& r : records) {
-    auto partition =
-        RangePartition::Create(r.spec.range, std::numeric_limits<int64_t>::max());
+    CoreConfig unlimited = config_;  // accepted once, accepted again
+    unlimited.max_shards_per_job = std::numeric_limits<int64_t>::max();
+    unlimited.max_items_per_job = std::numeric_limits<int64_t>::max();
+    unlimited.max_item_bytes = std::numeric_limits<int64_t>::max();
+    auto partition = MakePartition(r.spec, unlimited);
     if (!partition.ok() || jobs_.count(r.id)) continue;
     auto job = std::make_unique<Job>();
     job->record = r;
@@ -226,6 +345,10 @@ void SchedulerCore::Restore(
     jobs_.emplace(r.id, std::move(job));
     job_order_.push_back(r.id);
     next_seq_ = std::max(next_seq_, r.seq + 1);
+    if (!r.spec.idempotency_key.empty() &&
+        now - r.created < config_.idempotency_retention) {
+      idempotency_[r.spec.idempotency_key] = {r.id, r.created};
+    }
     for (const FailedShard& f : r.failed) j->failed[f.shard] = f;
     if (IsTerminal(r.state)) {
       j->next_shard = j->partition.num_shards();
@@ -332,6 +455,30 @@ absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
   return View(*j, now);
 }
 
+absl::StatusOr<JobView> SchedulerCore::UpdateJob(const std::string& job_id,
+                                                 const JobUpdate& update, absl::Time now,
+                                                 Actions& out) {
+  Job* j = FindJob(job_id);
+  if (j == nullptr)
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (IsTerminal(j->record.state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is ", JobStateName(j->record.state),
+                     "; only queued or running jobs can be updated"));
+  }
+  JobSpec changed = j->record.spec;
+  if (update.max_parallel.has_value()) changed.max_parallel = *update.max_parallel;
+  if (update.rate_limit.has_value()) changed.rate_limit = *update.rate_limit;
+  TESSERA_RETURN_IF_ERROR(ValidateSpec(changed));
+  j->tokens = TokensAt(*j, now);
+  j->tokens_at = now;
+  j->record.spec = std::move(changed);
+  Save(*j, out);
+  Dispatch(now, out);
+  CheckInvariants();
+  return View(*j, now);
+}
+
 absl::StatusOr<JobView> SchedulerCore::GetJob(const std::string& job_id,
                                               absl::Time now) const {
   const Job* j = FindJob(job_id);
@@ -340,15 +487,23 @@ absl::StatusOr<JobView> SchedulerCore::GetJob(const std::string& job_id,
   return View(*j, now);
 }
 
-std::vector<JobView> SchedulerCore::ListJobs(std::optional<JobState> state,
-                                             int64_t before, int limit, absl::Time now,
+std::vector<JobView> SchedulerCore::ListJobs(const JobFilter& filter, int64_t before,
+                                             int limit, absl::Time now,
                                              int64_t* next) const {
   std::vector<JobView> out;
   int64_t i = before < 0 ? static_cast<int64_t>(job_order_.size()) - 1
                          : std::min<int64_t>(before, job_order_.size() - 1);
   for (; i >= 0 && static_cast<int>(out.size()) < limit; --i) {
     const Job* j = FindJob(job_order_[i]);
-    if (state.has_value() && j->record.state != *state) continue;
+    const JobSpec& spec = j->record.spec;
+    if (filter.state.has_value() && j->record.state != *filter.state) continue;
+    if (!filter.queue.empty() && spec.queue != filter.queue) continue;
+    bool labels_match = true;
+    for (const auto& [k, v] : filter.labels) {
+      auto it = spec.labels.find(k);
+      labels_match = labels_match && it != spec.labels.end() && it->second == v;
+    }
+    if (!labels_match) continue;
     out.push_back(View(*j, now));
   }
   *next = i;  // -1 when the scan reached the oldest job
@@ -369,6 +524,8 @@ ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
   e.conn = ExecutorConn{hello.executor_id, next_generation_++};
   e.hello = hello;
   e.tasks.insert(hello.tasks.begin(), hello.tasks.end());
+  e.queues.insert(hello.queues.begin(), hello.queues.end());
+  if (e.queues.empty()) e.queues.insert("default");
   e.connected = now;
   e.last_seen = now;
   known_tasks_.insert(hello.tasks.begin(), hello.tasks.end());
@@ -577,7 +734,8 @@ std::vector<ExecutorView> SchedulerCore::ListExecutors() const {
                    std::vector<std::string>(e->tasks.begin(), e->tasks.end()),
                    e->hello.slots, static_cast<int32_t>(e->leases.size()),
                    e->hello.version, e->draining, e->connected, e->last_seen,
-                   e->completed});
+                   e->completed,
+                   std::vector<std::string>(e->queues.begin(), e->queues.end())});
   }
   return out;
 }
@@ -587,8 +745,10 @@ QueueStats SchedulerCore::Stats() const {
   for (const Job* j : active_) {
     (j->record.state == JobState::kQueued ? s.jobs_queued : s.jobs_running)++;
     s.shards_running += static_cast<int64_t>(j->running.size());
-    s.shards_pending +=
+    const int64_t pending =
         j->partition.num_shards() - j->next_shard + static_cast<int64_t>(j->retry.size());
+    s.shards_pending += pending;
+    s.pending_by_queue[j->record.spec.queue] += pending;
   }
   for (const auto& [id, e] : executors_) {
     ++s.executors;
@@ -646,6 +806,8 @@ bool SchedulerCore::HasWork(const Job& j, absl::Time now) const {
       static_cast<int64_t>(j.running.size()) >= j.record.spec.max_parallel) {
     return false;
   }
+  if (j.record.state == JobState::kQueued && BlockedBy(j) != nullptr) return false;
+  if (j.record.spec.rate_limit > 0 && TokensAt(j, now) < 1.0) return false;
   if (j.next_shard < j.partition.num_shards()) return true;
   for (const auto& [shard, p] : j.retry) {
     if (p.not_before <= now) return true;
@@ -653,17 +815,50 @@ bool SchedulerCore::HasWork(const Job& j, absl::Time now) const {
   return false;
 }
 
+const SchedulerCore::Job* SchedulerCore::BlockedBy(const Job& j) const {
+  const std::string& key = j.record.spec.concurrency_key;
+  if (key.empty()) return nullptr;
+  // Submission order: the first `limit` unfinished jobs with the key may run.
+  int32_t ahead = 0;
+  const Job* first = nullptr;
+  for (const Job* other : active_) {
+    if (other == &j) break;
+    if (other->record.spec.concurrency_key != key) continue;
+    if (first == nullptr) first = other;
+    ++ahead;
+  }
+  return ahead >= j.record.spec.concurrency_limit ? first : nullptr;
+}
+
+double SchedulerCore::TokensAt(const Job& j, absl::Time now) const {
+  const double rate = j.record.spec.rate_limit;
+  if (rate <= 0) return std::numeric_limits<double>::infinity();
+  // The bucket holds a tenth of a second of shards (at least one), so that
+  // the 100 ms ticker can keep the pace without bursts.
+  const double burst = std::max(1.0, rate / 10.0);
+  if (j.tokens_at == absl::InfinitePast()) return burst;
+  return std::min(burst, j.tokens + rate * absl::ToDoubleSeconds(now - j.tokens_at));
+}
+
 SchedulerCore::Job* SchedulerCore::NextJobFor(const Executor& e, absl::Time now) {
+  // Within the executor's queues the highest priority wins; equal priorities
+  // take turns (round robin from the cursor).
   const size_t n = active_.size();
+  Job* best = nullptr;
+  size_t best_idx = 0;
   for (size_t k = 0; k < n; ++k) {
     const size_t idx = (rr_cursor_ + k) % n;
     Job* j = active_[idx];
-    if (e.tasks.count(j->record.spec.task) && HasWork(*j, now)) {
-      rr_cursor_ = idx + 1;
-      return j;
+    const JobSpec& spec = j->record.spec;
+    if (best != nullptr && spec.priority <= best->record.spec.priority) continue;
+    if (!e.tasks.count(spec.task) || !e.queues.count(spec.queue) || !HasWork(*j, now)) {
+      continue;
     }
+    best = j;
+    best_idx = idx;
   }
-  return nullptr;
+  if (best != nullptr) rr_cursor_ = best_idx + 1;
+  return best;
 }
 
 void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
@@ -699,13 +894,25 @@ void SchedulerCore::AssignOne(Job& j, Executor& e, absl::Time now, Actions& out)
   // numbers of re-queued shards start again.
   const std::string id =
       absl::StrCat(j.record.id, ".", shard, ".", attempt, incarnation_);
+  if (j.record.spec.rate_limit > 0) {
+    j.tokens = TokensAt(j, now) - 1.0;
+    j.tokens_at = now;
+  }
   AddLease(j, e, shard, attempt, id, now, out);
   ++j.assignments;
   ++counters_.shards_dispatched;
+  const ShardBounds bounds = j.partition.Bounds(shard);
+  std::string items_json;
+  if (j.record.spec.has_items) {
+    json batch = json::array();
+    for (int64_t i = bounds.start; i < bounds.end; ++i)
+      batch.push_back(j.record.spec.items[i]);
+    items_json = batch.dump();
+  }
   out.assigns.push_back(
       {e.conn,
-       {id, j.record.id, shard, j.record.spec.task, j.params_json,
-        j.partition.Bounds(shard), attempt, j.record.spec.shard_timeout}});
+       {id, j.record.id, shard, j.record.spec.task, j.params_json, bounds, attempt,
+        j.record.spec.shard_timeout, std::move(items_json)}});
 }
 
 void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt,
@@ -854,7 +1061,10 @@ void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
       {"job_id", j.record.id},
       {"name", j.record.spec.name},
       {"task", j.record.spec.task},
-      {"range", range},
+      {j.record.spec.has_items ? "items" : "range",
+       j.record.spec.has_items ? json{{"count", j.record.spec.items.size()},
+                                      {"batch_size", j.record.spec.batch_size}}
+                               : range},
       {"shards",
        {{"total", j.partition.num_shards()},
         {"succeeded", j.succeeded},
@@ -946,9 +1156,16 @@ std::string SchedulerCore::WaitReason(const Job& j, absl::Time now) const {
   if (now < j.hold_until) {
     return "waiting for executors to re-attach after a scheduler restart";
   }
+  if (const Job* blocker = BlockedBy(j)) {
+    return absl::StrCat("waiting for job ", blocker->record.id, " (concurrency key \"",
+                        j.record.spec.concurrency_key, "\", at most ",
+                        j.record.spec.concurrency_limit, " running)");
+  }
   for (const auto& [id, e] : executors_) {
-    if (e->tasks.count(j.record.spec.task) && !e->draining) {
-      return "waiting for a free executor slot";
+    if (e->tasks.count(j.record.spec.task) && e->queues.count(j.record.spec.queue) &&
+        !e->draining) {
+      return absl::StrCat("waiting for a free executor slot in queue \"",
+                          j.record.spec.queue, "\"");
     }
   }
   if (!known_tasks_.count(j.record.spec.task) &&

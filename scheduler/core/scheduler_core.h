@@ -39,11 +39,21 @@ struct CoreConfig {
   absl::Duration reattach_grace = absl::Seconds(10);
   // Shard errors kept per job.
   int32_t max_errors_kept = 5;
+  // Items jobs: limits on the input.
+  int64_t max_items_per_job = 1'000'000;
+  int64_t max_item_bytes = 64 << 10;
+  // How long an idempotency key keeps returning its job.
+  absl::Duration idempotency_retention = absl::Hours(24);
   absl::Status Validate() const;
 };
 
-// Validates everything but the range (RangePartition does that).
+// Validates everything but the shape of the input (MakePartition does that).
 absl::Status ValidateSpec(const JobSpec& spec);
+// The shards of a job: its range, or its items cut into batches.
+absl::StatusOr<RangePartition> MakePartition(const JobSpec& spec,
+                                             const CoreConfig& config);
+// Same job definition (idempotent submission compares them).
+bool SameSpec(const JobSpec& a, const JobSpec& b);
 
 // The wait before attempt `attempt + 1` after `attempt` failed attempts;
 // jitter comes from `unit` in [0, 1).
@@ -76,11 +86,14 @@ class SchedulerCore {
   absl::StatusOr<JobView> RetryFailedShards(const std::string& job_id,
                                             const std::vector<StoredResult>& results,
                                             absl::Time now, Actions& out);
+  // Changes max_parallel and/or rate_limit of a queued or running job.
+  absl::StatusOr<JobView> UpdateJob(const std::string& job_id, const JobUpdate& update,
+                                    absl::Time now, Actions& out);
   absl::StatusOr<JobView> GetJob(const std::string& job_id, absl::Time now) const;
   // Newest first; `state` filters when set. Scans down from submission
   // position `before` (-1 = from the newest) and returns up to `limit` jobs;
   // `*next` is where the next page starts, or -1 when there is none.
-  std::vector<JobView> ListJobs(std::optional<JobState> state, int64_t before, int limit,
+  std::vector<JobView> ListJobs(const JobFilter& filter, int64_t before, int limit,
                                 absl::Time now, int64_t* next) const;
 
   // Executors.
@@ -128,6 +141,9 @@ class SchedulerCore {
   void Dispatch(absl::Time now, Actions& out);
   Job* NextJobFor(const Executor& e, absl::Time now);
   bool HasWork(const Job& j, absl::Time now) const;
+  // For a queued job with a concurrency key: the job it waits for, if any.
+  const Job* BlockedBy(const Job& j) const;
+  double TokensAt(const Job& j, absl::Time now) const;
   void AssignOne(Job& j, Executor& e, absl::Time now, Actions& out);
   void AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt,
                 const std::string& id, absl::Time now, Actions& out);
@@ -166,6 +182,11 @@ class SchedulerCore {
   std::map<std::string, std::unique_ptr<Executor>> executors_;
   absl::flat_hash_map<std::string, std::unique_ptr<Lease>> leases_;
   std::set<std::string> known_tasks_;  // every task ever advertised
+  struct IdempotencyEntry {
+    std::string job_id;
+    absl::Time created;
+  };
+  std::map<std::string, IdempotencyEntry> idempotency_;
   uint64_t next_generation_ = 1;
   uint64_t version_ = 0;
   int64_t next_seq_ = 1;

@@ -4,6 +4,7 @@
 #define TESSERA_SCHEDULER_CORE_TYPES_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -43,6 +44,32 @@ struct JobSpec {
   RetryPolicy retry;
   absl::Duration shard_timeout = absl::ZeroDuration();  // zero = no limit
   int64_t max_failed_shards = 0;                        // 0 = fail fast
+  // Items input (instead of the range): cut into shards of batch_size; a
+  // shard's "range" is then the item indexes [start, end).
+  bool has_items = false;
+  std::vector<nlohmann::json> items;
+  int32_t batch_size = 0;
+  // Job control.
+  std::string idempotency_key;
+  std::string concurrency_key;
+  int32_t concurrency_limit = 1;  // RUNNING jobs per concurrency_key
+  std::string queue = "default";
+  int32_t priority = 0;   // higher dispatches first within a queue
+  double rate_limit = 0;  // shards started per second, cluster-wide; 0 = none
+  std::map<std::string, std::string> labels;
+};
+
+// The spec fields a running job may change (UpdateJob).
+struct JobUpdate {
+  std::optional<int32_t> max_parallel;
+  std::optional<double> rate_limit;
+};
+
+// ListJobs filters; empty fields match everything.
+struct JobFilter {
+  std::optional<JobState> state;
+  std::string queue;
+  std::map<std::string, std::string> labels;  // all must match
 };
 
 // A shard out of attempts.
@@ -127,6 +154,7 @@ struct ExecutorHello {
   int32_t slots = 0;
   std::string version;
   std::vector<HeldShard> held;
+  std::vector<std::string> queues;  // empty: "default"
 };
 
 struct ExecutorView {
@@ -140,6 +168,7 @@ struct ExecutorView {
   absl::Time connect_time;
   absl::Time last_seen;
   int64_t shards_completed = 0;
+  std::vector<std::string> queues;
 };
 
 struct QueueStats {
@@ -150,6 +179,7 @@ struct QueueStats {
   int32_t executors = 0;
   int32_t slots_total = 0;
   int32_t slots_busy = 0;
+  std::map<std::string, int64_t> pending_by_queue;  // shards waiting, by queue
 };
 
 // Monotonic counters, for metrics.
@@ -184,6 +214,7 @@ struct Assignment {
   ShardBounds bounds;
   int32_t attempt = 0;
   absl::Duration timeout = absl::ZeroDuration();
+  std::string items_json;  // items jobs: the batch, a JSON array
 };
 
 // Actions the service carries out after releasing the core's lock.

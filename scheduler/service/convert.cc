@@ -42,9 +42,25 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
       return absl::InvalidArgumentError("spec.params is not valid JSON");
     }
   }
-  if (!proto.has_range()) {
+  if (proto.has_items()) {
+    spec.has_items = true;
+    spec.batch_size = proto.items().batch_size();
+    spec.items.reserve(proto.items().items_size());
+    for (int i = 0; i < proto.items().items_size(); ++i) {
+      std::string text;
+      auto st =
+          google::protobuf::util::MessageToJsonString(proto.items().items(i), &text);
+      nlohmann::json item = nlohmann::json::parse(text, nullptr, false);
+      if (!st.ok() || item.is_discarded()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("spec.items.items[", i, "] is not a JSON value"));
+      }
+      spec.items.push_back(std::move(item));
+    }
+  } else if (!proto.has_range()) {
     return absl::InvalidArgumentError(
-        "spec.range is required (start, end and shard_size or shard_count)");
+        "spec needs an input: range (start, end and shard_size or shard_count) or items "
+        "(items and batch_size)");
   }
   spec.range.start = proto.range().start();
   spec.range.end = proto.range().end();
@@ -79,6 +95,13 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
   }
   if (proto.has_shard_timeout()) spec.shard_timeout = FromProto(proto.shard_timeout());
   spec.max_failed_shards = proto.failure_policy().max_failed_shards();
+  spec.idempotency_key = proto.idempotency_key();
+  spec.concurrency_key = proto.concurrency_key();
+  if (proto.concurrency_limit() != 0) spec.concurrency_limit = proto.concurrency_limit();
+  if (!proto.queue().empty()) spec.queue = proto.queue();
+  spec.priority = proto.priority();
+  spec.rate_limit = proto.rate_limit();
+  spec.labels.insert(proto.labels().begin(), proto.labels().end());
   return spec;
 }
 
@@ -90,11 +113,24 @@ void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
     (void)google::protobuf::util::JsonStringToMessage(spec.params.dump(),
                                                       proto->mutable_params());
   }
-  auto* range = proto->mutable_range();
-  range->set_start(spec.range.start);
-  range->set_end(spec.range.end);
-  range->set_shard_size(spec.range.shard_size);
-  range->set_shard_count(spec.range.shard_count);
+  if (spec.has_items) {
+    // Items are not echoed back (they can be many); the count says how many.
+    proto->mutable_items()->set_batch_size(spec.batch_size);
+    proto->mutable_items()->set_item_count(static_cast<int64_t>(spec.items.size()));
+  } else {
+    auto* range = proto->mutable_range();
+    range->set_start(spec.range.start);
+    range->set_end(spec.range.end);
+    range->set_shard_size(spec.range.shard_size);
+    range->set_shard_count(spec.range.shard_count);
+  }
+  proto->set_idempotency_key(spec.idempotency_key);
+  proto->set_concurrency_key(spec.concurrency_key);
+  proto->set_concurrency_limit(spec.concurrency_limit);
+  proto->set_queue(spec.queue);
+  proto->set_priority(spec.priority);
+  proto->set_rate_limit(spec.rate_limit);
+  for (const auto& [k, v] : spec.labels) (*proto->mutable_labels())[k] = v;
   if (spec.aggregate.default_reducer != Reducer::kAuto) {
     proto->mutable_aggregate()->set_default_reducer(
         std::string(ReducerName(spec.aggregate.default_reducer)));
@@ -208,6 +244,7 @@ void ExecutorToProto(const ExecutorView& v, v1::Executor* proto) {
   TimeToProto(v.connect_time, proto->mutable_connect_time());
   TimeToProto(v.last_seen, proto->mutable_last_seen_time());
   proto->set_shards_completed(v.shards_completed);
+  for (const auto& q : v.queues) proto->add_queues(q);
 }
 
 void QueueStatsToProto(const QueueStats& s, v1::GetQueueStatsResponse* proto) {
@@ -227,6 +264,7 @@ ExecutorHello HelloFromProto(const v1::Hello& proto) {
   h.tasks.assign(proto.tasks().begin(), proto.tasks().end());
   h.slots = proto.slots();
   h.version = proto.version();
+  h.queues.assign(proto.queues().begin(), proto.queues().end());
   for (const v1::HeldShard& held : proto.held()) {
     h.held.push_back({held.lease_id(), held.job_id(), held.shard(), held.attempt()});
   }
@@ -243,6 +281,7 @@ void AssignmentToProto(const Assignment& a, v1::Assignment* proto) {
   proto->set_end(a.bounds.end);
   proto->set_attempt(a.attempt);
   proto->set_timeout_ms(absl::ToInt64Milliseconds(a.timeout));
+  proto->set_items_json(a.items_json);
 }
 
 }  // namespace tessera::scheduler

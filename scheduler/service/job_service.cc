@@ -152,8 +152,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
   absl::StatusOr<std::optional<JobState>> state = StateFromProto(req->state());
   if (!state.ok()) return Done(ctx, state.status());
   const int limit = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
+  JobFilter filter;
+  filter.state = *state;
+  filter.queue = req->queue();
+  filter.labels.insert(req->labels().begin(), req->labels().end());
   int64_t next = -1;
-  for (const JobView& j : runtime_->ListJobs(*state, before, limit, &next)) {
+  for (const JobView& j : runtime_->ListJobs(filter, before, limit, &next)) {
     JobToProto(j, resp->add_jobs());
   }
   if (next >= 0) resp->set_next_page_token(absl::StrCat(next));
@@ -177,6 +181,32 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   runtime_->Cancel(req->job_id(), Reply(reactor, resp));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::UpdateJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::UpdateJobRequest* req,
+                                                    v1::Job* resp) {
+  if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  if (req->update_mask().paths_size() == 0) {
+    return Done(ctx, absl::InvalidArgumentError(
+                         "update_mask must name the fields to change: max_parallel, "
+                         "rate_limit"));
+  }
+  JobUpdate update;
+  for (const std::string& path : req->update_mask().paths()) {
+    if (path == "max_parallel" || path == "maxParallel") {
+      update.max_parallel = req->update().max_parallel();
+    } else if (path == "rate_limit" || path == "rateLimit") {
+      update.rate_limit = req->update().rate_limit();
+    } else {
+      return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                           "update_mask: \"", path,
+                           "\" cannot be changed (only max_parallel, rate_limit)")));
+    }
+  }
+  auto* reactor = ctx->DefaultReactor();
+  runtime_->UpdateJob(req->job_id(), update, Reply(reactor, resp));
   return reactor;
 }
 

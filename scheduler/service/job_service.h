@@ -25,6 +25,9 @@ class JobServiceImpl : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
                                       const v1::CancelJobRequest* req,
                                       v1::Job* resp) override;
+  grpc::ServerUnaryReactor* UpdateJob(grpc::CallbackServerContext* ctx,
+                                      const v1::UpdateJobRequest* req,
+                                      v1::Job* resp) override;
   grpc::ServerUnaryReactor* RetryFailedShards(grpc::CallbackServerContext* ctx,
                                               const v1::RetryFailedShardsRequest* req,
                                               v1::Job* resp) override;

@@ -30,6 +30,7 @@ absl::Status Runtime::Recover() {
   for (const JobRecord& r : state->jobs) unfinished += IsTerminal(r.state) ? 0 : 1;
   spdlog::info("store {}: recovered {} jobs ({} unfinished)", store_->name(),
                state->jobs.size(), unfinished);
+  metrics_.JobsRecovered(state->jobs);
   Execute(std::move(actions));
   return absl::OkStatus();
 }
@@ -73,8 +74,8 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
     done(job.status());
     return;
   }
-  spdlog::info("job={} submitted task={} shards={} name=\"{}\"", job->id, spec.task,
-               job->shards.total, spec.name);
+  spdlog::info("job={} submitted task={} shards={} queue={} name=\"{}\"", job->id,
+               spec.task, job->shards.total, spec.queue, spec.name);
   AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
@@ -123,10 +124,28 @@ absl::StatusOr<JobView> Runtime::GetJob(const std::string& job_id) {
   return core_.GetJob(job_id, clock_->Now());
 }
 
-std::vector<JobView> Runtime::ListJobs(std::optional<JobState> state, int64_t before,
-                                       int limit, int64_t* next) {
+std::vector<JobView> Runtime::ListJobs(const JobFilter& filter, int64_t before, int limit,
+                                       int64_t* next) {
   absl::MutexLock lock(&mu_);
-  return core_.ListJobs(state, before, limit, clock_->Now(), next);
+  return core_.ListJobs(filter, before, limit, clock_->Now(), next);
+}
+
+void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
+                        JobCallback done) {
+  absl::StatusOr<JobView> job;
+  {
+    absl::MutexLock lock(&mu_);
+    Actions actions;
+    job = core_.UpdateJob(job_id, update, clock_->Now(), actions);
+    Execute(std::move(actions));
+  }
+  if (!job.ok()) {
+    done(job.status());
+    return;
+  }
+  spdlog::info("job={} updated: max_parallel={} rate_limit={}", job_id,
+               job->spec.max_parallel, job->spec.rate_limit);
+  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
 absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
@@ -254,6 +273,7 @@ void Runtime::Execute(Actions actions) {
   // the core decided them (an assignment is never overtaken by its cancel).
   // Sends only queue; nothing here blocks.
   if (actions.empty()) return;
+  metrics_.Record(actions);
   std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> assigns;
   for (const AssignAction& a : actions.assigns) {
     auto& msg = assigns[{a.conn.executor_id, a.conn.generation}];
@@ -343,14 +363,11 @@ void Runtime::WriterLoop() {
     if (!jobs.empty() || !results.empty()) {
       const absl::Time t0 = absl::Now();
       absl::Status s = store_->Commit(jobs, results);
-      const double secs = absl::ToDoubleSeconds(absl::Now() - t0);
+      metrics_.StoreCommitted(absl::Now() - t0,
+                              static_cast<int64_t>(jobs.size() + results.size()), s.ok());
       if (!s.ok()) {
         // Nothing is acknowledged until it is durable: keep the batch and
         // try again (executors keep their results meanwhile).
-        {
-          absl::MutexLock lock(&stats_mu_);
-          ++commit_failures_;
-        }
         spdlog::error("store commit failed, retrying in 1s: {}", s.ToString());
         absl::SleepFor(absl::Seconds(1));
         absl::MutexLock lock(&writer_mu_);
@@ -359,10 +376,6 @@ void Runtime::WriterLoop() {
         }
         continue;
       }
-      absl::MutexLock lock(&stats_mu_);
-      ++commits_;
-      committed_records_ += static_cast<int64_t>(jobs.size() + results.size());
-      commit_seconds_ += secs;
     }
     // Then what waited for the commit, in order.
     std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> acks;
@@ -394,10 +407,12 @@ void Runtime::WriterLoop() {
 void Runtime::Persist(const PersistAction& p) {
   // The "finalizing" record must outlive even a power cut once the sink has
   // the result, or a restart could write a second, different result.
+  const absl::Time t0 = absl::Now();
   const absl::Status flushed = store_->Flush();
   absl::StatusOr<PersistedResult> written =
       flushed.ok() ? sink_->Write(p.job_id, p.version, p.bytes)
                    : absl::StatusOr<PersistedResult>(flushed);
+  metrics_.ResultPersisted(absl::Now() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
     absl::MutexLock lock(&mu_);
@@ -421,88 +436,15 @@ void Runtime::Persist(const PersistAction& p) {
 }
 
 std::vector<prometheus::MetricFamily> Runtime::CollectMetrics() {
-  std::map<JobState, int64_t> jobs;
-  QueueStats stats;
-  CoreCounters c;
+  CoreSnapshot snap;
   {
     absl::MutexLock lock(&mu_);
-    jobs = core_.JobCounts();
-    stats = core_.Stats();
-    c = core_.counters();
+    snap.jobs = core_.JobCounts();
+    snap.stats = core_.Stats();
+    snap.counters = core_.counters();
   }
-  std::vector<prometheus::MetricFamily> out;
-  auto jobs_f = GaugeFamily("tessera_jobs", "Jobs known to the scheduler, by state.");
-  for (const auto& [state, n] : jobs) {
-    std::string name(JobStateName(state));
-    for (char& ch : name) ch = static_cast<char>(std::tolower(ch));
-    AddGaugeSample(jobs_f, static_cast<double>(n), {{"state", name}});
-  }
-  out.push_back(std::move(jobs_f));
-  auto gauge = [&out](const char* name, const char* help, double v,
-                      std::vector<prometheus::ClientMetric::Label> labels = {}) {
-    auto f = GaugeFamily(name, help);
-    AddGaugeSample(f, v, std::move(labels));
-    out.push_back(std::move(f));
-  };
-  auto counter = [&out](const char* name, const char* help, double v) {
-    auto f = CounterFamily(name, help);
-    AddCounterSample(f, v);
-    out.push_back(std::move(f));
-  };
-  gauge("tessera_queue_depth_shards",
-        "Shards waiting to be dispatched (the autoscaling signal), by queue.",
-        static_cast<double>(stats.shards_pending), {{"queue", "default"}});
-  gauge("tessera_shards_running", "Shards leased to executors right now.",
-        static_cast<double>(stats.shards_running));
-  gauge("tessera_executors_connected", "Executors with an open stream.", stats.executors);
-  {
-    auto f = GaugeFamily("tessera_slots", "Executor slots, by state.");
-    AddGaugeSample(f, stats.slots_busy, {{"state", "busy"}});
-    AddGaugeSample(f, stats.slots_total - stats.slots_busy, {{"state", "free"}});
-    out.push_back(std::move(f));
-  }
-  counter("tessera_jobs_submitted_total", "Jobs accepted.", c.jobs_submitted);
-  counter("tessera_shards_dispatched_total", "Shard assignments sent to executors.",
-          c.shards_dispatched);
-  {
-    auto f = CounterFamily("tessera_shards_completed_total",
-                           "Shard attempts finished, by outcome.");
-    AddCounterSample(f, c.shards_succeeded, {{"outcome", "succeeded"}});
-    AddCounterSample(f, c.shards_failed, {{"outcome", "failed"}});
-    out.push_back(std::move(f));
-  }
-  counter("tessera_shards_requeued_total",
-          "Leases ended without a result (stream closed, released) and put back.",
-          c.shards_requeued);
-  counter("tessera_stale_results_dropped_total",
-          "Results for leases that had already ended (duplicates, late), dropped.",
-          c.results_dropped);
-  counter("tessera_executors_expired_total", "Executors closed for missed heartbeats.",
-          c.executors_expired);
-  counter("tessera_results_persisted_total", "Job results persisted to the sink.",
-          c.results_persisted);
-  counter("tessera_result_writes_total", "Writes made to the result sink.",
-          static_cast<double>(sink_->writes()));
-  counter("tessera_shards_retried_total", "Failed attempts put back after a backoff.",
-          c.shards_retried);
-  counter("tessera_lease_expirations_total",
-          "Leases ended by the scheduler because a shard ran past its timeout.",
-          c.leases_expired);
-  counter("tessera_results_adopted_total",
-          "Results accepted for an open shard without a live lease (after a restart or "
-          "reconnect).",
-          c.results_adopted);
-  {
-    absl::MutexLock lock(&stats_mu_);
-    counter("tessera_store_commits_total", "Store transactions committed.", commits_);
-    counter("tessera_store_committed_records_total",
-            "Job records and shard results committed to the store.", committed_records_);
-    counter("tessera_store_commit_failures_total", "Store transactions that failed.",
-            commit_failures_);
-    counter("tessera_store_commit_seconds_total", "Time spent committing to the store.",
-            commit_seconds_);
-  }
-  return out;
+  snap.sink_writes = sink_->writes();
+  return metrics_.Collect(snap);
 }
 
 }  // namespace tessera::scheduler

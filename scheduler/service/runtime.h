@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "prometheus/metric_family.h"
 #include "scheduler/core/scheduler_core.h"
+#include "scheduler/service/scheduler_metrics.h"
 #include "scheduler/sink/result_sink.h"
 #include "scheduler/store/store.h"
 #include "shared/clock.h"
@@ -75,8 +76,9 @@ class Runtime {
   void Cancel(const std::string& job_id, JobCallback done);
   void RetryFailedShards(const std::string& job_id, JobCallback done);
   absl::StatusOr<JobView> GetJob(const std::string& job_id);
-  std::vector<JobView> ListJobs(std::optional<JobState> state, int64_t before, int limit,
+  std::vector<JobView> ListJobs(const JobFilter& filter, int64_t before, int limit,
                                 int64_t* next);
+  void UpdateJob(const std::string& job_id, const JobUpdate& update, JobCallback done);
   absl::StatusOr<ResultBytes> GetResult(const std::string& job_id);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
@@ -131,12 +133,8 @@ class Runtime {
   bool stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(writer_mu_) = false;
 
-  // Store figures for metrics (written by the writer thread).
-  absl::Mutex stats_mu_;
-  int64_t commits_ ABSL_GUARDED_BY(stats_mu_) = 0;
-  int64_t committed_records_ ABSL_GUARDED_BY(stats_mu_) = 0;
-  int64_t commit_failures_ ABSL_GUARDED_BY(stats_mu_) = 0;
-  double commit_seconds_ ABSL_GUARDED_BY(stats_mu_) = 0;
+  // Histograms and counters fed by Execute, the writer and Persist.
+  SchedulerMetrics metrics_;
 
   absl::Duration persist_delay_ = absl::ZeroDuration();
   std::thread ticker_;

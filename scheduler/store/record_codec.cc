@@ -40,6 +40,16 @@ json SpecToJson(const JobSpec& s) {
         {"jitter", s.retry.jitter}}},
       {"shard_timeout_ns", absl::ToInt64Nanoseconds(s.shard_timeout)},
       {"max_failed_shards", s.max_failed_shards},
+      {"has_items", s.has_items},
+      {"items", s.items},
+      {"batch_size", s.batch_size},
+      {"idempotency_key", s.idempotency_key},
+      {"concurrency_key", s.concurrency_key},
+      {"concurrency_limit", s.concurrency_limit},
+      {"queue", s.queue},
+      {"priority", s.priority},
+      {"rate_limit", s.rate_limit},
+      {"labels", s.labels},
   };
 }
 
@@ -68,6 +78,18 @@ absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
   s.retry.jitter = rp.at("jitter").get<double>();
   s.shard_timeout = absl::Nanoseconds(j.at("shard_timeout_ns").get<int64_t>());
   s.max_failed_shards = j.at("max_failed_shards").get<int64_t>();
+  s.has_items = j.value("has_items", false);
+  if (j.contains("items")) s.items = j.at("items").get<std::vector<json>>();
+  s.batch_size = j.value("batch_size", 0);
+  s.idempotency_key = j.value("idempotency_key", "");
+  s.concurrency_key = j.value("concurrency_key", "");
+  s.concurrency_limit = j.value("concurrency_limit", 1);
+  s.queue = j.value("queue", "default");
+  s.priority = j.value("priority", 0);
+  s.rate_limit = j.value("rate_limit", 0.0);
+  if (j.contains("labels")) {
+    s.labels = j.at("labels").get<std::map<std::string, std::string>>();
+  }
   return s;
 }
 

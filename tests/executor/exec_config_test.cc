@@ -130,7 +130,8 @@ TEST(ExecTasksFile, ATaskCannotShadowABuiltin) {
 
   auto mine = ParseExecTasks(R"({"tasks": {"promo": {"command": ["x"]}}})", "/");
   ASSERT_TRUE(RegisterExecTasks(registry, *mine).ok());
-  EXPECT_THAT(registry.Names(), ElementsAre("noop", "primes", "promo", "sleep"));
+  EXPECT_THAT(registry.Names(),
+              ElementsAre("noop", "primes", "promo", "sleep", "square"));
 }
 
 TEST(ExecTasksFile, ParsesByteSizes) {

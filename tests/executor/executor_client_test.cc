@@ -183,7 +183,7 @@ class ExecutorClientTest : public ::testing::Test {
     ASSERT_TRUE(hello->has_hello()) << hello->DebugString();
     EXPECT_EQ(hello->hello().executor_id(), "exec-test");
     EXPECT_EQ(hello->hello().name(), "test-executor");
-    EXPECT_THAT(hello->hello().tasks(), ElementsAre("noop", "primes", "sleep"));
+    EXPECT_THAT(hello->hello().tasks(), ElementsAre("noop", "primes", "sleep", "square"));
     EXPECT_EQ(hello->hello().slots(), slots);
     EXPECT_FALSE(hello->hello().version().empty());
     ASSERT_TRUE(scheduler_.Send(Welcome(/*heartbeat_ms=*/50)));

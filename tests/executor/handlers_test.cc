@@ -46,7 +46,7 @@ class HandlersTest : public ::testing::Test {
 };
 
 TEST_F(HandlersTest, RegistryListsBuiltinsSortedAndRefusesDuplicates) {
-  EXPECT_THAT(registry_.Names(), ElementsAre("noop", "primes", "sleep"));
+  EXPECT_THAT(registry_.Names(), ElementsAre("noop", "primes", "sleep", "square"));
   EXPECT_EQ(registry_.Find("nope"), nullptr);
   EXPECT_EQ(RegisterBuiltinHandlers(registry_).code(), absl::StatusCode::kAlreadyExists);
 }

@@ -481,15 +481,17 @@ TEST_F(SchedulerCoreTest, ListsJobsNewestFirstWithStateFilterAndPages) {
   Actions out;
   ASSERT_TRUE(core_.Cancel("j3", now_, out).ok());
   int64_t next = 0;
-  auto page = core_.ListJobs(std::nullopt, -1, 2, now_, &next);
+  auto page = core_.ListJobs({}, -1, 2, now_, &next);
   ASSERT_EQ(page.size(), 2u);
   EXPECT_EQ(page[0].id, "j4");
   EXPECT_EQ(page[1].id, "j3");
-  auto rest = core_.ListJobs(std::nullopt, next, 10, now_, &next);
+  auto rest = core_.ListJobs({}, next, 10, now_, &next);
   ASSERT_EQ(rest.size(), 3u);
   EXPECT_EQ(rest[2].id, "j0");
   EXPECT_EQ(next, -1);
-  auto cancelled = core_.ListJobs(JobState::kCancelled, -1, 10, now_, &next);
+  JobFilter only_cancelled;
+  only_cancelled.state = JobState::kCancelled;
+  auto cancelled = core_.ListJobs(only_cancelled, -1, 10, now_, &next);
   ASSERT_EQ(cancelled.size(), 1u);
   EXPECT_EQ(cancelled[0].id, "j3");
 }
@@ -786,6 +788,215 @@ TEST_F(SchedulerCoreTest, HeldShardsOfACancelledJobAreCancelledOnReattach) {
   core_.Connect(back, now_, out2);
   ASSERT_EQ(out2.cancels.size(), 1u);
   EXPECT_EQ(out2.cancels[0].lease_id, a.assignment.lease_id);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
+
+namespace tessera::scheduler {
+namespace {
+
+JobSpec ItemsJob(int n, int batch, const std::string& task = "square") {
+  JobSpec s = RangeJob(1, 1, task);
+  s.has_items = true;
+  for (int i = 0; i < n; ++i) s.items.push_back(i);
+  s.batch_size = batch;
+  return s;
+}
+
+TEST_F(SchedulerCoreTest, ItemsJobsSendEachShardItsBatch) {
+  Submit(ItemsJob(10, 4));
+  Connect(Hello("e1", 4, {"square"}));
+  ASSERT_EQ(assigns_.size(), 3u);
+  EXPECT_EQ(assigns_[0].assignment.items_json, "[0,1,2,3]");
+  EXPECT_EQ(assigns_[2].assignment.items_json, "[8,9]");
+  EXPECT_EQ(assigns_[2].assignment.bounds, (ShardBounds{8, 10}));
+  EXPECT_EQ(Get("job1").items_total, 10);
+}
+
+TEST_F(SchedulerCoreTest, ItemsJobsRefuseBadBatchesAndOversizedItems) {
+  Actions a;
+  JobSpec zero = ItemsJob(3, 0);
+  EXPECT_NE(
+      core_.Submit(zero, "j", now_, a).status().message().find("spec.items.batch_size"),
+      std::string::npos);
+  JobSpec empty = ItemsJob(0, 10);
+  EXPECT_EQ(core_.Submit(empty, "j", now_, a).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  JobSpec big = ItemsJob(1, 1);
+  big.items[0] = std::string(70 << 10, 'x');
+  auto r = core_.Submit(big, "j", now_, a);
+  EXPECT_NE(r.status().message().find("spec.items.items[0]"), std::string::npos)
+      << r.status();
+}
+
+TEST_F(SchedulerCoreTest, TheSameIdempotencyKeyAndSpecGiveTheSameJob) {
+  JobSpec spec = RangeJob(10, 1);
+  spec.idempotency_key = "import-2026-11-23";
+  Submit(spec, "first");
+  Actions a;
+  auto again = core_.Submit(spec, "second", now_, a);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id, "first");
+  EXPECT_EQ(core_.GetJob("second", now_).status().code(), absl::StatusCode::kNotFound);
+  JobSpec other = spec;
+  other.name = "something else";
+  auto refused = core_.Submit(other, "third", now_, a);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(refused.status().message().find("first"), std::string::npos);
+  // Past the retention the key is free again.
+  now_ += absl::Hours(25);
+  auto later = core_.Submit(spec, "fourth", now_, a);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->id, "fourth");
+}
+
+TEST_F(SchedulerCoreTest, IdempotencyKeysSurviveARestart) {
+  JobSpec spec = RangeJob(10, 1);
+  spec.idempotency_key = "k";
+  Submit(spec, "first");
+  SchedulerCore restarted(Config());
+  Actions out;
+  restarted.Restore({saved_jobs_.back()}, {}, now_, out);
+  auto again = restarted.Submit(spec, "second", now_, out);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id, "first");
+}
+
+TEST_F(SchedulerCoreTest, AConcurrencyKeyRunsOneJobAtATimeInSubmissionOrder) {
+  JobSpec spec = RangeJob(10, 1);
+  spec.concurrency_key = "nightly-import";
+  Submit(spec, "a");
+  Submit(spec, "b");
+  Submit(spec, "c");
+  Connect(Hello("e1", 4));
+  ASSERT_EQ(assigns_.size(), 1u);
+  EXPECT_EQ(assigns_[0].assignment.job_id, "a");
+  EXPECT_EQ(Get("b").state, JobState::kQueued);
+  EXPECT_NE(Get("b").message.find("waiting for job a"), std::string::npos)
+      << Get("b").message;
+  Succeed(PopAssign(), json{{"items", 10}});
+  EXPECT_TRUE(assigns_.empty());  // a is finishing (persist), still holds the key
+  Actions out;
+  core_.Persisted("a", "/r/a.json", "x", now_, out);
+  Take(out);
+  ASSERT_EQ(assigns_.size(), 1u);
+  EXPECT_EQ(assigns_[0].assignment.job_id, "b");
+  EXPECT_EQ(Get("c").state, JobState::kQueued);
+}
+
+TEST_F(SchedulerCoreTest, HigherPriorityDispatchesFirstAndQueuesRouteJobs) {
+  JobSpec low = RangeJob(100, 10);
+  Submit(low, "low");
+  JobSpec high = RangeJob(100, 10);
+  high.priority = 10;
+  Submit(high, "high");
+  JobSpec other = RangeJob(100, 10);
+  other.queue = "gpu";
+  other.priority = 100;
+  Submit(other, "other");
+  Connect(Hello("e1", 3));  // serves "default" only
+  ASSERT_EQ(assigns_.size(), 4u);
+  for (const auto& a : assigns_) EXPECT_EQ(a.assignment.job_id, "high");
+  ExecutorHello gpu = Hello("g1", 1);
+  gpu.queues = {"gpu"};
+  assigns_.clear();
+  Connect(gpu);
+  ASSERT_EQ(assigns_.size(), 2u);
+  EXPECT_EQ(assigns_[0].assignment.job_id, "other");
+  EXPECT_EQ(core_.Stats().pending_by_queue["gpu"], 8);
+}
+
+TEST_F(SchedulerCoreTest, RateLimitPacesDispatchAcrossAllExecutors) {
+  JobSpec spec = RangeJob(100, 100);
+  spec.rate_limit = 20;
+  Submit(spec);
+  std::vector<ExecutorConn> conns;
+  for (int i = 0; i < 6; ++i) conns.push_back(Connect(Hello(absl::StrCat("e", i), 4)));
+  std::vector<absl::Time> dispatched;
+  for (int step = 0; step < 1000 && dispatched.size() < 100; ++step) {
+    for (const auto& a : assigns_) dispatched.push_back(now_);
+    std::vector<AssignAction> batch = assigns_;
+    assigns_.clear();
+    for (const auto& a : batch) Succeed(a, json{{"items", 1}});
+    now_ += absl::Milliseconds(10);
+    for (const auto& c : conns) core_.Heartbeat(c, now_);
+    Actions out;
+    core_.Tick(now_, out);
+    Take(out);
+  }
+  ASSERT_EQ(dispatched.size(), 100u);
+  const double secs = absl::ToDoubleSeconds(dispatched.back() - dispatched.front());
+  EXPECT_NEAR(secs, 4.95, 0.1);
+  // No second ever saw more than 20 + the 2-shard burst.
+  for (size_t i = 0; i + 22 < dispatched.size(); ++i) {
+    EXPECT_GE(dispatched[i + 22] - dispatched[i], absl::Seconds(1)) << i;
+  }
+}
+
+TEST_F(SchedulerCoreTest, MaxParallelAndRateLimitChangeOnARunningJob) {
+  JobSpec spec = RangeJob(100, 100);
+  spec.max_parallel = 3;
+  Submit(spec);
+  for (int i = 0; i < 6; ++i) Connect(Hello(absl::StrCat("e", i), 4));
+  EXPECT_EQ(assigns_.size(), 3u);
+  Actions out;
+  JobUpdate update;
+  update.max_parallel = 5;
+  auto v = core_.UpdateJob("job1", update, now_, out);
+  Take(out);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->spec.max_parallel, 5);
+  EXPECT_EQ(assigns_.size(), 5u);
+  JobUpdate bad;
+  bad.rate_limit = -1;
+  auto refused = core_.UpdateJob("job1", bad, now_, out);
+  EXPECT_NE(refused.status().message().find("spec.rate_limit"), std::string::npos);
+  EXPECT_EQ(Get("job1").spec.rate_limit, 0);
+}
+
+TEST_F(SchedulerCoreTest, ListJobsFiltersByQueueAndLabels) {
+  JobSpec a = RangeJob(10, 1);
+  a.labels = {{"team", "growth"}, {"env", "prod"}};
+  Submit(a, "a");
+  JobSpec b = RangeJob(10, 1);
+  b.queue = "batch";
+  b.labels = {{"team", "growth"}};
+  Submit(b, "b");
+  int64_t next;
+  JobFilter by_label;
+  by_label.labels = {{"team", "growth"}};
+  EXPECT_EQ(core_.ListJobs(by_label, -1, 10, now_, &next).size(), 2u);
+  by_label.labels["env"] = "prod";
+  auto prod = core_.ListJobs(by_label, -1, 10, now_, &next);
+  ASSERT_EQ(prod.size(), 1u);
+  EXPECT_EQ(prod[0].id, "a");
+  JobFilter by_queue;
+  by_queue.queue = "batch";
+  auto batch = core_.ListJobs(by_queue, -1, 10, now_, &next);
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0].id, "b");
+}
+
+TEST_F(SchedulerCoreTest, RefusesBadJobControlFieldsNamingThem) {
+  Actions a;
+  auto expect_field = [&](JobSpec s, const char* field) {
+    auto r = core_.Submit(s, "j", now_, a);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status();
+  };
+  JobSpec s = RangeJob(10, 1);
+  s.priority = 5000;
+  expect_field(s, "spec.priority");
+  s = RangeJob(10, 1);
+  s.concurrency_limit = 0;
+  expect_field(s, "spec.concurrency_limit");
+  s = RangeJob(10, 1);
+  s.labels = {{"bad key", "v"}};
+  expect_field(s, "spec.labels");
+  s = RangeJob(10, 1);
+  s.queue = "";
+  expect_field(s, "spec.queue");
 }
 
 }  // namespace

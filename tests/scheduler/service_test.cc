@@ -134,7 +134,11 @@ TEST_F(ServiceTest, RefusesAnInvalidSpecWithInvalidArgumentNamingTheField) {
        "spec.range.end"},
       {R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardSize":"-1"}}})",
        "spec.range.shard_size"},
-      {R"({"spec":{"task":"noop"}})", "spec.range"},
+      {R"({"spec":{"task":"noop"}})", "spec needs an input"},
+      {R"({"spec":{"task":"noop","items":{"items":[1,2],"batchSize":0}}})",
+       "spec.items.batch_size"},
+      {R"({"spec":{"task":"noop","queue":"no spaces","range":{"start":"0","end":"1","shardCount":1}}})",
+       "spec.queue"},
       {R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":2},
            "aggregate":{"fields":{"x":"avg"}}}})",
        "spec.aggregate.fields[\"x\"]"},
@@ -193,7 +197,8 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
   const std::string metrics = testing::HttpGet(server_->metrics_port(), "/metrics");
   EXPECT_NE(metrics.find("tessera_result_writes_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tessera_stale_results_dropped_total 1"), std::string::npos);
-  EXPECT_NE(metrics.find("tessera_jobs{state=\"succeeded\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("tessera_jobs{queue=\"default\",state=\"succeeded\"} 1"),
+            std::string::npos);
   EXPECT_NE(metrics.find("tessera_executors_connected 1"), std::string::npos);
   e.stream->WritesDone();
 }

@@ -1,0 +1,197 @@
+#include "scheduler/service/scheduler_metrics.h"
+
+#include <cctype>
+#include <variant>
+
+#include "shared/metrics.h"
+
+namespace tessera::scheduler {
+namespace {
+
+using prometheus::ClientMetric;
+
+std::string Lower(absl::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+SchedulerMetrics::SchedulerMetrics()
+    : shard_duration_(prometheus::BuildHistogram()
+                          .Name("tessera_shard_duration_seconds")
+                          .Help("Shard attempts from dispatch to result, failure or "
+                                "timeout, by task and outcome.")
+                          .Register(registry_)),
+      queue_wait_(prometheus::BuildHistogram()
+                      .Name("tessera_queue_wait_seconds")
+                      .Help("Jobs from submission to their first shard dispatched, by "
+                            "queue.")
+                      .Register(registry_)),
+      jobs_finished_(prometheus::BuildCounter()
+                         .Name("tessera_jobs_finished_total")
+                         .Help("Jobs that reached an end state, by queue and outcome "
+                               "(succeeded, failed, cancelled, partial).")
+                         .Register(registry_)),
+      commit_duration_(prometheus::BuildHistogram()
+                           .Name("tessera_store_commit_duration_seconds")
+                           .Help("Store transactions (group commits), successful or not.")
+                           .Register(registry_)
+                           .Add({}, LatencyBuckets())),
+      commits_(prometheus::BuildCounter()
+                   .Name("tessera_store_commits_total")
+                   .Help("Store transactions committed.")
+                   .Register(registry_)
+                   .Add({})),
+      committed_records_(
+          prometheus::BuildCounter()
+              .Name("tessera_store_committed_records_total")
+              .Help("Job records and shard results committed to the store.")
+              .Register(registry_)
+              .Add({})),
+      commit_failures_(prometheus::BuildCounter()
+                           .Name("tessera_store_commit_failures_total")
+                           .Help("Store transactions that failed (and were retried).")
+                           .Register(registry_)
+                           .Add({})),
+      persist_duration_(prometheus::BuildHistogram()
+                            .Name("tessera_result_persist_duration_seconds")
+                            .Help("Writing a job's result: store flush and sink write.")
+                            .Register(registry_)
+                            .Add({}, LatencyBuckets())),
+      persists_(prometheus::BuildCounter()
+                    .Name("tessera_result_persists_total")
+                    .Help("Attempts to persist a job's result, by outcome (succeeded, "
+                          "failed).")
+                    .Register(registry_)) {
+  // Every outcome from the start, so that rates and alerts see a zero rather
+  // than no series.
+  persists_.Add({{"outcome", "succeeded"}});
+  persists_.Add({{"outcome", "failed"}});
+  for (const char* outcome : {"succeeded", "failed", "cancelled", "partial"}) {
+    jobs_finished_.Add({{"queue", kDefaultQueue}, {"outcome", outcome}});
+  }
+}
+
+void SchedulerMetrics::JobsRecovered(const std::vector<JobRecord>& jobs) {
+  absl::MutexLock lock(&mu_);
+  for (const JobRecord& r : jobs) {
+    if (!IsTerminal(r.state)) open_jobs_.insert(r.id);
+  }
+}
+
+void SchedulerMetrics::Record(const Actions& actions) {
+  for (const ShardDoneEvent& e : actions.shard_events) {
+    shard_duration_.Add({{"task", e.task}, {"outcome", e.outcome}}, WorkBuckets())
+        .Observe(absl::ToDoubleSeconds(e.run_time));
+  }
+  for (const JobStartEvent& e : actions.job_starts) {
+    queue_wait_.Add({{"queue", kDefaultQueue}}, WorkBuckets())
+        .Observe(absl::ToDoubleSeconds(e.queue_wait));
+  }
+  absl::MutexLock lock(&mu_);
+  for (const DurableOp& op : actions.durable) {
+    const auto* save = std::get_if<SaveJobOp>(&op);
+    if (save == nullptr) continue;
+    const JobRecord& r = save->record;
+    if (!IsTerminal(r.state)) {
+      open_jobs_.insert(r.id);
+    } else if (open_jobs_.erase(r.id) > 0) {
+      jobs_finished_
+          .Add({{"queue", kDefaultQueue}, {"outcome", Lower(JobStateName(r.state))}})
+          .Increment();
+    }
+  }
+}
+
+void SchedulerMetrics::StoreCommitted(absl::Duration took, int64_t records, bool ok) {
+  commit_duration_.Observe(absl::ToDoubleSeconds(took));
+  if (!ok) {
+    commit_failures_.Increment();
+    return;
+  }
+  commits_.Increment();
+  committed_records_.Increment(static_cast<double>(records));
+}
+
+void SchedulerMetrics::ResultPersisted(absl::Duration took, bool ok) {
+  persist_duration_.Observe(absl::ToDoubleSeconds(took));
+  persists_.Add({{"outcome", ok ? "succeeded" : "failed"}}).Increment();
+}
+
+std::vector<prometheus::MetricFamily> SchedulerMetrics::Collect(
+    const CoreSnapshot& core) {
+  const QueueStats& stats = core.stats;
+  const CoreCounters& c = core.counters;
+  std::vector<prometheus::MetricFamily> out;
+  auto jobs_f =
+      GaugeFamily("tessera_jobs", "Jobs known to the scheduler, by queue and state.");
+  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
+                     JobState::kFailed, JobState::kCancelled, JobState::kPartial}) {
+    auto it = core.jobs.find(s);
+    AddGaugeSample(jobs_f, it == core.jobs.end() ? 0.0 : static_cast<double>(it->second),
+                   {{"queue", kDefaultQueue}, {"state", Lower(JobStateName(s))}});
+  }
+  out.push_back(std::move(jobs_f));
+  auto gauge = [&out](const char* name, const char* help, double v,
+                      std::vector<ClientMetric::Label> labels = {}) {
+    auto f = GaugeFamily(name, help);
+    AddGaugeSample(f, v, std::move(labels));
+    out.push_back(std::move(f));
+  };
+  auto counter = [&out](const char* name, const char* help, double v) {
+    auto f = CounterFamily(name, help);
+    AddCounterSample(f, v);
+    out.push_back(std::move(f));
+  };
+  gauge("tessera_queue_depth_shards",
+        "Shards waiting to be dispatched (the autoscaling signal), by queue.",
+        static_cast<double>(stats.shards_pending), {{"queue", kDefaultQueue}});
+  gauge("tessera_shards_running", "Shards leased to executors right now.",
+        static_cast<double>(stats.shards_running));
+  gauge("tessera_executors_connected", "Executors with an open stream.", stats.executors);
+  {
+    auto f = GaugeFamily("tessera_slots", "Executor slots, by state (busy, free).");
+    AddGaugeSample(f, stats.slots_busy, {{"state", "busy"}});
+    AddGaugeSample(f, stats.slots_total - stats.slots_busy, {{"state", "free"}});
+    out.push_back(std::move(f));
+  }
+  counter("tessera_jobs_submitted_total", "Jobs accepted.",
+          static_cast<double>(c.jobs_submitted));
+  counter("tessera_shards_dispatched_total", "Shard assignments sent to executors.",
+          static_cast<double>(c.shards_dispatched));
+  {
+    auto f = CounterFamily("tessera_shards_completed_total",
+                           "Shard attempts finished, by outcome (succeeded, failed).");
+    AddCounterSample(f, static_cast<double>(c.shards_succeeded),
+                     {{"outcome", "succeeded"}});
+    AddCounterSample(f, static_cast<double>(c.shards_failed), {{"outcome", "failed"}});
+    out.push_back(std::move(f));
+  }
+  counter("tessera_shards_requeued_total",
+          "Leases ended without a result (stream closed, released) and put back.",
+          static_cast<double>(c.shards_requeued));
+  counter("tessera_stale_results_dropped_total",
+          "Results for leases that had already ended (duplicates, late), dropped.",
+          static_cast<double>(c.results_dropped));
+  counter("tessera_executors_expired_total", "Executors closed for missed heartbeats.",
+          static_cast<double>(c.executors_expired));
+  counter("tessera_results_persisted_total", "Job results persisted to the sink.",
+          static_cast<double>(c.results_persisted));
+  counter("tessera_result_writes_total", "Writes made to the result sink.",
+          static_cast<double>(core.sink_writes));
+  counter("tessera_shards_retried_total", "Failed attempts put back after a backoff.",
+          static_cast<double>(c.shards_retried));
+  counter("tessera_lease_expirations_total",
+          "Leases ended by the scheduler because a shard ran past its timeout.",
+          static_cast<double>(c.leases_expired));
+  counter("tessera_results_adopted_total",
+          "Results accepted for an open shard without a live lease (after a restart or "
+          "reconnect).",
+          static_cast<double>(c.results_adopted));
+  for (prometheus::MetricFamily& f : registry_.Collect()) out.push_back(std::move(f));
+  return out;
+}
+
+}  // namespace tessera::scheduler
