@@ -1,48 +1,64 @@
 #include "shared/logging.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 
 namespace tessera {
 namespace {
 
-// %j: the log message escaped as the inside of a JSON string.
-class JsonEscapedMessage : public spdlog::custom_flag_formatter {
+// The fields lifted out of a message, in the order they are written.
+constexpr absl::string_view kFieldKeys[] = {"job", "shard", "executor", "lease"};
+
+class JsonFormatter : public spdlog::formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&,
-              spdlog::memory_buf_t& dest) override {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (char c : msg.payload) {
-      switch (c) {
-        case '"':
-          dest.append(std::string_view("\\\""));
-          break;
-        case '\\':
-          dest.append(std::string_view("\\\\"));
-          break;
-        case '\n':
-          dest.append(std::string_view("\\n"));
-          break;
-        case '\t':
-          dest.append(std::string_view("\\t"));
-          break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            const char esc[] = {'\\', 'u', '0', '0', kHex[(c >> 4) & 15], kHex[c & 15]};
-            dest.append(esc, esc + 6);
-          } else {
-            dest.push_back(c);
-          }
-      }
-    }
+  explicit JsonFormatter(std::string service) : service_(std::move(service)) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const absl::Time t = absl::FromChrono(msg.time);
+    const spdlog::string_view_t level = spdlog::level::to_string_view(msg.level);
+    std::string line =
+        FormatJsonLogLine(t, absl::string_view(level.data(), level.size()), service_,
+                          absl::string_view(msg.payload.data(), msg.payload.size()));
+    line.push_back('\n');
+    dest.append(line.data(), line.data() + line.size());
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<JsonEscapedMessage>();
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>(service_);
   }
+
+ private:
+  const std::string service_;
 };
 
 }  // namespace
+
+std::string FormatJsonLogLine(absl::Time time, absl::string_view level,
+                              absl::string_view service, absl::string_view msg) {
+  nlohmann::ordered_json j;
+  j["time"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
+  j["level"] = std::string(level);
+  j["service"] = std::string(service);
+  j["msg"] = std::string(msg);
+  for (absl::string_view key : kFieldKeys) {
+    for (absl::string_view token : absl::StrSplit(msg, ' ', absl::SkipEmpty())) {
+      if (!absl::ConsumePrefix(&token, key) || !absl::ConsumePrefix(&token, "="))
+        continue;
+      while (!token.empty() &&
+             absl::string_view(",;:").find(token.back()) != absl::string_view::npos) {
+        token.remove_suffix(1);
+      }
+      if (!token.empty()) j[std::string(key)] = std::string(token);
+      break;
+    }
+  }
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
 
 absl::Status LogConfig::Validate() const {
   if (format != "text" && format != "json") {
@@ -57,15 +73,11 @@ absl::Status LogConfig::Validate() const {
   return absl::OkStatus();
 }
 
-absl::Status InitLogging(const LogConfig& config, const std::string& component) {
+absl::Status InitLogging(const LogConfig& config, const std::string& service) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
-  auto logger = spdlog::stderr_logger_mt(component);
+  auto logger = spdlog::stderr_logger_mt(service);
   if (config.format == "json") {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>();
-    formatter->add_flag<JsonEscapedMessage>('j').set_pattern(
-        absl::StrCat(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","component":")",
-                     component, R"(","msg":"%j"})"));
-    logger->set_formatter(std::move(formatter));
+    logger->set_formatter(std::make_unique<JsonFormatter>(service));
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %n: %v");
   }
