@@ -769,6 +769,14 @@ std::map<JobState, int64_t> SchedulerCore::JobCounts() const {
   return out;
 }
 
+std::map<std::string, std::map<JobState, int64_t>> SchedulerCore::JobCountsByQueue()
+    const {
+  std::map<std::string, std::map<JobState, int64_t>> out;
+  out["default"];
+  for (const auto& [id, j] : jobs_) ++out[j->record.spec.queue][j->record.state];
+  return out;
+}
+
 // ---- private ----
 
 SchedulerCore::Job* SchedulerCore::FindJob(const std::string& id) const {
@@ -934,7 +942,8 @@ void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt
   if (j.record.state == JobState::kQueued) {
     j.record.state = JobState::kRunning;
     j.record.started = now;
-    out.job_starts.push_back({j.record.spec.task, now - j.record.created});
+    out.job_starts.push_back(
+        {j.record.spec.task, j.record.spec.queue, now - j.record.created});
     Save(j, out);
   }
   Touch(j);

@@ -128,6 +128,8 @@ class SchedulerCore {
   const CoreCounters& counters() const { return counters_; }
   // Jobs by state, for metrics.
   std::map<JobState, int64_t> JobCounts() const;
+  // The same by queue ("default" is always there).
+  std::map<std::string, std::map<JobState, int64_t>> JobCountsByQueue() const;
 
  private:
   struct Job;

@@ -260,6 +260,7 @@ struct ShardDoneEvent {
 };
 struct JobStartEvent {
   std::string task;
+  std::string queue;
   absl::Duration queue_wait;  // submitted -> first shard dispatched
 };
 

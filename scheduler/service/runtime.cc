@@ -439,7 +439,7 @@ std::vector<prometheus::MetricFamily> Runtime::CollectMetrics() {
   CoreSnapshot snap;
   {
     absl::MutexLock lock(&mu_);
-    snap.jobs = core_.JobCounts();
+    snap.jobs = core_.JobCountsByQueue();
     snap.stats = core_.Stats();
     snap.counters = core_.counters();
   }

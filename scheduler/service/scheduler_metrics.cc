@@ -87,7 +87,7 @@ void SchedulerMetrics::Record(const Actions& actions) {
         .Observe(absl::ToDoubleSeconds(e.run_time));
   }
   for (const JobStartEvent& e : actions.job_starts) {
-    queue_wait_.Add({{"queue", kDefaultQueue}}, WorkBuckets())
+    queue_wait_.Add({{"queue", e.queue}}, WorkBuckets())
         .Observe(absl::ToDoubleSeconds(e.queue_wait));
   }
   absl::MutexLock lock(&mu_);
@@ -99,7 +99,7 @@ void SchedulerMetrics::Record(const Actions& actions) {
       open_jobs_.insert(r.id);
     } else if (open_jobs_.erase(r.id) > 0) {
       jobs_finished_
-          .Add({{"queue", kDefaultQueue}, {"outcome", Lower(JobStateName(r.state))}})
+          .Add({{"queue", r.spec.queue}, {"outcome", Lower(JobStateName(r.state))}})
           .Increment();
     }
   }
@@ -127,11 +127,13 @@ std::vector<prometheus::MetricFamily> SchedulerMetrics::Collect(
   std::vector<prometheus::MetricFamily> out;
   auto jobs_f =
       GaugeFamily("tessera_jobs", "Jobs known to the scheduler, by queue and state.");
-  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                     JobState::kFailed, JobState::kCancelled, JobState::kPartial}) {
-    auto it = core.jobs.find(s);
-    AddGaugeSample(jobs_f, it == core.jobs.end() ? 0.0 : static_cast<double>(it->second),
-                   {{"queue", kDefaultQueue}, {"state", Lower(JobStateName(s))}});
+  for (const auto& [queue, counts] : core.jobs) {
+    for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
+                       JobState::kFailed, JobState::kCancelled, JobState::kPartial}) {
+      auto it = counts.find(s);
+      AddGaugeSample(jobs_f, it == counts.end() ? 0.0 : static_cast<double>(it->second),
+                     {{"queue", queue}, {"state", Lower(JobStateName(s))}});
+    }
   }
   out.push_back(std::move(jobs_f));
   auto gauge = [&out](const char* name, const char* help, double v,
@@ -145,9 +147,17 @@ std::vector<prometheus::MetricFamily> SchedulerMetrics::Collect(
     AddCounterSample(f, v);
     out.push_back(std::move(f));
   };
-  gauge("tessera_queue_depth_shards",
-        "Shards waiting to be dispatched (the autoscaling signal), by queue.",
-        static_cast<double>(stats.shards_pending), {{"queue", kDefaultQueue}});
+  {
+    auto f = GaugeFamily(
+        "tessera_queue_depth_shards",
+        "Shards waiting to be dispatched (the autoscaling signal), by queue.");
+    std::map<std::string, int64_t> depth = stats.pending_by_queue;
+    depth.emplace(kDefaultQueue, 0);
+    for (const auto& [queue, n] : depth) {
+      AddGaugeSample(f, static_cast<double>(n), {{"queue", queue}});
+    }
+    out.push_back(std::move(f));
+  }
   gauge("tessera_shards_running", "Shards leased to executors right now.",
         static_cast<double>(stats.shards_running));
   gauge("tessera_executors_connected", "Executors with an open stream.", stats.executors);

@@ -26,14 +26,15 @@
 
 namespace tessera::scheduler {
 
-// The value of every `queue` label. Jobs have no queue yet: when they do,
+// The queue of series that predate any job (e.g. zeroes at start). Other
+// series carry each job's own queue.
 // take it from the job here (and from the events, once they carry it) — this
 // is the one place that names it.
 inline constexpr char kDefaultQueue[] = "default";
 
 // What CollectMetrics reads from the core under its lock.
 struct CoreSnapshot {
-  std::map<JobState, int64_t> jobs;
+  std::map<std::string, std::map<JobState, int64_t>> jobs;  // by queue
   QueueStats stats;
   CoreCounters counters;
   int64_t sink_writes = 0;

@@ -79,7 +79,7 @@ TEST(SchedulerMetricsTest, TurnsShardEventsAndJobStartsIntoHistograms) {
   a.shard_events.push_back({"primes", "succeeded", absl::Milliseconds(40)});
   a.shard_events.push_back({"primes", "succeeded", absl::Seconds(2)});
   a.shard_events.push_back({"primes", "timed_out", absl::Hours(1)});
-  a.job_starts.push_back({"primes", absl::Milliseconds(5)});
+  a.job_starts.push_back({"primes", "default", absl::Milliseconds(5)});
   m.Record(a);
   m.StoreCommitted(absl::Microseconds(300), 4, true);
   m.StoreCommitted(absl::Milliseconds(3), 2, false);
@@ -102,8 +102,10 @@ TEST(SchedulerMetricsTest, TurnsShardEventsAndJobStartsIntoHistograms) {
 TEST(SchedulerMetricsTest, SnapshotsTheCoreWithAQueueLabel) {
   SchedulerMetrics m;
   CoreSnapshot s;
-  s.jobs[JobState::kRunning] = 2;
-  s.stats.shards_pending = 17;
+  s.jobs["default"][JobState::kRunning] = 2;
+  s.jobs["gpu"][JobState::kQueued] = 1;
+  s.stats.shards_pending = 20;
+  s.stats.pending_by_queue = {{"default", 17}, {"gpu", 3}};
   s.stats.slots_total = 8;
   s.stats.slots_busy = 3;
   s.counters.shards_succeeded = 5;
@@ -112,6 +114,8 @@ TEST(SchedulerMetricsTest, SnapshotsTheCoreWithAQueueLabel) {
   EXPECT_EQ(Sample(f, "tessera_jobs", {{"queue", "default"}, {"state", "running"}}), 2);
   EXPECT_EQ(Sample(f, "tessera_jobs", {{"state", "queued"}}), 0);
   EXPECT_EQ(Sample(f, "tessera_queue_depth_shards", {{"queue", "default"}}), 17);
+  EXPECT_EQ(Sample(f, "tessera_queue_depth_shards", {{"queue", "gpu"}}), 3);
+  EXPECT_EQ(Sample(f, "tessera_jobs", {{"queue", "gpu"}, {"state", "queued"}}), 1);
   EXPECT_EQ(Sample(f, "tessera_slots", {{"state", "free"}}), 5);
   EXPECT_EQ(Sample(f, "tessera_shards_completed_total", {{"outcome", "succeeded"}}), 5);
   EXPECT_EQ(Sample(f, "tessera_result_writes_total"), 1);
