@@ -360,6 +360,25 @@ print(json.dumps({"result": {"raw": os.environ["TESSERA_PARAMS"], "argv": sys.ar
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/pwned"));
 }
 
+TEST_F(ExecHandlerTest, AnItemsBatchArrivesAsJsonLinesOnStdin) {
+  const std::string s = Script("items.py", R"(#!/usr/bin/env python3
+import json, sys
+items = [json.loads(line) for line in sys.stdin]
+print(json.dumps({"result": {"items": items}}))
+)");
+  std::unique_ptr<Handler> handler = NewExecHandler(Task({"python3", s}));
+  ShardTask task;
+  task.job_id = "job1";
+  task.start = 0;
+  task.end = 3;
+  task.has_items = true;
+  task.items = json::array({1, "two", json{{"three", 3}}});
+  CancelToken never;
+  absl::StatusOr<json> r = handler->Run(task, progress_, never);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->at("items"), task.items);
+}
+
 TEST_F(ExecHandlerTest, AMemoryLimitStopsAProgramThatAllocatesTooMuch) {
   const std::string s = Script("mem.py", R"(#!/usr/bin/env python3
 import json
