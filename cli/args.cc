@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -34,15 +35,33 @@ struct FlagSpec {
 
 const std::map<std::string, FlagSpec, std::less<>>& CommandFlags() {
   static const auto* flags = new std::map<std::string, FlagSpec, std::less<>>{
-      {"task", {true, false}},          {"range", {true, false}},
-      {"shards", {true, false}},        {"shard-size", {true, false}},
-      {"name", {true, false}},          {"params", {true, false}},
-      {"aggregate", {true, true}},      {"default-reducer", {true, false}},
-      {"max-parallel", {true, false}},  {"wait", {false, false}},
-      {"state", {true, false}},         {"page-size", {true, false}},
-      {"page-token", {true, false}},    {"max-attempts", {true, false}},
-      {"backoff", {true, false}},       {"max-backoff", {true, false}},
-      {"shard-timeout", {true, false}}, {"max-failed-shards", {true, false}},
+      {"task", {true, false}},
+      {"range", {true, false}},
+      {"shards", {true, false}},
+      {"shard-size", {true, false}},
+      {"name", {true, false}},
+      {"params", {true, false}},
+      {"aggregate", {true, true}},
+      {"default-reducer", {true, false}},
+      {"max-parallel", {true, false}},
+      {"wait", {false, false}},
+      {"state", {true, false}},
+      {"page-size", {true, false}},
+      {"page-token", {true, false}},
+      {"max-attempts", {true, false}},
+      {"backoff", {true, false}},
+      {"max-backoff", {true, false}},
+      {"shard-timeout", {true, false}},
+      {"max-failed-shards", {true, false}},
+      {"items-file", {true, false}},
+      {"batch-size", {true, false}},
+      {"idempotency-key", {true, false}},
+      {"concurrency-key", {true, false}},
+      {"concurrency-limit", {true, false}},
+      {"queue", {true, false}},
+      {"priority", {true, false}},
+      {"rate-limit", {true, false}},
+      {"label", {true, true}},
   };
   return *flags;
 }
@@ -58,15 +77,38 @@ const std::map<std::string, CommandInfo, std::less<>>& Commands() {
       {"submit",
        {CommandKind::kSubmit,
         0,
-        {"task", "range", "shards", "shard-size", "name", "params", "aggregate",
-         "default-reducer", "max-parallel", "max-attempts", "backoff", "max-backoff",
-         "shard-timeout", "max-failed-shards", "wait"}}},
+        {"task",
+         "range",
+         "shards",
+         "shard-size",
+         "name",
+         "params",
+         "aggregate",
+         "default-reducer",
+         "max-parallel",
+         "max-attempts",
+         "backoff",
+         "max-backoff",
+         "shard-timeout",
+         "max-failed-shards",
+         "wait",
+         "items-file",
+         "batch-size",
+         "idempotency-key",
+         "concurrency-key",
+         "concurrency-limit",
+         "queue",
+         "priority",
+         "rate-limit",
+         "label"}}},
       {"get", {CommandKind::kGet, 1, {}}},
       {"watch", {CommandKind::kWatch, 1, {}}},
       {"result", {CommandKind::kResult, 1, {}}},
-      {"list", {CommandKind::kList, 0, {"state", "page-size", "page-token"}}},
+      {"list",
+       {CommandKind::kList, 0, {"state", "page-size", "page-token", "queue", "label"}}},
       {"cancel", {CommandKind::kCancel, 1, {}}},
       {"retry", {CommandKind::kRetry, 1, {"wait"}}},
+      {"update", {CommandKind::kUpdate, 1, {"max-parallel", "rate-limit"}}},
       {"executors", {CommandKind::kExecutors, 0, {}}},
       {"queue", {CommandKind::kQueue, 0, {}}},
       {"help", {CommandKind::kHelp, 0, {}}},
@@ -86,17 +128,99 @@ absl::StatusOr<Int> ParseInt(absl::string_view flag, absl::string_view text, Int
   return value;
 }
 
+// Shards per second: a finite number >= 0 (0: no limit).
+absl::StatusOr<double> ParseRateLimit(absl::string_view text) {
+  double value;
+  if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
+    return UsageError(
+        "--rate-limit",
+        absl::StrCat("expected shards per second like 2 or 0.5, got \"", text, "\""));
+  }
+  if (value < 0) {
+    return UsageError("--rate-limit",
+                      absl::StrCat("must be >= 0 (0: no limit; got ", text, ")"));
+  }
+  return value;
+}
+
+// Every --label KEY=VALUE into `labels`; a key given twice is an error.
+absl::Status ParseLabels(
+    const std::multimap<std::string, std::string, std::less<>>& flags,
+    google::protobuf::Map<std::string, std::string>& labels) {
+  auto [begin, end] = flags.equal_range("label");
+  for (auto it = begin; it != end; ++it) {
+    const std::string& text = it->second;
+    size_t eq = text.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(
+          "--label",
+          absl::StrCat("expected KEY=VALUE (e.g. team=ml), got \"", text, "\""));
+    }
+    std::string key = text.substr(0, eq);
+    if (labels.count(key) > 0) {
+      return UsageError("--label", absl::StrCat("key \"", key, "\" given twice"));
+    }
+    labels[key] = text.substr(eq + 1);
+  }
+  return absl::OkStatus();
+}
+
+// A flag whose value must not be empty, or nullopt when it was not given.
+absl::StatusOr<std::optional<std::string>> NonEmpty(
+    const std::multimap<std::string, std::string, std::less<>>& flags,
+    absl::string_view name) {
+  auto it = flags.find(name);
+  if (it == flags.end()) return std::optional<std::string>();
+  if (it->second.empty())
+    return UsageError(absl::StrCat("--", name), "must not be empty");
+  return std::optional<std::string>(it->second);
+}
+
+// Converts parsed JSON into a protobuf Value (numbers become doubles, as in
+// any google.protobuf.Value).
+void ToValue(const nlohmann::json& j, google::protobuf::Value& out) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+      out.set_null_value(google::protobuf::NULL_VALUE);
+      break;
+    case nlohmann::json::value_t::boolean:
+      out.set_bool_value(j.get<bool>());
+      break;
+    case nlohmann::json::value_t::string:
+      out.set_string_value(j.get<std::string>());
+      break;
+    case nlohmann::json::value_t::array: {
+      auto* list = out.mutable_list_value();
+      for (const auto& e : j) ToValue(e, *list->add_values());
+      break;
+    }
+    case nlohmann::json::value_t::object: {
+      auto* fields = out.mutable_struct_value()->mutable_fields();
+      for (const auto& [k, v] : j.items()) ToValue(v, (*fields)[k]);
+      break;
+    }
+    default:  // numbers
+      out.set_number_value(j.get<double>());
+      break;
+  }
+}
+
+// "[json.exception.parse_error.101] parse error at ..." without the tag.
+std::string JsonErrorText(const std::exception& e) {
+  absl::string_view what = e.what();
+  if (size_t tag_end = what.find("] "); tag_end != absl::string_view::npos) {
+    what.remove_prefix(tag_end + 2);
+  }
+  return std::string(what);
+}
+
 absl::Status ParseParams(absl::string_view text, google::protobuf::Struct& params) {
   nlohmann::json parsed;
   try {
     parsed = nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
-    // Drop the "[json.exception.parse_error.101] " tag; keep where and why.
-    absl::string_view what = e.what();
-    if (size_t tag_end = what.find("] "); tag_end != absl::string_view::npos) {
-      what.remove_prefix(tag_end + 2);
-    }
-    return UsageError("--params", absl::StrCat("not valid JSON (", what, ")"));
+    return UsageError("--params",
+                      absl::StrCat("not valid JSON (", JsonErrorText(e), ")"));
   }
   if (!parsed.is_object()) {
     return UsageError(
@@ -149,6 +273,8 @@ absl::StatusOr<JobState> ParseState(absl::string_view text) {
 
 // The scheduler accepts 1..100 attempts per shard.
 constexpr int32_t kMaxAttempts = 100;
+// And priorities in -1000..1000.
+constexpr int32_t kMaxPriority = 1000;
 
 absl::Duration ToAbsl(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
@@ -169,24 +295,57 @@ absl::Status BuildSubmit(const FlagValues& flags, Command& cmd) {
   }
   spec.set_task(*task);
   auto range = get("range");
-  if (!range)
-    return UsageError("--range", "required (START:END, e.g. --range 0:1000000)");
-  TESSERA_RETURN_IF_ERROR(ParseRange(*range, *spec.mutable_range()));
   auto shards = get("shards");
   auto shard_size = get("shard-size");
-  if (shards && shard_size) {
-    return UsageError("--shards", "give either --shards or --shard-size, not both");
-  }
-  if (!shards && !shard_size) {
-    return UsageError("--shards", "one of --shards N or --shard-size N is required");
-  }
-  if (shards) {
-    TESSERA_ASSIGN_OR_RETURN(int64_t n, ParseInt<int64_t>("--shards", *shards, 1));
-    spec.mutable_range()->set_shard_count(n);
+  auto items_file = get("items-file");
+  auto batch_size = get("batch-size");
+  if (items_file) {
+    // An items job: the items are cut by --batch-size, not by a range.
+    for (const char* other : {"range", "shards", "shard-size"}) {
+      if (get(other)) {
+        return UsageError(
+            absl::StrCat("--", other),
+            "not allowed with --items-file (items are cut by --batch-size)");
+      }
+    }
+    if (items_file->empty()) {
+      return UsageError("--items-file", "must not be empty (a path, or - for stdin)");
+    }
+    if (!batch_size) {
+      return UsageError(
+          "--batch-size",
+          "required with --items-file (items per shard, e.g. --batch-size 100)");
+    }
+    TESSERA_ASSIGN_OR_RETURN(int32_t n,
+                             ParseInt<int32_t>("--batch-size", *batch_size, 1));
+    spec.mutable_items()->set_batch_size(n);
+    cmd.items_file = *items_file;
   } else {
-    TESSERA_ASSIGN_OR_RETURN(int64_t n,
-                             ParseInt<int64_t>("--shard-size", *shard_size, 1));
-    spec.mutable_range()->set_shard_size(n);
+    if (batch_size) {
+      return UsageError(
+          "--batch-size",
+          "only with --items-file (a range is cut by --shards or --shard-size)");
+    }
+    if (!range) {
+      return UsageError(
+          "--range",
+          "required (START:END, e.g. --range 0:1000000), or --items-file PATH");
+    }
+    TESSERA_RETURN_IF_ERROR(ParseRange(*range, *spec.mutable_range()));
+    if (shards && shard_size) {
+      return UsageError("--shards", "give either --shards or --shard-size, not both");
+    }
+    if (!shards && !shard_size) {
+      return UsageError("--shards", "one of --shards N or --shard-size N is required");
+    }
+    if (shards) {
+      TESSERA_ASSIGN_OR_RETURN(int64_t n, ParseInt<int64_t>("--shards", *shards, 1));
+      spec.mutable_range()->set_shard_count(n);
+    } else {
+      TESSERA_ASSIGN_OR_RETURN(int64_t n,
+                               ParseInt<int64_t>("--shard-size", *shard_size, 1));
+      spec.mutable_range()->set_shard_size(n);
+    }
   }
   if (auto name = get("name")) spec.set_name(*name);
   if (auto params = get("params")) {
@@ -240,7 +399,56 @@ absl::Status BuildSubmit(const FlagValues& flags, Command& cmd) {
                              ParseInt<int64_t>("--max-failed-shards", *max_failed, 0));
     spec.mutable_failure_policy()->set_max_failed_shards(n);
   }
+  TESSERA_ASSIGN_OR_RETURN(auto idempotency_key, NonEmpty(flags, "idempotency-key"));
+  if (idempotency_key) spec.set_idempotency_key(*idempotency_key);
+  TESSERA_ASSIGN_OR_RETURN(auto concurrency_key, NonEmpty(flags, "concurrency-key"));
+  if (concurrency_key) spec.set_concurrency_key(*concurrency_key);
+  if (auto limit = get("concurrency-limit")) {
+    if (!concurrency_key) {
+      return UsageError("--concurrency-limit", "only with --concurrency-key");
+    }
+    TESSERA_ASSIGN_OR_RETURN(int32_t n,
+                             ParseInt<int32_t>("--concurrency-limit", *limit, 1));
+    spec.set_concurrency_limit(n);
+  }
+  TESSERA_ASSIGN_OR_RETURN(auto queue, NonEmpty(flags, "queue"));
+  if (queue) spec.set_queue(*queue);
+  if (auto priority = get("priority")) {
+    TESSERA_ASSIGN_OR_RETURN(int32_t n,
+                             ParseInt<int32_t>("--priority", *priority, -kMaxPriority));
+    if (n > kMaxPriority) {
+      return UsageError("--priority",
+                        absl::StrCat("at most ", kMaxPriority, " (got ", n, ")"));
+    }
+    spec.set_priority(n);
+  }
+  if (auto rate = get("rate-limit")) {
+    TESSERA_ASSIGN_OR_RETURN(double r, ParseRateLimit(*rate));
+    spec.set_rate_limit(r);
+  }
+  TESSERA_RETURN_IF_ERROR(ParseLabels(flags, *spec.mutable_labels()));
   cmd.wait = flags.count("wait") > 0;
+  return absl::OkStatus();
+}
+
+absl::Status BuildUpdate(const FlagValues& flags, Command& cmd) {
+  tessera::v1::UpdateJobRequest& request = cmd.update;
+  request.set_job_id(cmd.job_id);
+  if (auto it = flags.find("max-parallel"); it != flags.end()) {
+    TESSERA_ASSIGN_OR_RETURN(int32_t n,
+                             ParseInt<int32_t>("--max-parallel", it->second, 0));
+    request.mutable_update()->set_max_parallel(n);
+    request.mutable_update_mask()->add_paths("max_parallel");
+  }
+  if (auto it = flags.find("rate-limit"); it != flags.end()) {
+    TESSERA_ASSIGN_OR_RETURN(double r, ParseRateLimit(it->second));
+    request.mutable_update()->set_rate_limit(r);
+    request.mutable_update_mask()->add_paths("rate_limit");
+  }
+  if (request.update_mask().paths().empty()) {
+    return absl::InvalidArgumentError(
+        "update: nothing to change (give --max-parallel N and/or --rate-limit R)");
+  }
   return absl::OkStatus();
 }
 
@@ -258,6 +466,9 @@ absl::Status BuildList(const FlagValues& flags, Command& cmd) {
   if (auto it = flags.find("page-token"); it != flags.end()) {
     cmd.list.set_page_token(it->second);
   }
+  TESSERA_ASSIGN_OR_RETURN(auto queue, NonEmpty(flags, "queue"));
+  if (queue) cmd.list.set_queue(*queue);
+  TESSERA_RETURN_IF_ERROR(ParseLabels(flags, *cmd.list.mutable_labels()));
   return absl::OkStatus();
 }
 
@@ -290,6 +501,41 @@ absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range) 
   }
   range.set_start(start);
   range.set_end(end);
+  return absl::OkStatus();
+}
+
+absl::Status ParseItems(absl::string_view text, tessera::v1::ItemsInput& items) {
+  // The whole text as one JSON document first: an array is the item list.
+  nlohmann::json whole = nlohmann::json::parse(text.begin(), text.end(), nullptr,
+                                               /*allow_exceptions=*/false);
+  if (!whole.is_discarded() && whole.is_array()) {
+    if (whole.empty()) return UsageError("--items-file", "the JSON array has no items");
+    for (const auto& item : whole) ToValue(item, *items.add_items());
+    return absl::OkStatus();
+  }
+  // Otherwise JSON lines: one item per non-blank line.
+  int line_number = 0;
+  int64_t count = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    nlohmann::json item;
+    try {
+      item = nlohmann::json::parse(line.begin(), line.end());
+    } catch (const nlohmann::json::parse_error& e) {
+      return UsageError(
+          "--items-file",
+          absl::StrCat("line ", line_number, " is not valid JSON (", JsonErrorText(e),
+                       "); expected a JSON array or one JSON value per line"));
+    }
+    ToValue(item, *items.add_items());
+    ++count;
+  }
+  if (count == 0) {
+    return UsageError("--items-file",
+                      "no items (expected a JSON array or one JSON value per line)");
+  }
   return absl::OkStatus();
 }
 
@@ -424,6 +670,7 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
   if (cmd.kind == CommandKind::kSubmit) TESSERA_RETURN_IF_ERROR(BuildSubmit(flags, cmd));
   if (cmd.kind == CommandKind::kRetry) cmd.wait = flags.count("wait") > 0;
   if (cmd.kind == CommandKind::kList) TESSERA_RETURN_IF_ERROR(BuildList(flags, cmd));
+  if (cmd.kind == CommandKind::kUpdate) TESSERA_RETURN_IF_ERROR(BuildUpdate(flags, cmd));
   return cmd;
 }
 

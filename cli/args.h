@@ -26,6 +26,7 @@ enum class CommandKind {
   kList,
   kCancel,
   kRetry,
+  kUpdate,
   kExecutors,
   kQueue,
 };
@@ -35,14 +36,18 @@ struct Command {
   // Global flags. `scheduler` is empty when --scheduler was not given.
   std::string scheduler;
   bool json = false;
-  // get, watch, result, cancel, retry.
+  // get, watch, result, cancel, retry, update.
   std::string job_id;
-  // submit.
+  // submit. For an items job spec.items has its batch_size and no items yet:
+  // ParseArgs does no I/O, RunCli reads `items_file` ("-": stdin) into it.
   tessera::v1::JobSpec spec;
+  std::string items_file;
   // submit, retry: follow the job like `watch`.
   bool wait = false;
   // list.
   tessera::v1::ListJobsRequest list;
+  // update: job_id, the new values and an update_mask naming them.
+  tessera::v1::UpdateJobRequest update;
 };
 
 // Parses the arguments after the program name. Global flags (--scheduler,
@@ -58,6 +63,12 @@ const char* UsageText();
 
 // Exposed for tests: "START:END" -> [start, end), end > start.
 absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range);
+
+// The items of `--items-file`: either the whole text is one JSON array (its
+// elements are the items) or it is JSON lines (each non-blank line is one
+// item). Appends them to `items`; errors are usage errors naming
+// --items-file (and the line, for JSON lines). An empty list is an error.
+absl::Status ParseItems(absl::string_view text, tessera::v1::ItemsInput& items);
 
 // Exposed for tests: a duration such as "500ms", "2s", "1m" or "1m30s" (as
 // absl::ParseDuration reads it) into `out`. Negative and infinite durations are

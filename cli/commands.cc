@@ -1,5 +1,9 @@
 #include "cli/commands.h"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -47,6 +51,8 @@ class Runner {
         return Cancel(cmd.job_id);
       case CommandKind::kRetry:
         return Retry(cmd);
+      case CommandKind::kUpdate:
+        return Update(cmd.update);
       case CommandKind::kExecutors:
         return Executors();
       case CommandKind::kQueue:
@@ -152,6 +158,19 @@ class Runner {
     return Follow(cmd.job_id);
   }
 
+  int Update(const v1::UpdateJobRequest& request) {
+    absl::StatusOr<v1::Job> job = api_.UpdateJob(request);
+    if (!job.ok()) return Fail(job.status());
+    if (json_) {
+      ctx_.out << ToJsonLine(*job) << "\n";
+      return kExitOk;
+    }
+    ctx_.out << "job " << job->id() << " " << StateName(job->state()) << ": max parallel "
+             << FormatMaxParallel(job->spec().max_parallel()) << ", rate limit "
+             << FormatRateLimit(job->spec().rate_limit()) << "\n";
+    return kExitOk;
+  }
+
   int Get(const std::string& job_id) {
     absl::StatusOr<v1::Job> job = api_.GetJob(job_id);
     if (!job.ok()) return Fail(job.status());
@@ -227,6 +246,32 @@ class Runner {
   bool json_ = false;
 };
 
+// Reads --items-file (or `in` for "-") into cmd.spec.items.
+absl::Status LoadItems(Command& cmd, std::istream* in) {
+  std::string text;
+  if (cmd.items_file == "-") {
+    if (in == nullptr) {
+      return absl::InvalidArgumentError("--items-file: no stdin to read items from");
+    }
+    text.assign(std::istreambuf_iterator<char>(*in), std::istreambuf_iterator<char>());
+    if (in->bad()) {
+      return absl::InvalidArgumentError("--items-file: cannot read stdin");
+    }
+  } else {
+    std::ifstream file(cmd.items_file, std::ios::binary);
+    if (!file) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--items-file: cannot open \"", cmd.items_file, "\": ", std::strerror(errno)));
+    }
+    text.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    if (file.bad()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--items-file: cannot read \"", cmd.items_file, "\""));
+    }
+  }
+  return ParseItems(text, *cmd.spec.mutable_items());
+}
+
 }  // namespace
 
 int RunCommand(const Command& cmd, JobApi& api, const std::string& address,
@@ -241,6 +286,9 @@ int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
     return kExitUsage;
   }
   absl::StatusOr<Command> cmd = ParseArgs(args);
+  if (cmd.ok() && cmd->kind == CommandKind::kSubmit && !cmd->items_file.empty()) {
+    if (absl::Status loaded = LoadItems(*cmd, ctx.in); !loaded.ok()) cmd = loaded;
+  }
   if (!cmd.ok()) {
     ctx.err << "tessera: " << cmd.status().message() << "\n"
             << "Run 'tessera --help' for usage.\n";

@@ -5,6 +5,7 @@
 #define TESSERA_CLI_COMMANDS_H_
 
 #include <functional>
+#include <istream>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -26,8 +27,9 @@ enum ExitCode : int {
 };
 
 struct RunContext {
-  std::ostream& out;  // data: ids, tables, JSON, results
-  std::ostream& err;  // progress, hints and errors
+  std::ostream& out;           // data: ids, tables, JSON, results
+  std::ostream& err;           // progress, hints and errors
+  std::istream* in = nullptr;  // stdin, for `submit --items-file -`; not owned
   ProgressMode progress_mode = ProgressMode::kPlain;
   size_t terminal_columns = 0;   // the progress bar is cut to this; 0: no limit
   const Clock* clock = nullptr;  // not owned; must outlive the run
@@ -36,8 +38,9 @@ struct RunContext {
 
 using ConnectFn = std::function<std::unique_ptr<JobApi>(const std::string& address)>;
 
-// The whole CLI: parses `args` (argv without the program name), prints help or
-// a usage error (without connecting), else connects to the scheduler named by
+// The whole CLI: parses `args` (argv without the program name), reads
+// `submit --items-file` (a file, or ctx.in for "-"), prints help or a usage
+// error (without connecting), else connects to the scheduler named by
 // --scheduler / `env_scheduler` / the default and runs the command.
 int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
            const ConnectFn& connect, const RunContext& ctx);

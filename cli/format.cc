@@ -4,6 +4,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,11 @@ absl::Time ToAbslTime(const google::protobuf::Timestamp& ts) {
 }
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+// An empty JobSpec.queue means the default queue.
+std::string QueueName(const std::string& queue) {
+  return queue.empty() ? "default" : queue;
+}
 
 }  // namespace
 
@@ -69,11 +75,11 @@ std::string FormatJobsTable(const tessera::v1::ListJobsResponse& response,
   std::vector<std::vector<std::string>> rows;
   for (const auto& job : response.jobs()) {
     rows.push_back({job.id(), StateName(job.state()), OrDash(job.spec().name()),
-                    job.spec().task(),
+                    job.spec().task(), QueueName(job.spec().queue()),
                     absl::StrCat(job.shards().succeeded(), "/", job.shards().total()),
                     FormatTimestamp(job.create_time(), tz)});
   }
-  return FormatTable({"ID", "STATE", "NAME", "TASK", "SHARDS", "CREATED"}, rows);
+  return FormatTable({"ID", "STATE", "NAME", "TASK", "QUEUE", "SHARDS", "CREATED"}, rows);
 }
 
 std::string FormatExecutorsTable(const tessera::v1::ListExecutorsResponse& response,
@@ -81,11 +87,13 @@ std::string FormatExecutorsTable(const tessera::v1::ListExecutorsResponse& respo
   std::vector<std::vector<std::string>> rows;
   for (const auto& e : response.executors()) {
     rows.push_back({e.id(), OrDash(e.name()), OrDash(absl::StrJoin(e.tasks(), ",")),
-                    absl::StrCat(e.slots()), absl::StrCat(e.assigned()),
-                    e.draining() ? "yes" : "no", FormatAgo(e.last_seen_time(), now)});
+                    OrDash(absl::StrJoin(e.queues(), ",")), absl::StrCat(e.slots()),
+                    absl::StrCat(e.assigned()), e.draining() ? "yes" : "no",
+                    FormatAgo(e.last_seen_time(), now)});
   }
   return FormatTable(
-      {"ID", "NAME", "TASKS", "SLOTS", "ASSIGNED", "DRAINING", "LAST SEEN"}, rows);
+      {"ID", "NAME", "TASKS", "QUEUES", "SLOTS", "ASSIGNED", "DRAINING", "LAST SEEN"},
+      rows);
 }
 
 std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {
@@ -93,7 +101,7 @@ std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {
   const auto& shards = job.shards();
   std::string out;
   auto line = [&](absl::string_view key, absl::string_view value) {
-    absl::StrAppendFormat(&out, "%-9s %s\n", absl::StrCat(key, ":"), value);
+    absl::StrAppendFormat(&out, "%-13s %s\n", absl::StrCat(key, ":"), value);
   };
   line("id", job.id());
   line("name", OrDash(spec.name()));
@@ -105,6 +113,23 @@ std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {
                                           : absl::StrCat("shard size ", r.shard_size());
     line("range", absl::StrCat("[", r.start(), ", ", r.end(), "), ", cut));
   }
+  if (spec.has_items()) {
+    const auto& items = spec.items();
+    // Jobs do not echo their items; item_count says how many there were.
+    int64_t count = items.item_count() > 0 ? items.item_count() : items.items_size();
+    line("input", absl::StrCat(count, " item", count == 1 ? "" : "s", ", batch size ",
+                               items.batch_size()));
+  }
+  line("queue", QueueName(spec.queue()));
+  line("priority", absl::StrCat(spec.priority()));
+  line("max parallel", FormatMaxParallel(spec.max_parallel()));
+  line("rate limit", FormatRateLimit(spec.rate_limit()));
+  if (!spec.concurrency_key().empty()) {
+    line("concurrency", absl::StrCat(spec.concurrency_key(), " (at most ",
+                                     std::max(1, spec.concurrency_limit()), " running)"));
+  }
+  if (!spec.idempotency_key().empty()) line("idempotency", spec.idempotency_key());
+  line("labels", FormatLabels(spec.labels()));
   line("shards",
        absl::StrFormat("%d total, %d pending, %d running, %d succeeded, %d failed",
                        shards.total(), shards.pending(), shards.running(),
@@ -174,6 +199,20 @@ std::string FormatJobSummary(const tessera::v1::Job& job) {
     }
   }
   return out;
+}
+
+std::string FormatMaxParallel(int32_t max_parallel) {
+  return max_parallel > 0 ? absl::StrCat(max_parallel) : "no cap";
+}
+
+std::string FormatRateLimit(double rate_limit) {
+  return rate_limit > 0 ? absl::StrCat(rate_limit, " shards/s") : "no limit";
+}
+
+std::string FormatLabels(const google::protobuf::Map<std::string, std::string>& labels) {
+  if (labels.empty()) return "-";
+  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
+  return absl::StrJoin(sorted, ", ", absl::PairFormatter("="));
 }
 
 std::string FormatQueueStats(const tessera::v1::GetQueueStatsResponse& s) {

@@ -24,16 +24,17 @@ std::string FormatTimestamp(const google::protobuf::Timestamp& ts, absl::TimeZon
 // "3s ago", "5m ago", "2h ago", "-" when unset.
 std::string FormatAgo(const google::protobuf::Timestamp& ts, absl::Time now);
 
-// ID STATE NAME TASK SHARDS CREATED; SHARDS is "succeeded/total".
+// ID STATE NAME TASK QUEUE SHARDS CREATED; SHARDS is "succeeded/total".
 std::string FormatJobsTable(const tessera::v1::ListJobsResponse& response,
                             absl::TimeZone tz);
 
-// ID NAME TASKS SLOTS ASSIGNED DRAINING LAST SEEN.
+// ID NAME TASKS QUEUES SLOTS ASSIGNED DRAINING LAST SEEN.
 std::string FormatExecutorsTable(const tessera::v1::ListExecutorsResponse& response,
                                  absl::Time now);
 
-// A "key: value" description of a job: shard errors, the result (with its
-// version) and the failed shards included.
+// A "key: value" description of a job: its input (range, or item count and
+// batch size), queue, priority, limits, concurrency key and labels, shard
+// errors, the result (with its version) and the failed shards included.
 std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz);
 
 // "job <id> SUCCEEDED  64/64 shards  1000000 items  in 3.2s" plus the job's
@@ -45,6 +46,15 @@ std::string FormatJobSummary(const tessera::v1::Job& job);
 // failed shard, at most `max_shards` of them (0: all) and then how many more;
 // "" when the job has none.
 std::string FormatFailedShards(const tessera::v1::Job& job, int max_shards = 0);
+
+// JobSpec.max_parallel: "8", or "no cap" for 0.
+std::string FormatMaxParallel(int32_t max_parallel);
+
+// JobSpec.rate_limit: "2.5 shards/s", or "no limit" for 0.
+std::string FormatRateLimit(double rate_limit);
+
+// Labels sorted by key: "env=prod, team=ml", or "-" when there are none.
+std::string FormatLabels(const google::protobuf::Map<std::string, std::string>& labels);
 
 std::string FormatQueueStats(const tessera::v1::GetQueueStatsResponse& stats);
 

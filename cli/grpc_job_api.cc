@@ -69,6 +69,10 @@ absl::StatusOr<v1::Job> GrpcJobApi::RetryFailedShards(const std::string& job_id)
                    unary_deadline_);
 }
 
+absl::StatusOr<v1::Job> GrpcJobApi::UpdateJob(const v1::UpdateJobRequest& request) {
+  return CallUnary(*stub_, &v1::JobService::Stub::UpdateJob, request, unary_deadline_);
+}
+
 absl::StatusOr<v1::GetResultResponse> GrpcJobApi::GetResult(const std::string& job_id) {
   v1::GetResultRequest request;
   request.set_job_id(job_id);

@@ -28,6 +28,8 @@ class GrpcJobApi : public JobApi {
       const tessera::v1::ListJobsRequest& request) override;
   absl::StatusOr<tessera::v1::Job> CancelJob(const std::string& job_id) override;
   absl::StatusOr<tessera::v1::Job> RetryFailedShards(const std::string& job_id) override;
+  absl::StatusOr<tessera::v1::Job> UpdateJob(
+      const tessera::v1::UpdateJobRequest& request) override;
   absl::StatusOr<tessera::v1::GetResultResponse> GetResult(
       const std::string& job_id) override;
   absl::StatusOr<tessera::v1::ListExecutorsResponse> ListExecutors() override;

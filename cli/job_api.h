@@ -26,6 +26,9 @@ class JobApi {
   // Re-runs the failed shards of a PARTIAL or FAILED job.
   virtual absl::StatusOr<tessera::v1::Job> RetryFailedShards(
       const std::string& job_id) = 0;
+  // Changes the fields of request.update named by request.update_mask.
+  virtual absl::StatusOr<tessera::v1::Job> UpdateJob(
+      const tessera::v1::UpdateJobRequest& request) = 0;
   virtual absl::StatusOr<tessera::v1::GetResultResponse> GetResult(
       const std::string& job_id) = 0;
   virtual absl::StatusOr<tessera::v1::ListExecutorsResponse> ListExecutors() = 0;

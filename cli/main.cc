@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   tessera::RealClock clock;
   tessera::cli::RunContext ctx{std::cout, std::cerr};
+  ctx.in = &std::cin;
   if (ProgressOnTerminal()) {
     ctx.progress_mode = tessera::cli::ProgressMode::kTerminal;
     ctx.terminal_columns = TerminalColumns();

@@ -16,11 +16,15 @@ Global flags (accepted before or after the command):
   -h, --help         print this help
 
 Commands:
-  submit             submit a range job
+  submit             submit a range job or an items job
       --task T                 handler to run, e.g. primes, sleep, noop (required)
-      --range START:END        half-open range [START, END) of integers (required)
+    the input, a range (--range with --shards or --shard-size) or items:
+      --range START:END        half-open range [START, END) of integers
       --shards N               cut the range into N shards, or
       --shard-size N           into shards of N numbers (exactly one is required)
+      --items-file PATH        the items: a JSON array, or JSON lines (one JSON
+                               value per line); - reads stdin
+      --batch-size N           items per shard (required with --items-file)
       --name NAME              a name for people
       --params JSON            handler parameters, a JSON object, e.g. '{"ms":5}'
       --aggregate FIELD=REDUCER
@@ -39,11 +43,22 @@ Commands:
       --max-failed-shards N    continue while at most N shards are out of
                                attempts; the job then ends PARTIAL (default 0:
                                the first such shard fails the job)
+      --queue Q                run on executors serving queue Q (default
+                               "default")
+      --priority N             -1000..1000; higher dispatches first within its
+                               queue (default 0)
+      --rate-limit R           start at most R shards per second across the
+                               cluster (default 0: no limit)
+      --concurrency-key K      at most --concurrency-limit jobs with key K run
+      --concurrency-limit N    at once; later ones wait QUEUED (default 1)
+      --idempotency-key K      submitting again with K and the same spec returns
+                               the same job (a different spec is refused)
+      --label KEY=VALUE        a label for `list --label`; repeatable
       --wait                   follow the job like `watch`, then print its result
     prints the job id (--json: the Job)
     DURATION is a number with a unit: 500ms, 2s, 1m, 1m30s, 1h.
-  get JOB_ID         show a job, its result version and failed shards
-                     (--json: the Job)
+  get JOB_ID         show a job: its input, queue, priority, limits, labels,
+                     result version and failed shards (--json: the Job)
   watch JOB_ID       follow a job's progress until it ends; prints a summary,
                      the result if it SUCCEEDED or ended PARTIAL, and the
                      failed shards
@@ -54,12 +69,19 @@ Commands:
       --state S                queued|running|succeeded|failed|cancelled|partial
       --page-size N            jobs per page (default 50, at most 1000)
       --page-token T           next page, as printed by the previous call
+      --queue Q                only jobs in queue Q
+      --label KEY=VALUE        only jobs with this label; repeatable (all must
+                               match)
   cancel JOB_ID      cancel a queued or running job
   retry JOB_ID       re-run only the failed shards of a PARTIAL or FAILED job;
                      the other shards' results are kept and a new result
                      version is persisted (--json: the Job)
       --wait                   follow the job like `watch`
-  executors          list connected executors
+  update JOB_ID      change a queued or running job; prints its new values
+                     (--json: the Job). At least one of:
+      --max-parallel N         at most N shards in flight (0: no cap)
+      --rate-limit R           at most R shards started per second (0: no limit)
+  executors          list connected executors and the queues they serve
   queue              show queue depth and executor slots
   help               print this help
 

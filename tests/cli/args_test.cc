@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
 namespace tessera::cli {
 namespace {
 
@@ -338,11 +341,214 @@ TEST(UsageText, MentionsEveryCommandAndFlag) {
                            "--state",
                            "--page-size",
                            "--page-token",
+                           "update",
+                           "--items-file",
+                           "--batch-size",
+                           "--idempotency-key",
+                           "--concurrency-key",
+                           "--concurrency-limit",
+                           "--queue",
+                           "--priority",
+                           "--rate-limit",
+                           "--label",
+                           "JSON lines",
                            "partial",
                            "PARTIAL",
                            "TESSERA_SCHEDULER"}) {
     EXPECT_NE(usage.find(word), std::string::npos) << word;
   }
+}
+
+TEST(ParseArgs, ParsesAnItemsSubmitWithBatchSizeAndNoItemsYet) {
+  absl::StatusOr<Command> cmd = ParseArgs(
+      {"submit", "--task", "square", "--items-file", "-", "--batch-size", "50"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->items_file, "-");
+  EXPECT_FALSE(cmd->spec.has_range());
+  ASSERT_TRUE(cmd->spec.has_items());
+  EXPECT_EQ(cmd->spec.items().batch_size(), 50);
+  EXPECT_EQ(cmd->spec.items().items_size(), 0);  // RunCli reads them
+}
+
+TEST(ParseArgs, ItemsAndRangeFlagsExcludeEachOther) {
+  Args items = {"submit", "--task", "t", "--items-file", "i.json", "--batch-size", "2"};
+  for (const char* flag : {"--range", "--shards", "--shard-size"}) {
+    Args args = items;
+    args.push_back(flag);
+    args.push_back(std::string(flag) == "--range" ? "0:10" : "2");
+    EXPECT_EQ(ErrorOf(args), absl::StrCat(flag,
+                                          ": not allowed with --items-file (items "
+                                          "are cut by --batch-size)"));
+  }
+  EXPECT_EQ(ErrorOf({"submit", "--task", "t", "--items-file", "i.json"}),
+            "--batch-size: required with --items-file (items per shard, e.g. "
+            "--batch-size 100)");
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--range", "0:10", "--shards", "2",
+                     "--batch-size", "2"})
+                .find("--batch-size: only with --items-file"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf({"submit", "--task", "t", "--items-file", "i.json", "--batch-size", "0"})
+          .find("--batch-size: must be >= 1"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf({"submit", "--task", "t", "--items-file=", "--batch-size", "1"})
+                .find("--items-file: must not be empty"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"submit", "--task", "t"}).find("or --items-file PATH"),
+            std::string::npos);
+}
+
+TEST(ParseArgs, ParsesJobControlFlags) {
+  absl::StatusOr<Command> cmd = ParseArgs({"submit", "--task",
+                                           "t",      "--range",
+                                           "0:10",   "--shards",
+                                           "2",      "--idempotency-key",
+                                           "k1",     "--concurrency-key",
+                                           "ck",     "--concurrency-limit",
+                                           "3",      "--queue",
+                                           "gpu",    "--priority",
+                                           "-1000",  "--rate-limit",
+                                           "0.25",   "--label",
+                                           "a=1",    "--label",
+                                           "b="});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->spec.idempotency_key(), "k1");
+  EXPECT_EQ(cmd->spec.concurrency_key(), "ck");
+  EXPECT_EQ(cmd->spec.concurrency_limit(), 3);
+  EXPECT_EQ(cmd->spec.queue(), "gpu");
+  EXPECT_EQ(cmd->spec.priority(), -1000);
+  EXPECT_EQ(cmd->spec.rate_limit(), 0.25);
+  EXPECT_EQ(cmd->spec.labels().at("a"), "1");
+  EXPECT_EQ(cmd->spec.labels().at("b"), "");
+}
+
+TEST(ParseArgs, LeavesJobControlUnsetWithoutItsFlags) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->spec.queue(), "");
+  EXPECT_EQ(cmd->spec.concurrency_limit(), 0);
+  EXPECT_EQ(cmd->spec.rate_limit(), 0);
+  EXPECT_TRUE(cmd->spec.labels().empty());
+  EXPECT_TRUE(cmd->items_file.empty());
+}
+
+TEST(ParseArgs, RejectsBadJobControlFlagsNamingTheFlag) {
+  Args base = {"submit", "--task", "t", "--range", "0:10", "--shards", "2"};
+  auto error = [&](Args extra) {
+    Args args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return ErrorOf(args);
+  };
+  EXPECT_EQ(error({"--concurrency-limit", "2"}),
+            "--concurrency-limit: only with --concurrency-key");
+  EXPECT_NE(error({"--concurrency-key", "k", "--concurrency-limit", "0"})
+                .find("--concurrency-limit: must be >= 1"),
+            std::string::npos);
+  EXPECT_EQ(error({"--priority", "1001"}), "--priority: at most 1000 (got 1001)");
+  EXPECT_NE(error({"--priority", "-1001"}).find("--priority: must be >= -1000"),
+            std::string::npos);
+  EXPECT_NE(error({"--priority", "high"}).find("--priority: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(error({"--rate-limit", "-1"}).find("--rate-limit: must be >= 0"),
+            std::string::npos);
+  for (const char* bad : {"fast", "inf", "nan"}) {
+    EXPECT_NE(
+        error({"--rate-limit", bad}).find("--rate-limit: expected shards per second"),
+        std::string::npos)
+        << bad;
+  }
+  EXPECT_NE(error({"--label", "team"}).find("--label: expected KEY=VALUE"),
+            std::string::npos);
+  EXPECT_NE(error({"--label", "=ml"}).find("--label: expected KEY=VALUE"),
+            std::string::npos);
+  EXPECT_EQ(error({"--label", "a=1", "--label", "a=2"}),
+            "--label: key \"a\" given twice");
+  EXPECT_EQ(error({"--queue", ""}), "--queue: must not be empty");
+  EXPECT_EQ(error({"--idempotency-key="}), "--idempotency-key: must not be empty");
+  EXPECT_EQ(error({"--queue", "a", "--queue", "b"}), "--queue: given more than once");
+}
+
+TEST(ParseArgs, ParsesListQueueAndLabelFilters) {
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"list", "--queue", "gpu", "--label", "team=ml", "--state", "running"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->list.queue(), "gpu");
+  EXPECT_EQ(cmd->list.labels().at("team"), "ml");
+  EXPECT_EQ(cmd->list.state(), tessera::v1::JOB_STATE_RUNNING);
+  EXPECT_NE(ErrorOf({"list", "--label", "nope"}).find("--label"), std::string::npos);
+}
+
+TEST(ParseArgs, ParsesUpdateWithAMaskOfTheGivenFields) {
+  absl::StatusOr<Command> cmd = ParseArgs({"update", "j7", "--max-parallel", "0"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->kind, CommandKind::kUpdate);
+  EXPECT_EQ(cmd->update.job_id(), "j7");
+  EXPECT_EQ(cmd->update.update().max_parallel(), 0);
+  ASSERT_EQ(cmd->update.update_mask().paths_size(), 1);
+  EXPECT_EQ(cmd->update.update_mask().paths(0), "max_parallel");
+
+  cmd = ParseArgs({"update", "--rate-limit", "1.5", "j7", "--max-parallel", "4"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->update.update().max_parallel(), 4);
+  EXPECT_EQ(cmd->update.update().rate_limit(), 1.5);
+  EXPECT_EQ(cmd->update.update_mask().paths_size(), 2);
+}
+
+TEST(ParseArgs, RejectsUpdateWithoutFieldsOrJobIdOrWithBadValues) {
+  EXPECT_EQ(ErrorOf({"update", "j7"}),
+            "update: nothing to change (give --max-parallel N and/or --rate-limit R)");
+  EXPECT_NE(ErrorOf({"update", "--max-parallel", "2"}).find("JOB_ID is required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"update", "j7", "--max-parallel", "-1"})
+                .find("--max-parallel: must be >= 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"update", "j7", "--rate-limit", "x"}).find("--rate-limit"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf({"update", "j7", "--queue", "q"}),
+            "--queue: not a flag of \"update\"");
+}
+
+TEST(ParseItems, ReadsAJsonArray) {
+  tessera::v1::ItemsInput items;
+  ASSERT_TRUE(ParseItems(" [1, \"a\", true, {\"k\": [null]}]\n", items).ok());
+  ASSERT_EQ(items.items_size(), 4);
+  EXPECT_EQ(items.items(0).number_value(), 1);
+  EXPECT_EQ(items.items(1).string_value(), "a");
+  EXPECT_TRUE(items.items(2).bool_value());
+  EXPECT_TRUE(items.items(3)
+                  .struct_value()
+                  .fields()
+                  .at("k")
+                  .list_value()
+                  .values(0)
+                  .has_null_value());
+}
+
+TEST(ParseItems, ReadsJsonLinesSkippingBlankLines) {
+  tessera::v1::ItemsInput items;
+  ASSERT_TRUE(ParseItems("1\r\n\n  \"two\"  \n{\"n\": 3}", items).ok());
+  ASSERT_EQ(items.items_size(), 3);
+  EXPECT_EQ(items.items(1).string_value(), "two");
+  // A single non-array value is one JSON line.
+  tessera::v1::ItemsInput one;
+  ASSERT_TRUE(ParseItems("{\"n\": 1}\n", one).ok());
+  EXPECT_EQ(one.items_size(), 1);
+}
+
+TEST(ParseItems, RejectsEmptyInputAndBadLinesNamingTheLine) {
+  tessera::v1::ItemsInput items;
+  EXPECT_EQ(ParseItems("", items).message(),
+            "--items-file: no items (expected a JSON array or one JSON value per line)");
+  EXPECT_EQ(ParseItems("  \n\n", items).message(),
+            "--items-file: no items (expected a JSON array or one JSON value per line)");
+  EXPECT_EQ(ParseItems("[]", items).message(),
+            "--items-file: the JSON array has no items");
+  absl::Status status = ParseItems("1\n2\n[3,\n", items);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      absl::StartsWith(status.message(), "--items-file: line 3 is not valid JSON"))
+      << status.message();
 }
 
 TEST(ResolveSchedulerAddress, PrefersFlagThenEnvironmentThenDefault) {

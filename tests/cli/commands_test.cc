@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -34,7 +35,8 @@ class FakeJobApi : public JobApi {
     calls.push_back("GetJob " + job_id);
     return get_response;
   }
-  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest&) override {
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& r) override {
+    list_requests.push_back(r);
     return list_response;
   }
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id) override {
@@ -45,12 +47,17 @@ class FakeJobApi : public JobApi {
     calls.push_back("RetryFailedShards " + job_id);
     return retry_response;
   }
+  absl::StatusOr<v1::Job> UpdateJob(const v1::UpdateJobRequest& r) override {
+    calls.push_back("UpdateJob " + r.job_id());
+    update_requests.push_back(r);
+    return update_response;
+  }
   absl::StatusOr<v1::GetResultResponse> GetResult(const std::string& job_id) override {
     calls.push_back("GetResult " + job_id);
     return result_response;
   }
   absl::StatusOr<v1::ListExecutorsResponse> ListExecutors() override {
-    return v1::ListExecutorsResponse();
+    return executors_response;
   }
   absl::StatusOr<v1::GetQueueStatsResponse> GetQueueStats() override {
     return queue_response;
@@ -68,12 +75,17 @@ class FakeJobApi : public JobApi {
   }
 
   std::vector<v1::JobSpec> submitted;
+  std::vector<v1::ListJobsRequest> list_requests;
+  std::vector<v1::UpdateJobRequest> update_requests;
   std::vector<std::string> calls;
   absl::StatusOr<v1::Job> submit_response = MakeJob(v1::JOB_STATE_QUEUED, 0, 0);
   absl::StatusOr<v1::Job> get_response = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
   absl::StatusOr<v1::Job> cancel_response = MakeJob(v1::JOB_STATE_CANCELLED, 1, 25);
   absl::StatusOr<v1::Job> retry_response = MakeJob(v1::JOB_STATE_RUNNING, 2, 50);
+  absl::StatusOr<v1::Job> update_response = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
   absl::StatusOr<v1::ListJobsResponse> list_response = v1::ListJobsResponse();
+  absl::StatusOr<v1::ListExecutorsResponse> executors_response =
+      v1::ListExecutorsResponse();
   absl::StatusOr<v1::GetQueueStatsResponse> queue_response = v1::GetQueueStatsResponse();
   absl::StatusOr<v1::GetResultResponse> result_response;
   std::vector<v1::Job> watch_events;
@@ -94,6 +106,7 @@ class RunCliTest : public testing::Test {
   // Runs the CLI; the fake stays owned by the test.
   int Run(const std::vector<std::string>& args, const char* env = nullptr) {
     RunContext ctx{out_, err_};
+    ctx.in = &in_;
     ctx.clock = &clock_;
     return RunCli(
         args, env,
@@ -123,6 +136,9 @@ class RunCliTest : public testing::Test {
     absl::StatusOr<v1::Job> RetryFailedShards(const std::string& id) override {
       return to_.RetryFailedShards(id);
     }
+    absl::StatusOr<v1::Job> UpdateJob(const v1::UpdateJobRequest& r) override {
+      return to_.UpdateJob(r);
+    }
     absl::StatusOr<v1::GetResultResponse> GetResult(const std::string& id) override {
       return to_.GetResult(id);
     }
@@ -145,6 +161,7 @@ class RunCliTest : public testing::Test {
   FakeClock clock_;
   std::ostringstream out_;
   std::ostringstream err_;
+  std::istringstream in_;
   std::vector<std::string> addresses_;
 };
 
@@ -293,7 +310,7 @@ TEST_F(RunCliTest, GetShowsFailedShardsAndResultVersion) {
   job.set_result_sha256("beef");
   api_.get_response = job;
   EXPECT_EQ(Run({"get", "j1"}), 0);
-  EXPECT_NE(out_.str().find("result:   /results/j1.json (sha256 beef, version 1)\n"),
+  EXPECT_NE(out_.str().find("result:       /results/j1.json (sha256 beef, version 1)\n"),
             std::string::npos)
       << out_.str();
   EXPECT_NE(
@@ -428,7 +445,8 @@ TEST_F(RunCliTest, ListPrintsATableAndTheNextPageHint) {
   response.set_next_page_token("p2");
   api_.list_response = response;
   EXPECT_EQ(Run({"list"}), 0);
-  EXPECT_TRUE(absl::StartsWith(out_.str(), "ID  STATE    NAME  TASK  SHARDS  CREATED\n"))
+  EXPECT_TRUE(
+      absl::StartsWith(out_.str(), "ID  STATE    NAME  TASK  QUEUE    SHARDS  CREATED\n"))
       << out_.str();
   EXPECT_EQ(err_.str(), "more jobs: tessera list --page-token p2\n");
 }
@@ -451,6 +469,179 @@ TEST_F(RunCliTest, QueuePrintsStats) {
   EXPECT_EQ(Run({"queue"}), 0);
   EXPECT_NE(out_.str().find("jobs:      2 queued, 0 running\n"), std::string::npos);
   EXPECT_NE(out_.str().find("slots:     3/8 busy\n"), std::string::npos);
+}
+
+// A file under the test's temporary directory holding `text`.
+std::string WriteTempFile(const std::string& name, const std::string& text) {
+  std::string path = testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST_F(RunCliTest, SubmitReadsItemsFromAJsonArrayFile) {
+  std::string path = WriteTempFile("items.json", R"([3, "four", {"n": 5}, [6], null])");
+  EXPECT_EQ(Run({"submit",  "--task",
+                 "square",  "--items-file",
+                 path,      "--batch-size",
+                 "2",       "--queue",
+                 "batch",   "--priority",
+                 "10",      "--rate-limit",
+                 "2.5",     "--idempotency-key",
+                 "run-1",   "--concurrency-key",
+                 "nightly", "--concurrency-limit",
+                 "2",       "--label",
+                 "team=ml", "--label",
+                 "env=prod"}),
+            0);
+  ASSERT_EQ(api_.submitted.size(), 1u);
+  const v1::JobSpec& spec = api_.submitted[0];
+  EXPECT_FALSE(spec.has_range());
+  ASSERT_TRUE(spec.has_items());
+  EXPECT_EQ(spec.items().batch_size(), 2);
+  ASSERT_EQ(spec.items().items_size(), 5);
+  EXPECT_EQ(spec.items().items(0).number_value(), 3);
+  EXPECT_EQ(spec.items().items(1).string_value(), "four");
+  EXPECT_EQ(spec.items().items(2).struct_value().fields().at("n").number_value(), 5);
+  EXPECT_EQ(spec.items().items(3).list_value().values(0).number_value(), 6);
+  EXPECT_TRUE(spec.items().items(4).has_null_value());
+  EXPECT_EQ(spec.queue(), "batch");
+  EXPECT_EQ(spec.priority(), 10);
+  EXPECT_EQ(spec.rate_limit(), 2.5);
+  EXPECT_EQ(spec.idempotency_key(), "run-1");
+  EXPECT_EQ(spec.concurrency_key(), "nightly");
+  EXPECT_EQ(spec.concurrency_limit(), 2);
+  EXPECT_EQ(spec.labels().size(), 2);
+  EXPECT_EQ(spec.labels().at("team"), "ml");
+  EXPECT_EQ(spec.labels().at("env"), "prod");
+  EXPECT_EQ(out_.str(), "j1\n");
+}
+
+TEST_F(RunCliTest, SubmitReadsJsonLinesItemsFromStdin) {
+  in_.str("{\"x\": 1}\n\n{\"x\": 2}\n[1, 2]\n");
+  EXPECT_EQ(Run({"submit", "--task", "t", "--items-file", "-", "--batch-size", "1"}), 0);
+  ASSERT_EQ(api_.submitted.size(), 1u);
+  const v1::ItemsInput& items = api_.submitted[0].items();
+  ASSERT_EQ(items.items_size(), 3);
+  EXPECT_EQ(items.items(1).struct_value().fields().at("x").number_value(), 2);
+  EXPECT_EQ(items.items(2).list_value().values_size(), 2);
+}
+
+TEST_F(RunCliTest, BadItemsAreAUsageErrorWithoutConnecting) {
+  in_.str("{\"x\": 1}\n{oops\n");
+  EXPECT_EQ(Run({"submit", "--task", "t", "--items-file", "-", "--batch-size", "1"}), 2);
+  EXPECT_TRUE(addresses_.empty());
+  EXPECT_TRUE(
+      absl::StartsWith(err_.str(), "tessera: --items-file: line 2 is not valid JSON"))
+      << err_.str();
+}
+
+TEST_F(RunCliTest, AMissingItemsFileIsAUsageErrorNamingThePath) {
+  EXPECT_EQ(Run({"submit", "--task", "t", "--items-file", "/nonexistent/items.json",
+                 "--batch-size", "1"}),
+            2);
+  EXPECT_TRUE(addresses_.empty());
+  EXPECT_TRUE(absl::StartsWith(
+      err_.str(), "tessera: --items-file: cannot open \"/nonexistent/items.json\": "))
+      << err_.str();
+}
+
+TEST_F(RunCliTest, ItemsFlagConflictsAreUsageErrorsWithoutReadingOrConnecting) {
+  in_.str("[1]");
+  EXPECT_EQ(Run({"submit", "--task", "t", "--items-file", "-", "--range", "0:10",
+                 "--batch-size", "1"}),
+            2);
+  EXPECT_NE(err_.str().find("--range: not allowed with --items-file"), std::string::npos)
+      << err_.str();
+  EXPECT_EQ(in_.tellg(), 0);  // stdin untouched
+  EXPECT_TRUE(addresses_.empty());
+}
+
+TEST_F(RunCliTest, UpdateSendsAMaskOfTheGivenFieldsAndPrintsTheNewValues) {
+  v1::Job job = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
+  job.mutable_spec()->set_max_parallel(8);
+  job.mutable_spec()->set_rate_limit(0);
+  api_.update_response = job;
+  EXPECT_EQ(Run({"update", "j1", "--max-parallel", "8", "--rate-limit", "0"}), 0);
+  ASSERT_EQ(api_.update_requests.size(), 1u);
+  const v1::UpdateJobRequest& r = api_.update_requests[0];
+  EXPECT_EQ(r.job_id(), "j1");
+  EXPECT_EQ(r.update().max_parallel(), 8);
+  EXPECT_EQ(r.update().rate_limit(), 0);
+  EXPECT_EQ(std::vector<std::string>(r.update_mask().paths().begin(),
+                                     r.update_mask().paths().end()),
+            (std::vector<std::string>{"max_parallel", "rate_limit"}));
+  EXPECT_EQ(out_.str(), "job j1 RUNNING: max parallel 8, rate limit no limit\n");
+}
+
+TEST_F(RunCliTest, UpdateOfOneFieldMasksOnlyThatField) {
+  v1::Job job = MakeJob(v1::JOB_STATE_QUEUED, 0, 0);
+  job.mutable_spec()->set_rate_limit(2.5);
+  api_.update_response = job;
+  EXPECT_EQ(Run({"update", "j1", "--rate-limit=2.5"}), 0);
+  ASSERT_EQ(api_.update_requests.size(), 1u);
+  ASSERT_EQ(api_.update_requests[0].update_mask().paths_size(), 1);
+  EXPECT_EQ(api_.update_requests[0].update_mask().paths(0), "rate_limit");
+  EXPECT_EQ(out_.str(), "job j1 QUEUED: max parallel no cap, rate limit 2.5 shards/s\n");
+}
+
+TEST_F(RunCliTest, UpdateWithJsonPrintsTheJob) {
+  EXPECT_EQ(Run({"--json", "update", "j1", "--max-parallel", "2"}), 0);
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "{\"id\":\"j1\"")) << out_.str();
+}
+
+TEST_F(RunCliTest, UpdateWithoutFieldsIsAUsageErrorWithoutConnecting) {
+  EXPECT_EQ(Run({"update", "j1"}), 2);
+  EXPECT_TRUE(addresses_.empty());
+  EXPECT_NE(err_.str().find("--max-parallel"), std::string::npos) << err_.str();
+}
+
+TEST_F(RunCliTest, UpdateReportsARefusalAsRpcError) {
+  api_.update_response = absl::FailedPreconditionError("job j1 is SUCCEEDED");
+  EXPECT_EQ(Run({"update", "j1", "--max-parallel", "4"}), 3);
+  EXPECT_EQ(err_.str(), "tessera: FAILED_PRECONDITION: job j1 is SUCCEEDED\n");
+}
+
+TEST_F(RunCliTest, ListSendsQueueAndLabelFilters) {
+  EXPECT_EQ(Run({"list", "--queue", "batch", "--label", "team=ml", "--label=env=prod"}),
+            0);
+  ASSERT_EQ(api_.list_requests.size(), 1u);
+  const v1::ListJobsRequest& r = api_.list_requests[0];
+  EXPECT_EQ(r.queue(), "batch");
+  EXPECT_EQ(r.labels().size(), 2);
+  EXPECT_EQ(r.labels().at("team"), "ml");
+  EXPECT_EQ(r.labels().at("env"), "prod");
+}
+
+TEST_F(RunCliTest, GetShowsQueuePriorityLimitsAndLabels) {
+  v1::Job job = MakeJob(v1::JOB_STATE_RUNNING, 1, 25);
+  job.mutable_spec()->mutable_items()->set_item_count(100);
+  job.mutable_spec()->mutable_items()->set_batch_size(25);
+  job.mutable_spec()->set_queue("batch");
+  job.mutable_spec()->set_priority(7);
+  job.mutable_spec()->set_rate_limit(3);
+  job.mutable_spec()->set_concurrency_key("nightly");
+  (*job.mutable_spec()->mutable_labels())["team"] = "ml";
+  api_.get_response = job;
+  EXPECT_EQ(Run({"get", "j1"}), 0);
+  const std::string out = out_.str();
+  for (const char* line :
+       {"input:        100 items, batch size 25\n", "queue:        batch\n",
+        "priority:     7\n", "rate limit:   3 shards/s\n",
+        "concurrency:  nightly (at most 1 running)\n", "labels:       team=ml\n"}) {
+    EXPECT_NE(out.find(line), std::string::npos) << line << out;
+  }
+}
+
+TEST_F(RunCliTest, ExecutorsShowsQueues) {
+  v1::ListExecutorsResponse response;
+  v1::Executor* e = response.add_executors();
+  e->set_id("ex1");
+  e->add_queues("default");
+  e->add_queues("gpu");
+  api_.executors_response = response;
+  EXPECT_EQ(Run({"executors"}), 0);
+  EXPECT_NE(out_.str().find("QUEUES"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("default,gpu"), std::string::npos) << out_.str();
 }
 
 }  // namespace

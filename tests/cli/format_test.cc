@@ -22,7 +22,7 @@ TEST(FormatTable, AlignsColumnsToTheWidestCell) {
             "long-id  QUEUED\n");
 }
 
-TEST(FormatJobsTable, ShowsIdStateNameTaskShardsAndCreated) {
+TEST(FormatJobsTable, ShowsIdStateNameTaskQueueShardsAndCreated) {
   v1::ListJobsResponse response;
   v1::Job* job = response.add_jobs();
   job->set_id("7f3a");
@@ -32,24 +32,30 @@ TEST(FormatJobsTable, ShowsIdStateNameTaskShardsAndCreated) {
   job->mutable_shards()->set_total(8);
   *job->mutable_create_time() = Ts(1'700'000'000);
   EXPECT_EQ(FormatJobsTable(response, absl::UTCTimeZone()),
-            "ID    STATE    NAME  TASK    SHARDS  CREATED\n"
-            "7f3a  RUNNING  -     primes  3/8     2023-11-14 22:13:20\n");
+            "ID    STATE    NAME  TASK    QUEUE    SHARDS  CREATED\n"
+            "7f3a  RUNNING  -     primes  default  3/8     2023-11-14 22:13:20\n");
+  job->mutable_spec()->set_queue("batch");
+  EXPECT_NE(FormatJobsTable(response, absl::UTCTimeZone()).find("  primes  batch  "),
+            std::string::npos);
 }
 
-TEST(FormatExecutorsTable, ShowsTasksSlotsDrainingAndLastSeen) {
+TEST(FormatExecutorsTable, ShowsTasksQueuesSlotsDrainingAndLastSeen) {
   v1::ListExecutorsResponse response;
   v1::Executor* e = response.add_executors();
   e->set_id("ex1");
   e->set_name("pod-a");
   e->add_tasks("primes");
   e->add_tasks("sleep");
+  e->add_queues("default");
+  e->add_queues("batch");
   e->set_slots(4);
   e->set_assigned(5);
   e->set_draining(true);
   *e->mutable_last_seen_time() = Ts(1'700'000'000);
-  EXPECT_EQ(FormatExecutorsTable(response, absl::FromUnixSeconds(1'700'000'003)),
-            "ID   NAME   TASKS         SLOTS  ASSIGNED  DRAINING  LAST SEEN\n"
-            "ex1  pod-a  primes,sleep  4      5         yes       3s ago\n");
+  EXPECT_EQ(
+      FormatExecutorsTable(response, absl::FromUnixSeconds(1'700'000'003)),
+      "ID   NAME   TASKS         QUEUES         SLOTS  ASSIGNED  DRAINING  LAST SEEN\n"
+      "ex1  pod-a  primes,sleep  default,batch  4      5         yes       3s ago\n");
 }
 
 TEST(FormatAgo, UsesTheLargestWholeUnit) {
@@ -96,11 +102,77 @@ TEST(FormatJobDetail, DescribesRangeShardsItemsAndResult) {
   job.set_result_location("/data/j1.json");
   job.set_result_sha256("abc");
   std::string detail = FormatJobDetail(job, absl::UTCTimeZone());
-  EXPECT_NE(detail.find("range:    [0, 100), 4 shards\n"), std::string::npos) << detail;
-  EXPECT_NE(detail.find("items:    100/100 (100%)\n"), std::string::npos) << detail;
-  EXPECT_NE(detail.find("result:   /data/j1.json (sha256 abc)\n"), std::string::npos)
+  EXPECT_NE(detail.find("range:        [0, 100), 4 shards\n"), std::string::npos)
       << detail;
-  EXPECT_NE(detail.find("started:  -\n"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("items:        100/100 (100%)\n"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("result:       /data/j1.json (sha256 abc)\n"), std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("started:      -\n"), std::string::npos) << detail;
+}
+
+TEST(FormatJobDetail, ShowsDefaultQueuePriorityAndNoLimits) {
+  v1::Job job;
+  job.mutable_spec()->mutable_range()->set_end(10);
+  std::string detail = FormatJobDetail(job, absl::UTCTimeZone());
+  EXPECT_NE(detail.find("queue:        default\n"
+                        "priority:     0\n"
+                        "max parallel: no cap\n"
+                        "rate limit:   no limit\n"
+                        "labels:       -\n"),
+            std::string::npos)
+      << detail;
+  EXPECT_EQ(detail.find("concurrency:"), std::string::npos) << detail;
+  EXPECT_EQ(detail.find("idempotency:"), std::string::npos) << detail;
+  EXPECT_EQ(detail.find("input:"), std::string::npos) << detail;
+}
+
+TEST(FormatJobDetail, DescribesAnItemsJobAndItsControls) {
+  v1::Job job;
+  job.set_id("j2");
+  v1::JobSpec& spec = *job.mutable_spec();
+  spec.mutable_items()->set_item_count(10000);
+  spec.mutable_items()->set_batch_size(100);
+  spec.set_queue("batch");
+  spec.set_priority(-5);
+  spec.set_max_parallel(8);
+  spec.set_rate_limit(2.5);
+  spec.set_concurrency_key("nightly");
+  spec.set_concurrency_limit(2);
+  spec.set_idempotency_key("run-42");
+  (*spec.mutable_labels())["team"] = "ml";
+  (*spec.mutable_labels())["env"] = "prod";
+  std::string detail = FormatJobDetail(job, absl::UTCTimeZone());
+  EXPECT_NE(detail.find("input:        10000 items, batch size 100\n"
+                        "queue:        batch\n"
+                        "priority:     -5\n"
+                        "max parallel: 8\n"
+                        "rate limit:   2.5 shards/s\n"
+                        "concurrency:  nightly (at most 2 running)\n"
+                        "idempotency:  run-42\n"
+                        "labels:       env=prod, team=ml\n"),
+            std::string::npos)
+      << detail;
+  EXPECT_EQ(detail.find("range:"), std::string::npos) << detail;
+}
+
+TEST(FormatJobDetail, CountsItemsSentWhenTheJobHasNoItemCount) {
+  v1::Job job;
+  job.mutable_spec()->mutable_items()->set_batch_size(1);
+  job.mutable_spec()->mutable_items()->add_items()->set_number_value(1);
+  job.mutable_spec()->set_concurrency_key("k");
+  std::string detail = FormatJobDetail(job, absl::UTCTimeZone());
+  EXPECT_NE(detail.find("input:        1 item, batch size 1\n"), std::string::npos)
+      << detail;
+  EXPECT_NE(detail.find("concurrency:  k (at most 1 running)\n"), std::string::npos)
+      << detail;
+}
+
+TEST(FormatLimits, SayNoCapAndNoLimitForZero) {
+  EXPECT_EQ(FormatMaxParallel(0), "no cap");
+  EXPECT_EQ(FormatMaxParallel(16), "16");
+  EXPECT_EQ(FormatRateLimit(0), "no limit");
+  EXPECT_EQ(FormatRateLimit(0.5), "0.5 shards/s");
+  EXPECT_EQ(FormatRateLimit(100), "100 shards/s");
 }
 
 v1::Job PartialJob() {
@@ -157,8 +229,8 @@ TEST(FormatFailedShards, CutsTheListAndSaysHowManyMore) {
 
 TEST(FormatJobDetail, ShowsResultVersionAndFailedShardsOfAPartialJob) {
   std::string detail = FormatJobDetail(PartialJob(), absl::UTCTimeZone());
-  EXPECT_NE(detail.find("state:    PARTIAL\n"), std::string::npos) << detail;
-  EXPECT_NE(detail.find("result:   /data/j1.json (sha256 abc, version 2)\n"),
+  EXPECT_NE(detail.find("state:        PARTIAL\n"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("result:       /data/j1.json (sha256 abc, version 2)\n"),
             std::string::npos)
       << detail;
   EXPECT_TRUE(absl::EndsWith(detail,

@@ -42,6 +42,22 @@ class FakeJobService final : public v1::JobService::Service {
     job->set_state(v1::JOB_STATE_RUNNING);
     return grpc::Status::OK;
   }
+  grpc::Status UpdateJob(grpc::ServerContext*, const v1::UpdateJobRequest* request,
+                         v1::Job* job) override {
+    if (request->update_mask().paths_size() == 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "update_mask is empty");
+    }
+    job->set_id(request->job_id());
+    for (const std::string& path : request->update_mask().paths()) {
+      if (path == "max_parallel") {
+        job->mutable_spec()->set_max_parallel(request->update().max_parallel());
+      }
+      if (path == "rate_limit") {
+        job->mutable_spec()->set_rate_limit(request->update().rate_limit());
+      }
+    }
+    return grpc::Status::OK;
+  }
   grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest* request,
                         grpc::ServerWriter<v1::JobEvent>* writer) override {
     for (int done : {10, 50, 100}) {
@@ -109,6 +125,24 @@ TEST_F(GrpcJobApiTest, RetriesFailedShardsAndCarriesTheRefusalOver) {
   job = api->RetryFailedShards("j2");
   EXPECT_EQ(job.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(job.status().message(), "job j2 is SUCCEEDED");
+}
+
+TEST_F(GrpcJobApiTest, SendsTheUpdateWithItsMask) {
+  std::unique_ptr<GrpcJobApi> api = Connect();
+  v1::UpdateJobRequest request;
+  request.set_job_id("j1");
+  request.mutable_update()->set_max_parallel(3);
+  request.mutable_update()->set_rate_limit(9);  // not in the mask: not applied
+  request.mutable_update_mask()->add_paths("max_parallel");
+  absl::StatusOr<v1::Job> job = api->UpdateJob(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->id(), "j1");
+  EXPECT_EQ(job->spec().max_parallel(), 3);
+  EXPECT_EQ(job->spec().rate_limit(), 0);
+  request.clear_update_mask();
+  job = api->UpdateJob(request);
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(job.status().message(), "update_mask is empty");
 }
 
 TEST_F(GrpcJobApiTest, DeliversEveryWatchEventInOrder) {
