@@ -69,6 +69,18 @@ v1::ExecutorMessage OutcomeMessage(const ShardOutcome& outcome) {
   return msg;
 }
 
+v1::ExecutorMessage ResultBatchMessage(const std::vector<ShardOutcome>& results) {
+  v1::ExecutorMessage msg;
+  for (const ShardOutcome& o : results) {
+    v1::ShardResult* r = msg.mutable_result_batch()->add_results();
+    r->set_lease_id(o.lease_id);
+    r->set_result_json(o.result_json);
+    r->set_job_id(o.job_id);
+    r->set_shard(o.shard);
+  }
+  return msg;
+}
+
 v1::ExecutorMessage ReleaseMessage(const std::vector<std::string>& lease_ids) {
   v1::ExecutorMessage msg;
   v1::Release* r = msg.mutable_release();

@@ -25,6 +25,8 @@ Assignment FromProto(const v1::Assignment& proto);
 
 v1::ExecutorMessage HelloMessage(const HelloInfo& hello);
 v1::ExecutorMessage HeartbeatMessage();
+// Successful outcomes only.
+v1::ExecutorMessage ResultBatchMessage(const std::vector<ShardOutcome>& results);
 v1::ExecutorMessage ProgressMessage(const std::string& lease_id, int64_t done,
                                     int64_t total);
 // ShardResult or ShardFailure, by outcome kind.

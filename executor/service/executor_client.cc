@@ -383,10 +383,30 @@ void ExecutorClient::OnProgress(const Assignment& a, int64_t done, int64_t total
   Send(ProgressMessage(a.lease_id, done, total));  // best effort
 }
 
+void ExecutorClient::FlushOutbox() {
+  while (true) {
+    std::vector<ShardOutcome> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      batch.swap(outbox_);
+      if (batch.empty()) {
+        sending_ = false;
+        return;
+      }
+    }
+    absl::MutexLock wlock(&write_mu_);
+    if (!SendLocked(ResultBatchMessage(batch))) {
+      // Kept in unacked_: re-sent right after the next Hello.
+      spdlog::info("executor={} stream is down; {} results kept for the next connection",
+                   options_.executor_id, batch.size());
+    }
+  }
+}
+
 void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
-  // Under write_mu_ throughout, so that an outcome is either written or buffered
-  // before the next connection flushes the buffer.
-  absl::MutexLock wlock(&write_mu_);
+  // Results go through the outbox and stay in unacked_ until acked. Failures
+  // are written under write_mu_ throughout, so that one is either written or
+  // buffered before the next connection flushes the buffer.
   if (outcome.kind == ShardOutcome::Kind::kSucceeded) {
     {
       absl::MutexLock lock(&mu_);
@@ -397,15 +417,14 @@ void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
             "executor={} {} results await an ack; lease={} is not kept for re-send",
             options_.executor_id, unacked_.size(), outcome.lease_id);
       }
+      outbox_.push_back(outcome);
+      if (sending_) return;  // the thread writing now takes this one too
+      sending_ = true;
     }
-    if (!SendLocked(OutcomeMessage(outcome))) {
-      spdlog::info(
-          "executor={} job={} shard={} lease={} stream is down; result kept for "
-          "the next connection",
-          options_.executor_id, outcome.job_id, outcome.shard, outcome.lease_id);
-    }
+    FlushOutbox();
     return;
   }
+  absl::MutexLock wlock(&write_mu_);
   if (SendLocked(OutcomeMessage(outcome))) return;
   absl::MutexLock lock(&mu_);
   if (unsent_.Add(outcome) > 0) {

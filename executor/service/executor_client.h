@@ -77,6 +77,7 @@ class ExecutorClient : private ShardRunner::Listener {
   // While disconnected and draining: is there still a reason to reconnect?
   bool DrainOverWhileDisconnected();
   void FlushUnsent();
+  void FlushOutbox();
   bool Send(const v1::ExecutorMessage& msg);
   bool SendLocked(const v1::ExecutorMessage& msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
@@ -108,6 +109,10 @@ class ExecutorClient : private ShardRunner::Listener {
   // Results sent (or not) and not yet acknowledged as durable by the
   // scheduler: re-sent after every reconnect until acked.
   std::map<std::string, ShardOutcome> unacked_ ABSL_GUARDED_BY(mu_);
+  // Results waiting to be written; one finishing thread at a time writes them
+  // all as one ResultBatch while the others only queue theirs.
+  std::vector<ShardOutcome> outbox_ ABSL_GUARDED_BY(mu_);
+  bool sending_ ABSL_GUARDED_BY(mu_) = false;
 
   // Declared last: its workers call back into this object and are joined first.
   ShardRunner runner_;

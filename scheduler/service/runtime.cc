@@ -232,6 +232,12 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
         core_.Result(conn, m.result().lease_id(), m.result().job_id(), m.result().shard(),
                      m.result().result_json(), now, actions);
         break;
+      case v1::ExecutorMessage::kResultBatch:
+        for (const v1::ShardResult& r : m.result_batch().results()) {
+          core_.Result(conn, r.lease_id(), r.job_id(), r.shard(), r.result_json(), now,
+                       actions);
+        }
+        break;
       case v1::ExecutorMessage::kFailure:
         core_.Failure(conn, m.failure().lease_id(), m.failure().message(),
                       m.failure().retryable(), now, actions);

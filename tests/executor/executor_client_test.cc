@@ -41,6 +41,14 @@ class FakeScheduler final : public v1::ExecutorService::Service {
       absl::MutexLock lock(&mu_);
       if (msg.has_heartbeat()) {
         ++heartbeats_;
+      } else if (msg.has_result_batch()) {
+        // Tests look at results one by one, however they were coalesced.
+        ++result_batches_;
+        for (const v1::ShardResult& r : msg.result_batch().results()) {
+          v1::ExecutorMessage one;
+          *one.mutable_result() = r;
+          received_.push_back(one);
+        }
       } else {
         received_.push_back(msg);
       }
@@ -97,6 +105,7 @@ class FakeScheduler final : public v1::ExecutorService::Service {
   absl::Mutex mu_;
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::deque<v1::ExecutorMessage> received_ ABSL_GUARDED_BY(mu_);
+  int result_batches_ ABSL_GUARDED_BY(mu_) = 0;
   int connections_ ABSL_GUARDED_BY(mu_) = 0;
   int closed_ ABSL_GUARDED_BY(mu_) = 0;
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
