@@ -1,123 +1,33 @@
 // End-to-end exec tasks: the real scheduler and an executor started with
 // --tasks-file, running examples/promo/promo.py and small failing programs.
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
-#include <filesystem>
 #include <fstream>
-#include <memory>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
-#include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
-#include "tessera/v1/jobs.grpc.pb.h"
-#include "tests/util/process.h"
+#include "tests/e2e/cluster.h"
 
-namespace tessera {
+namespace tessera::testing {
 namespace {
 
 using json = nlohmann::json;
 using ::testing::HasSubstr;
-using testing::Process;
 
 const std::string kPromoDir = std::string(TESSERA_SOURCE_DIR) + "/examples/promo";
 
-class ExecCluster : public ::testing::Test {
+// The shared cluster; a job naming a task no executor offers says so after 1 s.
+class ExecCluster : public Cluster {
  protected:
-  void SetUp() override { dir_ = testing::MakeTempDir("tessera-e2e-exec"); }
-
-  void StartScheduler() {
-    const std::string port_file = dir_ + "/port";
-    scheduler_ = std::make_unique<Process>(
-        std::vector<std::string>{TESSERA_SCHEDULER_BIN, "--listen=127.0.0.1:0",
-                                 "--port-file=" + port_file,
-                                 "--metrics-listen=", "--data-dir=" + dir_ + "/data",
-                                 "--heartbeat-interval=500ms", "--heartbeat-timeout=5s",
-                                 "--unknown-task-grace=1s"},
-        dir_ + "/scheduler.log");
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      std::ifstream in(port_file);
-      std::string line;
-      if (std::getline(in, line) && !line.empty())
-        port_ = std::stoi(line);
-      else
-        absl::SleepFor(absl::Milliseconds(20));
-    }
-    ASSERT_GT(port_, 0) << scheduler_->Log();
-    address_ = absl::StrCat("127.0.0.1:", port_);
-    jobs_ = v1::JobService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-  }
+  void StartScheduler() { Cluster::StartScheduler({"--unknown-task-grace=1s"}); }
 
   void StartExecutor(const std::string& name, int slots, const std::string& tasks_file) {
-    executors_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{TESSERA_EXECUTOR_BIN, "--scheduler=" + address_,
-                                 absl::StrCat("--slots=", slots), "--name=" + name,
-                                 "--metrics-listen=", "--drain-timeout=20s",
-                                 "--tasks-file=" + tasks_file},
-        dir_ + "/" + name + ".log"));
+    Cluster::StartExecutor(name, slots, {"--tasks-file=" + tasks_file});
   }
-
-  std::unique_ptr<grpc::ClientContext> Ctx() {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    return ctx;
-  }
-
-  v1::Job Submit(const std::string& request_json) {
-    v1::SubmitJobRequest req;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(request_json, &req).ok());
-    v1::Job job;
-    grpc::Status s = jobs_->SubmitJob(Ctx().get(), req, &job);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return job;
-  }
-
-  v1::Job Get(const std::string& id) {
-    v1::GetJobRequest req;
-    req.set_job_id(id);
-    v1::Job job;
-    jobs_->GetJob(Ctx().get(), req, &job);
-    return job;
-  }
-
-  template <typename Pred>
-  v1::Job WaitFor(const std::string& id, Pred done, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    v1::Job job = Get(id);
-    while (!done(job) && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-      job = Get(id);
-    }
-    return job;
-  }
-
-  v1::Job WaitForEnd(const std::string& id, absl::Duration timeout = absl::Seconds(120)) {
-    return WaitFor(
-        id, [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; },
-        timeout);
-  }
-
-  std::string Logs() {
-    std::string out = "--- scheduler\n" + scheduler_->Log();
-    for (auto& e : executors_) out += "--- executor\n" + e->Log();
-    return out;
-  }
-
-  std::string dir_;
-  int port_ = 0;
-  std::string address_;
-  std::unique_ptr<Process> scheduler_;
-  std::vector<std::unique_ptr<Process>> executors_;
-  std::unique_ptr<v1::JobService::Stub> jobs_;
 };
 
 // promo.py run once over the whole range, as one process: the reference.
 json PromoReference(const std::string& params) {
-  testing::CommandResult r = testing::RunCommand(
+  CommandResult r = RunCommand(
       {"python3", kPromoDir + "/promo.py"},
       {"TESSERA_RANGE_START=1", "TESSERA_RANGE_END=1001", "TESSERA_PARAMS=" + params});
   EXPECT_EQ(r.status, 0) << r.out;
@@ -201,4 +111,4 @@ TEST_F(ExecCluster, AJobNamingAnUnknownTaskStaysQueuedAndSaysWhy) {
 }
 
 }  // namespace
-}  // namespace tessera
+}  // namespace tessera::testing

@@ -7,30 +7,16 @@
 //
 // The work is the `sleep` task (I/O-like: waiting, not computing), so four executors
 // on a 2-core machine really do four times the work of one, as slow API calls would.
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
-#include <signal.h>
-
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <memory>
 #include <regex>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
-#include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
-#include "tessera/v1/jobs.grpc.pb.h"
-#include "tests/util/process.h"
+#include "tests/e2e/cluster.h"
 
-namespace tessera {
+namespace tessera::testing {
 namespace {
 
 using json = nlohmann::json;
-using testing::Process;
 
 // 300 shards of 10 items at 20 ms per item: 200 ms per shard, 10 shards/s per
 // 2-slot executor.
@@ -40,17 +26,6 @@ constexpr char kJob[] =
     R"({"spec":{"name":"scaling","task":"sleep","params":{"ms":20},
         "range":{"start":"0","end":"3000","shardSize":"10"}}})";
 constexpr int kSlots = 2;
-
-// The value of the sample whose name and labels are exactly `series`
-// (e.g. `tessera_shards_completed_total{outcome="failed"}`); -1 if absent.
-double Sample(const std::string& metrics, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      return std::stod(std::string(line.substr(series.size() + 1)));
-    }
-  }
-  return -1;
-}
 
 // Sums the N of every "released N queued shards" / "released N new assignments"
 // line of an executor's log: the leases it gave back unstarted while draining.
@@ -63,48 +38,14 @@ int64_t ReleasedUnstarted(const std::string& log) {
   return n;
 }
 
-class Scaling : public ::testing::Test {
+class Scaling : public Cluster {
  protected:
-  void SetUp() override { dir_ = testing::MakeTempDir("tessera-scaling"); }
-
-  void StartScheduler() {
-    metrics_port_ = testing::FreePort();
-    const std::string port_file = dir_ + "/port";
-    scheduler_ = std::make_unique<Process>(
-        std::vector<std::string>{
-            TESSERA_SCHEDULER_BIN, "--listen=127.0.0.1:0", "--port-file=" + port_file,
-            absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port_),
-            "--data-dir=" + dir_ + "/data", "--heartbeat-interval=500ms",
-            "--heartbeat-timeout=5s"},
-        dir_ + "/scheduler.log");
-    int port = 0;
-    for (int i = 0; i < 500 && port == 0; ++i) {
-      std::ifstream in(port_file);
-      std::string line;
-      if (std::getline(in, line) && !line.empty())
-        port = std::stoi(line);
-      else
-        absl::SleepFor(absl::Milliseconds(20));
-    }
-    ASSERT_GT(port, 0) << scheduler_->Log();
-    address_ = absl::StrCat("127.0.0.1:", port);
-    jobs_ = v1::JobService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-  }
-
   // The autoscaler's "add a replica".
   Process* AddExecutor() {
-    const std::string name = absl::StrCat("replica-", executors_.size() + 1);
-    executors_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{TESSERA_EXECUTOR_BIN, "--scheduler=" + address_,
-                                 absl::StrCat("--slots=", kSlots), "--name=" + name,
-                                 "--metrics-listen=", "--drain-timeout=20s"},
-        dir_ + "/" + name + ".log"));
-    return executors_.back().get();
+    return StartExecutor(absl::StrCat("replica-", executors_.size() + 1), kSlots);
   }
 
-  std::string Metrics() { return testing::HttpGet(metrics_port_, "/metrics"); }
-  double Metric(const std::string& series) { return Sample(Metrics(), series); }
+  double Metric(const std::string& series) { return MetricValue(Metrics(), series); }
 
   void WaitForConnected(int n) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
@@ -112,16 +53,6 @@ class Scaling : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(20));
     }
     ASSERT_EQ(Metric("tessera_executors_connected"), n) << Logs();
-  }
-
-  v1::Job Get(const std::string& id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::GetJobRequest req;
-    req.set_job_id(id);
-    v1::Job job;
-    jobs_->GetJob(&ctx, req, &job);
-    return job;
   }
 
   // Shards finished per second over `window` of steady state.
@@ -138,19 +69,6 @@ class Scaling : public ::testing::Test {
               << absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::LocalTimeZone()) << " "
               << what << std::endl;
   }
-
-  std::string Logs() {
-    std::string out = "--- scheduler\n" + scheduler_->Log();
-    for (auto& e : executors_) out += "--- executor\n" + e->Log();
-    return out;
-  }
-
-  std::string dir_;
-  int metrics_port_ = 0;
-  std::string address_;
-  std::unique_ptr<Process> scheduler_;
-  std::vector<std::unique_ptr<Process>> executors_;
-  std::unique_ptr<v1::JobService::Stub> jobs_;
 };
 
 TEST_F(Scaling, ScaleOutThenDrainThenKillKeepsEveryShardExactlyOnce) {
@@ -158,14 +76,8 @@ TEST_F(Scaling, ScaleOutThenDrainThenKillKeepsEveryShardExactlyOnce) {
   AddExecutor();
   ASSERT_NO_FATAL_FAILURE(WaitForConnected(1));
 
-  v1::SubmitJobRequest req;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(kJob, &req).ok());
-  v1::Job job;
-  {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(jobs_->SubmitJob(&ctx, req, &job).ok());
-  }
-  const std::string id = job.id();
+  const std::string id = Submit(kJob).id();
+  ASSERT_FALSE(id.empty()) << Logs();
   Step(
       absl::StrCat("job ", id, " submitted: ", kShards, " shards of 200 ms; 1 executor"));
 
@@ -217,35 +129,26 @@ TEST_F(Scaling, ScaleOutThenDrainThenKillKeepsEveryShardExactlyOnce) {
   Step(absl::StrCat("SIGKILL to replica-2: ", requeued_by_kill, " shards requeued"));
 
   // The survivor finishes the job.
-  const absl::Time deadline = absl::Now() + absl::Seconds(120);
-  while (Get(id).state() < v1::JOB_STATE_SUCCEEDED && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  const v1::Job done = Get(id);
+  const v1::Job done = WaitForEnd(id, absl::Seconds(120));
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   Step("job succeeded on the last executor");
 
-  v1::GetResultRequest rreq;
-  rreq.set_job_id(id);
-  v1::GetResultResponse result;
-  {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(jobs_->GetResult(&ctx, rreq, &result).ok());
-  }
-  const json r = json::parse(result.result_json());
+  const json r = json::parse(Result(id).result_json());
   EXPECT_EQ(r["items"], kItems);  // the reference: every item of the range, once
   EXPECT_EQ(r["_metadata"]["shards"]["succeeded"], kShards);
   const std::string metrics = Metrics();
   // Every assignment either produced the one accepted result of its shard or was
   // given back (released by a drain, or lost with the killed executor).
   EXPECT_EQ(r["_metadata"]["attempts"].get<double>(),
-            kShards + Sample(metrics, "tessera_shards_requeued_total"))
+            kShards + MetricValue(metrics, "tessera_shards_requeued_total"))
       << r.dump() << metrics;
-  EXPECT_EQ(Sample(metrics, R"(tessera_shards_completed_total{outcome="succeeded"})"),
-            kShards);
-  EXPECT_EQ(Sample(metrics, R"(tessera_shards_completed_total{outcome="failed"})"), 0);
-  EXPECT_EQ(Sample(metrics, "tessera_stale_results_dropped_total"), 0);
-  EXPECT_EQ(Sample(metrics, "tessera_result_writes_total"), 1);
+  EXPECT_EQ(
+      MetricValue(metrics, R"(tessera_shards_completed_total{outcome="succeeded"})"),
+      kShards);
+  EXPECT_EQ(MetricValue(metrics, R"(tessera_shards_completed_total{outcome="failed"})"),
+            0);
+  EXPECT_EQ(MetricValue(metrics, "tessera_stale_results_dropped_total"), 0);
+  EXPECT_EQ(MetricValue(metrics, "tessera_result_writes_total"), 1);
 
   // Throughput follows the replicas (loose bounds: CI machines are noisy).
   EXPECT_GT(at4, 2 * at1) << "1: " << at1 << " 4: " << at4;
@@ -260,4 +163,4 @@ TEST_F(Scaling, ScaleOutThenDrainThenKillKeepsEveryShardExactlyOnce) {
 }
 
 }  // namespace
-}  // namespace tessera
+}  // namespace tessera::testing

@@ -57,6 +57,12 @@ class ServiceTest : public ::testing::Test {
     return jobs_->SubmitJob(Ctx().get(), req, job);
   }
 
+  // A noop job over [0, end) in `shards` shards.
+  static std::string NoopJob(int end, int shards) {
+    return absl::StrCat(R"({"spec":{"task":"noop","range":{"start":"0","end":")", end,
+                        R"(","shardCount":)", shards, "}}}");
+  }
+
   v1::Job Get(const std::string& id) {
     v1::GetJobRequest req;
     req.set_job_id(id);
@@ -205,11 +211,7 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
 
 TEST_F(ServiceTest, RequeuesLeasesAtOnceWhenAnExecutorStreamCloses) {
   v1::Job job;
-  ASSERT_TRUE(
-      Submit(
-          R"({"spec":{"task":"noop","range":{"start":"0","end":"30","shardCount":3}}})",
-          &job)
-          .ok());
+  ASSERT_TRUE(Submit(NoopJob(30, 3), &job).ok());
   FakeExecutor a = Connect("exec-a", 1);
   ASSERT_EQ(ReadAssignments(a.stream.get(), 3).size(), 3u);  // 1 slot + 2 prefetch
   FakeExecutor b = Connect("exec-b", 4);
@@ -224,11 +226,7 @@ TEST_F(ServiceTest, RequeuesLeasesAtOnceWhenAnExecutorStreamCloses) {
 
 TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
   v1::Job job;
-  ASSERT_TRUE(
-      Submit(
-          R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
-          &job)
-          .ok());
+  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id(job.id());
@@ -251,11 +249,7 @@ TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
 
 TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {
   v1::Job job;
-  ASSERT_TRUE(
-      Submit(
-          R"({"spec":{"task":"noop","range":{"start":"0","end":"20","shardCount":2}}})",
-          &job)
-          .ok());
+  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
   FakeExecutor e = Connect("exec-a", 2);
   std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 2);
   v1::CancelJobRequest creq;
@@ -312,11 +306,7 @@ TEST_F(ServiceTest, RefusesAnExecutorStreamWithoutAValidHello) {
 
 TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
   v1::Job job;
-  ASSERT_TRUE(
-      Submit(
-          R"({"spec":{"task":"noop","range":{"start":"0","end":"100","shardCount":10}}})",
-          &job)
-          .ok());
+  ASSERT_TRUE(Submit(NoopJob(100, 10), &job).ok());
   FakeExecutor e = Connect("exec-a", 3);
   ASSERT_EQ(ReadAssignments(e.stream.get(), 5).size(), 5u);
   v1::ListExecutorsResponse ex;
@@ -334,11 +324,7 @@ TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
 
 TEST_F(ServiceTest, ClosesAnExecutorThatStopsSendingHeartbeats) {
   v1::Job job;
-  ASSERT_TRUE(
-      Submit(
-          R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1}}})",
-          &job)
-          .ok());
+  ASSERT_TRUE(Submit(NoopJob(10, 1), &job).ok());
   FakeExecutor e = Connect("silent", 1);
   ASSERT_EQ(ReadAssignments(e.stream.get(), 1).size(), 1u);
   v1::SchedulerMessage m;
@@ -352,11 +338,7 @@ TEST_F(ServiceTest, ClosesAnExecutorThatStopsSendingHeartbeats) {
 
 TEST_F(ServiceTest, ASecondStreamWithTheSameExecutorIdClosesTheFirst) {
   v1::Job job;
-  ASSERT_TRUE(
-      Submit(
-          R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1}}})",
-          &job)
-          .ok());
+  ASSERT_TRUE(Submit(NoopJob(10, 1), &job).ok());
   FakeExecutor first = Connect("twin", 1);
   ASSERT_EQ(ReadAssignments(first.stream.get(), 1).size(), 1u);
   FakeExecutor second = Connect("twin", 1);
