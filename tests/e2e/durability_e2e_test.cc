@@ -224,6 +224,24 @@ TEST_F(Durability, AStoppedExecutorsLeasesExpireAndItsLateResultsAreDropped) {
   EXPECT_EQ(json::parse(Result(job.id()).result_json())["items"], 80);
 }
 
+TEST_F(Durability, SchedulerSigtermExitsZeroAndARestartFinishesTheJob) {
+  StartScheduler({"--reattach-grace=1s"});
+  StartExecutor("exec-1", 2);
+  v1::Job job = Submit(kPrimes640);
+  v1::Job mid = WaitFor(
+      job.id(), [](const v1::Job& j) { return j.shards().succeeded() >= 50; },
+      absl::Seconds(60));
+  ASSERT_LT(mid.shards().succeeded(), 640) << "too late to stop mid-job";
+  scheduler_->Signal(SIGTERM);
+  EXPECT_EQ(scheduler_->Wait(absl::Seconds(15)), 0) << scheduler_->Log();
+  StartScheduler({"--reattach-grace=1s"});
+  EXPECT_GE(Get(job.id()).shards().succeeded(), mid.shards().succeeded());
+  v1::Job done = WaitForEnd(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << Logs();
+  EXPECT_EQ(json::parse(Result(job.id()).result_json())["primes"],
+            ReferencePrimeCount(10'000'000));
+}
+
 TEST_F(Durability, ACorruptOrUnusableDataDirIsAClearErrorAtStart) {
   std::filesystem::create_directories(dir_ + "/data");
   std::ofstream(dir_ + "/data/tessera.db") << std::string(8192, 'x');
