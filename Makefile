@@ -1,7 +1,9 @@
 # The project's two commands (see README "Quick start"):
 #   make demo  — set up, build and run a scheduler, two executors and a demo job
 #   make test  — set up, build and run every test
-.PHONY: demo test build release clean
+#   make bench — build the release preset and run the performance benchmark
+#                (issue 8: table on stdout, figures in build/release/bench.json)
+.PHONY: demo test build release clean bench
 
 demo:
 	bash scripts/demo.sh
@@ -18,6 +20,9 @@ release:
 	bash scripts/install-deps.sh
 	cmake --preset release
 	cmake --build --preset release
+
+bench: release
+	build/release/tests/bench/perf_bench --json=build/release/bench.json $(BENCH_FLAGS)
 
 clean:
 	rm -rf build .demo

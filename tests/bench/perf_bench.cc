@@ -1,0 +1,1158 @@
+// Issue 8's benchmark: Tessera against the physical floor, with the real
+// binaries on loopback. All figures come from one run on one machine, so the
+// ratios hold even when the machine is noisy.
+//   make bench      (release build; writes build/release/bench.json)
+//   build/release/tests/bench/perf_bench [--flag=value ...]   (--help lists them)
+// Workloads:
+//   floor    raw gRPC bidirectional stream (ExecutorService messages, a
+//            bench-local server process built like the scheduler's): one way,
+//            echo (one message each way, pipelined) and serial round trips
+//   noop     one job of N one-item noop shards on 2 executors x 2 slots,
+//            submit -> persisted, --store=sqlite and --store=memory
+//   jobs     many single-shard jobs submitted at once from client threads
+//   latency  single-shard jobs one after another, each waited for (GetJob
+//            polled tightly): p50/p99 submit -> SUCCEEDED
+//   primes   primes over [1, end) in 64 shards on 2 executors x 1 slot vs the
+//            primes handler run single-threaded in this process
+//   scale    a 1,000,000-shard noop job: SubmitJob latency and scheduler RSS
+//            growth (VmHWM); 1,000 fake executors (raw Connect streams from
+//            this process) and a job that must complete correctly across them
+// --smoke runs every workload at tiny sizes and exits 1 unless each completes
+// with correct results and sane numbers (ctest bench.smoke).
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "executor/handlers/handler.h"
+#include "nlohmann/json.hpp"
+#include "tessera/v1/executor.grpc.pb.h"
+#include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/util/process.h"
+
+namespace {
+
+using tessera::testing::Process;
+namespace v1 = tessera::v1;
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------------------
+// Options
+
+struct Options {
+  int64_t echo_messages = 200'000;
+  int64_t echo_round_trips = 20'000;
+  int64_t noop_shards = 200'000;
+  int64_t jobs = 5'000;
+  int64_t job_threads = 16;
+  int64_t latency_jobs = 2'000;
+  int64_t primes_end = 20'000'000;
+  int64_t primes_shards = 64;
+  // At 2*10^7 the sieve is ~10 ms of CPU, so the job's fixed costs dominate;
+  // this larger range (0 = skipped) shows the efficiency of long shards.
+  int64_t primes_big_end = 1'000'000'000;
+  int64_t scale_shards = 1'000'000;
+  bool scale_run = true;  // also run the big job to the end (peak RSS while it runs)
+  int64_t fleet = 1'000;
+  int64_t fleet_shards = 20'000;
+  std::string only;  // comma-separated workloads; empty = all
+  std::string json_path;
+  std::string scheduler_wrapper;  // e.g. "valgrind --tool=callgrind" (space-separated)
+  std::string executor_wrapper;
+  bool keep = false;  // keep temp dirs (logs, data)
+  bool smoke = false;
+  std::string echo_server;  // internal: serve the floor's echo on this address
+};
+
+void ApplySmoke(Options& o) {
+  o.echo_messages = 2'000;
+  o.echo_round_trips = 500;
+  o.noop_shards = 2'000;
+  o.jobs = 100;
+  o.job_threads = 4;
+  o.latency_jobs = 50;
+  o.primes_end = 1'000'000;
+  o.primes_shards = 8;
+  o.primes_big_end = 0;
+  o.scale_shards = 100'000;
+  o.scale_run = false;
+  o.fleet = 20;
+  o.fleet_shards = 500;
+}
+
+struct FlagDef {
+  const char* name;
+  const char* help;
+  int64_t* i = nullptr;
+  std::string* s = nullptr;
+  bool* b = nullptr;
+};
+
+std::vector<FlagDef> Flags(Options& o) {
+  return {
+      {"echo_messages", "floor: messages one way and echoed", &o.echo_messages},
+      {"echo_round_trips", "floor: serial round trips", &o.echo_round_trips},
+      {"noop_shards", "noop throughput: one-item shards", &o.noop_shards},
+      {"jobs", "many small jobs: single-shard jobs", &o.jobs},
+      {"job_threads", "many small jobs: client threads", &o.job_threads},
+      {"latency_jobs", "latency: jobs one after another", &o.latency_jobs},
+      {"primes_end", "primes: range [1, end)", &o.primes_end},
+      {"primes_shards", "primes: shards", &o.primes_shards},
+      {"primes_big_end", "primes: also over [1, this) (0 = skip)", &o.primes_big_end},
+      {"scale_shards", "scale: shards of the big noop job", &o.scale_shards},
+      {"scale_run", "scale: also run the big job to the end", nullptr, nullptr,
+       &o.scale_run},
+      {"fleet", "scale: fake executors connected at once", &o.fleet},
+      {"fleet_shards", "scale: shards of the job run across the fleet", &o.fleet_shards},
+      {"only", "comma-separated: floor,noop,jobs,latency,primes,scale,fleet", nullptr,
+       &o.only},
+      {"json", "write the figures to this file", nullptr, &o.json_path},
+      {"scheduler_wrapper", "command prefix for the scheduler (profilers)", nullptr,
+       &o.scheduler_wrapper},
+      {"executor_wrapper", "command prefix for the executors", nullptr,
+       &o.executor_wrapper},
+      {"keep", "keep temp dirs (data, logs)", nullptr, nullptr, &o.keep},
+      {"smoke", "tiny sizes; exit 1 unless results are correct and sane", nullptr,
+       nullptr, &o.smoke},
+      {"echo_server", "internal: run the floor's echo server", nullptr, &o.echo_server},
+  };
+}
+
+bool ParseFlags(int argc, char** argv, Options& o) {
+  // --smoke first, so that explicit sizes still override it.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--smoke") ApplySmoke(o);
+  }
+  std::vector<FlagDef> flags = Flags(o);
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("perf_bench [--flag=value ...]  (dashes or underscores)\n");
+      for (const FlagDef& f : flags) std::printf("  --%-20s %s\n", f.name, f.help);
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) {
+      std::fprintf(stderr, "unexpected argument %s\n", arg.c_str());
+      return false;
+    }
+    arg = arg.substr(2);
+    const size_t eq = arg.find('=');
+    std::string name = arg.substr(0, eq);
+    std::replace(name.begin(), name.end(), '-', '_');
+    const std::optional<std::string> value =
+        eq == std::string::npos ? std::nullopt : std::optional(arg.substr(eq + 1));
+    auto it = std::find_if(flags.begin(), flags.end(),
+                           [&](const FlagDef& f) { return name == f.name; });
+    if (it == flags.end()) {
+      std::fprintf(stderr, "unknown flag --%s (--help)\n", name.c_str());
+      return false;
+    }
+    if (it->b != nullptr) {
+      *it->b = !value.has_value() || *value == "true" || *value == "1";
+    } else if (!value.has_value()) {
+      std::fprintf(stderr, "--%s needs a value\n", name.c_str());
+      return false;
+    } else if (it->s != nullptr) {
+      *it->s = *value;
+    } else {
+      *it->i = std::atoll(value->c_str());
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+std::string SelfExe() {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/self/exe", ec).string();
+}
+
+// A /proc/<pid>/status field in MiB (VmRSS, VmHWM).
+double StatusMiB(pid_t pid, const std::string& key) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string k;
+  double kib = 0;
+  while (in >> k) {
+    if (k == key + ":") {
+      in >> kib;
+      break;
+    }
+  }
+  return kib / 1024;
+}
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+std::vector<std::string> Wrap(const std::string& wrapper, std::vector<std::string> argv) {
+  if (wrapper.empty()) return argv;
+  std::vector<std::string> out = absl::StrSplit(wrapper, ' ', absl::SkipEmpty());
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+// Failed checks (wrong results, jobs that did not finish, insane numbers).
+std::vector<std::string> g_failures;
+void Check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "CHECK FAILED: %s\n", what.c_str());
+    g_failures.push_back(what);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A scheduler and its executors on loopback.
+
+struct Cluster {
+  const Options& opts;
+  std::string dir = tessera::testing::MakeTempDir("tessera-perf");
+  std::string address = absl::StrCat("127.0.0.1:", tessera::testing::FreePort());
+  std::unique_ptr<Process> scheduler;
+  std::vector<std::unique_ptr<Process>> executors;
+  std::unique_ptr<v1::JobService::Stub> jobs;
+
+  explicit Cluster(const Options& o) : opts(o) {}
+  ~Cluster() {
+    executors.clear();  // SIGKILL
+    scheduler.reset();
+    if (!opts.keep) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    } else {
+      std::printf("  (kept %s)\n", dir.c_str());
+    }
+  }
+
+  // A fresh channel each time: a shared one would wait out its reconnect backoff.
+  bool Ready() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = v1::JobService::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    v1::GetQueueStatsResponse r;
+    if (!stub->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r).ok()) return false;
+    jobs = std::move(stub);
+    return true;
+  }
+  bool StartScheduler(const std::string& store,
+                      const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {TESSERA_SCHEDULER_BIN, "--listen=" + address,
+                                     "--metrics-listen=",   "--data-dir=" + dir + "/data",
+                                     "--store=" + store,    "--log-level=warn"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    scheduler = std::make_unique<Process>(Wrap(opts.scheduler_wrapper, argv),
+                                          dir + "/scheduler.log");
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (!Ready()) {
+      if (absl::Now() > deadline || !scheduler->running()) {
+        Check(false, "scheduler did not start: " + scheduler->Log());
+        return false;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return true;
+  }
+  bool StartExecutors(int n, int slots) {
+    for (int i = 0; i < n; ++i) {
+      executors.push_back(std::make_unique<Process>(
+          Wrap(opts.executor_wrapper,
+               {TESSERA_EXECUTOR_BIN, "--scheduler=" + address,
+                absl::StrCat("--slots=", slots), "--metrics-listen=", "--log-level=warn",
+                absl::StrCat("--name=bench-", i)}),
+          dir + absl::StrCat("/executor", i, ".log")));
+    }
+    return WaitExecutors(n);
+  }
+  bool WaitExecutors(int n, absl::Duration timeout = absl::Seconds(60)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (Stats().executors() >= n) return true;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    Check(false, absl::StrCat(n, " executors did not connect"));
+    return false;
+  }
+  v1::GetQueueStatsResponse Stats() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetQueueStatsResponse r;
+    jobs->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r);
+    return r;
+  }
+  // The job's id, or "" (and a failed check).
+  std::string Submit(const std::string& task, int64_t start, int64_t end,
+                     int64_t shard_size, int64_t shard_count = 0) {
+    v1::SubmitJobRequest req;
+    req.mutable_spec()->set_task(task);
+    req.mutable_spec()->mutable_range()->set_start(start);
+    req.mutable_spec()->mutable_range()->set_end(end);
+    if (shard_size > 0) req.mutable_spec()->mutable_range()->set_shard_size(shard_size);
+    if (shard_count > 0) {
+      req.mutable_spec()->mutable_range()->set_shard_count(shard_count);
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::Job job;
+    const grpc::Status s = jobs->SubmitJob(&ctx, req, &job);
+    Check(s.ok(), "SubmitJob: " + s.error_message());
+    return s.ok() ? job.id() : "";
+  }
+  v1::Job Get(const std::string& id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetJobRequest req;
+    req.set_job_id(id);
+    v1::Job job;
+    jobs->GetJob(&ctx, req, &job);
+    return job;
+  }
+  static bool Terminal(v1::JobState s) {
+    return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+           s == v1::JOB_STATE_CANCELLED || s == v1::JOB_STATE_PARTIAL;
+  }
+  // Polls GetJob (every `poll`; zero = tightly) until the job ends; true if it
+  // SUCCEEDED.
+  bool WaitDone(const std::string& id, absl::Duration timeout,
+                absl::Duration poll = absl::Milliseconds(2)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      const v1::Job job = Get(id);
+      if (Terminal(job.state())) {
+        Check(job.state() == v1::JOB_STATE_SUCCEEDED,
+              absl::StrCat("job ", id, " ended ", v1::JobState_Name(job.state()), ": ",
+                           job.message()));
+        return job.state() == v1::JOB_STATE_SUCCEEDED;
+      }
+      if (poll > absl::ZeroDuration()) absl::SleepFor(poll);
+    }
+    Check(false, absl::StrCat("job ", id, " did not finish within ",
+                              absl::FormatDuration(timeout)));
+    return false;
+  }
+  // The folded result's field `key` (-1 when unavailable).
+  int64_t ResultField(const std::string& id, const std::string& key) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::GetResultRequest req;
+    req.set_job_id(id);
+    v1::GetResultResponse r;
+    if (!jobs->GetResult(&ctx, req, &r).ok()) return -1;
+    const json j = json::parse(r.result_json(), nullptr, false);
+    if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return -1;
+    return j[key].get<int64_t>();
+  }
+  double RssMiB() { return StatusMiB(scheduler->pid(), "VmRSS"); }
+  double HwmMiB() { return StatusMiB(scheduler->pid(), "VmHWM"); }
+};
+
+// ---------------------------------------------------------------------------
+// 1. Floor: an echo server speaking ExecutorService with the scheduler's
+// reactor pattern (one write in flight, a queue behind it), and a client using
+// the synchronous stream API like the executor does.
+
+// A result message of realistic size (16-hex ids, a small JSON object).
+v1::ExecutorMessage EchoPayload(int64_t shard) {
+  v1::ExecutorMessage m;
+  v1::ShardResult* r = m.mutable_result();
+  r->set_lease_id("3f9c1e0a7b2d4c51-00000001");
+  r->set_job_id("3f9c1e0a7b2d4c51");
+  r->set_result_json("{\"items\":1}");
+  r->set_shard(shard);
+  return m;
+}
+
+class EchoReactor
+    : public grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage> {
+ public:
+  EchoReactor() { StartRead(&in_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::MutexLock lock(&mu_);
+      finishing_ = true;
+      if (!writing_) Finish(grpc::Status::OK);
+      return;
+    }
+    if (in_.has_result() && in_.result().shard() >= 0) {
+      // Echo: one Ack per result, as the scheduler acknowledges results.
+      v1::SchedulerMessage m;
+      m.mutable_ack()->add_lease_ids(in_.result().lease_id());
+      Send(std::move(m));
+    } else if (in_.has_result()) {
+      ++one_way_;  // one way: counted, not answered
+    } else if (in_.has_draining()) {
+      v1::SchedulerMessage m;
+      m.mutable_ack()->add_lease_ids(absl::StrCat(one_way_));
+      one_way_ = 0;
+      Send(std::move(m));
+    }
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    out_.pop_front();
+    if (ok && !out_.empty()) {
+      StartWrite(&out_.front());
+      return;
+    }
+    if (!ok) out_.clear();
+    writing_ = false;
+    if (finishing_) Finish(grpc::Status::OK);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Send(v1::SchedulerMessage m) {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    out_.push_back(std::move(m));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  v1::ExecutorMessage in_;
+  int64_t one_way_ = 0;
+  absl::Mutex mu_;
+  std::deque<v1::SchedulerMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class EchoService : public v1::ExecutorService::CallbackService {
+  grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>* Connect(
+      grpc::CallbackServerContext*) override {
+    return new EchoReactor();
+  }
+};
+
+int RunEchoServer(const std::string& address) {
+  EchoService service;
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) return 1;
+  server->Wait();  // until the bench kills us
+  return 0;
+}
+
+struct FloorFigures {
+  double one_way = 0;     // messages/s, client -> server, no answers
+  double echo = 0;        // messages/s each way, pipelined (one message each way)
+  double round_trip = 0;  // serial round trips/s
+  double round_trip_us = 0;
+};
+
+std::optional<FloorFigures> Floor(const Options& o) {
+  const std::string dir = tessera::testing::MakeTempDir("tessera-perf-echo");
+  const std::string address = absl::StrCat("127.0.0.1:", tessera::testing::FreePort());
+  Process server({SelfExe(), "--echo_server=" + address}, dir + "/echo.log");
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  std::shared_ptr<grpc::Channel> channel;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (true) {
+    channel =
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    if (channel->WaitForConnected(std::chrono::system_clock::now() +
+                                  std::chrono::milliseconds(200))) {
+      break;
+    }
+    if (absl::Now() > deadline) {
+      Check(false, "echo server did not start");
+      return std::nullopt;
+    }
+  }
+  auto stub = v1::ExecutorService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Connect(&ctx);
+  FloorFigures f;
+  v1::SchedulerMessage reply;
+  bool ok = true;
+
+  // Echo, pipelined: a writer and a reader, one message each way per item.
+  auto echo = [&](int64_t n) {
+    std::atomic<int64_t> got{0};
+    std::thread reader([&] {
+      v1::SchedulerMessage r;
+      while (got < n && stream->Read(&r)) ++got;
+    });
+    for (int64_t i = 0; i < n && ok; ++i) ok = stream->Write(EchoPayload(i));
+    reader.join();
+    ok = ok && got == n;
+  };
+  echo(std::min<int64_t>(o.echo_messages, 2'000));  // warm-up
+  absl::Time t0 = absl::Now();
+  echo(o.echo_messages);
+  f.echo = o.echo_messages / Seconds(absl::Now() - t0);
+
+  // One way: N results, then Draining; the server answers with its count.
+  t0 = absl::Now();
+  for (int64_t i = 0; i < o.echo_messages && ok; ++i) ok = stream->Write(EchoPayload(-1));
+  v1::ExecutorMessage end;
+  end.mutable_draining();
+  ok = ok && stream->Write(end) && stream->Read(&reply);
+  f.one_way = o.echo_messages / Seconds(absl::Now() - t0);
+  ok = ok && reply.ack().lease_ids_size() == 1 &&
+       reply.ack().lease_ids(0) == absl::StrCat(o.echo_messages);
+
+  // Round trips, one at a time.
+  t0 = absl::Now();
+  for (int64_t i = 0; i < o.echo_round_trips && ok; ++i) {
+    ok = stream->Write(EchoPayload(i)) && stream->Read(&reply);
+  }
+  const double rt = Seconds(absl::Now() - t0);
+  f.round_trip = o.echo_round_trips / rt;
+  f.round_trip_us = 1e6 * rt / o.echo_round_trips;
+
+  stream->WritesDone();
+  const grpc::Status s = stream->Finish();
+  Check(ok && s.ok(), "echo stream: " + s.error_message());
+  std::error_code ec;
+  if (!o.keep) std::filesystem::remove_all(dir, ec);
+  if (!ok) return std::nullopt;
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// 2. Noop throughput.
+
+std::optional<double> NoopThroughput(const Options& o, const std::string& store) {
+  Cluster c(o);
+  if (!c.StartScheduler(store) || !c.StartExecutors(2, 2)) return std::nullopt;
+  const absl::Time t0 = absl::Now();
+  const std::string id = c.Submit("noop", 0, o.noop_shards, 1);
+  if (id.empty() || !c.WaitDone(id, absl::Seconds(600))) return std::nullopt;
+  const double rate = o.noop_shards / Seconds(absl::Now() - t0);
+  const int64_t items = c.ResultField(id, "items");
+  Check(items == o.noop_shards,
+        absl::StrCat("noop ", store, ": items ", items, " != ", o.noop_shards));
+  return rate;
+}
+
+// ---------------------------------------------------------------------------
+// 3. Many small jobs, submitted concurrently.
+
+struct JobsFigures {
+  double jobs_per_s = 0;
+  double submits_per_s = 0;
+};
+
+std::optional<JobsFigures> ManyJobs(const Options& o) {
+  Cluster c(o);
+  if (!c.StartScheduler("sqlite") || !c.StartExecutors(2, 2)) return std::nullopt;
+  const int threads = static_cast<int>(std::max<int64_t>(1, o.job_threads));
+  std::vector<std::vector<std::string>> ids(threads);
+  std::atomic<int64_t> next{0};
+  const absl::Time t0 = absl::Now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      while (next.fetch_add(1) < o.jobs) ids[t].push_back(c.Submit("noop", 0, 1, 1));
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  const absl::Time submitted = absl::Now();
+  // Cheap gate first, then every job checked.
+  const absl::Time deadline = absl::Now() + absl::Seconds(600);
+  while (absl::Now() < deadline) {
+    const v1::GetQueueStatsResponse s = c.Stats();
+    if (s.jobs_queued() == 0 && s.jobs_running() == 0) break;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  std::vector<std::string> open;
+  for (const auto& v : ids) open.insert(open.end(), v.begin(), v.end());
+  Check(static_cast<int64_t>(open.size()) == o.jobs, "not every job was submitted");
+  while (!open.empty() && absl::Now() < deadline) {
+    std::vector<std::string> still;
+    for (const std::string& id : open) {
+      const v1::Job j = c.Get(id);
+      if (!Cluster::Terminal(j.state()))
+        still.push_back(id);
+      else
+        Check(j.state() == v1::JOB_STATE_SUCCEEDED, "job " + id + " did not succeed");
+    }
+    open.swap(still);
+  }
+  Check(open.empty(), absl::StrCat(open.size(), " small jobs did not finish"));
+  JobsFigures f;
+  f.jobs_per_s = o.jobs / Seconds(absl::Now() - t0);
+  f.submits_per_s = o.jobs / Seconds(submitted - t0);
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// 4. Latency, one job at a time.
+
+struct LatencyFigures {
+  double p50_ms = 0, p99_ms = 0, max_ms = 0, mean_ms = 0;
+};
+
+std::optional<LatencyFigures> Latency(const Options& o, const std::string& store) {
+  Cluster c(o);
+  if (!c.StartScheduler(store) || !c.StartExecutors(2, 2)) return std::nullopt;
+  std::vector<double> ms;
+  const int64_t warmup = std::min<int64_t>(20, o.latency_jobs);
+  for (int64_t i = 0; i < warmup + o.latency_jobs; ++i) {
+    const absl::Time t0 = absl::Now();
+    const std::string id = c.Submit("noop", 0, 1, 1);
+    if (id.empty() || !c.WaitDone(id, absl::Seconds(30), absl::ZeroDuration())) {
+      return std::nullopt;
+    }
+    if (i >= warmup) ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+  }
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+  };
+  LatencyFigures f;
+  f.p50_ms = pct(0.50);
+  f.p99_ms = pct(0.99);
+  f.max_ms = ms.back();
+  for (double x : ms) f.mean_ms += x / ms.size();
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// 5. CPU-bound efficiency.
+
+struct PrimesFigures {
+  double single_s = 0, job_s = 0, efficiency = 0;
+  int64_t primes = 0;
+};
+
+// Shard i of [start, end) cut into `count` shards whose sizes differ by at most one.
+std::pair<int64_t, int64_t> ShardRange(int64_t start, int64_t end, int64_t count,
+                                       int64_t i) {
+  const int64_t total = end - start, base = total / count, rem = total % count;
+  const int64_t lo = start + i * base + std::min(i, rem);
+  return {lo, lo + base + (i < rem ? 1 : 0)};
+}
+
+std::optional<PrimesFigures> Primes(const Options& o, int64_t end) {
+  PrimesFigures f;
+  {
+    tessera::executor::HandlerRegistry registry;
+    Check(tessera::executor::RegisterBuiltinHandlers(registry).ok(), "handlers");
+    tessera::executor::Handler* primes = registry.Find("primes");
+    tessera::executor::NullProgressReporter progress;
+    tessera::executor::CancelToken cancel;
+    const absl::Time t0 = absl::Now();
+    for (int64_t i = 0; i < o.primes_shards; ++i) {
+      tessera::executor::ShardTask task;
+      task.shard = i;
+      std::tie(task.start, task.end) = ShardRange(1, end, o.primes_shards, i);
+      auto r = primes->Run(task, progress, cancel);
+      Check(r.ok(), "primes handler in-process");
+      if (r.ok()) f.primes += (*r)["primes"].get<int64_t>();
+    }
+    f.single_s = Seconds(absl::Now() - t0);
+  }
+  Cluster c(o);
+  if (!c.StartScheduler("sqlite") || !c.StartExecutors(2, 1)) return std::nullopt;
+  const absl::Time t0 = absl::Now();
+  const std::string id = c.Submit("primes", 1, end, 0, o.primes_shards);
+  if (id.empty() || !c.WaitDone(id, absl::Seconds(600))) return std::nullopt;
+  f.job_s = Seconds(absl::Now() - t0);
+  const int64_t job_primes = c.ResultField(id, "primes");
+  Check(job_primes == f.primes,
+        absl::StrCat("primes: job counted ", job_primes, ", in-process ", f.primes));
+  f.efficiency = (f.single_s / 2) / f.job_s;
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// 6a. A job of a million shards.
+
+struct ScaleFigures {
+  double accept_ms = 0;
+  double rss_before_mib = 0, rss_accepted_mib = 0, hwm_after_mib = 0;
+  double growth_mib = 0;  // peak (VmHWM) after the job minus RSS before it
+  double run_s = 0;       // 0 when not run
+};
+
+std::optional<ScaleFigures> Scale(const Options& o) {
+  Cluster c(o);
+  if (!c.StartScheduler("sqlite") || !c.StartExecutors(2, 2)) return std::nullopt;
+  absl::SleepFor(absl::Milliseconds(200));  // let the fresh scheduler settle
+  ScaleFigures f;
+  f.rss_before_mib = c.RssMiB();
+  const absl::Time t0 = absl::Now();
+  const std::string id = c.Submit("noop", 0, o.scale_shards, 1);
+  if (id.empty()) return std::nullopt;
+  f.accept_ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
+  f.rss_accepted_mib = c.RssMiB();
+  if (o.scale_run) {
+    if (!c.WaitDone(id, absl::Seconds(600), absl::Milliseconds(20))) return std::nullopt;
+    f.run_s = Seconds(absl::Now() - t0);
+    const int64_t items = c.ResultField(id, "items");
+    Check(items == o.scale_shards,
+          absl::StrCat("scale: items ", items, " != ", o.scale_shards));
+  } else {
+    absl::SleepFor(absl::Milliseconds(500));  // some of it dispatched and folded
+  }
+  f.hwm_after_mib = c.HwmMiB();
+  f.growth_mib = f.hwm_after_mib - f.rss_before_mib;
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// 6b. A thousand executors: raw Connect streams from this process, each on its
+// own channel (its own TCP connection, as real executors have), answering
+// every assignment at once with a noop result.
+
+class Fleet;
+
+class FakeExecutor
+    : public grpc::ClientBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage> {
+ public:
+  FakeExecutor(const std::string& address, int index, Fleet* fleet);
+  void Heartbeat() {
+    v1::ExecutorMessage m;
+    m.mutable_heartbeat();
+    Send(std::move(m));
+  }
+  void Stop() { ctx_.TryCancel(); }
+  bool WaitDone(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  }
+  int64_t shards() const { return shards_; }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    out_.pop_front();
+    if (ok && !out_.empty()) {
+      StartWrite(&out_.front());
+      return;
+    }
+    if (!ok) out_.clear();
+    writing_ = false;
+  }
+  void OnDone(const grpc::Status&) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  }
+
+ private:
+  void Send(v1::ExecutorMessage m) {
+    absl::MutexLock lock(&mu_);
+    if (done_) return;
+    out_.push_back(std::move(m));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+
+  Fleet* const fleet_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ExecutorService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  v1::SchedulerMessage in_;
+  std::atomic<int64_t> shards_{0};
+  absl::Mutex mu_;
+  std::deque<v1::ExecutorMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class Fleet {
+ public:
+  // Counts each (job, shard) result; a second one is a duplicate.
+  void Record(const std::string& job, int64_t shard) {
+    absl::MutexLock lock(&mu_);
+    if (!seen_.insert({job, shard}).second) ++duplicates_;
+  }
+  int64_t duplicates() {
+    absl::MutexLock lock(&mu_);
+    return duplicates_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::pair<std::string, int64_t>> seen_ ABSL_GUARDED_BY(mu_);
+  int64_t duplicates_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+FakeExecutor::FakeExecutor(const std::string& address, int index, Fleet* fleet)
+    : fleet_(fleet) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::ExecutorService::NewStub(channel_);
+  stub_->async()->Connect(&ctx_, this);
+  v1::ExecutorMessage hello;
+  hello.mutable_hello()->set_executor_id(absl::StrCat("fake-", getpid(), "-", index));
+  hello.mutable_hello()->set_name(absl::StrCat("fake-", index));
+  hello.mutable_hello()->add_tasks("noop");
+  hello.mutable_hello()->set_slots(1);
+  hello.mutable_hello()->set_version("bench");
+  Send(std::move(hello));
+  StartRead(&in_);
+  StartCall();
+}
+
+void FakeExecutor::OnReadDone(bool ok) {
+  if (!ok) return;  // the stream ended; OnDone follows
+  if (in_.has_assign()) {
+    for (const v1::Assignment& a : in_.assign().assignments()) {
+      v1::ExecutorMessage m;
+      v1::ShardResult* r = m.mutable_result();
+      r->set_lease_id(a.lease_id());
+      r->set_job_id(a.job_id());
+      r->set_shard(a.shard());
+      r->set_result_json(absl::StrCat("{\"items\":", a.end() - a.start(), "}"));
+      fleet_->Record(a.job_id(), a.shard());
+      ++shards_;
+      Send(std::move(m));
+    }
+  }
+  StartRead(&in_);
+}
+
+struct FleetFigures {
+  double connect_s = 0;
+  double rss_idle_mib = 0, rss_connected_mib = 0, hwm_mib = 0;
+  double job_s = 0;
+  int64_t executors_used = 0, duplicates = 0;
+};
+
+std::optional<FleetFigures> FleetWorkload(const Options& o) {
+  // Each stream is a socket here and one in the scheduler.
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  Cluster c(o);
+  if (!c.StartScheduler("sqlite")) return std::nullopt;
+  absl::SleepFor(absl::Milliseconds(200));
+  FleetFigures f;
+  f.rss_idle_mib = c.RssMiB();
+  Fleet fleet;
+  std::vector<std::unique_ptr<FakeExecutor>> execs;
+  const absl::Time t0 = absl::Now();
+  for (int i = 0; i < o.fleet; ++i) {
+    execs.push_back(std::make_unique<FakeExecutor>(c.address, i, &fleet));
+  }
+  std::atomic<bool> stop{false};
+  std::thread heartbeats([&] {  // Welcome says every 2s; the timeout is 10s
+    while (!stop) {
+      for (auto& e : execs) e->Heartbeat();
+      for (int i = 0; i < 10 && !stop; ++i) absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  bool ok = c.WaitExecutors(static_cast<int>(o.fleet), absl::Seconds(120));
+  f.connect_s = Seconds(absl::Now() - t0);
+  f.rss_connected_mib = c.RssMiB();
+  if (ok) {
+    const absl::Time t1 = absl::Now();
+    const std::string id = c.Submit("noop", 0, o.fleet_shards, 1);
+    ok = !id.empty() && c.WaitDone(id, absl::Seconds(600));
+    f.job_s = Seconds(absl::Now() - t1);
+    if (ok) {
+      const int64_t items = c.ResultField(id, "items");
+      Check(items == o.fleet_shards,
+            absl::StrCat("fleet: items ", items, " != ", o.fleet_shards));
+    }
+    f.hwm_mib = c.HwmMiB();
+  }
+  stop = true;
+  heartbeats.join();
+  for (auto& e : execs) {
+    if (e->shards() > 0) ++f.executors_used;
+  }
+  f.duplicates = fleet.duplicates();
+  Check(f.duplicates == 0, absl::StrCat("fleet: ", f.duplicates, " shards ran twice"));
+  for (auto& e : execs) e->Stop();
+  for (auto& e : execs) {
+    Check(e->WaitDone(absl::Seconds(10)), "fake executor stream did not end");
+  }
+  if (!ok) return std::nullopt;
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// The table.
+
+struct Row {
+  std::string name, measured, target, verdict;
+};
+
+std::string Num(double v, int precision = 0) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", precision, v);
+  // thousands separators for integers
+  std::string s = buf;
+  const size_t dot = s.find('.');
+  size_t end = dot == std::string::npos ? s.size() : dot;
+  for (int i = static_cast<int>(end) - 3; i > (s[0] == '-' ? 1 : 0); i -= 3) {
+    s.insert(i, ",");
+  }
+  return s;
+}
+
+bool Sane(double v) { return std::isfinite(v) && v > 0; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!ParseFlags(argc, argv, o)) return 2;
+  if (!o.echo_server.empty()) return RunEchoServer(o.echo_server);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto want = [&](const std::string& w) {
+    if (o.only.empty()) return true;
+    for (absl::string_view x : absl::StrSplit(o.only, ',')) {
+      if (x == w) return true;
+    }
+    return false;
+  };
+  json out = json::object();
+  out["config"] = {{"echo_messages", o.echo_messages},
+                   {"echo_round_trips", o.echo_round_trips},
+                   {"noop_shards", o.noop_shards},
+                   {"jobs", o.jobs},
+                   {"job_threads", o.job_threads},
+                   {"latency_jobs", o.latency_jobs},
+                   {"primes_end", o.primes_end},
+                   {"primes_shards", o.primes_shards},
+                   {"scale_shards", o.scale_shards},
+                   {"scale_run", o.scale_run},
+                   {"fleet", o.fleet},
+                   {"fleet_shards", o.fleet_shards},
+                   {"smoke", o.smoke},
+                   {"cpus", std::thread::hardware_concurrency()}};
+  std::vector<Row> rows;
+  json& targets = out["targets"] = json::object();
+  auto target = [&](const std::string& key, bool met) {
+    targets[key] = met;
+    return std::string(met ? "met" : "MISSED");
+  };
+  const absl::Time start = absl::Now();
+  auto progress = [&](const char* what) {
+    std::fprintf(stderr, "[%6.1fs] %s\n", Seconds(absl::Now() - start), what);
+  };
+
+  std::optional<FloorFigures> floor;
+  if (want("floor")) {
+    progress("floor: gRPC echo on loopback");
+    floor = Floor(o);
+    if (floor) {
+      out["floor"] = {{"one_way_msgs_per_s", floor->one_way},
+                      {"echo_msgs_per_s", floor->echo},
+                      {"round_trips_per_s", floor->round_trip},
+                      {"round_trip_us", floor->round_trip_us}};
+      rows.push_back({"floor: one way", Num(floor->one_way) + " msgs/s", "", ""});
+      rows.push_back({"floor: echo (1 msg each way)", Num(floor->echo) + " msgs/s",
+                      "(the floor)", ""});
+      rows.push_back(
+          {"floor: serial round trip",
+           Num(floor->round_trip) + " rt/s (" + Num(floor->round_trip_us, 1) + " us)", "",
+           ""});
+      Check(Sane(floor->one_way) && Sane(floor->echo) && Sane(floor->round_trip),
+            "floor figures");
+    }
+  }
+
+  if (want("noop")) {
+    std::optional<double> rate[2];
+    const char* stores[2] = {"sqlite", "memory"};
+    for (int i = 0; i < 2; ++i) {
+      progress(
+          absl::StrCat("noop: ", o.noop_shards, " shards, --store=", stores[i]).c_str());
+      rate[i] = NoopThroughput(o, stores[i]);
+      if (!rate[i]) continue;
+      Check(Sane(*rate[i]), "noop rate");
+      out["noop"][stores[i]]["shards_per_s"] = *rate[i];
+      std::string measured = Num(*rate[i]) + " shards/s";
+      std::string tgt, verdict;
+      if (floor) {
+        const double x = *rate[i] / floor->echo;
+        out["noop"][stores[i]]["x_floor"] = x;
+        measured += " (" + Num(x, 2) + "x floor)";
+        if (i == 0) {
+          tgt = ">= 1.0x floor";
+          verdict = target("noop_sqlite_ge_floor", x >= 1.0);
+        }
+      }
+      if (i == 1 && rate[0]) {
+        const double ratio = *rate[0] / *rate[1];
+        out["noop"]["sqlite_over_memory"] = ratio;
+        measured += "; sqlite/memory " + Num(ratio, 2);
+        tgt = "sqlite >= 0.8x memory";
+        verdict = target("noop_sqlite_within_20pct_of_memory", ratio >= 0.8);
+      }
+      rows.push_back({absl::StrCat("noop ", o.noop_shards, " shards, ", stores[i]),
+                      measured, tgt, verdict});
+    }
+  }
+
+  if (want("jobs")) {
+    progress(absl::StrCat("jobs: ", o.jobs, " single-shard jobs from ", o.job_threads,
+                          " threads")
+                 .c_str());
+    if (auto f = ManyJobs(o)) {
+      out["jobs"] = {{"jobs_per_s", f->jobs_per_s}, {"submits_per_s", f->submits_per_s}};
+      rows.push_back(
+          {absl::StrCat(o.jobs, " small jobs, ", o.job_threads, " threads"),
+           Num(f->jobs_per_s) + " jobs/s (submit " + Num(f->submits_per_s) + "/s)", "",
+           ""});
+      Check(Sane(f->jobs_per_s) && Sane(f->submits_per_s), "jobs figures");
+    }
+  }
+
+  if (want("latency")) {
+    for (const char* store : {"sqlite", "memory"}) {
+      progress(
+          absl::StrCat("latency: ", o.latency_jobs, " jobs, --store=", store).c_str());
+      auto f = Latency(o, store);
+      if (!f) continue;
+      out["latency"][store] = {{"p50_ms", f->p50_ms},
+                               {"p99_ms", f->p99_ms},
+                               {"max_ms", f->max_ms},
+                               {"mean_ms", f->mean_ms}};
+      const bool durable = std::string(store) == "sqlite";
+      rows.push_back({absl::StrCat("latency p50, ", store), Num(f->p50_ms, 2) + " ms",
+                      durable ? "<= 1 ms" : "",
+                      durable ? target("latency_p50_le_1ms", f->p50_ms <= 1.0) : ""});
+      rows.push_back({absl::StrCat("latency p99, ", store),
+                      Num(f->p99_ms, 2) + " ms (max " + Num(f->max_ms, 1) + ")",
+                      durable ? "<= 5 ms" : "",
+                      durable ? target("latency_p99_le_5ms", f->p99_ms <= 5.0) : ""});
+      Check(Sane(f->p50_ms) && f->p50_ms <= f->p99_ms, "latency figures");
+    }
+  }
+
+  if (want("primes")) {
+    for (const int64_t end : {o.primes_end, o.primes_big_end}) {
+      if (end <= 1) continue;
+      const bool issue = end == o.primes_end;
+      progress(absl::StrCat("primes: [1, ", end, ") in ", o.primes_shards,
+                            " shards, 2 executors x 1 slot")
+                   .c_str());
+      auto f = Primes(o, end);
+      if (!f) continue;
+      out[issue ? "primes" : "primes_big"] = {{"end", end},
+                                              {"single_thread_s", f->single_s},
+                                              {"job_s", f->job_s},
+                                              {"efficiency", f->efficiency},
+                                              {"primes", f->primes}};
+      rows.push_back(
+          {absl::StrCat("primes [1,", Num(end), ") efficiency"),
+           Num(f->efficiency, 3) + " (" + Num(f->single_s, 3) + "s/2 vs " +
+               Num(f->job_s, 3) + "s)",
+           issue ? ">= 0.95" : "",
+           issue ? target("primes_efficiency_ge_0.95", f->efficiency >= 0.95) : ""});
+      Check(Sane(f->efficiency) && f->efficiency < 3, "primes figures");
+    }
+  }
+
+  if (want("scale")) {
+    progress(absl::StrCat("scale: a ", o.scale_shards, "-shard noop job").c_str());
+    if (auto f = Scale(o)) {
+      out["scale"] = {{"shards", o.scale_shards},
+                      {"accept_ms", f->accept_ms},
+                      {"rss_before_mib", f->rss_before_mib},
+                      {"rss_accepted_mib", f->rss_accepted_mib},
+                      {"hwm_after_mib", f->hwm_after_mib},
+                      {"rss_growth_mib", f->growth_mib},
+                      {"run_s", f->run_s}};
+      rows.push_back({absl::StrCat(o.scale_shards, "-shard job: SubmitJob"),
+                      Num(f->accept_ms, 1) + " ms", "< 50 ms",
+                      target("scale_accept_lt_50ms", f->accept_ms < 50)});
+      rows.push_back(
+          {absl::StrCat(o.scale_shards, "-shard job: RSS growth"),
+           Num(f->growth_mib, 1) + " MiB (" + Num(f->rss_before_mib, 1) + " -> peak " +
+               Num(f->hwm_after_mib, 1) +
+               (f->run_s > 0 ? ", ran in " + Num(f->run_s, 1) + "s)" : ", not run)"),
+           "< 64 MB", target("scale_rss_growth_lt_64mb", f->growth_mib < 64)});
+      Check(Sane(f->accept_ms) && Sane(f->hwm_after_mib), "scale figures");
+    }
+  }
+
+  if (want("fleet")) {
+    progress(absl::StrCat("fleet: ", o.fleet, " executors, a job of ", o.fleet_shards,
+                          " shards across them")
+                 .c_str());
+    if (auto f = FleetWorkload(o)) {
+      out["fleet"] = {{"executors", o.fleet},
+                      {"connect_s", f->connect_s},
+                      {"rss_idle_mib", f->rss_idle_mib},
+                      {"rss_connected_mib", f->rss_connected_mib},
+                      {"hwm_mib", f->hwm_mib},
+                      {"job_s", f->job_s},
+                      {"executors_used", f->executors_used},
+                      {"duplicates", f->duplicates}};
+      rows.push_back({absl::StrCat(o.fleet, " executors: scheduler RSS"),
+                      Num(f->rss_connected_mib, 1) + " MiB connected, peak " +
+                          Num(f->hwm_mib, 1) + " (idle " + Num(f->rss_idle_mib, 1) + ")",
+                      "< 256 MB", target("fleet_rss_lt_256mb", f->hwm_mib < 256)});
+      rows.push_back({absl::StrCat(o.fleet, " executors: job of ", o.fleet_shards),
+                      absl::StrCat("correct, ", f->executors_used, " executors used, ",
+                                   f->duplicates, " duplicates, ", Num(f->job_s, 2), "s"),
+                      "completes correctly",
+                      target("fleet_job_correct", f->duplicates == 0)});
+      Check(Sane(f->rss_connected_mib) && f->executors_used > 0, "fleet figures");
+    }
+  }
+
+  const double total_s = Seconds(absl::Now() - start);
+  out["total_s"] = total_s;
+  out["failures"] = g_failures;
+
+  size_t w0 = 8, w1 = 8, w2 = 6;
+  for (const Row& r : rows) {
+    w0 = std::max(w0, r.name.size());
+    w1 = std::max(w1, r.measured.size());
+    w2 = std::max(w2, r.target.size());
+  }
+  std::printf("\nperf_bench (%u cpus, %s)\n", std::thread::hardware_concurrency(),
+              o.smoke ? "smoke sizes" : "issue 8 sizes");
+  std::printf("%-*s  %-*s  %-*s  %s\n", static_cast<int>(w0), "workload",
+              static_cast<int>(w1), "measured", static_cast<int>(w2), "target", "");
+  std::printf("%s\n", std::string(w0 + w1 + w2 + 12, '-').c_str());
+  for (const Row& r : rows) {
+    std::printf("%-*s  %-*s  %-*s  %s\n", static_cast<int>(w0), r.name.c_str(),
+                static_cast<int>(w1), r.measured.c_str(), static_cast<int>(w2),
+                r.target.c_str(), r.verdict.c_str());
+  }
+  std::printf("total %.1fs; %zu failed checks\n", total_s, g_failures.size());
+  if (!o.json_path.empty()) {
+    std::ofstream f(o.json_path);
+    f << out.dump(2) << "\n";
+    std::printf("wrote %s\n", o.json_path.c_str());
+  }
+  return g_failures.empty() ? 0 : 1;
+}
