@@ -20,6 +20,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "executor/handlers/exec_handler.h"
 #include "executor/handlers/exec_task_config.h"
@@ -67,6 +68,11 @@ ABSL_FLAG(std::string, log_level, "info",
           "Log level: trace, debug, info, warn, error or off (--log-level).");
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // Release builds skip Abseil's lock-order graph: it costs on every nested
+  // lock (debug builds and tests keep it).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   using tessera::executor::ExecutorConfig;
   absl::SetProgramUsageMessage(
       "Runs shards for a Tessera scheduler.\n"

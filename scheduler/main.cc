@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "scheduler/service/scheduler_server.h"
 #include "shared/flag_names.h"
@@ -77,6 +78,11 @@ sigset_t TerminationSignals() {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // Release builds skip Abseil's lock-order graph: it costs on every nested
+  // lock (debug builds and tests keep it).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   absl::SetProgramUsageMessage(
       "Runs jobs split into shards across tessera-executor "
       "processes.\n"

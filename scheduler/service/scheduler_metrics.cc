@@ -82,9 +82,17 @@ void SchedulerMetrics::JobsRecovered(const std::vector<JobRecord>& jobs) {
 }
 
 void SchedulerMetrics::Record(const Actions& actions) {
-  for (const ShardDoneEvent& e : actions.shard_events) {
-    shard_duration_.Add({{"task", e.task}, {"outcome", e.outcome}}, WorkBuckets())
-        .Observe(absl::ToDoubleSeconds(e.run_time));
+  if (!actions.shard_events.empty()) {
+    // One histogram lookup per (task, outcome), not a label map per shard.
+    absl::MutexLock lock(&mu_);
+    for (const ShardDoneEvent& e : actions.shard_events) {
+      prometheus::Histogram*& h = shard_histograms_[std::make_pair(e.task, e.outcome)];
+      if (h == nullptr) {
+        h = &shard_duration_.Add({{"task", e.task}, {"outcome", e.outcome}},
+                                 WorkBuckets());
+      }
+      h->Observe(absl::ToDoubleSeconds(e.run_time));
+    }
   }
   for (const JobStartEvent& e : actions.job_starts) {
     queue_wait_.Add({{"queue", e.queue}}, WorkBuckets())

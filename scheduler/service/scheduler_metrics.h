@@ -70,6 +70,8 @@ class SchedulerMetrics {
   // Jobs seen unfinished: a job's end is counted when it leaves this set, so
   // re-saves of a finished job are not counted twice.
   absl::flat_hash_set<std::string> open_jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, prometheus::Histogram*> shard_histograms_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::scheduler

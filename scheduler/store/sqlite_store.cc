@@ -95,11 +95,22 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
       return s;
     }
   }
+  if (sqlite3_prepare_v2(
+          db, "INSERT OR REPLACE INTO jobs (id, seq, state, record) VALUES (?, ?, ?, ?)",
+          -1, &store->insert_job_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db,
+                         "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES "
+                         "(?, ?, ?)",
+                         -1, &store->insert_result_, nullptr) != SQLITE_OK) {
+    return store->Error("prepare");
+  }
   return store;
 }
 
 SqliteStore::~SqliteStore() {
   absl::MutexLock lock(&mu_);
+  sqlite3_finalize(insert_job_);
+  sqlite3_finalize(insert_result_);
   sqlite3_close(db_);
 }
 
@@ -125,35 +136,32 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
   if (absl::Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
   absl::Status status = absl::OkStatus();
   {
-    Stmt job(db_,
-             "INSERT OR REPLACE INTO jobs (id, seq, state, record) VALUES (?, ?, ?, ?)");
-    Stmt res(db_,
-             "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES (?, ?, ?)");
-    if (!job.ok() || !res.ok()) status = Error("prepare");
+    sqlite3_stmt* job = insert_job_;
+    sqlite3_stmt* res = insert_result_;
     for (size_t i = 0; status.ok() && i < jobs.size(); ++i) {
       const JobRecord& r = *jobs[i];
       const std::string text = EncodeJobRecord(r);
-      sqlite3_bind_text(job.get(), 1, r.id.data(), static_cast<int>(r.id.size()),
+      sqlite3_bind_text(job, 1, r.id.data(), static_cast<int>(r.id.size()),
                         SQLITE_TRANSIENT);
-      sqlite3_bind_int64(job.get(), 2, r.seq);
-      sqlite3_bind_int(job.get(), 3, static_cast<int>(r.state));
-      sqlite3_bind_text(job.get(), 4, text.data(), static_cast<int>(text.size()),
+      sqlite3_bind_int64(job, 2, r.seq);
+      sqlite3_bind_int(job, 3, static_cast<int>(r.state));
+      sqlite3_bind_text(job, 4, text.data(), static_cast<int>(text.size()),
                         SQLITE_TRANSIENT);
-      if (sqlite3_step(job.get()) != SQLITE_DONE) status = Error("write job " + r.id);
-      sqlite3_reset(job.get());
+      if (sqlite3_step(job) != SQLITE_DONE) status = Error("write job " + r.id);
+      sqlite3_reset(job);
     }
     for (size_t i = 0; status.ok() && i < results.size(); ++i) {
       const SaveResultOp& r = *results[i];
-      sqlite3_bind_text(res.get(), 1, r.job_id.data(), static_cast<int>(r.job_id.size()),
+      sqlite3_bind_text(res, 1, r.job_id.data(), static_cast<int>(r.job_id.size()),
                         SQLITE_TRANSIENT);
-      sqlite3_bind_int64(res.get(), 2, r.shard);
-      sqlite3_bind_text(res.get(), 3, r.result_json.data(),
+      sqlite3_bind_int64(res, 2, r.shard);
+      sqlite3_bind_text(res, 3, r.result_json.data(),
                         static_cast<int>(r.result_json.size()), SQLITE_TRANSIENT);
-      if (sqlite3_step(res.get()) != SQLITE_DONE) {
+      if (sqlite3_step(res) != SQLITE_DONE) {
         status =
             Error(absl::StrCat("write result of job ", r.job_id, " shard ", r.shard));
       }
-      sqlite3_reset(res.get());
+      sqlite3_reset(res);
     }
   }
   if (!status.ok()) {

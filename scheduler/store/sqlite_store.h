@@ -13,6 +13,7 @@
 #include "scheduler/store/store.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace tessera::scheduler {
 
@@ -41,6 +42,9 @@ class SqliteStore : public Store {
 
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  // Prepared once in Open: commits are hot.
+  sqlite3_stmt* insert_job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* insert_result_ ABSL_GUARDED_BY(mu_) = nullptr;
   const std::string path_;
 };
 
