@@ -19,6 +19,9 @@
 namespace tessera::executor {
 namespace {
 
+// Results per ResultBatch message, in bytes of JSON (the scheduler accepts
+// messages of 64 MiB by default).
+constexpr size_t kMaxBatchBytes = 4 << 20;
 // How often drain progress is checked while shards finish.
 constexpr absl::Duration kDrainPoll = absl::Milliseconds(50);
 // Repeat "cannot reach the scheduler" at warn at most this often.
@@ -145,11 +148,6 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
   std::unique_ptr<grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>>
       stream = stub->Connect(&ctx);
   {
-    absl::MutexLock lock(&write_mu_);
-    stream_ = stream.get();
-    writes_closed_ = false;
-  }
-  {
     absl::MutexLock lock(&mu_);
     session_ended_ = false;
     welcomed_ = false;
@@ -158,8 +156,16 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
   HelloInfo hello{options_.executor_id, options_.name,   registry_->Names(),
                   runner_.slots(),      TESSERA_VERSION, runner_.RunningAssignments(),
                   options_.queues};
+  bool said_hello;
+  {
+    // Hello goes out before anything else can use the new stream.
+    absl::MutexLock lock(&write_mu_);
+    stream_ = stream.get();
+    writes_closed_ = false;
+    said_hello = SendLocked(HelloMessage(hello));
+  }
   // When Hello cannot be written the call is already dead and Read fails at once.
-  if (Send(HelloMessage(hello))) FlushUnsent();
+  if (said_hello) FlushUnsent();
   std::thread control([this, &ctx] { ControlLoop(&ctx); });
   v1::SchedulerMessage msg;
   while (stream->Read(&msg)) HandleMessage(msg);
@@ -387,12 +393,23 @@ void ExecutorClient::FlushOutbox() {
   while (true) {
     std::vector<ShardOutcome> batch;
     {
+      // At most kMaxBatchBytes of results per message, far below the
+      // scheduler's message limit; the rest goes in the next round.
       absl::MutexLock lock(&mu_);
-      batch.swap(outbox_);
-      if (batch.empty()) {
+      if (outbox_.empty()) {
         sending_ = false;
         return;
       }
+      size_t bytes = 0;
+      size_t n = 0;
+      while (n < outbox_.size() &&
+             (n == 0 || bytes + outbox_[n].result_json.size() <= kMaxBatchBytes)) {
+        bytes += outbox_[n].result_json.size();
+        ++n;
+      }
+      batch.assign(std::make_move_iterator(outbox_.begin()),
+                   std::make_move_iterator(outbox_.begin() + n));
+      outbox_.erase(outbox_.begin(), outbox_.begin() + n);
     }
     absl::MutexLock wlock(&write_mu_);
     if (!SendLocked(ResultBatchMessage(batch))) {

@@ -294,7 +294,11 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
     if (it != idempotency_.end() &&
         now - it->second.created < config_.idempotency_retention) {
       const Job* existing = FindJob(it->second.job_id);
-      if (existing != nullptr && SameSpec(existing->record.spec, spec)) {
+      // max_parallel and rate_limit may have been changed by UpdateJob since.
+      JobSpec original = existing == nullptr ? JobSpec() : existing->record.spec;
+      original.max_parallel = spec.max_parallel;
+      original.rate_limit = spec.rate_limit;
+      if (existing != nullptr && SameSpec(original, spec)) {
         return View(*existing, now);  // the same submission again: the same job
       }
       return absl::AlreadyExistsError(absl::StrCat(
@@ -442,7 +446,8 @@ absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
     if (auto it = j->retry.find(shard); it != j->retry.end()) it->second.attempts = n;
   }
   j->next_shard = std::max<int64_t>(j->next_shard, 0);
-  j->record.state = JobState::kRunning;
+  // Queued again: a concurrency key is honoured like for a new job.
+  j->record.state = JobState::kQueued;
   j->record.ended = absl::InfinitePast();
   j->record.message.clear();
   j->record.errors.clear();
@@ -581,10 +586,13 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
   }
   e->last_seen = now;
   Job* j = nullptr;
+  int32_t attempt = 1;
+  std::optional<absl::Duration> run_time;
   if (Lease* l = FindLease(conn, lease_id)) {
     j = l->job;
     shard = l->shard;
-    out.shard_events.push_back({j->record.spec.task, "succeeded", now - l->assigned});
+    attempt = l->attempt;
+    run_time = now - l->assigned;
     EndLease(lease_id, /*requeue=*/false);
   } else {
     // No live lease: accept it if the shard is still open (work done while
@@ -607,11 +615,17 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
     ++counters_.results_adopted;
   }
   ++e->completed;
+  // Acked either way: the executor must forget it (after the commit of what
+  // the core decided, as every ack).
   json parsed = json::parse(result_json, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
-    AttemptFailed(*j, shard, 1, e->hello.name, "result is not a JSON object",
+    if (run_time) out.shard_events.push_back({j->record.spec.task, "failed", *run_time});
+    out.durable.push_back(AckOp{conn, lease_id});
+    AttemptFailed(*j, shard, attempt, e->hello.name, "result is not a JSON object",
                   /*retryable=*/false, now, out);
   } else {
+    if (run_time)
+      out.shard_events.push_back({j->record.spec.task, "succeeded", *run_time});
     out.durable.push_back(SaveResultOp{j->record.id, shard, result_json});
     out.durable.push_back(AckOp{conn, lease_id});
     Accept(*j, shard, std::move(parsed), now, out);
@@ -826,12 +840,18 @@ bool SchedulerCore::HasWork(const Job& j, absl::Time now) const {
 const SchedulerCore::Job* SchedulerCore::BlockedBy(const Job& j) const {
   const std::string& key = j.record.spec.concurrency_key;
   if (key.empty()) return nullptr;
-  // Submission order: the first `limit` unfinished jobs with the key may run.
+  // Every running job with the key counts, wherever it sits; queued ones
+  // count when they are ahead (submission order).
   int32_t ahead = 0;
   const Job* first = nullptr;
+  bool before = true;
   for (const Job* other : active_) {
-    if (other == &j) break;
+    if (other == &j) {
+      before = false;
+      continue;
+    }
     if (other->record.spec.concurrency_key != key) continue;
+    if (!before && other->record.state == JobState::kQueued) continue;
     if (first == nullptr) first = other;
     ++ahead;
   }
@@ -941,7 +961,7 @@ void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt
   leases_.emplace(id, std::move(lease));
   if (j.record.state == JobState::kQueued) {
     j.record.state = JobState::kRunning;
-    j.record.started = now;
+    if (j.record.started == absl::InfinitePast()) j.record.started = now;
     out.job_starts.push_back(
         {j.record.spec.task, j.record.spec.queue, now - j.record.created});
     Save(j, out);

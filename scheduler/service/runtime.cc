@@ -97,7 +97,14 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
 }
 
 void Runtime::RetryFailedShards(const std::string& job_id, JobCallback done) {
-  // The results of a finished job are all committed: read them first.
+  // Results accepted before the job ended may still be queued for the store:
+  // read them after everything queued so far is committed.
+  AfterCommit([this, job_id, done = std::move(done)]() mutable {
+    RetryFailedShardsNow(job_id, std::move(done));
+  });
+}
+
+void Runtime::RetryFailedShardsNow(const std::string& job_id, JobCallback done) {
   absl::StatusOr<std::vector<StoredResult>> results = store_->LoadResults(job_id);
   if (!results.ok()) {
     done(results.status());

@@ -104,6 +104,8 @@ class Runtime {
   using WriterItem = std::variant<DurableOp, std::function<void()>>;
 
   void Execute(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On the store writer's thread, after a commit barrier.
+  void RetryFailedShardsNow(const std::string& job_id, JobCallback done);
   // Runs `fn` after everything queued so far is committed.
   void AfterCommit(std::function<void()> fn);
   void TickLoop();

@@ -168,7 +168,9 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
     (void)Exec("ROLLBACK");
     return status;
   }
-  return Exec("COMMIT");
+  absl::Status committed = Exec("COMMIT");
+  if (!committed.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
+  return committed;
 }
 
 absl::Status SqliteStore::Flush() {

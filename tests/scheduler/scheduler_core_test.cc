@@ -1001,3 +1001,70 @@ TEST_F(SchedulerCoreTest, RefusesBadJobControlFieldsNamingThem) {
 
 }  // namespace
 }  // namespace tessera::scheduler
+
+namespace tessera::scheduler {
+namespace {
+
+TEST_F(SchedulerCoreTest, ARetriedJobWaitsForItsConcurrencyKeyLikeANewOne) {
+  JobSpec a = RangeJob(20, 2);
+  a.concurrency_key = "k";
+  a.max_failed_shards = 1;
+  a.retry.max_attempts = 1;
+  Submit(a, "a");
+  Connect(Hello("e1", 1));
+  std::vector<AssignAction> first = assigns_;
+  assigns_.clear();
+  Fail(first[0], /*retryable=*/false);
+  Succeed(first[1], json{{"items", 10}});
+  Actions out;
+  core_.Persisted("a", "/r/a.json", "x", now_, out);
+  ASSERT_EQ(Get("a").state, JobState::kPartial);
+  JobSpec b = RangeJob(100, 10);
+  b.concurrency_key = "k";
+  Submit(b, "b");  // b runs now
+  ASSERT_EQ(Get("b").state, JobState::kRunning);
+  assigns_.clear();
+  std::vector<StoredResult> stored;
+  for (const auto& r : saved_results_) stored.push_back({r.shard, r.result_json});
+  Actions retry;
+  auto v = core_.RetryFailedShards("a", stored, now_, retry);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->state, JobState::kQueued);
+  EXPECT_NE(v->message.find("waiting for job b"), std::string::npos) << v->message;
+}
+
+TEST_F(SchedulerCoreTest, ANonObjectResultIsAckedAndCountsItsRealAttempt) {
+  JobSpec spec = RangeJob(10, 1);
+  spec.retry.max_attempts = 3;
+  Submit(spec);
+  ExecutorConn e = Connect(Hello("e1", 1));
+  Fail(PopAssign(), /*retryable=*/true);
+  AssignAction second = PopAssign();
+  ASSERT_EQ(second.assignment.attempt, 2);
+  Actions out;
+  core_.Result(e, second.assignment.lease_id, "job1", 0, "5", now_, out);
+  Take(out);
+  ASSERT_FALSE(acks_.empty());
+  EXPECT_EQ(acks_.back().lease_id, second.assignment.lease_id);
+  JobView v = Get("job1");
+  EXPECT_EQ(v.state, JobState::kFailed);
+  ASSERT_EQ(v.failed_shards.size(), 1u);
+  EXPECT_EQ(v.failed_shards[0].attempts, 2);
+}
+
+TEST_F(SchedulerCoreTest, AnIdempotentResubmitStillMatchesAfterUpdateJob) {
+  JobSpec spec = RangeJob(100, 10);
+  spec.idempotency_key = "k";
+  spec.max_parallel = 2;
+  Submit(spec, "first");
+  Actions out;
+  JobUpdate update;
+  update.max_parallel = 8;
+  ASSERT_TRUE(core_.UpdateJob("first", update, now_, out).ok());
+  auto again = core_.Submit(spec, "second", now_, out);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id, "first");
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
