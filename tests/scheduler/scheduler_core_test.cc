@@ -1068,3 +1068,40 @@ TEST_F(SchedulerCoreTest, AnIdempotentResubmitStillMatchesAfterUpdateJob) {
 
 }  // namespace
 }  // namespace tessera::scheduler
+
+namespace tessera::scheduler {
+namespace {
+
+TEST_F(SchedulerCoreTest, ChangingTheRateLimitOfARunningJobTakesEffect) {
+  JobSpec spec = RangeJob(1000, 1000);
+  spec.rate_limit = 5;
+  Submit(spec);
+  std::vector<ExecutorConn> conns;
+  for (int i = 0; i < 4; ++i) conns.push_back(Connect(Hello(absl::StrCat("e", i), 8)));
+  auto run_for = [&](absl::Duration d) {
+    int started = 0;
+    const absl::Time end = now_ + d;
+    while (now_ < end) {
+      started += static_cast<int>(assigns_.size());
+      std::vector<AssignAction> batch = assigns_;
+      assigns_.clear();
+      for (const auto& a : batch) Succeed(a, json{{"items", 1}});
+      now_ += absl::Milliseconds(10);
+      for (const auto& c : conns) core_.Heartbeat(c, now_);
+      Actions out;
+      core_.Tick(now_, out);
+      Take(out);
+    }
+    return started;
+  };
+  EXPECT_NEAR(run_for(absl::Seconds(2)), 10, 2);
+  Actions out;
+  JobUpdate faster;
+  faster.rate_limit = 50;
+  ASSERT_TRUE(core_.UpdateJob("job1", faster, now_, out).ok());
+  Take(out);
+  EXPECT_NEAR(run_for(absl::Seconds(2)), 100, 6);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
