@@ -68,24 +68,13 @@ ABSL_FLAG(std::string, log_level, "info",
           "Log level: trace, debug, info, warn, error or off (--log-level).");
 
 int main(int argc, char** argv) {
-#ifdef NDEBUG
-  // Release builds skip Abseil's lock-order graph: it costs on every nested
-  // lock (debug builds and tests keep it).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#endif
   using tessera::executor::ExecutorConfig;
-  absl::SetProgramUsageMessage(
+  tessera::PrepareMain(
+      argc, argv,
       "Runs shards for a Tessera scheduler.\n"
       "Usage: tessera-executor [--scheduler=host:port] [--slots=N] [flags]\n"
-      "Flag names may be written with '-' or '_' (--drain-timeout, --drain_timeout).");
-  // --help lists this file's flags (Abseil looks for <program>.cc by default).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "executor/main.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  tessera::AcceptDashedFlagNames(argc, argv);
+      "Flag names may be written with '-' or '_' (--drain-timeout, --drain_timeout).",
+      "executor/main.cc");
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     std::cerr << "tessera-executor: unexpected argument \"" << positional[1]

@@ -78,24 +78,12 @@ sigset_t TerminationSignals() {
 }  // namespace
 
 int main(int argc, char** argv) {
-#ifdef NDEBUG
-  // Release builds skip Abseil's lock-order graph: it costs on every nested
-  // lock (debug builds and tests keep it).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#endif
-  absl::SetProgramUsageMessage(
-      "Runs jobs split into shards across tessera-executor "
-      "processes.\n"
+  tessera::PrepareMain(
+      argc, argv,
+      "Runs jobs split into shards across tessera-executor processes.\n"
       "Usage: tessera-scheduler [--listen=0.0.0.0:50051] [--data-dir=DIR] [flags]\n"
-      "Flag names take dashes or underscores: --data-dir and --data_dir are the same.");
-  // --help lists this file's flags (Abseil looks for <program>.cc by default).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "scheduler/main.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  tessera::AcceptDashedFlagNames(argc, argv);
+      "Flag names take dashes or underscores: --data-dir and --data_dir are the same.",
+      "scheduler/main.cc");
   absl::ParseCommandLine(argc, argv);
 
   tessera::LogConfig log{absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level)};
