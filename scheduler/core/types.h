@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -34,6 +35,28 @@ struct RetryPolicy {
   double jitter = 0.2;
 };
 
+// A job's input items: immutable once submitted and shared by every copy of
+// the spec (job views, store records), so copying a spec never copies them.
+class ItemList {
+ public:
+  ItemList() = default;
+  explicit ItemList(std::vector<nlohmann::json> items)
+      : items_(std::make_shared<const std::vector<nlohmann::json>>(std::move(items))) {}
+  size_t size() const { return items_ ? items_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  const nlohmann::json& operator[](size_t i) const { return (*items_)[i]; }
+  const std::vector<nlohmann::json>& values() const {
+    static const std::vector<nlohmann::json> kNone;
+    return items_ ? *items_ : kNone;
+  }
+  bool operator==(const ItemList& o) const {
+    return items_ == o.items_ || values() == o.values();
+  }
+
+ private:
+  std::shared_ptr<const std::vector<nlohmann::json>> items_;
+};
+
 struct JobSpec {
   std::string name;
   std::string task;
@@ -47,7 +70,7 @@ struct JobSpec {
   // Items input (instead of the range): cut into shards of batch_size; a
   // shard's "range" is then the item indexes [start, end).
   bool has_items = false;
-  std::vector<nlohmann::json> items;
+  ItemList items;
   int32_t batch_size = 0;
   // Job control.
   std::string idempotency_key;

@@ -45,7 +45,8 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
   if (proto.has_items()) {
     spec.has_items = true;
     spec.batch_size = proto.items().batch_size();
-    spec.items.reserve(proto.items().items_size());
+    std::vector<nlohmann::json> items;
+    items.reserve(proto.items().items_size());
     for (int i = 0; i < proto.items().items_size(); ++i) {
       std::string text;
       auto st =
@@ -55,8 +56,9 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
         return absl::InvalidArgumentError(
             absl::StrCat("spec.items.items[", i, "] is not a JSON value"));
       }
-      spec.items.push_back(std::move(item));
+      items.push_back(std::move(item));
     }
+    spec.items = ItemList(std::move(items));
   } else if (!proto.has_range()) {
     return absl::InvalidArgumentError(
         "spec needs an input: range (start, end and shard_size or shard_count) or items "

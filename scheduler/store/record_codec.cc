@@ -41,7 +41,7 @@ json SpecToJson(const JobSpec& s) {
       {"shard_timeout_ns", absl::ToInt64Nanoseconds(s.shard_timeout)},
       {"max_failed_shards", s.max_failed_shards},
       {"has_items", s.has_items},
-      {"items", s.items},
+      {"items", s.items.values()},
       {"batch_size", s.batch_size},
       {"idempotency_key", s.idempotency_key},
       {"concurrency_key", s.concurrency_key},
@@ -79,7 +79,7 @@ absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
   s.shard_timeout = absl::Nanoseconds(j.at("shard_timeout_ns").get<int64_t>());
   s.max_failed_shards = j.at("max_failed_shards").get<int64_t>();
   s.has_items = j.value("has_items", false);
-  if (j.contains("items")) s.items = j.at("items").get<std::vector<json>>();
+  if (j.contains("items")) s.items = ItemList(j.at("items").get<std::vector<json>>());
   s.batch_size = j.value("batch_size", 0);
   s.idempotency_key = j.value("idempotency_key", "");
   s.concurrency_key = j.value("concurrency_key", "");

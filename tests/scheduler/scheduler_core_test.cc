@@ -799,7 +799,9 @@ namespace {
 JobSpec ItemsJob(int n, int batch, const std::string& task = "square") {
   JobSpec s = RangeJob(1, 1, task);
   s.has_items = true;
-  for (int i = 0; i < n; ++i) s.items.push_back(i);
+  std::vector<json> items;
+  for (int i = 0; i < n; ++i) items.push_back(i);
+  s.items = ItemList(std::move(items));
   s.batch_size = batch;
   return s;
 }
@@ -824,7 +826,7 @@ TEST_F(SchedulerCoreTest, ItemsJobsRefuseBadBatchesAndOversizedItems) {
   EXPECT_EQ(core_.Submit(empty, "j", now_, a).status().code(),
             absl::StatusCode::kInvalidArgument);
   JobSpec big = ItemsJob(1, 1);
-  big.items[0] = std::string(70 << 10, 'x');
+  big.items = ItemList(std::vector<json>{json(std::string(70 << 10, 'x'))});
   auto r = core_.Submit(big, "j", now_, a);
   EXPECT_NE(r.status().message().find("spec.items.items[0]"), std::string::npos)
       << r.status();
