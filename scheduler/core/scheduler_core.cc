@@ -580,16 +580,6 @@ QueueStats SchedulerCore::Stats() const {
   return s;
 }
 
-std::map<JobState, int64_t> SchedulerCore::JobCounts() const {
-  std::map<JobState, int64_t> out;
-  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                     JobState::kFailed, JobState::kCancelled, JobState::kPartial}) {
-    out[s] = 0;
-  }
-  for (const auto& [id, j] : jobs_) ++out[j->record.state];
-  return out;
-}
-
 std::map<std::string, std::map<JobState, int64_t>> SchedulerCore::JobCountsByQueue()
     const {
   std::map<std::string, std::map<JobState, int64_t>> out;

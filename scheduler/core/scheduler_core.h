@@ -127,8 +127,7 @@ class SchedulerCore {
   QueueStats Stats() const;
   const CoreCounters& counters() const { return counters_; }
   // Jobs by state, for metrics.
-  std::map<JobState, int64_t> JobCounts() const;
-  // The same by queue ("default" is always there).
+  // Jobs by queue and state, for metrics ("default" is always there).
   std::map<std::string, std::map<JobState, int64_t>> JobCountsByQueue() const;
 
  private:

@@ -218,7 +218,6 @@ struct CoreCounters {
   int64_t shards_retried = 0;     // failed attempts put back with a backoff
   int64_t leases_expired = 0;     // shard timeouts seen by the scheduler
   int64_t results_adopted = 0;    // results accepted without a live lease
-  int64_t store_commits = 0;      // filled in by the runtime
 };
 
 // Identifies one connection of an executor: reconnects get a new generation,

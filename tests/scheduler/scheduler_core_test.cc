@@ -507,7 +507,7 @@ TEST_F(SchedulerCoreTest, QueueStatsAndJobCountsFollowTheJobs) {
   EXPECT_EQ(s.shards_pending, 17);
   EXPECT_EQ(s.slots_total, 2);
   EXPECT_EQ(s.slots_busy, 2);
-  EXPECT_EQ(core_.JobCounts()[JobState::kRunning], 1);
+  EXPECT_EQ(core_.JobCountsByQueue()["default"][JobState::kRunning], 1);
 }
 
 }  // namespace
