@@ -11,6 +11,9 @@ namespace {
 
 // Keeps slot arithmetic far from overflow; no machine has more cores.
 constexpr int32_t kMaxSlots = 65536;
+// Queued assignments merge into one message up to about this size.
+constexpr size_t kMaxMergedBytes = 1 << 20;
+constexpr size_t kAssignmentOverhead = 128;  // ids, numbers, task name
 
 // One executor stream. Reads drive the runtime; writes go through a queue so
 // that at most one write is in flight. Deletes itself in OnDone.
@@ -23,7 +26,12 @@ class ConnectReactor
   void Send(v1::SchedulerMessage message) override {
     absl::MutexLock lock(&mu_);
     if (finishing_) return;
+    // While a write is in flight, assignments and acks join the last queued
+    // message of their kind, so that a busy stream carries few, large messages.
+    // Only the tail is merged: the order of kinds is kept.
+    if (writing_ && out_.size() >= 2 && Merge(out_.back(), message)) return;
     out_.push_back(std::move(message));
+    tail_bytes_ = 0;
     if (!writing_) {
       writing_ = true;
       StartWrite(&out_.front());
@@ -151,11 +159,37 @@ class ConnectReactor
     }
   }
 
+  // Moves `from` into `into` when both are Assign or both Ack; false if not.
+  bool Merge(v1::SchedulerMessage& into, v1::SchedulerMessage& from)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (into.has_assign() && from.has_assign()) {
+      size_t bytes = 0;
+      for (const v1::Assignment& a : from.assign().assignments()) {
+        bytes += kAssignmentOverhead + a.items_json().size() + a.params_json().size();
+      }
+      if (tail_bytes_ + bytes > kMaxMergedBytes) return false;
+      tail_bytes_ += bytes;
+      for (v1::Assignment& a : *from.mutable_assign()->mutable_assignments()) {
+        *into.mutable_assign()->add_assignments() = std::move(a);
+      }
+      return true;
+    }
+    if (into.has_ack() && from.has_ack()) {
+      for (std::string& id : *from.mutable_ack()->mutable_lease_ids()) {
+        into.mutable_ack()->add_lease_ids(std::move(id));
+      }
+      return true;
+    }
+    return false;
+  }
+
   Runtime* const runtime_;
   v1::ExecutorMessage in_;  // only touched by the read chain
   absl::Mutex mu_;
   std::optional<ExecutorConn> conn_ ABSL_GUARDED_BY(mu_);  // set once, after hello
   std::deque<v1::SchedulerMessage> out_ ABSL_GUARDED_BY(mu_);
+  // Roughly the bytes merged into out_.back() so far.
+  size_t tail_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
