@@ -48,7 +48,14 @@ ABSL_FLAG(int32_t, max_executor_losses, 3,
 ABSL_FLAG(int64_t, max_shards_per_job, 10'000'000,
           "Largest number of shards a job may have");
 ABSL_FLAG(int32_t, prefetch, 2,
-          "Assignments an executor may hold beyond its slots (hides round trips)");
+          "Assignments an executor may hold beyond its slots (hides round trips); "
+          "the minimum, see --max-prefetch");
+ABSL_FLAG(int32_t, max_prefetch, 256,
+          "For jobs of short shards, an executor may hold up to this many assignments "
+          "beyond its slots: enough to keep its slots busy for --prefetch-window");
+ABSL_FLAG(absl::Duration, prefetch_window, absl::Milliseconds(10),
+          "How much work (by the run times executors report) an executor may hold "
+          "queued beyond its slots");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
           "How often executors send heartbeats");
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
@@ -98,6 +105,8 @@ int main(int argc, char** argv) {
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.core.max_shards_per_job = absl::GetFlag(FLAGS_max_shards_per_job);
   config.core.prefetch = absl::GetFlag(FLAGS_prefetch);
+  config.core.max_prefetch = absl::GetFlag(FLAGS_max_prefetch);
+  config.core.prefetch_window = absl::GetFlag(FLAGS_prefetch_window);
   config.store = absl::GetFlag(FLAGS_store);
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);

@@ -37,6 +37,7 @@ struct ShardOutcome {
   std::string result_json;  // kSucceeded: a JSON object as text
   std::string message;      // kFailed: a message a person can act on
   bool retryable = false;   // kFailed
+  absl::Duration run_time;  // how long the handler ran
 };
 
 }  // namespace tessera::executor

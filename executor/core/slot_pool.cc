@@ -14,11 +14,9 @@ SlotActions SlotPool::Offer(Assignment a) {
     actions.release.push_back(std::move(a.lease_id));
     return actions;
   }
-  const bool known = running_.contains(a.lease_id) ||
-                     std::any_of(queue_.begin(), queue_.end(), [&](const Assignment& q) {
-                       return q.lease_id == a.lease_id;
-                     });
-  if (known) return actions;
+  if (running_.contains(a.lease_id) || !queued_.insert(a.lease_id).second) {
+    return actions;
+  }
   queue_.push_back(std::move(a));
   Fill(actions);
   return actions;
@@ -36,6 +34,7 @@ SlotPool::CancelResult SlotPool::Cancel(const std::string& lease_id) {
   auto it = std::find_if(queue_.begin(), queue_.end(),
                          [&](const Assignment& q) { return q.lease_id == lease_id; });
   if (it == queue_.end()) return CancelResult::kUnknown;
+  queued_.erase(it->lease_id);
   queue_.erase(it);
   return CancelResult::kDequeued;
 }
@@ -45,6 +44,7 @@ SlotActions SlotPool::Drain() {
   SlotActions actions;
   for (Assignment& a : queue_) actions.release.push_back(std::move(a.lease_id));
   queue_.clear();
+  queued_.clear();
   return actions;
 }
 
@@ -52,6 +52,7 @@ std::vector<std::string> SlotPool::DropQueued() {
   std::vector<std::string> dropped;
   for (Assignment& a : queue_) dropped.push_back(std::move(a.lease_id));
   queue_.clear();
+  queued_.clear();
   return dropped;
 }
 
@@ -63,6 +64,7 @@ std::vector<std::string> SlotPool::RunningLeases() const {
 
 void SlotPool::Fill(SlotActions& actions) {
   while (!draining_ && !queue_.empty() && running() < slots_) {
+    queued_.erase(queue_.front().lease_id);
     running_.insert(queue_.front().lease_id);
     actions.start.push_back(std::move(queue_.front()));
     queue_.pop_front();

@@ -62,6 +62,7 @@ class SlotPool {
   const int slots_;
   bool draining_ = false;
   std::deque<Assignment> queue_;
+  absl::flat_hash_set<std::string> queued_;  // lease ids in queue_
   absl::flat_hash_set<std::string> running_;
 };
 

@@ -60,6 +60,7 @@ v1::ExecutorMessage OutcomeMessage(const ShardOutcome& outcome) {
     r->set_result_json(outcome.result_json);
     r->set_job_id(outcome.job_id);
     r->set_shard(outcome.shard);
+    r->set_run_micros(absl::ToInt64Microseconds(outcome.run_time));
   } else {
     v1::ShardFailure* f = msg.mutable_failure();
     f->set_lease_id(outcome.lease_id);
@@ -77,6 +78,7 @@ v1::ExecutorMessage ResultBatchMessage(const std::vector<ShardOutcome>& results)
     r->set_result_json(o.result_json);
     r->set_job_id(o.job_id);
     r->set_shard(o.shard);
+    r->set_run_micros(absl::ToInt64Microseconds(o.run_time));
   }
   return msg;
 }

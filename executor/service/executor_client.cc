@@ -72,6 +72,7 @@ void ExecutorClient::Run() {
                options_.executor_id, options_.name, options_.scheduler_address,
                runner_.slots(), absl::StrJoin(registry_->Names(), ","));
   runner_.Start();
+  sender_ = std::thread([this] { SenderLoop(); });
   Backoff backoff(options_.initial_backoff, options_.max_backoff);
   absl::BitGen gen;
   int failures = 0;
@@ -112,6 +113,12 @@ void ExecutorClient::Run() {
     }
   }
   runner_.Stop();
+  {
+    absl::MutexLock lock(&mu_);
+    sender_stop_ = true;
+    outbox_cv_.Signal();
+  }
+  sender_.join();
   SetConnected(false);
   absl::MutexLock lock(&mu_);
   if (!unsent_.empty()) {
@@ -389,17 +396,15 @@ void ExecutorClient::OnProgress(const Assignment& a, int64_t done, int64_t total
   Send(ProgressMessage(a.lease_id, done, total));  // best effort
 }
 
-void ExecutorClient::FlushOutbox() {
+void ExecutorClient::SenderLoop() {
   while (true) {
     std::vector<ShardOutcome> batch;
     {
       // At most kMaxBatchBytes of results per message, far below the
       // scheduler's message limit; the rest goes in the next round.
       absl::MutexLock lock(&mu_);
-      if (outbox_.empty()) {
-        sending_ = false;
-        return;
-      }
+      while (outbox_.empty() && !sender_stop_) outbox_cv_.Wait(&mu_);
+      if (outbox_.empty()) return;  // stopping; anything unsent stays in unacked_
       size_t bytes = 0;
       size_t n = 0;
       while (n < outbox_.size() &&
@@ -435,10 +440,8 @@ void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
             options_.executor_id, unacked_.size(), outcome.lease_id);
       }
       outbox_.push_back(outcome);
-      if (sending_) return;  // the thread writing now takes this one too
-      sending_ = true;
+      if (outbox_.size() == 1) outbox_cv_.Signal();
     }
-    FlushOutbox();
     return;
   }
   absl::MutexLock wlock(&write_mu_);

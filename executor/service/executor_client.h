@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -40,8 +41,9 @@ struct ExecutorClientOptions {
 
 // Threads: Run() is the stream reader (the caller's thread); per connection it
 // owns a control thread (heartbeats, drain steps), joined before the next
-// connection; the ShardRunner owns the slot workers. Writes to the stream are
-// serialised by write_mu_. Drain() may be called from any thread. Lock order:
+// connection; it owns the sender thread, which writes results in batches, so
+// that no slot waits on the stream; the ShardRunner owns the slot workers. Writes to the
+// stream are serialised by write_mu_. Drain() may be called from any thread. Lock order:
 // write_mu_, then mu_, then the runner's lock.
 //
 // Results are kept until the scheduler acks them (it does once they are
@@ -77,7 +79,8 @@ class ExecutorClient : private ShardRunner::Listener {
   // While disconnected and draining: is there still a reason to reconnect?
   bool DrainOverWhileDisconnected();
   void FlushUnsent();
-  void FlushOutbox();
+  // The sender thread: writes what the outbox holds as ResultBatch messages.
+  void SenderLoop();
   bool Send(const v1::ExecutorMessage& msg);
   bool SendLocked(const v1::ExecutorMessage& msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
@@ -109,10 +112,12 @@ class ExecutorClient : private ShardRunner::Listener {
   // Results sent (or not) and not yet acknowledged as durable by the
   // scheduler: re-sent after every reconnect until acked.
   std::map<std::string, ShardOutcome> unacked_ ABSL_GUARDED_BY(mu_);
-  // Results waiting to be written; one finishing thread at a time writes them
-  // all as one ResultBatch while the others only queue theirs.
+  // Results waiting for the sender thread, which writes all it finds as one
+  // ResultBatch while more queue up.
   std::vector<ShardOutcome> outbox_ ABSL_GUARDED_BY(mu_);
-  bool sending_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar outbox_cv_;
+  bool sender_stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread sender_;
 
   // Declared last: its workers call back into this object and are joined first.
   ShardRunner runner_;

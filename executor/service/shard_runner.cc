@@ -259,6 +259,7 @@ void ShardRunner::Execute(const Assignment& a, const CancelToken& token) {
     running_.at(a.lease_id).delivering = deliver;
   }
   ShardOutcome outcome = OutcomeFor(a);
+  outcome.run_time = took;
   std::string label = "cancelled";
   if (!deliver) {
     spdlog::info("executor={} job={} shard={} lease={} cancelled after {}", executor_id_,

@@ -32,6 +32,13 @@ absl::Status CoreConfig::Validate() const {
     return absl::InvalidArgumentError("max_shards_per_job must be > 0");
   }
   if (prefetch < 0) return absl::InvalidArgumentError("prefetch must be >= 0");
+  if (max_prefetch < prefetch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_prefetch must be >= prefetch (got ", max_prefetch, " < ", prefetch, ")"));
+  }
+  if (prefetch_window < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("prefetch_window must be >= 0");
+  }
   if (max_executor_losses < 1) {
     return absl::InvalidArgumentError("max_executor_losses must be >= 1");
   }

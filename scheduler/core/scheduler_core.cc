@@ -61,6 +61,9 @@ struct SchedulerCore::Job {
   double tokens = 1;                             // rate limit: shards that may start now
   absl::Time tokens_at = absl::InfinitePast();
   uint64_t version = 0;
+  // Moving average of the run times executors report (0: none yet); sizes
+  // the prefetch for this job's shards.
+  double run_seconds = 0;
 };
 
 struct SchedulerCore::Executor {
@@ -385,7 +388,8 @@ void SchedulerCore::Progress(const ExecutorConn& conn, const std::string& lease_
 
 void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id,
                            const std::string& job_id, int64_t shard,
-                           const std::string& result_json, absl::Time now, Actions& out) {
+                           const std::string& result_json, absl::Time now, Actions& out,
+                           absl::Duration reported_run_time) {
   Executor* e = FindExecutor(conn);
   if (e == nullptr) {
     ++counters_.results_dropped;  // a replaced connection; the executor re-sends
@@ -422,6 +426,12 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
     ++counters_.results_adopted;
   }
   ++e->completed;
+  if (reported_run_time > absl::ZeroDuration()) {
+    // The executor's own measure, without the time the shard waited in its
+    // prefetch queue (which the lease time includes).
+    const double x = absl::ToDoubleSeconds(reported_run_time);
+    j->run_seconds = j->run_seconds == 0 ? x : 0.9 * j->run_seconds + 0.1 * x;
+  }
   // Acked either way: the executor must forget it (after the commit of what
   // the core decided, as every ack).
   json parsed = json::parse(result_json, nullptr, /*allow_exceptions=*/false);
@@ -686,17 +696,28 @@ SchedulerCore::Job* SchedulerCore::NextJobFor(const Executor& e, absl::Time now)
   return best;
 }
 
+int64_t SchedulerCore::Prefetch(const Job& j, const Executor& e) const {
+  if (j.run_seconds <= 0) return config_.prefetch;
+  const double keep_busy =
+      e.hello.slots * absl::ToDoubleSeconds(config_.prefetch_window) / j.run_seconds;
+  return std::clamp<int64_t>(static_cast<int64_t>(std::min(keep_busy, 1e9)),
+                             config_.prefetch, config_.max_prefetch);
+}
+
 void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
   bool assigned = true;
   while (assigned && !active_.empty()) {
     assigned = false;
     for (auto& [id, e] : executors_) {
-      if (e->draining ||
-          static_cast<int64_t>(e->leases.size()) >= e->hello.slots + config_.prefetch) {
-        continue;
-      }
+      const int64_t held = static_cast<int64_t>(e->leases.size());
+      if (e->draining || held >= e->hello.slots + config_.max_prefetch) continue;
+      const size_t cursor = rr_cursor_;
       Job* j = NextJobFor(*e, now);
       if (j == nullptr) continue;
+      if (held >= e->hello.slots + Prefetch(*j, *e)) {
+        rr_cursor_ = cursor;  // not this executor's turn after all
+        continue;
+      }
       AssignOne(*j, *e, now, out);
       assigned = true;
     }

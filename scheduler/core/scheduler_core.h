@@ -23,8 +23,14 @@ namespace tessera::scheduler {
 
 struct CoreConfig {
   int64_t max_shards_per_job = 10'000'000;
-  // Assignments an executor may hold beyond its slots, to hide round trips.
+  // Assignments an executor may hold beyond its slots, to hide round trips:
+  // at least `prefetch`; for a job whose shards are short, as many as keep
+  // its slots busy for `prefetch_window` (by the run times executors
+  // report), up to `max_prefetch`. A prefetched shard waits at most about
+  // `prefetch_window` on an executor while another may sit idle.
   int32_t prefetch = 2;
+  int32_t max_prefetch = 256;
+  absl::Duration prefetch_window = absl::Milliseconds(10);
   absl::Duration heartbeat_interval = absl::Seconds(2);
   // An executor silent for this long is closed and its leases requeued.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
@@ -104,10 +110,12 @@ class SchedulerCore {
                 absl::Time now);
   // A result for `lease_id`, or, when the lease is unknown (the scheduler
   // restarted or the stream broke), for shard `shard` of `job_id` if that
-  // shard is still open. Acked once durable.
+  // shard is still open. Acked once durable. `run_time` is how long the task
+  // ran by the executor's clock (zero: not reported).
   void Result(const ExecutorConn& conn, const std::string& lease_id,
               const std::string& job_id, int64_t shard, const std::string& result_json,
-              absl::Time now, Actions& out);
+              absl::Time now, Actions& out,
+              absl::Duration run_time = absl::ZeroDuration());
   void Failure(const ExecutorConn& conn, const std::string& lease_id,
                const std::string& message, bool retryable, absl::Time now, Actions& out);
   void Release(const ExecutorConn& conn, const std::vector<std::string>& lease_ids,
@@ -140,6 +148,8 @@ class SchedulerCore {
   // The lease if it belongs to this connection, else nullptr.
   Lease* FindLease(const ExecutorConn& conn, const std::string& lease_id);
   void Dispatch(absl::Time now, Actions& out);
+  // Assignments beyond its slots that `e` may hold when the next is of `j`.
+  int64_t Prefetch(const Job& j, const Executor& e) const;
   Job* NextJobFor(const Executor& e, absl::Time now);
   bool HasWork(const Job& j, absl::Time now) const;
   // For a queued job with a concurrency key: the job it waits for, if any.

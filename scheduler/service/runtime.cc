@@ -237,12 +237,13 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
         break;
       case v1::ExecutorMessage::kResult:
         core_.Result(conn, m.result().lease_id(), m.result().job_id(), m.result().shard(),
-                     m.result().result_json(), now, actions);
+                     m.result().result_json(), now, actions,
+                     absl::Microseconds(m.result().run_micros()));
         break;
       case v1::ExecutorMessage::kResultBatch:
         for (const v1::ShardResult& r : m.result_batch().results()) {
           core_.Result(conn, r.lease_id(), r.job_id(), r.shard(), r.result_json(), now,
-                       actions);
+                       actions, absl::Microseconds(r.run_micros()));
         }
         break;
       case v1::ExecutorMessage::kFailure:

@@ -181,6 +181,56 @@ TEST_F(SchedulerCoreTest, DispatchRespectsSlotsAndPrefetch) {
   EXPECT_EQ(core_.ListExecutors()[0].assigned, 3);
 }
 
+TEST_F(SchedulerCoreTest, PrefetchGrowsForShortShardsUpToTheWindowAndTheCap) {
+  // Config(): prefetch 1; defaults: max_prefetch 256, window 10ms.
+  Submit(RangeJob(100'000, 100'000));
+  Connect(Hello("e1", 2));
+  ASSERT_EQ(assigns_.size(), 3u);  // no run time reported yet: 2 slots + 1
+  // Shards of 1ms: 2 slots x 10ms / 1ms = 20 beyond the slots.
+  {
+    AssignAction a = PopAssign();
+    Actions out;
+    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
+                 json{{"items", 1}}.dump(), now_, out, absl::Milliseconds(1));
+    Take(out);
+  }
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 20);
+  // Shards of a microsecond would ask for 20,000: capped at 256.
+  for (int i = 0; i < 100; ++i) {
+    AssignAction a = PopAssign();
+    Actions out;
+    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
+                 json{{"items", 1}}.dump(), now_, out, absl::Microseconds(1));
+    Take(out);
+  }
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 256);
+}
+
+TEST_F(SchedulerCoreTest, LongShardsKeepTheMinimalPrefetch) {
+  Submit(RangeJob(100, 100));
+  Connect(Hello("e1", 2));
+  for (int i = 0; i < 10; ++i) {
+    AssignAction a = PopAssign();
+    Actions out;
+    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
+                 json{{"items", 1}}.dump(), now_, out, absl::Seconds(2));
+    Take(out);
+    EXPECT_EQ(core_.ListExecutors()[0].assigned, 3);  // 2 slots + 1, never more
+  }
+}
+
+TEST(CoreConfigTest, RefusesAMaxPrefetchBelowThePrefetch) {
+  CoreConfig c;
+  c.prefetch = 8;
+  c.max_prefetch = 4;
+  const absl::Status s = c.Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("max_prefetch"), std::string::npos) << s;
+  c.max_prefetch = 8;
+  c.prefetch_window = absl::Milliseconds(-1);
+  EXPECT_NE(c.Validate().message().find("prefetch_window"), std::string::npos);
+}
+
 TEST_F(SchedulerCoreTest, DispatchesOnlyToExecutorsThatAdvertiseTheTask) {
   Submit(RangeJob(100, 4, "primes"));
   Connect(Hello("sleepy", 4, {"sleep"}));
