@@ -388,7 +388,7 @@ void SchedulerCore::Progress(const ExecutorConn& conn, const std::string& lease_
 
 void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id,
                            const std::string& job_id, int64_t shard,
-                           const std::string& result_json, absl::Time now, Actions& out,
+                           std::string result_json, absl::Time now, Actions& out,
                            absl::Duration reported_run_time) {
   Executor* e = FindExecutor(conn);
   if (e == nullptr) {
@@ -443,7 +443,7 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
   } else {
     if (run_time)
       out.shard_events.push_back({j->record.spec.task, "succeeded", *run_time});
-    out.durable.push_back(SaveResultOp{j->record.id, shard, result_json});
+    out.durable.push_back(SaveResultOp{j->record.id, shard, std::move(result_json)});
     out.durable.push_back(AckOp{conn, lease_id});
     Accept(*j, shard, std::move(parsed), now, out);
   }

@@ -113,7 +113,7 @@ class SchedulerCore {
   // shard is still open. Acked once durable. `run_time` is how long the task
   // ran by the executor's clock (zero: not reported).
   void Result(const ExecutorConn& conn, const std::string& lease_id,
-              const std::string& job_id, int64_t shard, const std::string& result_json,
+              const std::string& job_id, int64_t shard, std::string result_json,
               absl::Time now, Actions& out,
               absl::Duration run_time = absl::ZeroDuration());
   void Failure(const ExecutorConn& conn, const std::string& lease_id,

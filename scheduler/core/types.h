@@ -253,8 +253,13 @@ struct PersistAction {
   int32_t version = 1;
   std::string bytes;
 };
+// Shared, not copied: a record is large and its op is moved around with many
+// small ones (a result's save and ack) on the hot path.
 struct SaveJobOp {
-  JobRecord record;
+  explicit SaveJobOp(JobRecord r)
+      : ptr(std::make_shared<const JobRecord>(std::move(r))) {}
+  const JobRecord& record() const { return *ptr; }
+  std::shared_ptr<const JobRecord> ptr;
 };
 struct SaveResultOp {
   std::string job_id;

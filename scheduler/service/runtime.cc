@@ -223,7 +223,7 @@ void Runtime::Disconnect(const ExecutorConn& conn) {
   Execute(std::move(actions));
 }
 
-void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) {
+void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
   const absl::Time now = clock_->Now();
   {
     absl::MutexLock lock(&mu_);
@@ -237,13 +237,14 @@ void Runtime::OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& m) 
         break;
       case v1::ExecutorMessage::kResult:
         core_.Result(conn, m.result().lease_id(), m.result().job_id(), m.result().shard(),
-                     m.result().result_json(), now, actions,
+                     std::move(*m.mutable_result()->mutable_result_json()), now, actions,
                      absl::Microseconds(m.result().run_micros()));
         break;
       case v1::ExecutorMessage::kResultBatch:
-        for (const v1::ShardResult& r : m.result_batch().results()) {
-          core_.Result(conn, r.lease_id(), r.job_id(), r.shard(), r.result_json(), now,
-                       actions, absl::Microseconds(r.run_micros()));
+        for (v1::ShardResult& r : *m.mutable_result_batch()->mutable_results()) {
+          core_.Result(conn, r.lease_id(), r.job_id(), r.shard(),
+                       std::move(*r.mutable_result_json()), now, actions,
+                       absl::Microseconds(r.run_micros()));
         }
         break;
       case v1::ExecutorMessage::kFailure:
@@ -370,7 +371,7 @@ void Runtime::WriterLoop() {
     std::vector<const SaveResultOp*> results;
     for (const WriterItem& item : batch) {
       if (const auto* op = std::get_if<DurableOp>(&item)) {
-        if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record);
+        if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record());
         if (const auto* r = std::get_if<SaveResultOp>(op)) results.push_back(r);
       }
     }

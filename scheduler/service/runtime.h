@@ -86,7 +86,8 @@ class Runtime {
   // Executor streams (ExecutorService). `stream` stays registered until
   // Disconnect and must stay alive until then.
   ExecutorConn Connect(const ExecutorHello& hello, ExecutorStream* stream);
-  void OnMessage(const ExecutorConn& conn, const v1::ExecutorMessage& message);
+  // May move strings out of `message` (the caller reads into it again).
+  void OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& message);
   void Disconnect(const ExecutorConn& conn);
   absl::Duration heartbeat_interval() const { return config_.heartbeat_interval; }
 

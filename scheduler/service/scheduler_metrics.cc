@@ -102,7 +102,7 @@ void SchedulerMetrics::Record(const Actions& actions) {
   for (const DurableOp& op : actions.durable) {
     const auto* save = std::get_if<SaveJobOp>(&op);
     if (save == nullptr) continue;
-    const JobRecord& r = save->record;
+    const JobRecord& r = save->record();
     if (!IsTerminal(r.state)) {
       open_jobs_.insert(r.id);
     } else if (open_jobs_.erase(r.id) > 0) {

@@ -59,7 +59,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+      // Every call is made under mu_: SQLite's own connection mutex is not needed.
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -101,7 +102,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
       sqlite3_prepare_v2(db,
                          "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES "
                          "(?, ?, ?)",
-                         -1, &store->insert_result_, nullptr) != SQLITE_OK) {
+                         -1, &store->insert_result_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &store->begin_, nullptr) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v2(db, "COMMIT", -1, &store->commit_, nullptr) != SQLITE_OK) {
     return store->Error("prepare");
   }
   return store;
@@ -111,6 +115,8 @@ SqliteStore::~SqliteStore() {
   absl::MutexLock lock(&mu_);
   sqlite3_finalize(insert_job_);
   sqlite3_finalize(insert_result_);
+  sqlite3_finalize(begin_);
+  sqlite3_finalize(commit_);
   sqlite3_close(db_);
 }
 
@@ -125,6 +131,13 @@ absl::Status SqliteStore::Exec(const char* sql) {
   return absl::OkStatus();
 }
 
+absl::Status SqliteStore::Step(sqlite3_stmt* stmt, const char* what) {
+  const int rc = sqlite3_step(stmt);
+  absl::Status s = rc == SQLITE_DONE ? absl::OkStatus() : Error(what);
+  sqlite3_reset(stmt);
+  return s;
+}
+
 absl::Status SqliteStore::Error(const std::string& what) {
   return absl::UnavailableError(
       absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
@@ -133,7 +146,7 @@ absl::Status SqliteStore::Error(const std::string& what) {
 absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
                                  const std::vector<const SaveResultOp*>& results) {
   absl::MutexLock lock(&mu_);
-  if (absl::Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  if (absl::Status s = Step(begin_, "begin"); !s.ok()) return s;
   absl::Status status = absl::OkStatus();
   {
     sqlite3_stmt* job = insert_job_;
@@ -141,22 +154,23 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
     for (size_t i = 0; status.ok() && i < jobs.size(); ++i) {
       const JobRecord& r = *jobs[i];
       const std::string text = EncodeJobRecord(r);
+      // SQLITE_STATIC: the strings outlive the step, no copy is needed.
       sqlite3_bind_text(job, 1, r.id.data(), static_cast<int>(r.id.size()),
-                        SQLITE_TRANSIENT);
+                        SQLITE_STATIC);
       sqlite3_bind_int64(job, 2, r.seq);
       sqlite3_bind_int(job, 3, static_cast<int>(r.state));
       sqlite3_bind_text(job, 4, text.data(), static_cast<int>(text.size()),
-                        SQLITE_TRANSIENT);
+                        SQLITE_STATIC);
       if (sqlite3_step(job) != SQLITE_DONE) status = Error("write job " + r.id);
       sqlite3_reset(job);
     }
     for (size_t i = 0; status.ok() && i < results.size(); ++i) {
       const SaveResultOp& r = *results[i];
       sqlite3_bind_text(res, 1, r.job_id.data(), static_cast<int>(r.job_id.size()),
-                        SQLITE_TRANSIENT);
+                        SQLITE_STATIC);
       sqlite3_bind_int64(res, 2, r.shard);
       sqlite3_bind_text(res, 3, r.result_json.data(),
-                        static_cast<int>(r.result_json.size()), SQLITE_TRANSIENT);
+                        static_cast<int>(r.result_json.size()), SQLITE_STATIC);
       if (sqlite3_step(res) != SQLITE_DONE) {
         status =
             Error(absl::StrCat("write result of job ", r.job_id, " shard ", r.shard));
@@ -168,7 +182,7 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
     (void)Exec("ROLLBACK");
     return status;
   }
-  absl::Status committed = Exec("COMMIT");
+  absl::Status committed = Step(commit_, "commit");
   if (!committed.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
   return committed;
 }

@@ -39,12 +39,17 @@ class SqliteStore : public Store {
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status Exec(const char* sql);
   absl::Status Error(const std::string& what);
+  // Runs a statement that returns no rows, then resets it.
+  absl::Status Step(sqlite3_stmt* stmt, const char* what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
   // Prepared once in Open: commits are hot.
   sqlite3_stmt* insert_job_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* insert_result_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* begin_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* commit_ ABSL_GUARDED_BY(mu_) = nullptr;
   const std::string path_;
 };
 

@@ -66,7 +66,7 @@ class SchedulerCoreTest : public ::testing::Test {
     for (auto& op : a.durable) {
       if (auto* p = std::get_if<PersistAction>(&op)) persists_.push_back(*p);
       if (auto* r = std::get_if<SaveResultOp>(&op)) saved_results_.push_back(*r);
-      if (auto* j = std::get_if<SaveJobOp>(&op)) saved_jobs_.push_back(j->record);
+      if (auto* j = std::get_if<SaveJobOp>(&op)) saved_jobs_.push_back(j->record());
       if (auto* k = std::get_if<AckOp>(&op)) acks_.push_back(*k);
     }
   }
