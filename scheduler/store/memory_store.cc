@@ -5,7 +5,8 @@
 namespace tessera::scheduler {
 
 absl::Status MemoryStore::Commit(const std::vector<const JobRecord*>& jobs,
-                                 const std::vector<const SaveResultOp*>& results) {
+                                 const std::vector<const SaveResultOp*>& results,
+                                 bool /*durable*/) {
   absl::MutexLock lock(&mu_);
   for (const JobRecord* r : jobs) jobs_[r->id] = *r;
   for (const SaveResultOp* r : results)

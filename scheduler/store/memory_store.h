@@ -16,7 +16,8 @@ namespace tessera::scheduler {
 class MemoryStore : public Store {
  public:
   absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results) override;
+                      const std::vector<const SaveResultOp*>& results,
+                      bool durable) override;
   absl::Status Flush() override { return absl::OkStatus(); }
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(

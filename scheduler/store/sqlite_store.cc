@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
         absl::StrCat("store ", path, ": cannot open: ", msg));
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
+  store->sync_full_always_ = synchronous == "full";
   sqlite3_busy_timeout(db, 5000);
   absl::MutexLock lock(&store->mu_);
   const std::string sync = absl::StrCat("PRAGMA synchronous=", synchronous);
@@ -105,7 +106,11 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
                          -1, &store->insert_result_, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &store->begin_, nullptr) !=
           SQLITE_OK ||
-      sqlite3_prepare_v2(db, "COMMIT", -1, &store->commit_, nullptr) != SQLITE_OK) {
+      sqlite3_prepare_v2(db, "COMMIT", -1, &store->commit_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "PRAGMA synchronous=FULL", -1, &store->sync_full_,
+                         nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "PRAGMA synchronous=NORMAL", -1, &store->sync_normal_,
+                         nullptr) != SQLITE_OK) {
     return store->Error("prepare");
   }
   return store;
@@ -117,6 +122,8 @@ SqliteStore::~SqliteStore() {
   sqlite3_finalize(insert_result_);
   sqlite3_finalize(begin_);
   sqlite3_finalize(commit_);
+  sqlite3_finalize(sync_full_);
+  sqlite3_finalize(sync_normal_);
   sqlite3_close(db_);
 }
 
@@ -144,8 +151,25 @@ absl::Status SqliteStore::Error(const std::string& what) {
 }
 
 absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
-                                 const std::vector<const SaveResultOp*>& results) {
+                                 const std::vector<const SaveResultOp*>& results,
+                                 bool durable) {
   absl::MutexLock lock(&mu_);
+  const bool raise_sync = durable && !sync_full_always_;
+  if (raise_sync) {
+    if (absl::Status s = Step(sync_full_, "set synchronous=FULL"); !s.ok()) return s;
+  }
+  absl::Status committed = CommitLocked(jobs, results);
+  if (raise_sync) {
+    if (absl::Status s = Step(sync_normal_, "set synchronous=NORMAL");
+        !s.ok() && committed.ok()) {
+      return s;
+    }
+  }
+  return committed;
+}
+
+absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs,
+                                       const std::vector<const SaveResultOp*>& results) {
   if (absl::Status s = Step(begin_, "begin"); !s.ok()) return s;
   absl::Status status = absl::OkStatus();
   {

@@ -1,8 +1,9 @@
 // The embedded default Store: one SQLite database, <data-dir>/tessera.db, in
 // WAL mode. The runtime commits many records per transaction (group commit).
 // With synchronous=NORMAL (the default) a commit survives a crash of the
-// scheduler process; Flush() (a WAL checkpoint, before each sink write) and
-// synchronous=FULL also survive power loss, at one fsync per commit.
+// scheduler process; a durable commit (the one before each sink write: one
+// fsync of the WAL), Flush() (a WAL checkpoint) and synchronous=FULL (one
+// fsync per commit) also survive power loss.
 #ifndef TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
 #define TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
 
@@ -28,7 +29,8 @@ class SqliteStore : public Store {
   ~SqliteStore() override;
 
   absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results) override;
+                      const std::vector<const SaveResultOp*>& results,
+                      bool durable) override;
   absl::Status Flush() override;
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
@@ -39,6 +41,9 @@ class SqliteStore : public Store {
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status Exec(const char* sql);
   absl::Status Error(const std::string& what);
+  absl::Status CommitLocked(const std::vector<const JobRecord*>& jobs,
+                            const std::vector<const SaveResultOp*>& results)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a statement that returns no rows, then resets it.
   absl::Status Step(sqlite3_stmt* stmt, const char* what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -50,6 +55,11 @@ class SqliteStore : public Store {
   sqlite3_stmt* insert_result_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* begin_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* commit_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // A durable commit on a "normal" store: synchronous=FULL for that commit
+  // alone, so that its WAL is fsynced (one fsync instead of a checkpoint's two).
+  sqlite3_stmt* sync_full_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* sync_normal_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool sync_full_always_ = false;
   const std::string path_;
 };
 

@@ -24,10 +24,14 @@ class Store {
   virtual ~Store() = default;
   // Commits all of it in one transaction (group commit), or nothing. For a
   // (job, shard) the first result ever committed wins; later ones are ignored.
+  // With `durable`, this commit and every earlier one survive a power cut once
+  // it returns, whatever the store's sync setting (the runtime asks for it
+  // before writing a result to the sink).
   virtual absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                              const std::vector<const SaveResultOp*>& results) = 0;
-  // Makes everything committed so far durable against power loss too (the
-  // runtime calls it before writing a result to the sink).
+                              const std::vector<const SaveResultOp*>& results,
+                              bool durable) = 0;
+  // Makes everything committed so far durable against power loss too (for a
+  // sink write with nothing to commit before it).
   virtual absl::Status Flush() = 0;
   virtual absl::StatusOr<StoredState> Load() = 0;
   virtual absl::StatusOr<std::vector<StoredResult>> LoadResults(
