@@ -415,21 +415,32 @@ void ExecutorClient::SenderLoop() {
       batch.assign(std::make_move_iterator(outbox_.begin()),
                    std::make_move_iterator(outbox_.begin() + n));
       outbox_.erase(outbox_.begin(), outbox_.begin() + n);
+      ++result_writers_;
     }
-    absl::MutexLock wlock(&write_mu_);
-    if (!SendLocked(ResultBatchMessage(batch))) {
-      // Kept in unacked_: re-sent right after the next Hello.
-      spdlog::info("executor={} stream is down; {} results kept for the next connection",
-                   options_.executor_id, batch.size());
+    {
+      absl::MutexLock wlock(&write_mu_);
+      if (!SendLocked(ResultBatchMessage(batch))) {
+        // Kept in unacked_: re-sent right after the next Hello.
+        spdlog::info(
+            "executor={} stream is down; {} results kept for the next connection",
+            options_.executor_id, batch.size());
+      }
     }
+    absl::MutexLock lock(&mu_);
+    --result_writers_;
   }
 }
 
 void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
-  // Results go through the outbox and stay in unacked_ until acked. Failures
-  // are written under write_mu_ throughout, so that one is either written or
-  // buffered before the next connection flushes the buffer.
+  // Results stay in unacked_ until acked. The last result of a busy spell goes
+  // out at once from this thread (no hop to the sender: latency); while more
+  // work is on hand results queue for the sender thread, which writes all that
+  // queued as one batch (throughput). Failures are written under write_mu_
+  // throughout, so that one is either written or buffered before the next
+  // connection flushes the buffer.
   if (outcome.kind == ShardOutcome::Kind::kSucceeded) {
+    const bool last = runner_.pending() <= 1;  // this shard is still counted
+    bool write_now = false;
     {
       absl::MutexLock lock(&mu_);
       if (unacked_.size() < options_.max_unsent_results) {
@@ -439,8 +450,21 @@ void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
             "executor={} {} results await an ack; lease={} is not kept for re-send",
             options_.executor_id, unacked_.size(), outcome.lease_id);
       }
-      outbox_.push_back(outcome);
-      if (outbox_.size() == 1) outbox_cv_.Signal();
+      if (last && outbox_.empty() && result_writers_ == 0) {
+        ++result_writers_;
+        write_now = true;
+      } else {
+        outbox_.push_back(outcome);
+        if (outbox_.size() == 1) outbox_cv_.Signal();
+      }
+    }
+    if (write_now) {
+      {
+        absl::MutexLock wlock(&write_mu_);
+        SendLocked(ResultBatchMessage({outcome}));  // if not, re-sent from unacked_
+      }
+      absl::MutexLock lock(&mu_);
+      --result_writers_;
     }
     return;
   }

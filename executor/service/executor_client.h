@@ -41,10 +41,11 @@ struct ExecutorClientOptions {
 
 // Threads: Run() is the stream reader (the caller's thread); per connection it
 // owns a control thread (heartbeats, drain steps), joined before the next
-// connection; it owns the sender thread, which writes results in batches, so
-// that no slot waits on the stream; the ShardRunner owns the slot workers. Writes to the
-// stream are serialised by write_mu_. Drain() may be called from any thread. Lock order:
-// write_mu_, then mu_, then the runner's lock.
+// connection; it owns the sender thread, which writes results in batches
+// while work is on hand, so that no slot waits on the stream (the last result
+// of a busy spell is written by its worker); the ShardRunner owns the slot workers.
+// Writes to the stream are serialised by write_mu_. Drain() may be called from any
+// thread. Lock order: write_mu_, then mu_, then the runner's lock.
 //
 // Results are kept until the scheduler acks them (it does once they are
 // durable) and re-sent right after Hello on every new connection, also to a
@@ -115,6 +116,7 @@ class ExecutorClient : private ShardRunner::Listener {
   // Results waiting for the sender thread, which writes all it finds as one
   // ResultBatch while more queue up.
   std::vector<ShardOutcome> outbox_ ABSL_GUARDED_BY(mu_);
+  int result_writers_ ABSL_GUARDED_BY(mu_) = 0;  // threads writing results now
   absl::CondVar outbox_cv_;
   bool sender_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread sender_;

@@ -203,6 +203,11 @@ int ShardRunner::running() const {
   return pool_.running();
 }
 
+int ShardRunner::pending() const {
+  absl::MutexLock lock(&mu_);
+  return pool_.running() + pool_.queued();
+}
+
 std::vector<Assignment> ShardRunner::RunningAssignments() const {
   absl::MutexLock lock(&mu_);
   std::vector<Assignment> out;

@@ -69,6 +69,9 @@ class ShardRunner {
 
   int slots() const { return slots_; }
   int running() const;
+  // Shards running or queued (a finishing shard counts until its handler's
+  // outcome has been delivered).
+  int pending() const;
   // Shards running now (not cancelled), for Hello after a reconnect.
   std::vector<Assignment> RunningAssignments() const;
 
