@@ -35,20 +35,60 @@ absl::Status RequireJobId(const std::string& id) {
 }
 
 // Streams a job's progress: polled by the runtime's ticker, sends the job
-// whenever it changed (at most every kWatchInterval) and ends after the first
-// event in a finished state. Deletes itself in OnDone.
+// whenever it changed (at most every kWatchInterval; its end at once) and ends
+// after the first event in a finished state. Deletes itself in OnDone.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Poller {
  public:
   WatchReactor(Runtime* runtime, std::string job_id)
       : runtime_(runtime), job_id_(std::move(job_id)) {
     runtime_->AddPoller(this);
+    Poll();  // the job as it is now, without waiting for the ticker
   }
 
   void Poll() override {
     absl::MutexLock lock(&mu_);
+    PollLocked(/*finished=*/false);
+  }
+
+  void JobFinished(const std::string& job_id) override {
+    if (job_id != job_id_) return;
+    absl::MutexLock lock(&mu_);
+    // The end goes out at once, or right after the write under way.
+    finish_pending_ = writing_;
+    PollLocked(/*finished=*/true);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    } else if (last_terminal_ || cancelled_) {
+      FinishLocked(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    } else if (finish_pending_) {
+      finish_pending_ = false;
+      PollLocked(/*finished=*/true);
+    }
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    runtime_->RemovePoller(this);
+    delete this;
+  }
+
+ private:
+  // Sends the job if it changed; within kWatchInterval of the last event only
+  // when `finished` (the job's end is never held back).
+  void PollLocked(bool finished) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finishing_) return;
     const absl::Time now = absl::Now();
-    if (now - last_sent_ < kWatchInterval) return;
+    if (!finished && now - last_sent_ < kWatchInterval) return;
     absl::StatusOr<JobView> job = runtime_->GetJob(job_id_);
     if (!job.ok()) {
       FinishLocked(ToGrpcStatus(job.status()));
@@ -65,28 +105,6 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
     StartWrite(&event_);
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
-    } else if (last_terminal_ || cancelled_) {
-      FinishLocked(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
-    }
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override {
-    runtime_->RemovePoller(this);
-    delete this;
-  }
-
- private:
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finishing_) return;
     finishing_ = true;
@@ -102,6 +120,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
   bool last_terminal_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;  // ended during a write
   uint64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_sent_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };

@@ -9,6 +9,12 @@
 #include "shared/sha256.h"
 
 namespace tessera::scheduler {
+namespace {
+
+// Sink writes at once: each is mostly waiting for fsyncs, which overlap.
+constexpr int kPersistWorkers = 4;
+
+}  // namespace
 
 Runtime::Runtime(CoreConfig config, const Clock* clock, Store* store, ResultSink* sink)
     : config_(config),
@@ -38,6 +44,9 @@ absl::Status Runtime::Recover() {
 void Runtime::Start() {
   ticker_ = std::thread([this] { TickLoop(); });
   writer_ = std::thread([this] { WriterLoop(); });
+  for (int i = 0; i < kPersistWorkers; ++i) {
+    persisters_.emplace_back([this] { PersistLoop(); });
+  }
 }
 
 void Runtime::BeginShutdown() {
@@ -52,6 +61,8 @@ void Runtime::Stop() {
   }
   if (ticker_.joinable()) ticker_.join();
   if (writer_.joinable()) writer_.join();
+  for (std::thread& t : persisters_) t.join();
+  persisters_.clear();
 }
 
 void Runtime::Submit(const JobSpec& spec, JobCallback done) {
@@ -273,6 +284,11 @@ void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
   }
 }
 
+void Runtime::NotifyFinished(const std::string& job_id) {
+  absl::MutexLock lock(&pollers_mu_);
+  for (Poller* p : pollers_) p->JobFinished(job_id);
+}
+
 void Runtime::AddPoller(Poller* poller) {
   absl::MutexLock lock(&pollers_mu_);
   pollers_.insert(poller);
@@ -324,7 +340,16 @@ void Runtime::Execute(Actions actions) {
   }
   if (!actions.durable.empty()) {
     absl::MutexLock lock(&writer_mu_);
-    for (DurableOp& op : actions.durable) writer_queue_.push_back(std::move(op));
+    for (DurableOp& op : actions.durable) {
+      const auto* save = std::get_if<SaveJobOp>(&op);
+      const std::string finished =
+          save != nullptr && IsTerminal(save->record().state) ? save->record().id : "";
+      writer_queue_.push_back(std::move(op));
+      // Watchers learn of the end as soon as it is committed, not at the next tick.
+      if (!finished.empty()) {
+        writer_queue_.push_back([this, finished] { NotifyFinished(finished); });
+      }
+    }
   }
 }
 
@@ -359,25 +384,35 @@ void Runtime::WriterLoop() {
     std::deque<WriterItem> batch;
     {
       absl::MutexLock lock(&writer_mu_);
+      // When stopping, the results being persisted still queue their jobs' ends.
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-        return stopping_ || !writer_queue_.empty();
+        return !writer_queue_.empty() || (stopping_ && persists_in_flight_ == 0);
       };
       writer_mu_.Await(absl::Condition(&ready));
-      if (writer_queue_.empty()) return;  // stopping, and everything is written
+      if (writer_queue_.empty()) {  // stopping, and everything is written
+        writer_done_ = true;
+        return;
+      }
       batch.swap(writer_queue_);
     }
     // One transaction for every record in the batch (group commit).
     std::vector<const JobRecord*> jobs;
     std::vector<const SaveResultOp*> results;
+    // A result goes to the sink only once its "finalizing" record (and every
+    // result folded into it) would survive a power cut.
+    bool durable = false;
     for (const WriterItem& item : batch) {
       if (const auto* op = std::get_if<DurableOp>(&item)) {
         if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record());
         if (const auto* r = std::get_if<SaveResultOp>(op)) results.push_back(r);
+        durable = durable || std::holds_alternative<PersistAction>(*op);
       }
     }
-    if (!jobs.empty() || !results.empty()) {
+    if (!jobs.empty() || !results.empty() || durable) {
       const absl::Time t0 = absl::Now();
-      absl::Status s = store_->Commit(jobs, results);
+      absl::Status s = jobs.empty() && results.empty()
+                           ? store_->Flush()
+                           : store_->Commit(jobs, results, durable);
       metrics_.StoreCommitted(absl::Now() - t0,
                               static_cast<int64_t>(jobs.size() + results.size()), s.ok());
       if (!s.ok()) {
@@ -399,12 +434,14 @@ void Runtime::WriterLoop() {
         (*fn)();
         continue;
       }
-      const DurableOp& op = std::get<DurableOp>(item);
+      DurableOp& op = std::get<DurableOp>(item);
       if (const auto* a = std::get_if<AckOp>(&op)) {
         acks[{a->conn.executor_id, a->conn.generation}].mutable_ack()->add_lease_ids(
             a->lease_id);
-      } else if (const auto* p = std::get_if<PersistAction>(&op)) {
-        Persist(*p);
+      } else if (auto* p = std::get_if<PersistAction>(&op)) {
+        absl::MutexLock lock(&writer_mu_);
+        persist_queue_.push_back(std::move(*p));
+        ++persists_in_flight_;
       }
     }
     if (!acks.empty()) {
@@ -419,14 +456,31 @@ void Runtime::WriterLoop() {
   }
 }
 
+void Runtime::PersistLoop() {
+  while (true) {
+    PersistAction p;
+    {
+      absl::MutexLock lock(&writer_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+        return !persist_queue_.empty() || writer_done_;
+      };
+      writer_mu_.Await(absl::Condition(&ready));
+      if (persist_queue_.empty()) return;
+      p = std::move(persist_queue_.front());
+      persist_queue_.pop_front();
+    }
+    Persist(p);
+    absl::MutexLock lock(&writer_mu_);
+    --persists_in_flight_;
+  }
+}
+
 void Runtime::Persist(const PersistAction& p) {
   // The "finalizing" record must outlive even a power cut once the sink has
   // the result, or a restart could write a second, different result.
+  // (The writer made the store durable before this.)
   const absl::Time t0 = absl::Now();
-  const absl::Status flushed = store_->Flush();
-  absl::StatusOr<PersistedResult> written =
-      flushed.ok() ? sink_->Write(p.job_id, p.version, p.bytes)
-                   : absl::StatusOr<PersistedResult>(flushed);
+  absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.version, p.bytes);
   metrics_.ResultPersisted(absl::Now() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
@@ -441,6 +495,9 @@ void Runtime::Persist(const PersistAction& p) {
     }
     Execute(std::move(actions));
   }
+  // The job has ended (its "done" record is queued): watchers need not wait
+  // for that commit, a restart would find the same bytes in the sink.
+  NotifyFinished(p.job_id);
   if (written.ok()) {
     spdlog::info("job={} finished; result v{} persisted to {} sha256={}", p.job_id,
                  p.version, written->location, written->sha256);

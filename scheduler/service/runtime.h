@@ -43,11 +43,13 @@ class ExecutorStream {
   virtual void Close(const std::string& reason) = 0;
 };
 
-// Something polled by the ticker (~10 times a second), e.g. a WatchJob stream.
+// Something polled by the ticker (~10 times a second), e.g. a WatchJob stream,
+// and told at once when a job has finished (its end is committed).
 class Poller {
  public:
   virtual ~Poller() = default;
   virtual void Poll() = 0;
+  virtual void JobFinished(const std::string& job_id) = 0;
 };
 
 struct ResultBytes {
@@ -109,8 +111,13 @@ class Runtime {
   void RetryFailedShardsNow(const std::string& job_id, JobCallback done);
   // Runs `fn` after everything queued so far is committed.
   void AfterCommit(std::function<void()> fn);
+  // Tells the pollers (WatchJob streams) that `job_id` has ended.
+  void NotifyFinished(const std::string& job_id) ABSL_LOCKS_EXCLUDED(pollers_mu_, mu_);
   void TickLoop();
   void WriterLoop();
+  // A persist worker: writes results to the sink, off the writer's thread so
+  // that commits and acks go on meanwhile (and several fsyncs overlap).
+  void PersistLoop();
   void Persist(const PersistAction& p);
 
   const CoreConfig config_;
@@ -135,6 +142,12 @@ class Runtime {
   std::deque<WriterItem> writer_queue_ ABSL_GUARDED_BY(writer_mu_);
   bool stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(writer_mu_) = false;
+  // Results committed and waiting for a persist worker; in flight counts those
+  // too until the worker has queued the job's end for the writer. The writer
+  // stops only when both are done, the workers once the writer has.
+  std::deque<PersistAction> persist_queue_ ABSL_GUARDED_BY(writer_mu_);
+  int persists_in_flight_ ABSL_GUARDED_BY(writer_mu_) = 0;
+  bool writer_done_ ABSL_GUARDED_BY(writer_mu_) = false;
 
   // Histograms and counters fed by Execute, the writer and Persist.
   SchedulerMetrics metrics_;
@@ -142,6 +155,7 @@ class Runtime {
   absl::Duration persist_delay_ = absl::ZeroDuration();
   std::thread ticker_;
   std::thread writer_;
+  std::vector<std::thread> persisters_;
 };
 
 }  // namespace tessera::scheduler

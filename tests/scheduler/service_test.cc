@@ -247,6 +247,30 @@ TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
   EXPECT_GE(events, 2);
 }
 
+TEST_F(ServiceTest, WatchJobSendsTheEndAsSoonAsItIsCommitted) {
+  // Events are at least 200 ms apart, except the end: it is not held back.
+  FakeExecutor e = Connect("exec-a", 2);
+  v1::Job job;
+  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  const std::vector<v1::Assignment> assigned = ReadAssignments(e.stream.get(), 2);
+  ASSERT_EQ(assigned.size(), 2u);
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto watch = jobs_->WatchJob(&wctx, wreq);
+  v1::JobEvent ev;
+  ASSERT_TRUE(watch->Read(&ev));  // at once, not at the next tick
+  EXPECT_EQ(ev.job().state(), v1::JOB_STATE_RUNNING);
+  const absl::Time first = absl::Now();
+  for (const auto& a : assigned) SendResult(e.stream.get(), a);
+  ASSERT_TRUE(watch->Read(&ev));
+  const absl::Duration gap = absl::Now() - first;
+  EXPECT_EQ(ev.job().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_LT(gap, absl::Milliseconds(190)) << "the end waited for the watch interval";
+  EXPECT_FALSE(watch->Read(&ev));
+  EXPECT_TRUE(watch->Finish().ok());
+}
+
 TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {
   v1::Job job;
   ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
