@@ -53,7 +53,7 @@ ABSL_FLAG(int32_t, prefetch, 2,
 ABSL_FLAG(int32_t, max_prefetch, 256,
           "For jobs of short shards, an executor may hold up to this many assignments "
           "beyond its slots: enough to keep its slots busy for --prefetch-window");
-ABSL_FLAG(absl::Duration, prefetch_window, absl::Milliseconds(10),
+ABSL_FLAG(absl::Duration, prefetch_window, absl::Milliseconds(2),
           "How much work (by the run times executors report) an executor may hold "
           "queued beyond its slots");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),

@@ -30,7 +30,7 @@ struct CoreConfig {
   // `prefetch_window` on an executor while another may sit idle.
   int32_t prefetch = 2;
   int32_t max_prefetch = 256;
-  absl::Duration prefetch_window = absl::Milliseconds(10);
+  absl::Duration prefetch_window = absl::Milliseconds(2);
   absl::Duration heartbeat_interval = absl::Seconds(2);
   // An executor silent for this long is closed and its leases requeued.
   absl::Duration heartbeat_timeout = absl::Seconds(10);

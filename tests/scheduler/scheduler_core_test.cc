@@ -182,20 +182,20 @@ TEST_F(SchedulerCoreTest, DispatchRespectsSlotsAndPrefetch) {
 }
 
 TEST_F(SchedulerCoreTest, PrefetchGrowsForShortShardsUpToTheWindowAndTheCap) {
-  // Config(): prefetch 1; defaults: max_prefetch 256, window 10ms.
+  // Config(): prefetch 1; defaults: max_prefetch 256, window 2ms.
   Submit(RangeJob(100'000, 100'000));
   Connect(Hello("e1", 2));
   ASSERT_EQ(assigns_.size(), 3u);  // no run time reported yet: 2 slots + 1
-  // Shards of 1ms: 2 slots x 10ms / 1ms = 20 beyond the slots.
+  // Shards of 100us: 2 slots x 2ms / 100us = 40 beyond the slots.
   {
     AssignAction a = PopAssign();
     Actions out;
     core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
-                 json{{"items", 1}}.dump(), now_, out, absl::Milliseconds(1));
+                 json{{"items", 1}}.dump(), now_, out, absl::Microseconds(100));
     Take(out);
   }
-  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 20);
-  // Shards of a microsecond would ask for 20,000: capped at 256.
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 40);
+  // Shards of a microsecond would ask for 4,000: capped at 256.
   for (int i = 0; i < 100; ++i) {
     AssignAction a = PopAssign();
     Actions out;
