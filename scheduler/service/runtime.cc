@@ -395,17 +395,29 @@ void Runtime::WriterLoop() {
       }
       batch.swap(writer_queue_);
     }
+    // Results to persist go to a worker now, to be staged while this batch
+    // commits; each is published only once its "finalizing" record (and every
+    // result folded into it) would survive a power cut: the commit is durable.
+    bool durable = false;
+    for (WriterItem& item : batch) {
+      auto* op = std::get_if<DurableOp>(&item);
+      if (op != nullptr && std::holds_alternative<PersistAction>(*op)) {
+        auto ticket = std::make_shared<PersistTicket>();
+        ticket->action = std::get<PersistAction>(std::move(*op));
+        item = ticket;
+        absl::MutexLock lock(&writer_mu_);
+        persist_queue_.push_back(std::move(ticket));
+        ++persists_in_flight_;
+      }
+      durable = durable || std::holds_alternative<std::shared_ptr<PersistTicket>>(item);
+    }
     // One transaction for every record in the batch (group commit).
     std::vector<const JobRecord*> jobs;
     std::vector<const SaveResultOp*> results;
-    // A result goes to the sink only once its "finalizing" record (and every
-    // result folded into it) would survive a power cut.
-    bool durable = false;
     for (const WriterItem& item : batch) {
       if (const auto* op = std::get_if<DurableOp>(&item)) {
         if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record());
         if (const auto* r = std::get_if<SaveResultOp>(op)) results.push_back(r);
-        durable = durable || std::holds_alternative<PersistAction>(*op);
       }
     }
     if (!jobs.empty() || !results.empty() || durable) {
@@ -432,16 +444,12 @@ void Runtime::WriterLoop() {
     for (WriterItem& item : batch) {
       if (auto* fn = std::get_if<std::function<void()>>(&item)) {
         (*fn)();
-        continue;
-      }
-      DurableOp& op = std::get<DurableOp>(item);
-      if (const auto* a = std::get_if<AckOp>(&op)) {
+      } else if (auto* t = std::get_if<std::shared_ptr<PersistTicket>>(&item)) {
+        absl::MutexLock lock(&(*t)->mu);
+        (*t)->committed = true;
+      } else if (const auto* a = std::get_if<AckOp>(&std::get<DurableOp>(item))) {
         acks[{a->conn.executor_id, a->conn.generation}].mutable_ack()->add_lease_ids(
             a->lease_id);
-      } else if (auto* p = std::get_if<PersistAction>(&op)) {
-        absl::MutexLock lock(&writer_mu_);
-        persist_queue_.push_back(std::move(*p));
-        ++persists_in_flight_;
       }
     }
     if (!acks.empty()) {
@@ -458,7 +466,7 @@ void Runtime::WriterLoop() {
 
 void Runtime::PersistLoop() {
   while (true) {
-    PersistAction p;
+    std::shared_ptr<PersistTicket> ticket;
     {
       absl::MutexLock lock(&writer_mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
@@ -466,21 +474,29 @@ void Runtime::PersistLoop() {
       };
       writer_mu_.Await(absl::Condition(&ready));
       if (persist_queue_.empty()) return;
-      p = std::move(persist_queue_.front());
+      ticket = std::move(persist_queue_.front());
       persist_queue_.pop_front();
     }
-    Persist(p);
+    Persist(*ticket);
     absl::MutexLock lock(&writer_mu_);
     --persists_in_flight_;
   }
 }
 
-void Runtime::Persist(const PersistAction& p) {
-  // The "finalizing" record must outlive even a power cut once the sink has
-  // the result, or a restart could write a second, different result.
-  // (The writer made the store durable before this.)
+void Runtime::Persist(PersistTicket& ticket) {
+  const PersistAction& p = ticket.action;
   const absl::Time t0 = absl::Now();
-  absl::StatusOr<PersistedResult> written = sink_->Write(p.job_id, p.version, p.bytes);
+  absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
+  {
+    // The "finalizing" record must outlive even a power cut once the sink
+    // has the result, or a restart could write a second, different result:
+    // publish (and report either outcome) only after the durable commit.
+    absl::MutexLock lock(&ticket.mu);
+    ticket.mu.Await(absl::Condition(&ticket.committed));
+  }
+  absl::StatusOr<PersistedResult> written =
+      staged.ok() ? sink_->Publish(*staged)
+                  : absl::StatusOr<PersistedResult>(staged.status());
   metrics_.ResultPersisted(absl::Now() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {

@@ -104,7 +104,16 @@ class Runtime {
   void SetPersistDelayForTesting(absl::Duration d) { persist_delay_ = d; }
 
  private:
-  using WriterItem = std::variant<DurableOp, std::function<void()>>;
+  // A result handed to a persist worker with the batch that commits its
+  // "finalizing" record: the worker stages it while the commit runs and
+  // publishes it only once the commit is durable.
+  struct PersistTicket {
+    PersistAction action;
+    absl::Mutex mu;
+    bool committed ABSL_GUARDED_BY(mu) = false;
+  };
+  using WriterItem =
+      std::variant<DurableOp, std::function<void()>, std::shared_ptr<PersistTicket>>;
 
   void Execute(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // On the store writer's thread, after a commit barrier.
@@ -118,7 +127,7 @@ class Runtime {
   // A persist worker: writes results to the sink, off the writer's thread so
   // that commits and acks go on meanwhile (and several fsyncs overlap).
   void PersistLoop();
-  void Persist(const PersistAction& p);
+  void Persist(PersistTicket& ticket);
 
   const CoreConfig config_;
   const Clock* clock_;
@@ -145,7 +154,7 @@ class Runtime {
   // Results committed and waiting for a persist worker; in flight counts those
   // too until the worker has queued the job's end for the writer. The writer
   // stops only when both are done, the workers once the writer has.
-  std::deque<PersistAction> persist_queue_ ABSL_GUARDED_BY(writer_mu_);
+  std::deque<std::shared_ptr<PersistTicket>> persist_queue_ ABSL_GUARDED_BY(writer_mu_);
   int persists_in_flight_ ABSL_GUARDED_BY(writer_mu_) = 0;
   bool writer_done_ ABSL_GUARDED_BY(writer_mu_) = false;
 

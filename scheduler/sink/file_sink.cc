@@ -44,9 +44,8 @@ absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& di
       new FileSink(std::filesystem::absolute(dir).lexically_normal().string()));
 }
 
-absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
-                                                int32_t version,
-                                                const std::string& bytes) {
+absl::StatusOr<StagedResult> FileSink::Stage(const std::string& job_id, int32_t version,
+                                             const std::string& bytes) {
   if (!ValidJobId(job_id)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid job id \"", job_id, "\""));
   }
@@ -56,7 +55,7 @@ absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
   const std::string sha = Sha256Hex(bytes);
   if (absl::StatusOr<std::string> existing = Read(final_path);
       existing.ok() && Sha256Hex(*existing) == sha) {
-    return PersistedResult{final_path, sha};  // written before a restart
+    return StagedResult{{final_path, sha}, ""};  // written before a restart
   }
   const std::string tmp_path =
       absl::StrCat(dir_, "/.", job_id, ".json.tmp-", RandomHexId(4));
@@ -81,9 +80,20 @@ absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
     return s;
   }
   ::close(fd);
-  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+  return StagedResult{{final_path, sha}, tmp_path};
+}
+
+absl::StatusOr<PersistedResult> FileSink::Publish(const StagedResult& staged) {
+  if (staged.staged_at.empty()) return staged.result;  // already in place
+  const std::string& final_path = staged.result.location;
+  if (!absl::StartsWith(final_path, dir_ + "/") ||
+      !absl::StartsWith(staged.staged_at, dir_ + "/.")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("staged result ", staged.staged_at, " is not one of ", dir_));
+  }
+  if (::rename(staged.staged_at.c_str(), final_path.c_str()) != 0) {
     absl::Status s = Errno(absl::StrCat("rename to ", final_path));
-    ::unlink(tmp_path.c_str());
+    ::unlink(staged.staged_at.c_str());
     return s;
   }
   // The file is in place; a failed directory fsync only weakens durability
@@ -95,7 +105,7 @@ absl::StatusOr<PersistedResult> FileSink::Write(const std::string& job_id,
                  std::strerror(errno));
   }
   if (dfd >= 0) ::close(dfd);
-  return PersistedResult{final_path, sha};
+  return staged.result;
 }
 
 absl::StatusOr<std::string> FileSink::Read(const std::string& location) {

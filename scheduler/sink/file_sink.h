@@ -17,8 +17,10 @@ class FileSink : public ResultSink {
   // Creates `dir` (and parents) if needed.
   static absl::StatusOr<std::unique_ptr<FileSink>> Create(const std::string& dir);
 
-  absl::StatusOr<PersistedResult> Write(const std::string& job_id, int32_t version,
-                                        const std::string& bytes) override;
+  // Stage: the temp file, written and fsynced; Publish: rename, directory fsync.
+  absl::StatusOr<StagedResult> Stage(const std::string& job_id, int32_t version,
+                                     const std::string& bytes) override;
+  absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
   int64_t writes() const override { return writes_.load(); }
 

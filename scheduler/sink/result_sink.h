@@ -14,6 +14,12 @@ struct PersistedResult {
   std::string sha256;    // hex digest of the bytes written
 };
 
+// A result written durably where no reader looks yet (see Stage).
+struct StagedResult {
+  PersistedResult result;  // where it goes once published
+  std::string staged_at;   // empty: the sink already holds these bytes there
+};
+
 // Thread-safe.
 class ResultSink {
  public:
@@ -21,9 +27,20 @@ class ResultSink {
   // Writes version `version` of a job's result. Idempotent: when the sink
   // already holds exactly these bytes (a restart after the write but before
   // the job was marked done), nothing is written again.
-  virtual absl::StatusOr<PersistedResult> Write(const std::string& job_id,
-                                                int32_t version,
-                                                const std::string& bytes) = 0;
+  absl::StatusOr<PersistedResult> Write(const std::string& job_id, int32_t version,
+                                        const std::string& bytes) {
+    absl::StatusOr<StagedResult> staged = Stage(job_id, version, bytes);
+    if (!staged.ok()) return staged.status();
+    return Publish(*staged);
+  }
+  // Write in two steps, so that the slow first one can overlap other work
+  // (the store's commit): Stage makes the bytes durable out of readers'
+  // sight; Publish puts them in place, atomically and durably. A staged
+  // result that is never published is left behind for the operator (a temp
+  // file) and never read.
+  virtual absl::StatusOr<StagedResult> Stage(const std::string& job_id, int32_t version,
+                                             const std::string& bytes) = 0;
+  virtual absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) = 0;
   virtual absl::StatusOr<std::string> Read(const std::string& location) = 0;
   // Results actually written by this process (for metrics and tests).
   virtual int64_t writes() const = 0;

@@ -1161,18 +1161,19 @@ int main(int argc, char** argv) {
                    .c_str());
       auto f = Primes(o, end);
       if (!f) continue;
-      out[issue ? "primes" : "primes_big"] = {{"end", end},
-                                              {"single_thread_s", f->single_s},
-                                              {"job_s", f->job_s},
-                                              {"efficiency", f->efficiency},
-                                              {"two_threads_s", f->two_threads_s},
-                                              {"machine_efficiency", f->machine_efficiency},
-                                              {"primes", f->primes}};
+      out[issue ? "primes" : "primes_big"] = {
+          {"end", end},
+          {"single_thread_s", f->single_s},
+          {"job_s", f->job_s},
+          {"efficiency", f->efficiency},
+          {"two_threads_s", f->two_threads_s},
+          {"machine_efficiency", f->machine_efficiency},
+          {"primes", f->primes}};
       rows.push_back(
           {absl::StrCat("primes [1,", Num(end), ") efficiency"),
            Num(f->efficiency, 3) + " (" + Num(f->single_s, 3) + "s/2 vs " +
-               Num(f->job_s, 3) + "s; 2 threads in-process: " +
-               Num(f->machine_efficiency, 3) + ")",
+               Num(f->job_s, 3) +
+               "s; 2 threads in-process: " + Num(f->machine_efficiency, 3) + ")",
            issue ? ">= 0.95" : "",
            issue ? target("primes_efficiency_ge_0.95", f->efficiency >= 0.95) : ""});
       Check(Sane(f->efficiency) && f->efficiency < 3 && Sane(f->machine_efficiency),

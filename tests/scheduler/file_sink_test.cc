@@ -42,6 +42,36 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   EXPECT_EQ(files, 1);
 }
 
+TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
+  const std::string dir = TempDir() + "/results";
+  auto sink = FileSink::Create(dir);
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  auto staged = (*sink)->Stage("abc123", 2, "{\"items\": 3}\n");
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  const std::string final_path =
+      std::filesystem::absolute(dir).string() + "/abc123.v2.json";
+  EXPECT_EQ(staged->result.location, final_path);
+  EXPECT_FALSE(std::filesystem::exists(final_path));
+  EXPECT_TRUE(std::filesystem::exists(staged->staged_at));
+  EXPECT_EQ((*sink)->writes(), 0);
+  auto published = (*sink)->Publish(*staged);
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_EQ(published->location, final_path);
+  EXPECT_FALSE(std::filesystem::exists(staged->staged_at));
+  EXPECT_EQ(*(*sink)->Read(final_path), "{\"items\": 3}\n");
+  EXPECT_EQ((*sink)->writes(), 1);
+  // The same bytes again (a restart): nothing to stage, nothing written.
+  auto again = (*sink)->Stage("abc123", 2, "{\"items\": 3}\n");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->staged_at.empty());
+  EXPECT_TRUE((*sink)->Publish(*again).ok());
+  EXPECT_EQ((*sink)->writes(), 1);
+  // A staged path that is not the sink's own is refused.
+  StagedResult foreign{{final_path, ""}, "/etc/passwd"};
+  EXPECT_EQ((*sink)->Publish(foreign).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(FileSinkTest, AMissingResultFileIsDataLoss) {
   const std::string dir = TempDir();
   auto sink = FileSink::Create(dir);
