@@ -696,25 +696,36 @@ SchedulerCore::Job* SchedulerCore::NextJobFor(const Executor& e, absl::Time now)
   return best;
 }
 
-int64_t SchedulerCore::Prefetch(const Job& j, const Executor& e) const {
-  if (j.run_seconds <= 0) return config_.prefetch;
+int64_t SchedulerCore::Prefetch(double run_seconds, int32_t slots) const {
+  if (run_seconds <= 0) return config_.prefetch;
   const double keep_busy =
-      e.hello.slots * absl::ToDoubleSeconds(config_.prefetch_window) / j.run_seconds;
+      slots * absl::ToDoubleSeconds(config_.prefetch_window) / run_seconds;
   return std::clamp<int64_t>(static_cast<int64_t>(std::min(keep_busy, 1e9)),
                              config_.prefetch, config_.max_prefetch);
 }
 
 void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
+  // The most any active job lets an executor hold: executors holding that
+  // many are passed over without looking for a job (with 1,000 executors,
+  // most are).
+  double shortest = 0;
+  for (const Job* j : active_) {
+    if (j->run_seconds > 0 && (shortest == 0 || j->run_seconds < shortest)) {
+      shortest = j->run_seconds;
+    }
+  }
   bool assigned = true;
   while (assigned && !active_.empty()) {
     assigned = false;
     for (auto& [id, e] : executors_) {
       const int64_t held = static_cast<int64_t>(e->leases.size());
-      if (e->draining || held >= e->hello.slots + config_.max_prefetch) continue;
+      if (e->draining || held >= e->hello.slots + Prefetch(shortest, e->hello.slots)) {
+        continue;
+      }
       const size_t cursor = rr_cursor_;
       Job* j = NextJobFor(*e, now);
       if (j == nullptr) continue;
-      if (held >= e->hello.slots + Prefetch(*j, *e)) {
+      if (held >= e->hello.slots + Prefetch(j->run_seconds, e->hello.slots)) {
         rr_cursor_ = cursor;  // not this executor's turn after all
         continue;
       }

@@ -148,8 +148,9 @@ class SchedulerCore {
   // The lease if it belongs to this connection, else nullptr.
   Lease* FindLease(const ExecutorConn& conn, const std::string& lease_id);
   void Dispatch(absl::Time now, Actions& out);
-  // Assignments beyond its slots that `e` may hold when the next is of `j`.
-  int64_t Prefetch(const Job& j, const Executor& e) const;
+  // Assignments beyond its slots an executor may hold when the next is of a
+  // job whose shards run `run_seconds` (0: not known yet).
+  int64_t Prefetch(double run_seconds, int32_t slots) const;
   Job* NextJobFor(const Executor& e, absl::Time now);
   bool HasWork(const Job& j, absl::Time now) const;
   // For a queued job with a concurrency key: the job it waits for, if any.
