@@ -84,10 +84,12 @@ class SchedulerCoreTest : public ::testing::Test {
     return a;
   }
 
-  void Succeed(const AssignAction& a, const json& result) {
+  // `run_time`: as the executor reports it (zero: not reported).
+  void Succeed(const AssignAction& a, const json& result,
+               absl::Duration run_time = absl::ZeroDuration()) {
     Actions out;
     core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
-                 result.dump(), now_, out);
+                 result.dump(), now_, out, run_time);
     Take(out);
   }
 
@@ -187,21 +189,11 @@ TEST_F(SchedulerCoreTest, PrefetchGrowsForShortShardsUpToTheWindowAndTheCap) {
   Connect(Hello("e1", 2));
   ASSERT_EQ(assigns_.size(), 3u);  // no run time reported yet: 2 slots + 1
   // Shards of 100us: 2 slots x 2ms / 100us = 40 beyond the slots.
-  {
-    AssignAction a = PopAssign();
-    Actions out;
-    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
-                 json{{"items", 1}}.dump(), now_, out, absl::Microseconds(100));
-    Take(out);
-  }
+  Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
   EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 40);
   // Shards of a microsecond would ask for 4,000: capped at 256.
   for (int i = 0; i < 100; ++i) {
-    AssignAction a = PopAssign();
-    Actions out;
-    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
-                 json{{"items", 1}}.dump(), now_, out, absl::Microseconds(1));
-    Take(out);
+    Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(1));
   }
   EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 256);
 }
@@ -210,11 +202,7 @@ TEST_F(SchedulerCoreTest, LongShardsKeepTheMinimalPrefetch) {
   Submit(RangeJob(100, 100));
   Connect(Hello("e1", 2));
   for (int i = 0; i < 10; ++i) {
-    AssignAction a = PopAssign();
-    Actions out;
-    core_.Result(a.conn, a.assignment.lease_id, a.assignment.job_id, a.assignment.shard,
-                 json{{"items", 1}}.dump(), now_, out, absl::Seconds(2));
-    Take(out);
+    Succeed(PopAssign(), json{{"items", 1}}, absl::Seconds(2));
     EXPECT_EQ(core_.ListExecutors()[0].assigned, 3);  // 2 slots + 1, never more
   }
 }
