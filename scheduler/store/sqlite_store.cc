@@ -106,11 +106,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
                          -1, &store->insert_result_, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &store->begin_, nullptr) !=
           SQLITE_OK ||
-      sqlite3_prepare_v2(db, "COMMIT", -1, &store->commit_, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "PRAGMA synchronous=FULL", -1, &store->sync_full_,
-                         nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "PRAGMA synchronous=NORMAL", -1, &store->sync_normal_,
-                         nullptr) != SQLITE_OK) {
+      sqlite3_prepare_v2(db, "COMMIT", -1, &store->commit_, nullptr) != SQLITE_OK) {
     return store->Error("prepare");
   }
   return store;
@@ -122,8 +118,6 @@ SqliteStore::~SqliteStore() {
   sqlite3_finalize(insert_result_);
   sqlite3_finalize(begin_);
   sqlite3_finalize(commit_);
-  sqlite3_finalize(sync_full_);
-  sqlite3_finalize(sync_normal_);
   sqlite3_close(db_);
 }
 
@@ -136,6 +130,13 @@ absl::Status SqliteStore::Exec(const char* sql) {
     return s;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> SqliteStore::Synchronous() {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, "PRAGMA synchronous");
+  if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return Error("read synchronous");
+  return sqlite3_column_int(q.get(), 0);
 }
 
 absl::Status SqliteStore::Step(sqlite3_stmt* stmt, const char* what) {
@@ -155,13 +156,14 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
                                  bool durable) {
   absl::MutexLock lock(&mu_);
   const bool raise_sync = durable && !sync_full_always_;
+  // Not prepared statements: a pragma takes effect when it is compiled, so
+  // it is compiled (and run) each time.
   if (raise_sync) {
-    if (absl::Status s = Step(sync_full_, "set synchronous=FULL"); !s.ok()) return s;
+    if (absl::Status s = Exec("PRAGMA synchronous=FULL"); !s.ok()) return s;
   }
   absl::Status committed = CommitLocked(jobs, results);
   if (raise_sync) {
-    if (absl::Status s = Step(sync_normal_, "set synchronous=NORMAL");
-        !s.ok() && committed.ok()) {
+    if (absl::Status s = Exec("PRAGMA synchronous=NORMAL"); !s.ok() && committed.ok()) {
       return s;
     }
   }

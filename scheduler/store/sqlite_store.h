@@ -36,6 +36,8 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
   std::string name() const override { return "sqlite"; }
+  // The connection's PRAGMA synchronous now (1 NORMAL, 2 FULL), for tests.
+  absl::StatusOr<int> Synchronous();
 
  private:
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
@@ -55,10 +57,9 @@ class SqliteStore : public Store {
   sqlite3_stmt* insert_result_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* begin_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* commit_ ABSL_GUARDED_BY(mu_) = nullptr;
-  // A durable commit on a "normal" store: synchronous=FULL for that commit
-  // alone, so that its WAL is fsynced (one fsync instead of a checkpoint's two).
-  sqlite3_stmt* sync_full_ ABSL_GUARDED_BY(mu_) = nullptr;
-  sqlite3_stmt* sync_normal_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // A durable commit on a "normal" store runs with synchronous=FULL for that
+  // commit alone, so that its WAL is fsynced (one fsync instead of a
+  // checkpoint's two); a "full" store always does.
   bool sync_full_always_ = false;
   const std::string path_;
 };

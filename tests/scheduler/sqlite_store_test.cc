@@ -1,0 +1,65 @@
+#include "scheduler/store/sqlite_store.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace tessera::scheduler {
+namespace {
+
+std::string TempDir() {
+  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-store-XXXXXX";
+  return mkdtemp(tmpl.data());
+}
+
+JobRecord Record(const std::string& id, JobState state) {
+  JobRecord r;
+  r.id = id;
+  r.seq = 1;
+  r.state = state;
+  r.spec.task = "noop";
+  r.spec.range = {0, 10, 0, 2};
+  return r;
+}
+
+TEST(SqliteStoreTest, KeepsItsSyncSettingAcrossDurableCommits) {
+  for (const auto& [setting, value] : {std::pair{"normal", 1}, std::pair{"full", 2}}) {
+    auto store = SqliteStore::Open(TempDir(), setting);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
+    const JobRecord job = Record("j1", JobState::kRunning);
+    const SaveResultOp result{"j1", 0, R"({"items":5})"};
+    ASSERT_TRUE((*store)->Commit({&job}, {&result}, /*durable=*/true).ok());
+    EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
+    ASSERT_TRUE((*store)->Commit({&job}, {}, /*durable=*/false).ok());
+    EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
+  }
+}
+
+TEST(SqliteStoreTest, DurableAndPlainCommitsAreReadBackAfterReopening) {
+  const std::string dir = TempDir();
+  {
+    auto store = SqliteStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    const JobRecord job = Record("j1", JobState::kRunning);
+    const SaveResultOp r0{"j1", 0, R"({"items":5})"};
+    const SaveResultOp r1{"j1", 1, R"({"items":5})"};
+    const SaveResultOp r0_again{"j1", 0, R"({"items":99})"};
+    ASSERT_TRUE((*store)->Commit({&job}, {&r0}, /*durable=*/true).ok());
+    ASSERT_TRUE((*store)->Commit({}, {&r1, &r0_again}, /*durable=*/false).ok());
+  }
+  auto store = SqliteStore::Open(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto state = (*store)->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->jobs.size(), 1u);
+  EXPECT_EQ(state->jobs[0].id, "j1");
+  const std::vector<StoredResult>& results = state->results["j1"];
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].result_json, R"({"items":5})");  // the first result wins
+  EXPECT_EQ(results[1].shard, 1);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
