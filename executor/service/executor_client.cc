@@ -22,6 +22,7 @@ namespace {
 // Results per ResultBatch message, in bytes of JSON (the scheduler accepts
 // messages of 64 MiB by default).
 constexpr size_t kMaxBatchBytes = 4 << 20;
+constexpr int kMaxReceiveBytes = 64 << 20;
 // How often drain progress is checked while shards finish.
 constexpr absl::Duration kDrainPoll = absl::Milliseconds(50);
 // Repeat "cannot reach the scheduler" at warn at most this often.
@@ -33,6 +34,9 @@ constexpr absl::Duration kWarnEvery = absl::Seconds(30);
 std::shared_ptr<grpc::Channel> MakeChannel(const ExecutorClientOptions& o) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // Assign messages of items jobs can be large (the scheduler's limit is its
+  // --max-message-bytes, 64 MiB by default); gRPC's own default is 4 MiB.
+  args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   // TODO(tls): credentials from shared/ once TLS config lands.
   return grpc::CreateCustomChannel(o.scheduler_address,
                                    grpc::InsecureChannelCredentials(), args);
@@ -259,8 +263,15 @@ bool ExecutorClient::DrainStepDone() {
   spdlog::warn("executor={} drain timeout: cancelled and released {} running shards{}{}",
                options_.executor_id, leases.size(), leases.empty() ? "" : ": ",
                absl::StrJoin(leases, ","));
-  // Let outcomes already on their way out be written before the stream closes.
+  // Let outcomes already on their way out be written before the stream closes:
+  // the handlers return, then the sender thread writes what they left.
+  const absl::Time deadline_out = absl::Now() + absl::Seconds(1);
   runner_.WaitIdle(absl::Seconds(1));
+  absl::MutexLock lock(&mu_);
+  auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return outbox_.empty() && result_writers_ == 0;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&written), deadline_out);
   return true;
 }
 

@@ -273,6 +273,11 @@ ExecutorHello HelloFromProto(const v1::Hello& proto) {
   return h;
 }
 
+size_t ApproxBytes(const v1::Assignment& a) {
+  constexpr size_t kFixed = 128;  // ids, numbers, the task's name
+  return kFixed + a.items_json().size() + a.params_json().size();
+}
+
 void AssignmentToProto(const Assignment& a, v1::Assignment* proto) {
   proto->set_lease_id(a.lease_id);
   proto->set_job_id(a.job_id);

@@ -2,6 +2,8 @@
 #ifndef TESSERA_SCHEDULER_SERVICE_CONVERT_H_
 #define TESSERA_SCHEDULER_SERVICE_CONVERT_H_
 
+#include <cstddef>
+
 #include "absl/status/statusor.h"
 #include "scheduler/core/types.h"
 #include "tessera/v1/executor.pb.h"
@@ -20,6 +22,12 @@ void ExecutorToProto(const ExecutorView& view, v1::Executor* proto);
 void QueueStatsToProto(const QueueStats& stats, v1::GetQueueStatsResponse* proto);
 ExecutorHello HelloFromProto(const v1::Hello& proto);
 void AssignmentToProto(const Assignment& a, v1::Assignment* proto);
+
+// Assign messages are cut (and merged on a busy stream) at about this many
+// bytes, far below what an executor accepts (64 MiB).
+constexpr size_t kMaxAssignMessageBytes = 1 << 20;
+// About how many bytes `a` adds to an Assign message.
+size_t ApproxBytes(const v1::Assignment& a);
 
 }  // namespace tessera::scheduler
 

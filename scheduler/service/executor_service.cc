@@ -11,9 +11,6 @@ namespace {
 
 // Keeps slot arithmetic far from overflow; no machine has more cores.
 constexpr int32_t kMaxSlots = 65536;
-// Queued assignments merge into one message up to about this size.
-constexpr size_t kMaxMergedBytes = 1 << 20;
-constexpr size_t kAssignmentOverhead = 128;  // ids, numbers, task name
 
 // One executor stream. Reads drive the runtime; writes go through a queue so
 // that at most one write is in flight. Deletes itself in OnDone.
@@ -30,8 +27,11 @@ class ConnectReactor
     // message of their kind, so that a busy stream carries few, large messages.
     // Only the tail is merged: the order of kinds is kept.
     if (writing_ && out_.size() >= 2 && Merge(out_.back(), message)) return;
-    out_.push_back(std::move(message));
     tail_bytes_ = 0;
+    for (const v1::Assignment& a : message.assign().assignments()) {
+      tail_bytes_ += ApproxBytes(a);
+    }
+    out_.push_back(std::move(message));
     if (!writing_) {
       writing_ = true;
       StartWrite(&out_.front());
@@ -164,10 +164,8 @@ class ConnectReactor
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (into.has_assign() && from.has_assign()) {
       size_t bytes = 0;
-      for (const v1::Assignment& a : from.assign().assignments()) {
-        bytes += kAssignmentOverhead + a.items_json().size() + a.params_json().size();
-      }
-      if (tail_bytes_ + bytes > kMaxMergedBytes) return false;
+      for (const v1::Assignment& a : from.assign().assignments()) bytes += ApproxBytes(a);
+      if (tail_bytes_ + bytes > kMaxAssignMessageBytes) return false;
       tail_bytes_ += bytes;
       for (v1::Assignment& a : *from.mutable_assign()->mutable_assignments()) {
         *into.mutable_assign()->add_assignments() = std::move(a);
@@ -188,7 +186,7 @@ class ConnectReactor
   absl::Mutex mu_;
   std::optional<ExecutorConn> conn_ ABSL_GUARDED_BY(mu_);  // set once, after hello
   std::deque<v1::SchedulerMessage> out_ ABSL_GUARDED_BY(mu_);
-  // Roughly the bytes merged into out_.back() so far.
+  // Roughly the assignment bytes in out_.back().
   size_t tail_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;

@@ -305,10 +305,24 @@ void Runtime::Execute(Actions actions) {
   // Sends only queue; nothing here blocks.
   if (actions.empty()) return;
   metrics_.Record(actions);
-  std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> assigns;
+  // One Assign message per executor, cut where it would pass about
+  // kMaxAssignMessageBytes.
+  struct Outgoing {
+    std::vector<v1::SchedulerMessage> messages;
+    size_t bytes = 0;  // in messages.back()
+  };
+  std::map<std::pair<std::string, uint64_t>, Outgoing> assigns;
   for (const AssignAction& a : actions.assigns) {
-    auto& msg = assigns[{a.conn.executor_id, a.conn.generation}];
-    AssignmentToProto(a.assignment, msg.mutable_assign()->add_assignments());
+    Outgoing& o = assigns[{a.conn.executor_id, a.conn.generation}];
+    v1::Assignment proto;
+    AssignmentToProto(a.assignment, &proto);
+    const size_t bytes = ApproxBytes(proto);
+    if (o.messages.empty() || (o.bytes > 0 && o.bytes + bytes > kMaxAssignMessageBytes)) {
+      o.messages.emplace_back();
+      o.bytes = 0;
+    }
+    o.bytes += bytes;
+    *o.messages.back().mutable_assign()->add_assignments() = std::move(proto);
   }
   {
     absl::MutexLock lock(&streams_mu_);
@@ -317,10 +331,11 @@ void Runtime::Execute(Actions actions) {
       if (it == streams_.end() || it->second.generation != c.generation) return nullptr;
       return it->second.stream;
     };
-    for (auto& [key, msg] : assigns) {
+    for (auto& [key, outgoing] : assigns) {
       // A missing stream has closed; its Disconnect requeues these shards.
-      if (ExecutorStream* s = stream_for({key.first, key.second}))
-        s->Send(std::move(msg));
+      if (ExecutorStream* s = stream_for({key.first, key.second})) {
+        for (v1::SchedulerMessage& msg : outgoing.messages) s->Send(std::move(msg));
+      }
     }
     for (const CancelAction& c : actions.cancels) {
       if (ExecutorStream* s = stream_for(c.conn)) {
@@ -511,9 +526,10 @@ void Runtime::Persist(PersistTicket& ticket) {
     }
     Execute(std::move(actions));
   }
-  // The job has ended (its "done" record is queued): watchers need not wait
-  // for that commit, a restart would find the same bytes in the sink.
-  NotifyFinished(p.job_id);
+  // The job has succeeded (its "done" record is queued): watchers need not
+  // wait for that commit, a restart would find the same bytes in the sink. A
+  // failure reaches them once committed (a restart could still succeed).
+  if (written.ok()) NotifyFinished(p.job_id);
   if (written.ok()) {
     spdlog::info("job={} finished; result v{} persisted to {} sha256={}", p.job_id,
                  p.version, written->location, written->sha256);
