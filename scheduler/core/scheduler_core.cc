@@ -426,11 +426,15 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
     ++counters_.results_adopted;
   }
   ++e->completed;
-  if (reported_run_time > absl::ZeroDuration()) {
+  // A job with a shard timeout keeps the minimal prefetch: its timeout runs
+  // from the assignment, so a long queue on the executor would eat into it.
+  if (reported_run_time > absl::ZeroDuration() &&
+      j->record.spec.shard_timeout == absl::ZeroDuration()) {
     // The executor's own measure, without the time the shard waited in its
-    // prefetch queue (which the lease time includes).
+    // prefetch queue (which the lease time includes). A slower shard counts at
+    // once (fewer are handed out ahead); faster ones only bit by bit.
     const double x = absl::ToDoubleSeconds(reported_run_time);
-    j->run_seconds = j->run_seconds == 0 ? x : 0.9 * j->run_seconds + 0.1 * x;
+    j->run_seconds = x > j->run_seconds ? x : 0.9 * j->run_seconds + 0.1 * x;
   }
   // Acked either way: the executor must forget it (after the commit of what
   // the core decided, as every ack).

@@ -207,6 +207,30 @@ TEST_F(SchedulerCoreTest, LongShardsKeepTheMinimalPrefetch) {
   }
 }
 
+TEST_F(SchedulerCoreTest, ASlowShardCutsThePrefetchAtOnce) {
+  Submit(RangeJob(100'000, 100'000));
+  Connect(Hello("e1", 2));
+  Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
+  ASSERT_EQ(core_.ListExecutors()[0].assigned, 2 + 40);
+  // One shard of 2 s: no more than the minimum is handed out from now on.
+  Succeed(PopAssign(), json{{"items", 1}}, absl::Seconds(2));
+  for (int i = 0; i < 10; ++i) Succeed(PopAssign(), json{{"items", 1}});
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 40 - 11);
+}
+
+TEST_F(SchedulerCoreTest, AJobWithAShardTimeoutKeepsTheMinimalPrefetch) {
+  // Its timeout runs from the assignment: shards queued on the executor
+  // must not wait out their time there.
+  JobSpec spec = RangeJob(1'000, 1'000);
+  spec.shard_timeout = absl::Seconds(60);
+  Submit(spec);
+  Connect(Hello("e1", 2));
+  for (int i = 0; i < 10; ++i) {
+    Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(1));
+    EXPECT_EQ(core_.ListExecutors()[0].assigned, 3);  // 2 slots + 1
+  }
+}
+
 TEST(CoreConfigTest, RefusesAMaxPrefetchBelowThePrefetch) {
   CoreConfig c;
   c.prefetch = 8;
