@@ -82,8 +82,11 @@ TEST_F(JobControl, JobsWithOneConcurrencyKeyNeverRunTogether) {
   bool overlap = false;
   bool second_waited_with_reason = false;
   for (int i = 0; i < 1000; ++i) {
-    v1::Job a = Get(first.id());
+    // The second job first: once it runs the first has ended, so a first that
+    // still runs when read after it is a real overlap (the other order could
+    // see the first just before it ended and the second just after).
     v1::Job b = Get(second.id());
+    v1::Job a = Get(first.id());
     overlap |= a.state() == v1::JOB_STATE_RUNNING && b.state() == v1::JOB_STATE_RUNNING;
     second_waited_with_reason |= b.state() == v1::JOB_STATE_QUEUED &&
                                  b.message().find(first.id()) != std::string::npos;
