@@ -493,8 +493,11 @@ void Runtime::PersistLoop() {
       persist_queue_.pop_front();
     }
     Persist(*ticket);
-    absl::MutexLock lock(&writer_mu_);
-    --persists_in_flight_;
+    {
+      absl::MutexLock lock(&writer_mu_);
+      --persists_in_flight_;
+    }
+    sink_->Prepare();  // e.g. the file sink's spare files, for the next results
   }
 }
 

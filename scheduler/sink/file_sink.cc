@@ -18,6 +18,10 @@
 namespace tessera::scheduler {
 namespace {
 
+// Spare files kept ready for results.
+constexpr int kSpares = 8;
+constexpr char kSparePrefix[] = ".spare-";
+
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
 }
@@ -40,8 +44,51 @@ absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& di
     return absl::FailedPreconditionError(
         absl::StrCat("result directory ", dir, ": ", ec.message()));
   }
-  return std::unique_ptr<FileSink>(
+  std::unique_ptr<FileSink> sink(
       new FileSink(std::filesystem::absolute(dir).lexically_normal().string()));
+  {
+    // Spares left by an earlier run are used first (whatever they hold is
+    // truncated when one is filled).
+    absl::MutexLock lock(&sink->mu_);
+    for (const auto& e : std::filesystem::directory_iterator(sink->dir_, ec)) {
+      if (absl::StartsWith(e.path().filename().string(), kSparePrefix)) {
+        sink->spares_.push_back(e.path().string());
+      }
+    }
+  }
+  sink->Prepare();
+  return sink;
+}
+
+void FileSink::Prepare() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (static_cast<int>(spares_.size()) + creating_ >= kSpares) return;
+      ++creating_;
+    }
+    // No fsync: a spare that a crash takes away is simply not found again; the
+    // directory fsync after a result's rename covers the entry it is renamed from.
+    const std::string path = absl::StrCat(dir_, "/", kSparePrefix, RandomHexId(8));
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) ::close(fd);
+    absl::MutexLock lock(&mu_);
+    --creating_;
+    if (fd < 0) {
+      spdlog::warn("result directory {}: cannot make a spare file: {}", dir_,
+                   std::strerror(errno));
+      return;
+    }
+    spares_.push_back(path);
+  }
+}
+
+std::string FileSink::TakeSpare() {
+  absl::MutexLock lock(&mu_);
+  if (spares_.empty()) return "";
+  std::string path = std::move(spares_.back());
+  spares_.pop_back();
+  return path;
 }
 
 absl::StatusOr<StagedResult> FileSink::Stage(const std::string& job_id, int32_t version,
@@ -57,9 +104,14 @@ absl::StatusOr<StagedResult> FileSink::Stage(const std::string& job_id, int32_t 
       existing.ok() && Sha256Hex(*existing) == sha) {
     return StagedResult{{final_path, sha}, ""};  // written before a restart
   }
-  const std::string tmp_path =
-      absl::StrCat(dir_, "/.", job_id, ".json.tmp-", RandomHexId(4));
-  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  std::string tmp_path = TakeSpare();
+  int fd = tmp_path.empty()
+               ? -1
+               : ::open(tmp_path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    tmp_path = absl::StrCat(dir_, "/.", job_id, ".json.tmp-", RandomHexId(4));
+    fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  }
   if (fd < 0) return Errno(absl::StrCat("open ", tmp_path));
   size_t off = 0;
   while (off < bytes.size()) {

@@ -41,6 +41,9 @@ class ResultSink {
   virtual absl::StatusOr<StagedResult> Stage(const std::string& job_id, int32_t version,
                                              const std::string& bytes) = 0;
   virtual absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) = 0;
+  // Slow groundwork that makes later writes faster, done off their path (the
+  // runtime calls it between writes). Optional.
+  virtual void Prepare() {}
   virtual absl::StatusOr<std::string> Read(const std::string& location) = 0;
   // Results actually written by this process (for metrics and tests).
   virtual int64_t writes() const = 0;

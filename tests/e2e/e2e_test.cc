@@ -39,12 +39,13 @@ TEST_F(Cluster, PrimesJobCountsEveryPrimeBelowTenMillionAndWritesTheResultOnce) 
                     std::istreambuf_iterator<char>());
   EXPECT_EQ(bytes, r.result_json());
   EXPECT_EQ(r.location(), dir_ + "/data/results/" + job.id() + ".json");
-  int files = 0;
+  EXPECT_EQ(ResultFiles(), 1);
   for (const auto& e : std::filesystem::directory_iterator(dir_ + "/data/results")) {
-    (void)e;
-    ++files;
+    // Besides it, only the empty spare files the sink keeps ready.
+    if (e.path() == r.location()) continue;
+    EXPECT_EQ(e.path().filename().string().rfind(".spare-", 0), 0u) << e.path();
+    EXPECT_EQ(std::filesystem::file_size(e.path()), 0u) << e.path();
   }
-  EXPECT_EQ(files, 1);
   const std::string metrics = Metrics();
   EXPECT_EQ(MetricValue(metrics, "tessera_result_writes_total"), 1) << metrics;
   EXPECT_EQ(MetricValue(metrics, "tessera_results_persisted_total"), 1);

@@ -17,6 +17,21 @@ std::string TempDir() {
   return mkdtemp(tmpl.data());
 }
 
+// Files in `dir`: {spare files, all others}.
+std::pair<int, int> CountFiles(const std::string& dir) {
+  int spares = 0, others = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    (e.path().filename().string().rfind(".spare-", 0) == 0 ? spares : others)++;
+  }
+  return {spares, others};
+}
+
+std::string Contents(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
 TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
@@ -33,13 +48,41 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   auto read = (*sink)->Read(r->location);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(*read, content);
-  // No temp files are left behind.
-  int files = 0;
+  // No temp files are left behind (spare files are kept ready, empty).
+  EXPECT_EQ(CountFiles(dir).second, 1);
+}
+
+TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
+  const std::string dir = TempDir() + "/results";
+  auto sink = FileSink::Create(dir);
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  const int ready = CountFiles(dir).first;
+  EXPECT_GT(ready, 0);
+  // A spare a crash left half written: filling it truncates it first.
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    (void)e;
-    ++files;
+    std::ofstream(e.path()) << "left over from a crash, much longer than the result";
   }
-  EXPECT_EQ(files, 1);
+  auto r = (*sink)->Write("abc123", 1, "{\"items\": 1}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Contents(r->location), "{\"items\": 1}\n");
+  EXPECT_EQ(CountFiles(dir), std::make_pair(ready - 1, 1));  // one spare became it
+  (*sink)->Prepare();
+  EXPECT_EQ(CountFiles(dir), std::make_pair(ready, 1));
+  // A restarted scheduler uses what is there rather than making more.
+  sink->reset();
+  auto again = FileSink::Create(dir);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(CountFiles(dir), std::make_pair(ready, 1));
+  // With every spare gone (removed by hand), a write makes its own temp file.
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind(".spare-", 0) == 0) {
+      std::filesystem::remove(e.path());
+    }
+  }
+  auto v2 = (*again)->Write("abc123", 2, "{\"items\": 2}\n");
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_EQ(Contents(v2->location), "{\"items\": 2}\n");
+  EXPECT_EQ(CountFiles(dir).second, 2);
 }
 
 TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
