@@ -413,6 +413,8 @@ void Runtime::WriterLoop() {
     // Results to persist go to a worker now, to be staged while this batch
     // commits; each is published only once its "finalizing" record (and every
     // result folded into it) would survive a power cut: the commit is durable.
+    // (Staging before the writer takes the batch gains nothing: the two
+    // fsyncs share one disk.)
     bool durable = false;
     for (WriterItem& item : batch) {
       auto* op = std::get_if<DurableOp>(&item);
@@ -434,6 +436,19 @@ void Runtime::WriterLoop() {
         if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record());
         if (const auto* r = std::get_if<SaveResultOp>(op)) results.push_back(r);
       }
+    }
+    // A job's "done" record (it names the result's location) commits only
+    // once the result would survive a power cut: one directory fsync here
+    // covers every result published since the last (see Persist).
+    for (const JobRecord* j : jobs) {
+      if (j->location.empty()) continue;
+      if (absl::Status s = sink_->Sync(); !s.ok()) {
+        // The results are in place and their bytes durable; only a power cut
+        // before the next sync could lose a directory entry, which a restart
+        // repairs from the "finalizing" record.
+        spdlog::warn("result sink sync failed: {}", s.ToString());
+      }
+      break;
     }
     if (!jobs.empty() || !results.empty() || durable) {
       const absl::Time t0 = absl::Now();
@@ -530,8 +545,10 @@ void Runtime::Persist(PersistTicket& ticket) {
     Execute(std::move(actions));
   }
   // The job has succeeded (its "done" record is queued): watchers need not
-  // wait for that commit, a restart would find the same bytes in the sink. A
-  // failure reaches them once committed (a restart could still succeed).
+  // wait for that commit nor for the sink's Sync before it. A restart after a
+  // crash finds the same bytes in the sink; after a power cut that took the
+  // file away, it writes them again from the durable "finalizing" record. A
+  // failure reaches watchers once committed (a restart could still succeed).
   if (written.ok()) NotifyFinished(p.job_id);
   if (written.ok()) {
     spdlog::info("job={} finished; result v{} persisted to {} sha256={}", p.job_id,

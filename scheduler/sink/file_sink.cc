@@ -136,7 +136,12 @@ absl::StatusOr<StagedResult> FileSink::Stage(const std::string& job_id, int32_t 
 }
 
 absl::StatusOr<PersistedResult> FileSink::Publish(const StagedResult& staged) {
-  if (staged.staged_at.empty()) return staged.result;  // already in place
+  // Found in place after a restart: its directory entry may predate a crash
+  // and not yet be durable, so the next Sync covers it too.
+  if (staged.staged_at.empty()) {
+    published_.fetch_add(1);
+    return staged.result;
+  }
   const std::string& final_path = staged.result.location;
   if (!absl::StartsWith(final_path, dir_ + "/") ||
       !absl::StartsWith(staged.staged_at, dir_ + "/.")) {
@@ -148,16 +153,22 @@ absl::StatusOr<PersistedResult> FileSink::Publish(const StagedResult& staged) {
     ::unlink(staged.staged_at.c_str());
     return s;
   }
-  // The file is in place; a failed directory fsync only weakens durability
-  // against a power cut, so it is logged rather than failing the job.
   writes_.fetch_add(1);
-  int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || ::fsync(dfd) != 0) {
-    spdlog::warn("result {}: fsync of directory {} failed: {}", final_path, dir_,
-                 std::strerror(errno));
-  }
-  if (dfd >= 0) ::close(dfd);
+  published_.fetch_add(1);
   return staged.result;
+}
+
+absl::Status FileSink::Sync() {
+  absl::MutexLock lock(&sync_mu_);
+  const int64_t published = published_.load();
+  if (published == synced_) return absl::OkStatus();
+  const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Errno(absl::StrCat("open directory ", dir_));
+  const bool ok = ::fsync(dfd) == 0;
+  absl::Status s = ok ? absl::OkStatus() : Errno(absl::StrCat("fsync directory ", dir_));
+  ::close(dfd);
+  if (ok) synced_ = published;
+  return s;
 }
 
 absl::StatusOr<std::string> FileSink::Read(const std::string& location) {

@@ -1,6 +1,7 @@
 // Writes results to <dir>/<job-id>.json (version 1) or <job-id>.v<N>.json:
 // temp file, fsync, rename, fsync of the directory, so a crash leaves either
-// no file or the whole file. The temp files are made ahead of need (Prepare:
+// no file or the whole file. The directory fsync is Sync's: one covers every
+// rename before it. The temp files are made ahead of need (Prepare:
 // empty ".spare-*" files, also found again after a restart): creating a file
 // can cost a millisecond on a busy disk, filling one that exists much less.
 #ifndef TESSERA_SCHEDULER_SINK_FILE_SINK_H_
@@ -21,10 +22,12 @@ class FileSink : public ResultSink {
   // Creates `dir` (and parents) if needed.
   static absl::StatusOr<std::unique_ptr<FileSink>> Create(const std::string& dir);
 
-  // Stage: the temp file, written and fsynced; Publish: rename, directory fsync.
+  // Stage: the temp file, written and fsynced; Publish: rename; Sync: fsync of
+  // the directory when something was renamed since the last one.
   absl::StatusOr<StagedResult> Stage(const std::string& job_id, int32_t version,
                                      const std::string& bytes) override;
   absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) override;
+  absl::Status Sync() override;
   void Prepare() override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
   int64_t writes() const override { return writes_.load(); }
@@ -36,6 +39,10 @@ class FileSink : public ResultSink {
 
   std::string dir_;
   std::atomic<int64_t> writes_{0};
+  // Publish calls so far, and how many of them the last directory fsync covered.
+  std::atomic<int64_t> published_{0};
+  absl::Mutex sync_mu_;  // one directory fsync at a time
+  int64_t synced_ ABSL_GUARDED_BY(sync_mu_) = 0;
   absl::Mutex mu_;
   std::vector<std::string> spares_ ABSL_GUARDED_BY(mu_);
   int creating_ ABSL_GUARDED_BY(mu_) = 0;  // spares being made by Prepare

@@ -31,16 +31,22 @@ class ResultSink {
                                         const std::string& bytes) {
     absl::StatusOr<StagedResult> staged = Stage(job_id, version, bytes);
     if (!staged.ok()) return staged.status();
-    return Publish(*staged);
+    absl::StatusOr<PersistedResult> published = Publish(*staged);
+    if (!published.ok()) return published.status();
+    if (absl::Status s = Sync(); !s.ok()) return s;
+    return published;
   }
-  // Write in two steps, so that the slow first one can overlap other work
-  // (the store's commit): Stage makes the bytes durable out of readers'
-  // sight; Publish puts them in place, atomically and durably. A staged
-  // result that is never published is left behind for the operator (a temp
-  // file) and never read.
+  // Write in three steps, so that the slow ones can overlap other work:
+  // Stage makes the bytes durable out of readers' sight (while the store
+  // commits); Publish puts them in place, atomically: readers see all of them
+  // from now on, and a crash of this process keeps them; Sync makes every
+  // result published so far survive a power cut too (one Sync covers many
+  // Publish calls). A staged result that is never published is left behind
+  // for the operator (a temp file) and never read.
   virtual absl::StatusOr<StagedResult> Stage(const std::string& job_id, int32_t version,
                                              const std::string& bytes) = 0;
   virtual absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) = 0;
+  virtual absl::Status Sync() { return absl::OkStatus(); }
   // Slow groundwork that makes later writes faster, done off their path (the
   // runtime calls it between writes). Optional.
   virtual void Prepare() {}

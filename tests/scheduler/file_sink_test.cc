@@ -115,6 +115,34 @@ TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(FileSinkTest, SyncFsyncsTheDirectoryOnlyWhenSomethingWasPublished) {
+  const std::string dir = TempDir() + "/results";
+  auto sink = FileSink::Create(dir);
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  auto staged = (*sink)->Stage("abc123", 1, "{\"items\": 1}\n");
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_TRUE((*sink)->Publish(*staged).ok());
+  EXPECT_TRUE((*sink)->Sync().ok());
+  // The directory moves away: a sync with nothing new published has nothing
+  // to do and succeeds; once a result was published it must fsync the
+  // directory, cannot open it, and says which.
+  const std::string moved = dir + ".moved";
+  std::filesystem::rename(dir, moved);
+  EXPECT_TRUE((*sink)->Sync().ok());
+  std::filesystem::rename(moved, dir);
+  auto again = (*sink)->Stage("abc123", 2, "{\"items\": 2}\n");
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*sink)->Publish(*again).ok());
+  std::filesystem::rename(dir, moved);
+  const absl::Status s = (*sink)->Sync();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(dir), std::string::npos) << s;
+  std::filesystem::rename(moved, dir);
+  // Still owed: the next sync that can reach the directory does it.
+  EXPECT_TRUE((*sink)->Sync().ok());
+  EXPECT_EQ(Contents(dir + "/abc123.v2.json"), "{\"items\": 2}\n");
+}
+
 TEST(FileSinkTest, AMissingResultFileIsDataLoss) {
   const std::string dir = TempDir();
   auto sink = FileSink::Create(dir);
