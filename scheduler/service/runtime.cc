@@ -14,6 +14,15 @@ namespace {
 // Sink writes at once: each is mostly waiting for fsyncs, which overlap.
 constexpr int kPersistWorkers = 4;
 
+// The call's answer once the change is committed: `job` when the core took
+// the call (and `done` moves into the answer), nothing when it refused it
+// (the caller answers with the error at once).
+std::function<void()> ReplyAfterCommit(const absl::StatusOr<JobView>& job,
+                                       Runtime::JobCallback& done) {
+  if (!job.ok()) return nullptr;
+  return [done = std::move(done), view = *job] { done(view); };
+}
+
 }  // namespace
 
 Runtime::Runtime(CoreConfig config, const Clock* clock, Store* store, ResultSink* sink)
@@ -79,7 +88,7 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.Submit(spec, RandomHexId(8), clock_->Now(), actions);
-    Execute(std::move(actions));
+    Execute(std::move(actions), ReplyAfterCommit(job, done));
   }
   if (!job.ok()) {
     done(job.status());
@@ -87,7 +96,6 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
   }
   spdlog::info("job={} submitted task={} shards={} queue={} name=\"{}\"", job->id,
                spec.task, job->shards.total, spec.queue, spec.name);
-  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
 void Runtime::Cancel(const std::string& job_id, JobCallback done) {
@@ -96,7 +104,7 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.Cancel(job_id, clock_->Now(), actions);
-    Execute(std::move(actions));
+    Execute(std::move(actions), ReplyAfterCommit(job, done));
   }
   if (!job.ok()) {
     done(job.status());
@@ -104,7 +112,6 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
   }
   spdlog::info("job={} cancel requested; state={}", job_id,
                std::string(JobStateName(job->state)));
-  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
 void Runtime::RetryFailedShards(const std::string& job_id, JobCallback done) {
@@ -126,7 +133,7 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id, JobCallback done) 
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.RetryFailedShards(job_id, *results, clock_->Now(), actions);
-    Execute(std::move(actions));
+    Execute(std::move(actions), ReplyAfterCommit(job, done));
   }
   if (!job.ok()) {
     done(job.status());
@@ -134,7 +141,6 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id, JobCallback done) 
   }
   spdlog::info("job={} retrying its failed shards ({} results kept)", job_id,
                results->size());
-  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
 absl::StatusOr<JobView> Runtime::GetJob(const std::string& job_id) {
@@ -155,7 +161,7 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.UpdateJob(job_id, update, clock_->Now(), actions);
-    Execute(std::move(actions));
+    Execute(std::move(actions), ReplyAfterCommit(job, done));
   }
   if (!job.ok()) {
     done(job.status());
@@ -163,7 +169,6 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
   }
   spdlog::info("job={} updated: max_parallel={} rate_limit={}", job_id,
                job->spec.max_parallel, job->spec.rate_limit);
-  AfterCommit([done = std::move(done), job = *std::move(job)] { done(job); });
 }
 
 absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
@@ -299,11 +304,14 @@ void Runtime::RemovePoller(Poller* poller) {
   pollers_.erase(poller);
 }
 
-void Runtime::Execute(Actions actions) {
+void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
   // Called with mu_ held, so that messages reach each executor in the order
   // the core decided them (an assignment is never overtaken by its cancel).
   // Sends only queue; nothing here blocks.
-  if (actions.empty()) return;
+  if (actions.empty()) {
+    if (after_commit) AfterCommit(std::move(after_commit));
+    return;
+  }
   metrics_.Record(actions);
   // One Assign message per executor, cut where it would pass about
   // kMaxAssignMessageBytes.
@@ -353,7 +361,7 @@ void Runtime::Execute(Actions actions) {
       }
     }
   }
-  if (!actions.durable.empty()) {
+  if (!actions.durable.empty() || after_commit) {
     absl::MutexLock lock(&writer_mu_);
     for (DurableOp& op : actions.durable) {
       const auto* save = std::get_if<SaveJobOp>(&op);
@@ -365,6 +373,9 @@ void Runtime::Execute(Actions actions) {
         writer_queue_.push_back([this, finished] { NotifyFinished(finished); });
       }
     }
+    // In the same breath as the records it waits for, so that it is answered
+    // with their batch, not the next one.
+    if (after_commit) writer_queue_.push_back(std::move(after_commit));
   }
 }
 

@@ -115,7 +115,10 @@ class Runtime {
   using WriterItem =
       std::variant<DurableOp, std::function<void()>, std::shared_ptr<PersistTicket>>;
 
-  void Execute(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Carries out `actions`; `after_commit` runs once their records are
+  // committed (queued with them, so it comes with their batch).
+  void Execute(Actions actions, std::function<void()> after_commit = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // On the store writer's thread, after a commit barrier.
   void RetryFailedShardsNow(const std::string& job_id, JobCallback done);
   // Runs `fn` after everything queued so far is committed.
