@@ -11,9 +11,10 @@
 //            submit -> persisted, --store=sqlite and --store=memory
 //   jobs     many single-shard jobs submitted at once from client threads
 //   latency  single-shard jobs one after another, each waited for on a
-//            WatchJob stream: p50/p99 submit -> SUCCEEDED
+//            WatchJob stream: p50/p99 submit -> the SUCCEEDED event read
 //   primes   primes over [1, end) in 64 shards on 2 executors x 1 slot vs the
-//            primes handler run single-threaded in this process
+//            primes handler run single-threaded in this process; the job runs
+//            twice on one cluster, and the second (warm) run is the figure
 //   scale    a 1,000,000-shard noop job: SubmitJob latency and scheduler RSS
 //            growth (VmHWM); 1,000 fake executors (raw Connect streams from
 //            this process) and a job that must complete correctly across them
@@ -342,7 +343,9 @@ struct Cluster {
   }
   // Waits on a WatchJob stream for the job's end, as a client would; true if
   // it SUCCEEDED.
-  bool WatchDone(const std::string& id, absl::Duration timeout) {
+  // `ended`, if given, is when the end was read (before the stream's teardown).
+  bool WatchDone(const std::string& id, absl::Duration timeout,
+                 absl::Time* ended = nullptr) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     v1::WatchJobRequest req;
@@ -351,6 +354,7 @@ struct Cluster {
     v1::JobEvent event;
     while (stream->Read(&event)) {
       if (!Terminal(event.job().state())) continue;
+      if (ended != nullptr) *ended = absl::Now();
       ctx.TryCancel();
       stream->Finish();
       Check(event.job().state() == v1::JOB_STATE_SUCCEEDED,
@@ -685,12 +689,14 @@ std::optional<LatencyFigures> Latency(const Options& o, const std::string& store
   std::vector<double> ms;
   const int64_t warmup = std::min<int64_t>(20, o.latency_jobs);
   for (int64_t i = 0; i < warmup + o.latency_jobs; ++i) {
+    // Submit to the moment the client reads the job's end.
     const absl::Time t0 = absl::Now();
+    absl::Time ended;
     const std::string id = c.Submit("noop", 0, 1, 1);
-    if (id.empty() || !c.WatchDone(id, absl::Seconds(30))) {
+    if (id.empty() || !c.WatchDone(id, absl::Seconds(30), &ended)) {
       return std::nullopt;
     }
-    if (i >= warmup) ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    if (i >= warmup) ms.push_back(absl::ToDoubleMilliseconds(ended - t0));
   }
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) {
@@ -716,6 +722,7 @@ std::optional<LatencyFigures> Latency(const Options& o, const std::string& store
 
 struct PrimesFigures {
   double single_s = 0, job_s = 0, efficiency = 0;
+  double cold_job_s = 0, cold_efficiency = 0;  // the first job on a new cluster
   // The machine's own limit: the same shards on two threads of this process
   // (two vCPUs may share a core or a clock budget).
   double two_threads_s = 0, machine_efficiency = 0;
@@ -768,14 +775,21 @@ std::optional<PrimesFigures> Primes(const Options& o, int64_t end) {
   }
   Cluster c(o);
   if (!c.StartScheduler("sqlite") || !c.StartExecutors(2, 1)) return std::nullopt;
-  const absl::Time t0 = absl::Now();
-  const std::string id = c.Submit("primes", 1, end, 0, o.primes_shards);
-  if (id.empty() || !c.WatchDone(id, absl::Seconds(600))) return std::nullopt;
-  f.job_s = Seconds(absl::Now() - t0);
-  const int64_t job_primes = c.ResultField(id, "primes");
-  Check(job_primes == f.primes,
-        absl::StrCat("primes: job counted ", job_primes, ", in-process ", f.primes));
+  // The same job twice: first on the cluster as it started (cold: new
+  // connections, an empty store, code and data not yet in cache), then on the
+  // cluster as it runs (warm) — the efficiency target is the warm one.
+  for (double* job_s : {&f.cold_job_s, &f.job_s}) {
+    const absl::Time t0 = absl::Now();
+    absl::Time ended;
+    const std::string id = c.Submit("primes", 1, end, 0, o.primes_shards);
+    if (id.empty() || !c.WatchDone(id, absl::Seconds(600), &ended)) return std::nullopt;
+    *job_s = Seconds(ended - t0);
+    const int64_t job_primes = c.ResultField(id, "primes");
+    Check(job_primes == f.primes,
+          absl::StrCat("primes: job counted ", job_primes, ", in-process ", f.primes));
+  }
   f.efficiency = (f.single_s / 2) / f.job_s;
+  f.cold_efficiency = (f.single_s / 2) / f.cold_job_s;
   return f;
 }
 
@@ -1167,17 +1181,20 @@ int main(int argc, char** argv) {
           {"single_thread_s", f->single_s},
           {"job_s", f->job_s},
           {"efficiency", f->efficiency},
+          {"cold_job_s", f->cold_job_s},
+          {"cold_efficiency", f->cold_efficiency},
           {"two_threads_s", f->two_threads_s},
           {"machine_efficiency", f->machine_efficiency},
           {"primes", f->primes}};
       rows.push_back(
           {absl::StrCat("primes [1,", Num(end), ") efficiency"),
            Num(f->efficiency, 3) + " (" + Num(f->single_s, 3) + "s/2 vs " +
-               Num(f->job_s, 3) +
-               "s; 2 threads in-process: " + Num(f->machine_efficiency, 3) + ")",
+               Num(f->job_s, 3) + "s; first job " + Num(f->cold_efficiency, 3) +
+               "; 2 threads in-process: " + Num(f->machine_efficiency, 3) + ")",
            issue ? ">= 0.95" : "",
            issue ? target("primes_efficiency_ge_0.95", f->efficiency >= 0.95) : ""});
-      Check(Sane(f->efficiency) && f->efficiency < 3 && Sane(f->machine_efficiency),
+      Check(Sane(f->efficiency) && f->efficiency < 3 && Sane(f->cold_efficiency) &&
+                Sane(f->machine_efficiency),
             "primes figures");
     }
   }
