@@ -450,18 +450,16 @@ void Runtime::WriterLoop() {
     }
     // A job's "done" record (it names the result's location) commits only
     // once the result would survive a power cut: one directory fsync here
-    // covers every result published since the last (see Persist).
+    // covers every result published since the last (see Persist). The done
+    // record drops the "finalizing" bytes a restart would rewrite the file
+    // from, so a failed sync holds the batch back like a failed commit.
+    absl::Status status = absl::OkStatus();
     for (const JobRecord* j : jobs) {
       if (j->location.empty()) continue;
-      if (absl::Status s = sink_->Sync(); !s.ok()) {
-        // The results are in place and their bytes durable; only a power cut
-        // before the next sync could lose a directory entry, which a restart
-        // repairs from the "finalizing" record.
-        spdlog::warn("result sink sync failed: {}", s.ToString());
-      }
+      status = sink_->Sync();
       break;
     }
-    if (!jobs.empty() || !results.empty() || durable) {
+    if (status.ok() && (!jobs.empty() || !results.empty() || durable)) {
       const absl::Time t0 = absl::Now();
       absl::Status s = jobs.empty() && results.empty()
                            ? store_->Flush()
@@ -472,13 +470,19 @@ void Runtime::WriterLoop() {
         // Nothing is acknowledged until it is durable: keep the batch and
         // try again (executors keep their results meanwhile).
         spdlog::error("store commit failed, retrying in 1s: {}", s.ToString());
-        absl::SleepFor(absl::Seconds(1));
-        absl::MutexLock lock(&writer_mu_);
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-          writer_queue_.push_front(std::move(*it));
-        }
-        continue;
       }
+      status = s;
+    } else if (!status.ok()) {
+      spdlog::error("result sink sync failed, retrying the commit in 1s: {}",
+                    status.ToString());
+    }
+    if (!status.ok()) {
+      absl::SleepFor(absl::Seconds(1));
+      absl::MutexLock lock(&writer_mu_);
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+        writer_queue_.push_front(std::move(*it));
+      }
+      continue;
     }
     // Then what waited for the commit, in order.
     std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> acks;

@@ -79,9 +79,19 @@ class RecordingSink : public ResultSink {
   }
   absl::Status Sync() override {
     absl::MutexLock lock(&mu_);
+    if (failures_left_ > 0) {
+      --failures_left_;
+      journal_->Add("sync failed");
+      return absl::UnavailableError("results directory: input/output error");
+    }
     if (unsynced_) journal_->Add("sync");
     unsynced_ = false;
     return absl::OkStatus();
+  }
+  // The next `n` syncs fail.
+  void FailSyncs(int n) {
+    absl::MutexLock lock(&mu_);
+    failures_left_ = n;
   }
   absl::StatusOr<std::string> Read(const std::string& location) override {
     absl::MutexLock lock(&mu_);
@@ -101,6 +111,7 @@ class RecordingSink : public ResultSink {
   std::map<std::string, std::string> published_ ABSL_GUARDED_BY(mu_);
   int64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
   bool unsynced_ ABSL_GUARDED_BY(mu_) = false;
+  int failures_left_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Collects what the runtime sends to one executor.
@@ -148,58 +159,96 @@ absl::StatusOr<JobView> RunToEnd(Runtime& runtime, const ExecutorConn& conn,
   return absl::DeadlineExceededError("job did not succeed");
 }
 
-TEST(RuntimeTest, CommitsAJobsEndOnlyAfterTheSinkHasSyncedItsResult) {
-  Journal journal;
-  RecordingStore store(&journal);
-  RecordingSink sink(&journal);
-  RealClock clock;
-  Runtime runtime(CoreConfig{}, &clock, &store, &sink);
-  ASSERT_TRUE(runtime.Recover().ok());
-  runtime.Start();
-  FakeStream stream;
-  ExecutorHello hello;
-  hello.executor_id = "e1";
-  hello.name = "e1";
-  hello.tasks = {"noop"};
-  hello.slots = 1;
-  const ExecutorConn conn = runtime.Connect(hello, &stream);
+// A runtime over a recording store and sink, with one connected executor.
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(runtime_.Recover().ok());
+    runtime_.Start();
+    ExecutorHello hello;
+    hello.executor_id = "e1";
+    hello.name = "e1";
+    hello.tasks = {"noop"};
+    hello.slots = 1;
+    conn_ = runtime_.Connect(hello, &stream_);
+  }
+  void TearDown() override {
+    runtime_.Disconnect(conn_);
+    runtime_.Stop();
+  }
 
-  std::vector<std::string> ids;
-  for (int n = 1; n <= 3; ++n) {
+  // Submits a single-shard noop job, runs it as the `nth` assignment and
+  // returns its id once it has succeeded (or "" with a test failure).
+  std::string RunJob(size_t nth) {
     JobSpec spec;
     spec.task = "noop";
     spec.range = {0, 1, 0, 1};
     absl::Notification submitted;
-    std::string id;
-    runtime.Submit(spec, [&](absl::StatusOr<JobView> job) {
-      ASSERT_TRUE(job.ok()) << job.status();
-      id = job->id;
+    absl::StatusOr<JobView> job;
+    runtime_.Submit(spec, [&](absl::StatusOr<JobView> j) {
+      job = std::move(j);
       submitted.Notify();
     });
     submitted.WaitForNotification();
-    absl::StatusOr<JobView> done = RunToEnd(runtime, conn, stream, n);
-    ASSERT_TRUE(done.ok()) << done.status();
-    EXPECT_EQ(done->result_location, absl::StrCat("mem:", id, ".v1"));
-    ids.push_back(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return "";
+    absl::StatusOr<JobView> done = RunToEnd(runtime_, conn_, stream_, nth);
+    EXPECT_TRUE(done.ok()) << done.status();
+    if (!done.ok()) return "";
+    EXPECT_EQ(done->result_location, absl::StrCat("mem:", job->id, ".v1"));
+    return job->id;
   }
-  runtime.Disconnect(conn);
-  runtime.Stop();
 
-  // For each job: finalizing committed, then published, then a sync, then the
-  // commit that records it done. (The end itself may reach watchers earlier.)
-  for (const std::string& id : ids) {
-    const int finalizing = journal.Find("commit finalizing " + id);
-    const int published = journal.Find(absl::StrCat("publish mem:", id, ".v1"));
-    const int done = journal.Find("commit done " + id);
+  // Waits (a few seconds at most) until `event` is in the journal.
+  int WaitFor(const std::string& event) {
+    for (int i = 0; i < 500; ++i) {
+      if (const int at = journal_.Find(event); at >= 0) return at;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return -1;
+  }
+
+  // For job `id`: finalizing committed, then published, then a successful
+  // sync, then the commit that records it done.
+  void ExpectSyncedBeforeDone(const std::string& id) {
+    const int finalizing = journal_.Find("commit finalizing " + id);
+    const int published = journal_.Find(absl::StrCat("publish mem:", id, ".v1"));
+    const int done = WaitFor("commit done " + id);
     ASSERT_GE(finalizing, 0) << id;
     ASSERT_GT(published, finalizing) << id;
     ASSERT_GT(done, published) << id;
     bool synced = false;
-    const std::vector<std::string> events = journal.events();
+    const std::vector<std::string> events = journal_.events();
     for (int i = published + 1; i < done; ++i) synced = synced || events[i] == "sync";
     EXPECT_TRUE(synced) << id << ": its end was committed before a sync";
   }
-  EXPECT_EQ(sink.writes(), 3);
+
+  Journal journal_;
+  RecordingStore store_{&journal_};
+  RecordingSink sink_{&journal_};
+  RealClock clock_;
+  Runtime runtime_{CoreConfig{}, &clock_, &store_, &sink_};
+  FakeStream stream_;
+  ExecutorConn conn_;
+};
+
+TEST_F(RuntimeTest, CommitsAJobsEndOnlyAfterTheSinkHasSyncedItsResult) {
+  std::vector<std::string> ids;
+  for (size_t n = 1; n <= 3; ++n) ids.push_back(RunJob(n));
+  // The end itself may reach watchers before the sync; its record may not.
+  for (const std::string& id : ids) ExpectSyncedBeforeDone(id);
+  EXPECT_EQ(sink_.writes(), 3);
+}
+
+TEST_F(RuntimeTest, AFailedSyncHoldsTheJobsEndBackUntilASyncSucceeds) {
+  sink_.FailSyncs(1);
+  const std::string id = RunJob(1);
+  ASSERT_FALSE(id.empty());
+  ExpectSyncedBeforeDone(id);
+  const int failed = journal_.Find("sync failed");
+  ASSERT_GE(failed, 0);
+  EXPECT_LT(failed, journal_.Find("commit done " + id));
+  EXPECT_EQ(sink_.writes(), 1);
 }
 
 }  // namespace
