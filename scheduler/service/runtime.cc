@@ -1,5 +1,7 @@
 #include "scheduler/service/runtime.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "scheduler/service/convert.h"
@@ -308,10 +310,7 @@ void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
   // Called with mu_ held, so that messages reach each executor in the order
   // the core decided them (an assignment is never overtaken by its cancel).
   // Sends only queue; nothing here blocks.
-  if (actions.empty()) {
-    if (after_commit) AfterCommit(std::move(after_commit));
-    return;
-  }
+  if (actions.empty() && !after_commit) return;
   metrics_.Record(actions);
   // One Assign message per executor, cut where it would pass about
   // kMaxAssignMessageBytes.
@@ -453,12 +452,10 @@ void Runtime::WriterLoop() {
     // covers every result published since the last (see Persist). The done
     // record drops the "finalizing" bytes a restart would rewrite the file
     // from, so a failed sync holds the batch back like a failed commit.
-    absl::Status status = absl::OkStatus();
-    for (const JobRecord* j : jobs) {
-      if (j->location.empty()) continue;
-      status = sink_->Sync();
-      break;
-    }
+    const bool records_done =
+        std::any_of(jobs.begin(), jobs.end(),
+                    [](const JobRecord* j) { return !j->location.empty(); });
+    absl::Status status = records_done ? sink_->Sync() : absl::OkStatus();
     if (status.ok() && (!jobs.empty() || !results.empty() || durable)) {
       const absl::Time t0 = absl::Now();
       absl::Status s = jobs.empty() && results.empty()

@@ -49,8 +49,6 @@ class RecordingStore : public MemoryStore {
       if (!j->location.empty()) journal_->Add("commit done " + j->id);
       if (j->finalizing) journal_->Add("commit finalizing " + j->id);
     }
-    (void)results;
-    (void)durable;
     return MemoryStore::Commit(jobs, results, durable);
   }
 
