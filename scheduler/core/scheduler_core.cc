@@ -73,6 +73,8 @@ struct SchedulerCore::Executor {
   std::set<std::string> queues;
   std::set<std::string> leases;
   bool draining = false;
+  // Being topped up to its slots plus the prefetch (see WantsMore).
+  bool refilling = false;
   absl::Time connected;
   absl::Time last_seen;
   int64_t completed = 0;
@@ -708,6 +710,24 @@ int64_t SchedulerCore::Prefetch(double run_seconds, int32_t slots) const {
                              config_.prefetch, config_.max_prefetch);
 }
 
+bool SchedulerCore::WantsMore(Executor& e, int64_t prefetch) const {
+  const int64_t held = static_cast<int64_t>(e.leases.size());
+  if (held >= e.hello.slots + prefetch) {
+    e.refilling = false;
+    return false;
+  }
+  // Topping a long queue up by one shard per result would cost a message per
+  // shard: an executor holding many short shards is refilled once it has run
+  // half of its prefetch down, and then all the way, in one message. A free
+  // slot is always filled; a minimal prefetch is topped up shard by shard.
+  if (e.refilling || prefetch <= config_.prefetch ||
+      held <= e.hello.slots + prefetch / 2) {
+    e.refilling = true;
+    return true;
+  }
+  return false;
+}
+
 void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
   // The most any active job lets an executor hold: executors holding that
   // many are passed over without looking for a job (with 1,000 executors,
@@ -722,14 +742,11 @@ void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
   while (assigned && !active_.empty()) {
     assigned = false;
     for (auto& [id, e] : executors_) {
-      const int64_t held = static_cast<int64_t>(e->leases.size());
-      if (e->draining || held >= e->hello.slots + Prefetch(shortest, e->hello.slots)) {
-        continue;
-      }
+      if (e->draining || !WantsMore(*e, Prefetch(shortest, e->hello.slots))) continue;
       const size_t cursor = rr_cursor_;
       Job* j = NextJobFor(*e, now);
       if (j == nullptr) continue;
-      if (held >= e->hello.slots + Prefetch(j->run_seconds, e->hello.slots)) {
+      if (!WantsMore(*e, Prefetch(j->run_seconds, e->hello.slots))) {
         rr_cursor_ = cursor;  // not this executor's turn after all
         continue;
       }

@@ -192,10 +192,48 @@ TEST_F(SchedulerCoreTest, PrefetchGrowsForShortShardsUpToTheWindowAndTheCap) {
   Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
   EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 40);
   // Shards of a microsecond would ask for 4,000: capped at 256.
+  int64_t most = 0;
   for (int i = 0; i < 100; ++i) {
     Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(1));
+    most = std::max<int64_t>(most, core_.ListExecutors()[0].assigned);
   }
-  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 256);
+  EXPECT_EQ(most, 2 + 256);
+}
+
+TEST_F(SchedulerCoreTest, AnExecutorHoldingManyShortShardsIsRefilledInBatches) {
+  Submit(RangeJob(100'000, 100'000));
+  Connect(Hello("e1", 2));
+  Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
+  ASSERT_EQ(core_.ListExecutors()[0].assigned, 2 + 40);
+  // Not topped up shard by shard while it holds more than half of its
+  // prefetch beyond its slots...
+  const size_t queued = assigns_.size();
+  for (int i = 0; i < 19; ++i) {
+    Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
+  }
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 40 - 19);
+  EXPECT_EQ(assigns_.size(), queued - 19);
+  // ...then refilled all the way at once.
+  Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 2 + 40);
+  EXPECT_EQ(assigns_.size(), queued);  // 20 run, 20 sent in one go
+}
+
+TEST_F(SchedulerCoreTest, ARefillComesBeforeTheQueueRunsDry) {
+  Submit(RangeJob(100'000, 100'000));
+  Connect(Hello("e1", 1));
+  Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
+  ASSERT_EQ(core_.ListExecutors()[0].assigned, 1 + 20);
+  // Everything it holds finishes: each result leaves it fewer, and once its
+  // slot would idle it gets work again.
+  int64_t least = 1 + 20;
+  while (!assigns_.empty()) {
+    Succeed(PopAssign(), json{{"items", 1}}, absl::Microseconds(100));
+    least = std::min<int64_t>(least, core_.ListExecutors()[0].assigned);
+    if (core_.ListExecutors()[0].assigned == 1 + 20) break;
+  }
+  EXPECT_GE(least, 1 + 10);  // refilled at half, never run dry
+  EXPECT_EQ(core_.ListExecutors()[0].assigned, 1 + 20);
 }
 
 TEST_F(SchedulerCoreTest, LongShardsKeepTheMinimalPrefetch) {
