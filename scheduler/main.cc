@@ -32,6 +32,10 @@ ABSL_FLAG(
     "sqlite durability: normal (a commit survives a crash of the scheduler; results "
     "are flushed before they are written to the sink) or full (every commit also "
     "survives power loss, at one fsync per commit)");
+ABSL_FLAG(absl::Duration, store_linger, absl::Milliseconds(2),
+          "Shard results (and the acks that tell executors they are durable) wait up "
+          "to this long to share one store commit; submissions, cancels and job ends "
+          "never wait. 0 commits every result at once");
 ABSL_FLAG(absl::Duration, idempotency_retention, absl::Hours(24),
           "How long an idempotency key keeps returning its job");
 ABSL_FLAG(int64_t, max_items_per_job, 1'000'000,
@@ -109,6 +113,7 @@ int main(int argc, char** argv) {
   config.core.prefetch_window = absl::GetFlag(FLAGS_prefetch_window);
   config.store = absl::GetFlag(FLAGS_store);
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
+  config.store_linger = absl::GetFlag(FLAGS_store_linger);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
   config.core.idempotency_retention = absl::GetFlag(FLAGS_idempotency_retention);

@@ -16,6 +16,16 @@ namespace {
 // Sink writes at once: each is mostly waiting for fsyncs, which overlap.
 constexpr int kPersistWorkers = 4;
 
+// A lingering batch (see SetCommitLinger) is committed at once when it holds
+// this many items (executors keep at most ~1,000 unacked results each).
+constexpr size_t kLingerItems = 512;
+
+// Whether a writer-queue item may wait for the linger: a result's record and
+// its ack; everything else is someone's answer or a job's state.
+bool MayLinger(const DurableOp& op) {
+  return std::holds_alternative<SaveResultOp>(op) || std::holds_alternative<AckOp>(op);
+}
+
 // The call's answer once the change is committed: `job` when the core took
 // the call (and `done` moves into the answer), nothing when it refused it
 // (the caller answers with the error at once).
@@ -363,6 +373,7 @@ void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
   if (!actions.durable.empty() || after_commit) {
     absl::MutexLock lock(&writer_mu_);
     for (DurableOp& op : actions.durable) {
+      writer_urgent_ = writer_urgent_ || !MayLinger(op);
       const auto* save = std::get_if<SaveJobOp>(&op);
       const std::string finished =
           save != nullptr && IsTerminal(save->record().state) ? save->record().id : "";
@@ -374,13 +385,17 @@ void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
     }
     // In the same breath as the records it waits for, so that it is answered
     // with their batch, not the next one.
-    if (after_commit) writer_queue_.push_back(std::move(after_commit));
+    if (after_commit) {
+      writer_queue_.push_back(std::move(after_commit));
+      writer_urgent_ = true;
+    }
   }
 }
 
 void Runtime::AfterCommit(std::function<void()> fn) {
   absl::MutexLock lock(&writer_mu_);
   writer_queue_.push_back(std::move(fn));
+  writer_urgent_ = true;
 }
 
 void Runtime::TickLoop() {
@@ -418,7 +433,14 @@ void Runtime::WriterLoop() {
         writer_done_ = true;
         return;
       }
+      if (!writer_urgent_ && !stopping_ && commit_linger_ > absl::ZeroDuration()) {
+        auto flush = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+          return writer_urgent_ || stopping_ || writer_queue_.size() >= kLingerItems;
+        };
+        writer_mu_.AwaitWithTimeout(absl::Condition(&flush), commit_linger_);
+      }
       batch.swap(writer_queue_);
+      writer_urgent_ = false;
     }
     // Results to persist go to a worker now, to be staged while this batch
     // commits; each is published only once its "finalizing" record (and every
@@ -479,6 +501,7 @@ void Runtime::WriterLoop() {
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
         writer_queue_.push_front(std::move(*it));
       }
+      writer_urgent_ = true;  // it has waited long enough
       continue;
     }
     // Then what waited for the commit, in order.

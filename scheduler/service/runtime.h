@@ -99,6 +99,14 @@ class Runtime {
 
   std::vector<prometheus::MetricFamily> CollectMetrics();
 
+  // A batch of only results and their acks waits up to `linger` for more to
+  // join its commit: no call waits on them, and an executor keeps each result
+  // until it is acked. A trickle of results then costs one commit (and one
+  // ack message per executor) per linger, not one per result. Anything a
+  // caller or a job's end waits for is committed at once, with what is queued
+  // before it. Zero: commit whatever is queued at once. Call before Start.
+  void SetCommitLinger(absl::Duration linger) { commit_linger_ = linger; }
+
   // Fault injection for tests: wait this long after each sink write before
   // marking the job done, so that a test can kill the scheduler in between.
   void SetPersistDelayForTesting(absl::Duration d) { persist_delay_ = d; }
@@ -152,6 +160,8 @@ class Runtime {
 
   absl::Mutex writer_mu_ ABSL_ACQUIRED_AFTER(mu_);
   std::deque<WriterItem> writer_queue_ ABSL_GUARDED_BY(writer_mu_);
+  // The queue holds something other than results and acks: commit it now.
+  bool writer_urgent_ ABSL_GUARDED_BY(writer_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(writer_mu_) = false;
   // Results committed and waiting for a persist worker; in flight counts those
@@ -165,6 +175,7 @@ class Runtime {
   SchedulerMetrics metrics_;
 
   absl::Duration persist_delay_ = absl::ZeroDuration();
+  absl::Duration commit_linger_ = absl::ZeroDuration();
   std::thread ticker_;
   std::thread writer_;
   std::vector<std::thread> persisters_;

@@ -23,6 +23,11 @@ absl::Status SchedulerConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--store must be sqlite or memory (got \"", store, "\")"));
   }
+  if (store_linger < absl::ZeroDuration() || store_linger > absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store-linger must be between 0 and 1s (got ",
+                     absl::FormatDuration(store_linger), ")"));
+  }
   if (max_message_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("--max-message-bytes must be at least 1048576");
   }
@@ -46,6 +51,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->store_.get(),
                                                server->sink_.get());
   server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
+  server->runtime_->SetCommitLinger(config.store_linger);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
   server->job_service_ = std::make_unique<JobServiceImpl>(server->runtime_.get());
   server->executor_service_ =

@@ -21,6 +21,8 @@ struct SchedulerConfig {
   std::string data_dir = "tessera-data";
   std::string store = "sqlite";       // or "memory" (nothing survives a restart)
   std::string store_sync = "normal";  // sqlite: "normal" or "full"
+  // Results and acks wait up to this long to share a commit (Runtime::SetCommitLinger).
+  absl::Duration store_linger = absl::Milliseconds(2);
   int max_message_bytes = 64 << 20;
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
   CoreConfig core;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -45,6 +46,7 @@ class RecordingStore : public MemoryStore {
   absl::Status Commit(const std::vector<const JobRecord*>& jobs,
                       const std::vector<const SaveResultOp*>& results,
                       bool durable) override {
+    if (!results.empty()) journal_->Add(absl::StrCat("commit results ", results.size()));
     for (const JobRecord* j : jobs) {
       if (!j->location.empty()) journal_->Add("commit done " + j->id);
       if (j->finalizing) journal_->Add("commit finalizing " + j->id);
@@ -118,6 +120,7 @@ class FakeStream : public ExecutorStream {
   void Send(v1::SchedulerMessage message) override {
     absl::MutexLock lock(&mu_);
     for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
+    if (message.has_ack()) acks_.push_back(message.ack().lease_ids_size());
   }
   void Close(const std::string&) override {}
   // Waits (a few seconds at most) for `n` assignments.
@@ -129,11 +132,28 @@ class FakeStream : public ExecutorStream {
     mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
     return assigned_;
   }
+  // Leases acked, per ack message.
+  std::vector<int> acks() {
+    absl::MutexLock lock(&mu_);
+    return acks_;
+  }
 
  private:
   absl::Mutex mu_;
   std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> acks_ ABSL_GUARDED_BY(mu_);
 };
+
+// Reports `a` done with a noop result.
+void SendResult(Runtime& runtime, const ExecutorConn& conn, const v1::Assignment& a) {
+  v1::ExecutorMessage m;
+  v1::ShardResult* r = m.mutable_result_batch()->add_results();
+  r->set_lease_id(a.lease_id());
+  r->set_job_id(a.job_id());
+  r->set_shard(a.shard());
+  r->set_result_json(R"({"items":1})");
+  runtime.OnMessage(conn, m);
+}
 
 // Finishes `runtime`'s single-shard noop job `id` on `conn` and waits for it
 // to succeed.
@@ -142,13 +162,7 @@ absl::StatusOr<JobView> RunToEnd(Runtime& runtime, const ExecutorConn& conn,
   const std::vector<v1::Assignment> got = stream.WaitAssigned(nth);
   if (got.size() < nth) return absl::DeadlineExceededError("no assignment");
   const v1::Assignment& a = got[nth - 1];
-  v1::ExecutorMessage m;
-  v1::ShardResult* r = m.mutable_result_batch()->add_results();
-  r->set_lease_id(a.lease_id());
-  r->set_job_id(a.job_id());
-  r->set_shard(a.shard());
-  r->set_result_json(R"({"items":1})");
-  runtime.OnMessage(conn, m);
+  SendResult(runtime, conn, a);
   for (int i = 0; i < 500; ++i) {
     absl::StatusOr<JobView> job = runtime.GetJob(a.job_id());
     if (!job.ok() || job->state == JobState::kSucceeded) return job;
@@ -160,8 +174,12 @@ absl::StatusOr<JobView> RunToEnd(Runtime& runtime, const ExecutorConn& conn,
 // A runtime over a recording store and sink, with one connected executor.
 class RuntimeTest : public ::testing::Test {
  protected:
+  // How long results wait to share a commit (Runtime::SetCommitLinger).
+  virtual absl::Duration Linger() const { return absl::ZeroDuration(); }
+
   void SetUp() override {
     ASSERT_TRUE(runtime_.Recover().ok());
+    runtime_.SetCommitLinger(Linger());
     runtime_.Start();
     ExecutorHello hello;
     hello.executor_id = "e1";
@@ -173,6 +191,22 @@ class RuntimeTest : public ::testing::Test {
   void TearDown() override {
     runtime_.Disconnect(conn_);
     runtime_.Stop();
+  }
+
+  // Submits a noop job of `shards` shards of one item; returns its id.
+  std::string SubmitJob(int64_t shards) {
+    JobSpec spec;
+    spec.task = "noop";
+    spec.range = {0, shards, 0, shards};
+    absl::Notification submitted;
+    absl::StatusOr<JobView> job;
+    runtime_.Submit(spec, [&](absl::StatusOr<JobView> j) {
+      job = std::move(j);
+      submitted.Notify();
+    });
+    submitted.WaitForNotification();
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id : "";
   }
 
   // Submits a single-shard noop job, runs it as the `nth` assignment and
@@ -247,6 +281,58 @@ TEST_F(RuntimeTest, AFailedSyncHoldsTheJobsEndBackUntilASyncSucceeds) {
   ASSERT_GE(failed, 0);
   EXPECT_LT(failed, journal_.Find("commit done " + id));
   EXPECT_EQ(sink_.writes(), 1);
+}
+
+// Results wait a long time (5 s) to share a commit, so that whatever ends the
+// wait early shows.
+class LingeringRuntimeTest : public RuntimeTest {
+ protected:
+  absl::Duration Linger() const override { return absl::Seconds(5); }
+};
+
+TEST_F(LingeringRuntimeTest, ResultsWaitToShareACommitThatAJobsEndTakesAtOnce) {
+  const absl::Time start = absl::Now();
+  const std::string id = SubmitJob(3);  // a submission does not wait
+  ASSERT_FALSE(id.empty());
+  const std::vector<v1::Assignment> got = stream_.WaitAssigned(3);  // 1 slot + 2
+  ASSERT_EQ(got.size(), 3u);
+  SendResult(runtime_, conn_, got[0]);
+  SendResult(runtime_, conn_, got[1]);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(journal_.Find("commit results 1"), -1) << "a result was committed alone";
+  EXPECT_EQ(journal_.Find("commit results 2"), -1) << "results did not wait";
+  EXPECT_TRUE(stream_.acks().empty());
+  // The last result ends the job: committed at once, with the two before it.
+  SendResult(runtime_, conn_, got[2]);
+  EXPECT_GE(WaitFor("commit results 3"), 0);
+  ExpectSyncedBeforeDone(id);
+  EXPECT_EQ(stream_.acks(), std::vector<int>{3});  // one ack message for all three
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "something waited out the linger";
+}
+
+TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
+  FakeStream big;
+  ExecutorHello hello;
+  hello.executor_id = "e2";
+  hello.name = "e2";
+  hello.tasks = {"noop"};
+  hello.slots = 400;
+  const ExecutorConn conn = runtime_.Connect(hello, &big);
+  absl::Cleanup disconnect = [&] { runtime_.Disconnect(conn); };
+  const absl::Time start = absl::Now();
+  ASSERT_FALSE(SubmitJob(400).empty());
+  const std::vector<v1::Assignment> got = big.WaitAssigned(300);
+  ASSERT_GE(got.size(), 300u);
+  // 300 results and their acks are more items than a batch waits for.
+  for (size_t i = 0; i < 300; ++i) SendResult(runtime_, conn, got[i]);
+  int acked = 0;
+  for (int i = 0; i < 200 && acked == 0; ++i) {
+    for (int n : big.acks()) acked += n;
+    if (acked == 0) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(acked, 200);
+  EXPECT_LT(acked, 300);  // the rest waits for more
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "the batch waited out the linger";
 }
 
 }  // namespace
