@@ -394,5 +394,15 @@ TEST_F(ServiceTest, RefusesASecondServerOnTheSamePort) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }
 
+TEST(SchedulerConfigTest, RefusesAStoreLingerOutsideZeroToOneSecond) {
+  SchedulerConfig config;
+  config.store_linger = absl::Milliseconds(-1);
+  EXPECT_NE(config.Validate().message().find("--store-linger"), std::string::npos);
+  config.store_linger = absl::Seconds(2);
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  config.store_linger = absl::ZeroDuration();
+  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+}
+
 }  // namespace
 }  // namespace tessera::scheduler
