@@ -89,6 +89,9 @@ struct Options {
   std::string json_path;
   std::string scheduler_wrapper;  // e.g. "valgrind --tool=callgrind" (space-separated)
   std::string executor_wrapper;
+  // Passed to the scheduler and executors; empty: their default (info), as
+  // users run them.
+  std::string log_level;
   bool keep = false;  // keep temp dirs (logs, data)
   bool smoke = false;
   std::string echo_server;  // internal: serve the floor's echo on this address
@@ -146,6 +149,8 @@ std::vector<FlagDef> Flags(Options& o) {
        &o.scheduler_wrapper},
       {"executor_wrapper", "command prefix for the executors", nullptr,
        &o.executor_wrapper},
+      {"log_level", "--log-level of the scheduler and executors (default: theirs, info)",
+       nullptr, &o.log_level},
       {"keep", "keep temp dirs (data, logs)", nullptr, nullptr, &o.keep},
       {"smoke", "tiny sizes; exit 1 unless results are correct and sane", nullptr,
        nullptr, &o.smoke},
@@ -290,7 +295,8 @@ struct Cluster {
                       const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {TESSERA_SCHEDULER_BIN, "--listen=" + address,
                                      "--metrics-listen=",   "--data-dir=" + dir + "/data",
-                                     "--store=" + store,    "--log-level=warn"};
+                                     "--store=" + store};
+    if (!opts.log_level.empty()) argv.push_back("--log-level=" + opts.log_level);
     argv.insert(argv.end(), extra.begin(), extra.end());
     scheduler = std::make_unique<Process>(Wrap(opts.scheduler_wrapper, argv),
                                           dir + "/scheduler.log");
@@ -306,12 +312,12 @@ struct Cluster {
   }
   bool StartExecutors(int n, int slots) {
     for (int i = 0; i < n; ++i) {
-      executors.push_back(std::make_unique<Process>(
-          Wrap(opts.executor_wrapper,
-               {TESSERA_EXECUTOR_BIN, "--scheduler=" + address,
-                absl::StrCat("--slots=", slots), "--metrics-listen=", "--log-level=warn",
-                absl::StrCat("--name=bench-", i)}),
-          dir + absl::StrCat("/executor", i, ".log")));
+      std::vector<std::string> argv = {TESSERA_EXECUTOR_BIN, "--scheduler=" + address,
+                                       absl::StrCat("--slots=", slots), "--metrics-listen=",
+                                       absl::StrCat("--name=bench-", i)};
+      if (!opts.log_level.empty()) argv.push_back("--log-level=" + opts.log_level);
+      executors.push_back(std::make_unique<Process>(Wrap(opts.executor_wrapper, argv),
+                                                    dir + absl::StrCat("/executor", i, ".log")));
     }
     return WaitExecutors(n);
   }
