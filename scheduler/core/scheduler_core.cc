@@ -710,7 +710,7 @@ int64_t SchedulerCore::Prefetch(double run_seconds, int32_t slots) const {
                              config_.prefetch, config_.max_prefetch);
 }
 
-bool SchedulerCore::WantsMore(Executor& e, int64_t prefetch) const {
+bool SchedulerCore::WantsMore(Executor& e, int64_t prefetch) {
   const int64_t held = static_cast<int64_t>(e.leases.size());
   if (held >= e.hello.slots + prefetch) {
     e.refilling = false;

@@ -152,7 +152,8 @@ class SchedulerCore {
   // job whose shards run `run_seconds` (0: not known yet).
   int64_t Prefetch(double run_seconds, int32_t slots) const;
   // Whether to hand `e` another shard now, given that prefetch.
-  bool WantsMore(Executor& e, int64_t prefetch) const;
+  // Updates e.refilling.
+  bool WantsMore(Executor& e, int64_t prefetch);
   Job* NextJobFor(const Executor& e, absl::Time now);
   bool HasWork(const Job& j, absl::Time now) const;
   // For a queued job with a concurrency key: the job it waits for, if any.
