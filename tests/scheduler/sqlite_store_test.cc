@@ -61,5 +61,33 @@ TEST(SqliteStoreTest, DurableAndPlainCommitsAreReadBackAfterReopening) {
   EXPECT_EQ(results[1].shard, 1);
 }
 
+TEST(SqliteStoreTest, AJobSavedAgainIsReadBackOnceAsItsLatestRecordInSubmissionOrder) {
+  const std::string dir = TempDir();
+  {
+    auto store = SqliteStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobRecord first = Record("first", JobState::kQueued);
+    JobRecord second = Record("second", JobState::kQueued);
+    second.seq = 2;
+    ASSERT_TRUE((*store)->Commit({&second, &first}, {}, /*durable=*/false).ok());
+    first.state = JobState::kRunning;
+    ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/false).ok());
+    first.state = JobState::kSucceeded;
+    first.location = "/results/first.json";
+    ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/true).ok());
+  }
+  auto store = SqliteStore::Open(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto state = (*store)->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->jobs.size(), 2u);
+  EXPECT_EQ(state->jobs[0].id, "first");
+  EXPECT_EQ(state->jobs[0].seq, 1);
+  EXPECT_EQ(state->jobs[0].state, JobState::kSucceeded);
+  EXPECT_EQ(state->jobs[0].location, "/results/first.json");
+  EXPECT_EQ(state->jobs[1].id, "second");
+  EXPECT_EQ(state->jobs[1].state, JobState::kQueued);
+}
+
 }  // namespace
 }  // namespace tessera::scheduler
