@@ -1122,6 +1122,8 @@ std::string Num(double v, int precision = 0) {
 }
 
 bool Sane(double v) { return std::isfinite(v) && v > 0; }
+// A CPU figure: NaN where it cannot be known (see Cluster::Cpu), else sane.
+bool SaneOrUnknown(double v) { return std::isnan(v) || Sane(v); }
 
 }  // namespace
 
@@ -1258,9 +1260,7 @@ int main(int argc, char** argv) {
                       Num(f->p99_ms, 2) + " ms (max " + Num(f->max_ms, 1) + ")",
                       durable ? "<= 5 ms" : "",
                       durable ? target("latency_p99_le_5ms", f->p99_ms <= 5.0) : ""});
-      const bool cpu_known =
-          !std::isnan(f->scheduler_cpu_us) && !std::isnan(f->executors_cpu_us);
-      if (cpu_known) {
+      if (!std::isnan(f->scheduler_cpu_us)) {  // both known, or neither
         out["latency"][store]["scheduler_cpu_us_per_job"] = f->scheduler_cpu_us;
         out["latency"][store]["executors_cpu_us_per_job"] = f->executors_cpu_us;
         out["latency"][store]["client_cpu_us_per_job"] = f->client_cpu_us;
@@ -1271,7 +1271,7 @@ int main(int argc, char** argv) {
                         "", ""});
       }
       Check(Sane(f->p50_ms) && f->p50_ms <= f->p99_ms &&
-                (!cpu_known || (Sane(f->scheduler_cpu_us) && Sane(f->executors_cpu_us))),
+                SaneOrUnknown(f->scheduler_cpu_us) && SaneOrUnknown(f->executors_cpu_us),
             "latency figures");
     }
   }
@@ -1306,9 +1306,7 @@ int main(int argc, char** argv) {
                "; 2 threads in-process: " + Num(f->machine_efficiency, 3) + ")",
            issue ? ">= 0.95" : "",
            issue ? target("primes_efficiency_ge_0.95", f->efficiency >= 0.95) : ""});
-      const bool cpu_known =
-          !std::isnan(f->scheduler_cpu_us) && !std::isnan(f->executors_cpu_us);
-      if (cpu_known) {
+      if (!std::isnan(f->scheduler_cpu_us)) {  // both known, or neither
         rows.push_back({absl::StrCat("primes [1,", Num(end), ") CPU per shard"),
                         absl::StrCat("scheduler ", Num(f->scheduler_cpu_us, 0),
                                      " us, executors ", Num(f->executors_cpu_us, 0),
@@ -1316,8 +1314,8 @@ int main(int argc, char** argv) {
                         "", ""});
       }
       Check(Sane(f->efficiency) && f->efficiency < 3 && Sane(f->cold_efficiency) &&
-                Sane(f->machine_efficiency) &&
-                (!cpu_known || (Sane(f->scheduler_cpu_us) && Sane(f->executors_cpu_us))),
+                Sane(f->machine_efficiency) && SaneOrUnknown(f->scheduler_cpu_us) &&
+                SaneOrUnknown(f->executors_cpu_us),
             "primes figures");
     }
   }
