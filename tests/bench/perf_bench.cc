@@ -33,6 +33,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -46,6 +47,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -224,6 +226,21 @@ double StatusMiB(pid_t pid, const std::string& key) {
 }
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+// CPU time the hypervisor gave to others while this guest wanted it ("steal",
+// the 8th figure of /proc/stat's cpu line), all CPUs together, in seconds;
+// NaN where it cannot be read.
+double StealSeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user, nice, system, idle, iowait, irq, softirq, steal;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >>
+        steal) ||
+      cpu != "cpu") {
+    return std::nan("");
+  }
+  return steal / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // CPU time the process's live threads have run, in seconds (from schedstat:
 // exact, unlike the tick-based utime; a thread that exits takes its share
@@ -1186,8 +1203,30 @@ int main(int argc, char** argv) {
     return std::string(met ? "met" : "MISSED");
   };
   const absl::Time start = absl::Now();
+  // Host steal per workload (the word before the progress line's colon): a
+  // noisy neighbour shows here, not only as slower figures.
+  struct Span {
+    double wall_s = 0, steal_s = 0;
+  };
+  std::vector<std::pair<std::string, Span>> steal;
+  std::string span_name;
+  absl::Time span_start;
+  double span_steal = 0;
+  auto end_span = [&] {
+    if (span_name.empty()) return;
+    auto it = std::find_if(steal.begin(), steal.end(),
+                           [&](const auto& s) { return s.first == span_name; });
+    if (it == steal.end()) it = steal.insert(steal.end(), {span_name, Span{}});
+    it->second.wall_s += Seconds(absl::Now() - span_start);
+    it->second.steal_s += StealSeconds() - span_steal;
+    span_name.clear();
+  };
   auto progress = [&](const char* what) {
     std::fprintf(stderr, "[%6.1fs] %s\n", Seconds(absl::Now() - start), what);
+    end_span();
+    span_name = std::string(absl::string_view(what).substr(0, std::strcspn(what, ":")));
+    span_start = absl::Now();
+    span_steal = StealSeconds();
   };
 
   std::optional<FloorFigures> floor;
@@ -1400,6 +1439,19 @@ int main(int argc, char** argv) {
     }
   }
 
+  end_span();
+  if (!steal.empty() && !std::isnan(StealSeconds())) {
+    const double cpus = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::string> parts;
+    for (const auto& [name, span] : steal) {
+      const double percent = 100 * span.steal_s / (span.wall_s * cpus);
+      out["host_steal_percent"][name] = percent;
+      parts.push_back(absl::StrCat(name, " ", Num(percent, 1), "%"));
+      Check(percent >= 0 && percent <= 100, "host steal of " + name);
+    }
+    rows.push_back(
+        {"host steal (CPU the hypervisor took)", absl::StrJoin(parts, ", "), "", ""});
+  }
   RemoveDirs(o);
   const double total_s = Seconds(absl::Now() - start);
   out["total_s"] = total_s;
