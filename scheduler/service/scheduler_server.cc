@@ -9,6 +9,7 @@
 #include "scheduler/service/job_service.h"
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
+#include "scheduler/store/data_dir_lock.h"
 #include "scheduler/store/memory_store.h"
 #include "scheduler/store/sqlite_store.h"
 #include "shared/grpc_util.h"
@@ -38,6 +39,9 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
     const SchedulerConfig& config, const Clock* clock) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  auto lock = DataDirLock::Acquire(config.data_dir);
+  if (!lock.ok()) return lock.status();
+  server->lock_ = *std::move(lock);
   auto sink = FileSink::Create(config.data_dir + "/results");
   if (!sink.ok()) return sink.status();
   server->sink_ = *std::move(sink);

@@ -29,6 +29,7 @@ struct SchedulerConfig {
   absl::Status Validate() const;
 };
 
+class DataDirLock;
 class Runtime;
 class ResultSink;
 class Store;
@@ -51,6 +52,8 @@ class SchedulerServer {
 
  private:
   SchedulerServer() = default;
+  // Released last, once everything writing to the data dir is gone.
+  std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<ResultSink> sink_;
   std::unique_ptr<Runtime> runtime_;

@@ -250,6 +250,32 @@ TEST_F(Durability, SchedulerSigtermExitsZeroAndARestartFinishesTheJob) {
             ReferencePrimeCount(10'000'000));
 }
 
+TEST_F(Durability, ASecondSchedulerOnTheSameDataDirIsRefusedAndTheFirstRunsOn) {
+  StartScheduler();
+  StartExecutor("exec-1", 2);
+  v1::Job job = Submit(kPrimes640);
+  Process second({TESSERA_SCHEDULER_BIN, absl::StrCat("--listen=127.0.0.1:", FreePort()),
+                  "--metrics-listen=", "--data-dir=" + dir_ + "/data"},
+                 dir_ + "/second.log");
+  std::optional<int> rc = second.Wait(absl::Seconds(20));
+  ASSERT_TRUE(rc.has_value()) << "a second scheduler ran on the same data dir";
+  EXPECT_NE(*rc, 0);
+  EXPECT_NE(second.Log().find(absl::StrCat("data dir ", dir_,
+                                           "/data is in use by another "
+                                           "scheduler (pid ",
+                                           scheduler_->pid(), ",")),
+            std::string::npos)
+      << second.Log();
+  v1::Job done = WaitForEnd(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << Logs();
+  EXPECT_EQ(json::parse(Result(job.id()).result_json())["primes"],
+            ReferencePrimeCount(10'000'000));
+  // Its lock goes with it: a restart after a kill finds the job done.
+  KillScheduler();
+  StartScheduler();
+  EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_SUCCEEDED) << Logs();
+}
+
 TEST_F(Durability, ACorruptOrUnusableDataDirIsAClearErrorAtStart) {
   std::filesystem::create_directories(dir_ + "/data");
   std::ofstream(dir_ + "/data/tessera.db") << std::string(8192, 'x');

@@ -394,6 +394,23 @@ TEST_F(ServiceTest, RefusesASecondServerOnTheSamePort) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }
 
+TEST_F(ServiceTest, RefusesASecondServerOnTheSameDataDirAndTheFirstServesOn) {
+  SchedulerConfig config;
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.data_dir = data_dir_;
+  auto second = SchedulerServer::Create(config, &clock_);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find(data_dir_ + " is in use by another scheduler"),
+            std::string::npos)
+      << second.status();
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
 TEST(SchedulerConfigTest, RefusesAStoreLingerOutsideZeroToOneSecond) {
   SchedulerConfig config;
   config.store_linger = absl::Milliseconds(-1);

@@ -1,0 +1,51 @@
+#include "scheduler/store/data_dir_lock.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace tessera::scheduler {
+namespace {
+
+std::string TempDir() {
+  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-lock-XXXXXX";
+  return mkdtemp(tmpl.data());
+}
+
+TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLetsGo) {
+  const std::string dir = TempDir() + "/data";  // created by the lock
+  auto first = DataDirLock::Acquire(dir);
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::ifstream pid_file(dir + "/LOCK");
+  int64_t pid = 0;
+  pid_file >> pid;
+  EXPECT_EQ(pid, ::getpid());
+
+  auto second = DataDirLock::Acquire(dir);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(
+      second.status().message().find(absl::StrCat(
+          "data dir ", dir, " is in use by another scheduler (pid ", ::getpid(), ",")),
+      std::string::npos)
+      << second.status();
+
+  first->reset();
+  auto third = DataDirLock::Acquire(dir);
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
+TEST(DataDirLockTest, ADataDirThatIsAFileIsAClearError) {
+  const std::string file = TempDir() + "/a-file";
+  std::ofstream(file) << "x";
+  auto lock = DataDirLock::Acquire(file);
+  EXPECT_EQ(lock.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(lock.status().message().find(file), std::string::npos) << lock.status();
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
