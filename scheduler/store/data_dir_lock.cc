@@ -28,14 +28,19 @@ std::string HolderPid(int fd) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(
-    const std::string& data_dir) {
+absl::Status EnsureDataDir(const std::string& data_dir) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("data dir ", data_dir, ": cannot create it: ", ec.message()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(
+    const std::string& data_dir) {
+  if (absl::Status s = EnsureDataDir(data_dir); !s.ok()) return s;
   const std::string path = (std::filesystem::path(data_dir) / "LOCK").string();
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {

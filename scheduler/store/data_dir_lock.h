@@ -13,6 +13,10 @@
 
 namespace tessera::scheduler {
 
+// Creates `data_dir` (and its parents) if need be; FailedPrecondition naming
+// it if it cannot be made.
+absl::Status EnsureDataDir(const std::string& data_dir);
+
 class DataDirLock {
  public:
   // Creates `data_dir` if need be and takes its lock. FailedPrecondition

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "scheduler/store/data_dir_lock.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -49,12 +50,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     return absl::InvalidArgumentError(
         absl::StrCat("--store-sync must be normal or full (got \"", synchronous, "\")"));
   }
-  std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("data dir ", data_dir, ": cannot create it: ", ec.message()));
-  }
+  if (absl::Status s = EnsureDataDir(data_dir); !s.ok()) return s;
   const std::string path = (std::filesystem::path(data_dir) / "tessera.db").string();
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
