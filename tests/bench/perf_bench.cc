@@ -46,6 +46,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -197,7 +198,15 @@ bool ParseFlags(int argc, char** argv, Options& o) {
     } else if (it->s != nullptr) {
       *it->s = *value;
     } else {
-      *it->i = std::atoll(value->c_str());
+      // Sizes are counts: at least 1, but --primes_big_end=0 skips that run.
+      const int64_t min = name == "primes_big_end" ? 0 : 1;
+      int64_t n = 0;
+      if (!absl::SimpleAtoi(*value, &n) || n < min) {
+        std::fprintf(stderr, "--%s must be an integer >= %lld (got \"%s\")\n",
+                     name.c_str(), static_cast<long long>(min), value->c_str());
+        return false;
+      }
+      *it->i = n;
     }
   }
   return true;
@@ -795,6 +804,7 @@ std::optional<LatencyFigures> Latency(const Options& o, const std::string& store
     const absl::Time t0 = absl::Now();
     const v1::Job job = c.Get(last_id);
     get_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    Check(job.id() == last_id, "GetJob " + last_id + " answered with job " + job.id());
     if (job.id() != last_id) return std::nullopt;
   }
   std::sort(ms.begin(), ms.end());
