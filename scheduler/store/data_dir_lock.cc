@@ -7,23 +7,32 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
 
 namespace tessera::scheduler {
 namespace {
 
-// The pid the holder wrote into the lock file, or "unknown".
-std::string HolderPid(int fd) {
-  char buf[32] = {};
+// What the holder wrote into the lock file: "<pid> <host>", or "unknown".
+std::string Holder(int fd) {
+  char buf[300] = {};
   const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  const std::vector<absl::string_view> words = absl::StrSplit(
+      absl::string_view(buf, n > 0 ? n : 0), absl::ByAnyChar(" \n"), absl::SkipEmpty());
   int64_t pid = 0;
-  if (n > 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(buf), &pid) && pid > 0) {
-    return absl::StrCat(pid);
-  }
-  return "unknown";
+  if (words.empty() || !absl::SimpleAtoi(words[0], &pid) || pid <= 0) return "unknown";
+  return words.size() > 1 ? absl::StrCat("pid ", pid, " on ", words[1])
+                          : absl::StrCat("pid ", pid);
+}
+
+// This host's name (in Kubernetes, the pod's), or "?".
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "?";
+  return name;
 }
 
 }  // namespace
@@ -49,18 +58,18 @@ absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
-    const std::string holder = err == EWOULDBLOCK ? HolderPid(fd) : "";
+    const std::string holder = err == EWOULDBLOCK ? Holder(fd) : "";
     ::close(fd);
     if (err == EWOULDBLOCK) {
       return absl::FailedPreconditionError(
-          absl::StrCat("data dir ", data_dir, " is in use by another scheduler (pid ",
-                       holder, ", holding ", path, "); run one scheduler per data dir"));
+          absl::StrCat("data dir ", data_dir, " is in use by another scheduler (", holder,
+                       ", holding ", path, "); run one scheduler per data dir"));
     }
     return absl::FailedPreconditionError(absl::StrCat(
         "data dir ", data_dir, ": cannot lock ", path, ": ", std::strerror(err)));
   }
   // For the message above, and for an operator asking who holds it.
-  const std::string pid = absl::StrCat(::getpid(), "\n");
+  const std::string pid = absl::StrCat(::getpid(), " ", HostName(), "\n");
   if (::ftruncate(fd, 0) != 0 ||
       ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     const int err = errno;

@@ -1,5 +1,6 @@
 // One scheduler per data directory: an exclusive flock(2) on
-// <data-dir>/LOCK, held while the scheduler runs. Two schedulers on one
+// <data-dir>/LOCK, held while the scheduler runs; the file says who holds it
+// ("<pid> <hostname>"). Two schedulers on one
 // store would both dispatch its jobs and both write their results; the
 // second is refused at start instead. The kernel drops the lock when the
 // holder exits, even by SIGKILL, so a crash leaves nothing stale behind.
@@ -20,7 +21,8 @@ absl::Status EnsureDataDir(const std::string& data_dir);
 class DataDirLock {
  public:
   // Creates `data_dir` if need be and takes its lock. FailedPrecondition
-  // (naming the directory and the holder's pid) if another process holds it.
+  // (naming the directory and the holder's pid and host) if another process
+  // holds it.
   static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(
       const std::string& data_dir);
   ~DataDirLock();

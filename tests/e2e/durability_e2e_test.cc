@@ -263,7 +263,7 @@ TEST_F(Durability, ASecondSchedulerOnTheSameDataDirIsRefusedAndTheFirstRunsOn) {
   EXPECT_NE(second.Log().find(absl::StrCat("data dir ", dir_,
                                            "/data is in use by another "
                                            "scheduler (pid ",
-                                           scheduler_->pid(), ",")),
+                                           scheduler_->pid(), " on ")),
             std::string::npos)
       << second.Log();
   v1::Job done = WaitForEnd(job.id());

@@ -21,17 +21,21 @@ TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLets
   const std::string dir = TempDir() + "/data";  // created by the lock
   auto first = DataDirLock::Acquire(dir);
   ASSERT_TRUE(first.ok()) << first.status();
-  std::ifstream pid_file(dir + "/LOCK");
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof(host) - 1), 0);
+  std::ifstream lock_file(dir + "/LOCK");
   int64_t pid = 0;
-  pid_file >> pid;
+  std::string holder_host;
+  lock_file >> pid >> holder_host;
   EXPECT_EQ(pid, ::getpid());
+  EXPECT_EQ(holder_host, host);
 
   auto second = DataDirLock::Acquire(dir);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(
-      second.status().message().find(absl::StrCat(
-          "data dir ", dir, " is in use by another scheduler (pid ", ::getpid(), ",")),
-      std::string::npos)
+  EXPECT_NE(second.status().message().find(
+                absl::StrCat("data dir ", dir, " is in use by another scheduler (pid ",
+                             ::getpid(), " on ", host, ", holding ", dir, "/LOCK)")),
+            std::string::npos)
       << second.status();
 
   first->reset();
