@@ -23,6 +23,13 @@ JobRecord Record(const std::string& id, JobState state) {
   return r;
 }
 
+// What a scheduler restarting on `dir` would read back.
+absl::StatusOr<StoredState> LoadAfterReopening(const std::string& dir) {
+  auto store = SqliteStore::Open(dir);
+  if (!store.ok()) return store.status();
+  return (*store)->Load();
+}
+
 TEST(SqliteStoreTest, KeepsItsSyncSettingAcrossDurableCommits) {
   for (const auto& [setting, value] : {std::pair{"normal", 1}, std::pair{"full", 2}}) {
     auto store = SqliteStore::Open(TempDir(), setting);
@@ -49,9 +56,7 @@ TEST(SqliteStoreTest, DurableAndPlainCommitsAreReadBackAfterReopening) {
     ASSERT_TRUE((*store)->Commit({&job}, {&r0}, /*durable=*/true).ok());
     ASSERT_TRUE((*store)->Commit({}, {&r1, &r0_again}, /*durable=*/false).ok());
   }
-  auto store = SqliteStore::Open(dir);
-  ASSERT_TRUE(store.ok()) << store.status();
-  auto state = (*store)->Load();
+  absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
   ASSERT_TRUE(state.ok()) << state.status();
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].id, "j1");
@@ -76,9 +81,7 @@ TEST(SqliteStoreTest, AJobSavedAgainIsReadBackOnceAsItsLatestRecordInSubmissionO
     first.location = "/results/first.json";
     ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/true).ok());
   }
-  auto store = SqliteStore::Open(dir);
-  ASSERT_TRUE(store.ok()) << store.status();
-  auto state = (*store)->Load();
+  absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
   ASSERT_TRUE(state.ok()) << state.status();
   ASSERT_EQ(state->jobs.size(), 2u);
   EXPECT_EQ(state->jobs[0].id, "first");
