@@ -70,6 +70,22 @@ ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted o
 ABSL_FLAG(absl::Duration, fault_persist_delay, absl::ZeroDuration(),
           "Fault injection for tests: pause this long between writing a result to the "
           "sink and marking its job done");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain) for TLS on the gRPC port; with --tls-key. Re-read "
+          "when the file changes (see --tls-refresh)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: executors may authenticate with a client certificate signed "
+          "by it (mTLS); its SAN (or CN) is the executor's identity");
+ABSL_FLAG(absl::Duration, tls_refresh, absl::Seconds(60),
+          "How often the TLS files are checked for a new certificate, key or CA");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "JSON file of token SHA-256 hashes and roles (reader, submitter, executor, "
+          "admin); every call but health then needs 'authorization: Bearer <token>'. "
+          "Re-read when it changes. See docs/security.md");
+ABSL_FLAG(bool, insecure, false,
+          "Serve a non-loopback --listen address with neither TLS nor tokens (anyone "
+          "who reaches the port may drive the scheduler)");
 ABSL_FLAG(std::string, log_format, "text", "Log format: text or json");
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error");
 ABSL_FLAG(
@@ -115,6 +131,12 @@ int main(int argc, char** argv) {
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
   config.store_linger = absl::GetFlag(FLAGS_store_linger);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
+  config.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  config.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  config.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  config.tls.refresh = absl::GetFlag(FLAGS_tls_refresh);
+  config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  config.insecure = absl::GetFlag(FLAGS_insecure);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
   config.core.idempotency_retention = absl::GetFlag(FLAGS_idempotency_retention);
   config.core.max_items_per_job = absl::GetFlag(FLAGS_max_items_per_job);

@@ -329,8 +329,34 @@ std::vector<JobView> SchedulerCore::ListJobs(const JobFilter& filter, int64_t be
 
 // ---- executors ----
 
+absl::Status SchedulerCore::CheckIdentity(const ExecutorHello& hello) const {
+  auto it = executor_identity_.find(hello.executor_id);
+  if (it == executor_identity_.end() || it->second == hello.identity) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "executor id \"", hello.executor_id, "\" belongs to \"", it->second, "\"; \"",
+      hello.identity.empty() ? "anonymous" : hello.identity,
+      "\" may not take it over (use another --name or its own credentials)"));
+}
+
 ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
                                     Actions& out) {
+  if (!hello.identity.empty()) {
+    // Names learned from peers are bounded: past the cap, the oldest-sorting
+    // binding of an executor that is not connected is forgotten.
+    constexpr size_t kMaxBindings = 65536;
+    if (executor_identity_.size() >= kMaxBindings &&
+        !executor_identity_.count(hello.executor_id)) {
+      for (auto b = executor_identity_.begin(); b != executor_identity_.end(); ++b) {
+        if (!executors_.count(b->first)) {
+          executor_identity_.erase(b);
+          break;
+        }
+      }
+    }
+    executor_identity_[hello.executor_id] = hello.identity;
+  }
   auto it = executors_.find(hello.executor_id);
   if (it != executors_.end()) {
     // The same executor on a new stream: the old stream is gone or going.
@@ -419,10 +445,13 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
       out.durable.push_back(AckOp{conn, lease_id});  // no longer needed
       return;
     }
-    if (auto r = j->running.find(shard); r != j->running.end()) {
-      // Someone else runs it again: this result wins, theirs is not wanted.
-      out.cancels.push_back({leases_.at(r->second)->executor->conn, r->second});
-      EndLease(r->second, /*requeue=*/false);
+    if (j->running.count(shard)) {
+      // Another executor holds the shard's lease: its lease is never cancelled
+      // for a result that comes without one (it may be forged); this one is
+      // refused and acked so that an honest sender forgets it.
+      ++counters_.results_rejected_leased_to_another;
+      out.durable.push_back(AckOp{conn, lease_id});
+      return;
     }
     ClaimPending(*j, shard);
     ++counters_.results_adopted;

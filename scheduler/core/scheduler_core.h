@@ -103,6 +103,10 @@ class SchedulerCore {
                                 absl::Time now, int64_t* next) const;
 
   // Executors.
+  // PERMISSION_DENIED when hello.executor_id is bound to another identity (an
+  // executor id is bound to the first identity that used it while auth is on).
+  absl::Status CheckIdentity(const ExecutorHello& hello) const;
+  // Call after CheckIdentity passed.
   ExecutorConn Connect(const ExecutorHello& hello, absl::Time now, Actions& out);
   void Disconnect(const ExecutorConn& conn, absl::Time now, Actions& out);
   void Heartbeat(const ExecutorConn& conn, absl::Time now);
@@ -197,6 +201,8 @@ class SchedulerCore {
   std::map<std::string, std::unique_ptr<Executor>> executors_;
   absl::flat_hash_map<std::string, std::unique_ptr<Lease>> leases_;
   std::set<std::string> known_tasks_;  // every task ever advertised
+  // Executor id -> the identity that used it (auth on only); bounded.
+  std::map<std::string, std::string> executor_identity_;
   struct IdempotencyEntry {
     std::string job_id;
     absl::Time created;

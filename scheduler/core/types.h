@@ -178,6 +178,10 @@ struct ExecutorHello {
   std::string version;
   std::vector<HeldShard> held;
   std::vector<std::string> queues;  // empty: "default"
+  // Who the executor's credentials say it is (a token's name or a client
+  // certificate's SAN/CN); empty when the scheduler runs without auth. An
+  // executor id, once used by an identity, stays bound to it.
+  std::string identity;
 };
 
 struct ExecutorView {
@@ -218,6 +222,8 @@ struct CoreCounters {
   int64_t shards_retried = 0;     // failed attempts put back with a backoff
   int64_t leases_expired = 0;     // shard timeouts seen by the scheduler
   int64_t results_adopted = 0;    // results accepted without a live lease
+  // Results refused because another executor holds the shard's lease.
+  int64_t results_rejected_leased_to_another = 0;
 };
 
 // Identifies one connection of an executor: reconnects get a new generation,

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "scheduler/service/convert.h"
+#include "shared/grpc_util.h"
 #include "shared/logging.h"
 
 namespace tessera::scheduler {
@@ -18,7 +19,20 @@ class ConnectReactor
     : public grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>,
       public ExecutorStream {
  public:
-  explicit ConnectReactor(Runtime* runtime) : runtime_(runtime) { StartRead(&in_); }
+  // Refused at once with `refusal` (credentials) when it is not OK.
+  ConnectReactor(Runtime* runtime, absl::StatusOr<Identity> caller, std::string peer)
+      : runtime_(runtime), peer_(std::move(peer)) {
+    if (!caller.ok()) {
+      spdlog::warn("executor stream from {} refused: {}", peer_,
+                   std::string(caller.status().message()));
+      absl::MutexLock lock(&mu_);
+      FinishLocked(ToGrpcStatus(caller.status()));
+      return;
+    }
+    identity_ =
+        caller->name == "anonymous" && !caller->from_certificate ? "" : caller->name;
+    StartRead(&in_);
+  }
 
   void Send(v1::SchedulerMessage message) override {
     absl::MutexLock lock(&mu_);
@@ -74,13 +88,26 @@ class ConnectReactor
                             h.slots(), ")"));
         return;
       }
+      ExecutorHello hello = HelloFromProto(h);
+      hello.identity = identity_;
+      if (absl::Status s = runtime_->CheckIdentity(hello); !s.ok()) {
+        absl::MutexLock lock(&mu_);
+        FinishLocked(ToGrpcStatus(s));
+        return;
+      }
       v1::SchedulerMessage welcome;
       welcome.mutable_welcome()->set_executor_id(h.executor_id());
       welcome.mutable_welcome()->set_heartbeat_interval_ms(static_cast<int32_t>(
           absl::ToInt64Milliseconds(runtime_->heartbeat_interval())));
       // Welcome goes first: Connect may already produce assignments.
       Send(std::move(welcome));
-      conn = runtime_->Connect(HelloFromProto(h), this);
+      absl::StatusOr<ExecutorConn> connected = runtime_->Connect(hello, this);
+      if (!connected.ok()) {
+        absl::MutexLock lock(&mu_);
+        FinishLocked(ToGrpcStatus(connected.status()));
+        return;
+      }
+      conn = *connected;
       bool ended;
       {
         absl::MutexLock lock(&mu_);
@@ -182,6 +209,8 @@ class ConnectReactor
   }
 
   Runtime* const runtime_;
+  const std::string peer_;
+  std::string identity_;    // set before the first read; "" without auth
   v1::ExecutorMessage in_;  // only touched by the read chain
   absl::Mutex mu_;
   std::optional<ExecutorConn> conn_ ABSL_GUARDED_BY(mu_);  // set once, after hello
@@ -198,8 +227,10 @@ class ConnectReactor
 }  // namespace
 
 grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>*
-ExecutorServiceImpl::Connect(grpc::CallbackServerContext* /*context*/) {
-  return new ConnectReactor(runtime_);
+ExecutorServiceImpl::Connect(grpc::CallbackServerContext* context) {
+  return new ConnectReactor(
+      runtime_, auth_->Check(*context, Permission::kExecute, "ExecutorService.Connect"),
+      context->peer());
 }
 
 }  // namespace tessera::scheduler

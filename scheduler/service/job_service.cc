@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "scheduler/service/convert.h"
 #include "shared/grpc_util.h"
+#include "shared/logging.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -21,10 +22,20 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   return reactor;
 }
 
-// Finishes `reactor` with the job (once the change is durable) or the error.
-Runtime::JobCallback Reply(grpc::ServerUnaryReactor* reactor, v1::Job* resp) {
-  return [reactor, resp](absl::StatusOr<JobView> job) {
-    if (job.ok()) JobToProto(*job, resp);
+// Finishes `reactor` with the job (once the change is durable) or the error,
+// and logs who asked for the change (never their credentials).
+Runtime::JobCallback Reply(grpc::ServerUnaryReactor* reactor, v1::Job* resp,
+                           absl::string_view method, const Identity& caller,
+                           std::string job_id = "") {
+  return [reactor, resp, method = std::string(method), caller = caller.name,
+          job_id = std::move(job_id)](absl::StatusOr<JobView> job) {
+    if (job.ok()) {
+      JobToProto(*job, resp);
+      spdlog::info("audit: {} job={} by {}", method, job->id, caller);
+    } else {
+      spdlog::info("audit: {} job={} by {} refused: {}", method, job_id, caller,
+                   job.status().ToString());
+    }
     reactor->Finish(ToGrpcStatus(job.status()));
   };
 }
@@ -133,20 +144,47 @@ class ErrorWriteReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
 
 }  // namespace
 
+absl::StatusOr<Identity> JobServiceImpl::JobChanger(grpc::CallbackServerContext* ctx,
+                                                    const std::string& job_id,
+                                                    absl::string_view method) {
+  absl::StatusOr<Identity> who =
+      auth_->Check(*ctx, Permission::kSubmit, method, std::nullopt);
+  if (!who.ok() || !auth_->Required(Permission::kSubmit)) return who;
+  absl::StatusOr<JobView> job = runtime_->GetJob(job_id);
+  if (!job.ok()) return job.status();
+  if (absl::Status s = Authorize(*who, Permission::kSubmit, method, job->spec.queue);
+      !s.ok()) {
+    return s;
+  }
+  return who;
+}
+
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* req,
                                                     v1::Job* resp) {
+  // Credentials first: a caller without them learns nothing about the spec.
+  absl::StatusOr<Identity> who =
+      auth_->Check(*ctx, Permission::kSubmit, "SubmitJob", std::nullopt);
+  if (!who.ok()) return Done(ctx, who.status());
   if (!req->has_spec()) return Done(ctx, absl::InvalidArgumentError("spec is required"));
   absl::StatusOr<JobSpec> spec = SpecFromProto(req->spec());
   if (!spec.ok()) return Done(ctx, spec.status());
+  if (auth_->Required(Permission::kSubmit)) {
+    absl::Status s = Authorize(*who, Permission::kSubmit, "SubmitJob", spec->queue);
+    if (!s.ok()) return Done(ctx, s);
+  }
   auto* reactor = ctx->DefaultReactor();
-  runtime_->Submit(*spec, Reply(reactor, resp));
+  runtime_->Submit(*spec, Reply(reactor, resp, "SubmitJob", *who));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* req,
                                                  v1::Job* resp) {
+  if (absl::StatusOr<Identity> who = auth_->Check(*ctx, Permission::kRead, "GetJob");
+      !who.ok()) {
+    return Done(ctx, who.status());
+  }
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
   absl::StatusOr<JobView> job = runtime_->GetJob(req->job_id());
   if (job.ok()) JobToProto(*job, resp);
@@ -156,6 +194,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
+  if (absl::StatusOr<Identity> who = auth_->Check(*ctx, Permission::kRead, "ListJobs");
+      !who.ok()) {
+    return Done(ctx, who.status());
+  }
   if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
     return Done(ctx, absl::InvalidArgumentError(
                          absl::StrCat("page_size must be between 0 and ", kMaxPageSize,
@@ -184,7 +226,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
-    grpc::CallbackServerContext* /*ctx*/, const v1::WatchJobRequest* req) {
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
+  if (absl::StatusOr<Identity> who = auth_->Check(*ctx, Permission::kRead, "WatchJob");
+      !who.ok()) {
+    return new ErrorWriteReactor(who.status());
+  }
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) {
     return new ErrorWriteReactor(s);
   }
@@ -198,8 +244,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
                                                     const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<Identity> who = JobChanger(ctx, req->job_id(), "CancelJob");
+  if (!who.ok()) return Done(ctx, who.status());
   auto* reactor = ctx->DefaultReactor();
-  runtime_->Cancel(req->job_id(), Reply(reactor, resp));
+  runtime_->Cancel(req->job_id(), Reply(reactor, resp, "CancelJob", *who, req->job_id()));
   return reactor;
 }
 
@@ -207,6 +255,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::UpdateJob(grpc::CallbackServerContext*
                                                     const v1::UpdateJobRequest* req,
                                                     v1::Job* resp) {
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<Identity> who = JobChanger(ctx, req->job_id(), "UpdateJob");
+  if (!who.ok()) return Done(ctx, who.status());
   if (req->update_mask().paths_size() == 0) {
     return Done(ctx, absl::InvalidArgumentError(
                          "update_mask must name the fields to change: max_parallel, "
@@ -225,7 +275,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::UpdateJob(grpc::CallbackServerContext*
     }
   }
   auto* reactor = ctx->DefaultReactor();
-  runtime_->UpdateJob(req->job_id(), update, Reply(reactor, resp));
+  runtime_->UpdateJob(req->job_id(), update,
+                      Reply(reactor, resp, "UpdateJob", *who, req->job_id()));
   return reactor;
 }
 
@@ -233,14 +284,21 @@ grpc::ServerUnaryReactor* JobServiceImpl::RetryFailedShards(
     grpc::CallbackServerContext* ctx, const v1::RetryFailedShardsRequest* req,
     v1::Job* resp) {
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<Identity> who = JobChanger(ctx, req->job_id(), "RetryFailedShards");
+  if (!who.ok()) return Done(ctx, who.status());
   auto* reactor = ctx->DefaultReactor();
-  runtime_->RetryFailedShards(req->job_id(), Reply(reactor, resp));
+  runtime_->RetryFailedShards(
+      req->job_id(), Reply(reactor, resp, "RetryFailedShards", *who, req->job_id()));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext* ctx,
                                                     const v1::GetResultRequest* req,
                                                     v1::GetResultResponse* resp) {
+  if (absl::StatusOr<Identity> who = auth_->Check(*ctx, Permission::kRead, "GetResult");
+      !who.ok()) {
+    return Done(ctx, who.status());
+  }
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
   absl::StatusOr<ResultBytes> result = runtime_->GetResult(req->job_id());
   if (!result.ok()) return Done(ctx, result.status());
@@ -262,6 +320,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* JobServiceImpl::ListExecutors(grpc::CallbackServerContext* ctx,
                                                         const v1::ListExecutorsRequest*,
                                                         v1::ListExecutorsResponse* resp) {
+  if (absl::StatusOr<Identity> who =
+          auth_->Check(*ctx, Permission::kRead, "ListExecutors");
+      !who.ok()) {
+    return Done(ctx, who.status());
+  }
   for (const ExecutorView& e : runtime_->ListExecutors()) {
     ExecutorToProto(e, resp->add_executors());
   }
@@ -271,6 +334,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListExecutors(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* JobServiceImpl::GetQueueStats(grpc::CallbackServerContext* ctx,
                                                         const v1::GetQueueStatsRequest*,
                                                         v1::GetQueueStatsResponse* resp) {
+  if (absl::StatusOr<Identity> who =
+          auth_->Check(*ctx, Permission::kRead, "GetQueueStats");
+      !who.ok()) {
+    return Done(ctx, who.status());
+  }
   QueueStatsToProto(runtime_->Stats(), resp);
   return Done(ctx, absl::OkStatus());
 }

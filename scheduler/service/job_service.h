@@ -2,15 +2,20 @@
 #ifndef TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_
 #define TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_
 
+#include "scheduler/service/auth.h"
 #include "scheduler/service/runtime.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 
 namespace tessera::scheduler {
 
-// Thread-safe; borrows the runtime, which must outlive the server.
+// Thread-safe; borrows the runtime and the authenticator, which must outlive
+// the server. Every call is checked against the caller's role (and, for a
+// queue-scoped submitter, the job's queue) before it touches anything;
+// changes are logged with the caller's name (audit).
 class JobServiceImpl : public v1::JobService::CallbackService {
  public:
-  explicit JobServiceImpl(Runtime* runtime) : runtime_(runtime) {}
+  JobServiceImpl(Runtime* runtime, Authenticator* auth)
+      : runtime_(runtime), auth_(auth) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
@@ -42,7 +47,14 @@ class JobServiceImpl : public v1::JobService::CallbackService {
                                           v1::GetQueueStatsResponse* resp) override;
 
  private:
+  // The caller of a change to an existing job, checked against that job's
+  // queue; NOT_FOUND only once the caller may submit at all.
+  absl::StatusOr<Identity> JobChanger(grpc::CallbackServerContext* ctx,
+                                      const std::string& job_id,
+                                      absl::string_view method);
+
   Runtime* runtime_;
+  Authenticator* auth_;
 };
 
 }  // namespace tessera::scheduler

@@ -211,11 +211,22 @@ QueueStats Runtime::Stats() {
   return core_.Stats();
 }
 
-ExecutorConn Runtime::Connect(const ExecutorHello& hello, ExecutorStream* stream) {
+absl::Status Runtime::CheckIdentity(const ExecutorHello& hello) {
+  absl::MutexLock lock(&mu_);
+  return core_.CheckIdentity(hello);
+}
+
+absl::StatusOr<ExecutorConn> Runtime::Connect(const ExecutorHello& hello,
+                                              ExecutorStream* stream) {
   ExecutorConn conn;
   {
     // The stream is registered before the core's assignments go out.
     absl::MutexLock lock(&mu_);
+    if (absl::Status s = core_.CheckIdentity(hello); !s.ok()) {
+      spdlog::warn("executor={} refused: {}", hello.executor_id,
+                   std::string(s.message()));
+      return s;
+    }
     Actions actions;
     conn = core_.Connect(hello, clock_->Now(), actions);
     {
@@ -230,8 +241,9 @@ ExecutorConn Runtime::Connect(const ExecutorHello& hello, ExecutorStream* stream
     }
     Execute(std::move(actions));
   }
-  spdlog::info("executor={} connected name={} slots={} tasks={} held={}",
-               hello.executor_id, hello.name, hello.slots,
+  spdlog::info("executor={} connected name={} identity={} slots={} tasks={} held={}",
+               hello.executor_id, hello.name,
+               hello.identity.empty() ? "anonymous" : hello.identity, hello.slots,
                absl::StrJoin(hello.tasks, ","), hello.held.size());
   return conn;
 }
@@ -253,8 +265,10 @@ void Runtime::Disconnect(const ExecutorConn& conn) {
 
 void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
   const absl::Time now = clock_->Now();
+  int64_t rejected = 0;
   {
     absl::MutexLock lock(&mu_);
+    const int64_t rejected_before = core_.counters().results_rejected_leased_to_another;
     Actions actions;
     switch (m.msg_case()) {
       case v1::ExecutorMessage::kHeartbeat:
@@ -291,7 +305,13 @@ void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
       case v1::ExecutorMessage::MSG_NOT_SET:
         break;
     }
+    rejected = core_.counters().results_rejected_leased_to_another - rejected_before;
     Execute(std::move(actions));
+  }
+  if (rejected > 0) {
+    spdlog::warn(
+        "executor={} sent {} result(s) for shards leased to another executor; refused",
+        conn.executor_id, rejected);
   }
   if (m.has_failure()) {
     spdlog::warn("executor={} lease={} failed (retryable={}): {}", conn.executor_id,

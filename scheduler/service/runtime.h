@@ -86,8 +86,12 @@ class Runtime {
   QueueStats Stats();
 
   // Executor streams (ExecutorService). `stream` stays registered until
-  // Disconnect and must stay alive until then.
-  ExecutorConn Connect(const ExecutorHello& hello, ExecutorStream* stream);
+  // Disconnect and must stay alive until then. PERMISSION_DENIED (and nothing
+  // registered) when the executor id belongs to another identity.
+  absl::StatusOr<ExecutorConn> Connect(const ExecutorHello& hello,
+                                       ExecutorStream* stream);
+  // The identity check of Connect alone, so that a refused stream gets no Welcome.
+  absl::Status CheckIdentity(const ExecutorHello& hello);
   // May move strings out of `message` (the caller reads into it again).
   void OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& message);
   void Disconnect(const ExecutorConn& conn);

@@ -208,6 +208,15 @@ std::vector<prometheus::MetricFamily> SchedulerMetrics::Collect(
           "Results accepted for an open shard without a live lease (after a restart or "
           "reconnect).",
           static_cast<double>(c.results_adopted));
+  {
+    auto f = CounterFamily(
+        "tessera_results_rejected_total",
+        "Results refused, by reason (leased_to_another: another executor holds the "
+        "shard's lease).");
+    AddCounterSample(f, static_cast<double>(c.results_rejected_leased_to_another),
+                     {{"reason", "leased_to_another"}});
+    out.push_back(std::move(f));
+  }
   for (prometheus::MetricFamily& f : registry_.Collect()) out.push_back(std::move(f));
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "scheduler/service/auth.h"
 #include "scheduler/service/executor_service.h"
 #include "scheduler/service/job_service.h"
 #include "scheduler/service/runtime.h"
@@ -38,7 +39,32 @@ absl::Status SchedulerConfig::Validate() const {
 absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
     const SchedulerConfig& config, const Clock* clock) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
+  const bool tls = !config.tls.cert_file.empty();
+  if (!tls && config.auth_tokens_file.empty() &&
+      !IsLoopbackListenAddress(config.listen)) {
+    if (!config.insecure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--listen=", config.listen,
+          " is reachable from other hosts, but neither TLS (--tls-cert, --tls-key) nor "
+          "tokens (--auth-tokens-file) are set: anyone who reaches the port could run "
+          "and read jobs. Set them (docs/security.md), listen on 127.0.0.1, or pass "
+          "--insecure to serve without credentials"));
+    }
+    spdlog::warn(
+        "--insecure: serving {} without TLS or tokens; anyone who reaches "
+        "the port can submit, cancel and read jobs and run executors",
+        config.listen);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(config.tls);
+  if (!credentials.ok()) return credentials.status();
+  AuthOptions auth_options;
+  auth_options.tokens_file = config.auth_tokens_file;
+  auth_options.client_ca = !config.tls.client_ca_file.empty();
+  auto auth = Authenticator::Create(auth_options, clock);
+  if (!auth.ok()) return auth.status();
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  server->auth_ = *std::move(auth);
   auto lock = DataDirLock::Acquire(config.data_dir);
   if (!lock.ok()) return lock.status();
   server->lock_ = *std::move(lock);
@@ -57,9 +83,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
   server->runtime_->SetCommitLinger(config.store_linger);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
-  server->job_service_ = std::make_unique<JobServiceImpl>(server->runtime_.get());
+  server->job_service_ =
+      std::make_unique<JobServiceImpl>(server->runtime_.get(), server->auth_.get());
   server->executor_service_ =
-      std::make_unique<ExecutorServiceImpl>(server->runtime_.get());
+      std::make_unique<ExecutorServiceImpl>(server->runtime_.get(), server->auth_.get());
 
   if (!config.metrics_listen.empty()) {
     auto metrics = MetricsServer::Create(config.metrics_listen);
@@ -77,8 +104,11 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   ApplyServerDefaults(builder);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(config.listen, *credentials, &server->port_);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(MakeReflectionGuard(server->auth_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(server->job_service_.get());
   builder.RegisterService(server->executor_service_.get());
   server->server_ = builder.BuildAndStart();
@@ -88,8 +118,12 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
   server->runtime_->Start();
-  spdlog::info("scheduler listening on port {} (metrics port {}), data dir {}, store {}",
-               server->port_, server->metrics_port(), config.data_dir, config.store);
+  spdlog::info(
+      "scheduler listening on port {} (metrics port {}), data dir {}, store {}, tls {}, "
+      "client certificates {}, tokens {}",
+      server->port_, server->metrics_port(), config.data_dir, config.store,
+      tls ? "on" : "off", config.tls.client_ca_file.empty() ? "off" : "verified",
+      config.auth_tokens_file.empty() ? "off" : "required");
   return server;
 }
 

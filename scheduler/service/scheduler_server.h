@@ -12,6 +12,7 @@
 #include "scheduler/core/scheduler_core.h"
 #include "shared/clock.h"
 #include "shared/metrics.h"
+#include "shared/tls.h"
 
 namespace tessera::scheduler {
 
@@ -25,10 +26,17 @@ struct SchedulerConfig {
   absl::Duration store_linger = absl::Milliseconds(2);
   int max_message_bytes = 64 << 20;
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
+  // TLS on the gRPC port (docs/security.md); empty cert and key: plaintext.
+  ServerTlsOptions tls;
+  // JSON file of token hashes and roles; empty: JobService needs no token.
+  std::string auth_tokens_file;
+  // Serve a non-loopback address with neither TLS nor tokens.
+  bool insecure = false;
   CoreConfig core;
   absl::Status Validate() const;
 };
 
+class Authenticator;
 class DataDirLock;
 class Runtime;
 class ResultSink;
@@ -57,6 +65,7 @@ class SchedulerServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<ResultSink> sink_;
   std::unique_ptr<Runtime> runtime_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<ExecutorServiceImpl> executor_service_;
   std::unique_ptr<MetricsServer> metrics_;

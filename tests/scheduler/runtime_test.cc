@@ -186,7 +186,7 @@ class RuntimeTest : public ::testing::Test {
     hello.name = "e1";
     hello.tasks = {"noop"};
     hello.slots = 1;
-    conn_ = runtime_.Connect(hello, &stream_);
+    conn_ = *runtime_.Connect(hello, &stream_);
   }
   void TearDown() override {
     runtime_.Disconnect(conn_);
@@ -307,7 +307,7 @@ TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
   hello.name = "e2";
   hello.tasks = {"noop"};
   hello.slots = 400;
-  const ExecutorConn conn = runtime_.Connect(hello, &big);
+  const ExecutorConn conn = *runtime_.Connect(hello, &big);
   absl::Cleanup disconnect = [&] { runtime_.Disconnect(conn); };
   const absl::Time start = absl::Now();
   ASSERT_FALSE(SubmitJob(400).empty());
