@@ -572,7 +572,7 @@ std::string ResolveSchedulerAddress(absl::string_view flag, const char* env) {
 absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
   Command cmd;
   bool help = false;
-  bool scheduler_given = false;
+  std::set<std::string> globals_given;
   std::optional<std::string> command_name;
   std::vector<std::string> positionals;
   FlagValues flags;
@@ -606,12 +606,18 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
       cmd.json = true;
       continue;
     }
-    bool is_scheduler = name == "scheduler";
+    // Global flags that take a value, and where they go.
+    std::string* global = name == "scheduler"    ? &cmd.scheduler
+                          : name == "tls-ca"     ? &cmd.tls_ca
+                          : name == "token"      ? &cmd.token
+                          : name == "token-file" ? &cmd.token_file
+                                                 : nullptr;
+    const bool is_global = global != nullptr;
     auto spec = CommandFlags().find(name);
-    if (!is_scheduler && spec == CommandFlags().end()) {
+    if (!is_global && spec == CommandFlags().end()) {
       return UsageError(flag, "unknown flag (see tessera --help)");
     }
-    bool takes_value = is_scheduler || spec->second.takes_value;
+    bool takes_value = is_global || spec->second.takes_value;
     if (!takes_value) {
       if (value) return UsageError(flag, "takes no value");
       value = "";
@@ -619,11 +625,12 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) return UsageError(flag, "missing value");
       value = args[++i];
     }
-    if (is_scheduler) {
-      if (scheduler_given) return UsageError(flag, "given more than once");
+    if (is_global) {
+      if (!globals_given.insert(name).second) {
+        return UsageError(flag, "given more than once");
+      }
       if (value->empty()) return UsageError(flag, "must not be empty");
-      scheduler_given = true;
-      cmd.scheduler = *value;
+      *global = *value;
       continue;
     }
     if (!spec->second.repeatable && flags.count(name) > 0) {
@@ -632,6 +639,9 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
     flags.emplace(name, *value);
   }
 
+  if (!cmd.token.empty() && !cmd.token_file.empty()) {
+    return UsageError("--token", "and --token-file are exclusive");
+  }
   if (help) {
     cmd.kind = CommandKind::kHelp;
     return cmd;

@@ -35,6 +35,9 @@ struct Command {
   CommandKind kind = CommandKind::kHelp;
   // Global flags. `scheduler` is empty when --scheduler was not given.
   std::string scheduler;
+  std::string tls_ca;      // --tls-ca
+  std::string token;       // --token (visible in ps; prefer the file or env)
+  std::string token_file;  // --token-file
   bool json = false;
   // get, watch, result, cancel, retry, update.
   std::string job_id;
@@ -51,7 +54,8 @@ struct Command {
 };
 
 // Parses the arguments after the program name. Global flags (--scheduler,
-// --json, --help) are accepted before or after the command.
+// --tls-ca, --token, --token-file, --json, --help) are accepted before or
+// after the command.
 absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args);
 
 // --scheduler if given, else $TESSERA_SCHEDULER if set and non-empty, else the

@@ -7,8 +7,10 @@
 #include <optional>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "cli/format.h"
+#include "shared/tls.h"
 
 namespace tessera::cli {
 namespace {
@@ -279,7 +281,7 @@ int RunCommand(const Command& cmd, JobApi& api, const std::string& address,
   return Runner(api, address, ctx).Run(cmd);
 }
 
-int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
+int RunCli(const std::vector<std::string>& args, const CliEnv& env,
            const ConnectFn& connect, const RunContext& ctx) {
   if (args.empty()) {
     ctx.err << UsageText();
@@ -298,9 +300,29 @@ int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
     ctx.out << UsageText();
     return kExitOk;
   }
-  std::string address = ResolveSchedulerAddress(cmd->scheduler, env_scheduler);
-  std::unique_ptr<JobApi> api = connect(address);
-  return RunCommand(*cmd, *api, address, ctx);
+  ConnectOptions options;
+  options.address = ResolveSchedulerAddress(cmd->scheduler, env.scheduler);
+  options.tls_ca = !cmd->tls_ca.empty()    ? cmd->tls_ca
+                   : env.tls_ca != nullptr ? env.tls_ca
+                                           : "";
+  if (!cmd->token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(cmd->token_file, "--token-file");
+    if (!token.ok()) {
+      ctx.err << "tessera: " << token.status().message() << "\n";
+      return kExitUsage;
+    }
+    options.token = *std::move(token);
+  } else if (!cmd->token.empty()) {
+    options.token = cmd->token;
+  } else if (env.token != nullptr) {
+    options.token = std::string(absl::StripAsciiWhitespace(env.token));
+  }
+  absl::StatusOr<std::unique_ptr<JobApi>> api = connect(options);
+  if (!api.ok()) {
+    ctx.err << "tessera: " << api.status().message() << "\n";
+    return kExitUsage;
+  }
+  return RunCommand(*cmd, **api, options.address, ctx);
 }
 
 }  // namespace tessera::cli

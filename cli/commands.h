@@ -36,13 +36,31 @@ struct RunContext {
   absl::TimeZone time_zone = absl::UTCTimeZone();
 };
 
-using ConnectFn = std::function<std::unique_ptr<JobApi>(const std::string& address)>;
+// Where and how to reach the scheduler.
+struct ConnectOptions {
+  std::string address;
+  std::string tls_ca;  // PEM CA file; empty: plaintext
+  std::string token;   // bearer token; empty: none
+};
+
+// The environment's say (each may be nullptr): TESSERA_SCHEDULER,
+// TESSERA_TOKEN, TESSERA_TLS_CA.
+struct CliEnv {
+  const char* scheduler = nullptr;
+  const char* token = nullptr;
+  const char* tls_ca = nullptr;
+};
+
+using ConnectFn =
+    std::function<absl::StatusOr<std::unique_ptr<JobApi>>(const ConnectOptions& options)>;
 
 // The whole CLI: parses `args` (argv without the program name), reads
-// `submit --items-file` (a file, or ctx.in for "-"), prints help or a usage
-// error (without connecting), else connects to the scheduler named by
-// --scheduler / `env_scheduler` / the default and runs the command.
-int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
+// `submit --items-file` (a file, or ctx.in for "-") and --token-file, prints
+// help or a usage error (without connecting), else connects to the scheduler
+// named by --scheduler / $TESSERA_SCHEDULER / the default (TLS with --tls-ca /
+// $TESSERA_TLS_CA; a token from --token, --token-file or $TESSERA_TOKEN) and
+// runs the command.
+int RunCli(const std::vector<std::string>& args, const CliEnv& env,
            const ConnectFn& connect, const RunContext& ctx);
 
 // Runs an already parsed command; `address` only appears in error messages.

@@ -2,102 +2,105 @@
 
 #include "absl/time/clock.h"
 #include "shared/grpc_util.h"
+#include "shared/tls.h"
 
 namespace tessera::cli {
 
 namespace v1 = tessera::v1;
 
-std::unique_ptr<GrpcJobApi> GrpcJobApi::Connect(const std::string& address,
-                                                absl::Duration unary_deadline) {
-  return std::make_unique<GrpcJobApi>(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), unary_deadline);
+absl::StatusOr<std::unique_ptr<GrpcJobApi>> GrpcJobApi::Connect(
+    const ConnectOptions& options, absl::Duration unary_deadline) {
+  ClientTlsOptions tls;
+  tls.ca_file = options.tls_ca;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(tls);
+  if (!creds.ok()) return creds.status();
+  return std::make_unique<GrpcJobApi>(grpc::CreateChannel(options.address, *creds),
+                                      unary_deadline, options.token);
 }
 
 GrpcJobApi::GrpcJobApi(std::shared_ptr<grpc::Channel> channel,
-                       absl::Duration unary_deadline)
+                       absl::Duration unary_deadline, std::string token)
     : stub_(v1::JobService::NewStub(std::move(channel))),
-      unary_deadline_(unary_deadline) {}
+      unary_deadline_(unary_deadline),
+      token_(std::move(token)) {}
 
-namespace {
-
-template <typename Request, typename Response>
-using UnaryMethod = grpc::Status (v1::JobService::Stub::*)(grpc::ClientContext*,
-                                                           const Request&, Response*);
+std::unique_ptr<grpc::ClientContext> GrpcJobApi::NewContext(bool unary) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (unary) context->set_deadline(absl::ToChronoTime(absl::Now() + unary_deadline_));
+  if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+  return context;
+}
 
 // One unary call with its own context and deadline; the status converted.
 template <typename Request, typename Response>
-absl::StatusOr<Response> CallUnary(v1::JobService::Stub& stub,
-                                   UnaryMethod<Request, Response> method,
-                                   const Request& request, absl::Duration deadline) {
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+absl::StatusOr<Response> GrpcJobApi::CallUnary(
+    grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                 Response*),
+    const Request& request) {
+  std::unique_ptr<grpc::ClientContext> context = NewContext(/*unary=*/true);
   Response response;
-  grpc::Status status = (stub.*method)(&context, request, &response);
+  grpc::Status status = ((*stub_).*method)(context.get(), request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
 }
 
-}  // namespace
-
 absl::StatusOr<v1::Job> GrpcJobApi::SubmitJob(const v1::JobSpec& spec) {
   v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
-  return CallUnary(*stub_, &v1::JobService::Stub::SubmitJob, request, unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::SubmitJob, request);
 }
 
 absl::StatusOr<v1::Job> GrpcJobApi::GetJob(const std::string& job_id) {
   v1::GetJobRequest request;
   request.set_job_id(job_id);
-  return CallUnary(*stub_, &v1::JobService::Stub::GetJob, request, unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::GetJob, request);
 }
 
 absl::StatusOr<v1::ListJobsResponse> GrpcJobApi::ListJobs(
     const v1::ListJobsRequest& request) {
-  return CallUnary(*stub_, &v1::JobService::Stub::ListJobs, request, unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::ListJobs, request);
 }
 
 absl::StatusOr<v1::Job> GrpcJobApi::CancelJob(const std::string& job_id) {
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
-  return CallUnary(*stub_, &v1::JobService::Stub::CancelJob, request, unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::CancelJob, request);
 }
 
 absl::StatusOr<v1::Job> GrpcJobApi::RetryFailedShards(const std::string& job_id) {
   v1::RetryFailedShardsRequest request;
   request.set_job_id(job_id);
-  return CallUnary(*stub_, &v1::JobService::Stub::RetryFailedShards, request,
-                   unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::RetryFailedShards, request);
 }
 
 absl::StatusOr<v1::Job> GrpcJobApi::UpdateJob(const v1::UpdateJobRequest& request) {
-  return CallUnary(*stub_, &v1::JobService::Stub::UpdateJob, request, unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::UpdateJob, request);
 }
 
 absl::StatusOr<v1::GetResultResponse> GrpcJobApi::GetResult(const std::string& job_id) {
   v1::GetResultRequest request;
   request.set_job_id(job_id);
-  return CallUnary(*stub_, &v1::JobService::Stub::GetResult, request, unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::GetResult, request);
 }
 
 absl::StatusOr<v1::ListExecutorsResponse> GrpcJobApi::ListExecutors() {
   v1::ListExecutorsRequest request;
-  return CallUnary(*stub_, &v1::JobService::Stub::ListExecutors, request,
-                   unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::ListExecutors, request);
 }
 
 absl::StatusOr<v1::GetQueueStatsResponse> GrpcJobApi::GetQueueStats() {
   v1::GetQueueStatsRequest request;
-  return CallUnary(*stub_, &v1::JobService::Stub::GetQueueStats, request,
-                   unary_deadline_);
+  return CallUnary(&v1::JobService::Stub::GetQueueStats, request);
 }
 
 absl::Status GrpcJobApi::WatchJob(
     const std::string& job_id, const std::function<void(const v1::JobEvent&)>& on_event) {
-  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientContext> context = NewContext(/*unary=*/false);
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
   std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader =
-      stub_->WatchJob(&context, request);
+      stub_->WatchJob(context.get(), request);
   v1::JobEvent event;
   while (reader->Read(&event)) on_event(event);
   return FromGrpcStatus(reader->Finish());

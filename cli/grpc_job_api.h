@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "cli/commands.h"
 #include "cli/job_api.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 
@@ -16,11 +17,14 @@ namespace tessera::cli {
 
 class GrpcJobApi : public JobApi {
  public:
-  // An insecure channel to `address` (host:port).
-  static std::unique_ptr<GrpcJobApi> Connect(const std::string& address,
-                                             absl::Duration unary_deadline);
+  // A channel to options.address (host:port): TLS verified against
+  // options.tls_ca when set, else plaintext; every call carries
+  // options.token as a bearer token when set. Errors name the bad file.
+  static absl::StatusOr<std::unique_ptr<GrpcJobApi>> Connect(
+      const ConnectOptions& options, absl::Duration unary_deadline);
 
-  GrpcJobApi(std::shared_ptr<grpc::Channel> channel, absl::Duration unary_deadline);
+  GrpcJobApi(std::shared_ptr<grpc::Channel> channel, absl::Duration unary_deadline,
+             std::string token = "");
 
   absl::StatusOr<tessera::v1::Job> SubmitJob(const tessera::v1::JobSpec& spec) override;
   absl::StatusOr<tessera::v1::Job> GetJob(const std::string& job_id) override;
@@ -39,8 +43,17 @@ class GrpcJobApi : public JobApi {
       const std::function<void(const tessera::v1::JobEvent&)>& on_event) override;
 
  private:
+  // A context with the deadline (unary calls) and the token.
+  std::unique_ptr<grpc::ClientContext> NewContext(bool unary) const;
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> CallUnary(
+      grpc::Status (tessera::v1::JobService::Stub::*method)(grpc::ClientContext*,
+                                                            const Request&, Response*),
+      const Request& request);
+
   std::unique_ptr<tessera::v1::JobService::Stub> stub_;
   absl::Duration unary_deadline_;
+  std::string token_;
 };
 
 }  // namespace tessera::cli

@@ -53,10 +53,17 @@ int main(int argc, char** argv) {
   }
   ctx.clock = &clock;
   ctx.time_zone = absl::LocalTimeZone();
+  tessera::cli::CliEnv env;
+  env.scheduler = std::getenv("TESSERA_SCHEDULER");
+  env.token = std::getenv("TESSERA_TOKEN");
+  env.tls_ca = std::getenv("TESSERA_TLS_CA");
   int code = tessera::cli::RunCli(
-      args, std::getenv("TESSERA_SCHEDULER"),
-      [](const std::string& address) -> std::unique_ptr<tessera::cli::JobApi> {
-        return tessera::cli::GrpcJobApi::Connect(address, kUnaryDeadline);
+      args, env,
+      [](const tessera::cli::ConnectOptions& options)
+          -> absl::StatusOr<std::unique_ptr<tessera::cli::JobApi>> {
+        auto api = tessera::cli::GrpcJobApi::Connect(options, kUnaryDeadline);
+        if (!api.ok()) return api.status();
+        return std::unique_ptr<tessera::cli::JobApi>(*std::move(api));
       },
       ctx);
   std::cout.flush();

@@ -7,11 +7,16 @@ namespace {
 
 constexpr char kUsage[] = R"(usage: tessera [--scheduler ADDR] [--json] <command> [args]
 
-Client for the Tessera batch scheduler (JobService over gRPC, insecure channel).
+Client for the Tessera batch scheduler (JobService over gRPC).
 
 Global flags (accepted before or after the command):
   --scheduler ADDR   scheduler address host:port; default $TESSERA_SCHEDULER,
                      else 127.0.0.1:50051
+  --tls-ca PATH      use TLS, verifying the scheduler against this PEM CA;
+                     default $TESSERA_TLS_CA, else plaintext
+  --token-file PATH  send the bearer token in this file (auth on); else
+                     $TESSERA_TOKEN
+  --token TOKEN      the bearer token itself (shows in ps; prefer the above)
   --json             print responses as JSON (one document per line)
   -h, --help         print this help
 

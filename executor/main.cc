@@ -63,6 +63,16 @@ ABSL_FLAG(std::string, tasks_file, "",
           "JSON file of operator-defined exec tasks (--tasks-file), e.g. "
           "{\"tasks\": {\"promo\": {\"command\": [\"python3\", \"promo.py\"]}}}; "
           "see docs/tasks.md.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle to verify the scheduler's TLS certificate (--tls-ca); empty: "
+          "plaintext.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate for mTLS (--tls-cert); its SAN or CN is this "
+          "executor's identity at the scheduler.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert (--tls-key).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding a bearer token with role executor (--auth-token-file); read "
+          "again on every reconnect.");
 ABSL_FLAG(std::string, log_format, "text", "Log format: text or json (--log-format).");
 ABSL_FLAG(std::string, log_level, "info",
           "Log level: trace, debug, info, warn, error or off (--log-level).");
@@ -156,6 +166,20 @@ int main(int argc, char** argv) {
   options.slots = config.slots;
   options.queues = config.queues;
   options.drain_timeout = config.drain_timeout;
+  options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  // Bad files are refused now, not at every reconnect.
+  if (auto creds = tessera::MakeChannelCredentials(options.tls); !creds.ok()) {
+    std::cerr << "tessera-executor: " << creds.status().message() << "\n";
+    return 2;
+  }
+  if (auto token = tessera::ReadTokenFile(options.auth_token_file, "--auth-token-file");
+      !token.ok()) {
+    std::cerr << "tessera-executor: " << token.status().message() << "\n";
+    return 2;
+  }
   tessera::executor::ExecutorClient client(options, &handlers, &metrics);
 
   std::atomic<bool> done{false};

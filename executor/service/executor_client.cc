@@ -31,15 +31,17 @@ constexpr absl::Duration kWarnEvery = absl::Seconds(30);
 // A fresh channel per connection attempt, with its own subchannel: a shared
 // subchannel stuck in its reconnect backoff kept failing new streams for
 // seconds after the scheduler came up.
-std::shared_ptr<grpc::Channel> MakeChannel(const ExecutorClientOptions& o) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const ExecutorClientOptions& o) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   // Assign messages of items jobs can be large (the scheduler's limit is its
   // --max-message-bytes, 64 MiB by default); gRPC's own default is 4 MiB.
   args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
-  // TODO(tls): credentials from shared/ once TLS config lands.
-  return grpc::CreateCustomChannel(o.scheduler_address,
-                                   grpc::InsecureChannelCredentials(), args);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(o.tls);
+  if (!creds.ok()) return creds.status();
+  return grpc::CreateCustomChannel(o.scheduler_address, *creds, args);
 }
 
 // Waits until `channel` is READY; false as soon as a connect attempt fails
@@ -149,13 +151,20 @@ void ExecutorClient::Drain() {
 }
 
 absl::Status ExecutorClient::Session(bool* welcomed) {
-  std::shared_ptr<grpc::Channel> channel = MakeChannel(options_);
-  if (!ConnectChannel(*channel, absl::Now() + options_.max_backoff)) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot connect to ", options_.scheduler_address));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options_);
+  if (!channel.ok()) return channel.status();
+  absl::StatusOr<std::string> token =
+      ReadTokenFile(options_.auth_token_file, "--auth-token-file");
+  if (!token.ok()) return token.status();
+  if (!ConnectChannel(**channel, absl::Now() + options_.max_backoff)) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot connect to ", options_.scheduler_address,
+        options_.tls.ca_file.empty() ? ""
+                                     : " (TLS: check --tls-ca and the server's name)"));
   }
-  auto stub = v1::ExecutorService::NewStub(channel);
+  auto stub = v1::ExecutorService::NewStub(*channel);
   grpc::ClientContext ctx;
+  if (!token->empty()) ctx.AddMetadata("authorization", "Bearer " + *token);
   std::unique_ptr<grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>>
       stream = stub->Connect(&ctx);
   {

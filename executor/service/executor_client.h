@@ -19,6 +19,7 @@
 #include "executor/service/executor_metrics.h"
 #include "executor/service/shard_runner.h"
 #include "shared/clock.h"
+#include "shared/tls.h"
 #include "tessera/v1/executor.grpc.pb.h"
 
 namespace tessera::executor {
@@ -37,6 +38,12 @@ struct ExecutorClientOptions {
   // After WritesDone, how long the scheduler gets to end the call.
   absl::Duration close_grace = absl::Seconds(5);
   size_t max_unsent_results = 1000;
+  // TLS to the scheduler (empty ca_file: plaintext) and an optional client
+  // certificate (mTLS); the files are read again for every connection.
+  ClientTlsOptions tls;
+  // File holding the bearer token sent on the stream (role executor); read
+  // again for every connection, so a rotated Secret takes effect on reconnect.
+  std::string auth_token_file;
 };
 
 // Threads: Run() is the stream reader (the caller's thread); per connection it

@@ -108,10 +108,16 @@ class RunCliTest : public testing::Test {
     RunContext ctx{out_, err_};
     ctx.in = &in_;
     ctx.clock = &clock_;
+    CliEnv cli_env;
+    cli_env.scheduler = env;
+    cli_env.token = env_token_;
+    cli_env.tls_ca = env_tls_ca_;
     return RunCli(
-        args, env,
-        [this](const std::string& address) {
-          addresses_.push_back(address);
+        args, cli_env,
+        [this](const ConnectOptions& options) -> absl::StatusOr<std::unique_ptr<JobApi>> {
+          addresses_.push_back(options.address);
+          connects_.push_back(options);
+          if (!connect_error_.ok()) return connect_error_;
           return std::make_unique<Forwarder>(api_);
         },
         ctx);
@@ -163,6 +169,10 @@ class RunCliTest : public testing::Test {
   std::ostringstream err_;
   std::istringstream in_;
   std::vector<std::string> addresses_;
+  std::vector<ConnectOptions> connects_;
+  absl::Status connect_error_;
+  const char* env_token_ = nullptr;
+  const char* env_tls_ca_ = nullptr;
 };
 
 TEST_F(RunCliTest, ExitsTwoOnUsageErrorWithoutConnecting) {
@@ -190,6 +200,51 @@ TEST_F(RunCliTest, ConnectsToTheAddressFromFlagThenEnvironmentThenDefault) {
   Run({"--scheduler", "flag:2", "queue"}, "env:1");
   Run({"queue"});
   EXPECT_EQ(addresses_, (std::vector<std::string>{"env:1", "flag:2", "127.0.0.1:50051"}));
+}
+
+TEST_F(RunCliTest, TakesTheTokenFromTheFlagThenTheFileThenTheEnvironment) {
+  env_token_ = " from-env \n";
+  Run({"queue"});
+  Run({"--token", "from-flag", "queue"});
+  const std::string file = testing::TempDir() + "/cli_token";
+  {
+    std::ofstream f(file);
+    f << "from-file\n";
+  }
+  Run({"queue", "--token-file", file});
+  ASSERT_EQ(connects_.size(), 3u);
+  EXPECT_EQ(connects_[0].token, "from-env");
+  EXPECT_EQ(connects_[1].token, "from-flag");
+  EXPECT_EQ(connects_[2].token, "from-file");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(RunCliTest, TakesTheTlsCaFromTheFlagElseTheEnvironment) {
+  env_tls_ca_ = "/env/ca.pem";
+  Run({"queue"});
+  Run({"--tls-ca", "/flag/ca.pem", "queue"});
+  ASSERT_EQ(connects_.size(), 2u);
+  EXPECT_EQ(connects_[0].tls_ca, "/env/ca.pem");
+  EXPECT_EQ(connects_[1].tls_ca, "/flag/ca.pem");
+}
+
+TEST_F(RunCliTest, AnUnreadableTokenFileIsAUsageErrorThatNamesTheFlagNotTheToken) {
+  EXPECT_EQ(Run({"queue", "--token-file", "/nonexistent/token"}), 2);
+  EXPECT_TRUE(connects_.empty());
+  EXPECT_EQ(err_.str(), "tessera: --token-file /nonexistent/token cannot be read\n");
+}
+
+TEST_F(RunCliTest, TokenAndTokenFileTogetherAreRefused) {
+  EXPECT_EQ(Run({"--token", "a", "--token-file", "/x", "queue"}), 2);
+  EXPECT_TRUE(connects_.empty());
+  EXPECT_NE(err_.str().find("--token: and --token-file are exclusive"), std::string::npos)
+      << err_.str();
+}
+
+TEST_F(RunCliTest, AConnectionErrorIsPrintedAndExitsTwo) {
+  connect_error_ = absl::FailedPreconditionError("--tls-ca /x/ca.pem cannot be read");
+  EXPECT_EQ(Run({"queue"}), 2);
+  EXPECT_EQ(err_.str(), "tessera: --tls-ca /x/ca.pem cannot be read\n");
 }
 
 TEST_F(RunCliTest, SubmitSendsTheSpecAndPrintsTheJobId) {

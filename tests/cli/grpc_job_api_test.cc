@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "shared/grpc_util.h"
 
 namespace tessera::cli {
@@ -23,8 +24,9 @@ class FakeJobService final : public v1::JobService::Service {
     *job->mutable_spec() = request->spec();
     return grpc::Status::OK;
   }
-  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+  grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* request,
                       v1::Job* job) override {
+    Remember(*ctx);
     if (request->job_id() != "j1") {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "job " + request->job_id());
     }
@@ -58,8 +60,9 @@ class FakeJobService final : public v1::JobService::Service {
     }
     return grpc::Status::OK;
   }
-  grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest* request,
+  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* request,
                         grpc::ServerWriter<v1::JobEvent>* writer) override {
+    Remember(*ctx);
     for (int done : {10, 50, 100}) {
       v1::JobEvent event;
       event.mutable_job()->set_id(request->job_id());
@@ -73,6 +76,23 @@ class FakeJobService final : public v1::JobService::Service {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     return grpc::Status::OK;
   }
+
+  // The authorization metadata of each GetJob and WatchJob call ("" if none).
+  std::vector<std::string> authorizations() {
+    absl::MutexLock lock(&mu_);
+    return authorizations_;
+  }
+
+ private:
+  void Remember(const grpc::ServerContext& ctx) {
+    auto it = ctx.client_metadata().find("authorization");
+    absl::MutexLock lock(&mu_);
+    authorizations_.push_back(it == ctx.client_metadata().end()
+                                  ? ""
+                                  : std::string(it->second.data(), it->second.size()));
+  }
+  absl::Mutex mu_;
+  std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
 };
 
 class GrpcJobApiTest : public testing::Test {
@@ -90,8 +110,12 @@ class GrpcJobApiTest : public testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  std::unique_ptr<GrpcJobApi> Connect(absl::Duration deadline = absl::Seconds(10)) {
-    return GrpcJobApi::Connect("127.0.0.1:" + std::to_string(port_), deadline);
+  std::unique_ptr<GrpcJobApi> Connect(absl::Duration deadline = absl::Seconds(10),
+                                      std::string token = "") {
+    ConnectOptions options;
+    options.address = "127.0.0.1:" + std::to_string(port_);
+    options.token = std::move(token);
+    return *GrpcJobApi::Connect(options, deadline);
   }
 
   FakeJobService service_;
@@ -161,9 +185,29 @@ TEST_F(GrpcJobApiTest, GivesUpOnAUnaryCallAfterItsDeadline) {
 
 TEST(GrpcJobApi, ReportsUnavailableForADeadAddress) {
   // Port 1 on loopback refuses connections; without wait-for-ready the call fails fast.
+  ConnectOptions options;
+  options.address = "127.0.0.1:1";
   absl::StatusOr<v1::Job> job =
-      GrpcJobApi::Connect("127.0.0.1:1", absl::Seconds(10))->GetJob("j1");
+      (*GrpcJobApi::Connect(options, absl::Seconds(10)))->GetJob("j1");
   EXPECT_EQ(job.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(GrpcJobApiTest, SendsTheTokenAsBearerMetadataOnUnaryAndStreamingCalls) {
+  std::unique_ptr<GrpcJobApi> api = Connect(absl::Seconds(10), "s3cret");
+  ASSERT_TRUE(api->GetJob("j1").ok());
+  ASSERT_TRUE(api->WatchJob("j1", [](const v1::JobEvent&) {}).ok());
+  ASSERT_TRUE(Connect()->GetJob("j1").ok());
+  EXPECT_EQ(service_.authorizations(),
+            (std::vector<std::string>{"Bearer s3cret", "Bearer s3cret", ""}));
+}
+
+TEST(GrpcJobApi, AnUnreadableCaFileIsAnErrorNamingTheFlag) {
+  ConnectOptions options;
+  options.address = "127.0.0.1:1";
+  options.tls_ca = "/nonexistent/ca.pem";
+  auto api = GrpcJobApi::Connect(options, absl::Seconds(10));
+  ASSERT_FALSE(api.ok());
+  EXPECT_EQ(api.status().message(), "--tls-ca /nonexistent/ca.pem cannot be read");
 }
 
 }  // namespace
