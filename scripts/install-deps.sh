@@ -12,6 +12,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libgtest-dev libgmock-dev curl procps python3
+  openssl  # the tests make their TLS certificates at run time
   prometheus  # promtool and a Prometheus server for the observability tests
 )
 # buildah + debootstrap: the image test (scripts/image-test.sh).
