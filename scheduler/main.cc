@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "scheduler/service/scheduler_server.h"
 #include "shared/flag_names.h"
+#include "shared/json_limits.h"
 #include "shared/logging.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
@@ -42,6 +43,17 @@ ABSL_FLAG(int64_t, max_items_per_job, 1'000'000,
           "Largest number of items an items job may have");
 ABSL_FLAG(int64_t, max_item_bytes, 64 << 10,
           "Largest item of an items job, as JSON bytes");
+ABSL_FLAG(int32_t, max_json_depth, tessera::kDefaultMaxJsonDepth,
+          "Deepest nesting of arrays and objects accepted in params, items and shard "
+          "results; deeper input is refused before it is copied or folded");
+ABSL_FLAG(int64_t, max_params_bytes, 64 << 10,
+          "Largest job params, as JSON bytes (they travel in every assignment)");
+ABSL_FLAG(int64_t, max_result_bytes, 16 << 20,
+          "Largest result of one shard, as JSON bytes; a bigger one fails the attempt "
+          "(not retried)");
+ABSL_FLAG(int64_t, max_folded_result_bytes, 64 << 20,
+          "Largest folded result of a job (the persisted document); a bigger one fails "
+          "the job");
 ABSL_FLAG(absl::Duration, reattach_grace, absl::Seconds(10),
           "After a restart, unfinished shards wait this long for their executors to "
           "re-attach before they are dispatched again");
@@ -141,6 +153,10 @@ int main(int argc, char** argv) {
   config.core.idempotency_retention = absl::GetFlag(FLAGS_idempotency_retention);
   config.core.max_items_per_job = absl::GetFlag(FLAGS_max_items_per_job);
   config.core.max_item_bytes = absl::GetFlag(FLAGS_max_item_bytes);
+  config.core.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
+  config.core.max_params_bytes = absl::GetFlag(FLAGS_max_params_bytes);
+  config.core.max_result_bytes = absl::GetFlag(FLAGS_max_result_bytes);
+  config.core.max_folded_result_bytes = absl::GetFlag(FLAGS_max_folded_result_bytes);
   config.core.lease_grace = absl::GetFlag(FLAGS_lease_grace);
   config.core.max_executor_losses = absl::GetFlag(FLAGS_max_executor_losses);
   config.core.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);

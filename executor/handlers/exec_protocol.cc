@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "shared/json_limits.h"
 
 namespace tessera::executor {
 namespace {
@@ -39,6 +40,12 @@ absl::StatusOr<ExecLine> ParseExecLine(absl::string_view line) {
   ExecLine out;
   const absl::string_view trimmed = absl::StripAsciiWhitespace(line);
   if (trimmed.empty()) return out;
+  // Bounded before parsing: a deeply nested value would overflow the stack
+  // when it is copied or sent on.
+  if (JsonTextDepth(trimmed, kDefaultMaxJsonDepth) > kDefaultMaxJsonDepth) {
+    return Bad(line, absl::StrCat("line nests deeper than ", kDefaultMaxJsonDepth,
+                                  " levels (the limit)"));
+  }
   json j = json::parse(trimmed.begin(), trimmed.end(), nullptr, false);
   if (j.is_discarded()) return Bad(line, "line is not JSON");
   if (!j.is_object()) return Bad(line, "line is not a JSON object");

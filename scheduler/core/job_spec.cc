@@ -47,6 +47,29 @@ absl::Status CoreConfig::Validate() const {
     return absl::InvalidArgumentError(
         "heartbeat_timeout must be greater than heartbeat_interval (both > 0)");
   }
+  if (max_json_depth < 2 || max_json_depth > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_json_depth must be between 2 and 1000 (got ", max_json_depth, ")"));
+  }
+  if (max_params_bytes < 2 || max_result_bytes < 2 || max_folded_result_bytes < 2) {
+    return absl::InvalidArgumentError(
+        "max_params_bytes, max_result_bytes and max_folded_result_bytes must be > 1");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSpecLimits(const JobSpec& spec, const CoreConfig& config) {
+  if (JsonValueDepth(spec.params, config.max_json_depth) > config.max_json_depth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.params nests deeper than ", config.max_json_depth,
+                     " levels (the limit, --max-json-depth)"));
+  }
+  const size_t bytes = spec.params.dump().size();
+  if (static_cast<int64_t>(bytes) > config.max_params_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.params is ", bytes, " bytes as JSON; the limit is ",
+                     config.max_params_bytes, " (--max-params-bytes)"));
+  }
   return absl::OkStatus();
 }
 
@@ -167,6 +190,11 @@ absl::StatusOr<RangePartition> MakePartition(const JobSpec& spec,
         absl::StrCat("spec.items.batch_size must be > 0 (got ", spec.batch_size, ")"));
   }
   for (size_t i = 0; i < spec.items.size(); ++i) {
+    if (JsonValueDepth(spec.items[i], config.max_json_depth) > config.max_json_depth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.items.items[", i, "] nests deeper than ",
+                       config.max_json_depth, " levels (the limit, --max-json-depth)"));
+    }
     const size_t bytes = spec.items[i].dump().size();
     if (static_cast<int64_t>(bytes) > config.max_item_bytes) {
       return absl::InvalidArgumentError(

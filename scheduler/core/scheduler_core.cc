@@ -100,6 +100,7 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
                                               const std::string& job_id, absl::Time now,
                                               Actions& out) {
   TESSERA_RETURN_IF_ERROR(ValidateSpec(spec));
+  TESSERA_RETURN_IF_ERROR(ValidateSpecLimits(spec, config_));
   TESSERA_ASSIGN_OR_RETURN(RangePartition partition, MakePartition(spec, config_));
   if (!spec.idempotency_key.empty()) {
     auto it = idempotency_.find(spec.idempotency_key);
@@ -150,6 +151,7 @@ void SchedulerCore::Restore(
     CoreConfig unlimited = config_;  // accepted once, accepted again
     unlimited.max_shards_per_job = std::numeric_limits<int64_t>::max();
     unlimited.max_items_per_job = std::numeric_limits<int64_t>::max();
+    unlimited.max_json_depth = 1000;
     unlimited.max_item_bytes = std::numeric_limits<int64_t>::max();
     auto partition = MakePartition(r.spec, unlimited);
     if (!partition.ok() || jobs_.count(r.id)) continue;
@@ -173,7 +175,11 @@ void SchedulerCore::Restore(
       continue;
     }
     auto it = results.find(r.id);
-    Rebuild(*j, it == results.end() ? kNone : it->second);
+    absl::Status rebuilt = Rebuild(*j, it == results.end() ? kNone : it->second);
+    if (!rebuilt.ok() && !r.finalizing) {
+      FailJob(*j, std::string(rebuilt.message()), now, out);
+      continue;
+    }
     if (r.finalizing) {
       // The sink may or may not have the bytes: persist them again (the
       // writer skips the write when the sink already holds them).
@@ -191,7 +197,8 @@ void SchedulerCore::Restore(
   CheckInvariants();
 }
 
-void SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& results) {
+absl::Status SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& results) {
+  int64_t unreadable_shard = -1;
   j.folder = Folder(j.record.spec.aggregate);
   j.folded = 0;
   j.buffered.clear();
@@ -203,19 +210,36 @@ void SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& results) {
   int64_t max_done = -1;
   for (const StoredResult& r : results) {
     if (r.shard < 0 || r.shard >= j.partition.num_shards()) continue;
-    json parsed = json::parse(r.result_json, nullptr, /*allow_exceptions=*/false);
-    if (parsed.is_discarded()) continue;
+    // A stored result is bounded like one that arrives (it may predate the
+    // limits); one that cannot be read fails its job instead of the start.
+    json parsed;
+    if (JsonTextDepth(r.result_json, config_.max_json_depth) <= config_.max_json_depth) {
+      parsed = json::parse(r.result_json, nullptr, /*allow_exceptions=*/false);
+    } else {
+      parsed = json(json::value_t::discarded);
+    }
+    if (parsed.is_discarded() || !parsed.is_object()) {
+      unreadable_shard = r.shard;
+      break;
+    }
     if (j.buffered.emplace(r.shard, std::move(parsed)).second) {
       ++j.succeeded;
       j.items_completed = SaturatingAdd(j.items_completed, j.partition.Items(r.shard));
       max_done = std::max(max_done, r.shard);
     }
   }
+  if (unreadable_shard >= 0) {
+    return absl::DataLossError(
+        absl::StrCat("the stored result of shard ", unreadable_shard,
+                     " cannot be read back (not a JSON object, or nested deeper than ",
+                     config_.max_json_depth, " levels)"));
+  }
   for (const auto& [shard, f] : j.failed) max_done = std::max(max_done, shard);
   j.next_shard = max_done + 1;
   for (int64_t s = 0; s < j.next_shard; ++s) {
     if (!j.buffered.count(s) && !j.failed.count(s)) j.retry[s] = {};
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::Time now,
@@ -253,7 +277,10 @@ absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
   for (const auto& [shard, f] : j->failed) attempts[shard] = f.attempts;
   j->failed.clear();
   j->record.failed.clear();
-  Rebuild(*j, results);
+  if (absl::Status rebuilt = Rebuild(*j, results); !rebuilt.ok()) {
+    FailJob(*j, std::string(rebuilt.message()), now, out);
+    return rebuilt;
+  }
   for (const auto& [shard, n] : attempts) {
     if (auto it = j->retry.find(shard); it != j->retry.end()) it->second.attempts = n;
   }
@@ -469,12 +496,27 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
   }
   // Acked either way: the executor must forget it (after the commit of what
   // the core decided, as every ack).
-  json parsed = json::parse(result_json, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
+  // Bounded before anything parses, copies or folds it.
+  std::string refused;
+  json parsed;
+  if (static_cast<int64_t>(result_json.size()) > config_.max_result_bytes) {
+    refused = absl::StrCat("result is ", result_json.size(), " bytes; the limit is ",
+                           config_.max_result_bytes, " (--max-result-bytes)");
+  } else if (JsonTextDepth(result_json, config_.max_json_depth) >
+             config_.max_json_depth) {
+    refused = absl::StrCat("result nests deeper than ", config_.max_json_depth,
+                           " levels (the limit, --max-json-depth)");
+  } else {
+    parsed = json::parse(result_json, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded() || !parsed.is_object()) {
+      refused = "result is not a JSON object";
+    }
+  }
+  if (!refused.empty()) {
     if (run_time) out.shard_events.push_back({j->record.spec.task, "failed", *run_time});
     out.durable.push_back(AckOp{conn, lease_id});
-    AttemptFailed(*j, shard, attempt, e->hello.name, "result is not a JSON object",
-                  /*retryable=*/false, now, out);
+    AttemptFailed(*j, shard, attempt, e->hello.name, refused, /*retryable=*/false, now,
+                  out);
   } else {
     if (run_time)
       out.shard_events.push_back({j->record.spec.task, "succeeded", *run_time});
@@ -986,9 +1028,17 @@ void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
       {"started_at", Rfc3339(j.record.started)},
       {"finished_at", Rfc3339(now)},
   };
+  std::string bytes = result.dump(2) + "\n";
+  if (static_cast<int64_t>(bytes.size()) > config_.max_folded_result_bytes) {
+    FailJob(j,
+            absl::StrCat("the folded result is ", bytes.size(), " bytes; the limit is ",
+                         config_.max_folded_result_bytes, " (--max-folded-result-bytes)"),
+            now, out);
+    return;
+  }
   j.persisting = true;
   j.record.finalizing = true;
-  j.record.final_bytes = result.dump(2) + "\n";
+  j.record.final_bytes = std::move(bytes);
   j.folder = Folder();  // the bytes are all that is needed from here on
   Save(j, out);         // "finalizing" is durable before the sink is written
   out.durable.push_back(

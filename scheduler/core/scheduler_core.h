@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "scheduler/core/types.h"
+#include "shared/json_limits.h"
 
 namespace tessera::scheduler {
 
@@ -48,6 +49,14 @@ struct CoreConfig {
   // Items jobs: limits on the input.
   int64_t max_items_per_job = 1'000'000;
   int64_t max_item_bytes = 64 << 10;
+  // JSON from users and peers (params, items, shard results): the deepest
+  // nesting allowed, checked before anything copies, folds or dumps it.
+  int32_t max_json_depth = kDefaultMaxJsonDepth;
+  // Params travel in every assignment and an exec task's environment.
+  int64_t max_params_bytes = 64 << 10;
+  // One shard's result, and a job's folded result (its persisted document).
+  int64_t max_result_bytes = 16 << 20;
+  int64_t max_folded_result_bytes = 64 << 20;
   // How long an idempotency key keeps returning its job.
   absl::Duration idempotency_retention = absl::Hours(24);
   absl::Status Validate() const;
@@ -55,6 +64,8 @@ struct CoreConfig {
 
 // Validates everything but the shape of the input (MakePartition does that).
 absl::Status ValidateSpec(const JobSpec& spec);
+// The configured bounds on a spec's params (depth, bytes).
+absl::Status ValidateSpecLimits(const JobSpec& spec, const CoreConfig& config);
 // The shards of a job: its range, or its items cut into batches.
 absl::StatusOr<RangePartition> MakePartition(const JobSpec& spec,
                                              const CoreConfig& config);
@@ -184,7 +195,8 @@ class SchedulerCore {
   void CancelLeases(Job& j, Actions& out);
   void Finish(Job& j, absl::Time now, Actions& out);
   // Resets a job's shard state from its stored results.
-  void Rebuild(Job& j, const std::vector<StoredResult>& results);
+  // DATA_LOSS naming the shard when a stored result cannot be read back.
+  absl::Status Rebuild(Job& j, const std::vector<StoredResult>& results);
   void Save(Job& j, Actions& out);
   void Touch(Job& j);
   void Deactivate(Job& j);

@@ -167,6 +167,19 @@ TEST(ExecProtocol, ParsesEachKindOfLine) {
   EXPECT_EQ(ParseExecLine("   ")->kind, ExecLine::Kind::kBlank);
 }
 
+TEST(ExecProtocol, RefusesALineNestedTooDeepBeforeParsingIt) {
+  const std::string deep = "{\"result\":{\"items\":" + std::string(100'000, '[') +
+                           std::string(100'000, ']') + "}}";
+  auto p = ParseExecLine(deep);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("line nests deeper than 64 levels (the limit)"),
+            std::string::npos);
+  EXPECT_LT(p.status().message().size(), 1000u);  // the line is quoted, cut short
+  std::string ok =
+      "{\"result\":{\"a\":" + std::string(60, '[') + std::string(60, ']') + "}}";
+  EXPECT_TRUE(ParseExecLine(ok).ok());
+}
+
 TEST(ExecProtocol, RejectsOtherLinesQuotingThem) {
   struct Case {
     std::string line;

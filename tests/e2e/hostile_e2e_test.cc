@@ -1,0 +1,91 @@
+// Hostile peers against the real binaries: a raw ExecutorService.Connect
+// client answering with a result nested 100,000 deep, and an exec task
+// printing one; the scheduler and the executor live on and say why.
+#include <sys/stat.h>
+
+#include "gmock/gmock.h"
+#include "tessera/v1/executor.grpc.pb.h"
+#include "tests/e2e/cluster.h"
+
+namespace tessera::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>;
+
+const std::string kDeepItems =
+    "{\"items\":" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+
+class Hostile : public Cluster {};
+
+TEST_F(Hostile, ARawPeersDeeplyNestedResultFailsTheAttemptAndTheSchedulerLivesOn) {
+  StartScheduler();
+  auto stub = v1::ExecutorService::NewStub(
+      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  std::unique_ptr<Stream> stream = stub->Connect(&ctx);
+  v1::ExecutorMessage hello;
+  hello.mutable_hello()->set_executor_id("raw-peer");
+  hello.mutable_hello()->set_name("raw-peer");
+  hello.mutable_hello()->add_tasks("noop");
+  hello.mutable_hello()->set_slots(1);
+  ASSERT_TRUE(stream->Write(hello));
+  v1::Job job =
+      Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1},)"
+             R"("retry":{"maxAttempts":3}}})");
+  v1::SchedulerMessage m;
+  std::string lease;
+  while (lease.empty() && stream->Read(&m)) {
+    if (m.has_assign()) lease = m.assign().assignments(0).lease_id();
+  }
+  ASSERT_FALSE(lease.empty());
+  v1::ExecutorMessage result;
+  result.mutable_result()->set_lease_id(lease);
+  result.mutable_result()->set_result_json(kDeepItems);
+  ASSERT_TRUE(stream->Write(result));
+
+  v1::Job ended = WaitForEnd(job.id(), absl::Seconds(30));
+  EXPECT_EQ(ended.state(), v1::JOB_STATE_FAILED) << ended.DebugString() << Logs();
+  ASSERT_GE(ended.errors_size(), 1) << ended.DebugString();
+  EXPECT_THAT(ended.errors(0).message(), HasSubstr("result nests deeper than 64 levels"));
+  EXPECT_TRUE(scheduler_->running()) << Logs();
+  ctx.TryCancel();
+
+  // A restart on the same data dir comes up clean and serves the same answer.
+  scheduler_->Signal(SIGTERM);
+  ASSERT_EQ(scheduler_->Wait(absl::Seconds(30)), 0) << Logs();
+  StartScheduler();
+  EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_FAILED);
+}
+
+TEST_F(Hostile, AnExecTaskPrintingADeeplyNestedResultLeavesTheExecutorRunning) {
+  const std::string script = dir_ + "/deep.sh";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\n"
+           "python3 -c \"import sys; n=100000; "
+           "sys.stdout.write('{\\\"result\\\":{\\\"x\\\":' + '['*n + ']'*n + "
+           "'}}\\\\n')\"\n";
+  }
+  chmod(script.c_str(), 0755);
+  const std::string tasks = dir_ + "/tasks.json";
+  std::ofstream(tasks) << R"({"tasks": {"deep": {"command": [")" << script
+                       << R"("], "timeout": "30s", "max_output_bytes": "1MiB"}}})";
+  StartScheduler();
+  Process* executor = StartExecutor("exec-1", 1, {"--tasks-file=" + tasks});
+  v1::Job job = Submit(
+      R"({"spec":{"task":"deep","range":{"start":"0","end":"1","shardCount":1}}})");
+  v1::Job ended = WaitForEnd(job.id(), absl::Seconds(60));
+  EXPECT_EQ(ended.state(), v1::JOB_STATE_FAILED) << ended.DebugString() << Logs();
+  ASSERT_GE(ended.errors_size(), 1) << ended.DebugString();
+  EXPECT_THAT(ended.errors(0).message(), HasSubstr("nests deeper than 64 levels"));
+  EXPECT_TRUE(executor->running()) << Logs();
+  // And it runs the next job.
+  v1::Job next = Submit(
+      R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":2}}})");
+  EXPECT_EQ(WaitForEnd(next.id(), absl::Seconds(60)).state(), v1::JOB_STATE_SUCCEEDED)
+      << Logs();
+}
+
+}  // namespace
+}  // namespace tessera::testing
