@@ -63,6 +63,10 @@ ABSL_FLAG(std::string, tasks_file, "",
           "JSON file of operator-defined exec tasks (--tasks-file), e.g. "
           "{\"tasks\": {\"promo\": {\"command\": [\"python3\", \"promo.py\"]}}}; "
           "see docs/tasks.md.");
+ABSL_FLAG(absl::Duration, keepalive, absl::Seconds(5),
+          "HTTP/2 keepalive to the scheduler (--keepalive): a ping after this long, "
+          "and a scheduler that does not answer within as long again is left and "
+          "reconnected to; at least 1s.");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA bundle to verify the scheduler's TLS certificate (--tls-ca); empty: "
           "plaintext.");
@@ -100,6 +104,7 @@ int main(int argc, char** argv) {
   config.name = absl::GetFlag(FLAGS_name);
   if (config.name.empty()) config.name = tessera::executor::DefaultExecutorName();
   config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  config.keepalive = absl::GetFlag(FLAGS_keepalive);
   config.log.format = absl::GetFlag(FLAGS_log_format);
   config.log.level = absl::GetFlag(FLAGS_log_level);
   if (absl::Status s = config.Validate(); !s.ok()) {
@@ -166,6 +171,7 @@ int main(int argc, char** argv) {
   options.slots = config.slots;
   options.queues = config.queues;
   options.drain_timeout = config.drain_timeout;
+  options.keepalive = config.keepalive;
   options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);

@@ -13,7 +13,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // Port reuse off, so that a second server on a busy port fails instead of
-// silently sharing it.
+// silently sharing it; HTTP/2 keepalive both ways (a silent peer is noticed).
 void ApplyServerDefaults(grpc::ServerBuilder& builder);
 
 }  // namespace tessera

@@ -38,6 +38,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   // Assign messages of items jobs can be large (the scheduler's limit is its
   // --max-message-bytes, 64 MiB by default); gRPC's own default is 4 MiB.
   args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
+  // A scheduler that stops answering (paused, its host gone, a partition)
+  // ends the stream within about two keepalives, so the executor reconnects
+  // (and finds the new leader) instead of waiting on a dead connection.
+  const int keepalive_ms = static_cast<int>(absl::ToInt64Milliseconds(o.keepalive));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_ms);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       MakeChannelCredentials(o.tls);
   if (!creds.ok()) return creds.status();

@@ -38,6 +38,8 @@ struct ExecutorClientOptions {
   // After WritesDone, how long the scheduler gets to end the call.
   absl::Duration close_grace = absl::Seconds(5);
   size_t max_unsent_results = 1000;
+  // HTTP/2 keepalive ping interval and answer timeout (ExecutorConfig::keepalive).
+  absl::Duration keepalive = absl::Seconds(5);
   // TLS to the scheduler (empty ca_file: plaintext) and an optional client
   // certificate (mTLS); the files are read again for every connection.
   ClientTlsOptions tls;

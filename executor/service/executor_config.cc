@@ -39,6 +39,10 @@ absl::Status ExecutorConfig::Validate() const {
           absl::StrCat("--queues: \"", q, "\" is not a queue name (1-63 characters)"));
     }
   }
+  if (keepalive < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--keepalive must be at least 1s (got ", absl::FormatDuration(keepalive), ")"));
+  }
   if (drain_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--drain-timeout must be >= 0 (got ", absl::FormatDuration(drain_timeout), ")"));

@@ -17,6 +17,10 @@ struct ExecutorConfig {
   int slots = 1;
   std::string name;  // empty: DefaultExecutorName()
   absl::Duration drain_timeout = absl::Seconds(30);
+  // HTTP/2 keepalive: a ping after this long, and the connection is given up
+  // when its answer takes longer than the same again, so a scheduler that
+  // stops answering (paused, partitioned) is left within about twice this.
+  absl::Duration keepalive = absl::Seconds(5);
   std::vector<std::string> queues = {"default"};
   LogConfig log;
 

@@ -87,5 +87,31 @@ TEST_F(Hostile, AnExecTaskPrintingADeeplyNestedResultLeavesTheExecutorRunning) {
       << Logs();
 }
 
+TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResumes) {
+  StartScheduler({"--heartbeat-timeout=3s"});
+  Process* executor = StartExecutor("exec-1", 2, {"--keepalive=1s"});
+  v1::Job job =
+      Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"40","shardCount":8},)"
+             R"("params":{"ms":50}}})");
+  WaitFor(
+      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
+      absl::Seconds(30));
+  scheduler_->Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  // Keepalive pings go unanswered: the executor gives the stream up within
+  // about two keepalives and starts reconnecting.
+  while (executor->Log().find("lost the stream") == std::string::npos &&
+         absl::Now() - stopped < absl::Seconds(15)) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  const absl::Duration noticed = absl::Now() - stopped;
+  scheduler_->Signal(SIGCONT);
+  EXPECT_LT(noticed, absl::Seconds(6)) << Logs();
+  v1::Job ended = WaitForEnd(job.id(), absl::Seconds(60));
+  ASSERT_EQ(ended.state(), v1::JOB_STATE_SUCCEEDED) << ended.DebugString() << Logs();
+  // Exactly: every item counted once.
+  EXPECT_EQ(nlohmann::json::parse(Result(job.id()).result_json())["items"], 40);
+}
+
 }  // namespace
 }  // namespace tessera::testing
