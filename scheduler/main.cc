@@ -79,6 +79,12 @@ ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, unknown_task_grace, absl::Seconds(30),
           "After this, a queued job whose task no executor advertised says so in GetJob");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent");
+ABSL_FLAG(int32_t, max_watchers, 1024,
+          "WatchJob streams open at once; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, fold_window, 10'000,
+          "Results fold in shard order: a job's shards are dispatched only while "
+          "within this many of its first unfolded shard (bounds the results held "
+          "behind one slow shard)");
 ABSL_FLAG(absl::Duration, fault_persist_delay, absl::ZeroDuration(),
           "Fault injection for tests: pause this long between writing a result to the "
           "sink and marking its job done");
@@ -135,6 +141,8 @@ int main(int argc, char** argv) {
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  config.core.fold_window = absl::GetFlag(FLAGS_fold_window);
   config.core.max_shards_per_job = absl::GetFlag(FLAGS_max_shards_per_job);
   config.core.prefetch = absl::GetFlag(FLAGS_prefetch);
   config.core.max_prefetch = absl::GetFlag(FLAGS_max_prefetch);

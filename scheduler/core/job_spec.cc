@@ -51,6 +51,10 @@ absl::Status CoreConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_json_depth must be between 2 and 1000 (got ", max_json_depth, ")"));
   }
+  if (fold_window < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fold_window must be >= 1 (got ", fold_window, ")"));
+  }
   if (max_params_bytes < 2 || max_result_bytes < 2 || max_folded_result_bytes < 2) {
     return absl::InvalidArgumentError(
         "max_params_bytes, max_result_bytes and max_folded_result_bytes must be > 1");

@@ -398,7 +398,13 @@ ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
   if (e.queues.empty()) e.queues.insert("default");
   e.connected = now;
   e.last_seen = now;
-  known_tasks_.insert(hello.tasks.begin(), hello.tasks.end());
+  // Every task ever advertised, for "no executor runs task X" messages;
+  // bounded, as it is learned from peers.
+  constexpr size_t kMaxKnownTasks = 4096;
+  for (const std::string& t : hello.tasks) {
+    if (known_tasks_.size() >= kMaxKnownTasks) break;
+    known_tasks_.insert(t);
+  }
   executors_[hello.executor_id] = std::move(owned);
   ++version_;
   // Shards it still runs: adopted when open and unclaimed, else cancelled.
@@ -714,11 +720,16 @@ bool SchedulerCore::HasWork(const Job& j, absl::Time now) const {
   }
   if (j.record.state == JobState::kQueued && BlockedBy(j) != nullptr) return false;
   if (j.record.spec.rate_limit > 0 && TokensAt(j, now) < 1.0) return false;
-  if (j.next_shard < j.partition.num_shards()) return true;
+  if (j.next_shard < j.partition.num_shards() && !PausedForFold(j)) return true;
   for (const auto& [shard, p] : j.retry) {
     if (p.not_before <= now) return true;
   }
   return false;
+}
+
+bool SchedulerCore::PausedForFold(const Job& j) const {
+  // Retries are never held back: they are below next_shard, inside the window.
+  return j.next_shard - j.folded >= config_.fold_window;
 }
 
 const SchedulerCore::Job* SchedulerCore::BlockedBy(const Job& j) const {
@@ -1110,6 +1121,15 @@ void SchedulerCore::DropExecutor(Executor& e, absl::Time now, Actions& out) {
 }
 
 std::string SchedulerCore::WaitReason(const Job& j, absl::Time now) const {
+  // Said only when results wait: a full window of shards merely running is
+  // normal progress.
+  if (j.record.state == JobState::kRunning && !j.persisting && PausedForFold(j) &&
+      !j.buffered.empty() && j.next_shard < j.partition.num_shards()) {
+    return absl::StrCat("dispatch paused: ", j.buffered.size(),
+                        " results wait to be folded in order behind shard ", j.folded,
+                        " (at most ", config_.fold_window,
+                        " shards ahead, --fold-window)");
+  }
   if (j.record.state != JobState::kQueued) return j.record.message;
   if (now < j.hold_until) {
     return "waiting for executors to re-attach after a scheduler restart";

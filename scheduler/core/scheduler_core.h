@@ -57,6 +57,10 @@ struct CoreConfig {
   // One shard's result, and a job's folded result (its persisted document).
   int64_t max_result_bytes = 16 << 20;
   int64_t max_folded_result_bytes = 64 << 20;
+  // Results fold in shard order; a shard is dispatched only while it is
+  // within this many shards of the first unfolded one, so the results that
+  // wait behind one slow shard stay bounded (the job's message says so).
+  int64_t fold_window = 10'000;
   // How long an idempotency key keeps returning its job.
   absl::Duration idempotency_retention = absl::Hours(24);
   absl::Status Validate() const;
@@ -195,6 +199,8 @@ class SchedulerCore {
   void CancelLeases(Job& j, Actions& out);
   void Finish(Job& j, absl::Time now, Actions& out);
   // Resets a job's shard state from its stored results.
+  // Whether new shards wait for the in-order fold to catch up (fold_window).
+  bool PausedForFold(const Job& j) const;
   // DATA_LOSS naming the shard when a stored result cannot be read back.
   absl::Status Rebuild(Job& j, const std::vector<StoredResult>& results);
   void Save(Job& j, Actions& out);

@@ -13,6 +13,35 @@ namespace {
 // Keeps slot arithmetic far from overflow; no machine has more cores.
 constexpr int32_t kMaxSlots = 65536;
 
+// Names an executor tells us are bounded before they are kept anywhere.
+constexpr int kMaxHelloTasks = 256;
+constexpr int kMaxHelloQueues = 64;
+constexpr size_t kMaxNameBytes = 200;
+
+absl::Status CheckHelloNames(const v1::Hello& h) {
+  auto too_long = [](const std::string& field, const std::string& v) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.", field, " must be at most ",
+                                                   kMaxNameBytes, " bytes (got ",
+                                                   v.size(), ")"));
+  };
+  if (h.executor_id().size() > kMaxNameBytes)
+    return too_long("executor_id", h.executor_id());
+  if (h.name().size() > kMaxNameBytes) return too_long("name", h.name());
+  if (h.version().size() > kMaxNameBytes) return too_long("version", h.version());
+  if (h.tasks_size() > kMaxHelloTasks || h.queues_size() > kMaxHelloQueues) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hello may list at most ", kMaxHelloTasks, " tasks and ", kMaxHelloQueues,
+        " queues (got ", h.tasks_size(), " and ", h.queues_size(), ")"));
+  }
+  for (const std::string& t : h.tasks()) {
+    if (t.size() > kMaxNameBytes) return too_long("tasks[]", t);
+  }
+  for (const std::string& q : h.queues()) {
+    if (q.size() > kMaxNameBytes) return too_long("queues[]", q);
+  }
+  return absl::OkStatus();
+}
+
 // One executor stream. Reads drive the runtime; writes go through a queue so
 // that at most one write is in flight. Deletes itself in OnDone.
 class ConnectReactor
@@ -81,6 +110,10 @@ class ConnectReactor
       const v1::Hello& h = in_.hello();
       if (h.executor_id().empty()) {
         Reject("hello.executor_id is required");
+        return;
+      }
+      if (absl::Status s = CheckHelloNames(h); !s.ok()) {
+        Reject(std::string(s.message()));
         return;
       }
       if (h.slots() <= 0 || h.slots() > kMaxSlots) {

@@ -50,8 +50,10 @@ absl::Status RequireJobId(const std::string& id) {
 // after the first event in a finished state. Deletes itself in OnDone.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Poller {
  public:
-  WatchReactor(Runtime* runtime, std::string job_id)
-      : runtime_(runtime), job_id_(std::move(job_id)) {
+  // `open` counts open streams; this one is already counted and uncounts
+  // itself when done.
+  WatchReactor(Runtime* runtime, std::string job_id, std::atomic<int>* open)
+      : runtime_(runtime), job_id_(std::move(job_id)), open_(open) {
     runtime_->AddPoller(this);
     Poll();  // the job as it is now, without waiting for the ticker
   }
@@ -90,6 +92,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
 
   void OnDone() override {
     runtime_->RemovePoller(this);
+    open_->fetch_sub(1);
     delete this;
   }
 
@@ -124,6 +127,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
 
   Runtime* const runtime_;
   const std::string job_id_;
+  std::atomic<int>* const open_;
   absl::Mutex mu_;
   v1::JobEvent event_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -237,7 +241,13 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
   if (absl::StatusOr<JobView> job = runtime_->GetJob(req->job_id()); !job.ok()) {
     return new ErrorWriteReactor(job.status());
   }
-  return new WatchReactor(runtime_, req->job_id());
+  if (watchers_.fetch_add(1) >= max_watchers_) {
+    watchers_.fetch_sub(1);
+    return new ErrorWriteReactor(absl::ResourceExhaustedError(
+        absl::StrCat("too many WatchJob streams open (", max_watchers_,
+                     ", --max-watchers); poll GetJob or try again later")));
+  }
+  return new WatchReactor(runtime_, req->job_id(), &watchers_);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,

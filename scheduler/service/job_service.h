@@ -2,6 +2,8 @@
 #ifndef TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_
 #define TESSERA_SCHEDULER_SERVICE_JOB_SERVICE_H_
 
+#include <atomic>
+
 #include "scheduler/service/auth.h"
 #include "scheduler/service/runtime.h"
 #include "tessera/v1/jobs.grpc.pb.h"
@@ -14,8 +16,9 @@ namespace tessera::scheduler {
 // changes are logged with the caller's name (audit).
 class JobServiceImpl : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(Runtime* runtime, Authenticator* auth)
-      : runtime_(runtime), auth_(auth) {}
+  // At most `max_watchers` WatchJob streams at once; more are RESOURCE_EXHAUSTED.
+  JobServiceImpl(Runtime* runtime, Authenticator* auth, int max_watchers = 1024)
+      : runtime_(runtime), auth_(auth), max_watchers_(max_watchers) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
@@ -55,6 +58,8 @@ class JobServiceImpl : public v1::JobService::CallbackService {
 
   Runtime* runtime_;
   Authenticator* auth_;
+  const int max_watchers_;
+  std::atomic<int> watchers_{0};  // WatchJob streams open now
 };
 
 }  // namespace tessera::scheduler

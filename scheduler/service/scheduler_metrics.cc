@@ -74,6 +74,16 @@ SchedulerMetrics::SchedulerMetrics()
   }
 }
 
+const std::string& SchedulerMetrics::Bounded(const std::string& label,
+                                             const std::string& value) {
+  static const std::string kOther = "_other";
+  constexpr size_t kMaxLabelValues = 200;
+  std::set<std::string>& seen = label_values_[label];
+  if (auto it = seen.find(value); it != seen.end()) return *it;
+  if (seen.size() >= kMaxLabelValues) return kOther;
+  return *seen.insert(value).first;
+}
+
 void SchedulerMetrics::JobsRecovered(const std::vector<JobRecord>& jobs) {
   absl::MutexLock lock(&mu_);
   for (const JobRecord& r : jobs) {
@@ -86,19 +96,19 @@ void SchedulerMetrics::Record(const Actions& actions) {
     // One histogram lookup per (task, outcome), not a label map per shard.
     absl::MutexLock lock(&mu_);
     for (const ShardDoneEvent& e : actions.shard_events) {
-      prometheus::Histogram*& h = shard_histograms_[std::make_pair(e.task, e.outcome)];
+      const std::string& task = Bounded("task", e.task);
+      prometheus::Histogram*& h = shard_histograms_[std::make_pair(task, e.outcome)];
       if (h == nullptr) {
-        h = &shard_duration_.Add({{"task", e.task}, {"outcome", e.outcome}},
-                                 WorkBuckets());
+        h = &shard_duration_.Add({{"task", task}, {"outcome", e.outcome}}, WorkBuckets());
       }
       h->Observe(absl::ToDoubleSeconds(e.run_time));
     }
   }
+  absl::MutexLock lock(&mu_);
   for (const JobStartEvent& e : actions.job_starts) {
-    queue_wait_.Add({{"queue", e.queue}}, WorkBuckets())
+    queue_wait_.Add({{"queue", Bounded("queue", e.queue)}}, WorkBuckets())
         .Observe(absl::ToDoubleSeconds(e.queue_wait));
   }
-  absl::MutexLock lock(&mu_);
   for (const DurableOp& op : actions.durable) {
     const auto* save = std::get_if<SaveJobOp>(&op);
     if (save == nullptr) continue;
@@ -107,7 +117,8 @@ void SchedulerMetrics::Record(const Actions& actions) {
       open_jobs_.insert(r.id);
     } else if (open_jobs_.erase(r.id) > 0) {
       jobs_finished_
-          .Add({{"queue", r.spec.queue}, {"outcome", Lower(JobStateName(r.state))}})
+          .Add({{"queue", Bounded("queue", r.spec.queue)},
+                {"outcome", Lower(JobStateName(r.state))}})
           .Increment();
     }
   }

@@ -10,6 +10,7 @@
 #define TESSERA_SCHEDULER_SERVICE_SCHEDULER_METRICS_H_
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,12 @@ class SchedulerMetrics {
   absl::flat_hash_set<std::string> open_jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, prometheus::Histogram*> shard_histograms_
       ABSL_GUARDED_BY(mu_);
+  // Label values seen so far, by label; past kMaxLabelValues a new value is
+  // reported as "_other", so that names from users and peers cannot grow the
+  // number of series without bound.
+  std::map<std::string, std::set<std::string>> label_values_ ABSL_GUARDED_BY(mu_);
+  const std::string& Bounded(const std::string& label, const std::string& value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace tessera::scheduler

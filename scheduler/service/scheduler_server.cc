@@ -30,6 +30,10 @@ absl::Status SchedulerConfig::Validate() const {
         absl::StrCat("--store-linger must be between 0 and 1s (got ",
                      absl::FormatDuration(store_linger), ")"));
   }
+  if (max_watchers < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-watchers must be >= 1 (got ", max_watchers, ")"));
+  }
   if (max_message_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("--max-message-bytes must be at least 1048576");
   }
@@ -83,8 +87,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
   server->runtime_->SetCommitLinger(config.store_linger);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
-  server->job_service_ =
-      std::make_unique<JobServiceImpl>(server->runtime_.get(), server->auth_.get());
+  server->job_service_ = std::make_unique<JobServiceImpl>(
+      server->runtime_.get(), server->auth_.get(), config.max_watchers);
   server->executor_service_ =
       std::make_unique<ExecutorServiceImpl>(server->runtime_.get(), server->auth_.get());
 

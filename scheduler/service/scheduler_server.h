@@ -25,6 +25,7 @@ struct SchedulerConfig {
   // Results and acks wait up to this long to share a commit (Runtime::SetCommitLinger).
   absl::Duration store_linger = absl::Milliseconds(2);
   int max_message_bytes = 64 << 20;
+  int max_watchers = 1024;  // WatchJob streams open at once
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
   // TLS on the gRPC port (docs/security.md); empty cert and key: plaintext.
   ServerTlsOptions tls;

@@ -162,5 +162,56 @@ TEST_F(SchedulerCoreTest, AStoredResultThatCannotBeReadFailsItsJobAtRestart) {
   EXPECT_TRUE(saved_failed);
 }
 
+TEST_F(SchedulerCoreTest, DispatchPausesWhileResultsWaitBehindASlowShardAndSaysWhy) {
+  CoreConfig c = Config();
+  c.fold_window = 3;
+  SchedulerCore core(c);
+  Actions out;
+  ASSERT_TRUE(core.Submit(RangeJob(10, 10), "job1", now_, out).ok());
+  ExecutorConn e = core.Connect(Hello("e1", 10), now_, out);
+  ASSERT_EQ(out.assigns.size(), 3u);  // shards 0, 1, 2: the window
+  std::map<int64_t, Assignment> by_shard;
+  for (const AssignAction& a : out.assigns) by_shard[a.assignment.shard] = a.assignment;
+  auto finish = [&](int64_t shard, Actions& o) {
+    core.Result(e, by_shard.at(shard).lease_id, "job1", shard, json{{"items", 1}}.dump(),
+                now_, o);
+  };
+  Actions fast;
+  finish(1, fast);
+  finish(2, fast);
+  EXPECT_TRUE(fast.assigns.empty());  // shard 0 is slow: nothing more goes out
+  auto v = core.GetJob("job1", now_);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->message,
+            "dispatch paused: 2 results wait to be folded in order behind shard 0 (at "
+            "most 3 shards ahead, --fold-window)");
+  Actions slow;
+  finish(0, slow);
+  ASSERT_EQ(slow.assigns.size(), 3u);  // folded up to 3: shards 3, 4, 5
+  EXPECT_EQ(slow.assigns[0].assignment.shard, 3);
+  v = core.GetJob("job1", now_);
+  EXPECT_EQ(v->message, "");
+}
+
+TEST_F(SchedulerCoreTest, ARetryOfTheShardThatHoldsTheFoldBackIsStillDispatched) {
+  CoreConfig c = Config();
+  c.fold_window = 2;
+  SchedulerCore core(c);
+  Actions out;
+  JobSpec spec = RangeJob(4, 4);
+  spec.retry.max_attempts = 3;
+  ASSERT_TRUE(core.Submit(spec, "job1", now_, out).ok());
+  ExecutorConn e = core.Connect(Hello("e1", 4), now_, out);
+  ASSERT_EQ(out.assigns.size(), 2u);
+  std::vector<AssignAction> first = out.assigns;
+  Actions a;
+  core.Result(e, first[1].assignment.lease_id, "job1", 1, json{{"items", 1}}.dump(), now_,
+              a);
+  core.Failure(e, first[0].assignment.lease_id, "flaky", /*retryable=*/true, now_, a);
+  ASSERT_EQ(a.assigns.size(), 1u);  // shard 0 again, though the window is full
+  EXPECT_EQ(a.assigns[0].assignment.shard, 0);
+  EXPECT_EQ(a.assigns[0].assignment.attempt, 2);
+}
+
 }  // namespace
 }  // namespace tessera::scheduler

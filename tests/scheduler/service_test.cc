@@ -32,6 +32,7 @@ class ServiceTest : public ::testing::Test {
     config.data_dir = data_dir_;
     config.core.heartbeat_interval = absl::Milliseconds(200);
     config.core.heartbeat_timeout = absl::Seconds(2);
+    config.max_watchers = max_watchers_;
     auto server = SchedulerServer::Create(config, &clock_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -121,6 +122,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   bool with_metrics_ = false;
+  int max_watchers_ = 1024;
   RealClock clock_;
   std::string data_dir_;
   std::unique_ptr<SchedulerServer> server_;
@@ -161,6 +163,70 @@ TEST_F(ServiceTest, RefusesAnInvalidSpecWithInvalidArgumentNamingTheField) {
   v1::ListJobsResponse list;
   ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
   EXPECT_EQ(list.jobs_size(), 0);
+}
+
+class ServiceWithOneWatcherTest : public ServiceTest {
+ protected:
+  ServiceWithOneWatcherTest() { max_watchers_ = 1; }
+};
+
+TEST_F(ServiceWithOneWatcherTest, WatchStreamsBeyondTheCapAreResourceExhausted) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(NoopJob(10, 1), &job).ok());
+  v1::WatchJobRequest req;
+  req.set_job_id(job.id());
+  grpc::ClientContext first_ctx;
+  auto first = jobs_->WatchJob(&first_ctx, req);
+  v1::JobEvent event;
+  ASSERT_TRUE(first->Read(&event));  // the first stream is open
+  grpc::ClientContext second_ctx;
+  auto second = jobs_->WatchJob(&second_ctx, req);
+  EXPECT_FALSE(second->Read(&event));
+  grpc::Status s = second->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.error_message().find("--max-watchers"), std::string::npos);
+  first_ctx.TryCancel();
+  first->Finish();
+  // Once the first one is gone, a new stream is served again.
+  grpc::Status third;
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext ctx;
+    auto again = jobs_->WatchJob(&ctx, req);
+    if (again->Read(&event)) {
+      ctx.TryCancel();
+      again->Finish();
+      third = grpc::Status::OK;
+      break;
+    }
+    third = again->Finish();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(third.ok()) << third.error_message();
+}
+
+TEST_F(ServiceTest, AHelloListingTooManyTasksOrTooLongANameIsRefused) {
+  for (int variant = 0; variant < 2; ++variant) {
+    grpc::ClientContext ctx;
+    auto stream = executors_->Connect(&ctx);
+    v1::ExecutorMessage hello;
+    hello.mutable_hello()->set_executor_id("e1");
+    hello.mutable_hello()->set_slots(1);
+    if (variant == 0) {
+      for (int i = 0; i < 300; ++i)
+        hello.mutable_hello()->add_tasks(absl::StrCat("t", i));
+    } else {
+      hello.mutable_hello()->add_tasks(std::string(1000, 'x'));
+    }
+    ASSERT_TRUE(stream->Write(hello));
+    v1::SchedulerMessage m;
+    EXPECT_FALSE(stream->Read(&m));
+    grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find(variant == 0 ? "at most 256 tasks"
+                                                  : "hello.tasks[] must be at most 200"),
+              std::string::npos)
+        << s.error_message();
+  }
 }
 
 class ServiceWithMetricsTest : public ServiceTest {
