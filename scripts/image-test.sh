@@ -2,7 +2,13 @@
 # The image test: builds the scheduler and executor images from the unchanged
 # docker/Dockerfile with buildah (no Docker engine needed), runs a scheduler
 # and two executors from them on loopback, completes a job through them and
-# checks the answer.
+# checks the answer. The run is the production one (docs/security.md): TLS
+# on the scheduler's port, one executor with a client certificate and one
+# with a token, the CLI with the CA and a submitter token; certificates and
+# tokens are made for the run (tests/util/make-test-certs.sh, openssl) and
+# mounted into the containers, never committed. Also: each binary's --help
+# lists the security flags, and the scheduler refuses 0.0.0.0 with no
+# credentials.
 #
 # The base image debian:bookworm-slim is made locally with debootstrap
 # (variant minbase) and its tarball cached outside the checkout, in
@@ -51,10 +57,10 @@ fail() {
 
 # ---- can this machine run buildah at all? ---------------------------------
 [[ $(id -u) -eq 0 ]] || not_run "needs root (buildah --isolation chroot, debootstrap)"
-for tool in buildah debootstrap; do
+for tool in buildah debootstrap openssl; do
   if ! command -v "$tool" >/dev/null; then
     if ! (export DEBIAN_FRONTEND=noninteractive && apt-get update -qq &&
-      apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null); then
+      apt-get install -y -qq --no-install-recommends buildah debootstrap openssl >/dev/null); then
       not_run "$tool is not installed and apt-get could not install it"
     fi
   fi
@@ -169,12 +175,57 @@ read -ra sched_cmd <<<"$(entrypoint "$SCHED_IMAGE")"
 read -ra exec_cmd <<<"$(entrypoint "$EXEC_IMAGE")"
 [[ ${#sched_cmd[@]} -gt 0 && ${#exec_cmd[@]} -gt 0 ]] || fail "an image has no ENTRYPOINT"
 
+# ---- the security flags are there, and the default is safe ----------------
+help_lists() {  # <binary> <its --help text> <flag>...
+  local what=$1 text=$2 flag
+  shift 2
+  for flag in "$@"; do
+    grep -q -- "$flag" <<<"$text" || fail "$what --help does not list $flag"
+  done
+}
+help_lists tessera-scheduler \
+  "$(buildah run --isolation chroot "$sched" -- "${sched_cmd[@]}" --help 2>&1 || true)" \
+  "--tls_cert " "--tls_key " "--tls_client_ca " "--tls_refresh " "--auth_tokens_file " \
+  "--insecure "
+help_lists tessera-executor \
+  "$(buildah run --isolation chroot "$exec_ctr" -- "${exec_cmd[@]}" --help 2>&1 || true)" \
+  "--tls_ca " "--tls_cert " "--tls_key " "--auth_token_file "
+help_lists tessera "$(buildah run --isolation chroot "$sched" -- tessera --help 2>&1 || true)" \
+  "--tls-ca " "--token-file " "--token "
+say "safe by default: the scheduler must refuse 0.0.0.0 with neither TLS nor tokens"
+rc=0
+timeout 30 buildah run --isolation chroot --network host "$sched" -- "${sched_cmd[@]}" \
+  --listen="0.0.0.0:$(free_port)" --metrics-listen= --data-dir=/var/lib/tessera \
+  >"$LOGS/refused.log" 2>&1 || rc=$?
+[[ $rc == 1 ]] && grep -q -- "--insecure" "$LOGS/refused.log" ||
+  fail "0.0.0.0 without credentials: want exit 1 naming --insecure, got $rc: $(tail -2 "$LOGS/refused.log")"
+
+# ---- TLS material and tokens for this run ----------------------------------
+# The tests' own recipe: ca.pem, server.pem/.key (SANs IP:127.0.0.1,
+# DNS:localhost), executor-a.pem/.key (a client certificate, SAN executor-a).
+PKI="${LOGS:?}/pki"
+bash tests/util/make-test-certs.sh "$PKI" >/dev/null || fail "making the test certificates"
+for name in ci reader executors; do openssl rand -hex 32 >"$PKI/$name.token"; done
+token_hash() { printf %s "$(cat "$PKI/$1.token")" | sha256sum | cut -d' ' -f1; }
+printf '{"tokens": [\n%s,\n%s,\n%s\n]}\n' \
+  "{\"name\": \"ci\", \"role\": \"submitter\", \"queues\": [\"default\"], \"sha256\": \"$(token_hash ci)\"}" \
+  "{\"name\": \"reader\", \"role\": \"reader\", \"sha256\": \"$(token_hash reader)\"}" \
+  "{\"name\": \"executors\", \"role\": \"executor\", \"sha256\": \"$(token_hash executors)\"}" \
+  >"$PKI/tokens.json"
+# Readable by the images' user only, like a Secret volume with the pod's fsGroup.
+chown -R 10001:10001 "$PKI"
+chmod 0700 "$PKI"
+find "$PKI" -type f -exec chmod 0600 {} +
+P=/etc/tessera/pki
+pki_mount=(--volume "$PKI:$P:ro")
+
 PORT=$(free_port)
 MPORT=$(free_port)
-say "scheduler (${sched_cmd[*]}) on 127.0.0.1:$PORT, metrics :$MPORT"
-buildah run --isolation chroot --network host "$sched" -- "${sched_cmd[@]}" \
+say "scheduler (${sched_cmd[*]}) on 127.0.0.1:$PORT: TLS, client CA, tokens; metrics :$MPORT"
+buildah run --isolation chroot --network host "${pki_mount[@]}" "$sched" -- "${sched_cmd[@]}" \
   --listen="127.0.0.1:$PORT" --metrics-listen="127.0.0.1:$MPORT" \
-  --data-dir=/var/lib/tessera >"$LOGS/scheduler.log" 2>&1 &
+  --data-dir=/var/lib/tessera --tls-cert=$P/server.pem --tls-key=$P/server.key \
+  --tls-client-ca=$P/ca.pem --auth-tokens-file=$P/tokens.json >"$LOGS/scheduler.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$MPORT/metrics" >/dev/null && break
@@ -183,13 +234,19 @@ for _ in $(seq 1 100); do
 done
 curl -sf "http://127.0.0.1:$MPORT/metrics" >/dev/null || fail "the scheduler did not come up"
 
+# Executor 1 proves who it is with a client certificate (mTLS), executor 2
+# with a token of role executor.
 exec_ports=()
+exec_creds=("--tls-cert=$P/executor-a.pem --tls-key=$P/executor-a.key"
+  "--auth-token-file=$P/executors.token")
 for i in 1 2; do
   p=$(free_port)
   exec_ports+=("$p")
-  buildah run --isolation chroot --network host "$exec_ctr" -- "${exec_cmd[@]}" \
-    --scheduler="127.0.0.1:$PORT" --name="image-executor-$i" --slots=2 \
-    --metrics-listen="127.0.0.1:$p" >"$LOGS/executor-$i.log" 2>&1 &
+  read -ra creds <<<"${exec_creds[$((i - 1))]}"
+  buildah run --isolation chroot --network host "${pki_mount[@]}" "$exec_ctr" -- \
+    "${exec_cmd[@]}" --scheduler="127.0.0.1:$PORT" --name="image-executor-$i" --slots=2 \
+    --metrics-listen="127.0.0.1:$p" --tls-ca=$P/ca.pem "${creds[@]}" \
+    >"$LOGS/executor-$i.log" 2>&1 &
   pids+=($!)
 done
 for _ in $(seq 1 100); do
@@ -204,9 +261,34 @@ for p in "${exec_ports[@]}"; do
     fail "an executor's /metrics on :$p has no tessera_ metrics"
 done
 
-say "submitting primes over [0, 10^6) in 16 shards with the image's own CLI"
-buildah run --isolation chroot --network host "$sched" -- tessera \
-  --scheduler "127.0.0.1:$PORT" submit --name image-test --task primes \
+for who in executor-a executors; do  # the log line follows the connection
+  for _ in $(seq 1 50); do
+    grep -q "connected name=image-executor-[12] identity=$who " "$LOGS/scheduler.log" && break
+    sleep 0.1
+  done
+  grep -q "connected name=image-executor-[12] identity=$who " "$LOGS/scheduler.log" ||
+    fail "the scheduler logged no executor connected as identity=$who"
+done
+
+# The image's own CLI over TLS: refused without a token (UNAUTHENTICATED) and
+# with a reader's for a submit (PERMISSION_DENIED), both with exit 3.
+cli() {
+  buildah run --isolation chroot --network host "${pki_mount[@]}" "$sched" -- tessera \
+    --scheduler "127.0.0.1:$PORT" --tls-ca $P/ca.pem "$@"
+}
+expect_refused() {  # <log file> <status name> <CLI args>...
+  local log=$1 want=$2 rc=0
+  shift 2
+  cli "$@" >"$LOGS/$log" 2>&1 || rc=$?
+  [[ $rc == 3 ]] && grep -q "$want" "$LOGS/$log" ||
+    fail "tessera $*: want exit 3 and $want, got $rc: $(cat "$LOGS/$log")"
+}
+expect_refused no-token.log UNAUTHENTICATED queue
+expect_refused reader.log PERMISSION_DENIED --token-file $P/reader.token \
+  submit --task noop --range 0:10 --shards 1
+
+say "submitting primes over [0, 10^6) in 16 shards with the image's own CLI (TLS, submitter token)"
+cli --token-file $P/ci.token submit --name image-test --task primes \
   --range 0:1000000 --shards 16 --wait >"$LOGS/submit.log" 2>&1 ||
   fail "the job did not succeed"
 grep -q '"primes": 78498' "$LOGS/submit.log" || fail "wrong answer: $(cat "$LOGS/submit.log")"
@@ -214,6 +296,11 @@ result=$(grep -o 'result: [^ ]*' "$LOGS/submit.log" | cut -d' ' -f2)
 [[ "$result" == /var/lib/tessera/results/*.json ]] || fail "unexpected result location '$result'"
 buildah run --isolation chroot "$sched" -- cat "$result" | grep -q '"primes": *78498' ||
   fail "the result file $result in the scheduler's container does not hold the answer"
+grep -q "audit: SubmitJob job=[0-9a-f]* by ci" "$LOGS/scheduler.log" ||
+  fail "the scheduler's log has no audit line naming the submitter ci"
+curl -sf "http://127.0.0.1:$MPORT/metrics" |
+  grep -q '^tessera_results_rejected_total{reason="leased_to_another"} 0' ||
+  fail "the scheduler's /metrics lacks tessera_results_rejected_total{reason=\"leased_to_another\"} 0"
 
 # SIGTERM: the executors drain and exit 0.
 say "stopping: SIGTERM to the executors, then the scheduler"
@@ -231,4 +318,11 @@ pid=$(service_pid "${pids[0]}" tessera-schedu)
 [[ -n "$pid" ]] && kill -TERM "$pid"
 wait "${pids[0]}" || true
 pids=()
-say "PASSED: both images built, ran as uid 10001, and computed primes below 10^6 = 78498"
+for name in ci reader executors; do
+  if grep -qF "$(cat "$PKI/$name.token")" "$LOGS"/*.log; then
+    fail "the $name token appears in a log"
+  fi
+done
+say "PASSED: both images built, ran as uid 10001, refused 0.0.0.0 without credentials," \
+  "and over TLS (executors by certificate and by token, a submitter token) computed" \
+  "primes below 10^6 = 78498"

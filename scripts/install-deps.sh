@@ -51,11 +51,13 @@ if [[ "${1:-}" == "--test" ]]; then
     (cd .tools && [[ -f package.json ]] || echo '{"name":"tessera-tools","private":true}' > package.json)
     (cd .tools && npm install --no-audit --no-fund --silent @bufbuild/buf@1 >/dev/null)
   fi
-  # kubernetes-models (+ the KEDA and Prometheus Operator CRD models, yaml):
-  # schema validation of the rendered k8s/ manifests (scripts/validate-k8s.sh).
-  if [[ ! -d .tools/node_modules/@kubernetes-models/prometheus-operator ]]; then
+  # kubernetes-models (+ the KEDA, Prometheus Operator and cert-manager CRD
+  # models, yaml): schema validation of the rendered k8s/ manifests
+  # (scripts/validate-k8s.sh).
+  if [[ ! -d .tools/node_modules/@kubernetes-models/cert-manager ]]; then
     echo "install-deps: installing kubernetes-models into .tools/"
     (cd .tools && npm install --no-audit --no-fund --silent kubernetes-models@4 \
-      @kubernetes-models/keda@2 @kubernetes-models/prometheus-operator@6 yaml@2 >/dev/null)
+      @kubernetes-models/keda@2 @kubernetes-models/prometheus-operator@6 \
+      @kubernetes-models/cert-manager@6 yaml@2 >/dev/null)
   fi
 fi

@@ -1,11 +1,16 @@
 // Validates rendered Kubernetes manifests (a multi-document YAML stream on
 // stdin or in the files given) against the Kubernetes OpenAPI schemas with the
-// `kubernetes-models` npm package, and the KEDA and Prometheus Operator CRDs
-// (ScaledObject, ServiceMonitor) against schemas generated from their published
-// CRDs (@kubernetes-models/keda, @kubernetes-models/prometheus-operator).
-// Then checks what schemas cannot: references between objects, and that the
-// executor's grace period covers its preStop plus --drain-timeout.
+// `kubernetes-models` npm package, and the KEDA, Prometheus Operator and
+// cert-manager CRDs (ScaledObject, ServiceMonitor, Certificate) against
+// schemas generated from their published CRDs (@kubernetes-models/keda,
+// @kubernetes-models/prometheus-operator, @kubernetes-models/cert-manager).
+// Then checks what schemas cannot: references between objects, that the
+// executor's grace period covers its preStop plus --drain-timeout, and the
+// security flags and the Secrets behind them ("3. Security" below). Render
+// names carry expectations: `base` never says --insecure (each overlay
+// decides), `dev*` says --insecure, `prod*` serves TLS with tokens.
 // Usage: node scripts/validate-k8s.mjs NAME < rendered.yaml
+//        node scripts/validate-k8s.mjs --tokens-example FILE
 // The packages come from .tools/ (scripts/install-deps.sh --test).
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -15,6 +20,11 @@ import path from "node:path";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, ".tools", "package.json"));
 const YAML = require("yaml");
+
+if (process.argv[2] === "--tokens-example") {
+  checkTokensExample(process.argv[3]);
+  process.exit(0);
+}
 
 const label = process.argv[2] ?? "stdin";
 const docs = YAML.parseAllDocuments(readFileSync(0, "utf8"))
@@ -27,6 +37,7 @@ const docs = YAML.parseAllDocuments(readFileSync(0, "utf8"))
 const crdPackages = {
   "keda.sh": "@kubernetes-models/keda",
   "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+  "cert-manager.io": "@kubernetes-models/cert-manager",
 };
 
 async function modelFor(apiVersion, kind) {
@@ -75,6 +86,9 @@ const workloads = [...byKind("Deployment"), ...byKind("StatefulSet")];
 const podLabels = workloads.map((w) => w.spec.template.metadata.labels);
 const namespaces = new Set(docs.map((o) => o.metadata?.namespace).filter(Boolean));
 if (namespaces.size > 1) errors.push(`objects span namespaces ${[...namespaces]}`);
+for (const o of docs.filter((o) => o.kind !== "Namespace" && !o.metadata?.namespace)) {
+  err(o, "has no namespace (kubectl would put it in the context's default namespace)");
+}
 
 for (const w of workloads) {
   if (!matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels)) {
@@ -146,6 +160,165 @@ for (const w of workloads.filter((w) => w.metadata.name === "tessera-executor"))
   if (probes.some((p) => p.grpc)) err(w, "the executor serves no gRPC health: no grpc probe");
 }
 
+// 3. Security (docs/security.md): the scheduler starts (a non-loopback
+// --listen needs TLS, tokens or --insecure), each credentials file is a key
+// of a Secret mounted whole (the kubelet swaps a Secret's files in place when
+// it changes, never those of a subPath mount, and the services re-read
+// them), keys and tokens are not world-readable yet readable by the pod's
+// user, executors speak what the scheduler serves and can prove who they
+// are, and certificates name what is dialled.
+const flagValue = (c, name) => {  // the last --name=VALUE (dashes or underscores)
+  let value;
+  for (const a of c.args ?? []) {
+    const m = /^--?([A-Za-z0-9_-]+)(?:=([\s\S]*))?$/.exec(a);
+    if (m && m[1].replaceAll("_", "-") === name) value = m[2] ?? "";
+  }
+  return value;
+};
+const has = (c, name) => flagValue(c, name) !== undefined;
+const boolFlag = (c, name) => has(c, name) && !["false", "0"].includes(flagValue(c, name));
+const hostOf = (address) => {
+  const m = /^\[([^\]]*)\]/.exec(address);
+  if (m) return m[1];
+  const colon = address.lastIndexOf(":");
+  return colon < 0 ? address : address.slice(0, colon);
+};
+const isLoopback = (address) =>
+  /^unix(-abstract)?:/.test(address) ||
+  ["localhost", "::1"].includes(hostOf(address).toLowerCase()) ||
+  /^127\./.test(hostOf(address));
+const containerIn = (kind, name, container) => {
+  const w = docs.find((o) => o.kind === kind && o.metadata?.name === name);
+  const c = w?.spec.template.spec.containers.find((x) => x.name === container);
+  return c ? { w, c } : null;
+};
+
+const secretFiles = [];  // {w, c, flag, secretName, key}
+const secretKeysMade = new Map();  // Secret name -> Set of keys, or null: any
+for (const s of byKind("Secret")) {
+  secretKeysMade.set(s.metadata.name, new Set([...Object.keys(s.data ?? {}), ...Object.keys(s.stringData ?? {})]));
+}
+for (const cert of byKind("Certificate")) {
+  // cert-manager writes ca.crt only when the issuer knows its CA (CA, Vault).
+  secretKeysMade.set(cert.spec.secretName, new Set(["tls.crt", "tls.key", "ca.crt"]));
+}
+const secretKeysExpected = new Map();  // Secrets this render only mounts
+const privateFlags = new Set(["tls-key", "auth-tokens-file", "auth-token-file"]);
+
+function checkFileFlag({ w, c }, flag) {
+  if (!has(c, flag)) return;
+  const file = flagValue(c, flag);
+  const where = `${c.name} --${flag}=${file}`;
+  if (!file.startsWith("/")) return err(w, `${where}: give an absolute path in a Secret volume`);
+  const mount = (c.volumeMounts ?? []).find((m) => file.startsWith(m.mountPath.replace(/\/?$/, "/")));
+  if (!mount) return err(w, `${where}: no volumeMount holds it`);
+  if (mount.subPath || mount.subPathExpr) {
+    return err(w, `${where}: ${mount.mountPath} is a subPath mount, which the kubelet never updates: rotation would need a restart`);
+  }
+  const volume = (w.spec.template.spec.volumes ?? []).find((v) => v.name === mount.name);
+  if (!volume?.secret) return err(w, `${where}: volume ${mount.name} is not a Secret`);
+  const inMount = file.slice(mount.mountPath.replace(/\/?$/, "/").length);
+  const item = volume.secret.items?.find((i) => i.path === inMount);
+  if (volume.secret.items && !item) return err(w, `${where}: Secret volume ${mount.name} has no item at ${inMount}`);
+  const key = item?.key ?? inMount;
+  const secretName = volume.secret.secretName;
+  secretFiles.push({ w, c, flag, secretName, key });
+  const made = secretKeysMade.get(secretName);
+  if (made && !made.has(key)) err(w, `${where}: Secret ${secretName} has no key ${key} (it has ${[...made]})`);
+  if (!made) {
+    if (!secretKeysExpected.has(secretName)) secretKeysExpected.set(secretName, new Set());
+    secretKeysExpected.get(secretName).add(key);
+  }
+  const mode = item?.mode ?? volume.secret.defaultMode ?? 0o644;
+  if (privateFlags.has(flag) && mode & 0o007) {
+    err(w, `${where}: mode ${mode.toString(8)} lets any user read it; use defaultMode 0440 with the pod's fsGroup`);
+  }
+  const fsGroup = w.spec.template.spec.securityContext?.fsGroup;
+  if (!(mode & 0o004) && (!(mode & 0o040) || fsGroup === undefined)) {
+    err(w, `${where}: mode ${mode.toString(8)} without group read and a pod fsGroup: the container's user cannot read it`);
+  }
+}
+
+const sched = containerIn("StatefulSet", "tessera-scheduler", "scheduler");
+const exec = containerIn("Deployment", "tessera-executor", "executor");
+let served = null;  // what the scheduler's gRPC port asks for
+if (sched) {
+  const { w, c } = sched;
+  for (const f of ["tls-cert", "tls-key", "tls-client-ca", "auth-tokens-file"]) checkFileFlag(sched, f);
+  served = {
+    tls: has(c, "tls-cert"),
+    clientCa: has(c, "tls-client-ca"),
+    tokens: has(c, "auth-tokens-file"),
+  };
+  const insecure = boolFlag(c, "insecure");
+  const listen = flagValue(c, "listen") ?? "0.0.0.0:50051";
+  if (has(c, "tls-cert") !== has(c, "tls-key")) err(w, "--tls-cert and --tls-key go together (else it exits 1)");
+  if (served.clientCa && !served.tls) err(w, "--tls-client-ca needs --tls-cert and --tls-key (else it exits 1)");
+  if (label === "base") {
+    if (insecure) err(w, "base says --insecure: that is each overlay's choice");
+  } else if (!isLoopback(listen) && !served.tls && !served.tokens && !insecure) {
+    err(w, `--listen=${listen} with neither TLS nor tokens nor --insecure: the scheduler exits 1 at start`);
+  }
+  if (/^dev/.test(label) && !insecure) err(w, "dev serves without credentials and must say --insecure");
+  if (/^prod/.test(label)) {
+    if (!served.tls || !served.tokens) err(w, "prod serves TLS (--tls-cert, --tls-key) with tokens (--auth-tokens-file)");
+    if (insecure) err(w, "prod must not say --insecure");
+  }
+  for (const probe of ["readinessProbe", "livenessProbe", "startupProbe"]) {
+    if (served.tls && c[probe]?.grpc) {
+      err(w, `${probe} is a gRPC probe, but the port serves TLS and the kubelet's gRPC probe speaks plaintext`);
+    }
+  }
+}
+if (exec && served) {
+  const { w, c } = exec;
+  for (const f of ["tls-ca", "tls-cert", "tls-key", "auth-token-file"]) checkFileFlag(exec, f);
+  const cert = has(c, "tls-cert");
+  const token = has(c, "auth-token-file");
+  if (cert !== has(c, "tls-key")) err(w, "--tls-cert and --tls-key go together");
+  if (served.tls && !has(c, "tls-ca")) err(w, "the scheduler serves TLS: the executor needs --tls-ca");
+  if (!served.tls && has(c, "tls-ca")) err(w, "--tls-ca, but the scheduler serves plaintext");
+  if (cert && !served.clientCa) err(w, "--tls-cert, but the scheduler has no --tls-client-ca to verify it");
+  if (token && !served.tokens) err(w, "--auth-token-file, but the scheduler has no --auth-tokens-file");
+  if ((served.tokens || served.clientCa) && !((cert && served.clientCa) || (token && served.tokens))) {
+    err(w, "the scheduler requires an executor identity: a client certificate (--tls-cert) or a token (--auth-token-file)");
+  }
+}
+
+// Certificates (cert-manager): mounted, usable for what they are mounted
+// for, naming what executors dial, and signed like the client CA expects.
+const certs = byKind("Certificate");
+const certFor = (secretName) => certs.find((x) => x.spec.secretName === secretName);
+for (const cert of certs) {
+  const uses = secretFiles.filter((f) => f.secretName === cert.spec.secretName);
+  if (uses.length === 0) err(cert, `makes Secret ${cert.spec.secretName}, which no container reads`);
+  for (const u of uses.filter((f) => f.flag === "tls-cert")) {
+    const need = u.c.name === "scheduler" ? "server auth" : "client auth";
+    if (cert.spec.usages && !cert.spec.usages.includes(need)) {
+      err(cert, `is the ${u.c.name}'s --tls-cert but its usages lack "${need}"`);
+    }
+  }
+}
+if (sched && exec && served?.tls) {
+  const serverFile = secretFiles.find((f) => f.c === sched.c && f.flag === "tls-cert");
+  const serverCert = serverFile && certFor(serverFile.secretName);
+  if (serverCert) {
+    const dialled = hostOf(flagValue(exec.c, "scheduler") ?? "127.0.0.1:50051");
+    const names = [...(serverCert.spec.dnsNames ?? []), ...(serverCert.spec.ipAddresses ?? [])];
+    if (!names.includes(dialled)) err(serverCert, `executors dial ${dialled}, which is not among its names (${names})`);
+  }
+  const caFile = secretFiles.find((f) => f.c === sched.c && f.flag === "tls-client-ca");
+  const clientFile = secretFiles.find((f) => f.c === exec.c && f.flag === "tls-cert");
+  const caCert = caFile && certFor(caFile.secretName);
+  const clientCert = clientFile && certFor(clientFile.secretName);
+  if (caCert && clientCert) {
+    const issuer = (x) => JSON.stringify([x.spec.issuerRef.group ?? "cert-manager.io", x.spec.issuerRef.kind ?? "Issuer", x.spec.issuerRef.name]);
+    if (issuer(caCert) !== issuer(clientCert)) {
+      err(clientCert, `the scheduler trusts the CA in ${caFile.secretName}/${caFile.key} (issuer ${issuer(caCert)}), but this certificate comes from ${issuer(clientCert)}`);
+    }
+  }
+}
+
 const kinds = docs.map((o) => o.kind).sort().join(", ");
 if (errors.length) {
   console.error(`validate-k8s: ${label}: ${errors.length} problem(s):`);
@@ -153,3 +326,48 @@ if (errors.length) {
   process.exit(1);
 }
 console.log(`validate-k8s: ${label}: ${docs.length} objects valid (${kinds})`);
+for (const [name, keys] of secretKeysExpected) {
+  console.log(`  reads Secret ${name} (${[...keys].join(", ")}), which the operator makes`);
+}
+
+// The shipped example of the scheduler's tokens file: the format the
+// scheduler parses (scheduler/service/auth.cc), with placeholders where the
+// hashes go, so that it cannot be deployed as it is by mistake.
+function checkTokensExample(file) {
+  const problems = [];
+  let doc;
+  try {
+    doc = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    problems.push(`not JSON: ${e.message}`);
+  }
+  const roles = new Set(["reader", "submitter", "executor", "admin"]);
+  const names = new Set();
+  if (doc && (typeof doc !== "object" || Object.keys(doc).join() !== "tokens" || !Array.isArray(doc.tokens))) {
+    problems.push('must be {"tokens": [...]} and nothing else');
+  }
+  for (const [i, t] of (Array.isArray(doc?.tokens) ? doc.tokens : []).entries()) {
+    const where = `tokens[${i}] (${t?.name})`;
+    for (const k of Object.keys(t ?? {})) {
+      if (!["name", "sha256", "role", "queues"].includes(k)) problems.push(`${where}: unknown field ${k}`);
+    }
+    if (typeof t?.name !== "string" || !t.name) problems.push(`${where}: name is required`);
+    if (names.has(t?.name)) problems.push(`${where}: name used twice`);
+    names.add(t?.name);
+    if (!roles.has(t?.role)) problems.push(`${where}: role must be one of ${[...roles]}`);
+    if (t?.queues !== undefined) {
+      if (t.role !== "submitter") problems.push(`${where}: queues applies to role submitter only`);
+      if (!Array.isArray(t.queues) || !t.queues.every((q) => typeof q === "string" && q)) {
+        problems.push(`${where}: queues must be queue names`);
+      }
+    }
+    if (typeof t?.sha256 !== "string") problems.push(`${where}: sha256 is required`);
+    else if (/^[0-9a-fA-F]{64}$/.test(t.sha256)) problems.push(`${where}: sha256 looks like a real hash; ship a placeholder`);
+  }
+  if (problems.length) {
+    console.error(`validate-k8s: ${file}: ${problems.length} problem(s):`);
+    for (const p of problems) console.error(`  ${p}`);
+    process.exit(1);
+  }
+  console.log(`validate-k8s: ${file}: ${names.size} example tokens, placeholders for the hashes`);
+}
