@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/hash/hash.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shared/status_macros.h"
@@ -356,6 +357,12 @@ std::vector<JobView> SchedulerCore::ListJobs(const JobFilter& filter, int64_t be
 
 // ---- executors ----
 
+bool SchedulerCore::Issued(const std::string& lease_id, const std::string& job_id,
+                           int64_t shard) const {
+  if (lease_ids_ != nullptr) return lease_ids_->Issued(lease_id, job_id, shard);
+  return absl::StartsWith(lease_id, absl::StrCat(job_id, ".", shard, "."));
+}
+
 absl::Status SchedulerCore::CheckIdentity(const ExecutorHello& hello) const {
   auto it = executor_identity_.find(hello.executor_id);
   if (it == executor_identity_.end() || it->second == hello.identity) {
@@ -409,6 +416,14 @@ ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
   ++version_;
   // Shards it still runs: adopted when open and unclaimed, else cancelled.
   for (const HeldShard& h : hello.held) {
+    if (!Issued(h.lease_id, h.job_id, h.shard)) {
+      // A claim on a shard this scheduler never leased out: refused, and the
+      // executor told to stop it.
+      ++counters_.results_rejected_unknown_lease;
+      out.rejected.push_back({e.conn, e.hello.name, h.lease_id, "unknown_lease"});
+      out.cancels.push_back({e.conn, h.lease_id});
+      continue;
+    }
     Job* j = FindJob(h.job_id);
     const bool open = j != nullptr && !IsTerminal(j->record.state) && !j->persisting &&
                       h.shard >= 0 && h.shard < j->partition.num_shards() &&
@@ -478,11 +493,20 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
       out.durable.push_back(AckOp{conn, lease_id});  // no longer needed
       return;
     }
-    if (j->running.count(shard)) {
+    const char* refused = nullptr;
+    if (!Issued(lease_id, job_id, shard)) {
+      // Not a lease this scheduler ever issued for this shard: forged.
+      ++counters_.results_rejected_unknown_lease;
+      refused = "unknown_lease";
+    } else if (j->running.count(shard)) {
       // Another executor holds the shard's lease: its lease is never cancelled
-      // for a result that comes without one (it may be forged); this one is
-      // refused and acked so that an honest sender forgets it.
+      // for a result that comes without one.
       ++counters_.results_rejected_leased_to_another;
+      refused = "leased_to_another";
+    }
+    if (refused != nullptr) {
+      // Acked, so that an honest sender forgets it.
+      out.rejected.push_back({conn, e->hello.name, lease_id, refused});
       out.durable.push_back(AckOp{conn, lease_id});
       return;
     }
@@ -850,10 +874,12 @@ void SchedulerCore::AssignOne(Job& j, Executor& e, absl::Time now, Actions& out)
     }
   }
   if (shard < 0) shard = j.next_shard++;
-  // The incarnation keeps ids unique across scheduler restarts, when attempt
-  // numbers of re-queued shards start again.
+  // The incarnation keeps default ids unique across scheduler restarts, when
+  // attempt numbers of re-queued shards start again.
   const std::string id =
-      absl::StrCat(j.record.id, ".", shard, ".", attempt, incarnation_);
+      lease_ids_ != nullptr
+          ? lease_ids_->Mint(j.record.id, shard, attempt)
+          : absl::StrCat(j.record.id, ".", shard, ".", attempt, incarnation_);
   if (j.record.spec.rate_limit > 0) {
     j.tokens = TokensAt(j, now) - 1.0;
     j.tokens_at = now;

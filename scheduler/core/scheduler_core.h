@@ -80,6 +80,20 @@ bool SameSpec(const JobSpec& a, const JobSpec& b);
 // jitter comes from `unit` in [0, 1).
 absl::Duration RetryBackoff(const RetryPolicy& policy, int32_t attempt, double unit);
 
+// Makes lease ids and recognises them later. Ids must be unguessable to
+// peers and never reused, also across restarts (the runtime's implementation
+// signs them with a key kept in the store); the core's default, for tests,
+// is "<job>.<shard>.<attempt>" plus the incarnation.
+class LeaseIds {
+ public:
+  virtual ~LeaseIds() = default;
+  virtual std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt) = 0;
+  // Whether `lease_id` was made by Mint (in this run or an earlier one on the
+  // same store) for shard `shard` of `job_id`.
+  virtual bool Issued(const std::string& lease_id, const std::string& job_id,
+                      int64_t shard) const = 0;
+};
+
 class SchedulerCore {
  public:
   explicit SchedulerCore(CoreConfig config);
@@ -87,6 +101,8 @@ class SchedulerCore {
 
   // A short token that makes this process's lease ids differ from those of
   // an earlier run of the scheduler (e.g. random hex); empty in tests.
+  // Borrowed; must outlive the core. Unset: the default ids.
+  void SetLeaseIds(LeaseIds* ids) { lease_ids_ = ids; }
   void SetIncarnation(const std::string& token) {
     incarnation_ = token.empty() ? "" : "." + token;
   }
@@ -230,6 +246,10 @@ class SchedulerCore {
   uint64_t version_ = 0;
   int64_t next_seq_ = 1;
   std::string incarnation_;
+  LeaseIds* lease_ids_ = nullptr;
+  // Whether `lease_id` is one this scheduler issued for the job's shard.
+  bool Issued(const std::string& lease_id, const std::string& job_id,
+              int64_t shard) const;
   CoreCounters counters_;
 };
 

@@ -224,6 +224,9 @@ struct CoreCounters {
   int64_t results_adopted = 0;    // results accepted without a live lease
   // Results refused because another executor holds the shard's lease.
   int64_t results_rejected_leased_to_another = 0;
+  // Results and claimed shards (hello) whose lease id this scheduler never
+  // issued for that shard.
+  int64_t results_rejected_unknown_lease = 0;
 };
 
 // Identifies one connection of an executor: reconnects get a new generation,
@@ -297,6 +300,14 @@ struct JobStartEvent {
   absl::Duration queue_wait;  // submitted -> first shard dispatched
 };
 
+// A result or a claimed shard the core refused (for the log; counted too).
+struct RejectedClaim {
+  ExecutorConn conn;
+  std::string executor_name;
+  std::string lease_id;
+  std::string reason;  // "leased_to_another" or "unknown_lease"
+};
+
 struct Actions {
   std::vector<AssignAction> assigns;
   std::vector<CancelAction> cancels;
@@ -304,9 +315,10 @@ struct Actions {
   std::vector<DurableOp> durable;
   std::vector<ShardDoneEvent> shard_events;
   std::vector<JobStartEvent> job_starts;
+  std::vector<RejectedClaim> rejected;
   bool empty() const {
     return assigns.empty() && cancels.empty() && closes.empty() && durable.empty() &&
-           shard_events.empty() && job_starts.empty();
+           shard_events.empty() && job_starts.empty() && rejected.empty();
   }
 };
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "scheduler/service/convert.h"
+#include "scheduler/service/signed_lease_ids.h"
 #include "shared/ids.h"
 #include "shared/logging.h"
 #include "shared/metrics.h"
@@ -49,8 +50,12 @@ Runtime::~Runtime() { Stop(); }
 absl::Status Runtime::Recover() {
   absl::StatusOr<StoredState> state = store_->Load();
   if (!state.ok()) return state.status();
+  absl::StatusOr<std::unique_ptr<SignedLeaseIds>> ids = SignedLeaseIds::Create(store_);
+  if (!ids.ok()) return ids.status();
+  lease_ids_ = *std::move(ids);
   absl::MutexLock lock(&mu_);
   core_.SetIncarnation(RandomHexId(3));
+  core_.SetLeaseIds(lease_ids_.get());
   Actions actions;
   core_.Restore(state->jobs, state->results, clock_->Now(), actions);
   int64_t unfinished = 0;
@@ -265,10 +270,8 @@ void Runtime::Disconnect(const ExecutorConn& conn) {
 
 void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
   const absl::Time now = clock_->Now();
-  int64_t rejected = 0;
   {
     absl::MutexLock lock(&mu_);
-    const int64_t rejected_before = core_.counters().results_rejected_leased_to_another;
     Actions actions;
     switch (m.msg_case()) {
       case v1::ExecutorMessage::kHeartbeat:
@@ -305,13 +308,7 @@ void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
       case v1::ExecutorMessage::MSG_NOT_SET:
         break;
     }
-    rejected = core_.counters().results_rejected_leased_to_another - rejected_before;
     Execute(std::move(actions));
-  }
-  if (rejected > 0) {
-    spdlog::warn(
-        "executor={} sent {} result(s) for shards leased to another executor; refused",
-        conn.executor_id, rejected);
   }
   if (m.has_failure()) {
     spdlog::warn("executor={} lease={} failed (retryable={}): {}", conn.executor_id,
@@ -342,6 +339,13 @@ void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
   // Sends only queue; nothing here blocks.
   if (actions.empty() && !after_commit) return;
   metrics_.Record(actions);
+  for (const RejectedClaim& r : actions.rejected) {
+    spdlog::warn("executor={} name={} lease={} refused ({}): {}", r.conn.executor_id,
+                 r.executor_name, r.lease_id, r.reason,
+                 r.reason == "unknown_lease"
+                     ? "this scheduler never issued that lease for the shard"
+                     : "another executor holds the shard's lease");
+  }
   // One Assign message per executor, cut where it would pass about
   // kMaxAssignMessageBytes.
   struct Outgoing {

@@ -146,6 +146,7 @@ class Runtime {
 
   const CoreConfig config_;
   const Clock* clock_;
+  std::unique_ptr<LeaseIds> lease_ids_;  // set by Recover; the core borrows it
   Store* store_;
   ResultSink* sink_;
 

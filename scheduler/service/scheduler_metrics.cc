@@ -222,10 +222,13 @@ std::vector<prometheus::MetricFamily> SchedulerMetrics::Collect(
   {
     auto f = CounterFamily(
         "tessera_results_rejected_total",
-        "Results refused, by reason (leased_to_another: another executor holds the "
-        "shard's lease).");
+        "Results and claimed shards refused, by reason (leased_to_another: another "
+        "executor holds the shard's lease; unknown_lease: a lease id this scheduler "
+        "never issued for the shard).");
     AddCounterSample(f, static_cast<double>(c.results_rejected_leased_to_another),
                      {{"reason", "leased_to_another"}});
+    AddCounterSample(f, static_cast<double>(c.results_rejected_unknown_lease),
+                     {{"reason", "unknown_lease"}});
     out.push_back(std::move(f));
   }
   for (prometheus::MetricFamily& f : registry_.Collect()) out.push_back(std::move(f));

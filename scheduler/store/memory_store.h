@@ -22,9 +22,16 @@ class MemoryStore : public Store {
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
+  absl::StatusOr<std::string> InitMeta(const std::string& key,
+                                       const std::string& value_if_new) override {
+    absl::MutexLock lock(&meta_mu_);
+    return meta_.emplace(key, value_if_new).first->second;
+  }
   std::string name() const override { return "memory"; }
 
  private:
+  absl::Mutex meta_mu_;
+  std::map<std::string, std::string> meta_ ABSL_GUARDED_BY(meta_mu_);
   absl::Mutex mu_;
   std::map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::map<int64_t, std::string>> results_ ABSL_GUARDED_BY(mu_);

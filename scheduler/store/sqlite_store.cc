@@ -148,6 +148,27 @@ absl::Status SqliteStore::Step(sqlite3_stmt* stmt, const char* what) {
   return s;
 }
 
+absl::StatusOr<std::string> SqliteStore::InitMeta(const std::string& key,
+                                                  const std::string& value_if_new) {
+  absl::MutexLock lock(&mu_);
+  {
+    Stmt put(db_, "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)");
+    if (!put.ok()) return Error("write meta " + key);
+    sqlite3_bind_text(put.get(), 1, key.data(), static_cast<int>(key.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(put.get(), 2, value_if_new.data(),
+                      static_cast<int>(value_if_new.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(put.get()) != SQLITE_DONE) return Error("write meta " + key);
+  }
+  Stmt get(db_, "SELECT value FROM meta WHERE key = ?");
+  if (!get.ok()) return Error("read meta " + key);
+  sqlite3_bind_text(get.get(), 1, key.data(), static_cast<int>(key.size()),
+                    SQLITE_TRANSIENT);
+  if (sqlite3_step(get.get()) != SQLITE_ROW) return Error("read meta " + key);
+  const char* text = reinterpret_cast<const char*>(sqlite3_column_text(get.get(), 0));
+  return std::string(text ? text : "");
+}
+
 absl::Status SqliteStore::Error(const std::string& what) {
   return absl::UnavailableError(
       absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));

@@ -35,6 +35,8 @@ class SqliteStore : public Store {
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
+  absl::StatusOr<std::string> InitMeta(const std::string& key,
+                                       const std::string& value_if_new) override;
   std::string name() const override { return "sqlite"; }
   // The connection's PRAGMA synchronous now (1 NORMAL, 2 FULL), for tests.
   absl::StatusOr<int> Synchronous();

@@ -36,6 +36,11 @@ class Store {
   virtual absl::StatusOr<StoredState> Load() = 0;
   virtual absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) = 0;
+  // The value kept under `key` (e.g. the key that signs lease ids), storing
+  // `value_if_new` durably first when there is none: the first caller's value
+  // stays for the life of the store.
+  virtual absl::StatusOr<std::string> InitMeta(const std::string& key,
+                                               const std::string& value_if_new) = 0;
   // "sqlite" or "memory", for logs and metrics.
   virtual std::string name() const = 0;
 };

@@ -87,6 +87,45 @@ TEST_F(Hostile, AnExecTaskPrintingADeeplyNestedResultLeavesTheExecutorRunning) {
       << Logs();
 }
 
+TEST_F(Hostile, APeerClaimingAShardWithAMadeUpLeaseIsRefusedAndTheRealValueIsPersisted) {
+  StartScheduler();
+  StartExecutor("exec-1", 2);
+  v1::Job job =
+      Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"40","shardCount":4},)"
+             R"("params":{"ms":25}}})");
+  WaitFor(
+      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
+      absl::Seconds(30));
+  auto stub = v1::ExecutorService::NewStub(
+      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  std::unique_ptr<Stream> stream = stub->Connect(&ctx);
+  v1::ExecutorMessage hello;
+  hello.mutable_hello()->set_executor_id("raw-peer");
+  hello.mutable_hello()->set_name("raw-peer");
+  hello.mutable_hello()->set_slots(1);  // advertises no task: gets no work
+  ASSERT_TRUE(stream->Write(hello));
+  for (int shard = 0; shard < 4; ++shard) {
+    v1::ExecutorMessage forged;
+    forged.mutable_result()->set_lease_id(absl::StrCat(job.id(), ".", shard, ".1.00.00"));
+    forged.mutable_result()->set_job_id(job.id());
+    forged.mutable_result()->set_shard(shard);
+    forged.mutable_result()->set_result_json(R"({"items":1000000})");
+    ASSERT_TRUE(stream->Write(forged));
+  }
+  v1::Job ended = WaitForEnd(job.id(), absl::Seconds(60));
+  ASSERT_EQ(ended.state(), v1::JOB_STATE_SUCCEEDED) << ended.DebugString() << Logs();
+  EXPECT_EQ(nlohmann::json::parse(Result(job.id()).result_json())["items"], 40);
+  const std::string metrics = Metrics();
+  const double refused =
+      MetricValue(metrics, R"(tessera_results_rejected_total{reason="unknown_lease"})") +
+      MetricValue(metrics,
+                  R"(tessera_results_rejected_total{reason="leased_to_another"})");
+  EXPECT_EQ(refused, 4) << metrics;
+  EXPECT_NE(scheduler_->Log().find("name=raw-peer"), std::string::npos) << Logs();
+  ctx.TryCancel();
+}
+
 TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResumes) {
   StartScheduler({"--heartbeat-timeout=3s"});
   Process* executor = StartExecutor("exec-1", 2, {"--keepalive=1s"});

@@ -213,5 +213,32 @@ TEST_F(SchedulerCoreTest, ARetryOfTheShardThatHoldsTheFoldBackIsStillDispatched)
   EXPECT_EQ(a.assigns[0].assignment.attempt, 2);
 }
 
+TEST_F(SchedulerCoreTest, AResultWithAMadeUpLeaseIdIsRefusedEvenForAnUnleasedShard) {
+  Submit(RangeJob(30, 3));
+  ExecutorConn e1 = Connect(Hello("e1", 1));  // holds shards 0 and 1; shard 2 waits
+  ASSERT_EQ(assigns_.size(), 2u);
+  ExecutorConn e2 = Connect(Hello("e2", 1, {}));  // runs no task of this job
+  Actions out;
+  core_.Result(e2, "forged", "job1", 2, json{{"items", 1000000}}.dump(), now_, out);
+  Take(out);
+  EXPECT_EQ(core_.counters().results_rejected_unknown_lease, 1);
+  ASSERT_EQ(out.rejected.size(), 1u);
+  EXPECT_EQ(out.rejected[0].reason, "unknown_lease");
+  EXPECT_EQ(Get("job1").shards.succeeded, 0);
+  EXPECT_TRUE(saved_results_.empty());
+  (void)e1;
+}
+
+TEST_F(SchedulerCoreTest, AHelloClaimingAShardThatWasNeverLeasedGetsItRefused) {
+  Submit(RangeJob(20, 2));
+  ExecutorHello h = Hello("e1", 0);
+  h.held.push_back({"made-up", "job1", 0, 1});
+  Connect(h);
+  EXPECT_EQ(core_.counters().results_rejected_unknown_lease, 1);
+  ASSERT_EQ(cancels_.size(), 1u);
+  EXPECT_EQ(cancels_[0].lease_id, "made-up");
+  for (const AssignAction& a : assigns_) EXPECT_NE(a.assignment.lease_id, "made-up");
+}
+
 }  // namespace
 }  // namespace tessera::scheduler

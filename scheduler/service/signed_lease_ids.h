@@ -1,0 +1,39 @@
+// Lease ids no peer can guess or forge: "<job>.<shard>.<attempt>.<nonce>.<mac>",
+// where the nonce is random per lease (never reused, also after
+// RetryFailedShards or a restart) and the mac is an HMAC-SHA256 of the rest
+// under a key kept in the store, so a restarted scheduler still recognises the
+// leases it issued before and refuses made-up ones.
+//
+// Thread-safe after construction.
+#ifndef TESSERA_SCHEDULER_SERVICE_SIGNED_LEASE_IDS_H_
+#define TESSERA_SCHEDULER_SERVICE_SIGNED_LEASE_IDS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "scheduler/core/scheduler_core.h"
+#include "scheduler/store/store.h"
+
+namespace tessera::scheduler {
+
+class SignedLeaseIds : public LeaseIds {
+ public:
+  // The key is the store's (made and kept there on first use).
+  static absl::StatusOr<std::unique_ptr<SignedLeaseIds>> Create(Store* store);
+  // For tests: a given key (any bytes).
+  explicit SignedLeaseIds(std::string key) : key_(std::move(key)) {}
+
+  std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt) override;
+  bool Issued(const std::string& lease_id, const std::string& job_id,
+              int64_t shard) const override;
+
+ private:
+  // Hex of the first 16 bytes of HMAC-SHA256(key, text).
+  std::string Mac(const std::string& text) const;
+  const std::string key_;
+};
+
+}  // namespace tessera::scheduler
+
+#endif  // TESSERA_SCHEDULER_SERVICE_SIGNED_LEASE_IDS_H_

@@ -1,0 +1,57 @@
+// Lease ids signed with the store's key: recognised for their own shard only,
+// also by a restarted scheduler on the same store; made-up or altered ones
+// are not.
+#include "scheduler/service/signed_lease_ids.h"
+
+#include "gtest/gtest.h"
+#include "scheduler/store/memory_store.h"
+#include "scheduler/store/sqlite_store.h"
+#include "tests/util/process.h"
+
+namespace tessera::scheduler {
+namespace {
+
+TEST(SignedLeaseIdsTest, AMintedIdIsIssuedForItsShardOnly) {
+  SignedLeaseIds ids("key");
+  const std::string id = ids.Mint("job1", 3, 1);
+  EXPECT_TRUE(ids.Issued(id, "job1", 3));
+  EXPECT_FALSE(ids.Issued(id, "job1", 4));
+  EXPECT_FALSE(ids.Issued(id, "job2", 3));
+  EXPECT_FALSE(ids.Issued("job1.3.1", "job1", 3));
+  EXPECT_FALSE(ids.Issued("job1.3.1.00.00000000000000000000000000000000", "job1", 3));
+  std::string altered = id;
+  altered[altered.size() - 1] = altered.back() == '0' ? '1' : '0';
+  EXPECT_FALSE(ids.Issued(altered, "job1", 3));
+  EXPECT_FALSE(SignedLeaseIds("other key").Issued(id, "job1", 3));
+}
+
+TEST(SignedLeaseIdsTest, IdsAreNeverReusedForTheSameShardAndAttempt) {
+  SignedLeaseIds ids("key");
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(seen.insert(ids.Mint("job1", 0, 1)).second);
+}
+
+TEST(SignedLeaseIdsTest, TheKeyIsKeptInTheStoreSoARestartRecognisesEarlierLeases) {
+  const std::string dir = testing::MakeTempDir("tessera-lease");
+  std::string id;
+  {
+    auto store = SqliteStore::Open(dir, "normal");
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto ids = SignedLeaseIds::Create(store->get());
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    id = (*ids)->Mint("job1", 0, 1);
+  }
+  auto store = SqliteStore::Open(dir, "normal");
+  ASSERT_TRUE(store.ok());
+  auto again = SignedLeaseIds::Create(store->get());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)->Issued(id, "job1", 0));
+  // Another store has another key.
+  MemoryStore other;
+  auto elsewhere = SignedLeaseIds::Create(&other);
+  ASSERT_TRUE(elsewhere.ok());
+  EXPECT_FALSE((*elsewhere)->Issued(id, "job1", 0));
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
