@@ -10,7 +10,9 @@ namespace tessera::scheduler {
 // Thread-safe; borrows the runtime, which must outlive the server.
 class JobServiceImpl : public v1::JobService::CallbackService {
  public:
-  explicit JobServiceImpl(Runtime* runtime) : runtime_(runtime) {}
+  // Results larger than `max_message_bytes` are answered without content.
+  explicit JobServiceImpl(Runtime* runtime, int max_message_bytes = 64 << 20)
+      : runtime_(runtime), max_message_bytes_(max_message_bytes) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
@@ -43,6 +45,7 @@ class JobServiceImpl : public v1::JobService::CallbackService {
 
  private:
   Runtime* runtime_;
+  const int max_message_bytes_;
 };
 
 }  // namespace tessera::scheduler

@@ -80,6 +80,9 @@ void Runtime::Stop() {
     absl::MutexLock lock(&writer_mu_);
     stopping_ = true;
   }
+  // A sink waiting out a store that is down gives up: its jobs stay
+  // "finalizing" and the next start writes them.
+  sink_->Cancel();
   if (ticker_.joinable()) ticker_.join();
   if (writer_.joinable()) writer_.join();
   for (std::thread& t : persisters_) t.join();
@@ -183,7 +186,8 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
                job->spec.max_parallel, job->spec.rate_limit);
 }
 
-absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
+absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id,
+                                               int64_t max_bytes) {
   absl::StatusOr<JobView> job = GetJob(job_id);
   if (!job.ok()) return job.status();
   if (job->result_location.empty()) {
@@ -191,6 +195,9 @@ absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
         "job ", job_id, " is ", JobStateName(job->state),
         "; its result is available once it has SUCCEEDED (or ended PARTIAL)"));
   }
+  absl::StatusOr<int64_t> size = sink_->Size(job->result_location);
+  if (!size.ok()) return size.status();
+  if (*size > max_bytes) return ResultBytes{*std::move(job), "", *size, true};
   absl::StatusOr<std::string> bytes = sink_->Read(job->result_location);
   if (!bytes.ok()) return bytes.status();
   if (Sha256Hex(*bytes) != job->result_sha256) {
@@ -198,7 +205,8 @@ absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
                                             job->result_location,
                                             " does not match its sha256"));
   }
-  return ResultBytes{*std::move(job), *std::move(bytes)};
+  const auto read = static_cast<int64_t>(bytes->size());
+  return ResultBytes{*std::move(job), *std::move(bytes), read, false};
 }
 
 std::vector<ExecutorView> Runtime::ListExecutors() {
@@ -565,6 +573,15 @@ void Runtime::Persist(PersistTicket& ticket) {
   absl::StatusOr<PersistedResult> written =
       staged.ok() ? sink_->Publish(*staged)
                   : absl::StatusOr<PersistedResult>(staged.status());
+  if (!written.ok() && absl::IsUnavailable(written.status())) {
+    // The sink gave up because the scheduler is stopping (see Cancel): the
+    // job is neither done nor failed, and the next start writes its result
+    // from the durable "finalizing" record.
+    spdlog::warn(
+        "job={} result not written before stopping ({}); the next start writes it",
+        p.job_id, std::string(written.status().message()));
+    return;
+  }
   metrics_.ResultPersisted(absl::Now() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
@@ -603,7 +620,10 @@ std::vector<prometheus::MetricFamily> Runtime::CollectMetrics() {
     snap.counters = core_.counters();
   }
   snap.sink_writes = sink_->writes();
-  return metrics_.Collect(snap);
+  std::vector<prometheus::MetricFamily> families = metrics_.Collect(snap);
+  for (prometheus::MetricFamily& f : sink_->CollectMetrics())
+    families.push_back(std::move(f));
+  return families;
 }
 
 }  // namespace tessera::scheduler

@@ -54,7 +54,9 @@ class Poller {
 
 struct ResultBytes {
   JobView job;
-  std::string bytes;
+  std::string bytes;  // empty when omitted
+  int64_t size = 0;
+  bool omitted = false;  // larger than the caller can take: not read
 };
 
 class Runtime {
@@ -81,7 +83,9 @@ class Runtime {
   std::vector<JobView> ListJobs(const JobFilter& filter, int64_t before, int limit,
                                 int64_t* next);
   void UpdateJob(const std::string& job_id, const JobUpdate& update, JobCallback done);
-  absl::StatusOr<ResultBytes> GetResult(const std::string& job_id);
+  // The result, read back from the sink and checked against its sha256; one
+  // larger than `max_bytes` is not read (only its size is given).
+  absl::StatusOr<ResultBytes> GetResult(const std::string& job_id, int64_t max_bytes);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
 

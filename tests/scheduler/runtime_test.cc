@@ -99,6 +99,11 @@ class RecordingSink : public ResultSink {
     if (it == published_.end()) return absl::NotFoundError(location);
     return it->second;
   }
+  absl::StatusOr<int64_t> Size(const std::string& location) override {
+    absl::StatusOr<std::string> bytes = Read(location);
+    if (!bytes.ok()) return bytes.status();
+    return static_cast<int64_t>(bytes->size());
+  }
   int64_t writes() const override {
     absl::MutexLock lock(&mu_);
     return writes_;
