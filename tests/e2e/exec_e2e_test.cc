@@ -25,20 +25,6 @@ class ExecCluster : public Cluster {
   }
 };
 
-// promo.py run once over the whole range, as one process: the reference.
-json PromoReference(const std::string& params) {
-  CommandResult r = RunCommand(
-      {"python3", kPromoDir + "/promo.py"},
-      {"TESSERA_RANGE_START=1", "TESSERA_RANGE_END=1001", "TESSERA_PARAMS=" + params});
-  EXPECT_EQ(r.status, 0) << r.out;
-  json result;
-  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
-    json j = json::parse(line);
-    if (j.contains("result")) result = j["result"];
-  }
-  return result;
-}
-
 TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   StartScheduler();
   StartExecutor("exec-1", 2, kPromoDir + "/tasks.json");
@@ -61,7 +47,7 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   result.erase("_metadata");
   EXPECT_EQ(result.size(), 1000u);
   EXPECT_EQ(result["1"].size(), 3u);
-  EXPECT_EQ(result, PromoReference(params));
+  EXPECT_EQ(result, PromoReference(kPromoDir, params));
   // The program's stderr went to the executor's log, tagged.
   EXPECT_THAT(executors_[0]->Log(), HasSubstr("task=promo stderr: shard 7: amounts"));
 }

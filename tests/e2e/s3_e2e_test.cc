@@ -252,6 +252,28 @@ TEST_F(S3Cluster, TheStoreStoppedForSecondsWhileAResultIsWrittenIsRetriedAndWrit
       << metrics;
 }
 
+TEST_F(S3Cluster, ThePromoMapIsWrittenToS3OnceWithTheSingleProcessAnswer) {
+  // examples/promo/README.md, "The map in object storage (S3)".
+  const std::string promo_dir = std::string(TESSERA_SOURCE_DIR) + "/examples/promo";
+  StartWithKeys(s3_->secret_access_key(), SinkFlags());
+  StartExecutor("exec-1", 2, {"--tasks-file=" + promo_dir + "/tasks.json"});
+  const std::string params = R"({"seed":"spring-sale","codes_per_amount":3})";
+  v1::Job job =
+      Submit(absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
+                          R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
+                          R"("aggregate":{"defaultReducer":"merge"}}})"));
+  v1::Job done = WaitForEnd(job.id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  std::optional<std::string> object = s3_->Object("results", Key(job.id()));
+  ASSERT_TRUE(object.has_value());
+  EXPECT_EQ(Sha256Hex(*object), done.result_sha256());
+  EXPECT_EQ(s3_->StoredCount(Key(job.id())), 1);
+  json map = json::parse(*object);
+  map.erase("_metadata");
+  EXPECT_EQ(map.size(), 1000u);
+  EXPECT_EQ(map, PromoReference(promo_dir, params));
+}
+
 TEST_F(S3Cluster, SigtermWhileTheStoreIsDownExitsAndTheNextStartWritesTheResult) {
   const std::vector<std::string> flags = SinkFlags({"--reattach-grace=1s"});
   StartWithKeys(s3_->secret_access_key(), flags);
