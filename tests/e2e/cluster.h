@@ -52,6 +52,14 @@ inline nlohmann::json PromoReference(const std::string& promo_dir,
   return result;
 }
 
+// The SubmitJobRequest of the promo example over [1, 1001) in 8 shards, its
+// amount maps merged ("merge" refuses an amount produced twice).
+inline std::string PromoJob(const std::string& params) {
+  return absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
+                      R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
+                      R"("aggregate":{"defaultReducer":"merge"}}})");
+}
+
 // The value of sample `name` (with labels, e.g. `x_total{outcome="a"}`) in a
 // Prometheus text scrape, or -1.
 inline double MetricValue(const std::string& metrics, const std::string& name) {

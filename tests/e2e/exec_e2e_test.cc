@@ -30,10 +30,7 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   StartExecutor("exec-1", 2, kPromoDir + "/tasks.json");
   const std::string params = R"({"seed":"spring-sale","codes_per_amount":3})";
   // "merge" unites the shards' amount keys; one produced twice is an error.
-  v1::Job job =
-      Submit(absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
-                          R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
-                          R"("aggregate":{"defaultReducer":"merge"}}})"));
+  v1::Job job = Submit(PromoJob(params));
   v1::Job done = WaitForEnd(job.id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_EQ(done.shards().total(), 8);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <functional>
+
 #include "scheduler/sink/s3_credentials.h"
 #include "scheduler/sink/s3_sink.h"
 #include "shared/sha256.h"
@@ -211,40 +213,31 @@ TEST_F(S3Cluster, ALargeResultGoesUpInPartsAboveTheThreshold) {
 TEST_F(S3Cluster, TheStoreStoppedForSecondsWhileAResultIsWrittenIsRetriedAndWrittenOnce) {
   StartWithKeys(s3_->secret_access_key(), SinkFlags());
   StartExecutor("exec-1", 2);
-  // 10 shards of 100 ms on 2 slots: the result is written ~0.5 s from now.
-  const std::string spec =
-      R"({"spec":{"task":"sleep","params":{"ms":100},"range":{"start":"0","end":"10","shardSize":"1"}}})";
-
+  // A job of 10 shards of 100 ms on 2 slots (its result is written ~0.5 s
+  // after it is submitted) while the store is out: finished, it must wait
+  // RUNNING ("finalizing") through 3 s of outage, then succeed, written once.
+  auto outage = [this](const std::function<void()>& stop,
+                       const std::function<void()>& restart) {
+    v1::Job job = Submit(
+        R"({"spec":{"task":"sleep","params":{"ms":100},"range":{"start":"0","end":"10","shardSize":"1"}}})");
+    stop();
+    v1::Job waiting = WaitFor(
+        job.id(), [](const v1::Job& j) { return j.shards().succeeded() == 10; },
+        absl::Seconds(30));
+    ASSERT_EQ(waiting.shards().succeeded(), 10) << Logs();
+    absl::SleepFor(absl::Seconds(3));
+    ASSERT_EQ(Get(job.id()).state(), v1::JOB_STATE_RUNNING) << "not kept finalizing";
+    restart();
+    v1::Job done = WaitForEnd(job.id(), absl::Seconds(30));
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+    EXPECT_EQ(s3_->StoredCount(Key(job.id())), 1);
+    EXPECT_EQ(Sha256Hex(*s3_->Object("results", Key(job.id()))), done.result_sha256());
+    EXPECT_EQ(json::parse(Result(job.id()).result_json())["items"], 10);
+  };
   // Killed: connections are refused until it is started again.
-  v1::Job refused = Submit(spec);
-  s3_->Kill();
-  v1::Job waiting = WaitFor(
-      refused.id(), [](const v1::Job& j) { return j.shards().succeeded() == 10; },
-      absl::Seconds(30));
-  ASSERT_EQ(waiting.shards().succeeded(), 10) << Logs();
-  absl::SleepFor(absl::Seconds(3));
-  ASSERT_EQ(Get(refused.id()).state(), v1::JOB_STATE_RUNNING) << "not kept finalizing";
-  ASSERT_TRUE(s3_->Start().ok());
-  v1::Job done = WaitForEnd(refused.id(), absl::Seconds(30));
-  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
-  EXPECT_EQ(s3_->StoredCount(Key(refused.id())), 1);
-  EXPECT_EQ(Sha256Hex(*s3_->Object("results", Key(refused.id()))), done.result_sha256());
-  EXPECT_EQ(json::parse(Result(refused.id()).result_json())["items"], 10);
-
+  outage([this] { s3_->Kill(); }, [this] { ASSERT_TRUE(s3_->Start().ok()); });
   // Stopped (SIGSTOP): connections hang until --s3-timeout (1s), again and again.
-  v1::Job hung = Submit(spec);
-  s3_->Pause();
-  v1::Job stalled = WaitFor(
-      hung.id(), [](const v1::Job& j) { return j.shards().succeeded() == 10; },
-      absl::Seconds(30));
-  ASSERT_EQ(stalled.shards().succeeded(), 10) << Logs();
-  absl::SleepFor(absl::Seconds(3));
-  ASSERT_EQ(Get(hung.id()).state(), v1::JOB_STATE_RUNNING);
-  s3_->Resume();
-  v1::Job done2 = WaitForEnd(hung.id(), absl::Seconds(30));
-  ASSERT_EQ(done2.state(), v1::JOB_STATE_SUCCEEDED) << done2.DebugString() << Logs();
-  EXPECT_EQ(s3_->StoredCount(Key(hung.id())), 1);
-  EXPECT_EQ(Sha256Hex(*s3_->Object("results", Key(hung.id()))), done2.result_sha256());
+  outage([this] { s3_->Pause(); }, [this] { s3_->Resume(); });
 
   const std::string metrics = Metrics();
   EXPECT_EQ(MetricValue(metrics, "tessera_result_writes_total"), 2) << metrics;
@@ -258,10 +251,7 @@ TEST_F(S3Cluster, ThePromoMapIsWrittenToS3OnceWithTheSingleProcessAnswer) {
   StartWithKeys(s3_->secret_access_key(), SinkFlags());
   StartExecutor("exec-1", 2, {"--tasks-file=" + promo_dir + "/tasks.json"});
   const std::string params = R"({"seed":"spring-sale","codes_per_amount":3})";
-  v1::Job job =
-      Submit(absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
-                          R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
-                          R"("aggregate":{"defaultReducer":"merge"}}})"));
+  v1::Job job = Submit(PromoJob(params));
   v1::Job done = WaitForEnd(job.id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   std::optional<std::string> object = s3_->Object("results", Key(job.id()));

@@ -41,6 +41,15 @@ class S3SinkAgainstS3rver : public ::testing::Test {
     return sink.ok() ? *std::move(sink) : nullptr;
   }
 
+  // `bytes` were written once, by `sink`, after at least one retry.
+  void ExpectWrittenOnceAfterRetries(S3Sink& sink, const std::string& key,
+                                     const std::string& bytes) {
+    EXPECT_EQ(server_->Object("results", key), bytes);
+    EXPECT_EQ(server_->StoredCount(key), 1) << server_->Log();
+    EXPECT_GE(Retries(sink), 1);
+    EXPECT_EQ(sink.writes(), 1);
+  }
+
   static double Retries(S3Sink& sink) {
     double n = 0;
     for (const prometheus::MetricFamily& f : sink.CollectMetrics()) {
@@ -125,10 +134,7 @@ TEST_F(S3SinkAgainstS3rver, AServerStoppedForSecondsIsWaitedForAndWrittenOnce) {
   server_->Resume();
   writer.join();
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(server_->Object("results", "jobs/abc123.json"), bytes);
-  EXPECT_EQ(server_->StoredCount("jobs/abc123.json"), 1) << server_->Log();
-  EXPECT_GE(Retries(*sink), 1);
-  EXPECT_EQ(sink->writes(), 1);
+  ExpectWrittenOnceAfterRetries(*sink, "jobs/abc123.json", bytes);
 }
 
 TEST_F(S3SinkAgainstS3rver,
@@ -144,10 +150,7 @@ TEST_F(S3SinkAgainstS3rver,
   ASSERT_TRUE(server_->Start().ok());
   writer.join();
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(server_->Object("results", "jobs/abc123.json"), bytes);
-  EXPECT_EQ(server_->StoredCount("jobs/abc123.json"), 1) << server_->Log();
-  EXPECT_GE(Retries(*sink), 1);
-  EXPECT_EQ(sink->writes(), 1);
+  ExpectWrittenOnceAfterRetries(*sink, "jobs/abc123.json", bytes);
 }
 
 }  // namespace

@@ -35,6 +35,19 @@ HttpResponse Found(const std::string& sha256) {
   return {200, {{"x-amz-meta-sha256", sha256}, {"Content-Length", "16"}}, ""};
 }
 
+// A store without objects that takes every write.
+HttpResponse EmptyStore(const HttpRequest& r) {
+  return r.method == "HEAD" ? HttpResponse{404} : HttpResponse{200};
+}
+
+// Multipart above 1 KiB, in parts of 1 KiB.
+S3SinkOptions InKiBParts() {
+  S3SinkOptions options;
+  options.multipart_threshold = 1024;
+  options.part_size = 1024;
+  return options;
+}
+
 std::unique_ptr<S3Sink> MakeSink(const FakeHttpServer& server,
                                  S3SinkOptions options = {}) {
   options.endpoint = server.url();
@@ -67,9 +80,7 @@ double Metric(S3Sink& sink, const std::string& family, const std::string& op) {
 }
 
 TEST(S3SinkTest, PutsOnceWithTheConditionTheDigestAndTheJobIdAllSigned) {
-  FakeHttpServer server([](const HttpRequest& r) {
-    return r.method == "HEAD" ? HttpResponse{404} : HttpResponse{200};
-  });
+  FakeHttpServer server(EmptyStore);
   auto sink = MakeSink(server);
   auto written = sink->Write("abc123", 1, kBytes);
   ASSERT_TRUE(written.ok()) << written.status();
@@ -96,16 +107,10 @@ TEST(S3SinkTest, PutsOnceWithTheConditionTheDigestAndTheJobIdAllSigned) {
   EXPECT_FALSE(absl::StrContains(auth, "fake-secret")) << auth;
   // A HEAD has no payload: the digest of nothing.
   EXPECT_EQ(got[0].Header("x-amz-content-sha256"), Sha256Hex(""));
-}
-
-TEST(S3SinkTest, VersionsAfterTheFirstAreTheirOwnObjects) {
-  FakeHttpServer server([](const HttpRequest& r) {
-    return r.method == "HEAD" ? HttpResponse{404} : HttpResponse{200};
-  });
-  auto sink = MakeSink(server);
-  auto written = sink->Write("abc123", 2, kBytes);
-  ASSERT_TRUE(written.ok()) << written.status();
-  EXPECT_EQ(written->location, "s3://results/jobs/abc123.v2.json");
+  // Versions after the first are objects of their own.
+  auto v2 = sink->Write("abc123", 2, kBytes);
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_EQ(v2->location, "s3://results/jobs/abc123.v2.json");
   EXPECT_EQ(server.requests().back().target, "/results/jobs/abc123.v2.json");
 }
 
@@ -216,17 +221,30 @@ TEST(S3SinkTest, APutWhoseAnswerWasLostIsFoundInPlaceAndNotSentAgain) {
 }
 
 TEST(S3SinkTest, PermanentErrorsFailWithS3sCodeAndMessage) {
-  FakeHttpServer server([](const HttpRequest& r) {
-    if (r.method == "HEAD") return HttpResponse{404};
-    return Xml(403, "AccessDenied", "Access Denied");
-  });
-  auto sink = MakeSink(server);
-  auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_FALSE(written.ok());
-  EXPECT_EQ(written.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(written.status().message(),
-            "S3 PUT s3://results/jobs/abc123.json: 403 AccessDenied: Access Denied");
-  EXPECT_EQ(Methods(server.requests()), (std::vector<std::string>{"HEAD", "PUT"}));
+  struct Case {
+    int status;
+    std::string code, message;
+    absl::StatusCode want;
+  };
+  for (const Case& c :
+       {Case{403, "AccessDenied", "Access Denied", absl::StatusCode::kPermissionDenied},
+        Case{404, "NoSuchBucket", "The specified bucket does not exist",
+             absl::StatusCode::kNotFound},
+        Case{400, "InvalidBucketName", "The specified bucket is not valid.",
+             absl::StatusCode::kFailedPrecondition}}) {
+    FakeHttpServer server([&c](const HttpRequest& r) {
+      if (r.method == "HEAD") return HttpResponse{404};
+      return Xml(c.status, c.code, c.message);
+    });
+    auto sink = MakeSink(server);
+    auto written = sink->Write("abc123", 1, kBytes);
+    ASSERT_FALSE(written.ok()) << c.code;
+    EXPECT_EQ(written.status().code(), c.want) << c.code;
+    EXPECT_EQ(written.status().message(),
+              absl::StrCat("S3 PUT s3://results/jobs/abc123.json: ", c.status, " ",
+                           c.code, ": ", c.message));
+    EXPECT_EQ(Methods(server.requests()), (std::vector<std::string>{"HEAD", "PUT"}));
+  }
 }
 
 TEST(S3SinkTest, AForbiddenHeadIsAskedAgainWithGetToNameTheError) {
@@ -242,18 +260,6 @@ TEST(S3SinkTest, AForbiddenHeadIsAskedAgainWithGetToNameTheError) {
   EXPECT_EQ(staged.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(absl::StrContains(staged.status().message(), "403 SignatureDoesNotMatch"))
       << staged.status();
-}
-
-TEST(S3SinkTest, AMissingBucketFailsTheWrite) {
-  FakeHttpServer server([](const HttpRequest& r) {
-    if (r.method == "HEAD") return HttpResponse{404};
-    return Xml(404, "NoSuchBucket", "The specified bucket does not exist");
-  });
-  auto sink = MakeSink(server);
-  auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_FALSE(written.ok());
-  EXPECT_EQ(written.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(absl::StrContains(written.status().message(), "NoSuchBucket"));
 }
 
 TEST(S3SinkTest, CancelEndsTheRetriesWithUnavailable) {
@@ -337,10 +343,7 @@ TEST(S3SinkTest, AFailedPartAbortsTheUploadSoThatNoPartsAreLeft) {
     return HttpResponse{200, {{"ETag", "\"e\""}}, ""};
   };
   FakeHttpServer server([&](const HttpRequest& r) { return script.Answer(r); });
-  S3SinkOptions options;
-  options.multipart_threshold = 1024;
-  options.part_size = 1024;
-  auto sink = MakeSink(server, options);
+  auto sink = MakeSink(server, InKiBParts());
   auto written = sink->Write("big1", 1, std::string(3000, 'x'));
   ASSERT_FALSE(written.ok());
   EXPECT_EQ(written.status().code(), absl::StatusCode::kPermissionDenied);
@@ -362,10 +365,7 @@ TEST(S3SinkTest, ACompleteAnsweredWithAnErrorBodyIsRetried) {
                : HttpResponse{200, {}, "<CompleteMultipartUploadResult/>"};
   };
   FakeHttpServer server([&](const HttpRequest& r) { return script.Answer(r); });
-  S3SinkOptions options;
-  options.multipart_threshold = 1024;
-  options.part_size = 1024;
-  auto sink = MakeSink(server, options);
+  auto sink = MakeSink(server, InKiBParts());
   ASSERT_TRUE(sink->Write("big1", 1, std::string(1500, 'x')).ok());
   EXPECT_EQ(completes, 2);
   EXPECT_EQ(sink->writes(), 1);
@@ -381,10 +381,7 @@ TEST(S3SinkTest, AMultipartUploadMeetingAnObjectWithOtherBytesIsAbortedAndFails)
     if (r.method == "HEAD" && ++heads > 1) return Found(Sha256Hex("other"));
     return script.Answer(r);
   });
-  S3SinkOptions options;
-  options.multipart_threshold = 1024;
-  options.part_size = 1024;
-  auto sink = MakeSink(server, options);
+  auto sink = MakeSink(server, InKiBParts());
   auto written = sink->Write("big1", 1, std::string(1500, 'x'));
   ASSERT_FALSE(written.ok());
   EXPECT_EQ(written.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -412,9 +409,7 @@ TEST(S3SinkTest, ReadChecksTheLocationAndSaysWhenTheObjectIsMissing) {
 }
 
 TEST(S3SinkTest, ASessionTokenIsSentAndSigned) {
-  FakeHttpServer server([](const HttpRequest& r) {
-    return r.method == "HEAD" ? HttpResponse{404} : HttpResponse{200};
-  });
+  FakeHttpServer server(EmptyStore);
   S3SinkOptions options;
   options.endpoint = server.url();
   auto sink = S3Sink::Create("s3://results", options,
