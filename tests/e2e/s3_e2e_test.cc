@@ -245,6 +245,36 @@ TEST_F(S3Cluster, TheStoreStoppedForSecondsWhileAResultIsWrittenIsRetriedAndWrit
       << metrics;
 }
 
+TEST_F(S3Cluster, GetResultLeavesOutAResultTooLargeForAMessageAndSaysWhere) {
+  // 100,000 zeros: 200 KB of JSON, but ~1.1 MB as the response's Struct,
+  // more than --max-message-bytes (1 MiB) allows.
+  const std::string tasks = dir_ + "/tasks.json";
+  std::ofstream(tasks) << json{
+      {"tasks",
+       {{"zeros",
+         {{"command",
+           {"python3", "-c",
+            "import json; print(json.dumps({'result': {'z': [0] * 25000}}))"}},
+          {"timeout",
+           "30s"}}}}}}.dump();
+  StartWithKeys(s3_->secret_access_key(), SinkFlags({"--max-message-bytes=1048576"}));
+  StartExecutor("exec-1", 1, {"--tasks-file=" + tasks});
+  v1::Job job = Submit(
+      R"({"spec":{"task":"zeros","range":{"start":"0","end":"4","shardSize":"1"}}})");
+  v1::Job done = WaitForEnd(job.id(), absl::Seconds(60));
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  v1::GetResultResponse r = Result(job.id());
+  std::optional<std::string> object = s3_->Object("results", Key(job.id()));
+  ASSERT_TRUE(object.has_value());
+  EXPECT_TRUE(r.content_omitted());
+  EXPECT_TRUE(r.result_json().empty());
+  EXPECT_EQ(r.result().fields_size(), 0);
+  EXPECT_EQ(r.location(), "s3://results/" + Key(job.id()));
+  EXPECT_EQ(r.sha256(), Sha256Hex(*object));
+  EXPECT_EQ(r.size_bytes(), static_cast<int64_t>(object->size()));
+  EXPECT_EQ(json::parse(*object)["z"].size(), 100000u);
+}
+
 TEST_F(S3Cluster, ThePromoMapIsWrittenToS3OnceWithTheSingleProcessAnswer) {
   // examples/promo/README.md, "The map in object storage (S3)".
   const std::string promo_dir = std::string(TESSERA_SOURCE_DIR) + "/examples/promo";

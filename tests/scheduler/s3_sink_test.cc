@@ -12,8 +12,10 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "scheduler/sink/s3_credentials.h"
+#include "scheduler/sink/sink_factory.h"
 #include "shared/sha256.h"
 #include "tests/util/fake_http_server.h"
+#include "tests/util/process.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -473,6 +475,46 @@ TEST(S3CredentialsTest, DescribeNamesTheKeyByItsFirstCharactersOnly) {
   EXPECT_TRUE(absl::StrContains(d, "AKIA…")) << d;
   EXPECT_FALSE(absl::StrContains(d, "EXAMPLE")) << d;
   EXPECT_FALSE(absl::StrContains(d, "very-secret")) << d;
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
+
+namespace tessera::scheduler {
+namespace {
+
+TEST(SinkFactoryTest, MakesTheSinkTheFlagNames) {
+  const std::string dir = ::tessera::testing::MakeTempDir("tessera-factory");
+  auto file = MakeResultSink("", S3SinkOptions{}, dir);
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto written = (*file)->Write("j1", 1, "{}\n");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->location, dir + "/results/j1.json");
+  auto shared = MakeResultSink(dir + "/shared", S3SinkOptions{}, dir);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  EXPECT_EQ((*shared)->Write("j1", 1, "{}\n")->location, dir + "/shared/j1.json");
+
+  EXPECT_EQ(MakeResultSink("gs://bucket", S3SinkOptions{}, dir).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  S3SinkOptions bad;
+  bad.timeout = absl::Milliseconds(10);
+  EXPECT_EQ(ValidateResultSink("s3://bucket", bad).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateResultSink("s3://bucket/p", S3SinkOptions{}).ok());
+}
+
+TEST(SinkFactoryTest, AnS3SinkWithoutCredentialsIsRefusedNamingTheVariables) {
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  auto sink = MakeResultSink("s3://bucket/p", S3SinkOptions{}, "/nonexistent");
+  ASSERT_FALSE(sink.ok());
+  EXPECT_EQ(sink.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(sink.status().message(), "AWS_SECRET_ACCESS_KEY"));
+  S3SinkOptions from_file;
+  from_file.credentials_file = "/nonexistent/credentials";
+  auto missing = MakeResultSink("s3://bucket/p", from_file, "/nonexistent");
+  EXPECT_TRUE(absl::StrContains(missing.status().message(), "/nonexistent/credentials"))
+      << missing.status();
 }
 
 }  // namespace
