@@ -15,6 +15,8 @@ namespace {
 
 // Sink writes at once: each is mostly waiting for fsyncs, which overlap.
 constexpr int kPersistWorkers = 4;
+// GetResult reads at once (each may wait on a remote store).
+constexpr int kReaders = 2;
 
 // A lingering batch (see SetCommitLinger) is committed at once when it holds
 // this many items (executors keep at most ~1,000 unacked results each).
@@ -68,6 +70,11 @@ void Runtime::Start() {
   for (int i = 0; i < kPersistWorkers; ++i) {
     persisters_.emplace_back([this] { PersistLoop(); });
   }
+  {
+    absl::MutexLock lock(&reads_mu_);
+    reading_ = true;
+  }
+  for (int i = 0; i < kReaders; ++i) readers_.emplace_back([this] { ReadLoop(); });
 }
 
 void Runtime::BeginShutdown() {
@@ -81,8 +88,15 @@ void Runtime::Stop() {
     stopping_ = true;
   }
   // A sink waiting out a store that is down gives up: its jobs stay
-  // "finalizing" and the next start writes them.
+  // "finalizing" and the next start writes them (and reads still queued end
+  // at once with UNAVAILABLE).
   sink_->Cancel();
+  {
+    absl::MutexLock lock(&reads_mu_);
+    reading_ = false;
+  }
+  for (std::thread& t : readers_) t.join();
+  readers_.clear();
   if (ticker_.joinable()) ticker_.join();
   if (writer_.joinable()) writer_.join();
   for (std::thread& t : persisters_) t.join();
@@ -207,6 +221,37 @@ absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id,
   }
   const auto read = static_cast<int64_t>(bytes->size());
   return ResultBytes{*std::move(job), *std::move(bytes), read, false};
+}
+
+void Runtime::ReadResult(const std::string& job_id, int64_t max_bytes,
+                         std::function<void(absl::StatusOr<ResultBytes>)> done) {
+  {
+    absl::MutexLock lock(&reads_mu_);
+    if (reading_) {
+      reads_.push_back([this, job_id, max_bytes, done = std::move(done)] {
+        done(GetResult(job_id, max_bytes));
+      });
+      return;
+    }
+  }
+  done(absl::UnavailableError("the scheduler is not running; ask again shortly"));
+}
+
+void Runtime::ReadLoop() {
+  while (true) {
+    std::function<void()> read;
+    {
+      absl::MutexLock lock(&reads_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reads_mu_) {
+        return !reads_.empty() || !reading_;
+      };
+      reads_mu_.Await(absl::Condition(&ready));
+      if (reads_.empty()) return;  // stopping, and nothing is left
+      read = std::move(reads_.front());
+      reads_.pop_front();
+    }
+    read();
+  }
 }
 
 std::vector<ExecutorView> Runtime::ListExecutors() {

@@ -3,6 +3,7 @@
 #include "scheduler/service/runtime.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -332,6 +333,27 @@ TEST_F(RuntimeTest, GetResultGivesTheSizeAndNoContentAboveTheCallersLimit) {
   EXPECT_FALSE(full->omitted);
   EXPECT_EQ(full->size, static_cast<int64_t>(full->bytes.size()));
   EXPECT_EQ(full->size, small->size);
+}
+
+TEST_F(RuntimeTest, ReadResultAnswersOnAReaderThreadAndUnavailableOnceStopped) {
+  const std::string id = RunJob(1);
+  ASSERT_FALSE(id.empty());
+  absl::Notification read;
+  absl::StatusOr<ResultBytes> got;
+  std::thread::id reader;
+  runtime_.ReadResult(id, 1 << 20, [&](absl::StatusOr<ResultBytes> r) {
+    got = std::move(r);
+    reader = std::this_thread::get_id();
+    read.Notify();
+  });
+  ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->bytes, *sink_.Read(got->job.result_location));
+  EXPECT_NE(reader, std::this_thread::get_id());
+  runtime_.Stop();
+  absl::StatusOr<ResultBytes> late;
+  runtime_.ReadResult(id, 1 << 20, [&](absl::StatusOr<ResultBytes> r) { late = r; });
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kUnavailable);
 }
 
 // Results wait a long time (5 s) to share a commit, so that whatever ends the
