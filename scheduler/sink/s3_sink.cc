@@ -1,6 +1,7 @@
 #include "scheduler/sink/s3_sink.h"
 
 #include <algorithm>
+#include <mutex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -157,9 +158,10 @@ absl::StatusOr<std::string> S3Sink::KeyOf(const std::string& location) const {
 }
 
 void S3Sink::Cancel() {
-  if (cancelled_.HasBeenNotified()) return;
-  client_->Cancel();
-  cancelled_.Notify();
+  std::call_once(cancel_once_, [this] {
+    client_->Cancel();
+    cancelled_.Notify();
+  });
 }
 
 bool S3Sink::Backoff(absl::Duration d) {
@@ -201,7 +203,7 @@ absl::StatusOr<S3Response> S3Sink::Call(const std::string& op, const S3Request& 
     if (absl::IsCancelled(r.status()) || cancelled_.HasBeenNotified()) {
       return absl::UnavailableError(
           absl::StrCat("S3 ", op, " ", client_->Location(request.key),
-                       ": the scheduler is stopping; the next start writes the result"));
+                       ": given up, the scheduler is stopping"));
     }
     failures_.Add({{"operation", op}, {"kind", "transient"}}).Increment();
     // No answer (UNAVAILABLE), unreadable credentials (FAILED_PRECONDITION,

@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,7 @@ class S3Sink : public ResultSink {
   const std::string prefix_;  // "" or "a/b/" (ends with '/')
   const S3SinkOptions options_;
   std::atomic<int64_t> writes_{0};
+  std::once_flag cancel_once_;
   absl::Notification cancelled_;
 
   prometheus::Registry registry_;
