@@ -226,6 +226,12 @@ std::string FormatQueueStats(const tessera::v1::GetQueueStatsResponse& s) {
 }
 
 absl::StatusOr<std::string> PrettyResultJson(const tessera::v1::GetResultResponse& r) {
+  if (r.content_omitted()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("job ", r.job_id(), ": the result (", r.size_bytes(),
+                     " bytes) is too large for one message; read it at ", r.location(),
+                     " (sha256 ", r.sha256(), ")"));
+  }
   std::string text = r.result_json();
   if (text.empty()) {
     if (!google::protobuf::util::MessageToJsonString(r.result(), &text).ok()) {

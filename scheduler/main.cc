@@ -23,7 +23,8 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
           "Address of the Prometheus /metrics endpoint (host:port); empty disables it");
 ABSL_FLAG(std::string, data_dir, "tessera-data",
-          "Directory for the scheduler's data; results go to <data-dir>/results");
+          "Directory for the scheduler's data; results go to <data-dir>/results unless "
+          "--result-sink says otherwise");
 ABSL_FLAG(
     std::string, store, "sqlite",
     "Where jobs and shard results are kept: sqlite (<data-dir>/tessera.db, survives "
@@ -104,6 +105,23 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
 ABSL_FLAG(bool, insecure, false,
           "Serve a non-loopback --listen address with neither TLS nor tokens (anyone "
           "who reaches the port may drive the scheduler)");
+ABSL_FLAG(std::string, result_sink, "",
+          "Where job results go: empty for <data-dir>/results, s3://BUCKET[/PREFIX] for "
+          "S3-compatible object storage (objects PREFIX/<job-id>.json), or a directory");
+ABSL_FLAG(std::string, s3_endpoint, "",
+          "S3-compatible endpoint (http(s)://HOST[:PORT], e.g. MinIO), addressed "
+          "path-style; empty: AWS S3 in --s3-region");
+ABSL_FLAG(std::string, s3_region, "us-east-1", "S3 region the requests are signed for");
+ABSL_FLAG(std::string, s3_credentials_file, "",
+          "AWS shared-credentials file (re-read when it changes); empty: the "
+          "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN variables");
+ABSL_FLAG(std::string, s3_profile, "default", "Section of --s3-credentials-file to use");
+ABSL_FLAG(int64_t, s3_multipart_threshold, int64_t{64} << 20,
+          "Results larger than this many bytes are uploaded in parts (multipart)");
+ABSL_FLAG(int64_t, s3_part_size, int64_t{16} << 20,
+          "Size of a multipart upload's parts in bytes (S3 wants at least 5 MiB)");
+ABSL_FLAG(absl::Duration, s3_timeout, absl::Seconds(30),
+          "An S3 request making no progress this long fails and is retried");
 ABSL_FLAG(std::string, log_format, "text", "Log format: text or json");
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error");
 ABSL_FLAG(
@@ -157,6 +175,14 @@ int main(int argc, char** argv) {
   config.tls.refresh = absl::GetFlag(FLAGS_tls_refresh);
   config.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   config.insecure = absl::GetFlag(FLAGS_insecure);
+  config.result_sink = absl::GetFlag(FLAGS_result_sink);
+  config.s3.endpoint = absl::GetFlag(FLAGS_s3_endpoint);
+  config.s3.region = absl::GetFlag(FLAGS_s3_region);
+  config.s3.credentials_file = absl::GetFlag(FLAGS_s3_credentials_file);
+  config.s3.profile = absl::GetFlag(FLAGS_s3_profile);
+  config.s3.multipart_threshold = absl::GetFlag(FLAGS_s3_multipart_threshold);
+  config.s3.part_size = absl::GetFlag(FLAGS_s3_part_size);
+  config.s3.timeout = absl::GetFlag(FLAGS_s3_timeout);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
   config.core.idempotency_retention = absl::GetFlag(FLAGS_idempotency_retention);
   config.core.max_items_per_job = absl::GetFlag(FLAGS_max_items_per_job);

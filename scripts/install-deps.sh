@@ -11,7 +11,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
-  libsqlite3-dev libssl-dev libgtest-dev libgmock-dev curl procps python3
+  libsqlite3-dev libssl-dev libcurl4-openssl-dev libgtest-dev libgmock-dev curl procps python3
   openssl  # the tests make their TLS certificates at run time
   prometheus  # promtool and a Prometheus server for the observability tests
 )
@@ -59,5 +59,11 @@ if [[ "${1:-}" == "--test" ]]; then
     (cd .tools && npm install --no-audit --no-fund --silent kubernetes-models@4 \
       @kubernetes-models/keda@2 @kubernetes-models/prometheus-operator@6 \
       @kubernetes-models/cert-manager@6 yaml@2 >/dev/null)
+  fi
+  # An S3-compatible server that checks SigV4 signatures, for the S3 result
+  # sink's tests (tests/util/s3rver.js starts it on 127.0.0.1).
+  if [[ ! -d .tools/node_modules/@20minutes/s3rver ]]; then
+    echo "install-deps: installing @20minutes/s3rver into .tools/"
+    (cd .tools && npm install --no-audit --no-fund --silent @20minutes/s3rver@5 >/dev/null)
   fi
 fi

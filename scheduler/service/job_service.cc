@@ -40,6 +40,35 @@ Runtime::JobCallback Reply(grpc::ServerUnaryReactor* reactor, v1::Job* resp,
   };
 }
 
+// Fills `resp` from a result read back; leaves its content out when the
+// response would not fit in a message of `max_bytes`.
+absl::Status ResultToProto(const std::string& job_id, absl::StatusOr<ResultBytes>& result,
+                           int max_bytes, v1::GetResultResponse* resp) {
+  if (!result.ok()) return result.status();
+  resp->set_job_id(job_id);
+  resp->set_location(result->job.result_location);
+  resp->set_sha256(result->job.result_sha256);
+  resp->set_version(result->job.result_version);
+  resp->set_size_bytes(result->size);
+  if (!result->omitted) {
+    auto st = google::protobuf::util::JsonStringToMessage(result->bytes,
+                                                          resp->mutable_result());
+    if (!st.ok()) {
+      return absl::DataLossError(absl::StrCat("result of job ", job_id,
+                                              " is not a JSON object: ", st.ToString()));
+    }
+    resp->set_result_json(std::move(result->bytes));
+  }
+  // The content goes twice (as a Struct too, which can be several times the
+  // JSON's size): a result that fits alone may still not fit so.
+  if (resp->ByteSizeLong() > static_cast<size_t>(max_bytes) - 1024) {
+    resp->clear_result();
+    resp->clear_result_json();
+    resp->set_content_omitted(true);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RequireJobId(const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError("job_id is required");
   return absl::OkStatus();
@@ -310,21 +339,14 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetResult(grpc::CallbackServerContext*
     return Done(ctx, who.status());
   }
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
-  absl::StatusOr<ResultBytes> result = runtime_->GetResult(req->job_id());
-  if (!result.ok()) return Done(ctx, result.status());
-  auto st =
-      google::protobuf::util::JsonStringToMessage(result->bytes, resp->mutable_result());
-  if (!st.ok()) {
-    return Done(
-        ctx, absl::DataLossError(absl::StrCat("result of job ", req->job_id(),
-                                              " is not a JSON object: ", st.ToString())));
-  }
-  resp->set_job_id(req->job_id());
-  resp->set_result_json(std::move(result->bytes));
-  resp->set_location(result->job.result_location);
-  resp->set_sha256(result->job.result_sha256);
-  resp->set_version(result->job.result_version);
-  return Done(ctx, absl::OkStatus());
+  auto* reactor = ctx->DefaultReactor();
+  const int max_bytes = max_message_bytes_;
+  runtime_->ReadResult(
+      req->job_id(), max_bytes,
+      [reactor, resp, max_bytes, id = req->job_id()](absl::StatusOr<ResultBytes> result) {
+        reactor->Finish(ToGrpcStatus(ResultToProto(id, result, max_bytes, resp)));
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListExecutors(grpc::CallbackServerContext* ctx,

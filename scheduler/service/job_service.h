@@ -17,8 +17,13 @@ namespace tessera::scheduler {
 class JobServiceImpl : public v1::JobService::CallbackService {
  public:
   // At most `max_watchers` WatchJob streams at once; more are RESOURCE_EXHAUSTED.
-  JobServiceImpl(Runtime* runtime, Authenticator* auth, int max_watchers = 1024)
-      : runtime_(runtime), auth_(auth), max_watchers_(max_watchers) {}
+  // Results larger than `max_message_bytes` are answered without content.
+  JobServiceImpl(Runtime* runtime, Authenticator* auth, int max_watchers = 1024,
+                 int max_message_bytes = 64 << 20)
+      : runtime_(runtime),
+        auth_(auth),
+        max_watchers_(max_watchers),
+        max_message_bytes_(max_message_bytes) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
@@ -60,6 +65,7 @@ class JobServiceImpl : public v1::JobService::CallbackService {
   Authenticator* auth_;
   const int max_watchers_;
   std::atomic<int> watchers_{0};  // WatchJob streams open now
+  const int max_message_bytes_;
 };
 
 }  // namespace tessera::scheduler

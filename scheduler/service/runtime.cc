@@ -16,6 +16,8 @@ namespace {
 
 // Sink writes at once: each is mostly waiting for fsyncs, which overlap.
 constexpr int kPersistWorkers = 4;
+// GetResult reads at once (each may wait on a remote store).
+constexpr int kReaders = 2;
 
 // A lingering batch (see SetCommitLinger) is committed at once when it holds
 // this many items (executors keep at most ~1,000 unacked results each).
@@ -73,6 +75,11 @@ void Runtime::Start() {
   for (int i = 0; i < kPersistWorkers; ++i) {
     persisters_.emplace_back([this] { PersistLoop(); });
   }
+  {
+    absl::MutexLock lock(&reads_mu_);
+    reading_ = true;
+  }
+  for (int i = 0; i < kReaders; ++i) readers_.emplace_back([this] { ReadLoop(); });
 }
 
 void Runtime::BeginShutdown() {
@@ -85,6 +92,16 @@ void Runtime::Stop() {
     absl::MutexLock lock(&writer_mu_);
     stopping_ = true;
   }
+  // A sink waiting out a store that is down gives up: its jobs stay
+  // "finalizing" and the next start writes them (and reads still queued end
+  // at once with UNAVAILABLE).
+  sink_->Cancel();
+  {
+    absl::MutexLock lock(&reads_mu_);
+    reading_ = false;
+  }
+  for (std::thread& t : readers_) t.join();
+  readers_.clear();
   if (ticker_.joinable()) ticker_.join();
   if (writer_.joinable()) writer_.join();
   for (std::thread& t : persisters_) t.join();
@@ -188,7 +205,8 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
                job->spec.max_parallel, job->spec.rate_limit);
 }
 
-absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
+absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id,
+                                               int64_t max_bytes) {
   absl::StatusOr<JobView> job = GetJob(job_id);
   if (!job.ok()) return job.status();
   if (job->result_location.empty()) {
@@ -196,6 +214,9 @@ absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
         "job ", job_id, " is ", JobStateName(job->state),
         "; its result is available once it has SUCCEEDED (or ended PARTIAL)"));
   }
+  absl::StatusOr<int64_t> size = sink_->Size(job->result_location);
+  if (!size.ok()) return size.status();
+  if (*size > max_bytes) return ResultBytes{*std::move(job), "", *size, true};
   absl::StatusOr<std::string> bytes = sink_->Read(job->result_location);
   if (!bytes.ok()) return bytes.status();
   if (Sha256Hex(*bytes) != job->result_sha256) {
@@ -203,7 +224,39 @@ absl::StatusOr<ResultBytes> Runtime::GetResult(const std::string& job_id) {
                                             job->result_location,
                                             " does not match its sha256"));
   }
-  return ResultBytes{*std::move(job), *std::move(bytes)};
+  const auto read = static_cast<int64_t>(bytes->size());
+  return ResultBytes{*std::move(job), *std::move(bytes), read, false};
+}
+
+void Runtime::ReadResult(const std::string& job_id, int64_t max_bytes,
+                         std::function<void(absl::StatusOr<ResultBytes>)> done) {
+  {
+    absl::MutexLock lock(&reads_mu_);
+    if (reading_) {
+      reads_.push_back([this, job_id, max_bytes, done = std::move(done)] {
+        done(GetResult(job_id, max_bytes));
+      });
+      return;
+    }
+  }
+  done(absl::UnavailableError("the scheduler is not running; ask again shortly"));
+}
+
+void Runtime::ReadLoop() {
+  while (true) {
+    std::function<void()> read;
+    {
+      absl::MutexLock lock(&reads_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reads_mu_) {
+        return !reads_.empty() || !reading_;
+      };
+      reads_mu_.Await(absl::Condition(&ready));
+      if (reads_.empty()) return;  // stopping, and nothing is left
+      read = std::move(reads_.front());
+      reads_.pop_front();
+    }
+    read();
+  }
 }
 
 std::vector<ExecutorView> Runtime::ListExecutors() {
@@ -589,6 +642,15 @@ void Runtime::Persist(PersistTicket& ticket) {
   absl::StatusOr<PersistedResult> written =
       staged.ok() ? sink_->Publish(*staged)
                   : absl::StatusOr<PersistedResult>(staged.status());
+  if (!written.ok() && absl::IsUnavailable(written.status())) {
+    // The sink gave up because the scheduler is stopping (see Cancel): the
+    // job is neither done nor failed, and the next start writes its result
+    // from the durable "finalizing" record.
+    spdlog::warn(
+        "job={} result not written before stopping ({}); the next start writes it",
+        p.job_id, std::string(written.status().message()));
+    return;
+  }
   metrics_.ResultPersisted(absl::Now() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
@@ -627,7 +689,10 @@ std::vector<prometheus::MetricFamily> Runtime::CollectMetrics() {
     snap.counters = core_.counters();
   }
   snap.sink_writes = sink_->writes();
-  return metrics_.Collect(snap);
+  std::vector<prometheus::MetricFamily> families = metrics_.Collect(snap);
+  for (prometheus::MetricFamily& f : sink_->CollectMetrics())
+    families.push_back(std::move(f));
+  return families;
 }
 
 }  // namespace tessera::scheduler

@@ -54,7 +54,9 @@ class Poller {
 
 struct ResultBytes {
   JobView job;
-  std::string bytes;
+  std::string bytes;  // empty when omitted
+  int64_t size = 0;
+  bool omitted = false;  // larger than the caller can take: not read
 };
 
 class Runtime {
@@ -81,7 +83,14 @@ class Runtime {
   std::vector<JobView> ListJobs(const JobFilter& filter, int64_t before, int limit,
                                 int64_t* next);
   void UpdateJob(const std::string& job_id, const JobUpdate& update, JobCallback done);
-  absl::StatusOr<ResultBytes> GetResult(const std::string& job_id);
+  // The result, read back from the sink and checked against its sha256; one
+  // larger than `max_bytes` is not read (only its size is given).
+  absl::StatusOr<ResultBytes> GetResult(const std::string& job_id, int64_t max_bytes);
+  // GetResult on a reader thread: the sink may be a remote store, and a gRPC
+  // callback must not wait for it. `done` runs on that thread (or at once
+  // with UNAVAILABLE when the runtime is not running).
+  void ReadResult(const std::string& job_id, int64_t max_bytes,
+                  std::function<void(absl::StatusOr<ResultBytes>)> done);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
 
@@ -143,6 +152,8 @@ class Runtime {
   // that commits and acks go on meanwhile (and several fsyncs overlap).
   void PersistLoop();
   void Persist(PersistTicket& ticket);
+  // A reader thread: runs ReadResult's reads until Stop.
+  void ReadLoop();
 
   const CoreConfig config_;
   const Clock* clock_;
@@ -176,6 +187,11 @@ class Runtime {
   int persists_in_flight_ ABSL_GUARDED_BY(writer_mu_) = 0;
   bool writer_done_ ABSL_GUARDED_BY(writer_mu_) = false;
 
+  // ReadResult's queue; readers drain it before they end.
+  absl::Mutex reads_mu_;
+  std::deque<std::function<void()>> reads_ ABSL_GUARDED_BY(reads_mu_);
+  bool reading_ ABSL_GUARDED_BY(reads_mu_) = false;  // between Start and Stop
+
   // Histograms and counters fed by Execute, the writer and Persist.
   SchedulerMetrics metrics_;
 
@@ -184,6 +200,7 @@ class Runtime {
   std::thread ticker_;
   std::thread writer_;
   std::vector<std::thread> persisters_;
+  std::vector<std::thread> readers_;
 };
 
 }  // namespace tessera::scheduler

@@ -9,7 +9,7 @@
 #include "scheduler/service/executor_service.h"
 #include "scheduler/service/job_service.h"
 #include "scheduler/service/runtime.h"
-#include "scheduler/sink/file_sink.h"
+#include "scheduler/sink/sink_factory.h"
 #include "scheduler/store/data_dir_lock.h"
 #include "scheduler/store/memory_store.h"
 #include "scheduler/store/sqlite_store.h"
@@ -37,6 +37,7 @@ absl::Status SchedulerConfig::Validate() const {
   if (max_message_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("--max-message-bytes must be at least 1048576");
   }
+  if (absl::Status s = ValidateResultSink(result_sink, s3); !s.ok()) return s;
   return core.Validate();
 }
 
@@ -72,7 +73,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   auto lock = DataDirLock::Acquire(config.data_dir);
   if (!lock.ok()) return lock.status();
   server->lock_ = *std::move(lock);
-  auto sink = FileSink::Create(config.data_dir + "/results");
+  auto sink = MakeResultSink(config.result_sink, config.s3, config.data_dir);
   if (!sink.ok()) return sink.status();
   server->sink_ = *std::move(sink);
   if (config.store == "memory") {
@@ -87,8 +88,9 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
   server->runtime_->SetCommitLinger(config.store_linger);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
-  server->job_service_ = std::make_unique<JobServiceImpl>(
-      server->runtime_.get(), server->auth_.get(), config.max_watchers);
+  server->job_service_ =
+      std::make_unique<JobServiceImpl>(server->runtime_.get(), server->auth_.get(),
+                                       config.max_watchers, config.max_message_bytes);
   server->executor_service_ =
       std::make_unique<ExecutorServiceImpl>(server->runtime_.get(), server->auth_.get());
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/core/scheduler_core.h"
+#include "scheduler/sink/s3_sink.h"
 #include "shared/clock.h"
 #include "shared/metrics.h"
 #include "shared/tls.h"
@@ -22,6 +23,9 @@ struct SchedulerConfig {
   std::string data_dir = "tessera-data";
   std::string store = "sqlite";       // or "memory" (nothing survives a restart)
   std::string store_sync = "normal";  // sqlite: "normal" or "full"
+  // Where results go (scheduler/sink/sink_factory.h): "" is <data_dir>/results.
+  std::string result_sink;
+  S3SinkOptions s3;  // for result_sink = s3://…
   // Results and acks wait up to this long to share a commit (Runtime::SetCommitLinger).
   absl::Duration store_linger = absl::Milliseconds(2);
   int max_message_bytes = 64 << 20;

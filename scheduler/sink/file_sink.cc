@@ -26,15 +26,6 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
 }
 
-bool ValidJobId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'))
-      return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& dir) {
@@ -96,13 +87,13 @@ absl::StatusOr<StagedResult> FileSink::Stage(const std::string& job_id, int32_t 
   if (!ValidJobId(job_id)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid job id \"", job_id, "\""));
   }
-  const std::string final_path =
-      version <= 1 ? absl::StrCat(dir_, "/", job_id, ".json")
-                   : absl::StrCat(dir_, "/", job_id, ".v", version, ".json");
+  const std::string final_path = absl::StrCat(dir_, "/", ResultName(job_id, version));
   const std::string sha = Sha256Hex(bytes);
-  if (absl::StatusOr<std::string> existing = Read(final_path);
-      existing.ok() && Sha256Hex(*existing) == sha) {
-    return StagedResult{{final_path, sha}, ""};  // written before a restart
+  if (absl::StatusOr<std::string> existing = Read(final_path); existing.ok()) {
+    const std::string existing_sha = Sha256Hex(*existing);
+    if (existing_sha == sha) return StagedResult{{final_path, sha}, ""};  // a restart
+    // Two different answers for one job: never overwrite one with the other.
+    return DifferentResultError(final_path, existing_sha, sha);
   }
   std::string tmp_path = TakeSpare();
   int fd = tmp_path.empty()
@@ -171,12 +162,26 @@ absl::Status FileSink::Sync() {
   return s;
 }
 
-absl::StatusOr<std::string> FileSink::Read(const std::string& location) {
-  // Both errors mean the scheduler's records and its disk disagree.
-  if (!absl::StartsWith(location, dir_ + "/")) {
-    return absl::InternalError(
-        absl::StrCat("result location ", location, " is outside ", dir_));
+absl::Status FileSink::CheckLocation(const std::string& location) const {
+  // The scheduler's records and its disk disagree.
+  if (absl::StartsWith(location, dir_ + "/")) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("result location ", location, " is outside ", dir_));
+}
+
+absl::StatusOr<int64_t> FileSink::Size(const std::string& location) {
+  if (absl::Status s = CheckLocation(location); !s.ok()) return s;
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(location, ec);
+  if (ec) {
+    return absl::DataLossError(
+        absl::StrCat("result file ", location, ": ", ec.message()));
   }
+  return static_cast<int64_t>(size);
+}
+
+absl::StatusOr<std::string> FileSink::Read(const std::string& location) {
+  if (absl::Status s = CheckLocation(location); !s.ok()) return s;
   std::ifstream in(location, std::ios::binary);
   if (!in) {
     return absl::DataLossError(absl::StrCat("result file ", location, " is missing"));

@@ -1,9 +1,10 @@
 // Writes results to <dir>/<job-id>.json (version 1) or <job-id>.v<N>.json:
 // temp file, fsync, rename, fsync of the directory, so a crash leaves either
-// no file or the whole file. The directory fsync is Sync's: one covers every
-// rename before it. The temp files are made ahead of need (Prepare:
-// empty ".spare-*" files, also found again after a restart): creating a file
-// can cost a millisecond on a busy disk, filling one that exists much less.
+// no file or the whole file. A file already there with other bytes is never
+// replaced: Stage refuses with FAILED_PRECONDITION. The directory fsync is Sync's: one
+// covers every rename before it. The temp files are made ahead of need (Prepare: empty
+// ".spare-*" files, also found again after a restart): creating a file can cost a
+// millisecond on a busy disk, filling one that exists much less.
 #ifndef TESSERA_SCHEDULER_SINK_FILE_SINK_H_
 #define TESSERA_SCHEDULER_SINK_FILE_SINK_H_
 
@@ -30,10 +31,12 @@ class FileSink : public ResultSink {
   absl::Status Sync() override;
   void Prepare() override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
+  absl::StatusOr<int64_t> Size(const std::string& location) override;
   int64_t writes() const override { return writes_.load(); }
 
  private:
   explicit FileSink(std::string dir) : dir_(std::move(dir)) {}
+  absl::Status CheckLocation(const std::string& location) const;
   // A spare file to fill, or "" when none is left.
   std::string TakeSpare();
 

@@ -3,9 +3,12 @@
 #ifndef TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
 #define TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "prometheus/metric_family.h"
 
 namespace tessera::scheduler {
 
@@ -18,7 +21,21 @@ struct PersistedResult {
 struct StagedResult {
   PersistedResult result;  // where it goes once published
   std::string staged_at;   // empty: the sink already holds these bytes there
+  // The bytes, for a sink that can only write them on Publish (object
+  // storage has no place out of readers' sight); empty otherwise.
+  std::string payload;
 };
+
+// Whether `id` can name a result: 1-128 letters, digits, '-' or '_' (nothing
+// that could leave the sink's directory or prefix).
+bool ValidJobId(const std::string& id);
+// "<job-id>.json" for version 1, "<job-id>.v<N>.json" after that.
+std::string ResultName(const std::string& job_id, int32_t version);
+// FAILED_PRECONDITION: `location` already holds a result with `found_sha256`,
+// not the `want_sha256` being written, and is left as it is.
+absl::Status DifferentResultError(const std::string& location,
+                                  const std::string& found_sha256,
+                                  const std::string& want_sha256);
 
 // Thread-safe.
 class ResultSink {
@@ -50,9 +67,21 @@ class ResultSink {
   // Slow groundwork that makes later writes faster, done off their path (the
   // runtime calls it between writes). Optional.
   virtual void Prepare() {}
+  // Reads a published result back. A result that is missing is DATA_LOSS; a
+  // location that is not the sink's is INTERNAL.
   virtual absl::StatusOr<std::string> Read(const std::string& location) = 0;
+  // The size in bytes of a published result, without reading it.
+  virtual absl::StatusOr<int64_t> Size(const std::string& location) = 0;
+  // The scheduler is stopping: a Stage or Publish that waits (a sink that
+  // retries a store that is down) gives up at once with UNAVAILABLE, and so
+  // does every later one. The job then stays "finalizing" in the store, and
+  // the next start writes its result. Optional: a sink that never waits long
+  // has nothing to give up.
+  virtual void Cancel() {}
   // Results actually written by this process (for metrics and tests).
   virtual int64_t writes() const = 0;
+  // The sink's own metrics (e.g. request latency and retries), if any.
+  virtual std::vector<prometheus::MetricFamily> CollectMetrics() { return {}; }
 };
 
 }  // namespace tessera::scheduler

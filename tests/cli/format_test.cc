@@ -266,6 +266,21 @@ TEST(PrettyResultJson, ReportsCorruptResultBytes) {
   EXPECT_EQ(PrettyResultJson(response).status().code(), absl::StatusCode::kDataLoss);
 }
 
+TEST(PrettyResultJson, SaysWhereToReadAResultTooLargeForAMessage) {
+  v1::GetResultResponse response;
+  response.set_job_id("j1");
+  response.set_location("s3://results/jobs/j1.json");
+  response.set_sha256("ab12");
+  response.set_size_bytes(90000000);
+  response.set_content_omitted(true);
+  absl::Status s = PrettyResultJson(response).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(
+      s.message(),
+      "job j1: the result (90000000 bytes) is too large for one message; read it at "
+      "s3://results/jobs/j1.json (sha256 ab12)");
+}
+
 TEST(FormatResultLocation, PrintsLocationAndDigest) {
   EXPECT_EQ(FormatResultLocation("/r/j1.json", "ab12"),
             "result: /r/j1.json (sha256 ab12)");

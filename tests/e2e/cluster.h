@@ -36,6 +36,30 @@ inline int64_t ReferencePrimeCount(int64_t n) {
   return count;
 }
 
+// examples/promo/promo.py (in `promo_dir`) run once over [1, 1001), as one
+// process: the reference answer of a promo job with `params`.
+inline nlohmann::json PromoReference(const std::string& promo_dir,
+                                     const std::string& params) {
+  CommandResult r = RunCommand(
+      {"python3", promo_dir + "/promo.py"},
+      {"TESSERA_RANGE_START=1", "TESSERA_RANGE_END=1001", "TESSERA_PARAMS=" + params});
+  EXPECT_EQ(r.status, 0) << r.out;
+  nlohmann::json result;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("result")) result = j["result"];
+  }
+  return result;
+}
+
+// The SubmitJobRequest of the promo example over [1, 1001) in 8 shards, its
+// amount maps merged ("merge" refuses an amount produced twice).
+inline std::string PromoJob(const std::string& params) {
+  return absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
+                      R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
+                      R"("aggregate":{"defaultReducer":"merge"}}})");
+}
+
 // The value of sample `name` (with labels, e.g. `x_total{outcome="a"}`) in a
 // Prometheus text scrape, or -1.
 inline double MetricValue(const std::string& metrics, const std::string& name) {

@@ -25,29 +25,12 @@ class ExecCluster : public Cluster {
   }
 };
 
-// promo.py run once over the whole range, as one process: the reference.
-json PromoReference(const std::string& params) {
-  CommandResult r = RunCommand(
-      {"python3", kPromoDir + "/promo.py"},
-      {"TESSERA_RANGE_START=1", "TESSERA_RANGE_END=1001", "TESSERA_PARAMS=" + params});
-  EXPECT_EQ(r.status, 0) << r.out;
-  json result;
-  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
-    json j = json::parse(line);
-    if (j.contains("result")) result = j["result"];
-  }
-  return result;
-}
-
 TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   StartScheduler();
   StartExecutor("exec-1", 2, kPromoDir + "/tasks.json");
   const std::string params = R"({"seed":"spring-sale","codes_per_amount":3})";
   // "merge" unites the shards' amount keys; one produced twice is an error.
-  v1::Job job =
-      Submit(absl::StrCat(R"({"spec":{"name":"promo","task":"promo","params":)", params,
-                          R"(,"range":{"start":"1","end":"1001","shardCount":8},)",
-                          R"("aggregate":{"defaultReducer":"merge"}}})"));
+  v1::Job job = Submit(PromoJob(params));
   v1::Job done = WaitForEnd(job.id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_EQ(done.shards().total(), 8);
@@ -61,7 +44,7 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   result.erase("_metadata");
   EXPECT_EQ(result.size(), 1000u);
   EXPECT_EQ(result["1"].size(), 3u);
-  EXPECT_EQ(result, PromoReference(params));
+  EXPECT_EQ(result, PromoReference(kPromoDir, params));
   // The program's stderr went to the executor's log, tagged.
   EXPECT_THAT(executors_[0]->Log(), HasSubstr("task=promo stderr: shard 7: amounts"));
 }

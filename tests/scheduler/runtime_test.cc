@@ -3,6 +3,7 @@
 #include "scheduler/service/runtime.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -11,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "scheduler/store/memory_store.h"
+#include "shared/sha256.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -50,6 +52,7 @@ class RecordingStore : public MemoryStore {
     for (const JobRecord* j : jobs) {
       if (!j->location.empty()) journal_->Add("commit done " + j->id);
       if (j->finalizing) journal_->Add("commit finalizing " + j->id);
+      if (j->state == JobState::kFailed) journal_->Add("commit failed " + j->id);
     }
     return MemoryStore::Commit(jobs, results, durable);
   }
@@ -67,10 +70,16 @@ class RecordingSink : public ResultSink {
     absl::MutexLock lock(&mu_);
     const std::string location = absl::StrCat("mem:", job_id, ".v", version);
     staged_[location] = bytes;
-    return StagedResult{{location, "sha-" + job_id}, location};
+    return StagedResult{{location, Sha256Hex(bytes)}, location};
   }
   absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) override {
     absl::MutexLock lock(&mu_);
+    if (hold_) {
+      // Like a sink retrying a store that is down: only Cancel ends it.
+      journal_->Add("publish held " + staged.result.location);
+      mu_.Await(absl::Condition(&cancelled_));
+      return absl::UnavailableError("cancelled while the store was down");
+    }
     published_[staged.result.location] = staged_[staged.staged_at];
     ++writes_;
     unsynced_ = true;
@@ -88,6 +97,15 @@ class RecordingSink : public ResultSink {
     unsynced_ = false;
     return absl::OkStatus();
   }
+  void Cancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+  // Publish waits until Cancel, then gives up with UNAVAILABLE.
+  void HoldPublishes() {
+    absl::MutexLock lock(&mu_);
+    hold_ = true;
+  }
   // The next `n` syncs fail.
   void FailSyncs(int n) {
     absl::MutexLock lock(&mu_);
@@ -98,6 +116,11 @@ class RecordingSink : public ResultSink {
     auto it = published_.find(location);
     if (it == published_.end()) return absl::NotFoundError(location);
     return it->second;
+  }
+  absl::StatusOr<int64_t> Size(const std::string& location) override {
+    absl::StatusOr<std::string> bytes = Read(location);
+    if (!bytes.ok()) return bytes.status();
+    return static_cast<int64_t>(bytes->size());
   }
   int64_t writes() const override {
     absl::MutexLock lock(&mu_);
@@ -112,6 +135,8 @@ class RecordingSink : public ResultSink {
   int64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
   bool unsynced_ ABSL_GUARDED_BY(mu_) = false;
   int failures_left_ ABSL_GUARDED_BY(mu_) = 0;
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Collects what the runtime sends to one executor.
@@ -271,6 +296,64 @@ TEST_F(RuntimeTest, AFailedSyncHoldsTheJobsEndBackUntilASyncSucceeds) {
   ASSERT_GE(failed, 0);
   EXPECT_LT(failed, journal_.Find("commit done " + id));
   EXPECT_EQ(sink_.writes(), 1);
+}
+
+TEST_F(RuntimeTest, ASinkGivingUpAtShutdownLeavesTheJobFinalizingForTheNextStart) {
+  sink_.HoldPublishes();
+  const std::string id = SubmitJob(1);
+  const std::vector<v1::Assignment> got = stream_.WaitAssigned(1);
+  ASSERT_EQ(got.size(), 1u);
+  SendResult(runtime_, conn_, got[0]);
+  ASSERT_GE(WaitFor(absl::StrCat("publish held mem:", id, ".v1")), 0);
+  const absl::Time t0 = absl::Now();
+  runtime_.Stop();  // cancels the sink: the held publish gives up
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+  // Neither done nor failed: the store still holds the "finalizing" record
+  // (and its bytes), from which a restart writes the result.
+  EXPECT_GE(journal_.Find("commit finalizing " + id), 0);
+  EXPECT_LT(journal_.Find("commit done " + id), 0);
+  EXPECT_LT(journal_.Find("commit failed " + id), 0);
+  absl::StatusOr<JobView> job = runtime_.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state, JobState::kRunning);
+  EXPECT_EQ(sink_.writes(), 0);
+}
+
+TEST_F(RuntimeTest, GetResultGivesTheSizeAndNoContentAboveTheCallersLimit) {
+  const std::string id = RunJob(1);
+  ASSERT_FALSE(id.empty());
+  absl::StatusOr<ResultBytes> small = runtime_.GetResult(id, 16);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_TRUE(small->omitted);
+  EXPECT_TRUE(small->bytes.empty());
+  EXPECT_GT(small->size, 16);
+  EXPECT_EQ(small->job.result_location, absl::StrCat("mem:", id, ".v1"));
+  absl::StatusOr<ResultBytes> full = runtime_.GetResult(id, 1 << 20);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_FALSE(full->omitted);
+  EXPECT_EQ(full->size, static_cast<int64_t>(full->bytes.size()));
+  EXPECT_EQ(full->size, small->size);
+}
+
+TEST_F(RuntimeTest, ReadResultAnswersOnAReaderThreadAndUnavailableOnceStopped) {
+  const std::string id = RunJob(1);
+  ASSERT_FALSE(id.empty());
+  absl::Notification read;
+  absl::StatusOr<ResultBytes> got;
+  std::thread::id reader;
+  runtime_.ReadResult(id, 1 << 20, [&](absl::StatusOr<ResultBytes> r) {
+    got = std::move(r);
+    reader = std::this_thread::get_id();
+    read.Notify();
+  });
+  ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->bytes, *sink_.Read(got->job.result_location));
+  EXPECT_NE(reader, std::this_thread::get_id());
+  runtime_.Stop();
+  absl::StatusOr<ResultBytes> late;
+  runtime_.ReadResult(id, 1 << 20, [&](absl::StatusOr<ResultBytes> r) { late = r; });
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kUnavailable);
 }
 
 // Results wait a long time (5 s) to share a commit, so that whatever ends the
