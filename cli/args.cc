@@ -572,6 +572,7 @@ std::string ResolveSchedulerAddress(absl::string_view flag, const char* env) {
 absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
   Command cmd;
   bool help = false;
+  bool version = false;
   bool scheduler_given = false;
   std::optional<std::string> command_name;
   std::vector<std::string> positionals;
@@ -581,6 +582,10 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
     const std::string& arg = args[i];
     if (arg == "-h" || arg == "--help") {
       help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      version = true;
       continue;
     }
     if (!absl::StartsWith(arg, "-") || arg == "-") {
@@ -634,6 +639,10 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
 
   if (help) {
     cmd.kind = CommandKind::kHelp;
+    return cmd;
+  }
+  if (version) {
+    cmd.kind = CommandKind::kVersion;
     return cmd;
   }
   if (!command_name) {

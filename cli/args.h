@@ -19,6 +19,7 @@ inline constexpr char kDefaultSchedulerAddress[] = "127.0.0.1:50051";
 
 enum class CommandKind {
   kHelp,
+  kVersion,
   kSubmit,
   kGet,
   kWatch,
@@ -51,7 +52,8 @@ struct Command {
 };
 
 // Parses the arguments after the program name. Global flags (--scheduler,
-// --json, --help) are accepted before or after the command.
+// --json, --help, --version) are accepted before or after the command; --help
+// wins over --version, and both over a command.
 absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args);
 
 // --scheduler if given, else $TESSERA_SCHEDULER if set and non-empty, else the

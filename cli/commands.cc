@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "cli/format.h"
+#include "shared/version.h"
 
 namespace tessera::cli {
 namespace {
@@ -27,6 +28,16 @@ int ReportRpcError(const absl::Status& status, const std::string& address,
   }
   ctx.err << "\n";
   return kExitRpc;
+}
+
+// --help and --version: answered without a scheduler.
+int PrintAbout(CommandKind kind, const RunContext& ctx) {
+  if (kind == CommandKind::kVersion) {
+    ctx.out << VersionLine() << "\n";
+  } else {
+    ctx.out << UsageText();
+  }
+  return kExitOk;
 }
 
 class Runner {
@@ -58,8 +69,8 @@ class Runner {
       case CommandKind::kQueue:
         return Queue();
       case CommandKind::kHelp:
-        ctx_.out << UsageText();
-        return kExitOk;
+      case CommandKind::kVersion:
+        return PrintAbout(cmd.kind, ctx_);
     }
     return kExitUsage;
   }
@@ -294,9 +305,8 @@ int RunCli(const std::vector<std::string>& args, const char* env_scheduler,
             << "Run 'tessera --help' for usage.\n";
     return kExitUsage;
   }
-  if (cmd->kind == CommandKind::kHelp) {
-    ctx.out << UsageText();
-    return kExitOk;
+  if (cmd->kind == CommandKind::kHelp || cmd->kind == CommandKind::kVersion) {
+    return PrintAbout(cmd->kind, ctx);
   }
   std::string address = ResolveSchedulerAddress(cmd->scheduler, env_scheduler);
   std::unique_ptr<JobApi> api = connect(address);

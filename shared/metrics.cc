@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shared/process_metrics.h"
+#include "shared/version.h"
 
 namespace tessera {
 namespace {
@@ -32,6 +33,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   server->registry_ = std::make_shared<prometheus::Registry>();
   server->exposer_->RegisterCollectable(server->registry_);
   server->AddCollector(CollectProcessMetrics);
+  // The Prometheus convention for the build: a constant 1, the facts in labels.
+  prometheus::BuildGauge()
+      .Name("tessera_build_info")
+      .Help("Always 1; the labels say which version and commit this process runs")
+      .Register(*server->registry_)
+      .Add({{"version", Version()}, {"commit", Commit()}})
+      .Set(1);
   return server;
 }
 

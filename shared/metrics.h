@@ -19,9 +19,9 @@
 namespace tessera {
 
 // Owns the HTTP exposer and a registry, and exports the standard process_*
-// metrics (shared/process_metrics.h). Families are created on `registry()`;
-// snapshot-style metrics (read from a core under its lock at scrape time) are
-// added with AddCollector. Thread-safe after Create.
+// metrics (shared/process_metrics.h) and tessera_build_info{version,commit}. Families are
+// created on `registry()`; snapshot-style metrics (read from a core under its lock at
+// scrape time) are added with AddCollector. Thread-safe after Create.
 class MetricsServer {
  public:
   using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
