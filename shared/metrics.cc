@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "shared/process_metrics.h"
 #include "shared/version.h"
@@ -26,9 +27,12 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   try {
     // civetweb takes "host:port"; one worker thread is plenty for scrapes.
     server->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-  } catch (const std::exception& e) {
+  } catch (const std::exception&) {
+    // civetweb's own text ("null context when constructing CivetServer") says
+    // nothing a person can act on.
     return absl::UnavailableError(
-        absl::StrCat("metrics: cannot listen on ", listen, ": ", e.what()));
+        absl::StrCat("metrics: cannot listen on ", listen,
+                     " (the port is in use, or the address is not one of this host's)"));
   }
   server->registry_ = std::make_shared<prometheus::Registry>();
   server->exposer_->RegisterCollectable(server->registry_);
@@ -41,6 +45,20 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
       .Add({{"version", Version()}, {"commit", Commit()}})
       .Set(1);
   return server;
+}
+
+std::string MetricsListenAdvice(absl::string_view flag, absl::string_view listen) {
+  // Suggest the next port on the same host: what a second process on one
+  // host needs.
+  std::string suggestion = "127.0.0.1:9092";
+  const size_t colon = listen.rfind(':');
+  int port = 0;
+  if (colon != absl::string_view::npos &&
+      absl::SimpleAtoi(listen.substr(colon + 1), &port) && port > 0 && port < 65535) {
+    suggestion = absl::StrCat(listen.substr(0, colon), ":", port + 1);
+  }
+  return absl::StrCat("pass another address with ", flag, " (e.g. ", flag, "=",
+                      suggestion, ") or an empty one (", flag, "=) to disable /metrics");
 }
 
 void MetricsServer::AddCollector(Collector collector) {

@@ -1,5 +1,6 @@
 // Versions end to end: --version of every binary, the version executors send
-// in Hello (ListExecutors) and tessera_build_info on both services' /metrics.
+// in Hello (ListExecutors), tessera_build_info on both services' /metrics, and
+// the refusal of a second executor on a metrics port already taken.
 #include "absl/strings/str_cat.h"
 #include "shared/version.h"
 #include "tests/e2e/cluster.h"
@@ -58,6 +59,26 @@ TEST_F(VersionE2eTest, ExecutorsReportTheirVersionAndBothServicesExportBuildInfo
   EXPECT_EQ(MetricValue(Metrics(), sample), 1) << Metrics();
   const std::string scrape = ScrapeWhenUp(executor_metrics);
   EXPECT_EQ(MetricValue(scrape, sample), 1) << scrape;
+}
+
+TEST_F(VersionE2eTest, ASecondExecutorOnATakenMetricsPortExitsNamingTheFlag) {
+  StartScheduler();
+  const int metrics_port = FreePort();
+  const std::string taken = absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port);
+  StartExecutor("first", 1, {taken});
+  ASSERT_FALSE(ScrapeWhenUp(metrics_port).empty()) << Logs();
+
+  Process* second = StartExecutor("second", 1, {taken});
+  ASSERT_EQ(second->Wait(absl::Seconds(20)), 1) << second->Log();
+  const std::string log = second->Log();
+  EXPECT_TRUE(
+      absl::StrContains(log, absl::StrCat("cannot listen on 127.0.0.1:", metrics_port)))
+      << log;
+  EXPECT_TRUE(absl::StrContains(
+      log, absl::StrCat("(e.g. --metrics-listen=127.0.0.1:", metrics_port + 1, ")")))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log, "(--metrics-listen=) to disable /metrics")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "CivetServer")) << log;
 }
 
 }  // namespace
