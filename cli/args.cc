@@ -572,11 +572,11 @@ std::string ResolveSchedulerAddress(absl::string_view flag, const char* env) {
 absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
   Command cmd;
   bool help = false;
-  bool version = false;
   bool scheduler_given = false;
   std::optional<std::string> command_name;
   std::vector<std::string> positionals;
   FlagValues flags;
+  bool version = false;  // --help wins over --version, and both over a command
 
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];

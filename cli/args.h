@@ -19,7 +19,7 @@ inline constexpr char kDefaultSchedulerAddress[] = "127.0.0.1:50051";
 
 enum class CommandKind {
   kHelp,
-  kVersion,
+  kVersion,  // --version, anywhere: print VersionLine() (shared/version.h)
   kSubmit,
   kGet,
   kWatch,
@@ -52,8 +52,7 @@ struct Command {
 };
 
 // Parses the arguments after the program name. Global flags (--scheduler,
-// --json, --help, --version) are accepted before or after the command; --help
-// wins over --version, and both over a command.
+// --json, --help) are accepted before or after the command.
 absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args);
 
 // --scheduler if given, else $TESSERA_SCHEDULER if set and non-empty, else the

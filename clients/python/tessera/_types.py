@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 import enum
 import json
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from google.protobuf import timestamp_pb2
 
@@ -75,6 +75,14 @@ class JobState(enum.Enum):
 _FINISHED = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PARTIAL}
 )
+
+
+_T = TypeVar("_T")
+
+
+def _same_names(cls: Type[_T], message: Any) -> _T:
+    """A dataclass whose fields are scalar fields of `message` with the same names."""
+    return cls(**{f.name: getattr(message, f.name) for f in fields(cls)})
 
 
 def _time(ts: timestamp_pb2.Timestamp) -> Optional[datetime.datetime]:
@@ -161,7 +169,6 @@ class JobStatus:
 
     @classmethod
     def from_proto(cls, job: jobs_pb2.Job) -> "JobStatus":
-        s = job.shards
         return cls(
             id=job.id,
             name=job.spec.name,
@@ -170,17 +177,12 @@ class JobStatus:
             priority=job.spec.priority,
             labels=dict(job.spec.labels),
             state=JobState(job.state),
-            shards=ShardCounts(s.total, s.pending, s.running, s.succeeded, s.failed),
+            shards=_same_names(ShardCounts, job.shards),
             items_done=job.items_done,
             items_total=job.items_total,
             message=job.message,
-            errors=tuple(
-                ShardError(e.shard, e.start, e.end, e.executor, e.message) for e in job.errors
-            ),
-            failed_shards=tuple(
-                FailedShard(f.shard, f.start, f.end, f.attempts, f.last_error)
-                for f in job.failed_shards
-            ),
+            errors=tuple(_same_names(ShardError, e) for e in job.errors),
+            failed_shards=tuple(_same_names(FailedShard, f) for f in job.failed_shards),
             result_location=job.result_location,
             result_sha256=job.result_sha256,
             result_version=job.result_version,
@@ -336,15 +338,7 @@ class QueueStats:
 
     @classmethod
     def from_proto(cls, r: jobs_pb2.GetQueueStatsResponse) -> "QueueStats":
-        return cls(
-            r.jobs_queued,
-            r.jobs_running,
-            r.shards_pending,
-            r.shards_running,
-            r.executors,
-            r.slots_total,
-            r.slots_busy,
-        )
+        return _same_names(cls, r)
 
 
 def state_names() -> List[str]:
