@@ -576,11 +576,16 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
   std::optional<std::string> command_name;
   std::vector<std::string> positionals;
   FlagValues flags;
+  bool version = false;  // --help wins over --version, and both over a command
 
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "-h" || arg == "--help") {
       help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      version = true;
       continue;
     }
     if (!absl::StartsWith(arg, "-") || arg == "-") {
@@ -644,6 +649,10 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
   }
   if (help) {
     cmd.kind = CommandKind::kHelp;
+    return cmd;
+  }
+  if (version) {
+    cmd.kind = CommandKind::kVersion;
     return cmd;
   }
   if (!command_name) {

@@ -19,6 +19,7 @@ inline constexpr char kDefaultSchedulerAddress[] = "127.0.0.1:50051";
 
 enum class CommandKind {
   kHelp,
+  kVersion,  // --version, anywhere: print VersionLine() (shared/version.h)
   kSubmit,
   kGet,
   kWatch,

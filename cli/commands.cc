@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/format.h"
 #include "shared/tls.h"
+#include "shared/version.h"
 
 namespace tessera::cli {
 namespace {
@@ -29,6 +30,16 @@ int ReportRpcError(const absl::Status& status, const std::string& address,
   }
   ctx.err << "\n";
   return kExitRpc;
+}
+
+// --help and --version: answered without a scheduler.
+int PrintAbout(CommandKind kind, const RunContext& ctx) {
+  if (kind == CommandKind::kVersion) {
+    ctx.out << VersionLine() << "\n";
+  } else {
+    ctx.out << UsageText();
+  }
+  return kExitOk;
 }
 
 class Runner {
@@ -60,8 +71,8 @@ class Runner {
       case CommandKind::kQueue:
         return Queue();
       case CommandKind::kHelp:
-        ctx_.out << UsageText();
-        return kExitOk;
+      case CommandKind::kVersion:
+        return PrintAbout(cmd.kind, ctx_);
     }
     return kExitUsage;
   }
@@ -296,9 +307,8 @@ int RunCli(const std::vector<std::string>& args, const CliEnv& env,
             << "Run 'tessera --help' for usage.\n";
     return kExitUsage;
   }
-  if (cmd->kind == CommandKind::kHelp) {
-    ctx.out << UsageText();
-    return kExitOk;
+  if (cmd->kind == CommandKind::kHelp || cmd->kind == CommandKind::kVersion) {
+    return PrintAbout(cmd->kind, ctx);
   }
   ConnectOptions options;
   options.address = ResolveSchedulerAddress(cmd->scheduler, env.scheduler);

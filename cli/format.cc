@@ -89,11 +89,11 @@ std::string FormatExecutorsTable(const tessera::v1::ListExecutorsResponse& respo
     rows.push_back({e.id(), OrDash(e.name()), OrDash(absl::StrJoin(e.tasks(), ",")),
                     OrDash(absl::StrJoin(e.queues(), ",")), absl::StrCat(e.slots()),
                     absl::StrCat(e.assigned()), e.draining() ? "yes" : "no",
-                    FormatAgo(e.last_seen_time(), now)});
+                    OrDash(e.version()), FormatAgo(e.last_seen_time(), now)});
   }
-  return FormatTable(
-      {"ID", "NAME", "TASKS", "QUEUES", "SLOTS", "ASSIGNED", "DRAINING", "LAST SEEN"},
-      rows);
+  return FormatTable({"ID", "NAME", "TASKS", "QUEUES", "SLOTS", "ASSIGNED", "DRAINING",
+                      "VERSION", "LAST SEEN"},
+                     rows);
 }
 
 std::string FormatJobDetail(const tessera::v1::Job& job, absl::TimeZone tz) {

@@ -19,6 +19,7 @@ Global flags (accepted before or after the command):
   --token TOKEN      the bearer token itself (shows in ps; prefer the above)
   --json             print responses as JSON (one document per line)
   -h, --help         print this help
+  --version          print the version: tessera X.Y.Z (commit abc1234)
 
 Commands:
   submit             submit a range job or an items job
@@ -86,7 +87,8 @@ Commands:
                      (--json: the Job). At least one of:
       --max-parallel N         at most N shards in flight (0: no cap)
       --rate-limit R           at most R shards started per second (0: no limit)
-  executors          list connected executors and the queues they serve
+  executors          list connected executors, their versions and the queues
+                     they serve
   queue              show queue depth and executor slots
   help               print this help
 

@@ -130,7 +130,10 @@ int main(int argc, char** argv) {
   if (!config.metrics_listen.empty()) {
     auto server = tessera::MetricsServer::Create(config.metrics_listen);
     if (!server.ok()) {
-      spdlog::error("{}", server.status().ToString());
+      // Typically a second executor on one host with the default port.
+      spdlog::error(
+          "{}; {}", std::string(server.status().message()),
+          tessera::MetricsListenAdvice("--metrics-listen", config.metrics_listen));
       return 1;
     }
     metrics_server = std::move(server).value();

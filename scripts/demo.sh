@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Quick start demo: installs what is missing, builds (release preset),
 # starts a scheduler (data dir .demo/data) and two executors on loopback,
-# submits primes over [0, 10000000) in 64 shards with the CLI's progress bar,
-# prints the result and the result file's path, then stops what it started.
+# lists the executors, submits primes over [0, 5*10^9) in 64 shards (a few
+# seconds of work on two cores, so that the CLI's live progress bar can be
+# watched), prints the result, checks it and shows the result file, then stops
+# what it started.
 # Ports: TESSERA_DEMO_PORT (gRPC, default 50051) and TESSERA_DEMO_METRICS_PORT
 # (default 9090).
 set -euo pipefail
@@ -47,7 +49,28 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 
-echo "demo: scheduler on 127.0.0.1:$PORT (metrics http://127.0.0.1:$METRICS_PORT/metrics), 2 executors"
-echo "demo: tessera submit --task primes --range 0:10000000 --shards 64 --wait"
-"$BIN/cli/tessera" submit --name demo --task primes --range 0:10000000 --shards 64 --wait
+# ...and both executors have connected (so the job starts on both at once).
+for _ in $(seq 1 50); do
+  n=$("$BIN/cli/tessera" executors 2>/dev/null | grep -c demo-executor- || true)
+  [[ "$n" == 2 ]] && break
+  sleep 0.1
+done
+
+echo "demo: $("$BIN/cli/tessera" --version); scheduler on 127.0.0.1:$PORT" \
+  "(metrics http://127.0.0.1:$METRICS_PORT/metrics)"
+echo "demo: tessera executors"
+"$BIN/cli/tessera" executors
+echo "demo: tessera submit --task primes --range 0:5000000000 --shards 64 --wait"
+out=.demo/logs/submit.out
+"$BIN/cli/tessera" submit --name demo --task primes --range 0:5000000000 --shards 64 \
+  --wait | tee "$out"
+# 234,954,223 primes below 5*10^9: the known value of pi(5*10^9).
+if grep -q '"primes": 234954223$' "$out"; then
+  echo "demo: 234954223 primes below 5*10^9, as it should be"
+else
+  echo "demo: WRONG ANSWER (expected 234954223 primes)" >&2
+  exit 1
+fi
+file=$(sed -n 's/^result: \([^ ]*\) .*/\1/p' "$out")
+echo "demo: $file: $(wc -c <"$file") bytes, sha256 $(sha256sum "$file" | cut -c1-16)…"
 echo "demo: logs in .demo/logs; stopping the scheduler and executors"

@@ -121,12 +121,14 @@ EOF
 fi
 
 # ---- the images, from the unchanged Dockerfile ----------------------------
+COMMIT=$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 for target in scheduler executor; do
   image=$SCHED_IMAGE
   [[ $target == executor ]] && image=$EXEC_IMAGE
   say "buildah bud --target $target (log: $LOGS/bud-$target.log)"
   # --layers: the executor build reuses the build stage the scheduler built.
   buildah bud --isolation chroot --layers --pull=never --network host \
+    --build-arg TESSERA_COMMIT="$COMMIT" \
     -f docker/Dockerfile --target "$target" -t "$image" . >"$LOGS/bud-$target.log" 2>&1 ||
     fail "building the $target image"
 done
@@ -169,6 +171,11 @@ containers+=("$exec_ctr")
 for c in "$sched" "$exec_ctr"; do
   uid=$(buildah run --isolation chroot "$c" -- id -u)
   [[ "$uid" == 10001 ]] || fail "container $c runs as uid $uid, not the non-root 10001"
+done
+for bin in "$sched tessera-scheduler" "$sched tessera" "$exec_ctr tessera-executor"; do
+  read -r c b <<<"$bin"
+  v=$(buildah run --isolation chroot "$c" -- "$b" --version)
+  [[ "$v" == "tessera "*" (commit $COMMIT)" ]] || fail "$b --version printed '$v'"
 done
 
 read -ra sched_cmd <<<"$(entrypoint "$SCHED_IMAGE")"

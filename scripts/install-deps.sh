@@ -15,8 +15,11 @@ PACKAGES=(
   openssl  # the tests make their TLS certificates at run time
   prometheus  # promtool and a Prometheus server for the observability tests
 )
-# buildah + debootstrap: the image test (scripts/image-test.sh).
-TEST_PACKAGES=(nodejs npm buildah debootstrap)
+# buildah + debootstrap: the image test (scripts/image-test.sh). The Python
+# client's tests (tests/python): grpcio, protobuf and pytest for Python, a venv
+# with pip for its install test, openssl for its TLS test.
+TEST_PACKAGES=(nodejs npm buildah debootstrap python3-grpcio python3-protobuf python3-pytest
+  python3-venv python3-pip openssl)
 
 want=("${PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -1,5 +1,5 @@
-// Start-up helpers for the services' main(): flag spelling, --help scope and
-// release-only mutex settings. Call from main() only.
+// Start-up helpers for the services' main(): flag spelling, --help scope,
+// --version and release-only mutex settings. Call from main() only.
 #ifndef TESSERA_SHARED_FLAG_NAMES_H_
 #define TESSERA_SHARED_FLAG_NAMES_H_
 
@@ -10,6 +10,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "shared/version.h"
 
 namespace tessera {
 
@@ -29,7 +30,8 @@ inline void AcceptDashedFlagNames(int argc, char** argv) {
 
 // Common start-up of a service's main(): the usage message, --help listing
 // the flags defined in the file ending with `main_file` (Abseil would look
-// for <program>.cc), dashed flag names, and — in release builds — no Abseil
+// for <program>.cc), --version printing VersionLine() (Abseil's own names the
+// program and the build type), dashed flag names, and — in release builds — no Abseil
 // lock-order graph, which costs on every nested lock (debug builds and tests
 // keep it).
 inline void PrepareMain(int argc, char** argv, const std::string& usage_message,
@@ -43,6 +45,7 @@ inline void PrepareMain(int argc, char** argv, const std::string& usage_message,
     return absl::EndsWith(file, main_file);
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return VersionLine() + "\n"; };
   absl::SetFlagsUsageConfig(usage);
   AcceptDashedFlagNames(argc, argv);
 }

@@ -2,8 +2,10 @@
 
 #include <exception>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "shared/process_metrics.h"
+#include "shared/version.h"
 
 namespace tessera {
 namespace {
@@ -25,14 +27,38 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   try {
     // civetweb takes "host:port"; one worker thread is plenty for scrapes.
     server->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-  } catch (const std::exception& e) {
+  } catch (const std::exception&) {
+    // civetweb's own text ("null context when constructing CivetServer") says
+    // nothing a person can act on.
     return absl::UnavailableError(
-        absl::StrCat("metrics: cannot listen on ", listen, ": ", e.what()));
+        absl::StrCat("metrics: cannot listen on ", listen,
+                     " (the port is in use, or the address is not one of this host's)"));
   }
   server->registry_ = std::make_shared<prometheus::Registry>();
   server->exposer_->RegisterCollectable(server->registry_);
   server->AddCollector(CollectProcessMetrics);
+  // The Prometheus convention for the build: a constant 1, the facts in labels.
+  prometheus::BuildGauge()
+      .Name("tessera_build_info")
+      .Help("Always 1; the labels say which version and commit this process runs")
+      .Register(*server->registry_)
+      .Add({{"version", Version()}, {"commit", Commit()}})
+      .Set(1);
   return server;
+}
+
+std::string MetricsListenAdvice(absl::string_view flag, absl::string_view listen) {
+  // Suggest the next port on the same host: what a second process on one
+  // host needs.
+  std::string suggestion = "127.0.0.1:9092";
+  const size_t colon = listen.rfind(':');
+  int port = 0;
+  if (colon != absl::string_view::npos &&
+      absl::SimpleAtoi(listen.substr(colon + 1), &port) && port > 0 && port < 65535) {
+    suggestion = absl::StrCat(listen.substr(0, colon), ":", port + 1);
+  }
+  return absl::StrCat("pass another address with ", flag, " (e.g. ", flag, "=",
+                      suggestion, ") or an empty one (", flag, "=) to disable /metrics");
 }
 
 void MetricsServer::AddCollector(Collector collector) {

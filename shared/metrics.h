@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -19,9 +20,9 @@
 namespace tessera {
 
 // Owns the HTTP exposer and a registry, and exports the standard process_*
-// metrics (shared/process_metrics.h). Families are created on `registry()`;
-// snapshot-style metrics (read from a core under its lock at scrape time) are
-// added with AddCollector. Thread-safe after Create.
+// metrics (shared/process_metrics.h) and tessera_build_info{version,commit}. Families are
+// created on `registry()`; snapshot-style metrics (read from a core under its lock at
+// scrape time) are added with AddCollector. Thread-safe after Create.
 class MetricsServer {
  public:
   using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
@@ -40,6 +41,12 @@ class MetricsServer {
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_;
 };
+
+// What to do when Create fails for the address a flag named `flag` gave:
+// "pass another address with --metrics-listen (e.g.
+// --metrics-listen=127.0.0.1:9092) or an empty one (--metrics-listen=) to
+// disable /metrics", suggesting the next port on the same host.
+std::string MetricsListenAdvice(absl::string_view flag, absl::string_view listen);
 
 // Histogram buckets, in seconds. WorkBuckets fit shard work and queue waits,
 // from 1 ms to 4 hours; LatencyBuckets fit internal operations (store

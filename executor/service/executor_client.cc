@@ -10,11 +10,8 @@
 #include "executor/core/backoff.h"
 #include "executor/service/convert.h"
 #include "shared/grpc_util.h"
+#include "shared/version.h"
 #include "spdlog/spdlog.h"
-
-#ifndef TESSERA_VERSION
-#define TESSERA_VERSION "dev"
-#endif
 
 namespace tessera::executor {
 namespace {
@@ -181,8 +178,8 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
     welcomed_ = false;
     heartbeat_ = options_.default_heartbeat;
   }
-  HelloInfo hello{options_.executor_id, options_.name,   registry_->Names(),
-                  runner_.slots(),      TESSERA_VERSION, runner_.RunningAssignments(),
+  HelloInfo hello{options_.executor_id, options_.name, registry_->Names(),
+                  runner_.slots(),      VersionTag(),  runner_.RunningAssignments(),
                   options_.queues};
   bool said_hello;
   {

@@ -309,6 +309,18 @@ TEST(ParseArgs, TreatsHelpAnywhereAsHelp) {
   }
 }
 
+TEST(ParseArgs, TreatsVersionAnywhereAsVersionUnlessHelpIsAsked) {
+  for (const Args& args : {Args{"--version"}, Args{"executors", "--version"},
+                           Args{"bogus", "--version"}, Args{"--version", "--json"}}) {
+    absl::StatusOr<Command> cmd = ParseArgs(args);
+    ASSERT_TRUE(cmd.ok()) << cmd.status();
+    EXPECT_EQ(cmd->kind, CommandKind::kVersion);
+  }
+  absl::StatusOr<Command> cmd = ParseArgs({"--version", "--help"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->kind, CommandKind::kHelp);
+}
+
 TEST(UsageText, MentionsEveryCommandAndFlag) {
   std::string usage = UsageText();
   for (const char* word : {"submit",
@@ -323,6 +335,7 @@ TEST(UsageText, MentionsEveryCommandAndFlag) {
                            "help",
                            "--scheduler",
                            "--json",
+                           "--version",
                            "--task",
                            "--range",
                            "--shards",

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "shared/version.h"
 
 namespace tessera::cli {
 namespace {
@@ -192,6 +193,13 @@ TEST_F(RunCliTest, ExitsTwoWithUsageWhenNoArgumentsAreGiven) {
 TEST_F(RunCliTest, PrintsHelpOnStdoutAndExitsZero) {
   EXPECT_EQ(Run({"help"}), 0);
   EXPECT_TRUE(absl::StartsWith(out_.str(), "usage: tessera"));
+  EXPECT_TRUE(addresses_.empty());
+}
+
+TEST_F(RunCliTest, PrintsTheVersionLineWithoutConnecting) {
+  EXPECT_EQ(Run({"--version"}), 0);
+  EXPECT_EQ(out_.str(), tessera::VersionLine() + "\n");
+  EXPECT_TRUE(absl::StartsWith(out_.str(), "tessera ")) << out_.str();
   EXPECT_TRUE(addresses_.empty());
 }
 

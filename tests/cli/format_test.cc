@@ -39,7 +39,7 @@ TEST(FormatJobsTable, ShowsIdStateNameTaskQueueShardsAndCreated) {
             std::string::npos);
 }
 
-TEST(FormatExecutorsTable, ShowsTasksQueuesSlotsDrainingAndLastSeen) {
+TEST(FormatExecutorsTable, ShowsTasksQueuesSlotsDrainingVersionAndLastSeen) {
   v1::ListExecutorsResponse response;
   v1::Executor* e = response.add_executors();
   e->set_id("ex1");
@@ -51,11 +51,20 @@ TEST(FormatExecutorsTable, ShowsTasksQueuesSlotsDrainingAndLastSeen) {
   e->set_slots(4);
   e->set_assigned(5);
   e->set_draining(true);
+  e->set_version("0.1.0+abc1234");
   *e->mutable_last_seen_time() = Ts(1'700'000'000);
+  v1::Executor* old = response.add_executors();  // from before versions were sent
+  old->set_id("ex2");
+  old->set_slots(1);
+  *old->mutable_last_seen_time() = Ts(1'700'000'001);
   EXPECT_EQ(
       FormatExecutorsTable(response, absl::FromUnixSeconds(1'700'000'003)),
-      "ID   NAME   TASKS         QUEUES         SLOTS  ASSIGNED  DRAINING  LAST SEEN\n"
-      "ex1  pod-a  primes,sleep  default,batch  4      5         yes       3s ago\n");
+      "ID   NAME   TASKS         QUEUES         SLOTS  ASSIGNED  DRAINING  VERSION   "
+      "     LAST SEEN\n"
+      "ex1  pod-a  primes,sleep  default,batch  4      5         yes       "
+      "0.1.0+abc1234  3s ago\n"
+      "ex2  -      -             -              1      0         no        -       "
+      "       2s ago\n");
 }
 
 TEST(FormatAgo, UsesTheLargestWholeUnit) {

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "shared/grpc_util.h"
+#include "shared/version.h"
 #include "tessera/v1/executor.grpc.pb.h"
 
 namespace tessera::executor {
@@ -194,7 +195,7 @@ class ExecutorClientTest : public ::testing::Test {
     EXPECT_EQ(hello->hello().name(), "test-executor");
     EXPECT_THAT(hello->hello().tasks(), ElementsAre("noop", "primes", "sleep", "square"));
     EXPECT_EQ(hello->hello().slots(), slots);
-    EXPECT_FALSE(hello->hello().version().empty());
+    EXPECT_EQ(hello->hello().version(), tessera::VersionTag());
     ASSERT_TRUE(scheduler_.Send(Welcome(/*heartbeat_ms=*/50)));
   }
 
