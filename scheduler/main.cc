@@ -57,7 +57,8 @@ ABSL_FLAG(int64_t, max_folded_result_bytes, 64 << 20,
           "the job");
 ABSL_FLAG(absl::Duration, reattach_grace, absl::Seconds(10),
           "After a restart, unfinished shards wait this long for their executors to "
-          "re-attach before they are dispatched again");
+          "re-attach before they are dispatched again; so do the shards of an executor "
+          "whose stream closed (a reconnect within it costs them no loss)");
 ABSL_FLAG(absl::Duration, lease_grace, absl::Seconds(5),
           "A shard with a timeout is taken back this long after its timeout");
 ABSL_FLAG(int32_t, max_executor_losses, 3,

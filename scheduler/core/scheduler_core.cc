@@ -45,9 +45,17 @@ struct SchedulerCore::Job {
     int32_t attempts = 0;  // assignments so far
     absl::Time not_before = absl::InfinitePast();
   };
-  std::map<int64_t, Pending> retry;        // shards to dispatch again, lowest first
-  std::map<int64_t, int32_t> failures;     // shard -> failed attempts (open shards)
-  std::map<int64_t, int32_t> losses;       // shard -> executors lost while running it
+  std::map<int64_t, Pending> retry;     // shards to dispatch again, lowest first
+  std::map<int64_t, int32_t> failures;  // shard -> failed attempts (open shards)
+  std::map<int64_t, int32_t> losses;    // shard -> executors lost while running it
+  // Shards whose executor went away (stream closed, heartbeats missed) while
+  // running them: held for it to re-attach until the time given, and only
+  // then counted as a loss and dispatched again.
+  struct Detached {
+    absl::Time until;
+    std::string executor_id;
+  };
+  std::map<int64_t, Detached> detached;
   std::map<int64_t, std::string> running;  // shard -> lease id
   std::map<int64_t, json> buffered;        // results waiting for the fold prefix
   std::map<int64_t, FailedShard> failed;   // out of attempts (continue policy)
@@ -206,6 +214,7 @@ absl::Status SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& res
   j.retry.clear();
   j.failures.clear();
   j.losses.clear();
+  j.detached.clear();
   j.succeeded = 0;
   j.items_completed = 0;
   int64_t max_done = -1;
@@ -436,6 +445,20 @@ ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
     ClaimPending(*j, h.shard);
     AddLease(*j, e, h.shard, std::max(1, h.attempt), h.lease_id, now, out);
   }
+  // Shards it ran before and does not claim now are not coming back: lost at
+  // once, not after the grace.
+  std::vector<Job*> left_behind;
+  for (Job* j : active_) {
+    bool any = false;
+    for (auto& [shard, d] : j->detached) {
+      if (d.executor_id != hello.executor_id) continue;
+      d.until = now;
+      if (auto r = j->retry.find(shard); r != j->retry.end()) r->second.not_before = now;
+      any = true;
+    }
+    if (any) left_behind.push_back(j);
+  }
+  for (Job* j : left_behind) LoseDetached(*j, now, out);
   Dispatch(now, out);
   CheckInvariants();
   return e.conn;
@@ -642,6 +665,12 @@ void SchedulerCore::Tick(absl::Time now, Actions& out) {
     ++counters_.executors_expired;
     DropExecutor(*e, now, out);
   }
+  // (A loss may end a job, which leaves active_: collect first.)
+  std::vector<Job*> with_detached;
+  for (Job* j : active_) {
+    if (!j->detached.empty()) with_detached.push_back(j);
+  }
+  for (Job* j : with_detached) LoseDetached(*j, now, out);
   std::vector<std::string> overdue;
   for (const auto& [id, l] : leases_) {
     if (now > l->deadline) overdue.push_back(id);
@@ -943,6 +972,7 @@ void SchedulerCore::EndLease(const std::string& lease_id, bool requeue) {
 
 void SchedulerCore::ClaimPending(Job& j, int64_t shard) {
   j.retry.erase(shard);
+  j.detached.erase(shard);  // its executor is back: no loss
   if (shard >= j.next_shard) {
     for (int64_t s = j.next_shard; s < shard; ++s) j.retry[s] = {};
     j.next_shard = shard + 1;
@@ -1098,6 +1128,7 @@ void SchedulerCore::Deactivate(Job& j) {
   j.retry.clear();
   j.failures.clear();
   j.losses.clear();
+  j.detached.clear();
   j.folder = Folder();
   auto it = std::find(active_.begin(), active_.end(), &j);
   if (it != active_.end()) active_.erase(it);
@@ -1130,20 +1161,43 @@ void SchedulerCore::DropExecutor(Executor& e, absl::Time now, Actions& out) {
     const int32_t attempt = l->attempt;
     ++counters_.shards_requeued;
     EndLease(id, /*requeue=*/true);
-    // Losing an executor costs no attempt, but a shard that keeps losing
-    // them is likely what kills them.
-    if (++j->losses[shard] >= config_.max_executor_losses &&
-        !IsTerminal(j->record.state)) {
-      j->retry.erase(shard);
-      ShardOutOfAttempts(
-          *j, shard, attempt,
-          absl::StrCat("lost ", j->losses[shard],
-                       " executors while running this shard (crash loop?)"),
-          now, out);
+    // A reconnect is not a loss: the shard waits for its executor to
+    // re-attach (its hello claims it, or its result comes) within the grace;
+    // LoseDetached counts the loss after that.
+    if (auto r = j->retry.find(shard); r != j->retry.end()) {
+      r->second.not_before = now + config_.reattach_grace;
+      r->second.attempts = attempt;
+      j->detached[shard] = {now + config_.reattach_grace, e.conn.executor_id};
     }
   }
   executors_.erase(e.conn.executor_id);
   ++version_;
+}
+
+void SchedulerCore::LoseDetached(Job& j, absl::Time now, Actions& out) {
+  std::vector<std::pair<int64_t, int32_t>> lost;
+  for (auto it = j.detached.begin(); it != j.detached.end();) {
+    if (now < it->second.until) {
+      ++it;
+      continue;
+    }
+    auto r = j.retry.find(it->first);
+    lost.push_back({it->first, r == j.retry.end() ? 1 : r->second.attempts});
+    it = j.detached.erase(it);
+  }
+  for (const auto& [shard, attempt] : lost) {
+    // Losing an executor costs no attempt, but a shard that keeps losing
+    // them is likely what kills them.
+    if (++j.losses[shard] >= config_.max_executor_losses && !IsTerminal(j.record.state) &&
+        j.retry.count(shard)) {
+      j.retry.erase(shard);
+      ShardOutOfAttempts(
+          j, shard, attempt,
+          absl::StrCat("lost ", j.losses[shard],
+                       " executors while running this shard (crash loop?)"),
+          now, out);
+    }
+  }
 }
 
 std::string SchedulerCore::WaitReason(const Job& j, absl::Time now) const {

@@ -215,6 +215,8 @@ class SchedulerCore {
   void CancelLeases(Job& j, Actions& out);
   void Finish(Job& j, absl::Time now, Actions& out);
   // Resets a job's shard state from its stored results.
+  // Counts a loss for each shard whose executor did not re-attach in time.
+  void LoseDetached(Job& j, absl::Time now, Actions& out);
   // Whether new shards wait for the in-order fold to catch up (fold_window).
   bool PausedForFold(const Job& j) const;
   // DATA_LOSS naming the shard when a stored result cannot be read back.

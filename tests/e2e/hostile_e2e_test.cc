@@ -152,5 +152,46 @@ TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResu
   EXPECT_EQ(nlohmann::json::parse(Result(job.id()).result_json())["items"], 40);
 }
 
+// Occurrences of `needle` in `text`.
+int Count(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(Hostile, AnExecutorThatReconnectsThreeTimesDuringOneLongShardCostsItNoLoss) {
+  // One loss would fail the shard: every reconnect must re-attach it.
+  StartScheduler(
+      {"--heartbeat-timeout=2s", "--max-executor-losses=1", "--reattach-grace=10s"});
+  Process* executor = StartExecutor("exec-1", 1, {"--keepalive=1s"});
+  v1::Job job =
+      Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"1","shardCount":1},)"
+             R"("params":{"ms":12000}}})");
+  WaitFor(
+      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
+      absl::Seconds(30));
+  for (int i = 1; i <= 3; ++i) {
+    // Pausing the scheduler breaks the executor's stream (keepalive) and
+    // makes the scheduler drop it (heartbeats): a reconnect, both ways.
+    scheduler_->Signal(SIGSTOP);
+    for (int t = 0; t < 100 && Count(executor->Log(), "lost the stream") < i; ++t) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    scheduler_->Signal(SIGCONT);
+    ASSERT_EQ(Count(executor->Log(), "lost the stream"), i) << Logs();
+    for (int t = 0; t < 100 && Count(scheduler_->Log(), "connected name=exec-1") < i + 1;
+         ++t) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_GE(Count(scheduler_->Log(), "connected name=exec-1"), i + 1) << Logs();
+  }
+  v1::Job ended = WaitForEnd(job.id(), absl::Seconds(60));
+  ASSERT_EQ(ended.state(), v1::JOB_STATE_SUCCEEDED) << ended.DebugString() << Logs();
+  EXPECT_EQ(nlohmann::json::parse(Result(job.id()).result_json())["items"], 1);
+}
+
 }  // namespace
 }  // namespace tessera::testing

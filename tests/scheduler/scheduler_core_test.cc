@@ -192,7 +192,7 @@ TEST_F(SchedulerCoreTest, MaxParallelCapsShardsInFlightAcrossExecutors) {
   EXPECT_EQ(assigns_.size(), 3u);
 }
 
-TEST_F(SchedulerCoreTest, RequeuesShardsAtOnceWhenAnExecutorStreamCloses) {
+TEST_F(SchedulerCoreTest, RequeuesShardsWhenAnExecutorStreamClosesAndItDoesNotComeBack) {
   Submit(RangeJob(40, 4));
   ExecutorConn e1 = Connect(Hello("e1", 3));
   ASSERT_EQ(assigns_.size(), 4u);
@@ -204,7 +204,14 @@ TEST_F(SchedulerCoreTest, RequeuesShardsAtOnceWhenAnExecutorStreamCloses) {
   Actions out;
   core_.Disconnect(e1, now_, out);
   Take(out);
-  EXPECT_EQ(AssignedTo("e2"), 2);  // 1 slot + 1 prefetch, at once
+  // Held for e1 to re-attach (a reconnect is not a loss)...
+  EXPECT_TRUE(assigns_.empty());
+  TickAt(now_ + absl::Seconds(4));
+  EXPECT_TRUE(assigns_.empty());
+  // ...then given to another executor.
+  TickAt(now_ + absl::Seconds(1));
+  core_.Heartbeat(e2, now_);
+  EXPECT_EQ(AssignedTo("e2"), 2);  // 1 slot + 1 prefetch
   EXPECT_EQ(assigns_[0].assignment.attempt, 2);
   EXPECT_EQ(core_.counters().shards_requeued, 4);
   EXPECT_EQ(Get("job1").shards.pending, 2);
@@ -644,10 +651,51 @@ TEST_F(SchedulerCoreTest, AShardThatKeepsKillingItsExecutorIsStopped) {
     Actions out;
     core_.Disconnect(e, now_, out);
     Take(out);
+    TickAt(now_ + Config().reattach_grace);  // it does not come back
   }
   JobView v = Get("job1");
   EXPECT_EQ(v.state, JobState::kFailed);
   EXPECT_NE(v.message.find("crash loop"), std::string::npos) << v.message;
+}
+
+TEST_F(SchedulerCoreTest,
+       AnExecutorThatReconnectsThreeTimesDuringOneShardCostsItNothing) {
+  Submit(RangeJob(10, 1));
+  ExecutorConn e = Connect(Hello("e1", 1));
+  ASSERT_EQ(assigns_.size(), 1u);
+  const AssignAction a = PopAssign();
+  for (int i = 0; i < 3; ++i) {
+    Actions out;
+    core_.Disconnect(e, now_, out);
+    Take(out);
+    now_ += absl::Seconds(2);  // back within the grace, still running the shard
+    ExecutorHello back = Hello("e1", 1);
+    back.held.push_back({a.assignment.lease_id, "job1", 0, a.assignment.attempt});
+    e = Connect(back);
+    EXPECT_TRUE(assigns_.empty()) << "reconnect " << i;  // not given out again
+    EXPECT_TRUE(cancels_.empty());
+    TickAt(now_ + absl::Seconds(4));
+    core_.Heartbeat(e, now_);
+  }
+  Actions out;
+  core_.Result(e, a.assignment.lease_id, "job1", 0, json{{"items", 10}}.dump(), now_,
+               out);
+  Take(out);
+  EXPECT_EQ(persists_.size(), 1u);
+  EXPECT_EQ(Get("job1").shards.failed, 0);
+}
+
+TEST_F(SchedulerCoreTest, AnExecutorBackWithoutItsShardLosesItAtOnce) {
+  Submit(RangeJob(10, 1));
+  ExecutorConn e = Connect(Hello("e1", 1));
+  ASSERT_EQ(assigns_.size(), 1u);
+  assigns_.clear();
+  Actions out;
+  core_.Disconnect(e, now_, out);
+  Take(out);
+  Connect(Hello("e1", 1));         // back, but no longer running it (claims nothing)
+  ASSERT_EQ(assigns_.size(), 1u);  // given out again without waiting for the grace
+  EXPECT_EQ(assigns_[0].assignment.shard, 0);
 }
 
 TEST_F(SchedulerCoreTest, AResultWithoutALiveLeaseIsAcceptedWhileTheShardIsOpen) {
