@@ -30,10 +30,13 @@ ABSL_FLAG(
     "Where jobs and shard results are kept: sqlite (<data-dir>/tessera.db, survives "
     "restarts) or memory (tests and benchmarks)");
 ABSL_FLAG(
-    std::string, store_sync, "normal",
-    "sqlite durability: normal (a commit survives a crash of the scheduler; results "
-    "are flushed before they are written to the sink) or full (every commit also "
-    "survives power loss, at one fsync per commit)");
+    std::string, store_sync, "full",
+    "sqlite durability: full (every commit that answers a call or acks a result "
+    "reaches the disk before it is answered, so nothing acknowledged is lost on "
+    "power loss; group commit shares the fsyncs) or normal (faster: a commit "
+    "survives a crash of the scheduler, and results are flushed before they are "
+    "written to the sink, but the last answered calls and acked results can be lost "
+    "on power loss)");
 ABSL_FLAG(absl::Duration, store_linger, absl::Milliseconds(2),
           "Shard results (and the acks that tell executors they are durable) wait up "
           "to this long to share one store commit; submissions, cancels and job ends "

@@ -25,7 +25,7 @@ class SqliteStore : public Store {
   // Tessera store; a clear error names the file otherwise.
   // `synchronous` is "normal" or "full".
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
-      const std::string& data_dir, const std::string& synchronous = "normal");
+      const std::string& data_dir, const std::string& synchronous = "full");
   ~SqliteStore() override;
 
   absl::Status Commit(const std::vector<const JobRecord*>& jobs,
