@@ -1,9 +1,9 @@
 """What the client puts on the wire for a token and for TLS.
 
-The scheduler on this branch serves plaintext without authentication, so the
-token's header and the TLS handshake are checked against a recording gRPC
+The token's header and the TLS handshake are checked against a recording gRPC
 server in this process (it answers GetQueueStats only, and records what each
-call carried); against the real scheduler, a token is simply sent along.
+call carried), then against the real scheduler with TLS and tokens on
+(certificates from tests/util/make-test-certs.sh, made at run time).
 """
 
 from __future__ import annotations
@@ -102,3 +102,52 @@ def test_a_malformed_token_is_refused_before_any_call() -> None:
 def test_a_missing_ca_file_is_an_error_at_construction(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         tessera.Client("127.0.0.1:1", tls_ca=str(tmp_path / "missing.pem"))
+
+
+def test_the_real_scheduler_with_tls_and_tokens(tmp_path: Path) -> None:
+    """A reader may read and not submit, a submitter may submit and get the
+    exact answer, and no token is UNAUTHENTICATED, each error naming its code."""
+    import hashlib
+    import json
+    import secrets
+
+    from conftest import Cluster
+
+    certs = tmp_path / "certs"
+    subprocess.run(
+        ["bash", str(Path(__file__).resolve().parents[1] / "util" / "make-test-certs.sh"),
+         str(certs)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    reader, submitter, runner = (secrets.token_hex(16) for _ in range(3))
+
+    def entry(name: str, token: str, role: str) -> dict:
+        return {"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(),
+                "role": role}
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [
+        entry("viewer", reader, "reader"), entry("ci", submitter, "submitter"),
+        entry("runner", runner, "executor")]}))  # fmt: skip
+    (tmp_path / "runner.token").write_text(runner)
+    c = Cluster(tmp_path)
+    try:
+        c.start_scheduler(f"--tls-cert={certs / 'server.pem'}",
+                          f"--tls-key={certs / 'server.key'}",
+                          f"--auth-tokens-file={tokens}")  # fmt: skip
+        c.start_executor("py-tls-executor", f"--tls-ca={certs / 'ca.pem'}",
+                         f"--auth-token-file={tmp_path / 'runner.token'}")  # fmt: skip
+        ca = str(certs / "ca.pem")
+        with tessera.Client(c.address, tls_ca=ca, timeout=10) as anonymous:
+            with pytest.raises(tessera.UnauthenticatedError, match="UNAUTHENTICATED"):
+                anonymous.queue_stats()
+        with tessera.Client(c.address, token=reader, tls_ca=ca, timeout=10) as r:
+            r.queue_stats()
+            with pytest.raises(tessera.PermissionDeniedError, match="PERMISSION_DENIED"):
+                r.submit_range("primes", 0, 1000, shard_count=2)
+        with tessera.Client(c.address, token=submitter, tls_ca=ca, timeout=30) as s:
+            job = s.submit_range("primes", 0, 100_000, shard_count=4)
+            assert job.wait(timeout=60).state.name == "SUCCEEDED"
+            assert job.result()["primes"] == 9592
+    finally:
+        c.stop()
