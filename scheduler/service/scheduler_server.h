@@ -21,7 +21,7 @@ struct SchedulerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string data_dir = "tessera-data";
-  std::string store = "sqlite";       // or "memory" (nothing survives a restart)
+  std::string store = "sqlite";     // or "memory" (nothing survives a restart)
   std::string store_sync = "full";  // sqlite: "full" (power-loss safe) or "normal"
   // Where results go (scheduler/sink/sink_factory.h): "" is <data_dir>/results.
   std::string result_sink;

@@ -16,20 +16,34 @@ using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessag
 const std::string kDeepItems =
     "{\"items\":" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
 
-class Hostile : public Cluster {};
+class Hostile : public Cluster {
+ protected:
+  // A hand-driven executor stream, as a hostile or broken peer would open it.
+  struct RawPeer {
+    std::unique_ptr<v1::ExecutorService::Stub> stub;
+    std::unique_ptr<grpc::ClientContext> ctx = std::make_unique<grpc::ClientContext>();
+    std::unique_ptr<Stream> stream;
+  };
+  // Connected and said hello as "raw-peer", advertising `tasks`.
+  RawPeer ConnectRawPeer(const std::vector<std::string>& tasks) {
+    RawPeer p;
+    p.stub = v1::ExecutorService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    p.stream = p.stub->Connect(p.ctx.get());
+    v1::ExecutorMessage hello;
+    hello.mutable_hello()->set_executor_id("raw-peer");
+    hello.mutable_hello()->set_name("raw-peer");
+    for (const std::string& t : tasks) hello.mutable_hello()->add_tasks(t);
+    hello.mutable_hello()->set_slots(1);
+    EXPECT_TRUE(p.stream->Write(hello));
+    return p;
+  }
+};
 
 TEST_F(Hostile, ARawPeersDeeplyNestedResultFailsTheAttemptAndTheSchedulerLivesOn) {
   StartScheduler();
-  auto stub = v1::ExecutorService::NewStub(
-      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  std::unique_ptr<Stream> stream = stub->Connect(&ctx);
-  v1::ExecutorMessage hello;
-  hello.mutable_hello()->set_executor_id("raw-peer");
-  hello.mutable_hello()->set_name("raw-peer");
-  hello.mutable_hello()->add_tasks("noop");
-  hello.mutable_hello()->set_slots(1);
-  ASSERT_TRUE(stream->Write(hello));
+  RawPeer peer = ConnectRawPeer({"noop"});
+  Stream* stream = peer.stream.get();
   v1::Job job =
       Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardCount":1},)"
              R"("retry":{"maxAttempts":3}}})");
@@ -49,7 +63,7 @@ TEST_F(Hostile, ARawPeersDeeplyNestedResultFailsTheAttemptAndTheSchedulerLivesOn
   ASSERT_GE(ended.errors_size(), 1) << ended.DebugString();
   EXPECT_THAT(ended.errors(0).message(), HasSubstr("result nests deeper than 64 levels"));
   EXPECT_TRUE(scheduler_->running()) << Logs();
-  ctx.TryCancel();
+  peer.ctx->TryCancel();
 
   // A restart on the same data dir comes up clean and serves the same answer.
   scheduler_->Signal(SIGTERM);
@@ -96,15 +110,8 @@ TEST_F(Hostile, APeerClaimingAShardWithAMadeUpLeaseIsRefusedAndTheRealValueIsPer
   WaitFor(
       job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
       absl::Seconds(30));
-  auto stub = v1::ExecutorService::NewStub(
-      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  std::unique_ptr<Stream> stream = stub->Connect(&ctx);
-  v1::ExecutorMessage hello;
-  hello.mutable_hello()->set_executor_id("raw-peer");
-  hello.mutable_hello()->set_name("raw-peer");
-  hello.mutable_hello()->set_slots(1);  // advertises no task: gets no work
-  ASSERT_TRUE(stream->Write(hello));
+  RawPeer peer = ConnectRawPeer({});  // advertises no task: gets no work
+  Stream* stream = peer.stream.get();
   for (int shard = 0; shard < 4; ++shard) {
     v1::ExecutorMessage forged;
     forged.mutable_result()->set_lease_id(absl::StrCat(job.id(), ".", shard, ".1.00.00"));
@@ -123,7 +130,7 @@ TEST_F(Hostile, APeerClaimingAShardWithAMadeUpLeaseIsRefusedAndTheRealValueIsPer
                   R"(tessera_results_rejected_total{reason="leased_to_another"})");
   EXPECT_EQ(refused, 4) << metrics;
   EXPECT_NE(scheduler_->Log().find("name=raw-peer"), std::string::npos) << Logs();
-  ctx.TryCancel();
+  peer.ctx->TryCancel();
 }
 
 TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResumes) {

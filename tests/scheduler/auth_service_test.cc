@@ -15,6 +15,7 @@
 #include "shared/tls.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/scheduler/executor_stream.h"
 #include "tests/util/process.h"
 
 namespace tessera::scheduler {
@@ -145,15 +146,6 @@ class AuthServiceTest : public ::testing::Test {
     v1::SchedulerMessage welcome;
     *welcomed = e.stream->Read(&welcome) && welcome.has_welcome();
     return e;
-  }
-
-  static std::vector<v1::Assignment> ReadAssignments(Stream* s, size_t n) {
-    std::vector<v1::Assignment> out;
-    v1::SchedulerMessage m;
-    while (out.size() < n && s->Read(&m)) {
-      for (const auto& a : m.assign().assignments()) out.push_back(a);
-    }
-    return out;
   }
 
   double Metric(const std::string& sample) {

@@ -13,6 +13,7 @@
 #include "shared/sha256.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/scheduler/executor_stream.h"
 #include "tests/util/process.h"
 
 namespace tessera::scheduler {
@@ -94,16 +95,6 @@ class ServiceTest : public ::testing::Test {
     EXPECT_TRUE(welcome.has_welcome());
     EXPECT_EQ(welcome.welcome().heartbeat_interval_ms(), 200);
     return e;
-  }
-
-  // Reads until `n` assignments arrived.
-  static std::vector<v1::Assignment> ReadAssignments(Stream* s, size_t n) {
-    std::vector<v1::Assignment> out;
-    v1::SchedulerMessage m;
-    while (out.size() < n && s->Read(&m)) {
-      for (const auto& a : m.assign().assignments()) out.push_back(a);
-    }
-    return out;
   }
 
   static void SendResult(Stream* s, const v1::Assignment& a) {
