@@ -37,6 +37,10 @@ ABSL_FLAG(absl::Duration, store_linger, absl::Milliseconds(2),
           "Shard results (and the acks that tell executors they are durable) wait up "
           "to this long to share one store commit; submissions, cancels and job ends "
           "never wait. 0 commits every result at once");
+ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(5),
+          "A call that changes a job (submit, cancel, update, retry) waits at most this "
+          "long for its store commit, then gets UNAVAILABLE; on SIGTERM a failing store "
+          "is retried this long before the scheduler exits");
 ABSL_FLAG(absl::Duration, idempotency_retention, absl::Hours(24),
           "How long an idempotency key keeps returning its job");
 ABSL_FLAG(int64_t, max_items_per_job, 1'000'000,
@@ -150,6 +154,7 @@ int main(int argc, char** argv) {
   config.store = absl::GetFlag(FLAGS_store);
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
   config.store_linger = absl::GetFlag(FLAGS_store_linger);
+  config.store_timeout = absl::GetFlag(FLAGS_store_timeout);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
   config.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   config.tls.key_file = absl::GetFlag(FLAGS_tls_key);
