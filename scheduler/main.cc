@@ -189,10 +189,21 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", server.status().ToString());
     return 1;
   }
-  std::thread signal_waiter([&signals, s = server->get()] {
+  // A store stuck in a system call (a dead disk) must not keep the process
+  // from ending: the watchdog exits after the drain's bound. Nothing it cuts
+  // short was acknowledged (the store is crash-safe), and it dies with the
+  // process otherwise, so it is not joined.
+  const absl::Duration exit_bound = config.store_timeout + absl::Seconds(7);
+  std::thread signal_waiter([&signals, s = server->get(), exit_bound] {
     int sig = 0;
     sigwait(&signals, &sig);
     spdlog::info("received signal {}; shutting down", sig);
+    std::thread([exit_bound] {
+      absl::SleepFor(exit_bound);
+      spdlog::error("shutdown not done after {}; exiting now",
+                    absl::FormatDuration(exit_bound));
+      std::_Exit(1);
+    }).detach();
     s->Shutdown();
   });
   if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {

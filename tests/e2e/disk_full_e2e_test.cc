@@ -4,7 +4,8 @@
 // RESOURCE_EXHAUSTED and health says NOT_SERVING; once space returns the
 // scheduler recovers by itself and the job ends with the exact answer in one
 // file. SIGTERM while the disk is full exits within the store timeout, and a
-// restart finishes the job the same way.
+// restart finishes the job the same way; a shutdown stuck past its bound
+// anyway (a hung disk) is ended by the watchdog.
 #include <grpcpp/grpcpp.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -30,7 +31,8 @@ class DiskFull : public Cluster {
     std::string why;
     disk_ = SmallDisk::Mount(dir_ + "/data", 4 << 20, &why);
     if (disk_ == nullptr) GTEST_SKIP() << why;
-    StartScheduler({absl::StrCat("--store-timeout=", absl::FormatDuration(kStoreTimeout))});
+    StartScheduler(
+        {absl::StrCat("--store-timeout=", absl::FormatDuration(kStoreTimeout))});
     StartExecutor("exec-1", 1);
   }
   void TearDown() override {
@@ -122,6 +124,35 @@ TEST_F(DiskFull, SigtermWhileTheDiskIsFullExitsInTimeAndARestartEndsTheJobExactl
   StartScheduler({absl::StrCat("--store-timeout=", absl::FormatDuration(kStoreTimeout)),
                   "--reattach-grace=1s"});
   ExpectExactAnswerOnce(id);
+}
+
+// A shutdown held up past its bound (here by the persist-delay fault, as a
+// hung disk would) is cut short by the watchdog, and nothing is lost by it.
+using ShutdownBound = Cluster;
+
+TEST_F(ShutdownBound, AShutdownStuckPastItsBoundExitsAndTheRestartRepairsTheJob) {
+  const std::vector<std::string> flags = {"--store-timeout=1s",
+                                          "--fault-persist-delay=60s"};
+  StartScheduler(flags);
+  StartExecutor("exec-1", 1);
+  const std::string id =
+      Submit(R"({"spec":{"task":"noop","range":{"start":"0","end":"4","shardCount":2}}})")
+          .id();
+  // The result file is in place; marking the job done waits a minute.
+  for (int i = 0; i < 500 && ResultFiles() == 0; ++i)
+    absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_EQ(ResultFiles(), 1) << Logs();
+  const absl::Time start = absl::Now();
+  scheduler_->Signal(SIGTERM);
+  const std::optional<int> status = scheduler_->Wait(absl::Seconds(20));
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(status, 1) << Logs();
+  EXPECT_LT(took, absl::Seconds(8) + absl::Seconds(2));  // --store-timeout + 7s
+  EXPECT_NE(scheduler_->Log().find("shutdown not done after 8s"), std::string::npos);
+  StartScheduler({"--reattach-grace=1s"});
+  const v1::Job done = WaitForEnd(id, absl::Seconds(30));
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << Logs();
+  EXPECT_EQ(ResultFiles(), 1);
 }
 
 }  // namespace
