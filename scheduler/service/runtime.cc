@@ -66,6 +66,12 @@ void Runtime::Start() {
   }
 }
 
+std::optional<Runtime::CallReply> Runtime::AnswerAfterCommit(
+    const absl::StatusOr<JobView>& job, const std::shared_ptr<PendingCall>& call) {
+  if (!job.ok()) return std::nullopt;  // the caller answers with the error at once
+  return CallReply{call, *job};
+}
+
 void Runtime::SetStoreTimeout(absl::Duration timeout) {
   store_timeout_ = timeout;
   faults_.SetCommitTimeout(timeout);
@@ -117,12 +123,8 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.Submit(spec, id, clock_->Now(), actions);
-    if (job.ok()) {
-      call->SetJob(job->id);  // an idempotent resubmission's is older
-      Execute(std::move(actions), CallReply{call, *job});
-    } else {
-      Execute(std::move(actions));
-    }
+    if (job.ok()) call->SetJob(job->id);  // an idempotent resubmission's is older
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
     call->Answer(job.status());
@@ -144,11 +146,7 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.Cancel(job_id, clock_->Now(), actions);
-    if (job.ok()) {
-      Execute(std::move(actions), CallReply{call, *job});
-    } else {
-      Execute(std::move(actions));
-    }
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
     call->Answer(job.status());
@@ -185,11 +183,7 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id,
     if (!call->Accept()) return;
     Actions actions;
     job = core_.RetryFailedShards(job_id, *results, clock_->Now(), actions);
-    if (job.ok()) {
-      Execute(std::move(actions), CallReply{call, *job});
-    } else {
-      Execute(std::move(actions));
-    }
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
     call->Answer(job.status());
@@ -223,11 +217,7 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.UpdateJob(job_id, update, clock_->Now(), actions);
-    if (job.ok()) {
-      Execute(std::move(actions), CallReply{call, *job});
-    } else {
-      Execute(std::move(actions));
-    }
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
     call->Answer(job.status());

@@ -164,6 +164,10 @@ class Runtime {
   using WriterItem = std::variant<DurableOp, std::function<void()>,
                                   std::shared_ptr<PersistTicket>, CallReply>;
 
+  // The answer to `call` once the core's change is committed: `job`; none
+  // when the core refused the call.
+  static std::optional<CallReply> AnswerAfterCommit(
+      const absl::StatusOr<JobView>& job, const std::shared_ptr<PendingCall>& call);
   // Carries out `actions`; `reply` is answered once their records are
   // committed (queued with them, so it comes with their batch).
   void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt)
