@@ -41,6 +41,10 @@ ABSL_FLAG(absl::Duration, store_linger, absl::Milliseconds(2),
           "Shard results (and the acks that tell executors they are durable) wait up "
           "to this long to share one store commit; submissions, cancels and job ends "
           "never wait. 0 commits every result at once");
+ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(5),
+          "A call that changes a job (submit, cancel, update, retry) waits at most this "
+          "long for its store commit, then gets UNAVAILABLE; on SIGTERM a failing store "
+          "is retried this long before the scheduler exits");
 ABSL_FLAG(absl::Duration, idempotency_retention, absl::Hours(24),
           "How long an idempotency key keeps returning its job");
 ABSL_FLAG(int64_t, max_items_per_job, 1'000'000,
@@ -172,6 +176,7 @@ int main(int argc, char** argv) {
   config.store = absl::GetFlag(FLAGS_store);
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
   config.store_linger = absl::GetFlag(FLAGS_store_linger);
+  config.store_timeout = absl::GetFlag(FLAGS_store_timeout);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
   config.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   config.tls.key_file = absl::GetFlag(FLAGS_tls_key);
@@ -214,10 +219,21 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", server.status().ToString());
     return 1;
   }
-  std::thread signal_waiter([&signals, s = server->get()] {
+  // A store stuck in a system call (a dead disk) must not keep the process
+  // from ending: the watchdog exits after the drain's bound. Nothing it cuts
+  // short was acknowledged (the store is crash-safe), and it dies with the
+  // process otherwise, so it is not joined.
+  const absl::Duration exit_bound = config.store_timeout + absl::Seconds(7);
+  std::thread signal_waiter([&signals, s = server->get(), exit_bound] {
     int sig = 0;
     sigwait(&signals, &sig);
     spdlog::info("received signal {}; shutting down", sig);
+    std::thread([exit_bound] {
+      absl::SleepFor(exit_bound);
+      spdlog::error("shutdown not done after {}; exiting now",
+                    absl::FormatDuration(exit_bound));
+      std::_Exit(1);
+    }).detach();
     s->Shutdown();
   });
   if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {

@@ -333,6 +333,18 @@ absl::StatusOr<JobView> SchedulerCore::UpdateJob(const std::string& job_id,
   return View(*j, now);
 }
 
+void SchedulerCore::StoreRefused(const std::string& job_id, const std::string& error,
+                                 absl::Time now, Actions& out) {
+  Job* j = FindJob(job_id);
+  if (j == nullptr || IsTerminal(j->record.state)) return;
+  j->persisting = false;
+  j->record.finalizing = false;
+  j->record.final_bytes.clear();
+  FailJob(*j, absl::StrCat("the store cannot keep this job: ", error), now, out);
+  Dispatch(now, out);
+  CheckInvariants();
+}
+
 absl::StatusOr<JobView> SchedulerCore::GetJob(const std::string& job_id,
                                               absl::Time now) const {
   const Job* j = FindJob(job_id);

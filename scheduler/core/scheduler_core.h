@@ -126,6 +126,11 @@ class SchedulerCore {
   // Changes max_parallel and/or rate_limit of a queued or running job.
   absl::StatusOr<JobView> UpdateJob(const std::string& job_id, const JobUpdate& update,
                                     absl::Time now, Actions& out);
+  // The store refused one of the job's records for good (e.g. too big): the
+  // job fails with `error`, and a result it was persisting is dropped (its
+  // "finalizing" record never committed). A finished job stays as it is.
+  void StoreRefused(const std::string& job_id, const std::string& error, absl::Time now,
+                    Actions& out);
   absl::StatusOr<JobView> GetJob(const std::string& job_id, absl::Time now) const;
   // Newest first; `state` filters when set. Scans down from submission
   // position `before` (-1 = from the newest) and returns up to `limit` jobs;

@@ -29,13 +29,9 @@ bool MayLinger(const DurableOp& op) {
   return std::holds_alternative<SaveResultOp>(op) || std::holds_alternative<AckOp>(op);
 }
 
-// The call's answer once the change is committed: `job` when the core took
-// the call (and `done` moves into the answer), nothing when it refused it
-// (the caller answers with the error at once).
-std::function<void()> ReplyAfterCommit(const absl::StatusOr<JobView>& job,
-                                       Runtime::JobCallback& done) {
-  if (!job.ok()) return nullptr;
-  return [done = std::move(done), view = *job] { done(view); };
+// What is done with a failed commit (store.h): how it is logged.
+std::string CommitError(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kResourceExhausted ? "disk full" : "failed";
 }
 
 }  // namespace
@@ -82,6 +78,17 @@ void Runtime::Start() {
   for (int i = 0; i < kReaders; ++i) readers_.emplace_back([this] { ReadLoop(); });
 }
 
+std::optional<Runtime::CallReply> Runtime::AnswerAfterCommit(
+    const absl::StatusOr<JobView>& job, const std::shared_ptr<PendingCall>& call) {
+  if (!job.ok()) return std::nullopt;  // the caller answers with the error at once
+  return CallReply{call, *job};
+}
+
+void Runtime::SetStoreTimeout(absl::Duration timeout) {
+  store_timeout_ = timeout;
+  faults_.SetCommitTimeout(timeout);
+}
+
 void Runtime::BeginShutdown() {
   absl::MutexLock lock(&writer_mu_);
   shutting_down_ = true;
@@ -106,6 +113,16 @@ void Runtime::Stop() {
   if (writer_.joinable()) writer_.join();
   for (std::thread& t : persisters_) t.join();
   persisters_.clear();
+  // What still waits was never committed, and now never will be.
+  std::vector<std::shared_ptr<PendingCall>> calls;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    calls.swap(calls_);
+  }
+  for (const std::shared_ptr<PendingCall>& call : calls) {
+    call->Answer(absl::UnavailableError(
+        "the scheduler stopped before the change was durable; it did not take effect"));
+  }
 }
 
 void Runtime::Submit(const JobSpec& spec, JobCallback done) {
@@ -117,15 +134,22 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
       return;
     }
   }
+  if (absl::Status refused = faults_.Refusal(/*new_work=*/true); !refused.ok()) {
+    done(refused);
+    return;
+  }
+  const std::string id = RandomHexId(8);
+  std::shared_ptr<PendingCall> call = TrackCall(std::move(done), "SubmitJob", id, true);
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
-    job = core_.Submit(spec, RandomHexId(8), clock_->Now(), actions);
-    Execute(std::move(actions), ReplyAfterCommit(job, done));
+    job = core_.Submit(spec, id, clock_->Now(), actions);
+    if (job.ok()) call->SetJob(job->id);  // an idempotent resubmission's is older
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
-    done(job.status());
+    call->Answer(job.status());
     return;
   }
   spdlog::info("job={} submitted task={} shards={} queue={} name=\"{}\"", job->id,
@@ -133,15 +157,21 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
 }
 
 void Runtime::Cancel(const std::string& job_id, JobCallback done) {
+  if (absl::Status refused = faults_.Refusal(/*new_work=*/false); !refused.ok()) {
+    done(refused);
+    return;
+  }
+  std::shared_ptr<PendingCall> call =
+      TrackCall(std::move(done), "CancelJob", job_id, true);
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.Cancel(job_id, clock_->Now(), actions);
-    Execute(std::move(actions), ReplyAfterCommit(job, done));
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
-    done(job.status());
+    call->Answer(job.status());
     return;
   }
   spdlog::info("job={} cancel requested; state={}", job_id,
@@ -149,28 +179,36 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
 }
 
 void Runtime::RetryFailedShards(const std::string& job_id, JobCallback done) {
+  if (absl::Status refused = faults_.Refusal(/*new_work=*/true); !refused.ok()) {
+    done(refused);
+    return;
+  }
+  // Not taken until the barrier below: a call that times out before is dropped.
+  std::shared_ptr<PendingCall> call =
+      TrackCall(std::move(done), "RetryFailedShards", job_id, false);
   // Results accepted before the job ended may still be queued for the store:
   // read them after everything queued so far is committed.
-  AfterCommit([this, job_id, done = std::move(done)]() mutable {
-    RetryFailedShardsNow(job_id, std::move(done));
-  });
+  AfterCommit([this, job_id, call] { RetryFailedShardsNow(job_id, call); });
 }
 
-void Runtime::RetryFailedShardsNow(const std::string& job_id, JobCallback done) {
+void Runtime::RetryFailedShardsNow(const std::string& job_id,
+                                   const std::shared_ptr<PendingCall>& call) {
+  if (call->answered()) return;  // timed out: told that nothing was changed
   absl::StatusOr<std::vector<StoredResult>> results = store_->LoadResults(job_id);
   if (!results.ok()) {
-    done(results.status());
+    call->Answer(results.status());
     return;
   }
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
+    if (!call->Accept()) return;
     Actions actions;
     job = core_.RetryFailedShards(job_id, *results, clock_->Now(), actions);
-    Execute(std::move(actions), ReplyAfterCommit(job, done));
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
-    done(job.status());
+    call->Answer(job.status());
     return;
   }
   spdlog::info("job={} retrying its failed shards ({} results kept)", job_id,
@@ -190,15 +228,21 @@ std::vector<JobView> Runtime::ListJobs(const JobFilter& filter, int64_t before, 
 
 void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
                         JobCallback done) {
+  if (absl::Status refused = faults_.Refusal(/*new_work=*/false); !refused.ok()) {
+    done(refused);
+    return;
+  }
+  std::shared_ptr<PendingCall> call =
+      TrackCall(std::move(done), "UpdateJob", job_id, true);
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
     job = core_.UpdateJob(job_id, update, clock_->Now(), actions);
-    Execute(std::move(actions), ReplyAfterCommit(job, done));
+    Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
-    done(job.status());
+    call->Answer(job.status());
     return;
   }
   spdlog::info("job={} updated: max_parallel={} rate_limit={}", job_id,
@@ -386,11 +430,11 @@ void Runtime::RemovePoller(Poller* poller) {
   pollers_.erase(poller);
 }
 
-void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
+void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
   // Called with mu_ held, so that messages reach each executor in the order
   // the core decided them (an assignment is never overtaken by its cancel).
   // Sends only queue; nothing here blocks.
-  if (actions.empty() && !after_commit) return;
+  if (actions.empty() && !reply) return;
   metrics_.Record(actions);
   for (const RejectedClaim& r : actions.rejected) {
     spdlog::warn("executor={} name={} lease={} refused ({}): {}", r.conn.executor_id,
@@ -447,7 +491,7 @@ void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
       }
     }
   }
-  if (!actions.durable.empty() || after_commit) {
+  if (!actions.durable.empty() || reply) {
     absl::MutexLock lock(&writer_mu_);
     for (DurableOp& op : actions.durable) {
       writer_urgent_ = writer_urgent_ || !MayLinger(op);
@@ -462,8 +506,8 @@ void Runtime::Execute(Actions actions, std::function<void()> after_commit) {
     }
     // In the same breath as the records it waits for, so that it is answered
     // with their batch, not the next one.
-    if (after_commit) {
-      writer_queue_.push_back(std::move(after_commit));
+    if (reply) {
+      writer_queue_.push_back(*std::move(reply));
       writer_urgent_ = true;
     }
   }
@@ -485,6 +529,10 @@ void Runtime::TickLoop() {
         return;
       }
     }
+    // First what bounds the calls' waits: nothing below may hold it up.
+    const absl::Time now = clock_->Now();
+    faults_.Check(now);
+    ExpireCalls(now);
     {
       absl::MutexLock lock(&pollers_mu_);
       for (Poller* p : pollers_) p->Poll();
@@ -497,6 +545,10 @@ void Runtime::TickLoop() {
 }
 
 void Runtime::WriterLoop() {
+  int failures = 0;  // commits failed in a row
+  // Backoff waited since the shutdown began: Stop gives up on a failing store
+  // once it passes the store timeout.
+  absl::Duration waited_in_shutdown = absl::ZeroDuration();
   while (true) {
     std::deque<WriterItem> batch;
     {
@@ -523,7 +575,7 @@ void Runtime::WriterLoop() {
     // commits; each is published only once its "finalizing" record (and every
     // result folded into it) would survive a power cut: the commit is durable.
     // (Staging before the writer takes the batch gains nothing: the two
-    // fsyncs share one disk.)
+    // fsyncs share one disk.) A batch that failed before holds its tickets.
     bool durable = false;
     for (WriterItem& item : batch) {
       auto* op = std::get_if<DurableOp>(&item);
@@ -537,59 +589,75 @@ void Runtime::WriterLoop() {
       }
       durable = durable || std::holds_alternative<std::shared_ptr<PersistTicket>>(item);
     }
-    // One transaction for every record in the batch (group commit).
-    std::vector<const JobRecord*> jobs;
-    std::vector<const SaveResultOp*> results;
-    for (const WriterItem& item : batch) {
-      if (const auto* op = std::get_if<DurableOp>(&item)) {
-        if (const auto* j = std::get_if<SaveJobOp>(op)) jobs.push_back(&j->record());
-        if (const auto* r = std::get_if<SaveResultOp>(op)) results.push_back(r);
-      }
-    }
-    // A job's "done" record (it names the result's location) commits only
-    // once the result would survive a power cut: one directory fsync here
-    // covers every result published since the last (see Persist). The done
-    // record drops the "finalizing" bytes a restart would rewrite the file
-    // from, so a failed sync holds the batch back like a failed commit.
-    const bool records_done =
-        std::any_of(jobs.begin(), jobs.end(),
-                    [](const JobRecord* j) { return !j->location.empty(); });
-    absl::Status status = records_done ? sink_->Sync() : absl::OkStatus();
-    if (status.ok() && (!jobs.empty() || !results.empty() || durable)) {
-      const absl::Time t0 = absl::Now();
-      absl::Status s = jobs.empty() && results.empty()
-                           ? store_->Flush()
-                           : store_->Commit(jobs, results, durable);
-      metrics_.StoreCommitted(absl::Now() - t0,
-                              static_cast<int64_t>(jobs.size() + results.size()), s.ok());
-      if (!s.ok()) {
-        // Nothing is acknowledged until it is durable: keep the batch and
-        // try again (executors keep their results meanwhile).
-        spdlog::error("store commit failed, retrying in 1s: {}", s.ToString());
-      }
-      status = s;
-    } else if (!status.ok()) {
-      spdlog::error("result sink sync failed, retrying the commit in 1s: {}",
-                    status.ToString());
-    }
+    std::map<std::string, RefusedJob> refused;
+    faults_.CommitStarted(clock_->Now());
+    absl::Status status = CommitBatch(batch, durable, refused);
     if (!status.ok()) {
-      absl::SleepFor(absl::Seconds(1));
-      absl::MutexLock lock(&writer_mu_);
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-        writer_queue_.push_front(std::move(*it));
+      // Nothing is acknowledged until it is durable: keep the batch and try
+      // again (executors keep their results meanwhile, callers are answered
+      // at their deadline).
+      failures = faults_.CommitFailed(status);
+      const absl::Duration backoff = FaultBackoff(failures);
+      bool stopping;
+      {
+        absl::MutexLock lock(&writer_mu_);
+        stopping = stopping_;
+        if (shutting_down_ || stopping_) waited_in_shutdown += backoff;
       }
-      writer_urgent_ = true;  // it has waited long enough
+      if (stopping && waited_in_shutdown > store_timeout_) {
+        Abandon(batch, status);
+        continue;
+      }
+      if (failures == 1 || failures == kFailuresBeforeRefusing || failures % 30 == 0) {
+        spdlog::error("store commit {} ({} in a row), retrying in {}{}: {}",
+                      CommitError(status), failures, absl::FormatDuration(backoff),
+                      failures >= kFailuresBeforeRefusing
+                          ? "; refusing writes and NOT_SERVING until it passes"
+                          : "",
+                      status.ToString());
+      }
+      {
+        absl::MutexLock lock(&writer_mu_);
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+          writer_queue_.push_front(std::move(*it));
+        }
+        writer_urgent_ = true;  // it has waited long enough
+      }
+      WaitUnlessStopping(backoff);
       continue;
+    }
+    if (const int before = faults_.CommitSucceeded(); before > 0) {
+      spdlog::info("store commits succeed again after {} failures", before);
+    }
+    failures = 0;
+    // A job whose record the store refused for good fails (the record of
+    // its failure is the next batch's); a call whose change was left out is
+    // told why; the job's result is not written.
+    for (const auto& [job_id, r] : refused) {
+      absl::MutexLock lock(&mu_);
+      Actions actions;
+      core_.StoreRefused(job_id, std::string(r.error.message()), clock_->Now(), actions);
+      Execute(std::move(actions));
     }
     // Then what waited for the commit, in order.
     std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> acks;
     for (WriterItem& item : batch) {
       if (auto* fn = std::get_if<std::function<void()>>(&item)) {
         (*fn)();
+      } else if (auto* r = std::get_if<CallReply>(&item)) {
+        auto it = refused.find(r->view.id);
+        if (it != refused.end() && it->second.whole) {
+          r->call->Answer(it->second.error);
+        } else {
+          r->call->Answer(std::move(r->view));
+        }
       } else if (auto* t = std::get_if<std::shared_ptr<PersistTicket>>(&item)) {
+        const bool dropped = refused.count((*t)->action.job_id) > 0;
         absl::MutexLock lock(&(*t)->mu);
-        (*t)->committed = true;
+        (*t)->committed = !dropped;
+        (*t)->abandoned = dropped;
       } else if (const auto* a = std::get_if<AckOp>(&std::get<DurableOp>(item))) {
+        // A result of a refused job is acked too: it is no longer needed.
         acks[{a->conn.executor_id, a->conn.generation}].mutable_ack()->add_lease_ids(
             a->lease_id);
       }
@@ -637,18 +705,24 @@ void Runtime::Persist(PersistTicket& ticket) {
     // has the result, or a restart could write a second, different result:
     // publish (and report either outcome) only after the durable commit.
     absl::MutexLock lock(&ticket.mu);
-    ticket.mu.Await(absl::Condition(&ticket.committed));
+    auto settled = [&ticket]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ticket.mu) {
+      return ticket.committed || ticket.abandoned;
+    };
+    ticket.mu.Await(absl::Condition(&settled));
+    if (ticket.abandoned) {
+      spdlog::warn("job={} result v{} not written: its record was never committed",
+                   p.job_id, p.version);
+      return;
+    }
   }
-  absl::StatusOr<PersistedResult> written =
-      staged.ok() ? sink_->Publish(*staged)
-                  : absl::StatusOr<PersistedResult>(staged.status());
-  if (!written.ok() && absl::IsUnavailable(written.status())) {
-    // The sink gave up because the scheduler is stopping (see Cancel): the
-    // job is neither done nor failed, and the next start writes its result
-    // from the durable "finalizing" record.
+  absl::StatusOr<PersistedResult> written = WriteResult(p, staged);
+  if (!written.ok() && SinkErrorMayPass(written.status())) {
+    // Stopped while retrying: the durable "finalizing" record makes the next
+    // start write the same bytes.
     spdlog::warn(
-        "job={} result not written before stopping ({}); the next start writes it",
-        p.job_id, std::string(written.status().message()));
+        "job={} result v{} not written before stopping ({}); the next start "
+        "writes it",
+        p.job_id, p.version, written.status().ToString());
     return;
   }
   metrics_.ResultPersisted(absl::Now() - t0, written.ok());

@@ -6,6 +6,13 @@
 // core's records in batches (group commit) and only then sends acks, writes
 // results to the sink and answers the calls that waited for the commit.
 //
+// Faults (faults.h): a failed commit is retried with backoff, keeping the
+// batch; while commits fail, writes are refused at once and a call already
+// waiting is answered UNAVAILABLE at the store timeout. A record the store
+// refuses for good fails its job only. A result write that may pass is
+// retried with the same bytes. Stop gives up on a failing store after the
+// store timeout (what it drops was never acknowledged).
+//
 // Thread-safe. Owns its threads; borrows the clock, the store and the sink,
 // which must outlive it.
 #ifndef TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
@@ -14,6 +21,8 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -24,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "prometheus/metric_family.h"
 #include "scheduler/core/scheduler_core.h"
+#include "scheduler/service/faults.h"
 #include "scheduler/service/scheduler_metrics.h"
 #include "scheduler/sink/result_sink.h"
 #include "scheduler/store/store.h"
@@ -71,11 +81,17 @@ class Runtime {
   void Start();
   // From now on submissions are refused with UNAVAILABLE.
   void BeginShutdown();
-  // Stops the threads after the store writer has committed everything queued.
+  // Stops the threads after the store writer has committed everything queued,
+  // or has failed to for the store timeout (counted from BeginShutdown).
   void Stop();
 
   // Job operations (JobService). `done` runs once the change is durable (or
-  // at once with an error); it may run on the store writer's thread.
+  // at once with an error), or with UNAVAILABLE once it has waited the store
+  // timeout (the message says whether it may still take effect); it may run
+  // on the store writer's or the ticker's thread. While the store fails they
+  // are refused at once (UNAVAILABLE, RESOURCE_EXHAUSTED when its disk is
+  // full), and so are Submit and RetryFailedShards while results cannot be
+  // written.
   void Submit(const JobSpec& spec, JobCallback done);
   void Cancel(const std::string& job_id, JobCallback done);
   void RetryFailedShards(const std::string& job_id, JobCallback done);
@@ -120,6 +136,18 @@ class Runtime {
   // before it. Zero: commit whatever is queued at once. Call before Start.
   void SetCommitLinger(absl::Duration linger) { commit_linger_ = linger; }
 
+  // How long a call that changes a job waits for its commit before it is
+  // answered UNAVAILABLE; a commit running longer counts as failing; Stop
+  // retries a failing store this long. Call before Start.
+  void SetStoreTimeout(absl::Duration timeout);
+  // Told whenever the runtime starts or stops refusing new work because the
+  // store or the sink fails (OK: serving again), e.g. for health checks.
+  // Called on the runtime's threads; must not call back into it. Call
+  // before Start.
+  void SetHealthListener(FaultState::Listener listener) {
+    faults_.SetListener(std::move(listener));
+  }
+
   // Fault injection for tests: wait this long after each sink write before
   // marking the job done, so that a test can kill the scheduler in between.
   void SetPersistDelayForTesting(absl::Duration d) { persist_delay_ = d; }
@@ -132,28 +160,64 @@ class Runtime {
     PersistAction action;
     absl::Mutex mu;
     bool committed ABSL_GUARDED_BY(mu) = false;
+    // Its "finalizing" record will never commit (refused, or the writer gave
+    // up at shutdown): the result must not be published.
+    bool abandoned ABSL_GUARDED_BY(mu) = false;
   };
-  using WriterItem =
-      std::variant<DurableOp, std::function<void()>, std::shared_ptr<PersistTicket>>;
+  // A call's answer once what was queued with it is committed: `view`, or
+  // the store's refusal of job view.id's records.
+  struct CallReply {
+    std::shared_ptr<PendingCall> call;
+    JobView view;
+  };
+  using WriterItem = std::variant<DurableOp, std::function<void()>,
+                                  std::shared_ptr<PersistTicket>, CallReply>;
 
-  // Carries out `actions`; `after_commit` runs once their records are
+  // The answer to `call` once the core's change is committed: `job`; none
+  // when the core refused the call.
+  static std::optional<CallReply> AnswerAfterCommit(
+      const absl::StatusOr<JobView>& job, const std::shared_ptr<PendingCall>& call);
+  // Carries out `actions`; `reply` is answered once their records are
   // committed (queued with them, so it comes with their batch).
-  void Execute(Actions actions, std::function<void()> after_commit = nullptr)
+  void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A call that waits for a commit, answered at the latest at the store timeout.
+  std::shared_ptr<PendingCall> TrackCall(JobCallback done, const std::string& method,
+                                         const std::string& job_id, bool accepted);
+  // Answers the calls past their deadline (the ticker).
+  void ExpireCalls(absl::Time now);
   // On the store writer's thread, after a commit barrier.
-  void RetryFailedShardsNow(const std::string& job_id, JobCallback done);
+  void RetryFailedShardsNow(const std::string& job_id,
+                            const std::shared_ptr<PendingCall>& call);
   // Runs `fn` after everything queued so far is committed.
   void AfterCommit(std::function<void()> fn);
   // Tells the pollers (WatchJob streams) that `job_id` has ended.
   void NotifyFinished(const std::string& job_id) ABSL_LOCKS_EXCLUDED(pollers_mu_, mu_);
   void TickLoop();
   void WriterLoop();
+  // A job some of whose records the store refused for good in a batch.
+  struct RefusedJob {
+    bool whole;  // false: only its shard results were left out
+    absl::Status error;
+  };
+  // Commits the records of `batch` in one transaction, leaving out those of a
+  // job the store refuses a record of for good (they go to `refused`).
+  absl::Status CommitBatch(const std::deque<WriterItem>& batch, bool durable,
+                           std::map<std::string, RefusedJob>& refused);
+  // Stop gave up on the store: nothing in `batch` will ever be committed.
+  void Abandon(std::deque<WriterItem>& batch, const absl::Status& error);
+  // Waits `d` unless Stop is called meanwhile; false when stopping.
+  bool WaitUnlessStopping(absl::Duration d);
   // A persist worker: writes results to the sink, off the writer's thread so
   // that commits and acks go on meanwhile (and several fsyncs overlap).
   void PersistLoop();
   void Persist(PersistTicket& ticket);
   // A reader thread: runs ReadResult's reads until Stop.
   void ReadLoop();
+  // Stages and publishes `p`'s bytes, again with backoff while the sink's error
+  // may pass (result_sink.h), until written, a permanent error, or Stop.
+  absl::StatusOr<PersistedResult> WriteResult(const PersistAction& p,
+                                              const absl::StatusOr<StagedResult>& first);
 
   const CoreConfig config_;
   const Clock* clock_;
@@ -194,6 +258,11 @@ class Runtime {
 
   // Histograms and counters fed by Execute, the writer and Persist.
   SchedulerMetrics metrics_;
+
+  absl::Duration store_timeout_ = absl::Seconds(5);
+  FaultState faults_{store_timeout_};
+  absl::Mutex calls_mu_;
+  std::vector<std::shared_ptr<PendingCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
 
   absl::Duration persist_delay_ = absl::ZeroDuration();
   absl::Duration commit_linger_ = absl::ZeroDuration();

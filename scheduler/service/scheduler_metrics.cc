@@ -63,12 +63,14 @@ SchedulerMetrics::SchedulerMetrics()
       persists_(prometheus::BuildCounter()
                     .Name("tessera_result_persists_total")
                     .Help("Attempts to persist a job's result, by outcome (succeeded, "
-                          "failed).")
+                          "failed; retried: failed in a way that may pass, and tried "
+                          "again).")
                     .Register(registry_)) {
   // Every outcome from the start, so that rates and alerts see a zero rather
   // than no series.
   persists_.Add({{"outcome", "succeeded"}});
   persists_.Add({{"outcome", "failed"}});
+  persists_.Add({{"outcome", "retried"}});
   for (const char* outcome : {"succeeded", "failed", "cancelled", "partial"}) {
     jobs_finished_.Add({{"queue", kDefaultQueue}, {"outcome", outcome}});
   }
@@ -137,6 +139,10 @@ void SchedulerMetrics::StoreCommitted(absl::Duration took, int64_t records, bool
 void SchedulerMetrics::ResultPersisted(absl::Duration took, bool ok) {
   persist_duration_.Observe(absl::ToDoubleSeconds(took));
   persists_.Add({{"outcome", ok ? "succeeded" : "failed"}}).Increment();
+}
+
+void SchedulerMetrics::ResultWriteRetried() {
+  persists_.Add({{"outcome", "retried"}}).Increment();
 }
 
 std::vector<prometheus::MetricFamily> SchedulerMetrics::Collect(

@@ -52,6 +52,8 @@ class SchedulerMetrics {
   void Record(const Actions& actions);
   void StoreCommitted(absl::Duration took, int64_t records, bool ok);
   void ResultPersisted(absl::Duration took, bool ok);
+  // A result write failed in a way that may pass and is tried again.
+  void ResultWriteRetried();
 
   std::vector<prometheus::MetricFamily> Collect(const CoreSnapshot& core);
 

@@ -25,6 +25,11 @@ absl::Status SchedulerConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--store must be sqlite or memory (got \"", store, "\")"));
   }
+  if (store_timeout < absl::Milliseconds(100) || store_timeout > absl::Minutes(10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store-timeout must be between 100ms and 10m (got ",
+                     absl::FormatDuration(store_timeout), ")"));
+  }
   if (store_linger < absl::ZeroDuration() || store_linger > absl::Seconds(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--store-linger must be between 0 and 1s (got ",
@@ -76,6 +81,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   auto sink = MakeResultSink(config.result_sink, config.s3, config.data_dir);
   if (!sink.ok()) return sink.status();
   server->sink_ = *std::move(sink);
+  if (config.wrap_sink) server->sink_ = config.wrap_sink(std::move(server->sink_));
   if (config.store == "memory") {
     server->store_ = std::make_unique<MemoryStore>();
   } else {
@@ -83,10 +89,12 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
     if (!store.ok()) return store.status();
     server->store_ = *std::move(store);
   }
+  if (config.wrap_store) server->store_ = config.wrap_store(std::move(server->store_));
   server->runtime_ = std::make_unique<Runtime>(config.core, clock, server->store_.get(),
                                                server->sink_.get());
   server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
   server->runtime_->SetCommitLinger(config.store_linger);
+  server->runtime_->SetStoreTimeout(config.store_timeout);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
   server->job_service_ =
       std::make_unique<JobServiceImpl>(server->runtime_.get(), server->auth_.get(),
@@ -123,6 +131,17 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
         absl::StrCat("cannot listen on ", config.listen, " (address in use or invalid)"));
   }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
+  SchedulerServer* s = server.get();
+  server->runtime_->SetHealthListener([s](const absl::Status& refusal) {
+    absl::MutexLock lock(&s->mu_);
+    if (s->shut_down_) return;  // NOT_SERVING for good
+    s->server_->GetHealthCheckService()->SetServingStatus(refusal.ok());
+    if (refusal.ok()) {
+      spdlog::info("health: SERVING again");
+    } else {
+      spdlog::warn("health: NOT_SERVING: {}", refusal.ToString());
+    }
+  });
   server->runtime_->Start();
   spdlog::info(
       "scheduler listening on port {} (metrics port {}), data dir {}, store {}, tls {}, "
@@ -144,10 +163,10 @@ void SchedulerServer::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     shut_down_ = true;
+    if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
   }
   if (runtime_) runtime_->BeginShutdown();
   if (server_) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
   if (runtime_) runtime_->Stop();

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,9 @@
 
 namespace tessera::scheduler {
 
+class ResultSink;
+class Store;
+
 struct SchedulerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9090";  // empty: no metrics endpoint
@@ -28,9 +32,16 @@ struct SchedulerConfig {
   S3SinkOptions s3;  // for result_sink = s3://…
   // Results and acks wait up to this long to share a commit (Runtime::SetCommitLinger).
   absl::Duration store_linger = absl::Milliseconds(2);
+  // A call that changes a job waits at most this long for its commit, then
+  // gets UNAVAILABLE; a commit running longer counts as failing; on SIGTERM a
+  // failing store is retried this long (Runtime::SetStoreTimeout).
+  absl::Duration store_timeout = absl::Seconds(5);
   int max_message_bytes = 64 << 20;
   int max_watchers = 1024;  // WatchJob streams open at once
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
+  // Tests only: wrap the store and the result sink (fault injection).
+  std::function<std::unique_ptr<Store>(std::unique_ptr<Store>)> wrap_store;
+  std::function<std::unique_ptr<ResultSink>(std::unique_ptr<ResultSink>)> wrap_sink;
   // TLS on the gRPC port (docs/security.md); empty cert and key: plaintext.
   ServerTlsOptions tls;
   // JSON file of token hashes and roles; empty: JobService needs no token.
@@ -44,11 +55,13 @@ struct SchedulerConfig {
 class Authenticator;
 class DataDirLock;
 class Runtime;
-class ResultSink;
-class Store;
 class JobServiceImpl;
 class ExecutorServiceImpl;
 
+// Health (grpc.health.v1) is SERVING while the runtime takes work, NOT_SERVING
+// while the store or the sink fails (Runtime::SetHealthListener) and from
+// Shutdown on.
+//
 // Thread-safe. Wait() blocks until Shutdown() (e.g. from a signal thread).
 class SchedulerServer {
  public:

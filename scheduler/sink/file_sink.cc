@@ -22,8 +22,33 @@ namespace {
 constexpr int kSpares = 8;
 constexpr char kSparePrefix[] = ".spare-";
 
+// The code says what the runtime does next (result_sink.h): a full disk or
+// quota and errors that may pass are retried with the same bytes; the rest
+// fail the job.
 absl::Status Errno(const std::string& what) {
-  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+  const int err = errno;
+  absl::StatusCode code = absl::StatusCode::kInternal;
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      code = absl::StatusCode::kResourceExhausted;
+      break;
+    case EIO:
+    case EAGAIN:
+    case EBUSY:
+    case EINTR:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case EROFS:  // e.g. remounted read-only after an error, until an operator acts
+    case ETIMEDOUT:
+    case ESTALE:
+      code = absl::StatusCode::kUnavailable;
+      break;
+    default:
+      break;
+  }
+  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err)));
 }
 
 }  // namespace

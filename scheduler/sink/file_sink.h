@@ -5,6 +5,9 @@
 // covers every rename before it. The temp files are made ahead of need (Prepare: empty
 // ".spare-*" files, also found again after a restart): creating a file can cost a
 // millisecond on a busy disk, filling one that exists much less.
+// Errors: ENOSPC and EDQUOT are RESOURCE_EXHAUSTED; EIO, EROFS and other
+// errors that may pass are UNAVAILABLE (retried, result_sink.h); the rest
+// are INTERNAL.
 #ifndef TESSERA_SCHEDULER_SINK_FILE_SINK_H_
 #define TESSERA_SCHEDULER_SINK_FILE_SINK_H_
 

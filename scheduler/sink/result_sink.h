@@ -1,5 +1,19 @@
 // Where a job's final result goes. Implementations write atomically: a reader
 // sees the whole result or nothing.
+//
+// Errors: the code of a Stage or Publish error tells the runtime what to do
+// next, whatever the sink (file, object storage, ...):
+// - UNAVAILABLE (an I/O error, a timeout, a 5xx, throttling) and
+//   RESOURCE_EXHAUSTED (a full disk or quota): may pass (SinkErrorMayPass).
+//   The runtime writes the same bytes again with backoff (Stage, then
+//   Publish) until they are in, without failing the job; meanwhile new work
+//   is refused with that code and health says NOT_SERVING. So a write that
+//   fails this way must leave nothing a reader could see, or exactly these
+//   bytes (the next Stage finds them and writes nothing again).
+// - anything else (a bad job id, permission denied, a 4xx): permanent. The
+//   job fails with the error.
+// A Sync error, whatever its code, holds back the store commits that wait for
+// it (jobs marked done), which are retried with it like a failed commit.
 #ifndef TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
 #define TESSERA_SCHEDULER_SINK_RESULT_SINK_H_
 
@@ -36,6 +50,11 @@ std::string ResultName(const std::string& job_id, int32_t version);
 absl::Status DifferentResultError(const std::string& location,
                                   const std::string& found_sha256,
                                   const std::string& want_sha256);
+// Whether a sink's error may pass (see above): the write is retried.
+inline bool SinkErrorMayPass(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kResourceExhausted;
+}
 
 // Thread-safe.
 class ResultSink {

@@ -42,6 +42,32 @@ class Stmt {
   int rc_;
 };
 
+// What the caller should do next (store.h): SQLITE_FULL is a full disk;
+// busy, locked and I/O errors may pass; the rest needs an operator.
+absl::StatusCode ErrorCode(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+      return absl::StatusCode::kResourceExhausted;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_INTERRUPT:
+    case SQLITE_CANTOPEN:
+      return absl::StatusCode::kUnavailable;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::StatusCode::kDataLoss;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      return absl::StatusCode::kFailedPrecondition;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
@@ -125,13 +151,19 @@ SqliteStore::~SqliteStore() {
 
 absl::Status SqliteStore::Exec(const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s = absl::UnavailableError(
+  if (const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
+    absl::Status s = absl::Status(
+        ErrorCode(rc),
         absl::StrCat("store ", path_, ": ", err ? err : sqlite3_errmsg(db_)));
     sqlite3_free(err);
     return s;
   }
   return absl::OkStatus();
+}
+
+void SqliteStore::SetMaxRecordBytesForTesting(int bytes) {
+  absl::MutexLock lock(&mu_);
+  sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, bytes);
 }
 
 absl::StatusOr<int> SqliteStore::Synchronous() {
@@ -170,8 +202,17 @@ absl::StatusOr<std::string> SqliteStore::InitMeta(const std::string& key,
 }
 
 absl::Status SqliteStore::Error(const std::string& what) {
-  return absl::UnavailableError(
+  return absl::Status(
+      ErrorCode(sqlite3_errcode(db_)),
       absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
+}
+
+absl::Status SqliteStore::RecordTooBig(const std::string& job_id, const std::string& what,
+                                       size_t bytes) {
+  return RecordError(absl::StatusCode::kInvalidArgument, job_id,
+                     absl::StrCat("store ", path_, ": ", what, " is ", bytes,
+                                  " bytes, more than the store takes (",
+                                  sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, -1), ")"));
 }
 
 absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
@@ -208,9 +249,15 @@ absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs
                         SQLITE_STATIC);
       sqlite3_bind_int64(job, 2, r.seq);
       sqlite3_bind_int(job, 3, static_cast<int>(r.state));
-      sqlite3_bind_text(job, 4, text.data(), static_cast<int>(text.size()),
-                        SQLITE_STATIC);
-      if (sqlite3_step(job) != SQLITE_DONE) status = Error("write job " + r.id);
+      int rc = sqlite3_bind_text64(job, 4, text.data(), text.size(), SQLITE_STATIC,
+                                   SQLITE_UTF8);
+      if (rc == SQLITE_OK) rc = sqlite3_step(job);
+      // Too big is this record's fault alone: the runtime fails its job only.
+      if (rc == SQLITE_TOOBIG) {
+        status = RecordTooBig(r.id, "the record of job " + r.id, text.size());
+      } else if (rc != SQLITE_DONE) {
+        status = Error("write job " + r.id);
+      }
       sqlite3_reset(job);
     }
     for (size_t i = 0; status.ok() && i < results.size(); ++i) {
@@ -218,9 +265,14 @@ absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs
       sqlite3_bind_text(res, 1, r.job_id.data(), static_cast<int>(r.job_id.size()),
                         SQLITE_STATIC);
       sqlite3_bind_int64(res, 2, r.shard);
-      sqlite3_bind_text(res, 3, r.result_json.data(),
-                        static_cast<int>(r.result_json.size()), SQLITE_STATIC);
-      if (sqlite3_step(res) != SQLITE_DONE) {
+      int rc = sqlite3_bind_text64(res, 3, r.result_json.data(), r.result_json.size(),
+                                   SQLITE_STATIC, SQLITE_UTF8);
+      if (rc == SQLITE_OK) rc = sqlite3_step(res);
+      if (rc == SQLITE_TOOBIG) {
+        status = RecordTooBig(
+            r.job_id, absl::StrCat("the result of job ", r.job_id, " shard ", r.shard),
+            r.result_json.size());
+      } else if (rc != SQLITE_DONE) {
         status =
             Error(absl::StrCat("write result of job ", r.job_id, " shard ", r.shard));
       }

@@ -4,6 +4,10 @@
 // scheduler process; a durable commit (the one before each sink write: one
 // fsync of the WAL), Flush() (a WAL checkpoint) and synchronous=FULL (one
 // fsync per commit) also survive power loss.
+//
+// Errors (store.h): SQLITE_FULL is RESOURCE_EXHAUSTED; busy, locked and I/O
+// errors are UNAVAILABLE; a job record or shard result too big for SQLite
+// (SQLITE_TOOBIG) is a RecordError naming its job.
 #ifndef TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
 #define TESSERA_SCHEDULER_STORE_SQLITE_STORE_H_
 
@@ -40,11 +44,16 @@ class SqliteStore : public Store {
   std::string name() const override { return "sqlite"; }
   // The connection's PRAGMA synchronous now (1 NORMAL, 2 FULL), for tests.
   absl::StatusOr<int> Synchronous();
+  // Records and results over `bytes` are then too big (SQLITE_LIMIT_LENGTH).
+  void SetMaxRecordBytesForTesting(int bytes);
 
  private:
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status Exec(const char* sql);
+  // The connection's last error, its code mapped as store.h says.
   absl::Status Error(const std::string& what);
+  absl::Status RecordTooBig(const std::string& job_id, const std::string& what,
+                            size_t bytes);
   absl::Status CommitLocked(const std::vector<const JobRecord*>& jobs,
                             const std::vector<const SaveResultOp*>& results)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

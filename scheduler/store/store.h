@@ -4,13 +4,18 @@
 #define TESSERA_SCHEDULER_STORE_STORE_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/string_view.h"
 #include "scheduler/core/types.h"
 
 namespace tessera::scheduler {
+
+inline constexpr char kRecordErrorPayload[] = "type.tessera.dev/store.RecordError";
 
 struct StoredState {
   std::vector<JobRecord> jobs;  // submission order
@@ -19,6 +24,19 @@ struct StoredState {
 };
 
 // Thread-compatible: the runtime's store writer is the only caller of Commit.
+//
+// Errors: what a Commit (or Flush) error means, and what the runtime does with
+// it. Nothing of a failed commit may be kept.
+// - UNAVAILABLE: may pass (busy, an I/O error). The runtime retries the batch
+//   with backoff; after two failures in a row it reports NOT_SERVING and
+//   refuses writes with UNAVAILABLE until a commit succeeds.
+// - RESOURCE_EXHAUSTED: the disk (or a quota) is full. The same, but writes are
+//   refused with RESOURCE_EXHAUSTED; they pass again once space returns.
+// - an error made by RecordError: one job's record (or shard result) can never
+//   be stored (e.g. too big). The runtime commits the batch without that job's
+//   records and fails the job; the store stays in service.
+// - anything else (permissions, corruption): as UNAVAILABLE, since only an
+//   operator can fix it and the runtime cannot tell which record is at fault.
 class Store {
  public:
   virtual ~Store() = default;
@@ -44,6 +62,21 @@ class Store {
   // "sqlite" or "memory", for logs and metrics.
   virtual std::string name() const = 0;
 };
+
+// A permanent error of one job's record: `code` and `message` as usual,
+// plus the job, which RecordErrorJob reads back.
+inline absl::Status RecordError(absl::StatusCode code, const std::string& job_id,
+                                absl::string_view message) {
+  absl::Status s(code, message);
+  s.SetPayload(kRecordErrorPayload, absl::Cord(job_id));
+  return s;
+}
+// The job whose record `s` refuses, when `s` came from RecordError.
+inline std::optional<std::string> RecordErrorJob(const absl::Status& s) {
+  auto job = s.GetPayload(kRecordErrorPayload);
+  if (!job.has_value()) return std::nullopt;
+  return std::string(*job);
+}
 
 // Encoding of a job record in the store (JSON), exposed for tests.
 std::string EncodeJobRecord(const JobRecord& record);

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "shared/sha256.h"
+#include "tests/util/small_disk.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -176,7 +177,30 @@ TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {
   auto r = (*sink)->Write("job", 1, "{}");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(dir), std::string::npos) << r.status();
+  EXPECT_FALSE(SinkErrorMayPass(r.status())) << r.status();  // not retried: permanent
   EXPECT_EQ((*sink)->writes(), 0);
+}
+
+TEST(FileSinkTest, AFullDiskIsResourceExhaustedLeavesNothingAndTheSameBytesGoInLater) {
+  const std::string dir = TempDir();
+  std::string why;
+  auto disk = testing::SmallDisk::Mount(dir, 1 << 20, &why);
+  if (disk == nullptr) GTEST_SKIP() << why;
+  auto sink = FileSink::Create(dir + "/results");
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  const std::string bytes = std::string(10000, '4') + "\n";
+  ASSERT_GT(disk->Fill(), 0);
+  auto staged = (*sink)->Stage("job", 1, bytes);
+  ASSERT_FALSE(staged.ok());
+  EXPECT_EQ(staged.status().code(), absl::StatusCode::kResourceExhausted)
+      << staged.status();
+  EXPECT_TRUE(SinkErrorMayPass(staged.status()));
+  EXPECT_EQ(CountFiles(dir + "/results").second, 0);  // nothing a reader could see
+  disk->Free();
+  auto written = (*sink)->Write("job", 1, bytes);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(Contents(written->location), bytes);
+  EXPECT_EQ((*sink)->writes(), 1);
 }
 
 }  // namespace

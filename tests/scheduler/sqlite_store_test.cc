@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "gtest/gtest.h"
+#include "tests/util/small_disk.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -90,6 +91,62 @@ TEST(SqliteStoreTest, AJobSavedAgainIsReadBackOnceAsItsLatestRecordInSubmissionO
   EXPECT_EQ(state->jobs[0].location, "/results/first.json");
   EXPECT_EQ(state->jobs[1].id, "second");
   EXPECT_EQ(state->jobs[1].state, JobState::kQueued);
+}
+
+TEST(SqliteStoreTest, ARecordTooBigIsARecordErrorNamingItsJobAndNothingIsCommitted) {
+  const std::string dir = TempDir();
+  {
+    auto store = SqliteStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    (*store)->SetMaxRecordBytesForTesting(4096);
+    const JobRecord small = Record("small", JobState::kRunning);
+    JobRecord big = Record("big", JobState::kRunning);
+    big.seq = 2;
+    big.finalizing = true;
+    big.final_bytes = std::string(8192, 'x');
+    absl::Status s = (*store)->Commit({&small, &big}, {}, /*durable=*/false);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(RecordErrorJob(s), "big") << s;
+    EXPECT_NE(s.message().find("the record of job big is"), std::string::npos) << s;
+    // A shard result too big names its job too.
+    const SaveResultOp huge{"small", 0, std::string(8192, '1')};
+    s = (*store)->Commit({&small}, {&huge}, /*durable=*/false);
+    EXPECT_EQ(RecordErrorJob(s), "small") << s;
+    // Without them the rest commits.
+    ASSERT_TRUE((*store)->Commit({&small}, {}, /*durable=*/false).ok());
+  }
+  absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->jobs.size(), 1u);
+  EXPECT_EQ(state->jobs[0].id, "small");
+  EXPECT_TRUE(state->results["small"].empty());
+}
+
+TEST(SqliteStoreTest, AFullDiskIsResourceExhaustedAndCommitsPassOnceSpaceReturns) {
+  const std::string dir = TempDir();
+  std::string why;
+  auto disk = testing::SmallDisk::Mount(dir, 2 << 20, &why);
+  if (disk == nullptr) GTEST_SKIP() << why;
+  auto store = SqliteStore::Open(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const JobRecord first = Record("first", JobState::kRunning);
+  ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/true).ok());
+  ASSERT_GT(disk->Fill(), 0);
+  JobRecord second = Record("second", JobState::kRunning);
+  second.seq = 2;
+  const SaveResultOp result{"first", 0, std::string(6000, '7')};
+  absl::Status s = (*store)->Commit({&second}, {&result}, /*durable=*/true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_FALSE(RecordErrorJob(s).has_value());
+  disk->Free();
+  s = (*store)->Commit({&second}, {&result}, /*durable=*/true);
+  ASSERT_TRUE(s.ok()) << s;
+  store->reset();
+  absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->jobs.size(), 2u);
+  ASSERT_EQ(state->results["first"].size(), 1u);
+  EXPECT_EQ(state->results["first"][0].result_json, result.result_json);
 }
 
 }  // namespace
