@@ -876,6 +876,18 @@ bool SchedulerCore::WantsMore(Executor& e, int64_t prefetch) {
 }
 
 void SchedulerCore::Dispatch(absl::Time now, Actions& out) {
+  // Shards whose executor's grace is over count their loss before they can be
+  // handed out again (the crash-loop guard), whatever event dispatches them.
+  std::vector<Job*> with_detached;
+  for (Job* j : active_) {
+    for (const auto& [shard, d] : j->detached) {
+      if (d.until <= now) {
+        with_detached.push_back(j);
+        break;
+      }
+    }
+  }
+  for (Job* j : with_detached) LoseDetached(*j, now, out);
   // The most any active job lets an executor hold: executors holding that
   // many are passed over without looking for a job (with 1,000 executors,
   // most are).

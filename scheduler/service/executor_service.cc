@@ -49,7 +49,9 @@ class ConnectReactor
       public ExecutorStream {
  public:
   // Refused at once with `refusal` (credentials) when it is not OK.
-  ConnectReactor(Runtime* runtime, absl::StatusOr<Identity> caller, std::string peer)
+  // `bound`: whether the caller's identity binds its executor id (auth on).
+  ConnectReactor(Runtime* runtime, absl::StatusOr<Identity> caller, bool bound,
+                 std::string peer)
       : runtime_(runtime), peer_(std::move(peer)) {
     if (!caller.ok()) {
       spdlog::warn("executor stream from {} refused: {}", peer_,
@@ -58,8 +60,7 @@ class ConnectReactor
       FinishLocked(ToGrpcStatus(caller.status()));
       return;
     }
-    identity_ =
-        caller->name == "anonymous" && !caller->from_certificate ? "" : caller->name;
+    identity_ = bound ? caller->name : "";
     StartRead(&in_);
   }
 
@@ -263,7 +264,7 @@ grpc::ServerBidiReactor<v1::ExecutorMessage, v1::SchedulerMessage>*
 ExecutorServiceImpl::Connect(grpc::CallbackServerContext* context) {
   return new ConnectReactor(
       runtime_, auth_->Check(*context, Permission::kExecute, "ExecutorService.Connect"),
-      context->peer());
+      auth_->Required(Permission::kExecute), context->peer());
 }
 
 }  // namespace tessera::scheduler

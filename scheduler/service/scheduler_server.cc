@@ -65,6 +65,13 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
         "the port can submit, cancel and read jobs and run executors",
         config.listen);
   }
+  if (tls && config.auth_tokens_file.empty() && !IsLoopbackListenAddress(config.listen)) {
+    spdlog::warn(
+        "TLS without --auth-tokens-file: the wire is encrypted, but anyone who reaches "
+        "{} may submit, cancel and read jobs{} (docs/security.md)",
+        config.listen,
+        config.tls.client_ca_file.empty() ? " and run as an executor" : "");
+  }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(config.tls);
   if (!credentials.ok()) return credentials.status();

@@ -698,6 +698,26 @@ TEST_F(SchedulerCoreTest, AnExecutorBackWithoutItsShardLosesItAtOnce) {
   EXPECT_EQ(assigns_[0].assignment.shard, 0);
 }
 
+TEST_F(SchedulerCoreTest, ALossCountsBeforeTheShardGoesOutAgainWhateverDispatchesIt) {
+  CoreConfig c = Config();
+  c.max_executor_losses = 1;
+  SchedulerCore core(c);
+  Actions out;
+  ASSERT_TRUE(core.Submit(RangeJob(10, 1), "job1", now_, out).ok());
+  ExecutorConn e1 = core.Connect(Hello("e1", 1), now_, out);
+  ASSERT_EQ(out.assigns.size(), 1u);
+  Actions gone;
+  core.Disconnect(e1, now_, gone);
+  // The grace passes with no tick; a new executor's arrival dispatches.
+  Actions later;
+  core.Connect(Hello("e2", 1), now_ + c.reattach_grace, later);
+  EXPECT_TRUE(later.assigns.empty());  // the crash loop is caught, not handed on
+  auto v = core.GetJob("job1", now_ + c.reattach_grace);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->state, JobState::kFailed);
+  EXPECT_NE(v->message.find("crash loop"), std::string::npos) << v->message;
+}
+
 TEST_F(SchedulerCoreTest, AResultWithoutALiveLeaseIsAcceptedWhileTheShardIsOpen) {
   Submit(RangeJob(20, 2));
   ExecutorConn e1 = Connect(Hello("e1", 1));
