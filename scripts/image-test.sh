@@ -264,7 +264,10 @@ for _ in $(seq 1 100); do
 done
 [[ "${connected:-0}" == 2 ]] || fail "2 executors did not connect (connected: ${connected:-none})"
 for p in "${exec_ports[@]}"; do
-  curl -sf "http://127.0.0.1:$p/metrics" | grep -q '^tessera_' ||
+  # (Read whole before grep: grep -q stops early and, with pipefail, curl's
+  # SIGPIPE would fail the check.)
+  executor_metrics=$(curl -sf "http://127.0.0.1:$p/metrics") || executor_metrics=""
+  grep -q '^tessera_' <<<"$executor_metrics" ||
     fail "an executor's /metrics on :$p has no tessera_ metrics"
 done
 
@@ -305,8 +308,9 @@ buildah run --isolation chroot "$sched" -- cat "$result" | grep -q '"primes": *7
   fail "the result file $result in the scheduler's container does not hold the answer"
 grep -q "audit: SubmitJob job=[0-9a-f]* by ci" "$LOGS/scheduler.log" ||
   fail "the scheduler's log has no audit line naming the submitter ci"
-curl -sf "http://127.0.0.1:$MPORT/metrics" |
-  grep -q '^tessera_results_rejected_total{reason="leased_to_another"} 0' ||
+scheduler_metrics=$(curl -sf "http://127.0.0.1:$MPORT/metrics") || scheduler_metrics=""
+grep -q '^tessera_results_rejected_total{reason="leased_to_another"} 0' \
+  <<<"$scheduler_metrics" ||
   fail "the scheduler's /metrics lacks tessera_results_rejected_total{reason=\"leased_to_another\"} 0"
 
 # SIGTERM: the executors drain and exit 0.
