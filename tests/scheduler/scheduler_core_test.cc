@@ -1058,6 +1058,25 @@ TEST_F(SchedulerCoreTest, RefusesBadJobControlFieldsNamingThem) {
   expect_field(s, "spec.queue");
 }
 
+// Found by tests/fuzz (spec_fuzzer): durations beyond int64 nanoseconds were
+// accepted, then stored and shown shorter than submitted.
+TEST_F(SchedulerCoreTest, RefusesDurationsTheStoreCannotKeep) {
+  Actions a;
+  JobSpec s = RangeJob(10, 1);
+  s.shard_timeout = absl::Seconds(100'000'000'000);
+  auto r = core_.Submit(s, "j", now_, a);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("spec.shard_timeout"), std::string::npos);
+  s = RangeJob(10, 1);
+  s.retry.max_backoff = absl::InfiniteDuration();
+  r = core_.Submit(s, "j", now_, a);
+  EXPECT_NE(r.status().message().find("spec.retry.max_backoff"), std::string::npos);
+  s = RangeJob(10, 1);
+  s.shard_timeout = absl::Nanoseconds(std::numeric_limits<int64_t>::max());
+  s.retry.max_backoff = s.shard_timeout;
+  EXPECT_TRUE(core_.Submit(s, "j", now_, a).ok());
+}
+
 }  // namespace
 }  // namespace tessera::scheduler
 
