@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "scheduler/core/fold.h"
 #include "scheduler/core/scheduler_core.h"
+#include "shared/json_limits.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace tessera::scheduler {
@@ -150,27 +151,33 @@ void RunCore(const AggregateSpec& aggregate, const std::vector<std::string>& tex
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tessera::scheduler;  // NOLINT(build/namespaces): a fuzz entry point
   const std::string input(reinterpret_cast<const char*>(data), size);
-  if (tessera::fuzz::SkipDeepJson(input)) return 0;
-  // Deep results (pending/, TESSERA_FUZZ_DEEP_JSON): only what a hostile
-  // executor reaches, the core; Folder alone would copy them unchecked.
-  const bool deep = tessera::fuzz::MaxNesting(input) > tessera::fuzz::kMaxNesting;
   std::vector<absl::string_view> lines = absl::StrSplit(input, '\n');
   AggregateSpec aggregate;
   if (!ParseAggregate(json::parse(lines[0], nullptr, false), &aggregate)) return 0;
   // Submit refuses what ValidateSpec refuses (field paths like "a." or "").
   if (!ValidateSpec(FoldJob(aggregate, 1)).ok()) return 0;
 
+  // A result nested deeper than the core's limit fails its attempt (and the
+  // job) before Folder sees it; Folder alone would copy it unchecked. Such an
+  // input only goes through the core, in shard order, without the property.
+  const int max_depth = CoreConfig().max_json_depth;
+  bool deep = false;
   std::vector<std::string> texts;
   std::vector<json> results;
-  for (size_t i = 1; i < lines.size() && results.size() < kMaxShards; ++i) {
+  for (size_t i = 1; i < lines.size() && texts.size() < kMaxShards; ++i) {
+    if (tessera::JsonTextDepth(lines[i], max_depth) > max_depth) {
+      deep = true;
+      texts.emplace_back(lines[i]);
+      continue;
+    }
     json r = json::parse(lines[i], nullptr, false);
     if (!r.is_object()) continue;
     texts.emplace_back(lines[i]);
     results.push_back(std::move(r));
   }
-  if (results.empty()) return 0;
+  if (texts.empty()) return 0;
 
-  std::vector<size_t> order(results.size());
+  std::vector<size_t> order(texts.size());
   std::iota(order.begin(), order.end(), 0);
   if (deep) {
     RunCore(aggregate, texts, order, std::nullopt, input);

@@ -8,50 +8,23 @@
 
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "shared/json_limits.h"
 
 namespace tessera::fuzz {
 
-// Nesting the harnesses feed to the code under test. Deeper JSON overflows
-// the stack in nlohmann::json's recursive copy, dump and comparison until the
-// depth limits of issue 16 (item 1, --max-json-depth, at most 1000) are in
-// place; the harnesses skip such inputs so that a bounded run finds other
-// things. The deep inputs wait in tests/fuzz/pending/ and are replayed with
-// TESSERA_FUZZ_DEEP_JSON set (ctest label "pending"), which turns the skip off.
+// The record codec copies a row's params before any depth check, so JSON
+// nested deeper than this overflows the stack in nlohmann::json's recursive
+// copy (tests/fuzz/pending/record_codec_fuzzer). record_codec_fuzzer skips
+// such inputs so that a bounded run finds other things; the pending inputs
+// are replayed with TESSERA_FUZZ_DEEP_JSON set (ctest label "pending"), which
+// turns the skip off. Results and exec lines are bounded by the product
+// (--max-json-depth), so the other targets feed any depth.
 inline constexpr int kMaxNesting = 1000;
-
-inline bool DeepJsonAllowed() {
-  static const bool allowed = std::getenv("TESSERA_FUZZ_DEEP_JSON") != nullptr;
-  return allowed;
-}
-
-// The deepest nesting of '[' and '{' outside JSON strings: an upper bound of
-// the depth of any JSON value parsed from `text`.
-inline int MaxNesting(absl::string_view text) {
-  int depth = 0;
-  int deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > deepest) deepest = depth;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
 
 // Whether the harness skips `input` (see kMaxNesting).
 inline bool SkipDeepJson(absl::string_view input) {
-  return !DeepJsonAllowed() && MaxNesting(input) > kMaxNesting;
+  static const bool allowed = std::getenv("TESSERA_FUZZ_DEEP_JSON") != nullptr;
+  return !allowed && JsonTextDepth(input, kMaxNesting) > kMaxNesting;
 }
 
 // What a proto3 string field must hold (gRPC refuses to send anything else).
