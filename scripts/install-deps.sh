@@ -17,9 +17,10 @@ PACKAGES=(
 )
 # buildah + debootstrap: the image test (scripts/image-test.sh). The Python
 # client's tests (tests/python): grpcio, protobuf and pytest for Python, a venv
-# with pip for its install test, openssl for its TLS test.
+# with pip for its install test, openssl for its TLS test. clang-14 and
+# libclang-rt-14-dev: the fuzz preset (libFuzzer, ASan, UBSan; tests/fuzz).
 TEST_PACKAGES=(nodejs npm buildah debootstrap python3-grpcio python3-protobuf python3-pytest
-  python3-venv python3-pip openssl)
+  python3-venv python3-pip openssl clang-14 libclang-rt-14-dev)
 
 want=("${PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then

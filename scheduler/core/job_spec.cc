@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "scheduler/core/scheduler_core.h"
@@ -118,6 +119,18 @@ absl::Status ValidateSpec(const JobSpec& spec) {
   }
   if (spec.shard_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("spec.shard_timeout must be >= 0");
+  }
+  // The store and GetJob keep durations as int64 nanoseconds: a longer one
+  // would come back shorter (found by tests/fuzz).
+  const absl::Duration kMaxDuration =
+      absl::Nanoseconds(std::numeric_limits<int64_t>::max());
+  if (r.max_backoff > kMaxDuration) {
+    return absl::InvalidArgumentError(
+        "spec.retry.max_backoff must be at most 292 years (2^63 ns)");
+  }
+  if (spec.shard_timeout > kMaxDuration) {
+    return absl::InvalidArgumentError(
+        "spec.shard_timeout must be at most 292 years (2^63 ns)");
   }
   if (spec.max_failed_shards < 0) {
     return absl::InvalidArgumentError(

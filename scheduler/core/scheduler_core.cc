@@ -176,7 +176,11 @@ void SchedulerCore::Restore(
         now - r.created < config_.idempotency_retention) {
       idempotency_[r.spec.idempotency_key] = {r.id, r.created};
     }
-    for (const FailedShard& f : r.failed) j->failed[f.shard] = f;
+    for (const FailedShard& f : r.failed) {
+      // A damaged record may name a shard the job does not have (found by
+      // tests/fuzz): Rebuild would count up to it.
+      if (f.shard >= 0 && f.shard < j->partition.num_shards()) j->failed[f.shard] = f;
+    }
     if (IsTerminal(r.state)) {
       j->next_shard = j->partition.num_shards();
       j->folded = j->partition.num_shards();

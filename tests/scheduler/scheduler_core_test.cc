@@ -1,6 +1,7 @@
 #include "scheduler/core/scheduler_core.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -804,6 +805,35 @@ TEST_F(SchedulerCoreTest, AJobCaughtFinalizingIsPersistedAgainWithTheSameBytes) 
   EXPECT_EQ(restarted.GetJob("job1", now_)->state, JobState::kSucceeded);
 }
 
+// Found by tests/fuzz (record_codec_fuzzer): a damaged record naming a failed
+// shard the job does not have made Restore count up to it (for 10^12: hours,
+// and past the job's shards, which breaks the core's invariants).
+TEST_F(SchedulerCoreTest, RestoreIgnoresAFailedShardTheJobDoesNotHave) {
+  Submit(RangeJob(40, 4));
+  JobRecord damaged = saved_jobs_.back();
+  damaged.state = JobState::kRunning;
+  damaged.spec.max_failed_shards = 10;
+  damaged.failed.push_back({1'000'000'000'000, {0, 1}, 1, "boom"});
+  damaged.failed.push_back({-1, {0, 1}, 1, "boom"});
+  SchedulerCore restarted(Config());
+  Actions out;
+  restarted.Restore({damaged}, {}, now_, out);
+  ExecutorConn e = restarted.Connect(Hello("e1", 4), now_, out);
+  restarted.Heartbeat(e, now_ + absl::Seconds(6));
+  restarted.Tick(now_ + absl::Seconds(6), out);  // past the re-attach grace
+  ASSERT_EQ(out.assigns.size(), 4u);
+  for (const AssignAction& a : out.assigns) {
+    restarted.Result(e, a.assignment.lease_id, "job1", a.assignment.shard,
+                     json{{"items", 10}}.dump(), now_ + absl::Seconds(6), out);
+  }
+  std::vector<PersistAction> persisted;
+  for (const auto& op : out.durable) {
+    if (auto* p = std::get_if<PersistAction>(&op)) persisted.push_back(*p);
+  }
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_EQ(json::parse(persisted[0].bytes)["items"], 40);
+}
+
 TEST_F(SchedulerCoreTest, ReportsQueueWaitAndShardRunTimesForMetrics) {
   Submit(RangeJob(20, 2));
   now_ += absl::Seconds(3);
@@ -1046,6 +1076,25 @@ TEST_F(SchedulerCoreTest, RefusesBadJobControlFieldsNamingThem) {
   s = RangeJob(10, 1);
   s.queue = "";
   expect_field(s, "spec.queue");
+}
+
+// Found by tests/fuzz (spec_fuzzer): durations beyond int64 nanoseconds were
+// accepted, then stored and shown shorter than submitted.
+TEST_F(SchedulerCoreTest, RefusesDurationsTheStoreCannotKeep) {
+  Actions a;
+  JobSpec s = RangeJob(10, 1);
+  s.shard_timeout = absl::Seconds(100'000'000'000);
+  auto r = core_.Submit(s, "j", now_, a);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("spec.shard_timeout"), std::string::npos);
+  s = RangeJob(10, 1);
+  s.retry.max_backoff = absl::InfiniteDuration();
+  r = core_.Submit(s, "j", now_, a);
+  EXPECT_NE(r.status().message().find("spec.retry.max_backoff"), std::string::npos);
+  s = RangeJob(10, 1);
+  s.shard_timeout = absl::Nanoseconds(std::numeric_limits<int64_t>::max());
+  s.retry.max_backoff = s.shard_timeout;
+  EXPECT_TRUE(core_.Submit(s, "j", now_, a).ok());
 }
 
 }  // namespace

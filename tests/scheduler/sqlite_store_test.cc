@@ -31,6 +31,46 @@ absl::StatusOr<StoredState> LoadAfterReopening(const std::string& dir) {
   return (*store)->Load();
 }
 
+// Found by tests/fuzz (record_codec_fuzzer): a float or a too large number in
+// an integer field was cast (undefined behaviour) instead of refused.
+TEST(RecordCodecTest, RefusesAnIntegerFieldHoldingAFractionOrTooLargeANumber) {
+  const std::string good = EncodeJobRecord(Record("j1", JobState::kRunning));
+  ASSERT_TRUE(DecodeJobRecord(good).ok());
+  const std::pair<std::string, std::string> damages[] = {
+      {"\"result_version\":0", "\"result_version\":184467440737095516160"},
+      {"\"state\":1", "\"state\":1.5e300"},
+      {"\"seq\":1", "\"seq\":18446744073709551615"},
+      {"\"shard_count\":2", "\"shard_count\":2.5"},
+      {"\"priority\":0", "\"priority\":4294967296"},
+  };
+  for (const auto& [field, damaged] : damages) {
+    std::string text = good;
+    const size_t at = text.find(field);
+    ASSERT_NE(at, std::string::npos) << field;
+    text.replace(at, field.size(), damaged);
+    absl::StatusOr<JobRecord> r = DecodeJobRecord(text);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << damaged;
+  }
+}
+
+// Found by tests/fuzz (record_codec_fuzzer): Restore counts on from these
+// (seq + 1, result_version + 1), which overflowed at the largest values.
+TEST(RecordCodecTest, RefusesASeqOrResultVersionNothingCanFollow) {
+  for (const auto& [seq, version] :
+       {std::pair<int64_t, int32_t>{INT64_MAX, 1}, {-1, 1}, {1, INT32_MAX}, {1, -1}}) {
+    JobRecord r = Record("j1", JobState::kRunning);
+    r.seq = seq;
+    r.result_version = version;
+    EXPECT_EQ(DecodeJobRecord(EncodeJobRecord(r)).status().code(),
+              absl::StatusCode::kDataLoss)
+        << seq << " " << version;
+  }
+  JobRecord r = Record("j1", JobState::kRunning);
+  r.seq = INT64_MAX - 1;
+  r.result_version = INT32_MAX - 1;
+  EXPECT_TRUE(DecodeJobRecord(EncodeJobRecord(r)).ok());
+}
+
 TEST(SqliteStoreTest, KeepsItsSyncSettingAcrossDurableCommits) {
   for (const auto& [setting, value] : {std::pair{"normal", 1}, std::pair{"full", 2}}) {
     auto store = SqliteStore::Open(TempDir(), setting);
