@@ -24,6 +24,11 @@ class Hostile : public Cluster {
     std::unique_ptr<grpc::ClientContext> ctx = std::make_unique<grpc::ClientContext>();
     std::unique_ptr<Stream> stream;
   };
+  // Until a shard of the job runs.
+  void WaitUntilRunning(const std::string& id) {
+    WaitFor(
+        id, [](const v1::Job& j) { return j.shards().running() > 0; }, absl::Seconds(30));
+  }
   // Connected and said hello as "raw-peer", advertising `tasks`.
   RawPeer ConnectRawPeer(const std::vector<std::string>& tasks) {
     RawPeer p;
@@ -107,9 +112,7 @@ TEST_F(Hostile, APeerClaimingAShardWithAMadeUpLeaseIsRefusedAndTheRealValueIsPer
   v1::Job job =
       Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"40","shardCount":4},)"
              R"("params":{"ms":25}}})");
-  WaitFor(
-      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
-      absl::Seconds(30));
+  WaitUntilRunning(job.id());
   RawPeer peer = ConnectRawPeer({});  // advertises no task: gets no work
   Stream* stream = peer.stream.get();
   for (int shard = 0; shard < 4; ++shard) {
@@ -139,9 +142,7 @@ TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResu
   v1::Job job =
       Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"40","shardCount":8},)"
              R"("params":{"ms":50}}})");
-  WaitFor(
-      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
-      absl::Seconds(30));
+  WaitUntilRunning(job.id());
   scheduler_->Signal(SIGSTOP);
   const absl::Time stopped = absl::Now();
   // Keepalive pings go unanswered: the executor gives the stream up within
@@ -177,9 +178,7 @@ TEST_F(Hostile, AnExecutorThatReconnectsThreeTimesDuringOneLongShardCostsItNoLos
   v1::Job job =
       Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"1","shardCount":1},)"
              R"("params":{"ms":12000}}})");
-  WaitFor(
-      job.id(), [](const v1::Job& j) { return j.shards().running() > 0; },
-      absl::Seconds(30));
+  WaitUntilRunning(job.id());
   for (int i = 1; i <= 3; ++i) {
     // Pausing the scheduler breaks the executor's stream (keepalive) and
     // makes the scheduler drop it (heartbeats): a reconnect, both ways.
