@@ -383,8 +383,8 @@ std::vector<JobView> SchedulerCore::ListJobs(const JobFilter& filter, int64_t be
 // ---- executors ----
 
 bool SchedulerCore::Issued(const std::string& lease_id, const std::string& job_id,
-                           int64_t shard) const {
-  if (lease_ids_ != nullptr) return lease_ids_->Issued(lease_id, job_id, shard);
+                           int64_t shard, const std::string& holder) const {
+  if (lease_ids_ != nullptr) return lease_ids_->Issued(lease_id, job_id, shard, holder);
   return absl::StartsWith(lease_id, absl::StrCat(job_id, ".", shard, "."));
 }
 
@@ -441,7 +441,7 @@ ExecutorConn SchedulerCore::Connect(const ExecutorHello& hello, absl::Time now,
   ++version_;
   // Shards it still runs: adopted when open and unclaimed, else cancelled.
   for (const HeldShard& h : hello.held) {
-    if (!Issued(h.lease_id, h.job_id, h.shard)) {
+    if (!Issued(h.lease_id, h.job_id, h.shard, hello.identity)) {
       // A claim on a shard this scheduler never leased out: refused, and the
       // executor told to stop it.
       ++counters_.results_rejected_unknown_lease;
@@ -533,7 +533,7 @@ void SchedulerCore::Result(const ExecutorConn& conn, const std::string& lease_id
       return;
     }
     const char* refused = nullptr;
-    if (!Issued(lease_id, job_id, shard)) {
+    if (!Issued(lease_id, job_id, shard, e->hello.identity)) {
       // Not a lease this scheduler ever issued for this shard: forged.
       ++counters_.results_rejected_unknown_lease;
       refused = "unknown_lease";
@@ -935,7 +935,7 @@ void SchedulerCore::AssignOne(Job& j, Executor& e, absl::Time now, Actions& out)
   // attempt numbers of re-queued shards start again.
   const std::string id =
       lease_ids_ != nullptr
-          ? lease_ids_->Mint(j.record.id, shard, attempt)
+          ? lease_ids_->Mint(j.record.id, shard, attempt, e.hello.identity)
           : absl::StrCat(j.record.id, ".", shard, ".", attempt, incarnation_);
   if (j.record.spec.rate_limit > 0) {
     j.tokens = TokensAt(j, now) - 1.0;

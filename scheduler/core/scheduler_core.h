@@ -87,11 +87,14 @@ absl::Duration RetryBackoff(const RetryPolicy& policy, int32_t attempt, double u
 class LeaseIds {
  public:
   virtual ~LeaseIds() = default;
-  virtual std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt) = 0;
+  // `holder`: the identity of the executor the lease goes to ("" without auth).
+  virtual std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt,
+                           const std::string& holder) = 0;
   // Whether `lease_id` was made by Mint (in this run or an earlier one on the
-  // same store) for shard `shard` of `job_id`.
+  // same store) for shard `shard` of `job_id` and for `holder`: a result or
+  // claim counts only from the identity its lease was issued to.
   virtual bool Issued(const std::string& lease_id, const std::string& job_id,
-                      int64_t shard) const = 0;
+                      int64_t shard, const std::string& holder) const = 0;
 };
 
 class SchedulerCore {
@@ -255,8 +258,8 @@ class SchedulerCore {
   std::string incarnation_;
   LeaseIds* lease_ids_ = nullptr;
   // Whether `lease_id` is one this scheduler issued for the job's shard.
-  bool Issued(const std::string& lease_id, const std::string& job_id,
-              int64_t shard) const;
+  bool Issued(const std::string& lease_id, const std::string& job_id, int64_t shard,
+              const std::string& holder) const;
   CoreCounters counters_;
 };
 

@@ -35,7 +35,11 @@ absl::StatusOr<std::unique_ptr<SignedLeaseIds>> SignedLeaseIds::Create(Store* st
   return std::make_unique<SignedLeaseIds>(absl::HexStringToBytes(*hex));
 }
 
-std::string SignedLeaseIds::Mac(const std::string& text) const {
+std::string SignedLeaseIds::Mac(const std::string& body,
+                                const std::string& holder) const {
+  // Ids and identities hold no newline (job ids are checked; names come from
+  // tokens files and certificates), so the pair is unambiguous.
+  const std::string text = absl::StrCat(body, "\n", holder);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
@@ -45,19 +49,19 @@ std::string SignedLeaseIds::Mac(const std::string& text) const {
 }
 
 std::string SignedLeaseIds::Mint(const std::string& job_id, int64_t shard,
-                                 int32_t attempt) {
+                                 int32_t attempt, const std::string& holder) {
   const std::string body = absl::StrCat(job_id, ".", shard, ".", attempt, ".",
                                         absl::BytesToHexString(RandomBytes(kNonceBytes)));
-  return absl::StrCat(body, ".", Mac(body));
+  return absl::StrCat(body, ".", Mac(body, holder));
 }
 
 bool SignedLeaseIds::Issued(const std::string& lease_id, const std::string& job_id,
-                            int64_t shard) const {
+                            int64_t shard, const std::string& holder) const {
   if (!absl::StartsWith(lease_id, absl::StrCat(job_id, ".", shard, "."))) return false;
   const size_t dot = lease_id.rfind('.');
   if (dot == std::string::npos || lease_id.size() - dot - 1 != 2 * kMacBytes)
     return false;
-  const std::string expected = Mac(lease_id.substr(0, dot));
+  const std::string expected = Mac(lease_id.substr(0, dot), holder);
   return CRYPTO_memcmp(expected.data(), lease_id.data() + dot + 1, expected.size()) == 0;
 }
 

@@ -1,8 +1,8 @@
 // Lease ids no peer can guess or forge: "<job>.<shard>.<attempt>.<nonce>.<mac>",
 // where the nonce is random per lease (never reused, also after
 // RetryFailedShards or a restart) and the mac is an HMAC-SHA256 of the rest
-// under a key kept in the store, so a restarted scheduler still recognises the
-// leases it issued before and refuses made-up ones.
+// and of the holder's identity under a key kept in the store, so a restarted scheduler
+// still recognises the leases it issued before and refuses made-up ones.
 //
 // Thread-safe after construction.
 #ifndef TESSERA_SCHEDULER_SERVICE_SIGNED_LEASE_IDS_H_
@@ -24,13 +24,15 @@ class SignedLeaseIds : public LeaseIds {
   // For tests: a given key (any bytes).
   explicit SignedLeaseIds(std::string key) : key_(std::move(key)) {}
 
-  std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt) override;
-  bool Issued(const std::string& lease_id, const std::string& job_id,
-              int64_t shard) const override;
+  std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt,
+                   const std::string& holder) override;
+  bool Issued(const std::string& lease_id, const std::string& job_id, int64_t shard,
+              const std::string& holder) const override;
 
  private:
-  // Hex of the first 16 bytes of HMAC-SHA256(key, text).
-  std::string Mac(const std::string& text) const;
+  // Hex of the first 16 bytes of HMAC-SHA256(key, body "\n" holder): the
+  // holder is signed but not written into the id.
+  std::string Mac(const std::string& body, const std::string& holder) const;
   const std::string key_;
 };
 

@@ -308,16 +308,44 @@ TEST_F(AuthServiceTest, ExecutorBCannotTakeAsIdNorCountAResultForAsShard) {
   forged.mutable_result()->set_shard(0);
   forged.mutable_result()->set_result_json(R"({"items":1000000})");
   ASSERT_TRUE(b.stream->Write(forged));
-  const std::string rejected =
-      R"(tessera_results_rejected_total{reason="leased_to_another"})";
-  for (int i = 0; i < 200 && Metric(rejected) < 1; ++i)
-    absl::SleepFor(absl::Milliseconds(20));
-  EXPECT_EQ(Metric(rejected), 1);
+  // Refused: the lease was issued to A's identity (and A holds the shard).
+  const std::string unknown = R"(tessera_results_rejected_total{reason="unknown_lease"})";
+  for (int i = 0; i < 100 && Metric(unknown) < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(Metric(unknown), 1);
 
+  // A's stream breaks; while the shard waits for A to re-attach nobody holds
+  // it, and B's result with A's real lease id still does not count.
+  a.ctx->TryCancel();
+  a.Finish();
+  ASSERT_TRUE(b.stream->Write(forged));
+  for (int i = 0; i < 100 && Metric(unknown) < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(Metric(unknown), 2);
+
+  // A comes back with the shard it still runs and its result counts.
+  Executor back;
+  back.stub = v1::ExecutorService::NewStub(Channel(certs_ + "/ca.pem", "executor-a"));
+  back.ctx = Ctx();
+  back.ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  back.stream = back.stub->Connect(back.ctx.get());
+  v1::ExecutorMessage hello;
+  hello.mutable_hello()->set_executor_id("exec-a");
+  hello.mutable_hello()->set_name("exec-a");
+  hello.mutable_hello()->add_tasks("noop");
+  hello.mutable_hello()->set_slots(1);
+  v1::HeldShard* held = hello.mutable_hello()->add_held();
+  held->set_lease_id(got[0].lease_id());
+  held->set_job_id(job.id());
+  held->set_shard(0);
+  held->set_attempt(got[0].attempt());
+  ASSERT_TRUE(back.stream->Write(hello));
   v1::ExecutorMessage real;
   real.mutable_result()->set_lease_id(got[0].lease_id());
   real.mutable_result()->set_result_json(R"({"items":10})");
-  ASSERT_TRUE(a.stream->Write(real));
+  ASSERT_TRUE(back.stream->Write(real));
   v1::GetResultRequest req;
   req.set_job_id(job.id());
   v1::GetResultResponse result;
@@ -329,7 +357,7 @@ TEST_F(AuthServiceTest, ExecutorBCannotTakeAsIdNorCountAResultForAsShard) {
   }
   ASSERT_TRUE(rs.ok()) << rs.error_message();
   EXPECT_EQ(json::parse(result.result_json())["items"], 10);
-  a.ctx->TryCancel();
+  back.ctx->TryCancel();
   b.ctx->TryCancel();
 }
 

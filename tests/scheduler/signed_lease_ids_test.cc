@@ -13,22 +13,35 @@ namespace {
 
 TEST(SignedLeaseIdsTest, AMintedIdIsIssuedForItsShardOnly) {
   SignedLeaseIds ids("key");
-  const std::string id = ids.Mint("job1", 3, 1);
-  EXPECT_TRUE(ids.Issued(id, "job1", 3));
-  EXPECT_FALSE(ids.Issued(id, "job1", 4));
-  EXPECT_FALSE(ids.Issued(id, "job2", 3));
-  EXPECT_FALSE(ids.Issued("job1.3.1", "job1", 3));
-  EXPECT_FALSE(ids.Issued("job1.3.1.00.00000000000000000000000000000000", "job1", 3));
+  const std::string id = ids.Mint("job1", 3, 1, "exec-a");
+  EXPECT_TRUE(ids.Issued(id, "job1", 3, "exec-a"));
+  EXPECT_FALSE(ids.Issued(id, "job1", 4, "exec-a"));
+  EXPECT_FALSE(ids.Issued(id, "job2", 3, "exec-a"));
+  EXPECT_FALSE(ids.Issued("job1.3.1", "job1", 3, "exec-a"));
+  EXPECT_FALSE(
+      ids.Issued("job1.3.1.00.00000000000000000000000000000000", "job1", 3, "exec-a"));
   std::string altered = id;
   altered[altered.size() - 1] = altered.back() == '0' ? '1' : '0';
-  EXPECT_FALSE(ids.Issued(altered, "job1", 3));
-  EXPECT_FALSE(SignedLeaseIds("other key").Issued(id, "job1", 3));
+  EXPECT_FALSE(ids.Issued(altered, "job1", 3, "exec-a"));
+  EXPECT_FALSE(SignedLeaseIds("other key").Issued(id, "job1", 3, "exec-a"));
+}
+
+TEST(SignedLeaseIdsTest, AnIdCountsOnlyForTheIdentityItWasIssuedTo) {
+  SignedLeaseIds ids("key");
+  const std::string id = ids.Mint("job1", 0, 1, "exec-a");
+  EXPECT_TRUE(ids.Issued(id, "job1", 0, "exec-a"));
+  EXPECT_FALSE(ids.Issued(id, "job1", 0, "exec-b"));
+  EXPECT_FALSE(ids.Issued(id, "job1", 0, ""));
+  const std::string anonymous = ids.Mint("job1", 0, 1, "");
+  EXPECT_TRUE(ids.Issued(anonymous, "job1", 0, ""));
+  EXPECT_FALSE(ids.Issued(anonymous, "job1", 0, "exec-a"));
 }
 
 TEST(SignedLeaseIdsTest, IdsAreNeverReusedForTheSameShardAndAttempt) {
   SignedLeaseIds ids("key");
   std::set<std::string> seen;
-  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(seen.insert(ids.Mint("job1", 0, 1)).second);
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_TRUE(seen.insert(ids.Mint("job1", 0, 1, "exec-a")).second);
 }
 
 TEST(SignedLeaseIdsTest, TheKeyIsKeptInTheStoreSoARestartRecognisesEarlierLeases) {
@@ -39,18 +52,18 @@ TEST(SignedLeaseIdsTest, TheKeyIsKeptInTheStoreSoARestartRecognisesEarlierLeases
     ASSERT_TRUE(store.ok()) << store.status();
     auto ids = SignedLeaseIds::Create(store->get());
     ASSERT_TRUE(ids.ok()) << ids.status();
-    id = (*ids)->Mint("job1", 0, 1);
+    id = (*ids)->Mint("job1", 0, 1, "exec-a");
   }
   auto store = SqliteStore::Open(dir, "normal");
   ASSERT_TRUE(store.ok());
   auto again = SignedLeaseIds::Create(store->get());
   ASSERT_TRUE(again.ok());
-  EXPECT_TRUE((*again)->Issued(id, "job1", 0));
+  EXPECT_TRUE((*again)->Issued(id, "job1", 0, "exec-a"));
   // Another store has another key.
   MemoryStore other;
   auto elsewhere = SignedLeaseIds::Create(&other);
   ASSERT_TRUE(elsewhere.ok());
-  EXPECT_FALSE((*elsewhere)->Issued(id, "job1", 0));
+  EXPECT_FALSE((*elsewhere)->Issued(id, "job1", 0, "exec-a"));
 }
 
 }  // namespace
