@@ -287,6 +287,16 @@ absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
         absl::StrCat("job ", job_id, " is ", JobStateName(s),
                      "; only PARTIAL or FAILED jobs have failed shards to retry"));
   }
+  // A stored result that cannot be read back refuses the call and changes
+  // nothing (the job keeps its persisted result and state).
+  for (const StoredResult& r : results) {
+    if (JsonTextDepth(r.result_json, config_.max_json_depth) > config_.max_json_depth ||
+        !json::accept(r.result_json)) {
+      return absl::DataLossError(
+          absl::StrCat("job ", job_id, ": the stored result of shard ", r.shard,
+                       " cannot be read back; its failed shards cannot be retried"));
+    }
+  }
   std::map<int64_t, int32_t> attempts;  // attempt numbers go on from there
   for (const auto& [shard, f] : j->failed) attempts[shard] = f.attempts;
   j->failed.clear();

@@ -162,6 +162,31 @@ TEST_F(SchedulerCoreTest, AStoredResultThatCannotBeReadFailsItsJobAtRestart) {
   EXPECT_TRUE(saved_failed);
 }
 
+TEST_F(SchedulerCoreTest,
+       RetryFailedShardsRefusesAndChangesNothingWhenAStoredResultIsBad) {
+  JobSpec spec = RangeJob(20, 2);
+  spec.max_failed_shards = 1;  // continue: ends PARTIAL
+  Submit(spec);
+  Connect(Hello("e1", 2));
+  ASSERT_EQ(assigns_.size(), 2u);
+  std::vector<AssignAction> all = assigns_;
+  assigns_.clear();
+  Succeed(all[0], json{{"items", 10}});
+  Fail(all[1], /*retryable=*/false);
+  ASSERT_EQ(persists_.size(), 1u);
+  Actions persisted;
+  core_.Persisted("job1", "/results/job1.json", "sha", now_, persisted);
+  ASSERT_EQ(Get("job1").state, JobState::kPartial);
+  Actions out;
+  auto r = core_.RetryFailedShards("job1", {{0, Nested(100'000)}}, now_, out);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find("shard 0 cannot be read back"), std::string::npos);
+  EXPECT_TRUE(out.durable.empty());
+  JobView v = Get("job1");
+  EXPECT_EQ(v.state, JobState::kPartial);
+  EXPECT_EQ(v.shards.failed, 1);
+}
+
 TEST_F(SchedulerCoreTest, DispatchPausesWhileResultsWaitBehindASlowShardAndSaysWhy) {
   CoreConfig c = Config();
   c.fold_window = 3;
