@@ -691,12 +691,7 @@ void SchedulerCore::Tick(absl::Time now, Actions& out) {
     ++counters_.executors_expired;
     DropExecutor(*e, now, out);
   }
-  // (A loss may end a job, which leaves active_: collect first.)
-  std::vector<Job*> with_detached;
-  for (Job* j : active_) {
-    if (!j->detached.empty()) with_detached.push_back(j);
-  }
-  for (Job* j : with_detached) LoseDetached(*j, now, out);
+  // Detached shards past their grace count their loss in Dispatch, below.
   std::vector<std::string> overdue;
   for (const auto& [id, l] : leases_) {
     if (now > l->deadline) overdue.push_back(id);

@@ -23,7 +23,8 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 }
 
 // Finishes `reactor` with the job (once the change is durable) or the error,
-// and logs who asked for the change (never their credentials).
+// and logs who asked for the change (never their credentials); a taken
+// SubmitJob is logged by the runtime as it is taken, off the writer's thread.
 Runtime::JobCallback Reply(grpc::ServerUnaryReactor* reactor, v1::Job* resp,
                            absl::string_view method, const Identity& caller,
                            std::string job_id = "") {
@@ -31,7 +32,9 @@ Runtime::JobCallback Reply(grpc::ServerUnaryReactor* reactor, v1::Job* resp,
           job_id = std::move(job_id)](absl::StatusOr<JobView> job) {
     if (job.ok()) {
       JobToProto(*job, resp);
-      spdlog::info("audit: {} job={} by {}", method, job->id, caller);
+      if (method != "SubmitJob") {
+        spdlog::info("audit: {} job={} by {}", method, job->id, caller);
+      }
     } else {
       spdlog::info("audit: {} job={} by {} refused: {}", method, job_id, caller,
                    job.status().ToString());
@@ -207,7 +210,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
     if (!s.ok()) return Done(ctx, s);
   }
   auto* reactor = ctx->DefaultReactor();
-  runtime_->Submit(*spec, Reply(reactor, resp, "SubmitJob", *who));
+  runtime_->Submit(*spec, Reply(reactor, resp, "SubmitJob", *who), who->name);
   return reactor;
 }
 

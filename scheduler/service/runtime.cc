@@ -125,7 +125,7 @@ void Runtime::Stop() {
   }
 }
 
-void Runtime::Submit(const JobSpec& spec, JobCallback done) {
+void Runtime::Submit(const JobSpec& spec, JobCallback done, const std::string& caller) {
   {
     absl::MutexLock lock(&writer_mu_);
     if (shutting_down_) {
@@ -152,8 +152,8 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done) {
     call->Answer(job.status());
     return;
   }
-  spdlog::info("job={} submitted task={} shards={} queue={} name=\"{}\"", job->id,
-               spec.task, job->shards.total, spec.queue, spec.name);
+  spdlog::info("audit: SubmitJob job={} by {} task={} shards={} queue={} name=\"{}\"",
+               job->id, caller, spec.task, job->shards.total, spec.queue, spec.name);
 }
 
 void Runtime::Cancel(const std::string& job_id, JobCallback done) {

@@ -92,7 +92,9 @@ class Runtime {
   // are refused at once (UNAVAILABLE, RESOURCE_EXHAUSTED when its disk is
   // full), and so are Submit and RetryFailedShards while results cannot be
   // written.
-  void Submit(const JobSpec& spec, JobCallback done);
+  // `caller` names who asked, for the audit line (never a credential).
+  void Submit(const JobSpec& spec, JobCallback done,
+              const std::string& caller = "anonymous");
   void Cancel(const std::string& job_id, JobCallback done);
   void RetryFailedShards(const std::string& job_id, JobCallback done);
   absl::StatusOr<JobView> GetJob(const std::string& job_id);

@@ -98,10 +98,19 @@ void SchedulerMetrics::Record(const Actions& actions) {
     // One histogram lookup per (task, outcome), not a label map per shard.
     absl::MutexLock lock(&mu_);
     for (const ShardDoneEvent& e : actions.shard_events) {
-      const std::string& task = Bounded("task", e.task);
-      prometheus::Histogram*& h = shard_histograms_[std::make_pair(task, e.outcome)];
-      if (h == nullptr) {
-        h = &shard_duration_.Add({{"task", task}, {"outcome", e.outcome}}, WorkBuckets());
+      prometheus::Histogram* h = nullptr;
+      if (auto it = shard_histograms_.find({e.task, e.outcome});
+          it != shard_histograms_.end()) {
+        h = it->second;
+      } else {
+        // New task: bounded once here; a task past the cap shares "_other".
+        const std::string& task = Bounded("task", e.task);
+        prometheus::Histogram*& slot = shard_histograms_[{task, e.outcome}];
+        if (slot == nullptr) {
+          slot = &shard_duration_.Add({{"task", task}, {"outcome", e.outcome}},
+                                      WorkBuckets());
+        }
+        h = slot;
       }
       h->Observe(absl::ToDoubleSeconds(e.run_time));
     }

@@ -13,7 +13,7 @@ namespace tessera::scheduler {
 namespace {
 
 constexpr size_t kKeyBytes = 32;
-constexpr size_t kNonceBytes = 8;
+constexpr size_t kNoncePrefixBytes = 8;
 constexpr size_t kMacBytes = 16;
 
 std::string RandomBytes(size_t n) {
@@ -35,6 +35,10 @@ absl::StatusOr<std::unique_ptr<SignedLeaseIds>> SignedLeaseIds::Create(Store* st
   return std::make_unique<SignedLeaseIds>(absl::HexStringToBytes(*hex));
 }
 
+SignedLeaseIds::SignedLeaseIds(std::string key)
+    : key_(std::move(key)),
+      nonce_prefix_(absl::BytesToHexString(RandomBytes(kNoncePrefixBytes))) {}
+
 std::string SignedLeaseIds::Mac(const std::string& body,
                                 const std::string& holder) const {
   // Ids and identities hold no newline (job ids are checked; names come from
@@ -50,8 +54,9 @@ std::string SignedLeaseIds::Mac(const std::string& body,
 
 std::string SignedLeaseIds::Mint(const std::string& job_id, int64_t shard,
                                  int32_t attempt, const std::string& holder) {
-  const std::string body = absl::StrCat(job_id, ".", shard, ".", attempt, ".",
-                                        absl::BytesToHexString(RandomBytes(kNonceBytes)));
+  const std::string body =
+      absl::StrCat(job_id, ".", shard, ".", attempt, ".", nonce_prefix_,
+                   absl::Hex(next_nonce_.fetch_add(1, std::memory_order_relaxed)));
   return absl::StrCat(body, ".", Mac(body, holder));
 }
 

@@ -1,5 +1,5 @@
 // Lease ids no peer can guess or forge: "<job>.<shard>.<attempt>.<nonce>.<mac>",
-// where the nonce is random per lease (never reused, also after
+// where the nonce is unique per lease (never reused, also after
 // RetryFailedShards or a restart) and the mac is an HMAC-SHA256 of the rest
 // and of the holder's identity under a key kept in the store, so a restarted scheduler
 // still recognises the leases it issued before and refuses made-up ones.
@@ -8,6 +8,7 @@
 #ifndef TESSERA_SCHEDULER_SERVICE_SIGNED_LEASE_IDS_H_
 #define TESSERA_SCHEDULER_SERVICE_SIGNED_LEASE_IDS_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -22,7 +23,7 @@ class SignedLeaseIds : public LeaseIds {
   // The key is the store's (made and kept there on first use).
   static absl::StatusOr<std::unique_ptr<SignedLeaseIds>> Create(Store* store);
   // For tests: a given key (any bytes).
-  explicit SignedLeaseIds(std::string key) : key_(std::move(key)) {}
+  explicit SignedLeaseIds(std::string key);
 
   std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt,
                    const std::string& holder) override;
@@ -34,6 +35,10 @@ class SignedLeaseIds : public LeaseIds {
   // holder is signed but not written into the id.
   std::string Mac(const std::string& body, const std::string& holder) const;
   const std::string key_;
+  // Nonce = this run's random prefix + a counter: never reused, also across
+  // restarts (another prefix) and RetryFailedShards (the counter goes on).
+  const std::string nonce_prefix_;
+  std::atomic<uint64_t> next_nonce_{0};
 };
 
 }  // namespace tessera::scheduler
