@@ -102,7 +102,7 @@ class Runner {
     std::optional<v1::Job> last;
     absl::Status status = api_.WatchJob(job_id, [&](const v1::JobEvent& event) {
       last = event.job();
-      ctx_.err << renderer.OnEvent(event.job(), ctx_.clock->Now()) << std::flush;
+      ctx_.err << renderer.OnEvent(event.job(), ctx_.clock->WallNow()) << std::flush;
     });
     ctx_.err << renderer.Finish() << std::flush;
     if (!status.ok()) return Fail(status);
@@ -242,7 +242,7 @@ class Runner {
     absl::StatusOr<v1::ListExecutorsResponse> response = api_.ListExecutors();
     if (!response.ok()) return Fail(response.status());
     ctx_.out << (json_ ? ToJsonLine(*response) + "\n"
-                       : FormatExecutorsTable(*response, ctx_.clock->Now()));
+                       : FormatExecutorsTable(*response, ctx_.clock->WallNow()));
     return kExitOk;
   }
 

@@ -8,6 +8,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "shared/clock.h"
+#include "shared/steady_wait.h"
 
 namespace tessera::executor {
 
@@ -24,10 +26,11 @@ class CancelToken {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
     flag_.store(true, std::memory_order_release);
+    cv_.SignalAll();
   }
 
-  // The shard's timeout: from `deadline` on the token reads as cancelled.
-  // Set once, before the handler runs.
+  // The shard's timeout: from `deadline` (on the monotonic clock, MonoNow's
+  // timeline) on the token reads as cancelled. Set once, before the handler runs.
   void SetDeadline(absl::Time deadline) {
     deadline_ns_.store(absl::ToUnixNanos(deadline), std::memory_order_release);
   }
@@ -37,22 +40,24 @@ class CancelToken {
   bool cancel_requested() const { return flag_.load(std::memory_order_acquire); }
   bool expired() const {
     const int64_t d = deadline_ns_.load(std::memory_order_acquire);
-    return d != kNoDeadline && absl::ToUnixNanos(absl::Now()) >= d;
+    return d != kNoDeadline && absl::ToUnixNanos(MonoNow()) >= d;
   }
 
   // Sleeps up to `timeout`, returning early when cancelled. Returns cancelled().
   bool WaitFor(absl::Duration timeout) const {
     const int64_t d = deadline_ns_.load(std::memory_order_acquire);
-    if (d != kNoDeadline)
-      timeout = std::min(timeout, absl::FromUnixNanos(d) - absl::Now());
+    if (d != kNoDeadline) timeout = std::min(timeout, absl::FromUnixNanos(d) - MonoNow());
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&cancelled_), timeout);
+    AwaitFor(
+        &mu_, cv_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return cancelled_; },
+        timeout);
     return cancelled_ || expired();
   }
 
  private:
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  mutable SteadyCondVar cv_;
   std::atomic<bool> flag_{false};  // lock-free mirror of cancelled_
   static constexpr int64_t kNoDeadline = INT64_MAX;
   std::atomic<int64_t> deadline_ns_{kNoDeadline};

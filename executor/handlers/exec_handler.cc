@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "executor/handlers/exec_process.h"
 #include "executor/handlers/exec_protocol.h"
+#include "shared/clock.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
@@ -142,9 +143,9 @@ class ShardRun {
   // Until the leader exits: read its output, watch the clock and the cancel
   // token, escalate SIGTERM -> SIGKILL.
   void Supervise() {
-    const absl::Time deadline = absl::Now() + config_.timeout;
+    const absl::Time deadline = MonoNow() + config_.timeout;
     while (!child_->LeaderExited()) {
-      const absl::Time now = absl::Now();
+      const absl::Time now = MonoNow();
       if (stop_ == StopReason::kNone) {
         if (cancel_.cancelled()) {
           Stop(StopReason::kCancelled);
@@ -163,9 +164,8 @@ class ShardRun {
 
   // After the leader is reaped (and its group killed): what is left in the pipes.
   void Drain() {
-    const absl::Time limit = absl::Now() + kDrainLimit;
-    while ((child_->stdout_fd() >= 0 || child_->stderr_fd() >= 0) &&
-           absl::Now() < limit) {
+    const absl::Time limit = MonoNow() + kDrainLimit;
+    while ((child_->stdout_fd() >= 0 || child_->stderr_fd() >= 0) && MonoNow() < limit) {
       PollOnce(kPollInterval);
     }
     child_->CloseStdout();
@@ -176,7 +176,7 @@ class ShardRun {
 
   void Stop(StopReason reason) {
     stop_ = reason;
-    term_sent_ = absl::Now();
+    term_sent_ = MonoNow();
     if (config_.kill_grace <= absl::ZeroDuration()) {
       child_->SignalGroup(SIGKILL);
       killed_ = true;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "executor/handlers/handler.h"
+#include "shared/clock.h"
 
 namespace tessera::executor {
 namespace {
@@ -28,14 +29,14 @@ class SleepHandler : public Handler {
     const int64_t items = task.end - task.start;
     const absl::Duration per_item = absl::Milliseconds(ms);
     const absl::Duration total = per_item * static_cast<double>(items);
-    const absl::Time started = absl::Now();
+    const absl::Time started = MonoNow();
     const absl::Time finish = started + total;
-    for (absl::Time now = started; now < finish; now = absl::Now()) {
+    for (absl::Time now = started; now < finish; now = MonoNow()) {
       if (cancel.WaitFor(std::min(kStep, finish - now))) {
         return absl::CancelledError("sleep cancelled");
       }
       if (per_item > absl::ZeroDuration()) {
-        const auto done = static_cast<int64_t>((absl::Now() - started) / per_item);
+        const auto done = static_cast<int64_t>((MonoNow() - started) / per_item);
         progress.Report(std::min(done, items), items);
       }
     }

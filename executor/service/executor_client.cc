@@ -105,11 +105,11 @@ void ExecutorClient::Run() {
     if (welcomed) {
       backoff.Reset();
       failures = 0;
-      last_warn = absl::Now();
+      last_warn = clock_.Now();
       spdlog::warn("executor={} lost the stream to scheduler {}: {}; reconnecting",
                    options_.executor_id, options_.scheduler_address, status.ToString());
-    } else if (++failures == 1 || absl::Now() - last_warn >= kWarnEvery) {
-      last_warn = absl::Now();
+    } else if (++failures == 1 || clock_.Now() - last_warn >= kWarnEvery) {
+      last_warn = clock_.Now();
       spdlog::warn("executor={} cannot reach scheduler {} (attempt {}): {}; retrying",
                    options_.executor_id, options_.scheduler_address, failures,
                    status.ToString());
@@ -117,10 +117,10 @@ void ExecutorClient::Run() {
       spdlog::debug("executor={} connect attempt {} failed: {}", options_.executor_id,
                     failures, status.ToString());
     }
-    const absl::Time retry_at = absl::Now() + backoff.Next(gen);
-    while (!(stop = DrainOverWhileDisconnected()) && absl::Now() < retry_at) {
+    const absl::Time retry_at = clock_.Now() + backoff.Next(gen);
+    while (!(stop = DrainOverWhileDisconnected()) && clock_.Now() < retry_at) {
       absl::MutexLock lock(&mu_);
-      cv_.WaitWithDeadline(&mu_, std::min(retry_at, absl::Now() + kDrainPoll));
+      cv_.WaitWithDeadline(&mu_, std::min(retry_at, clock_.Now() + kDrainPoll));
     }
   }
   runner_.Stop();
@@ -144,11 +144,11 @@ void ExecutorClient::Drain() {
   if (drain_complete_) return;
   if (!drain_requested_) {
     drain_requested_ = true;
-    drain_deadline_ = absl::Now() + options_.drain_timeout;
+    drain_deadline_ = clock_.Now() + options_.drain_timeout;
     spdlog::info("executor={} draining: no new shards; running shards get up to {}",
                  options_.executor_id, absl::FormatDuration(options_.drain_timeout));
   } else {
-    drain_deadline_ = absl::Now();
+    drain_deadline_ = clock_.Now();
     spdlog::warn("executor={} asked to stop again: cutting the drain short",
                  options_.executor_id);
   }
@@ -161,7 +161,7 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
   absl::StatusOr<std::string> token =
       ReadTokenFile(options_.auth_token_file, "--auth-token-file");
   if (!token.ok()) return token.status();
-  if (!ConnectChannel(**channel, absl::Now() + options_.max_backoff)) {
+  if (!ConnectChannel(**channel, clock_.Now() + options_.max_backoff)) {
     return absl::UnavailableError(absl::StrCat(
         "cannot connect to ", options_.scheduler_address,
         options_.tls.ca_file.empty() ? ""
@@ -216,25 +216,25 @@ void ExecutorClient::ControlLoop(grpc::ClientContext* ctx) {
     absl::MutexLock lock(&mu_);
     interval = heartbeat_;
   }
-  absl::Time next_heartbeat = absl::Now() + interval;
+  absl::Time next_heartbeat = clock_.Now() + interval;
   while (true) {
     bool begin_drain = false;
     {
       absl::MutexLock lock(&mu_);
       const absl::Time poll_at =
-          draining ? absl::Now() + kDrainPoll : absl::InfiniteFuture();
+          draining ? clock_.Now() + kDrainPoll : absl::InfiniteFuture();
       while (true) {
         if (session_ended_) return;
         if (heartbeat_ != interval) {  // Welcome arrived
           interval = heartbeat_;
-          next_heartbeat = std::min(next_heartbeat, absl::Now() + interval);
+          next_heartbeat = std::min(next_heartbeat, clock_.Now() + interval);
         }
         if (drain_requested_ && !draining) {
           begin_drain = true;
           break;
         }
         const absl::Time wake = std::min(next_heartbeat, poll_at);
-        if (absl::Now() >= wake) break;
+        if (clock_.Now() >= wake) break;
         cv_.WaitWithDeadline(&mu_, wake);
       }
     }
@@ -251,9 +251,9 @@ void ExecutorClient::ControlLoop(grpc::ClientContext* ctx) {
       CloseStream(ctx);
       return;
     }
-    if (absl::Now() >= next_heartbeat) {
+    if (clock_.Now() >= next_heartbeat) {
       Send(HeartbeatMessage());
-      next_heartbeat = absl::Now() + interval;
+      next_heartbeat = clock_.Now() + interval;
     }
   }
 }
@@ -270,7 +270,7 @@ bool ExecutorClient::DrainStepDone() {
     absl::MutexLock lock(&mu_);
     deadline = drain_deadline_;
   }
-  if (absl::Now() < deadline) return false;
+  if (clock_.Now() < deadline) return false;
   if (runner_.Idle()) return true;  // results not acked in time are re-run elsewhere
   const std::vector<std::string> leases = runner_.CancelRunning();
   if (!leases.empty()) Send(ReleaseMessage(leases));
@@ -279,13 +279,14 @@ bool ExecutorClient::DrainStepDone() {
                absl::StrJoin(leases, ","));
   // Let outcomes already on their way out be written before the stream closes:
   // the handlers return, then the sender thread writes what they left.
-  const absl::Time deadline_out = absl::Now() + absl::Seconds(1);
+  const absl::Time deadline_out = clock_.Now() + absl::Seconds(1);
   runner_.WaitIdle(absl::Seconds(1));
   absl::MutexLock lock(&mu_);
   auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return outbox_.empty() && result_writers_ == 0;
   };
-  mu_.AwaitWithDeadline(absl::Condition(&written), deadline_out);
+  while (!written() && written_cv_.WaitWithDeadline(&mu_, deadline_out)) {
+  }
   return true;
 }
 
@@ -299,7 +300,7 @@ void ExecutorClient::CloseStream(grpc::ClientContext* ctx) {
   {
     absl::MutexLock lock(&mu_);
     drain_complete_ = true;
-    const absl::Time deadline = absl::Now() + options_.close_grace;
+    const absl::Time deadline = clock_.Now() + options_.close_grace;
     while (!session_ended_ && !cv_.WaitWithDeadline(&mu_, deadline)) {
     }
     ended = session_ended_;
@@ -317,7 +318,7 @@ bool ExecutorClient::DrainOverWhileDisconnected() {
   if (!drain_requested_) return false;
   // No scheduler to release to: the queued leases ended with the stream.
   runner_.StopAccepting();
-  return absl::Now() >= drain_deadline_ ||
+  return clock_.Now() >= drain_deadline_ ||
          (unsent_.empty() && unacked_.empty() && runner_.Idle());
 }
 
@@ -453,7 +454,12 @@ void ExecutorClient::SenderLoop() {
     }
     absl::MutexLock lock(&mu_);
     --result_writers_;
+    SignalIfWrittenLocked();
   }
+}
+
+void ExecutorClient::SignalIfWrittenLocked() {
+  if (outbox_.empty() && result_writers_ == 0) written_cv_.SignalAll();
 }
 
 void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
@@ -490,6 +496,7 @@ void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
       }
       absl::MutexLock lock(&mu_);
       --result_writers_;
+      SignalIfWrittenLocked();
     }
     return;
   }

@@ -19,6 +19,7 @@
 #include "executor/service/executor_metrics.h"
 #include "executor/service/shard_runner.h"
 #include "shared/clock.h"
+#include "shared/steady_wait.h"
 #include "shared/tls.h"
 #include "tessera/v1/executor.grpc.pb.h"
 
@@ -86,6 +87,7 @@ class ExecutorClient : private ShardRunner::Listener {
   // Drain steps on a live stream; true when the executor has nothing left to do.
   bool DrainStepDone();
   void CloseStream(grpc::ClientContext* ctx);
+  void SignalIfWrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // While disconnected and draining: is there still a reason to reconnect?
   bool DrainOverWhileDisconnected();
   void FlushUnsent();
@@ -111,7 +113,9 @@ class ExecutorClient : private ShardRunner::Listener {
   bool writes_closed_ ABSL_GUARDED_BY(write_mu_) = false;
 
   absl::Mutex mu_;
-  absl::CondVar cv_;
+  SteadyCondVar cv_;  // timed waits on the monotonic clock
+  // Signalled when the outbox is empty and no result is being written.
+  SteadyCondVar written_cv_;
   bool session_ended_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);

@@ -152,6 +152,7 @@ bool ShardRunner::Cancel(const std::string& lease_id) {
   absl::MutexLock lock(&mu_);
   switch (pool_.Cancel(lease_id)) {
     case SlotPool::CancelResult::kDequeued:
+      SignalIfIdleLocked();
       return true;
     case SlotPool::CancelResult::kRunning: {
       Running& r = running_.at(lease_id);
@@ -167,12 +168,16 @@ bool ShardRunner::Cancel(const std::string& lease_id) {
 
 std::vector<std::string> ShardRunner::DropQueued() {
   absl::MutexLock lock(&mu_);
-  return pool_.DropQueued();
+  std::vector<std::string> dropped = pool_.DropQueued();
+  SignalIfIdleLocked();
+  return dropped;
 }
 
 std::vector<std::string> ShardRunner::StopAccepting() {
   absl::MutexLock lock(&mu_);
-  return pool_.Drain().release;
+  std::vector<std::string> released = pool_.Drain().release;
+  SignalIfIdleLocked();
+  return released;
 }
 
 std::vector<std::string> ShardRunner::CancelRunning() {
@@ -194,7 +199,9 @@ bool ShardRunner::Idle() const {
 
 bool ShardRunner::WaitIdle(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(this, &ShardRunner::IdleLocked), timeout);
+  const absl::Time deadline = MonoNow() + timeout;
+  while (!IdleLocked() && idle_cv_.WaitWithDeadline(&mu_, deadline)) {
+  }
   return IdleLocked();
 }
 
@@ -316,6 +323,11 @@ void ShardRunner::StartLocked(SlotActions& actions) {
 
 void ShardRunner::UpdateBusyLocked() {
   if (metrics_ != nullptr) metrics_->SetSlotsBusy(pool_.running());
+  SignalIfIdleLocked();
+}
+
+void ShardRunner::SignalIfIdleLocked() {
+  if (IdleLocked()) idle_cv_.SignalAll();
 }
 
 bool ShardRunner::HasWorkLocked() const { return stopping_ || !ready_.empty(); }

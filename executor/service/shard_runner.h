@@ -18,6 +18,7 @@
 #include "executor/handlers/handler.h"
 #include "executor/service/executor_metrics.h"
 #include "shared/clock.h"
+#include "shared/steady_wait.h"
 
 namespace tessera::executor {
 
@@ -87,6 +88,7 @@ class ShardRunner {
   // Carries out SlotPool actions under mu_: queue starts for the workers.
   void StartLocked(SlotActions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateBusyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SignalIfIdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool IdleLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
@@ -98,6 +100,7 @@ class ShardRunner {
   const std::string executor_id_;
 
   mutable absl::Mutex mu_;
+  mutable SteadyCondVar idle_cv_;  // signalled when the pool turns idle
   SlotPool pool_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> ready_ ABSL_GUARDED_BY(mu_);  // started, not yet picked up
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);

@@ -67,7 +67,10 @@ struct SchedulerCore::Job {
   std::set<std::string> executors_used;
   bool persisting = false;
   absl::Time hold_until = absl::InfinitePast();  // re-attach grace after restore
-  double tokens = 1;                             // rate limit: shards that may start now
+  // When the job was submitted, on the monotonic clock (record.created is wall
+  // time); restored jobs count from their restore less their wall-clock age.
+  absl::Time created_mono = absl::InfinitePast();
+  double tokens = 1;  // rate limit: shards that may start now
   absl::Time tokens_at = absl::InfinitePast();
   uint64_t version = 0;
   // Moving average of the run times executors report (0: none yet); sizes
@@ -114,7 +117,7 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
   if (!spec.idempotency_key.empty()) {
     auto it = idempotency_.find(spec.idempotency_key);
     if (it != idempotency_.end() &&
-        now - it->second.created < config_.idempotency_retention) {
+        Wall(now) - it->second.created < config_.idempotency_retention) {
       const Job* existing = FindJob(it->second.job_id);
       // max_parallel and rate_limit may have been changed by UpdateJob since.
       JobSpec original = existing == nullptr ? JobSpec() : existing->record.spec;
@@ -135,7 +138,8 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
   job->record.id = job_id;
   job->record.seq = next_seq_++;
   job->record.spec = spec;
-  job->record.created = now;
+  job->record.created = Wall(now);
+  job->created_mono = now;
   job->partition = partition;
   job->params_json = spec.params.dump();
   job->folder = Folder(spec.aggregate);
@@ -143,7 +147,8 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
   jobs_.emplace(job_id, std::move(job));
   job_order_.push_back(job_id);
   active_.push_back(j);
-  if (!spec.idempotency_key.empty()) idempotency_[spec.idempotency_key] = {job_id, now};
+  if (!spec.idempotency_key.empty())
+    idempotency_[spec.idempotency_key] = {job_id, Wall(now)};
   ++counters_.jobs_submitted;
   Save(*j, out);
   Dispatch(now, out);
@@ -168,12 +173,13 @@ void SchedulerCore::Restore(
     job->record = r;
     job->partition = *partition;
     job->params_json = r.spec.params.dump();
+    job->created_mono = now - std::max(absl::ZeroDuration(), Wall(now) - r.created);
     Job* j = job.get();
     jobs_.emplace(r.id, std::move(job));
     job_order_.push_back(r.id);
     next_seq_ = std::max(next_seq_, r.seq + 1);
     if (!r.spec.idempotency_key.empty() &&
-        now - r.created < config_.idempotency_retention) {
+        Wall(now) - r.created < config_.idempotency_retention) {
       idempotency_[r.spec.idempotency_key] = {r.id, r.created};
     }
     for (const FailedShard& f : r.failed) {
@@ -265,7 +271,7 @@ absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::T
   if (!IsTerminal(j->record.state) && !j->persisting) {
     CancelLeases(*j, out);
     j->record.state = JobState::kCancelled;
-    j->record.ended = now;
+    j->record.ended = Wall(now);
     j->record.message = "cancelled";
     Deactivate(*j);
     Save(*j, out);
@@ -660,7 +666,7 @@ void SchedulerCore::Persisted(const std::string& job_id, const std::string& loca
   j->record.finalizing = false;
   j->record.final_bytes.clear();
   j->record.state = j->failed.empty() ? JobState::kSucceeded : JobState::kPartial;
-  j->record.ended = now;
+  j->record.ended = Wall(now);
   ++counters_.results_persisted;
   Deactivate(*j);
   Save(*j, out);
@@ -721,7 +727,7 @@ std::vector<ExecutorView> SchedulerCore::ListExecutors() const {
     out.push_back({e->conn.executor_id, e->hello.name,
                    std::vector<std::string>(e->tasks.begin(), e->tasks.end()),
                    e->hello.slots, static_cast<int32_t>(e->leases.size()),
-                   e->hello.version, e->draining, e->connected, e->last_seen,
+                   e->hello.version, e->draining, Wall(e->connected), Wall(e->last_seen),
                    e->completed,
                    std::vector<std::string>(e->queues.begin(), e->queues.end())});
   }
@@ -981,9 +987,9 @@ void SchedulerCore::AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt
   leases_.emplace(id, std::move(lease));
   if (j.record.state == JobState::kQueued) {
     j.record.state = JobState::kRunning;
-    if (j.record.started == absl::InfinitePast()) j.record.started = now;
+    if (j.record.started == absl::InfinitePast()) j.record.started = Wall(now);
     out.job_starts.push_back(
-        {j.record.spec.task, j.record.spec.queue, now - j.record.created});
+        {j.record.spec.task, j.record.spec.queue, now - j.created_mono});
     Save(j, out);
   }
   Touch(j);
@@ -1126,7 +1132,7 @@ void SchedulerCore::Finish(Job& j, absl::Time now, Actions& out) {
       {"result_version", j.record.result_version + 1},
       {"created_at", Rfc3339(j.record.created)},
       {"started_at", Rfc3339(j.record.started)},
-      {"finished_at", Rfc3339(now)},
+      {"finished_at", Rfc3339(Wall(now))},
   };
   std::string bytes = result.dump(2) + "\n";
   if (static_cast<int64_t>(bytes.size()) > config_.max_folded_result_bytes) {
@@ -1150,7 +1156,7 @@ void SchedulerCore::FailJob(Job& j, const std::string& message, absl::Time now,
                             Actions& out) {
   CancelLeases(j, out);
   j.record.state = JobState::kFailed;
-  j.record.ended = now;
+  j.record.ended = Wall(now);
   j.record.message = message;
   Deactivate(j);
   Save(j, out);
@@ -1260,10 +1266,10 @@ std::string SchedulerCore::WaitReason(const Job& j, absl::Time now) const {
     }
   }
   if (!known_tasks_.count(j.record.spec.task) &&
-      now - j.record.created >= config_.unknown_task_grace) {
+      now - j.created_mono >= config_.unknown_task_grace) {
     return absl::StrCat(
         "no executor has advertised task \"", j.record.spec.task, "\" in ",
-        absl::FormatDuration(now - j.record.created), "; tasks advertised: ",
+        absl::FormatDuration(now - j.created_mono), "; tasks advertised: ",
         known_tasks_.empty() ? "none" : absl::StrJoin(known_tasks_, ", "));
   }
   return absl::StrCat("waiting for an executor that runs task \"", j.record.spec.task,

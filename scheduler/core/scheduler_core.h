@@ -110,6 +110,14 @@ class SchedulerCore {
     incarnation_ = token.empty() ? "" : "." + token;
   }
 
+  // Every `now` the core is given is monotonic (leases, heartbeats, backoff,
+  // rates, grace periods are measured on it; a wall-clock step moves none of
+  // them). What people read and the store keeps (created/started/ended, the
+  // result's timestamps, idempotency retention across restarts) is wall time:
+  // `now + offset`. The caller sets the offset (wall minus monotonic) before
+  // each call that takes a `now`.
+  void SetWallOffset(absl::Duration offset) { wall_offset_ = offset; }
+
   // Rebuilds state from the store after a restart: `records` in submission
   // order, `results(job_id)` the stored shard results of an unfinished job.
   void Restore(const std::vector<JobRecord>& records,
@@ -256,6 +264,8 @@ class SchedulerCore {
   uint64_t version_ = 0;
   int64_t next_seq_ = 1;
   std::string incarnation_;
+  absl::Duration wall_offset_ = absl::ZeroDuration();
+  absl::Time Wall(absl::Time now) const { return now + wall_offset_; }
   LeaseIds* lease_ids_ = nullptr;
   // Whether `lease_id` is one this scheduler issued for the job's shard.
   bool Issued(const std::string& lease_id, const std::string& job_id, int64_t shard,

@@ -55,7 +55,7 @@ absl::Status Runtime::Recover() {
   core_.SetIncarnation(RandomHexId(3));
   core_.SetLeaseIds(lease_ids_.get());
   Actions actions;
-  core_.Restore(state->jobs, state->results, clock_->Now(), actions);
+  core_.Restore(state->jobs, state->results, CoreNow(), actions);
   int64_t unfinished = 0;
   for (const JobRecord& r : state->jobs) unfinished += IsTerminal(r.state) ? 0 : 1;
   spdlog::info("store {}: recovered {} jobs ({} unfinished)", store_->name(),
@@ -89,6 +89,12 @@ void Runtime::SetStoreTimeout(absl::Duration timeout) {
   faults_.SetCommitTimeout(timeout);
 }
 
+absl::Time Runtime::CoreNow() {
+  const absl::Time now = clock_->Now();
+  core_.SetWallOffset(clock_->WallNow() - now);
+  return now;
+}
+
 void Runtime::BeginShutdown() {
   absl::MutexLock lock(&writer_mu_);
   shutting_down_ = true;
@@ -98,6 +104,8 @@ void Runtime::Stop() {
   {
     absl::MutexLock lock(&writer_mu_);
     stopping_ = true;
+    stop_cv_.SignalAll();
+    linger_cv_.SignalAll();
   }
   // A sink waiting out a store that is down gives up: its jobs stay
   // "finalizing" and the next start writes them (and reads still queued end
@@ -144,7 +152,7 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done, const std::string& c
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
-    job = core_.Submit(spec, id, clock_->Now(), actions);
+    job = core_.Submit(spec, id, CoreNow(), actions);
     if (job.ok()) call->SetJob(job->id);  // an idempotent resubmission's is older
     Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
@@ -167,7 +175,7 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
-    job = core_.Cancel(job_id, clock_->Now(), actions);
+    job = core_.Cancel(job_id, CoreNow(), actions);
     Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
@@ -204,7 +212,7 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id,
     absl::MutexLock lock(&mu_);
     if (!call->Accept()) return;
     Actions actions;
-    job = core_.RetryFailedShards(job_id, *results, clock_->Now(), actions);
+    job = core_.RetryFailedShards(job_id, *results, CoreNow(), actions);
     Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
@@ -217,13 +225,13 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id,
 
 absl::StatusOr<JobView> Runtime::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
-  return core_.GetJob(job_id, clock_->Now());
+  return core_.GetJob(job_id, CoreNow());
 }
 
 std::vector<JobView> Runtime::ListJobs(const JobFilter& filter, int64_t before, int limit,
                                        int64_t* next) {
   absl::MutexLock lock(&mu_);
-  return core_.ListJobs(filter, before, limit, clock_->Now(), next);
+  return core_.ListJobs(filter, before, limit, CoreNow(), next);
 }
 
 void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
@@ -238,7 +246,7 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
-    job = core_.UpdateJob(job_id, update, clock_->Now(), actions);
+    job = core_.UpdateJob(job_id, update, CoreNow(), actions);
     Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
@@ -330,7 +338,7 @@ absl::StatusOr<ExecutorConn> Runtime::Connect(const ExecutorHello& hello,
       return s;
     }
     Actions actions;
-    conn = core_.Connect(hello, clock_->Now(), actions);
+    conn = core_.Connect(hello, CoreNow(), actions);
     {
       absl::MutexLock slock(&streams_mu_);
       auto it = streams_.find(conn.executor_id);
@@ -353,7 +361,7 @@ absl::StatusOr<ExecutorConn> Runtime::Connect(const ExecutorHello& hello,
 void Runtime::Disconnect(const ExecutorConn& conn) {
   absl::MutexLock lock(&mu_);
   Actions actions;
-  core_.Disconnect(conn, clock_->Now(), actions);
+  core_.Disconnect(conn, CoreNow(), actions);
   {
     absl::MutexLock slock(&streams_mu_);
     auto it = streams_.find(conn.executor_id);
@@ -366,9 +374,9 @@ void Runtime::Disconnect(const ExecutorConn& conn) {
 }
 
 void Runtime::OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& m) {
-  const absl::Time now = clock_->Now();
   {
     absl::MutexLock lock(&mu_);
+    const absl::Time now = CoreNow();
     Actions actions;
     switch (m.msg_case()) {
       case v1::ExecutorMessage::kHeartbeat:
@@ -510,6 +518,7 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
       writer_queue_.push_back(*std::move(reply));
       writer_urgent_ = true;
     }
+    if (writer_urgent_ || writer_queue_.size() >= kLingerItems) linger_cv_.Signal();
   }
 }
 
@@ -517,6 +526,7 @@ void Runtime::AfterCommit(std::function<void()> fn) {
   absl::MutexLock lock(&writer_mu_);
   writer_queue_.push_back(std::move(fn));
   writer_urgent_ = true;
+  linger_cv_.Signal();
 }
 
 void Runtime::TickLoop() {
@@ -525,9 +535,7 @@ void Runtime::TickLoop() {
       absl::MutexLock lock(&writer_mu_);
       auto stop = [this]()
                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) { return stopping_; };
-      if (writer_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100))) {
-        return;
-      }
+      if (AwaitFor(&writer_mu_, stop_cv_, stop, absl::Milliseconds(100))) return;
     }
     // First what bounds the calls' waits: nothing below may hold it up.
     const absl::Time now = clock_->Now();
@@ -539,7 +547,7 @@ void Runtime::TickLoop() {
     }
     absl::MutexLock lock(&mu_);
     Actions actions;
-    core_.Tick(clock_->Now(), actions);
+    core_.Tick(CoreNow(), actions);
     Execute(std::move(actions));
   }
 }
@@ -566,7 +574,7 @@ void Runtime::WriterLoop() {
         auto flush = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
           return writer_urgent_ || stopping_ || writer_queue_.size() >= kLingerItems;
         };
-        writer_mu_.AwaitWithTimeout(absl::Condition(&flush), commit_linger_);
+        AwaitFor(&writer_mu_, linger_cv_, flush, commit_linger_);
       }
       batch.swap(writer_queue_);
       writer_urgent_ = false;
@@ -636,7 +644,7 @@ void Runtime::WriterLoop() {
     for (const auto& [job_id, r] : refused) {
       absl::MutexLock lock(&mu_);
       Actions actions;
-      core_.StoreRefused(job_id, std::string(r.error.message()), clock_->Now(), actions);
+      core_.StoreRefused(job_id, std::string(r.error.message()), CoreNow(), actions);
       Execute(std::move(actions));
     }
     // Then what waited for the commit, in order.
@@ -698,7 +706,7 @@ void Runtime::PersistLoop() {
 
 void Runtime::Persist(PersistTicket& ticket) {
   const PersistAction& p = ticket.action;
-  const absl::Time t0 = absl::Now();
+  const absl::Time t0 = MonoNow();
   absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
   {
     // The "finalizing" record must outlive even a power cut once the sink
@@ -725,17 +733,16 @@ void Runtime::Persist(PersistTicket& ticket) {
         p.job_id, p.version, written.status().ToString());
     return;
   }
-  metrics_.ResultPersisted(absl::Now() - t0, written.ok());
+  metrics_.ResultPersisted(MonoNow() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) absl::SleepFor(persist_delay_);
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
     if (written.ok()) {
-      core_.Persisted(p.job_id, written->location, written->sha256, clock_->Now(),
-                      actions);
+      core_.Persisted(p.job_id, written->location, written->sha256, CoreNow(), actions);
     } else {
-      core_.PersistFailed(p.job_id, std::string(written.status().message()),
-                          clock_->Now(), actions);
+      core_.PersistFailed(p.job_id, std::string(written.status().message()), CoreNow(),
+                          actions);
     }
     Execute(std::move(actions));
   }

@@ -38,6 +38,7 @@
 #include "scheduler/sink/result_sink.h"
 #include "scheduler/store/store.h"
 #include "shared/clock.h"
+#include "shared/steady_wait.h"
 #include "tessera/v1/executor.pb.h"
 
 namespace tessera::scheduler {
@@ -181,6 +182,8 @@ class Runtime {
       const absl::StatusOr<JobView>& job, const std::shared_ptr<PendingCall>& call);
   // Carries out `actions`; `reply` is answered once their records are
   // committed (queued with them, so it comes with their batch).
+  // The clock's monotonic now for a core call; sets the core's wall offset.
+  absl::Time CoreNow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A call that waits for a commit, answered at the latest at the store timeout.
@@ -242,6 +245,12 @@ class Runtime {
 
   absl::Mutex writer_mu_ ABSL_ACQUIRED_AFTER(mu_);
   std::deque<WriterItem> writer_queue_ ABSL_GUARDED_BY(writer_mu_);
+  // Monotonic timed waits (shared/steady_wait.h). The ticker and the backoff
+  // sleeps wait on stop_cv_, signalled when stopping_ is set; the writer's
+  // linger on linger_cv_, signalled also when writer_urgent_ is set or the
+  // queue reaches kLingerItems.
+  SteadyCondVar stop_cv_;
+  SteadyCondVar linger_cv_;
   // The queue holds something other than results and acks: commit it now.
   bool writer_urgent_ ABSL_GUARDED_BY(writer_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(writer_mu_) = false;

@@ -80,12 +80,11 @@ absl::Status Runtime::CommitBatch(const std::deque<WriterItem>& batch, bool dura
                           absl::StrCat("result sink sync: ", status.message()));
     }
     if (jobs.empty() && results.empty() && !durable) return absl::OkStatus();
-    const absl::Time t0 = absl::Now();
+    const absl::Time t0 = MonoNow();
     status = jobs.empty() && results.empty() ? store_->Flush()
                                              : store_->Commit(jobs, results, durable);
-    metrics_.StoreCommitted(absl::Now() - t0,
-                            static_cast<int64_t>(jobs.size() + results.size()),
-                            status.ok());
+    metrics_.StoreCommitted(
+        MonoNow() - t0, static_cast<int64_t>(jobs.size() + results.size()), status.ok());
     // A record of one job that can never be stored: the others go on
     // without it. First without the job's shard results (so that its latest
     // state, e.g. a failure, is still kept), then without any of its records.
@@ -128,7 +127,7 @@ bool Runtime::WaitUnlessStopping(absl::Duration d) {
   absl::MutexLock lock(&writer_mu_);
   auto stopping = [this]()
                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) { return stopping_; };
-  return !writer_mu_.AwaitWithTimeout(absl::Condition(&stopping), d);
+  return !AwaitFor(&writer_mu_, stop_cv_, stopping, d);
 }
 
 absl::StatusOr<PersistedResult> Runtime::WriteResult(

@@ -190,10 +190,10 @@ absl::StatusOr<S3Response> S3Sink::Call(const std::string& op, const S3Request& 
                                         Retry retry, const std::string& job_id) {
   absl::Duration backoff = options_.initial_backoff;
   for (int attempt = 1;; ++attempt) {
-    const absl::Time t0 = absl::Now();
+    const absl::Time t0 = MonoNow();
     absl::StatusOr<S3Response> r = client_->Send(request);
     request_duration_.Add({{"operation", op}}, LatencyBuckets())
-        .Observe(absl::ToDoubleSeconds(absl::Now() - t0));
+        .Observe(absl::ToDoubleSeconds(MonoNow() - t0));
     if (r.ok() && !Transient(*r)) {
       if (!r->ok() && r->status != 404 && r->status != 412) {
         failures_.Add({{"operation", op}, {"kind", "permanent"}}).Increment();

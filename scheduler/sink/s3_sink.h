@@ -32,13 +32,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "scheduler/sink/result_sink.h"
 #include "scheduler/sink/s3_client.h"
+#include "shared/steady_wait.h"
 
 namespace tessera::scheduler {
 
@@ -127,7 +128,7 @@ class S3Sink : public ResultSink {
   const S3SinkOptions options_;
   std::atomic<int64_t> writes_{0};
   std::once_flag cancel_once_;
-  absl::Notification cancelled_;
+  SteadyNotification cancelled_;  // its timed wait is monotonic
 
   prometheus::Registry registry_;
   prometheus::Family<prometheus::Histogram>& request_duration_;

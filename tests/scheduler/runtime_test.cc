@@ -412,5 +412,75 @@ TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
   EXPECT_EQ(acked(), 256);
 }
 
+// Liveness runs on the clock's monotonic time: the wall clock stepping an hour
+// forward, then two back, expires no lease and drops no executor, while the
+// times people read follow the wall clock. Moving the monotonic time does.
+TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
+  Journal journal;
+  RecordingStore store{&journal};
+  RecordingSink sink{&journal};
+  FakeClock clock;
+  CoreConfig config;
+  config.heartbeat_timeout = absl::Seconds(10);
+  config.lease_grace = absl::Seconds(5);
+  Runtime runtime{config, &clock, &store, &sink};
+  ASSERT_TRUE(runtime.Recover().ok());
+  runtime.Start();
+  absl::Cleanup stop = [&] { runtime.Stop(); };
+  FakeStream stream;
+  ExecutorHello hello;
+  hello.executor_id = "e1";
+  hello.name = "e1";
+  hello.tasks = {"noop"};
+  hello.slots = 1;
+  const ExecutorConn conn = *runtime.Connect(hello, &stream);
+  absl::Cleanup disconnect = [&] { runtime.Disconnect(conn); };
+
+  JobSpec spec;
+  spec.task = "noop";
+  spec.range = {0, 1, 0, 1};
+  spec.shard_timeout = absl::Seconds(30);
+  absl::Notification submitted;
+  absl::StatusOr<JobView> job;
+  runtime.Submit(spec, [&](absl::StatusOr<JobView> j) {
+    job = std::move(j);
+    submitted.Notify();
+  });
+  submitted.WaitForNotification();
+  ASSERT_TRUE(job.ok()) << job.status();
+  const absl::Time created = job->create_time;
+  EXPECT_EQ(created, clock.WallNow());
+  const std::vector<v1::Assignment> got = stream.WaitAssigned(1);
+  ASSERT_EQ(got.size(), 1u);
+
+  // The ticker runs every 100 ms on real time: give it several ticks after
+  // each step.
+  clock.StepWall(absl::Hours(1));
+  absl::SleepFor(absl::Milliseconds(350));
+  clock.StepWall(absl::Hours(-2));
+  absl::SleepFor(absl::Milliseconds(350));
+  absl::StatusOr<JobView> running = runtime.GetJob(job->id);
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->state, JobState::kRunning);
+  EXPECT_EQ(running->shards.running, 1) << "the lease was lost to a wall-clock step";
+  EXPECT_TRUE(running->errors.empty());
+  ASSERT_EQ(runtime.ListExecutors().size(), 1u) << "the executor was dropped";
+  EXPECT_EQ(runtime.ListExecutors()[0].last_seen, clock.WallNow());
+
+  // The same lease counts: one attempt, and the end stamped on the wall clock.
+  absl::StatusOr<JobView> done = RunToEnd(runtime, conn, stream, 1);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->create_time, created);
+  EXPECT_EQ(done->end_time, created - absl::Hours(1));
+  EXPECT_EQ(sink.writes(), 1);
+
+  // The control: monotonic time passing the heartbeat timeout does drop it.
+  clock.Advance(config.heartbeat_timeout + absl::Seconds(1));
+  for (int i = 0; i < 100 && !runtime.ListExecutors().empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(runtime.ListExecutors().empty()) << "monotonic time did not expire it";
+}
+
 }  // namespace
 }  // namespace tessera::scheduler
