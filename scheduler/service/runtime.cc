@@ -486,7 +486,8 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
   }
   {
     absl::MutexLock lock(&streams_mu_);
-    auto stream_for = [&](const ExecutorConn& c) -> ExecutorStream* {
+    auto stream_for = [&](const ExecutorConn& c)
+                          ABSL_EXCLUSIVE_LOCKS_REQUIRED(streams_mu_) -> ExecutorStream* {
       auto it = streams_.find(c.executor_id);
       if (it == streams_.end() || it->second.generation != c.generation) return nullptr;
       return it->second.stream;

@@ -57,11 +57,11 @@ class SqliteStore : public Store {
 
  private:
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  absl::Status Exec(const char* sql);
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The connection's last error, its code mapped as store.h says.
-  absl::Status Error(const std::string& what);
+  absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RecordTooBig(const std::string& job_id, const std::string& what,
-                            size_t bytes);
+                            size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked(const StoreWrite& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Deletes the rows of `job_id` that `stmt` (bound to it) selects.
   absl::Status DeleteRows(sqlite3_stmt* stmt, const std::string& job_id, const char* what)
