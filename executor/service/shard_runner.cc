@@ -318,7 +318,19 @@ void ShardRunner::UpdateBusyLocked() {
   if (metrics_ != nullptr) metrics_->SetSlotsBusy(pool_.running());
 }
 
-bool ShardRunner::HasWorkLocked() const { return stopping_ || !ready_.empty(); }
+bool ShardRunner::HasWorkLocked() const {
+  return stopping_ || (!paused_ && !ready_.empty());
+}
+
+void ShardRunner::Pause() {
+  absl::MutexLock lock(&mu_);
+  paused_ = true;
+}
+
+void ShardRunner::Resume() {
+  absl::MutexLock lock(&mu_);
+  paused_ = false;
+}
 
 bool ShardRunner::IdleLocked() const { return pool_.idle(); }
 
