@@ -155,9 +155,15 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
     JobToProto(*job, event_.mutable_job());
     writing_ = true;
     if (last_terminal_ && !job->result_location.empty()) {
-      // The end event carries the result, read back (and checked against its
-      // sha256) on a reader thread: the sink may be remote.
+      // The end event carries the result: the bytes just written when the
+      // runtime still has them, else read back (and checked against its
+      // sha256) on a reader thread, as the sink may be remote.
       const int room = max_bytes_ - static_cast<int>(event_.job().ByteSizeLong());
+      if (std::optional<ResultBytes> recent = runtime_->RecentResult(job_id_, room)) {
+        absl::StatusOr<ResultBytes> r = *std::move(recent);
+        WriteEndWithResult(r, room);
+        return;
+      }
       runtime_->ReadResult(job_id_, room, [this, room](absl::StatusOr<ResultBytes> r) {
         WriteEndWithResult(r, room);
       });

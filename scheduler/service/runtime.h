@@ -109,6 +109,11 @@ class Runtime {
   // with UNAVAILABLE when the runtime is not running).
   void ReadResult(const std::string& job_id, int64_t max_bytes,
                   std::function<void(absl::StatusOr<ResultBytes>)> done);
+  // The result of a job persisted lately by this runtime, from memory (the
+  // bytes it wrote, whose sha256 the job records): what the end event of a
+  // WatchJob stream carries, without a read back on a reader thread. nullopt
+  // when not kept (too large, long ago, before a restart): ask ReadResult.
+  std::optional<ResultBytes> RecentResult(const std::string& job_id, int64_t max_bytes);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
 
@@ -252,6 +257,15 @@ class Runtime {
   std::deque<std::shared_ptr<PersistTicket>> persist_queue_ ABSL_GUARDED_BY(writer_mu_);
   int persists_in_flight_ ABSL_GUARDED_BY(writer_mu_) = 0;
   bool writer_done_ ABSL_GUARDED_BY(writer_mu_) = false;
+
+  // The last few results persisted (RecentResult), oldest first.
+  struct RecentEntry {
+    std::string job_id;
+    int32_t version;
+    std::string bytes;
+  };
+  absl::Mutex recent_mu_;
+  std::deque<RecentEntry> recent_ ABSL_GUARDED_BY(recent_mu_);
 
   // ReadResult's queue; readers drain it before they end.
   absl::Mutex reads_mu_;
