@@ -28,8 +28,16 @@ constexpr size_t kRecentResultBytes = 256 << 10;
 constexpr size_t kLingerItems = 512;
 
 // Whether a writer-queue item may wait for the linger: a result's record and
-// its ack; everything else is someone's answer or a job's state.
+// its ack, and the "done" record of a job whose result the sink has (its
+// watchers were told at the write; its durable "finalizing" record lets a
+// restart find the same bytes without a second write, so nothing waits for
+// this commit: it joins the next one, e.g. the next job's submit). Everything
+// else is someone's answer or a job's state.
 bool MayLinger(const DurableOp& op) {
+  if (const auto* save = std::get_if<SaveJobOp>(&op)) {
+    const JobRecord& r = save->record();
+    return IsTerminal(r.state) && !r.location.empty() && !r.finalizing;
+  }
   return std::holds_alternative<SaveResultOp>(op) || std::holds_alternative<AckOp>(op);
 }
 

@@ -135,12 +135,13 @@ class Runtime {
 
   std::vector<prometheus::MetricFamily> CollectMetrics();
 
-  // A batch of only results and their acks waits up to `linger` for more to
-  // join its commit: no call waits on them, and an executor keeps each result
-  // until it is acked. A trickle of results then costs one commit (and one
-  // ack message per executor) per linger, not one per result. Anything a
-  // caller or a job's end waits for is committed at once, with what is queued
-  // before it. Zero: commit whatever is queued at once. Call before Start.
+  // A batch of only results and their acks (and "done" records of jobs whose
+  // result the sink has) waits up to `linger` for more to join its commit: no
+  // call waits on them, an executor keeps each result until it is acked, and
+  // a restart finishes a job from its durable "finalizing" record. A trickle of results
+  // then costs one commit (and one ack message per executor) per linger, not one per
+  // result. Anything a caller or a job's end waits for is committed at once, with what is
+  // queued before it. Zero: commit whatever is queued at once. Call before Start.
   void SetCommitLinger(absl::Duration linger) { commit_linger_ = linger; }
 
   // How long a call that changes a job waits for its commit before it is
