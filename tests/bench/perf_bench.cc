@@ -879,6 +879,9 @@ struct IdleGap {
 struct IdleFigures {
   std::vector<IdleGap> gaps;
   double worst_call_ms = 0, worst_gap_s = 0;
+  // Apart: SubmitJob waits for a commit (an fsync with --store-sync=full), so
+  // a slow disk shows there; GetJob is answered from memory.
+  double worst_submit_ms = 0, worst_get_ms = 0;
 };
 
 std::optional<IdleFigures> IdleGaps(const Options& o, const std::string& store) {
@@ -908,6 +911,8 @@ std::optional<IdleFigures> IdleGaps(const Options& o, const std::string& store) 
       g.job_max_ms = std::max(g.job_max_ms, absl::ToDoubleMilliseconds(ended - t0));
       g.get_max_ms = std::max(g.get_max_ms, absl::ToDoubleMilliseconds(got - t1));
     }
+    f.worst_submit_ms = std::max(f.worst_submit_ms, g.submit_max_ms);
+    f.worst_get_ms = std::max(f.worst_get_ms, g.get_max_ms);
     const double worst = std::max(g.submit_max_ms, g.get_max_ms);
     if (worst > f.worst_call_ms) {
       f.worst_call_ms = worst;
@@ -1475,11 +1480,14 @@ int main(int argc, char** argv) {
       }
       out["idle"]["worst_call_ms"] = f->worst_call_ms;
       out["idle"]["worst_gap_s"] = f->worst_gap_s;
-      rows.push_back({"idle gaps 0.2-2 s: worst call",
-                      Num(f->worst_call_ms, 2) + " ms (at " + Num(f->worst_gap_s, 2) +
-                          " s; per gap: " + absl::StrJoin(parts, ", ") + ")",
-                      "< 10 ms",
-                      target("idle_worst_call_lt_10ms", f->worst_call_ms < 10)});
+      out["idle"]["worst_submit_ms"] = f->worst_submit_ms;
+      out["idle"]["worst_getjob_ms"] = f->worst_get_ms;
+      rows.push_back(
+          {"idle gaps 0.2-2 s: worst call",
+           Num(f->worst_call_ms, 2) + " ms (at " + Num(f->worst_gap_s, 2) +
+               " s; SubmitJob " + Num(f->worst_submit_ms, 1) + ", GetJob " +
+               Num(f->worst_get_ms, 1) + "; per gap: " + absl::StrJoin(parts, ", ") + ")",
+           "< 10 ms", target("idle_worst_call_lt_10ms", f->worst_call_ms < 10)});
     }
   }
 
