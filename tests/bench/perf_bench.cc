@@ -80,7 +80,8 @@ struct Options {
   int64_t jobs = 5'000;
   int64_t job_threads = 16;
   int64_t latency_jobs = 2'000;
-  int64_t idle_calls = 4;  // idle: jobs (and GetJob calls) after each gap
+  int64_t idle_calls = 4;             // idle: jobs (and GetJob calls) after each gap
+  std::string idle_store = "sqlite";  // idle: the scheduler's --store
   int64_t primes_end = 20'000'000;
   int64_t primes_shards = 64;
   // Each timing is the best of this many runs (the VM's noise is +-50% on a
@@ -143,6 +144,8 @@ std::vector<FlagDef> Flags(Options& o) {
       {"job_threads", "many small jobs: client threads", &o.job_threads},
       {"latency_jobs", "latency: jobs one after another", &o.latency_jobs},
       {"idle_calls", "idle: jobs and GetJob calls after each idle gap", &o.idle_calls},
+      {"idle_store", "idle: --store of the scheduler (sqlite or memory)", nullptr,
+       &o.idle_store},
       {"primes_end", "primes: range [1, end)", &o.primes_end},
       {"primes_shards", "primes: shards", &o.primes_shards},
       {"primes_runs", "primes: runs of each timing (the best counts)", &o.primes_runs},
@@ -1463,10 +1466,12 @@ int main(int argc, char** argv) {
   }
 
   if (want("idle")) {
-    progress(absl::StrCat("idle: ", o.idle_calls,
-                          " jobs and GetJob calls after each idle gap of 0.2-2 s")
-                 .c_str());
-    if (auto f = IdleGaps(o, "sqlite")) {
+    progress(
+        absl::StrCat("idle: ", o.idle_calls,
+                     " jobs and GetJob calls after each idle gap of 0.2-2 s, --store=",
+                     o.idle_store)
+            .c_str());
+    if (auto f = IdleGaps(o, o.idle_store)) {
       std::vector<std::string> parts;
       for (const IdleGap& g : f->gaps) {
         const std::string key = Num(g.gap_s, 2) + "s";
@@ -1482,8 +1487,9 @@ int main(int argc, char** argv) {
       out["idle"]["worst_gap_s"] = f->worst_gap_s;
       out["idle"]["worst_submit_ms"] = f->worst_submit_ms;
       out["idle"]["worst_getjob_ms"] = f->worst_get_ms;
+      out["idle"]["store"] = o.idle_store;
       rows.push_back(
-          {"idle gaps 0.2-2 s: worst call",
+          {"idle gaps 0.2-2 s: worst call, " + o.idle_store,
            Num(f->worst_call_ms, 2) + " ms (at " + Num(f->worst_gap_s, 2) +
                " s; SubmitJob " + Num(f->worst_submit_ms, 1) + ", GetJob " +
                Num(f->worst_get_ms, 1) + "; per gap: " + absl::StrJoin(parts, ", ") + ")",
