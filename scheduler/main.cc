@@ -28,10 +28,21 @@ ABSL_FLAG(std::string, data_dir, "tessera-data",
 ABSL_FLAG(
     std::string, store, "sqlite",
     "Where jobs and shard results are kept: sqlite (<data-dir>/tessera.db, survives "
-    "restarts) or memory (tests and benchmarks)");
+    "restarts), postgres (a PostgreSQL database, --postgres-url) or memory (tests and "
+    "benchmarks)");
+ABSL_FLAG(
+    std::string, postgres_url, "",
+    "--store=postgres: the database, as a libpq conninfo (\"host=db dbname=tessera "
+    "user=tessera\") or URI (postgresql://tessera@db:5432/tessera?sslmode=require). "
+    "The password comes from the URL, PGPASSWORD, --postgres-password-file or "
+    "~/.pgpass, and is never logged. The schema is created or migrated at start");
+ABSL_FLAG(std::string, postgres_password_file, "",
+          "--store=postgres: a file whose first line is the database password (e.g. a "
+          "mounted Secret), read once at start; used when the URL has none");
 ABSL_FLAG(
     std::string, store_sync, "full",
-    "sqlite durability: full (every commit that answers a call or acks a result "
+    "sqlite and postgres durability: full (every commit that answers a call or acks a "
+    "result "
     "reaches the disk before it is answered, so nothing acknowledged is lost on "
     "power loss; group commit shares the fsyncs) or normal (faster: a commit "
     "survives a crash of the scheduler, and results are flushed before they are "
@@ -175,6 +186,8 @@ int main(int argc, char** argv) {
   config.core.prefetch_window = absl::GetFlag(FLAGS_prefetch_window);
   config.store = absl::GetFlag(FLAGS_store);
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
+  config.postgres_url = absl::GetFlag(FLAGS_postgres_url);
+  config.postgres_password_file = absl::GetFlag(FLAGS_postgres_password_file);
   config.store_linger = absl::GetFlag(FLAGS_store_linger);
   config.store_timeout = absl::GetFlag(FLAGS_store_timeout);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
