@@ -58,6 +58,16 @@ ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(5),
           "is retried this long before the scheduler exits");
 ABSL_FLAG(absl::Duration, idempotency_retention, absl::Hours(24),
           "How long an idempotency key keeps returning its job");
+ABSL_FLAG(absl::Duration, job_retention, absl::Hours(24 * 7),
+          "A finished job (SUCCEEDED, FAILED, CANCELLED, PARTIAL) is retired this long "
+          "after it ended: its record, shard results and idempotency key are deleted "
+          "from memory and the store (GetJob then says it was retired). Its result "
+          "file stays unless --delete-results-with-jobs. 0 keeps finished jobs forever");
+ABSL_FLAG(bool, delete_results_with_jobs, false,
+          "Delete a retired job's result file (or object) with its record");
+ABSL_FLAG(absl::Duration, store_compact_interval, absl::Minutes(1),
+          "How often the sqlite store hands the space of deleted rows back (incremental "
+          "vacuum) and truncates its WAL; 0 never");
 ABSL_FLAG(int64_t, max_items_per_job, 1'000'000,
           "Largest number of items an items job may have");
 ABSL_FLAG(int64_t, max_item_bytes, 64 << 10,
@@ -207,6 +217,9 @@ int main(int argc, char** argv) {
   config.s3.timeout = absl::GetFlag(FLAGS_s3_timeout);
   config.core.reattach_grace = absl::GetFlag(FLAGS_reattach_grace);
   config.core.idempotency_retention = absl::GetFlag(FLAGS_idempotency_retention);
+  config.core.job_retention = absl::GetFlag(FLAGS_job_retention);
+  config.delete_results_with_jobs = absl::GetFlag(FLAGS_delete_results_with_jobs);
+  config.store_compact_interval = absl::GetFlag(FLAGS_store_compact_interval);
   config.core.max_items_per_job = absl::GetFlag(FLAGS_max_items_per_job);
   config.core.max_item_bytes = absl::GetFlag(FLAGS_max_item_bytes);
   config.core.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);

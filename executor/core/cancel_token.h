@@ -29,9 +29,11 @@ class CancelToken {
     cv_.SignalAll();
   }
 
-  // The shard's timeout: from `deadline` (on the monotonic clock, MonoNow's
-  // timeline) on the token reads as cancelled. Set once, before the handler runs.
-  void SetDeadline(absl::Time deadline) {
+  // The shard's timeout: from `deadline` on `clock` (its monotonic Now) the
+  // token reads as cancelled. Set once, before the handler runs; `clock` is
+  // borrowed and must outlive the token.
+  void SetDeadline(absl::Time deadline, const Clock* clock) {
+    clock_ = clock;
     deadline_ns_.store(absl::ToUnixNanos(deadline), std::memory_order_release);
   }
 
@@ -40,17 +42,20 @@ class CancelToken {
   bool cancel_requested() const { return flag_.load(std::memory_order_acquire); }
   bool expired() const {
     const int64_t d = deadline_ns_.load(std::memory_order_acquire);
-    return d != kNoDeadline && absl::ToUnixNanos(MonoNow()) >= d;
+    return d != kNoDeadline && absl::ToUnixNanos(clock_->Now()) >= d;
   }
 
   // Sleeps up to `timeout`, returning early when cancelled. Returns cancelled().
   bool WaitFor(absl::Duration timeout) const {
     const int64_t d = deadline_ns_.load(std::memory_order_acquire);
-    if (d != kNoDeadline) timeout = std::min(timeout, absl::FromUnixNanos(d) - MonoNow());
+    if (d != kNoDeadline)
+      timeout = std::min(timeout, absl::FromUnixNanos(d) - clock_->Now());
     absl::MutexLock lock(&mu_);
-    AwaitFor(
-        &mu_, cv_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return cancelled_; },
-        timeout);
+    if (timeout > absl::ZeroDuration()) {
+      AwaitFor(
+          &mu_, cv_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return cancelled_; },
+          timeout);
+    }
     return cancelled_ || expired();
   }
 
@@ -61,6 +66,7 @@ class CancelToken {
   std::atomic<bool> flag_{false};  // lock-free mirror of cancelled_
   static constexpr int64_t kNoDeadline = INT64_MAX;
   std::atomic<int64_t> deadline_ns_{kNoDeadline};
+  const Clock* clock_ = nullptr;  // set with the deadline, before any reader
 };
 
 }  // namespace tessera::executor

@@ -248,7 +248,8 @@ void ShardRunner::WorkerLoop() {
       a = r.assignment;
       token = r.token;
     }
-    if (a.timeout > absl::ZeroDuration()) token->SetDeadline(clock_->Now() + a.timeout);
+    if (a.timeout > absl::ZeroDuration())
+      token->SetDeadline(clock_->Now() + a.timeout, clock_);
     Execute(a, *token);
   }
 }

@@ -52,6 +52,11 @@ absl::Status CoreConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_json_depth must be between 2 and 1000 (got ", max_json_depth, ")"));
   }
+  if (job_retention < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--job-retention must be >= 0 (0: never retire; got ",
+                     absl::FormatDuration(job_retention), ")"));
+  }
   if (fold_window < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("fold_window must be >= 1 (got ", fold_window, ")"));

@@ -76,6 +76,9 @@ struct SchedulerCore::Job {
   // Moving average of the run times executors report (0: none yet); sizes
   // the prefetch for this job's shards.
   double run_seconds = 0;
+  // What Index last counted: the state, and the key in finished_ if any.
+  std::optional<JobState> counted;
+  std::optional<absl::Time> retire_at;
 };
 
 struct SchedulerCore::Executor {
@@ -118,6 +121,7 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
     auto it = idempotency_.find(spec.idempotency_key);
     if (it != idempotency_.end() &&
         Wall(now) - it->second.created < config_.idempotency_retention) {
+      // A retired job's key is forgotten with it (Retire): the job is here.
       const Job* existing = FindJob(it->second.job_id);
       // max_parallel and rate_limit may have been changed by UpdateJob since.
       JobSpec original = existing == nullptr ? JobSpec() : existing->record.spec;
@@ -145,10 +149,12 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
   job->folder = Folder(spec.aggregate);
   Job* j = job.get();
   jobs_.emplace(job_id, std::move(job));
-  job_order_.push_back(job_id);
+  by_seq_.emplace(j->record.seq, j);
   active_.push_back(j);
-  if (!spec.idempotency_key.empty())
+  if (!spec.idempotency_key.empty()) {
     idempotency_[spec.idempotency_key] = {job_id, Wall(now)};
+    idempotency_by_time_.emplace(Wall(now), spec.idempotency_key);
+  }
   ++counters_.jobs_submitted;
   Save(*j, out);
   Dispatch(now, out);
@@ -159,7 +165,7 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
 void SchedulerCore::Restore(
     const std::vector<JobRecord>& records,
     const std::map<std::string, std::vector<StoredResult>>& results, absl::Time now,
-    Actions& out) {
+    Actions& out, const std::map<std::string, std::vector<FailedShard>>& failed) {
   static const std::vector<StoredResult> kNone;
   for (const JobRecord& r : records) {
     CoreConfig unlimited = config_;  // accepted once, accepted again
@@ -176,17 +182,30 @@ void SchedulerCore::Restore(
     job->created_mono = now - std::max(absl::ZeroDuration(), Wall(now) - r.created);
     Job* j = job.get();
     jobs_.emplace(r.id, std::move(job));
-    job_order_.push_back(r.id);
-    next_seq_ = std::max(next_seq_, r.seq + 1);
+    if (!by_seq_.emplace(r.seq, j).second) {
+      // Two records with one submission number (a damaged store): the later
+      // one gets a fresh number, so that listing shows both.
+      j->record.seq = by_seq_.rbegin()->first + 1;
+      by_seq_.emplace(j->record.seq, j);
+    }
+    next_seq_ = std::max(next_seq_, j->record.seq + 1);
     if (!r.spec.idempotency_key.empty() &&
         Wall(now) - r.created < config_.idempotency_retention) {
       idempotency_[r.spec.idempotency_key] = {r.id, r.created};
+      idempotency_by_time_.emplace(r.created, r.spec.idempotency_key);
     }
-    for (const FailedShard& f : r.failed) {
+    auto keep_failed = [&](const FailedShard& f) {
       // A damaged record may name a shard the job does not have (found by
       // tests/fuzz): Rebuild would count up to it.
       if (f.shard >= 0 && f.shard < j->partition.num_shards()) j->failed[f.shard] = f;
+    };
+    for (const FailedShard& f : r.failed) keep_failed(f);
+    // An unfinished job's failed shards are rows of their own.
+    if (auto it = failed.find(r.id); it != failed.end() && !IsTerminal(r.state)) {
+      for (const FailedShard& f : it->second) keep_failed(f);
     }
+    j->record.failed.clear();  // j->failed is the list from here on
+    Index(*j);
     if (IsTerminal(r.state)) {
       j->next_shard = j->partition.num_shards();
       j->folded = j->partition.num_shards();
@@ -265,8 +284,7 @@ absl::Status SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& res
 absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::Time now,
                                               Actions& out) {
   Job* j = FindJob(job_id);
-  if (j == nullptr)
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (j == nullptr) return NotFound(job_id);
   // A job whose result is being persisted is finished in all but name.
   if (!IsTerminal(j->record.state) && !j->persisting) {
     CancelLeases(*j, out);
@@ -285,8 +303,7 @@ absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
     const std::string& job_id, const std::vector<StoredResult>& results, absl::Time now,
     Actions& out) {
   Job* j = FindJob(job_id);
-  if (j == nullptr)
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (j == nullptr) return NotFound(job_id);
   const JobState s = j->record.state;
   if (s != JobState::kPartial && s != JobState::kFailed) {
     return absl::FailedPreconditionError(
@@ -333,8 +350,7 @@ absl::StatusOr<JobView> SchedulerCore::UpdateJob(const std::string& job_id,
                                                  const JobUpdate& update, absl::Time now,
                                                  Actions& out) {
   Job* j = FindJob(job_id);
-  if (j == nullptr)
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (j == nullptr) return NotFound(job_id);
   if (IsTerminal(j->record.state)) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job_id, " is ", JobStateName(j->record.state),
@@ -368,8 +384,7 @@ void SchedulerCore::StoreRefused(const std::string& job_id, const std::string& e
 absl::StatusOr<JobView> SchedulerCore::GetJob(const std::string& job_id,
                                               absl::Time now) const {
   const Job* j = FindJob(job_id);
-  if (j == nullptr)
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (j == nullptr) return NotFound(job_id);
   return View(*j, now);
 }
 
@@ -377,22 +392,28 @@ std::vector<JobView> SchedulerCore::ListJobs(const JobFilter& filter, int64_t be
                                              int limit, absl::Time now,
                                              int64_t* next) const {
   std::vector<JobView> out;
-  int64_t i = before < 0 ? static_cast<int64_t>(job_order_.size()) - 1
-                         : std::min<int64_t>(before, job_order_.size() - 1);
-  for (; i >= 0 && static_cast<int>(out.size()) < limit; --i) {
-    const Job* j = FindJob(job_order_[i]);
+  *next = -1;
+  if (by_seq_.empty()) return out;
+  // From the newest job at or below `before`, down.
+  auto it = before < 0 ? by_seq_.end() : by_seq_.upper_bound(before);
+  while (it != by_seq_.begin()) {
+    --it;
+    if (static_cast<int>(out.size()) >= limit) {
+      *next = it->first;
+      break;
+    }
+    const Job* j = it->second;
     const JobSpec& spec = j->record.spec;
     if (filter.state.has_value() && j->record.state != *filter.state) continue;
     if (!filter.queue.empty() && spec.queue != filter.queue) continue;
     bool labels_match = true;
     for (const auto& [k, v] : filter.labels) {
-      auto it = spec.labels.find(k);
-      labels_match = labels_match && it != spec.labels.end() && it->second == v;
+      auto l = spec.labels.find(k);
+      labels_match = labels_match && l != spec.labels.end() && l->second == v;
     }
     if (!labels_match) continue;
     out.push_back(View(*j, now));
   }
-  *next = i;  // -1 when the scan reached the oldest job
   return out;
 }
 
@@ -718,7 +739,77 @@ void SchedulerCore::Tick(absl::Time now, Actions& out) {
                   /*retryable=*/true, now, out);
   }
   Dispatch(now, out);
+  Retire(now, out);
+  ExpireIdempotencyKeys(now);
   CheckInvariants();
+}
+
+absl::Time SchedulerCore::RetireAt(const JobRecord& r) const {
+  // A finished record without an end (written by an old scheduler) counts
+  // from its creation.
+  const absl::Time ended = r.ended == absl::InfinitePast() ? r.created : r.ended;
+  return ended + config_.job_retention;
+}
+
+void SchedulerCore::Retire(absl::Time now, Actions& out) {
+  if (config_.job_retention <= absl::ZeroDuration()) return;
+  for (int n = 0; n < config_.max_retired_per_tick && !finished_.empty(); ++n) {
+    auto first = finished_.begin();
+    if (first->first > Wall(now)) break;  // retention is counted in wall time
+    const std::string id = first->second;
+    finished_.erase(first);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    Job& j = *it->second;
+    // Finished: no leases, not active, nothing persisting (Index says so).
+    const std::string& key = j.record.spec.idempotency_key;
+    if (auto k = idempotency_.find(key);
+        k != idempotency_.end() && k->second.job_id == id) {
+      idempotency_.erase(k);
+    }
+    if (j.counted.has_value()) --counts_[j.record.spec.queue][*j.counted];
+    by_seq_.erase(j.record.seq);
+    out.durable.push_back(RetireJobOp{id, j.record.location});
+    jobs_.erase(it);
+    if (config_.retired_ids_kept > 0) {
+      retired_.insert(id);
+      retired_order_.push_back(id);
+      while (retired_order_.size() > static_cast<size_t>(config_.retired_ids_kept)) {
+        retired_.erase(retired_order_.front());
+        retired_order_.pop_front();
+      }
+    }
+    ++version_;
+  }
+}
+
+void SchedulerCore::ExpireIdempotencyKeys(absl::Time now) {
+  while (!idempotency_by_time_.empty()) {
+    auto first = idempotency_by_time_.begin();
+    if (Wall(now) - first->first < config_.idempotency_retention) break;
+    auto k = idempotency_.find(first->second);
+    // The key may have been taken again since (by a newer job).
+    if (k != idempotency_.end() && k->second.created == first->first) {
+      idempotency_.erase(k);
+    }
+    idempotency_by_time_.erase(first);
+  }
+}
+
+absl::Status SchedulerCore::NotFound(const std::string& job_id) const {
+  if (retired_.count(job_id)) {
+    return absl::NotFoundError(
+        absl::StrCat("job ", job_id, " was retired: it finished more than ",
+                     absl::FormatDuration(config_.job_retention),
+                     " ago (--job-retention) and its record was deleted"));
+  }
+  if (config_.job_retention > absl::ZeroDuration()) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id,
+                                            " not found (finished jobs are retired ",
+                                            absl::FormatDuration(config_.job_retention),
+                                            " after they end, --job-retention)"));
+  }
+  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
 }
 
 std::vector<ExecutorView> SchedulerCore::ListExecutors() const {
@@ -751,14 +842,6 @@ QueueStats SchedulerCore::Stats() const {
         std::min<int32_t>(e->hello.slots, static_cast<int32_t>(e->leases.size()));
   }
   return s;
-}
-
-std::map<std::string, std::map<JobState, int64_t>> SchedulerCore::JobCountsByQueue()
-    const {
-  std::map<std::string, std::map<JobState, int64_t>> out;
-  out["default"];
-  for (const auto& [id, j] : jobs_) ++out[j->record.spec.queue][j->record.state];
-  return out;
 }
 
 // ---- private ----
@@ -1078,9 +1161,8 @@ void SchedulerCore::ShardOutOfAttempts(Job& j, int64_t shard, int32_t attempts,
   j.failures.erase(shard);
   j.losses.erase(shard);
   j.retry.erase(shard);
-  j.failed[shard] = {shard, j.partition.Bounds(shard), attempts, message};
-  j.record.failed.clear();
-  for (const auto& [s, f] : j.failed) j.record.failed.push_back(f);
+  const FailedShard& failed = j.failed[shard] =
+      FailedShard{shard, j.partition.Bounds(shard), attempts, message};
   const std::string why =
       absl::StrCat("shard ", shard, " failed after ", attempts,
                    attempts == 1 ? " attempt: " : " attempts: ", message);
@@ -1093,7 +1175,9 @@ void SchedulerCore::ShardOutOfAttempts(Job& j, int64_t shard, int32_t attempts,
             now, out);
     return;
   }
-  Save(j, out);
+  // One row, not the whole record again (a job may have many failed shards).
+  out.durable.push_back(SaveFailedShardOp{j.record.id, failed});
+  Touch(j);
   FoldPrefix(j, now, out);
 }
 
@@ -1185,8 +1269,32 @@ void SchedulerCore::CancelLeases(Job& j, Actions& out) {
 
 void SchedulerCore::Save(Job& j, Actions& out) {
   j.record.shards_succeeded = j.succeeded;
+  // An unfinished job's failed shards are rows of their own (one per
+  // failure); its finished record lists them, once.
+  if (IsTerminal(j.record.state)) {
+    for (const auto& [shard, f] : j.failed) j.record.failed.push_back(f);
+  }
   out.durable.push_back(SaveJobOp{j.record});
+  j.record.failed.clear();
+  Index(j);
   Touch(j);
+}
+
+void SchedulerCore::Index(Job& j) {
+  const JobState state = j.record.state;
+  if (j.counted != state) {
+    auto& by_state = counts_[j.record.spec.queue];
+    if (j.counted.has_value()) --by_state[*j.counted];
+    ++by_state[state];
+    j.counted = state;
+  }
+  std::optional<absl::Time> retire_at;
+  if (IsTerminal(state)) retire_at = RetireAt(j.record);
+  if (j.retire_at != retire_at) {
+    if (j.retire_at.has_value()) finished_.erase({*j.retire_at, j.record.id});
+    if (retire_at.has_value()) finished_.insert({*retire_at, j.record.id});
+    j.retire_at = retire_at;
+  }
 }
 
 void SchedulerCore::Touch(Job& j) { j.version = ++version_; }
@@ -1302,7 +1410,8 @@ JobView SchedulerCore::View(const Job& j, absl::Time now) const {
   v.result_location = r.location;
   v.result_sha256 = r.sha256;
   v.result_version = r.result_version;
-  v.failed_shards = r.failed;
+  v.failed_shards.reserve(j.failed.size());
+  for (const auto& [shard, f] : j.failed) v.failed_shards.push_back(f);
   v.version = j.version;
   return v;
 }

@@ -7,6 +7,7 @@
 #define TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -61,8 +62,19 @@ struct CoreConfig {
   // within this many shards of the first unfolded one, so the results that
   // wait behind one slow shard stay bounded (the job's message says so).
   int64_t fold_window = 10'000;
-  // How long an idempotency key keeps returning its job.
+  // How long an idempotency key keeps returning its job (no longer than the
+  // job itself is kept: a retired job's key is forgotten with it).
   absl::Duration idempotency_retention = absl::Hours(24);
+  // A finished job (SUCCEEDED, FAILED, CANCELLED, PARTIAL) is retired this
+  // long after it ended: deleted from memory and from the store (record,
+  // shard results, failed shards, idempotency key). Zero: never.
+  absl::Duration job_retention = absl::Hours(24 * 7);
+  // Jobs retired per tick at most (the rest on the next ticks), so that a
+  // long-off retention switched on does not stall the scheduler.
+  int32_t max_retired_per_tick = 1000;
+  // Ids of retired jobs remembered, so that GetJob can say "retired" rather
+  // than "not found".
+  int32_t retired_ids_kept = 10'000;
   absl::Status Validate() const;
 };
 
@@ -119,10 +131,12 @@ class SchedulerCore {
   void SetWallOffset(absl::Duration offset) { wall_offset_ = offset; }
 
   // Rebuilds state from the store after a restart: `records` in submission
-  // order, `results(job_id)` the stored shard results of an unfinished job.
+  // order, `results(job_id)` the stored shard results of an unfinished job,
+  // `failed(job_id)` its failed shards (a finished record lists its own).
   void Restore(const std::vector<JobRecord>& records,
                const std::map<std::string, std::vector<StoredResult>>& results,
-               absl::Time now, Actions& out);
+               absl::Time now, Actions& out,
+               const std::map<std::string, std::vector<FailedShard>>& failed = {});
 
   // Jobs. Submit refuses an invalid spec whole (INVALID_ARGUMENT naming the
   // field) and creates nothing.
@@ -144,8 +158,10 @@ class SchedulerCore {
                     Actions& out);
   absl::StatusOr<JobView> GetJob(const std::string& job_id, absl::Time now) const;
   // Newest first; `state` filters when set. Scans down from submission
-  // position `before` (-1 = from the newest) and returns up to `limit` jobs;
-  // `*next` is where the next page starts, or -1 when there is none.
+  // number `before` (inclusive; -1 = from the newest) and returns up to
+  // `limit` jobs; `*next` is where the next page starts, or -1 when there is
+  // none. Submission numbers never change, so a page token stays valid while
+  // jobs retire and across restarts.
   std::vector<JobView> ListJobs(const JobFilter& filter, int64_t before, int limit,
                                 absl::Time now, int64_t* next) const;
 
@@ -185,9 +201,13 @@ class SchedulerCore {
   std::vector<ExecutorView> ListExecutors() const;
   QueueStats Stats() const;
   const CoreCounters& counters() const { return counters_; }
-  // Jobs by state, for metrics.
-  // Jobs by queue and state, for metrics ("default" is always there).
-  std::map<std::string, std::map<JobState, int64_t>> JobCountsByQueue() const;
+  // Jobs by queue and state, for metrics ("default" is always there); kept
+  // up to date as jobs change state, not recounted.
+  std::map<std::string, std::map<JobState, int64_t>> JobCountsByQueue() const {
+    return counts_;
+  }
+  // Jobs held (live and finished, not yet retired).
+  size_t JobsHeld() const { return jobs_.size(); }
 
  private:
   struct Job;
@@ -238,6 +258,17 @@ class SchedulerCore {
   // DATA_LOSS naming the shard when a stored result cannot be read back.
   absl::Status Rebuild(Job& j, const std::vector<StoredResult>& results);
   void Save(Job& j, Actions& out);
+  // Keeps the counts by state and the retirement order in step with j's state.
+  void Index(Job& j);
+  // When a finished record's retention is over: the one place retention
+  // compares times (the record's persisted end).
+  absl::Time RetireAt(const JobRecord& r) const;
+  // Deletes the finished jobs whose retention is over (memory and store).
+  void Retire(absl::Time now, Actions& out);
+  // Forgets idempotency keys older than their retention.
+  void ExpireIdempotencyKeys(absl::Time now);
+  // NOT_FOUND for `job_id`, saying so when it was retired.
+  absl::Status NotFound(const std::string& job_id) const;
   void Touch(Job& j);
   void Deactivate(Job& j);
   void DropExecutor(Executor& e, absl::Time now, Actions& out);
@@ -247,9 +278,15 @@ class SchedulerCore {
 
   CoreConfig config_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
-  std::vector<std::string> job_order_;  // submission order
-  std::vector<Job*> active_;            // queued or running, submission order
-  size_t rr_cursor_ = 0;                // round-robin position in active_
+  std::map<int64_t, Job*> by_seq_;  // submission order
+  // Finished jobs by when they retire.
+  std::set<std::pair<absl::Time, std::string>> finished_;
+  std::map<std::string, std::map<JobState, int64_t>> counts_;
+  // The latest retired ids (bounded by retired_ids_kept), oldest first.
+  std::deque<std::string> retired_order_;
+  std::set<std::string> retired_;
+  std::vector<Job*> active_;  // queued or running, submission order
+  size_t rr_cursor_ = 0;      // round-robin position in active_
   std::map<std::string, std::unique_ptr<Executor>> executors_;
   absl::flat_hash_map<std::string, std::unique_ptr<Lease>> leases_;
   std::set<std::string> known_tasks_;  // every task ever advertised
@@ -260,6 +297,8 @@ class SchedulerCore {
     absl::Time created;
   };
   std::map<std::string, IdempotencyEntry> idempotency_;
+  // Keys by creation time, to forget them when their retention is over.
+  std::multimap<absl::Time, std::string> idempotency_by_time_;
   uint64_t next_generation_ = 1;
   uint64_t version_ = 0;
   int64_t next_seq_ = 1;

@@ -275,6 +275,20 @@ struct SaveResultOp {
   int64_t shard = 0;
   std::string result_json;
 };
+// A shard out of attempts under the continue policy: one small row, so that
+// a failure costs O(1) store work instead of a re-encode of the job's record.
+// A job's finished record carries the whole list and the rows go with it.
+struct SaveFailedShardOp {
+  std::string job_id;
+  FailedShard shard;
+};
+// A finished job past its retention: all its rows go (record, shard results,
+// failed shards). `result_location` is its result, which stays unless the
+// runtime is told to delete results with their jobs.
+struct RetireJobOp {
+  std::string job_id;
+  std::string result_location;
+};
 // Tells an executor its result is durable (or no longer needed).
 struct AckOp {
   ExecutorConn conn;
@@ -282,7 +296,8 @@ struct AckOp {
 };
 // Durable work, carried out in order by the store writer: records are
 // committed first, then the acks and persists that follow them happen.
-using DurableOp = std::variant<SaveJobOp, SaveResultOp, AckOp, PersistAction>;
+using DurableOp = std::variant<SaveJobOp, SaveResultOp, AckOp, PersistAction,
+                               SaveFailedShardOp, RetireJobOp>;
 struct CloseAction {
   ExecutorConn conn;
   std::string reason;

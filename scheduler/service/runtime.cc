@@ -26,7 +26,9 @@ constexpr size_t kLingerItems = 512;
 // Whether a writer-queue item may wait for the linger: a result's record and
 // its ack; everything else is someone's answer or a job's state.
 bool MayLinger(const DurableOp& op) {
-  return std::holds_alternative<SaveResultOp>(op) || std::holds_alternative<AckOp>(op);
+  return std::holds_alternative<SaveResultOp>(op) || std::holds_alternative<AckOp>(op) ||
+         std::holds_alternative<SaveFailedShardOp>(op) ||
+         std::holds_alternative<RetireJobOp>(op);
 }
 
 // What is done with a failed commit (store.h): how it is logged.
@@ -55,7 +57,7 @@ absl::Status Runtime::Recover() {
   core_.SetIncarnation(RandomHexId(3));
   core_.SetLeaseIds(lease_ids_.get());
   Actions actions;
-  core_.Restore(state->jobs, state->results, CoreNow(), actions);
+  core_.Restore(state->jobs, state->results, CoreNow(), actions, state->failed);
   int64_t unfinished = 0;
   for (const JobRecord& r : state->jobs) unfinished += IsTerminal(r.state) ? 0 : 1;
   spdlog::info("store {}: recovered {} jobs ({} unfinished)", store_->name(),
@@ -294,6 +296,18 @@ void Runtime::ReadResult(const std::string& job_id, int64_t max_bytes,
   done(absl::UnavailableError("the scheduler is not running; ask again shortly"));
 }
 
+void Runtime::DeleteRetiredResults(const std::vector<std::string>& locations) {
+  absl::MutexLock lock(&reads_mu_);
+  if (!reading_) return;  // stopping: the files stay (logged by no one; rare)
+  reads_.push_back([this, locations] {
+    for (const std::string& location : locations) {
+      if (absl::Status s = sink_->Delete(location); !s.ok()) {
+        spdlog::warn("retired job's result {} not deleted: {}", location, s.ToString());
+      }
+    }
+  });
+}
+
 void Runtime::ReadLoop() {
   while (true) {
     std::function<void()> read;
@@ -472,7 +486,8 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
   }
   {
     absl::MutexLock lock(&streams_mu_);
-    auto stream_for = [&](const ExecutorConn& c) -> ExecutorStream* {
+    auto stream_for = [&](const ExecutorConn& c)
+                          ABSL_EXCLUSIVE_LOCKS_REQUIRED(streams_mu_) -> ExecutorStream* {
       auto it = streams_.find(c.executor_id);
       if (it == streams_.end() || it->second.generation != c.generation) return nullptr;
       return it->second.stream;
@@ -554,6 +569,7 @@ void Runtime::TickLoop() {
 
 void Runtime::WriterLoop() {
   int failures = 0;  // commits failed in a row
+  absl::Time last_compact = clock_->Now();
   // Backoff waited since the shutdown began: Stop gives up on a failing store
   // once it passes the store timeout.
   absl::Duration waited_in_shutdown = absl::ZeroDuration();
@@ -649,6 +665,7 @@ void Runtime::WriterLoop() {
     }
     // Then what waited for the commit, in order.
     std::map<std::pair<std::string, uint64_t>, v1::SchedulerMessage> acks;
+    std::vector<std::string> retired_results;
     for (WriterItem& item : batch) {
       if (auto* fn = std::get_if<std::function<void()>>(&item)) {
         (*fn)();
@@ -668,6 +685,20 @@ void Runtime::WriterLoop() {
         // A result of a refused job is acked too: it is no longer needed.
         acks[{a->conn.executor_id, a->conn.generation}].mutable_ack()->add_lease_ids(
             a->lease_id);
+      } else if (const auto* r = std::get_if<RetireJobOp>(&std::get<DurableOp>(item))) {
+        if (delete_results_with_jobs_ && !r->result_location.empty()) {
+          retired_results.push_back(r->result_location);
+        }
+      }
+    }
+    if (!retired_results.empty()) DeleteRetiredResults(retired_results);
+    // The space of deleted rows (compacted results, retired jobs) goes back
+    // now and then; SQLite reuses free pages meanwhile anyway.
+    if (compact_interval_ > absl::ZeroDuration() &&
+        clock_->Now() - last_compact >= compact_interval_) {
+      last_compact = clock_->Now();
+      if (absl::Status s = store_->Compact(); !s.ok()) {
+        spdlog::warn("store compaction failed (retried later): {}", s.ToString());
       }
     }
     if (!acks.empty()) {

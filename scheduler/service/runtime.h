@@ -151,6 +151,13 @@ class Runtime {
     faults_.SetListener(std::move(listener));
   }
 
+  // When a retired job's result file is deleted with it (the default keeps
+  // it: it is the user's data). Call before Start.
+  void SetDeleteResultsWithJobs(bool on) { delete_results_with_jobs_ = on; }
+  // How often the store writer asks the store to hand back the space of
+  // deleted rows (Store::Compact). Call before Start.
+  void SetCompactInterval(absl::Duration d) { compact_interval_ = d; }
+
   // Fault injection for tests: wait this long after each sink write before
   // marking the job done, so that a test can kill the scheduler in between.
   void SetPersistDelayForTesting(absl::Duration d) { persist_delay_ = d; }
@@ -217,6 +224,9 @@ class Runtime {
   // that commits and acks go on meanwhile (and several fsyncs overlap).
   void PersistLoop();
   void Persist(PersistTicket& ticket);
+  // After a commit that retired jobs: their result files go too when told so
+  // (on a reader thread: a sink may be remote).
+  void DeleteRetiredResults(const std::vector<std::string>& locations);
   // A reader thread: runs ReadResult's reads until Stop.
   void ReadLoop();
   // Stages and publishes `p`'s bytes, again with backoff while the sink's error
@@ -275,6 +285,8 @@ class Runtime {
   absl::Mutex calls_mu_;
   std::vector<std::shared_ptr<PendingCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
 
+  bool delete_results_with_jobs_ = false;
+  absl::Duration compact_interval_ = absl::Minutes(1);
   absl::Duration persist_delay_ = absl::ZeroDuration();
   absl::Duration commit_linger_ = absl::ZeroDuration();
   std::thread ticker_;

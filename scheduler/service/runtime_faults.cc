@@ -47,9 +47,10 @@ absl::Status Runtime::CommitBatch(const std::deque<WriterItem>& batch, bool dura
     // One transaction for every record in the batch (group commit); of a job
     // saved more than once only the last record, which the transaction would
     // keep anyway.
-    std::vector<const JobRecord*> jobs;
+    StoreWrite write;
+    std::vector<const JobRecord*>& jobs = write.jobs;
     std::map<std::string, size_t> job_at;
-    std::vector<const SaveResultOp*> results;
+    std::vector<const SaveResultOp*>& results = write.results;
     for (const WriterItem& item : batch) {
       const auto* op = std::get_if<DurableOp>(&item);
       if (op == nullptr) continue;
@@ -64,6 +65,10 @@ absl::Status Runtime::CommitBatch(const std::deque<WriterItem>& batch, bool dura
         }
       } else if (const auto* r = std::get_if<SaveResultOp>(op)) {
         if (refused.count(r->job_id) == 0) results.push_back(r);
+      } else if (const auto* f = std::get_if<SaveFailedShardOp>(op)) {
+        if (refused.count(f->job_id) == 0) write.failed.push_back(f);
+      } else if (const auto* r = std::get_if<RetireJobOp>(op)) {
+        write.retired.push_back(r->job_id);
       }
     }
     // A job's "done" record (it names the result's location) commits only
@@ -79,12 +84,14 @@ absl::Status Runtime::CommitBatch(const std::deque<WriterItem>& batch, bool dura
       return absl::Status(status.code(),
                           absl::StrCat("result sink sync: ", status.message()));
     }
-    if (jobs.empty() && results.empty() && !durable) return absl::OkStatus();
+    if (write.empty() && !durable) return absl::OkStatus();
     const absl::Time t0 = MonoNow();
-    status = jobs.empty() && results.empty() ? store_->Flush()
-                                             : store_->Commit(jobs, results, durable);
+    status = write.empty() ? store_->Flush() : store_->Commit(write, durable);
     metrics_.StoreCommitted(
-        MonoNow() - t0, static_cast<int64_t>(jobs.size() + results.size()), status.ok());
+        MonoNow() - t0,
+        static_cast<int64_t>(jobs.size() + results.size() + write.failed.size() +
+                             write.retired.size()),
+        status.ok());
     // A record of one job that can never be stored: the others go on
     // without it. First without the job's shard results (so that its latest
     // state, e.g. a failure, is still kept), then without any of its records.
@@ -113,8 +120,8 @@ void Runtime::Abandon(std::deque<WriterItem>& batch, const absl::Status& error) 
       absl::MutexLock lock(&(*t)->mu);
       (*t)->abandoned = true;
     } else if (const auto* op = std::get_if<DurableOp>(&item)) {
-      records += std::holds_alternative<SaveJobOp>(*op) ||
-                 std::holds_alternative<SaveResultOp>(*op);
+      records += !std::holds_alternative<AckOp>(*op) &&
+                 !std::holds_alternative<PersistAction>(*op);
     }
   }
   spdlog::error(

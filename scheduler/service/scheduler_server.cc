@@ -128,6 +128,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   server->runtime_->SetPersistDelayForTesting(config.fault_persist_delay);
   server->runtime_->SetCommitLinger(config.store_linger);
   server->runtime_->SetStoreTimeout(config.store_timeout);
+  server->runtime_->SetDeleteResultsWithJobs(config.delete_results_with_jobs);
+  server->runtime_->SetCompactInterval(config.store_compact_interval);
   if (absl::Status s = server->runtime_->Recover(); !s.ok()) return s;
   server->job_service_ =
       std::make_unique<JobServiceImpl>(server->runtime_.get(), server->auth_.get(),

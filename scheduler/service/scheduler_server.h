@@ -41,6 +41,10 @@ struct SchedulerConfig {
   // gets UNAVAILABLE; a commit running longer counts as failing; on SIGTERM a
   // failing store is retried this long (Runtime::SetStoreTimeout).
   absl::Duration store_timeout = absl::Seconds(5);
+  // A retired job's result goes too (core.job_retention retires jobs).
+  bool delete_results_with_jobs = false;
+  // How often the store hands back the space of deleted rows.
+  absl::Duration store_compact_interval = absl::Minutes(1);
   int max_message_bytes = 64 << 20;
   int max_watchers = 1024;  // WatchJob streams open at once
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only

@@ -205,6 +205,17 @@ absl::StatusOr<int64_t> FileSink::Size(const std::string& location) {
   return static_cast<int64_t>(size);
 }
 
+absl::Status FileSink::Delete(const std::string& location) {
+  if (absl::Status s = CheckLocation(location); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::remove(location, ec);  // false, no error: already gone
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("result file ", location, ": delete: ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> FileSink::Read(const std::string& location) {
   if (absl::Status s = CheckLocation(location); !s.ok()) return s;
   std::ifstream in(location, std::ios::binary);

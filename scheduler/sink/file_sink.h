@@ -35,6 +35,7 @@ class FileSink : public ResultSink {
   void Prepare() override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
   absl::StatusOr<int64_t> Size(const std::string& location) override;
+  absl::Status Delete(const std::string& location) override;
   int64_t writes() const override { return writes_.load(); }
 
  private:

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "prometheus/metric_family.h"
 
 namespace tessera::scheduler {
@@ -91,6 +92,12 @@ class ResultSink {
   virtual absl::StatusOr<std::string> Read(const std::string& location) = 0;
   // The size in bytes of a published result, without reading it.
   virtual absl::StatusOr<int64_t> Size(const std::string& location) = 0;
+  // Deletes a published result (--delete-results-with-jobs, when its job
+  // retires); one already gone is OK. Optional: UNIMPLEMENTED by default.
+  virtual absl::Status Delete(const std::string& location) {
+    return absl::UnimplementedError(
+        absl::StrCat("this result sink cannot delete results (", location, ")"));
+  }
   // The scheduler is stopping: a Stage or Publish that waits (a sink that
   // retries a store that is down) gives up at once with UNAVAILABLE, and so
   // does every later one. The job then stays "finalizing" in the store, and

@@ -4,13 +4,23 @@
 
 namespace tessera::scheduler {
 
-absl::Status MemoryStore::Commit(const std::vector<const JobRecord*>& jobs,
-                                 const std::vector<const SaveResultOp*>& results,
-                                 bool /*durable*/) {
+absl::Status MemoryStore::Commit(const StoreWrite& w, bool /*durable*/) {
   absl::MutexLock lock(&mu_);
-  for (const JobRecord* r : jobs) jobs_[r->id] = *r;
-  for (const SaveResultOp* r : results)
+  for (const JobRecord* r : w.jobs) jobs_[r->id] = *r;
+  for (const SaveResultOp* r : w.results)
     results_[r->job_id].emplace(r->shard, r->result_json);
+  for (const SaveFailedShardOp* f : w.failed)
+    failed_[f->job_id][f->shard.shard] = f->shard;
+  // What the records imply (store.h): after the rows above, as SQLite does.
+  for (const JobRecord* r : w.jobs) {
+    if (r->state == JobState::kSucceeded) results_.erase(r->id);
+    if (IsTerminal(r->state)) failed_.erase(r->id);
+  }
+  for (const std::string& id : w.retired) {
+    jobs_.erase(id);
+    results_.erase(id);
+    failed_.erase(id);
+  }
   return absl::OkStatus();
 }
 
@@ -23,7 +33,12 @@ absl::StatusOr<StoredState> MemoryStore::Load() {
   for (const JobRecord& r : state.jobs) {
     if (IsTerminal(r.state)) continue;
     auto& out = state.results[r.id];
-    for (const auto& [shard, text] : results_[r.id]) out.push_back({shard, text});
+    if (auto it = results_.find(r.id); it != results_.end()) {
+      for (const auto& [shard, text] : it->second) out.push_back({shard, text});
+    }
+    if (auto it = failed_.find(r.id); it != failed_.end()) {
+      for (const auto& [shard, f] : it->second) state.failed[r.id].push_back(f);
+    }
   }
   return state;
 }
@@ -32,8 +47,19 @@ absl::StatusOr<std::vector<StoredResult>> MemoryStore::LoadResults(
     const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   std::vector<StoredResult> out;
-  for (const auto& [shard, text] : results_[job_id]) out.push_back({shard, text});
+  if (auto it = results_.find(job_id); it != results_.end()) {
+    for (const auto& [shard, text] : it->second) out.push_back({shard, text});
+  }
   return out;
+}
+
+absl::StatusOr<Store::RowCounts> MemoryStore::CountRows() {
+  absl::MutexLock lock(&mu_);
+  RowCounts n;
+  n.jobs = static_cast<int64_t>(jobs_.size());
+  for (const auto& [id, rows] : results_) n.results += static_cast<int64_t>(rows.size());
+  for (const auto& [id, rows] : failed_) n.failed += static_cast<int64_t>(rows.size());
+  return n;
 }
 
 }  // namespace tessera::scheduler

@@ -15,9 +15,8 @@ namespace tessera::scheduler {
 // Thread-safe.
 class MemoryStore : public Store {
  public:
-  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results,
-                      bool durable) override;
+  using Store::Commit;
+  absl::Status Commit(const StoreWrite& write, bool durable) override;
   absl::Status Flush() override { return absl::OkStatus(); }
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
@@ -27,6 +26,7 @@ class MemoryStore : public Store {
     absl::MutexLock lock(&meta_mu_);
     return meta_.emplace(key, value_if_new).first->second;
   }
+  absl::StatusOr<RowCounts> CountRows() override;
   std::string name() const override { return "memory"; }
 
  private:
@@ -35,6 +35,7 @@ class MemoryStore : public Store {
   absl::Mutex mu_;
   std::map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::map<int64_t, std::string>> results_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<int64_t, FailedShard>> failed_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::scheduler

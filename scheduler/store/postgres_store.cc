@@ -14,9 +14,7 @@ namespace tessera::scheduler {
 namespace {
 
 // Schema migrations, in order; the store's version is the last one applied.
-// A new version is appended here, never edited in place. (The leader lease
-// row of HA comes as a migration: a tessera_leader table with the holder and
-// an epoch, checked by the fence of every state-changing transaction.)
+// A new version is appended here, never edited in place.
 struct Migration {
   int version;
   const char* sql;
@@ -33,6 +31,18 @@ CREATE TABLE tessera_results (
   job_id TEXT NOT NULL,
   shard BIGINT NOT NULL,
   result BYTEA NOT NULL,
+  PRIMARY KEY (job_id, shard));
+)sql"},
+    // Failed shards of unfinished jobs under the continue policy, one row each
+    // (as SQLite's schema 2), instead of a re-encode of the job's record.
+    {2, R"sql(
+CREATE TABLE tessera_failed_shards (
+  job_id TEXT NOT NULL,
+  shard BIGINT NOT NULL,
+  attempts INTEGER NOT NULL,
+  bound_start BIGINT NOT NULL,
+  bound_end BIGINT NOT NULL,
+  error BYTEA NOT NULL,
   PRIMARY KEY (job_id, shard));
 )sql"},
 };
@@ -52,6 +62,12 @@ enum StatementId {
   kPutMeta,
   kGetMeta,
   kTouchMeta,
+  kUpsertFailed,
+  kLoadFailed,
+  kDeleteJob,
+  kDeleteResults,
+  kDeleteFailed,
+  kCountRows,
 };
 struct Statement {
   const char* name;
@@ -76,6 +92,21 @@ constexpr Statement kStatements[] = {
     // A write whose synchronous commit flushes the WAL (Flush with sync normal).
     {"tessera_touch_meta",
      "UPDATE tessera_meta SET value = value WHERE key = 'schema_version'"},
+    // A shard failed again replaces its row (SQLite: INSERT OR REPLACE).
+    {"tessera_upsert_failed",
+     "INSERT INTO tessera_failed_shards (job_id, shard, attempts, bound_start, "
+     "bound_end, error) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, shard) DO "
+     "UPDATE SET attempts = excluded.attempts, bound_start = excluded.bound_start, "
+     "bound_end = excluded.bound_end, error = excluded.error"},
+    {"tessera_load_failed",
+     "SELECT shard, attempts, bound_start, bound_end, error FROM tessera_failed_shards "
+     "WHERE job_id = $1 ORDER BY shard"},
+    {"tessera_delete_job", "DELETE FROM tessera_jobs WHERE id = $1"},
+    {"tessera_delete_results", "DELETE FROM tessera_results WHERE job_id = $1"},
+    {"tessera_delete_failed", "DELETE FROM tessera_failed_shards WHERE job_id = $1"},
+    {"tessera_count_rows",
+     "SELECT (SELECT COUNT(*) FROM tessera_jobs), (SELECT COUNT(*) FROM "
+     "tessera_results), (SELECT COUNT(*) FROM tessera_failed_shards)"},
 };
 
 // Largest field PostgreSQL stores (1 GB), less room for its header.
@@ -110,6 +141,12 @@ int64_t ReadBigEndian64(const char* p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
   return static_cast<int64_t>(v);
+}
+
+int32_t ReadBigEndian32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return static_cast<int32_t>(v);
 }
 
 std::string Field(const PGresult* res, int row, int col) {
@@ -357,13 +394,11 @@ absl::Status PostgresStore::FenceLocked() {
   return absl::OkStatus();
 }
 
-absl::Status PostgresStore::Commit(const std::vector<const JobRecord*>& jobs,
-                                   const std::vector<const SaveResultOp*>& results,
-                                   bool durable) {
+absl::Status PostgresStore::Commit(const StoreWrite& write, bool durable) {
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
   TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
-  absl::Status s = CommitLocked(jobs, results, durable);
+  absl::Status s = CommitLocked(write, durable);
   if (!s.ok()) RollbackLocked();
   return s;
 }
@@ -376,15 +411,20 @@ absl::Status PostgresStore::RecordTooBig(const std::string& job_id,
                    " bytes, more than the store takes (", max_record_bytes_, ")"));
 }
 
-absl::Status PostgresStore::CommitLocked(const std::vector<const JobRecord*>& jobs,
-                                         const std::vector<const SaveResultOp*>& results,
-                                         bool durable) {
+absl::Status PostgresStore::DeleteRowsLocked(int statement, const std::string& job_id,
+                                             const std::string& what) {
+  return RunLocked(statement, {{job_id.data(), static_cast<int>(job_id.size()), true}},
+                   what + " of job " + job_id)
+      .status();
+}
+
+absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
   if (durable && options_.sync != "full") {
     TESSERA_RETURN_IF_ERROR(
         ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
   }
   TESSERA_RETURN_IF_ERROR(FenceLocked());
-  for (const JobRecord* r : jobs) {
+  for (const JobRecord* r : w.jobs) {
     const std::string text = EncodeJobRecord(*r);
     if (text.size() > max_record_bytes_) {
       return RecordTooBig(r->id, "the record of job " + r->id, text.size());
@@ -400,7 +440,7 @@ absl::Status PostgresStore::CommitLocked(const std::vector<const JobRecord*>& jo
                   "write job " + r->id, r->id)
             .status());
   }
-  for (const SaveResultOp* r : results) {
+  for (const SaveResultOp* r : w.results) {
     if (r->result_json.size() > max_record_bytes_) {
       return RecordTooBig(
           r->job_id, absl::StrCat("the result of job ", r->job_id, " shard ", r->shard),
@@ -417,8 +457,48 @@ absl::Status PostgresStore::CommitLocked(const std::vector<const JobRecord*>& jo
             r->job_id)
             .status());
   }
+  for (const SaveFailedShardOp* f : w.failed) {
+    const FailedShard& fs = f->shard;
+    if (fs.last_error.size() > max_record_bytes_) {
+      return RecordTooBig(
+          f->job_id, absl::StrCat("the error of job ", f->job_id, " shard ", fs.shard),
+          fs.last_error.size());
+    }
+    const std::string shard = std::to_string(fs.shard);
+    const std::string attempts = std::to_string(fs.attempts);
+    const std::string start = std::to_string(fs.bounds.start);
+    const std::string end = std::to_string(fs.bounds.end);
+    TESSERA_RETURN_IF_ERROR(
+        RunLocked(
+            kUpsertFailed,
+            {{f->job_id.data(), static_cast<int>(f->job_id.size()), true},
+             {shard.c_str(), 0, false},
+             {attempts.c_str(), 0, false},
+             {start.c_str(), 0, false},
+             {end.c_str(), 0, false},
+             {fs.last_error.data(), static_cast<int>(fs.last_error.size()), true}},
+            absl::StrCat("write failed shard of job ", f->job_id, " shard ", fs.shard),
+            f->job_id)
+            .status());
+  }
+  // What the records imply (store.h), after the rows above, in this transaction.
+  for (const JobRecord* r : w.jobs) {
+    if (r->state == JobState::kSucceeded) {
+      TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteResults, r->id, "compact results"));
+    }
+    if (IsTerminal(r->state)) {
+      TESSERA_RETURN_IF_ERROR(
+          DeleteRowsLocked(kDeleteFailed, r->id, "compact failed shards"));
+    }
+  }
+  for (const std::string& id : w.retired) {
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteJob, id, "retire"));
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteResults, id, "retire results"));
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteFailed, id, "retire failed shards"));
+  }
   // A COMMIT whose reply is lost may or may not have happened: the runtime
-  // retries the batch, which is idempotent (upserts, first result wins).
+  // retries the batch, which is idempotent (upserts, first result wins,
+  // deletions of what is gone delete nothing).
   return ExecLocked("COMMIT", "commit");
 }
 
@@ -461,12 +541,56 @@ absl::StatusOr<StoredState> PostgresStore::Load() {
     for (const JobRecord& r : state.jobs) {
       if (IsTerminal(r.state)) continue;
       TESSERA_ASSIGN_OR_RETURN(state.results[r.id], LoadResultsLocked(r.id));
+      TESSERA_ASSIGN_OR_RETURN(
+          Rows f,
+          RunLocked(kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
+                    "read failed shards of job " + r.id));
+      for (int i = 0; i < PQntuples(f.get()); ++i) {
+        if (PQgetlength(f.get(), i, 0) != 8 || PQgetlength(f.get(), i, 1) != 4 ||
+            PQgetlength(f.get(), i, 2) != 8 || PQgetlength(f.get(), i, 3) != 8) {
+          return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                                  ": a failed shard of job ", r.id,
+                                                  " has a malformed row"));
+        }
+        FailedShard fs;
+        fs.shard = ReadBigEndian64(PQgetvalue(f.get(), i, 0));
+        fs.attempts = ReadBigEndian32(PQgetvalue(f.get(), i, 1));
+        fs.bounds.start = ReadBigEndian64(PQgetvalue(f.get(), i, 2));
+        fs.bounds.end = ReadBigEndian64(PQgetvalue(f.get(), i, 3));
+        fs.last_error = Field(f.get(), i, 4);
+        state.failed[r.id].push_back(std::move(fs));
+      }
     }
     TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
     return state;
   }();
   if (!state.ok()) RollbackLocked();
   return state;
+}
+
+// PostgreSQL hands the space of deleted rows back on its own: autovacuum
+// (on by default, also on managed services) marks it free for new rows of the
+// same table, which is what SQLite's incremental vacuum does for us. A plain
+// VACUUM here would only race autovacuum for the same work on the leader's
+// connection, and VACUUM FULL (giving space to the file system) takes an
+// exclusive lock on the table for its whole run: that is an operator's call,
+// not a periodic one.
+absl::Status PostgresStore::Compact() { return absl::OkStatus(); }
+
+absl::StatusOr<Store::RowCounts> PostgresStore::CountRows() {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kCountRows, {}, "count rows"));
+  if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8 ||
+      PQgetlength(rows.get(), 0, 1) != 8 || PQgetlength(rows.get(), 0, 2) != 8) {
+    return absl::InternalError(
+        absl::StrCat("store postgres ", redacted_url_, ": count rows: unexpected reply"));
+  }
+  RowCounts n;
+  n.jobs = ReadBigEndian64(PQgetvalue(rows.get(), 0, 0));
+  n.results = ReadBigEndian64(PQgetvalue(rows.get(), 0, 1));
+  n.failed = ReadBigEndian64(PQgetvalue(rows.get(), 0, 2));
+  return n;
 }
 
 absl::StatusOr<std::vector<StoredResult>> PostgresStore::LoadResultsLocked(

@@ -18,7 +18,10 @@
 // The schema is created and migrated at Open, under an advisory lock (two
 // schedulers starting at once migrate once), and its version is kept in
 // tessera_meta ('schema_version'). A newer schema than this binary reads is
-// refused. Tables: tessera_meta, tessera_jobs, tessera_results.
+// refused. Tables: tessera_meta, tessera_jobs, tessera_results (schema 1),
+// tessera_failed_shards (schema 2). Deletions a StoreWrite implies (a
+// SUCCEEDED job's results, a finished job's failed shards, every row of a
+// retired job) happen in the transaction of the record that implies them.
 //
 // The connection string (libpq conninfo or URI) may carry a password; every
 // message the store makes shows it redacted (RedactConninfo) and never names
@@ -60,9 +63,8 @@ class PostgresStore : public Store {
       const PostgresOptions& options);
   ~PostgresStore() override;
 
-  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results,
-                      bool durable) override;
+  using Store::Commit;
+  absl::Status Commit(const StoreWrite& write, bool durable) override;
   absl::Status Flush() override;
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
@@ -71,6 +73,11 @@ class PostgresStore : public Store {
   // cannot change what the leader reads.
   absl::StatusOr<std::string> InitMeta(const std::string& key,
                                        const std::string& value_if_new) override;
+  // A no-op: PostgreSQL's autovacuum gives the space of deleted rows back to
+  // the table in the background, and a VACUUM from here would only compete
+  // with it (and VACUUM FULL locks the tables). See the .cc.
+  absl::Status Compact() override;
+  absl::StatusOr<RowCounts> CountRows() override;
   std::string name() const override { return "postgres"; }
 
   // The fence (for leader election): a statement run first in every
@@ -114,8 +121,11 @@ class PostgresStore : public Store {
   // connection is dropped so that the next call reconnects.
   absl::Status Check(pg_result* res, int want, const std::string& what,
                      const std::string& job_id = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CommitLocked(const std::vector<const JobRecord*>& jobs,
-                            const std::vector<const SaveResultOp*>& results, bool durable)
+  absl::Status CommitLocked(const StoreWrite& write, bool durable)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes the rows of `job_id` with statement `statement`.
+  absl::Status DeleteRowsLocked(int statement, const std::string& job_id,
+                                const std::string& what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status FenceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<StoredResult>> LoadResultsLocked(const std::string& job_id)

@@ -10,7 +10,12 @@
 namespace tessera::scheduler {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: failed_shards; incremental auto-vacuum.
+constexpr int kSchemaVersion = 2;
+
+// Free pages handed back per Compact() (4 KiB each): bounds its time; pages
+// not handed back are reused by later writes anyway.
+constexpr int kVacuumPagesPerCompact = 8192;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,6 +29,14 @@ CREATE TABLE IF NOT EXISTS results (
   job_id TEXT NOT NULL,
   shard INTEGER NOT NULL,
   result TEXT NOT NULL,
+  PRIMARY KEY (job_id, shard)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failed_shards (
+  job_id TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  bound_start INTEGER NOT NULL,
+  bound_end INTEGER NOT NULL,
+  error TEXT NOT NULL,
   PRIMARY KEY (job_id, shard)) WITHOUT ROWID;
 )sql";
 
@@ -94,7 +107,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   sqlite3_busy_timeout(db, 5000);
   absl::MutexLock lock(&store->mu_);
   const std::string sync = absl::StrCat("PRAGMA synchronous=", synchronous);
-  for (const char* sql : {"PRAGMA journal_mode=WAL", sync.c_str(), kSchema}) {
+  // auto_vacuum first: it takes effect only in a database with no tables yet
+  // (Migrate converts an older one).
+  for (const char* sql : {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL",
+                          sync.c_str(), kSchema}) {
     if (absl::Status s = store->Exec(sql); !s.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           s.message(), " (is ", path, " a Tessera store? move it away to start afresh)"));
@@ -105,10 +121,14 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   if (!get.ok()) return store->Error("read schema version");
   if (sqlite3_step(get.get()) == SQLITE_ROW) {
     const int version = sqlite3_column_int(get.get(), 0);
-    if (version != kSchemaVersion) {
+    if (version > kSchemaVersion || version < 1) {
       return absl::FailedPreconditionError(
           absl::StrCat("store ", path, " has schema version ", version,
-                       "; this scheduler reads version ", kSchemaVersion));
+                       "; this scheduler reads versions 1 to ", kSchemaVersion));
+    }
+    sqlite3_reset(get.get());
+    if (version < kSchemaVersion) {
+      if (absl::Status s = store->Migrate(version); !s.ok()) return s;
     }
   } else {
     if (absl::Status s =
@@ -132,6 +152,17 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
                          "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES "
                          "(?, ?, ?)",
                          -1, &store->insert_result_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db,
+                         "INSERT OR REPLACE INTO failed_shards "
+                         "(job_id, shard, attempts, bound_start, bound_end, error) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         -1, &store->insert_failed_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "DELETE FROM jobs WHERE id = ?", -1, &store->delete_job_,
+                         nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "DELETE FROM results WHERE job_id = ?", -1,
+                         &store->delete_results_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "DELETE FROM failed_shards WHERE job_id = ?", -1,
+                         &store->delete_failed_, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &store->begin_, nullptr) !=
           SQLITE_OK ||
       sqlite3_prepare_v2(db, "COMMIT", -1, &store->commit_, nullptr) != SQLITE_OK) {
@@ -144,9 +175,33 @@ SqliteStore::~SqliteStore() {
   absl::MutexLock lock(&mu_);
   sqlite3_finalize(insert_job_);
   sqlite3_finalize(insert_result_);
+  sqlite3_finalize(insert_failed_);
+  sqlite3_finalize(delete_job_);
+  sqlite3_finalize(delete_results_);
+  sqlite3_finalize(delete_failed_);
   sqlite3_finalize(begin_);
   sqlite3_finalize(commit_);
   sqlite3_close(db_);
+}
+
+absl::Status SqliteStore::Migrate(int from_version) {
+  // 1 -> 2: the failed_shards table is made by the schema above; the
+  // database is rebuilt once with incremental auto-vacuum, so that the space
+  // of retired jobs can be handed back.
+  int auto_vacuum = 0;
+  {
+    Stmt q(db_, "PRAGMA auto_vacuum");
+    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return Error("read auto_vacuum");
+    auto_vacuum = sqlite3_column_int(q.get(), 0);
+  }
+  if (auto_vacuum != 2) {
+    if (absl::Status s = Exec("PRAGMA auto_vacuum=INCREMENTAL"); !s.ok()) return s;
+    if (absl::Status s = Exec("VACUUM"); !s.ok()) return s;
+  }
+  (void)from_version;
+  return Exec(absl::StrCat("UPDATE meta SET value = '", kSchemaVersion,
+                           "' WHERE key = 'schema_version'")
+                  .c_str());
 }
 
 absl::Status SqliteStore::Exec(const char* sql) {
@@ -215,9 +270,7 @@ absl::Status SqliteStore::RecordTooBig(const std::string& job_id, const std::str
                                   sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, -1), ")"));
 }
 
-absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
-                                 const std::vector<const SaveResultOp*>& results,
-                                 bool durable) {
+absl::Status SqliteStore::Commit(const StoreWrite& write, bool durable) {
   absl::MutexLock lock(&mu_);
   const bool raise_sync = durable && !sync_full_always_;
   // Not prepared statements: a pragma takes effect when it is compiled, so
@@ -225,7 +278,7 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
   if (raise_sync) {
     if (absl::Status s = Exec("PRAGMA synchronous=FULL"); !s.ok()) return s;
   }
-  absl::Status committed = CommitLocked(jobs, results);
+  absl::Status committed = CommitLocked(write);
   if (raise_sync) {
     if (absl::Status s = Exec("PRAGMA synchronous=NORMAL"); !s.ok() && committed.ok()) {
       return s;
@@ -234,15 +287,21 @@ absl::Status SqliteStore::Commit(const std::vector<const JobRecord*>& jobs,
   return committed;
 }
 
-absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs,
-                                       const std::vector<const SaveResultOp*>& results) {
+absl::Status SqliteStore::DeleteRows(sqlite3_stmt* stmt, const std::string& job_id,
+                                     const char* what) {
+  sqlite3_bind_text(stmt, 1, job_id.data(), static_cast<int>(job_id.size()),
+                    SQLITE_STATIC);
+  return Step(stmt, what);
+}
+
+absl::Status SqliteStore::CommitLocked(const StoreWrite& w) {
   if (absl::Status s = Step(begin_, "begin"); !s.ok()) return s;
   absl::Status status = absl::OkStatus();
   {
     sqlite3_stmt* job = insert_job_;
     sqlite3_stmt* res = insert_result_;
-    for (size_t i = 0; status.ok() && i < jobs.size(); ++i) {
-      const JobRecord& r = *jobs[i];
+    for (size_t i = 0; status.ok() && i < w.jobs.size(); ++i) {
+      const JobRecord& r = *w.jobs[i];
       const std::string text = EncodeJobRecord(r);
       // SQLITE_STATIC: the strings outlive the step, no copy is needed.
       sqlite3_bind_text(job, 1, r.id.data(), static_cast<int>(r.id.size()),
@@ -260,8 +319,8 @@ absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs
       }
       sqlite3_reset(job);
     }
-    for (size_t i = 0; status.ok() && i < results.size(); ++i) {
-      const SaveResultOp& r = *results[i];
+    for (size_t i = 0; status.ok() && i < w.results.size(); ++i) {
+      const SaveResultOp& r = *w.results[i];
       sqlite3_bind_text(res, 1, r.job_id.data(), static_cast<int>(r.job_id.size()),
                         SQLITE_STATIC);
       sqlite3_bind_int64(res, 2, r.shard);
@@ -278,6 +337,45 @@ absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs
       }
       sqlite3_reset(res);
     }
+    for (size_t i = 0; status.ok() && i < w.failed.size(); ++i) {
+      const SaveFailedShardOp& f = *w.failed[i];
+      sqlite3_stmt* q = insert_failed_;
+      sqlite3_bind_text(q, 1, f.job_id.data(), static_cast<int>(f.job_id.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(q, 2, f.shard.shard);
+      sqlite3_bind_int(q, 3, f.shard.attempts);
+      sqlite3_bind_int64(q, 4, f.shard.bounds.start);
+      sqlite3_bind_int64(q, 5, f.shard.bounds.end);
+      int rc = sqlite3_bind_text64(q, 6, f.shard.last_error.data(),
+                                   f.shard.last_error.size(), SQLITE_STATIC, SQLITE_UTF8);
+      if (rc == SQLITE_OK) rc = sqlite3_step(q);
+      if (rc == SQLITE_TOOBIG) {
+        status = RecordTooBig(
+            f.job_id,
+            absl::StrCat("the error of job ", f.job_id, " shard ", f.shard.shard),
+            f.shard.last_error.size());
+      } else if (rc != SQLITE_DONE) {
+        status = Error(absl::StrCat("write failed shard of job ", f.job_id, " shard ",
+                                    f.shard.shard));
+      }
+      sqlite3_reset(q);
+    }
+    // What the records imply (store.h), after the rows above.
+    for (size_t i = 0; status.ok() && i < w.jobs.size(); ++i) {
+      const JobRecord& r = *w.jobs[i];
+      if (r.state == JobState::kSucceeded) {
+        status = DeleteRows(delete_results_, r.id, "compact results");
+      }
+      if (status.ok() && IsTerminal(r.state)) {
+        status = DeleteRows(delete_failed_, r.id, "compact failed shards");
+      }
+    }
+    for (size_t i = 0; status.ok() && i < w.retired.size(); ++i) {
+      const std::string& id = w.retired[i];
+      status = DeleteRows(delete_job_, id, "retire job");
+      if (status.ok()) status = DeleteRows(delete_results_, id, "retire results");
+      if (status.ok()) status = DeleteRows(delete_failed_, id, "retire failed shards");
+    }
   }
   if (!status.ok()) {
     (void)Exec("ROLLBACK");
@@ -286,6 +384,37 @@ absl::Status SqliteStore::CommitLocked(const std::vector<const JobRecord*>& jobs
   absl::Status committed = Step(commit_, "commit");
   if (!committed.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
   return committed;
+}
+
+absl::Status SqliteStore::Compact() {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s =
+          Exec(absl::StrCat("PRAGMA incremental_vacuum(", kVacuumPagesPerCompact, ")")
+                   .c_str());
+      !s.ok()) {
+    return s;
+  }
+  // TRUNCATE: the WAL file goes back to zero bytes (it only ever grows
+  // otherwise, to its largest batch).
+  if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                nullptr) != SQLITE_OK) {
+    return Error("checkpoint");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Store::RowCounts> SqliteStore::CountRows() {
+  absl::MutexLock lock(&mu_);
+  RowCounts n;
+  for (auto [sql, out] :
+       {std::pair<const char*, int64_t*>{"SELECT COUNT(*) FROM jobs", &n.jobs},
+        {"SELECT COUNT(*) FROM results", &n.results},
+        {"SELECT COUNT(*) FROM failed_shards", &n.failed}}) {
+    Stmt q(db_, sql);
+    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return Error("count rows");
+    *out = sqlite3_column_int64(q.get(), 0);
+  }
+  return n;
 }
 
 absl::Status SqliteStore::Flush() {
@@ -330,6 +459,29 @@ absl::StatusOr<StoredState> SqliteStore::Load() {
     }
     if (rc != SQLITE_DONE) return Error("read results of job " + r.id);
     sqlite3_reset(q.get());
+  }
+  Stmt f(db_,
+         "SELECT shard, attempts, bound_start, bound_end, error FROM failed_shards "
+         "WHERE job_id = ? "
+         "ORDER BY shard");
+  if (!f.ok()) return Error("read failed shards");
+  for (const JobRecord& r : state.jobs) {
+    if (IsTerminal(r.state)) continue;
+    sqlite3_bind_text(f.get(), 1, r.id.data(), static_cast<int>(r.id.size()),
+                      SQLITE_TRANSIENT);
+    int rc;
+    while ((rc = sqlite3_step(f.get())) == SQLITE_ROW) {
+      FailedShard fs;
+      fs.shard = sqlite3_column_int64(f.get(), 0);
+      fs.attempts = sqlite3_column_int(f.get(), 1);
+      fs.bounds.start = sqlite3_column_int64(f.get(), 2);
+      fs.bounds.end = sqlite3_column_int64(f.get(), 3);
+      const char* text = reinterpret_cast<const char*>(sqlite3_column_text(f.get(), 4));
+      fs.last_error = text ? text : "";
+      state.failed[r.id].push_back(std::move(fs));
+    }
+    if (rc != SQLITE_DONE) return Error("read failed shards of job " + r.id);
+    sqlite3_reset(f.get());
   }
   return state;
 }

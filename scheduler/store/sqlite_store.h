@@ -5,6 +5,10 @@
 // fsync of the WAL), Flush() (a WAL checkpoint) and synchronous=FULL (one
 // fsync per commit) also survive power loss.
 //
+// Space: the database uses incremental auto-vacuum (a database made by an
+// older scheduler is converted once, by a VACUUM at open); Compact() hands
+// the pages of deleted rows back and truncates the WAL.
+//
 // Errors (store.h): SQLITE_FULL is RESOURCE_EXHAUSTED; busy, locked and I/O
 // errors are UNAVAILABLE; a job record or shard result too big for SQLite
 // (SQLITE_TOOBIG) is a RecordError naming its job.
@@ -32,16 +36,20 @@ class SqliteStore : public Store {
       const std::string& data_dir, const std::string& synchronous = "full");
   ~SqliteStore() override;
 
-  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results,
-                      bool durable) override;
+  using Store::Commit;
+  absl::Status Commit(const StoreWrite& write, bool durable) override;
   absl::Status Flush() override;
   absl::StatusOr<StoredState> Load() override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
   absl::StatusOr<std::string> InitMeta(const std::string& key,
                                        const std::string& value_if_new) override;
+  // Hands free pages back (incremental vacuum, a bounded number per call) and
+  // truncates the WAL (checkpoint TRUNCATE).
+  absl::Status Compact() override;
+  absl::StatusOr<RowCounts> CountRows() override;
   std::string name() const override { return "sqlite"; }
+  const std::string& path() const { return path_; }
   // The connection's PRAGMA synchronous now (1 NORMAL, 2 FULL), for tests.
   absl::StatusOr<int> Synchronous();
   // Records and results over `bytes` are then too big (SQLITE_LIMIT_LENGTH).
@@ -49,14 +57,17 @@ class SqliteStore : public Store {
 
  private:
   SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  absl::Status Exec(const char* sql);
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The connection's last error, its code mapped as store.h says.
-  absl::Status Error(const std::string& what);
+  absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RecordTooBig(const std::string& job_id, const std::string& what,
-                            size_t bytes);
-  absl::Status CommitLocked(const std::vector<const JobRecord*>& jobs,
-                            const std::vector<const SaveResultOp*>& results)
+                            size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitLocked(const StoreWrite& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes the rows of `job_id` that `stmt` (bound to it) selects.
+  absl::Status DeleteRows(sqlite3_stmt* stmt, const std::string& job_id, const char* what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings a database written by an older scheduler to this schema.
+  absl::Status Migrate(int from_version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a statement that returns no rows, then resets it.
   absl::Status Step(sqlite3_stmt* stmt, const char* what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -66,6 +77,10 @@ class SqliteStore : public Store {
   // Prepared once in Open: commits are hot.
   sqlite3_stmt* insert_job_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* insert_result_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* insert_failed_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* delete_job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* delete_results_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* delete_failed_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* begin_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* commit_ ABSL_GUARDED_BY(mu_) = nullptr;
   // A durable commit on a "normal" store runs with synchronous=FULL for that

@@ -21,6 +21,27 @@ struct StoredState {
   std::vector<JobRecord> jobs;  // submission order
   // Shard results of the jobs that are not finished, by job id, in shard order.
   std::map<std::string, std::vector<StoredResult>> results;
+  // Failed shards of the jobs that are not finished (a finished job's record
+  // lists its own), by job id, in shard order.
+  std::map<std::string, std::vector<FailedShard>> failed;
+};
+
+// What one transaction writes, applied in this order: job records (of a job
+// saved twice, the last), shard results, failed shards, then the deletions
+// a record implies, then retired jobs.
+// - A job whose record here is SUCCEEDED loses its shard results (compaction:
+//   its result is persisted, and a SUCCEEDED job is never folded again).
+// - A job whose record here is finished loses its failed-shard rows (the
+//   finished record lists them).
+// - A retired job loses every row.
+struct StoreWrite {
+  std::vector<const JobRecord*> jobs;
+  std::vector<const SaveResultOp*> results;
+  std::vector<const SaveFailedShardOp*> failed;
+  std::vector<std::string> retired;
+  bool empty() const {
+    return jobs.empty() && results.empty() && failed.empty() && retired.empty();
+  }
 };
 
 // Thread-compatible: the runtime's store writer is the only caller of Commit.
@@ -45,9 +66,14 @@ class Store {
   // With `durable`, this commit and every earlier one survive a power cut once
   // it returns, whatever the store's sync setting (the runtime asks for it
   // before writing a result to the sink).
-  virtual absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                              const std::vector<const SaveResultOp*>& results,
-                              bool durable) = 0;
+  virtual absl::Status Commit(const StoreWrite& write, bool durable) = 0;
+  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
+                      const std::vector<const SaveResultOp*>& results, bool durable) {
+    StoreWrite w;
+    w.jobs = jobs;
+    w.results = results;
+    return Commit(w, durable);
+  }
   // Makes everything committed so far durable against power loss too (for a
   // sink write with nothing to commit before it).
   virtual absl::Status Flush() = 0;
@@ -59,6 +85,15 @@ class Store {
   // stays for the life of the store.
   virtual absl::StatusOr<std::string> InitMeta(const std::string& key,
                                                const std::string& value_if_new) = 0;
+  // Gives the space of deleted rows back (e.g. SQLite's WAL checkpoint and
+  // incremental vacuum); cheap enough to call every minute or so.
+  virtual absl::Status Compact() { return absl::OkStatus(); }
+  // Rows the store holds, for tests and the soak benchmark: job records,
+  // shard results and failed shards.
+  struct RowCounts {
+    int64_t jobs = 0, results = 0, failed = 0;
+  };
+  virtual absl::StatusOr<RowCounts> CountRows() = 0;
   // "sqlite" or "memory", for logs and metrics.
   virtual std::string name() const = 0;
 };

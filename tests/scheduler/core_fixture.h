@@ -71,6 +71,8 @@ class SchedulerCoreTest : public ::testing::Test {
       if (auto* r = std::get_if<SaveResultOp>(&op)) saved_results_.push_back(*r);
       if (auto* j = std::get_if<SaveJobOp>(&op)) saved_jobs_.push_back(j->record());
       if (auto* k = std::get_if<AckOp>(&op)) acks_.push_back(*k);
+      if (auto* f = std::get_if<SaveFailedShardOp>(&op)) saved_failed_.push_back(*f);
+      if (auto* r = std::get_if<RetireJobOp>(&op)) retired_.push_back(*r);
     }
   }
 
@@ -133,6 +135,8 @@ class SchedulerCoreTest : public ::testing::Test {
   std::vector<SaveResultOp> saved_results_;
   std::vector<JobRecord> saved_jobs_;
   std::vector<AckOp> acks_;
+  std::vector<SaveFailedShardOp> saved_failed_;
+  std::vector<RetireJobOp> retired_;
 };
 
 }  // namespace tessera::scheduler

@@ -56,22 +56,21 @@ class FaultyStore : public Store {
   }
   Store* real() { return real_.get(); }
 
-  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results,
-                      bool durable) override {
+  using Store::Commit;
+  absl::Status Commit(const StoreWrite& write, bool durable) override {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](bool* held) { return !*held; }, &held_));
       if (absl::Status s = InjectedLocked(); !s.ok()) return s;
-      for (const JobRecord* j : jobs) {
+      for (const JobRecord* j : write.jobs) {
         if (refuse_ && refuse_(*j)) {
           return RecordError(absl::StatusCode::kInvalidArgument, j->id,
                              absl::StrCat("the record of job ", j->id, " is too big"));
         }
       }
     }
-    absl::Status s = real_->Commit(jobs, results, durable);
+    absl::Status s = real_->Commit(write, durable);
     absl::MutexLock lock(&mu_);
     committed_ += s.ok();
     return s;
@@ -92,6 +91,8 @@ class FaultyStore : public Store {
                                        const std::string& value_if_new) override {
     return real_->InitMeta(key, value_if_new);
   }
+  absl::StatusOr<RowCounts> CountRows() override { return real_->CountRows(); }
+  absl::Status Compact() override { return real_->Compact(); }
   std::string name() const override { return real_->name(); }
 
  private:

@@ -163,6 +163,37 @@ TEST_F(PostgresStoreTest, RecordsTheSchemaVersionAndASecondStartMigratesNothing)
   EXPECT_EQ(state->results["j1"].size(), 1u);
 }
 
+TEST_F(PostgresStoreTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) {
+  const JobRecord old = Record("old", 7);
+  {
+    auto store = Open();
+    ASSERT_TRUE(store.ok()) << store.status();
+    const SaveResultOp r0{"old", 0, R"({"n":1})"};
+    ASSERT_TRUE((*store)->Commit({&old}, {&r0}, true).ok());
+  }
+  // What a scheduler of schema version 1 left behind.
+  ASSERT_TRUE(server_
+                  .Psql("tessera",
+                        "DROP TABLE tessera_failed_shards; UPDATE tessera_meta SET "
+                        "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
+                  .ok());
+  auto store = Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->migrations_applied(), 1);
+  auto state = (*store)->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->jobs.size(), 1u);
+  EXPECT_EQ(state->jobs[0].seq, 7);
+  EXPECT_EQ(state->results["old"].size(), 1u);
+  const SaveFailedShardOp f{"old", {1, {5, 10}, 1, "boom"}};
+  StoreWrite w;
+  w.failed = {&f};
+  ASSERT_TRUE((*store)->Commit(w, true).ok());
+  auto n = server_.Psql("tessera", "SELECT COUNT(*) FROM tessera_failed_shards");
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, "1");
+}
+
 TEST_F(PostgresStoreTest, SchedulersStartingAtOnceMigrateOnce) {
   std::vector<absl::StatusOr<std::unique_ptr<PostgresStore>>> stores(4);
   std::vector<std::thread> threads;

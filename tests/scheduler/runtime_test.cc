@@ -45,16 +45,17 @@ class Journal {
 class RecordingStore : public MemoryStore {
  public:
   explicit RecordingStore(Journal* journal) : journal_(journal) {}
-  absl::Status Commit(const std::vector<const JobRecord*>& jobs,
-                      const std::vector<const SaveResultOp*>& results,
-                      bool durable) override {
-    if (!results.empty()) journal_->Add(absl::StrCat("commit results ", results.size()));
-    for (const JobRecord* j : jobs) {
+  using Store::Commit;
+  absl::Status Commit(const StoreWrite& write, bool durable) override {
+    if (!write.results.empty()) {
+      journal_->Add(absl::StrCat("commit results ", write.results.size()));
+    }
+    for (const JobRecord* j : write.jobs) {
       if (!j->location.empty()) journal_->Add("commit done " + j->id);
       if (j->finalizing) journal_->Add("commit finalizing " + j->id);
       if (j->state == JobState::kFailed) journal_->Add("commit failed " + j->id);
     }
-    return MemoryStore::Commit(jobs, results, durable);
+    return MemoryStore::Commit(write, durable);
   }
 
  private:

@@ -198,7 +198,8 @@ TYPED_TEST(StoreContract, AJobSavedAgainIsReadBackOnceAsItsLatestRecord) {
 }
 
 TYPED_TEST(StoreContract, LoadLeavesOutTheResultsOfFinishedJobsButLoadResultsReadsThem) {
-  const JobRecord done = Record("done", 1, JobState::kSucceeded);
+  // PARTIAL keeps its shard results (for RetryFailedShards); SUCCEEDED does not.
+  const JobRecord done = Record("done", 1, JobState::kPartial);
   const SaveResultOp r{"done", 0, R"({"v":1})"};
   ASSERT_TRUE(this->store_->Commit({&done}, {&r}, true).ok());
   auto state = this->store_->Load();
@@ -256,6 +257,35 @@ TYPED_TEST(StoreContract, ARefusedBatchLeavesNothingBehind) {
   }
 }
 
+TYPED_TEST(StoreContract, AShardFailedAgainIsOneRowWithItsLatestFailure) {
+  const JobRecord job = Record("j1", 1, JobState::kRunning);
+  const SaveFailedShardOp first{"j1", {7, {14, 16}, 1, "first \xc3\xa9"}};
+  const SaveFailedShardOp again{"j1", {7, {14, 16}, 3, "again"}};
+  const SaveFailedShardOp other{"j1", {5'000'000'000, {1, 2}, 2, "big shard"}};
+  StoreWrite w;
+  w.jobs = {&job};
+  w.failed = {&first, &other};
+  ASSERT_TRUE(this->store_->Commit(w, false).ok());
+  StoreWrite w2;
+  w2.failed = {&again};
+  ASSERT_TRUE(this->store_->Commit(w2, true).ok());
+  auto counts = this->store_->CountRows();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->jobs, 1);
+  EXPECT_EQ(counts->failed, 2);
+  auto state = this->store_->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  const std::vector<FailedShard>& failed = state->failed["j1"];
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(failed[0].shard, 7);
+  EXPECT_EQ(failed[0].attempts, 3);
+  EXPECT_EQ(failed[0].last_error, "again");
+  EXPECT_EQ(failed[0].bounds.start, 14);
+  EXPECT_EQ(failed[1].shard, 5'000'000'000);
+  EXPECT_EQ(failed[1].bounds.end, 2);
+  EXPECT_TRUE(this->store_->Compact().ok());
+}
+
 TYPED_TEST(StoreContract, InitMetaKeepsTheFirstValue) {
   auto first = this->store_->InitMeta("lease-key", "aaaa");
   ASSERT_TRUE(first.ok()) << first.status();
@@ -275,12 +305,16 @@ TYPED_TEST(StoreContract, DurableCommitsAndFlushSucceedAndKeepTheirOrder) {
   ASSERT_TRUE(this->store_->Commit({&job}, {&r0}, /*durable=*/false).ok());
   ASSERT_TRUE(this->store_->Commit({}, {&r1}, /*durable=*/true).ok());
   ASSERT_TRUE(this->store_->Flush().ok());
-  job.state = JobState::kSucceeded;
-  ASSERT_TRUE(this->store_->Commit({&job}, {}, /*durable=*/true).ok());
-  ASSERT_TRUE(this->store_->Flush().ok());
   auto results = this->store_->LoadResults("j1");
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ(results->size(), 2u);
+  // Its done record takes its shard results with it (compaction).
+  job.state = JobState::kSucceeded;
+  ASSERT_TRUE(this->store_->Commit({&job}, {}, /*durable=*/true).ok());
+  ASSERT_TRUE(this->store_->Flush().ok());
+  results = this->store_->LoadResults("j1");
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_TRUE(results->empty());
 }
 
 TYPED_TEST(StoreContract, ARestartKeepsEverythingCommitted) {

@@ -1,0 +1,160 @@
+// Retention through the runtime, over a real SQLite store and file sink and a
+// fake clock: a job retires a tick after its retention, its rows go, its
+// result file stays (or goes, with --delete-results-with-jobs).
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "scheduler/service/runtime.h"
+#include "scheduler/sink/file_sink.h"
+#include "scheduler/store/sqlite_store.h"
+
+namespace tessera::scheduler {
+namespace {
+
+class NullStream : public ExecutorStream {
+ public:
+  void Send(v1::SchedulerMessage message) override {
+    absl::MutexLock lock(&mu_);
+    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
+  }
+  void Close(const std::string&) override {}
+  std::vector<v1::Assignment> WaitAssigned(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return assigned_.size() >= n;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+    return assigned_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
+};
+
+class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
+ protected:
+  static constexpr absl::Duration kRetention = absl::Hours(1);
+
+  void SetUp() override {
+    std::string tmpl = std::filesystem::temp_directory_path() / "tessera-rt-XXXXXX";
+    dir_ = mkdtemp(tmpl.data());
+    auto store = SqliteStore::Open(dir_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    auto sink = FileSink::Create(dir_ + "/results");
+    ASSERT_TRUE(sink.ok()) << sink.status();
+    sink_ = *std::move(sink);
+    CoreConfig config;
+    config.job_retention = kRetention;
+    runtime_ = std::make_unique<Runtime>(config, &clock_, store_.get(), sink_.get());
+    runtime_->SetDeleteResultsWithJobs(GetParam());
+    ASSERT_TRUE(runtime_->Recover().ok());
+    runtime_->Start();
+    ExecutorHello hello{"e1", "e1", {"noop"}, 1, "test"};
+    conn_ = *runtime_->Connect(hello, &stream_);
+  }
+  void TearDown() override {
+    runtime_->Disconnect(conn_);
+    runtime_->Stop();
+    runtime_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Runs a job of `shards` noop shards to SUCCEEDED.
+  JobView RunJob(int64_t shards) {
+    JobSpec spec;
+    spec.task = "noop";
+    spec.range = {0, shards, 0, shards};
+    absl::Notification submitted;
+    absl::StatusOr<JobView> job;
+    runtime_->Submit(spec, [&](absl::StatusOr<JobView> j) {
+      job = std::move(j);
+      submitted.Notify();
+    });
+    submitted.WaitForNotification();
+    EXPECT_TRUE(job.ok()) << job.status();
+    for (int64_t i = 0; i < shards; ++i) {
+      const std::vector<v1::Assignment> got = stream_.WaitAssigned(sent_ + 1);
+      if (got.size() <= sent_) break;
+      const v1::Assignment& a = got[sent_++];
+      v1::ExecutorMessage m;
+      v1::ShardResult* r = m.mutable_result_batch()->add_results();
+      r->set_lease_id(a.lease_id());
+      r->set_job_id(a.job_id());
+      r->set_shard(a.shard());
+      r->set_result_json(R"({"items":1})");
+      runtime_->OnMessage(conn_, m);
+    }
+    for (int i = 0; i < 500; ++i) {
+      absl::StatusOr<JobView> v = runtime_->GetJob(job->id);
+      if (v.ok() && v->state == JobState::kSucceeded) return *v;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "job did not succeed";
+    return {};
+  }
+
+  // Waits (up to 5 s of real time: the ticker runs every 100 ms) for `done`.
+  bool WaitFor(const std::function<bool()>& done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<FileSink> sink_;
+  std::unique_ptr<Runtime> runtime_;
+  NullStream stream_;
+  ExecutorConn conn_;
+  size_t sent_ = 0;
+};
+
+TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTold) {
+  const JobView old = RunJob(3);
+  ASSERT_FALSE(old.result_location.empty());
+  // Compaction: its shard results went with its "done" record.
+  ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->results == 0; }));
+  EXPECT_EQ(store_->CountRows()->jobs, 1);
+
+  clock_.Advance(kRetention - absl::Minutes(1));
+  const JobView young = RunJob(1);
+  absl::SleepFor(absl::Milliseconds(300));  // ticks pass: nothing is old enough
+  ASSERT_TRUE(runtime_->GetJob(old.id).ok());
+
+  clock_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(WaitFor([&] {
+    return runtime_->GetJob(old.id).status().code() == absl::StatusCode::kNotFound;
+  }));
+  absl::Status gone = runtime_->GetJob(old.id).status();
+  EXPECT_NE(gone.message().find("retired"), std::string::npos) << gone;
+  EXPECT_EQ(runtime_->GetResult(old.id, 1 << 20).status().code(),
+            absl::StatusCode::kNotFound);
+  // Only the young job's record is left, also after a restart.
+  ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->jobs == 1; }));
+  absl::StatusOr<StoredState> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->jobs.size(), 1u);
+  EXPECT_EQ(loaded->jobs[0].id, young.id);
+  // The result file is the user's data: it stays unless told otherwise.
+  const bool deleted = GetParam();
+  EXPECT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(old.result_location) == !deleted; }));
+  EXPECT_TRUE(std::filesystem::exists(young.result_location));
+}
+
+INSTANTIATE_TEST_SUITE_P(DeleteResultsWithJobs, RuntimeRetentionTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "ResultsDeleted" : "ResultsKept";
+                         });
+
+}  // namespace
+}  // namespace tessera::scheduler

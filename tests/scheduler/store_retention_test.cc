@@ -1,0 +1,285 @@
+// Compaction and retirement in every store: a SUCCEEDED job's shard results go
+// with its "done" record; a finished job's failed-shard rows go into its
+// record; a retired job leaves no row at all.
+#include <sqlite3.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+#include "gtest/gtest.h"
+#include "scheduler/store/memory_store.h"
+#include "scheduler/store/postgres_store.h"
+#include "scheduler/store/sqlite_store.h"
+#include "tests/util/postgres_server.h"
+
+namespace tessera::scheduler {
+namespace {
+
+std::string TempDir() {
+  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-retire-XXXXXX";
+  return mkdtemp(tmpl.data());
+}
+
+JobRecord Record(const std::string& id, int64_t seq, JobState state) {
+  JobRecord r;
+  r.id = id;
+  r.seq = seq;
+  r.state = state;
+  r.spec.task = "noop";
+  r.spec.range = {0, 10, 0, 2};
+  return r;
+}
+
+struct StoreKind {
+  std::string name;
+  std::function<std::unique_ptr<Store>(const std::string& dir)> open;
+};
+
+// One PostgreSQL server for these tests, started by the first that needs it
+// and stopped (by PID) when the test program ends; a database per test.
+class PostgresForRetention : public ::testing::Environment {
+ public:
+  static PostgresForRetention* Get() {
+    static PostgresForRetention* env = static_cast<PostgresForRetention*>(
+        ::testing::AddGlobalTestEnvironment(new PostgresForRetention()));
+    return env;
+  }
+  void TearDown() override { server_.reset(); }
+  std::unique_ptr<Store> Open() {
+    if (server_ == nullptr) {
+      server_ = std::make_unique<::tessera::testing::PostgresServer>();
+      if (absl::Status s = server_->Start(); !s.ok()) {
+        ADD_FAILURE() << s;
+        server_.reset();
+        return nullptr;
+      }
+    }
+    const std::string db = absl::StrCat("retention_", ++databases_);
+    if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
+      ADD_FAILURE() << s;
+      return nullptr;
+    }
+    PostgresOptions options;
+    options.url = server_->Url(db);
+    options.password = server_->password();
+    auto store = PostgresStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+ private:
+  std::unique_ptr<::tessera::testing::PostgresServer> server_;
+  int databases_ = 0;
+};
+
+class StoreRetentionTest : public ::testing::TestWithParam<StoreKind> {
+ protected:
+  void SetUp() override {
+    if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
+      GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
+    }
+    dir_ = TempDir();
+    store_ = GetParam().open(dir_);
+    ASSERT_NE(store_, nullptr);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Store::RowCounts Rows() {
+    absl::StatusOr<Store::RowCounts> n = store_->CountRows();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : Store::RowCounts{};
+  }
+  absl::Status Write(std::vector<const JobRecord*> jobs,
+                     std::vector<const SaveResultOp*> results = {},
+                     std::vector<const SaveFailedShardOp*> failed = {},
+                     std::vector<std::string> retired = {}) {
+    StoreWrite w;
+    w.jobs = std::move(jobs);
+    w.results = std::move(results);
+    w.failed = std::move(failed);
+    w.retired = std::move(retired);
+    return store_->Commit(w, /*durable=*/false);
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreRetentionTest, AfterDoneTheShardRowsOfASucceededJobAreGone) {
+  JobRecord ok = Record("ok", 1, JobState::kRunning);
+  JobRecord partial = Record("partial", 2, JobState::kRunning);
+  SaveResultOp r0{"ok", 0, R"({"n":1})"}, r1{"ok", 1, R"({"n":2})"};
+  SaveResultOp p0{"partial", 0, R"({"n":3})"};
+  SaveFailedShardOp p1{"partial", {1, {5, 10}, 3, "boom"}};
+  ASSERT_TRUE(Write({&ok, &partial}, {&r0, &r1, &p0}, {&p1}).ok());
+  EXPECT_EQ(Rows().results, 3);
+  EXPECT_EQ(Rows().failed, 1);
+  // A restart of the unfinished jobs reads both kinds of rows back.
+  absl::StatusOr<StoredState> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->results["ok"].size(), 2u);
+  ASSERT_EQ(loaded->failed["partial"].size(), 1u);
+  EXPECT_EQ(loaded->failed["partial"][0].last_error, "boom");
+  EXPECT_EQ(loaded->failed["partial"][0].bounds.end, 10);
+
+  // "done": SUCCEEDED with its result's location, in one commit.
+  ok.state = JobState::kSucceeded;
+  ok.location = "/r/ok.json";
+  partial.state = JobState::kPartial;
+  partial.location = "/r/partial.json";
+  partial.failed = {p1.shard};  // the finished record lists its failed shards
+  ASSERT_TRUE(Write({&ok, &partial}).ok());
+  absl::StatusOr<std::vector<StoredResult>> ok_rows = store_->LoadResults("ok");
+  ASSERT_TRUE(ok_rows.ok());
+  EXPECT_TRUE(ok_rows->empty());
+  // PARTIAL keeps its results for RetryFailedShards; its failed shards are in
+  // its record now.
+  absl::StatusOr<std::vector<StoredResult>> partial_rows = store_->LoadResults("partial");
+  ASSERT_TRUE(partial_rows.ok());
+  EXPECT_EQ(partial_rows->size(), 1u);
+  EXPECT_EQ(Rows().results, 1);
+  EXPECT_EQ(Rows().failed, 0);
+  loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->jobs.size(), 2u);
+  EXPECT_EQ(loaded->jobs[1].failed.size(), 1u);
+}
+
+TEST_P(StoreRetentionTest, AfterRetirementAJobHasNoRowsAtAll) {
+  JobRecord gone = Record("gone", 1, JobState::kRunning);
+  JobRecord kept = Record("kept", 2, JobState::kRunning);
+  SaveResultOp g0{"gone", 0, R"({"n":1})"}, k0{"kept", 0, R"({"n":1})"};
+  SaveFailedShardOp g1{"gone", {1, {5, 10}, 1, "boom"}};
+  ASSERT_TRUE(Write({&gone, &kept}, {&g0, &k0}, {&g1}).ok());
+  gone.state = JobState::kFailed;
+  ASSERT_TRUE(Write({&gone}).ok());
+  ASSERT_TRUE(Write({}, {}, {}, {"gone"}).ok());
+  EXPECT_EQ(Rows().jobs, 1);
+  EXPECT_EQ(Rows().results, 1);
+  EXPECT_EQ(Rows().failed, 0);
+  absl::StatusOr<StoredState> loaded = store_->Load();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->jobs.size(), 1u);
+  EXPECT_EQ(loaded->jobs[0].id, "kept");
+  EXPECT_TRUE(store_->LoadResults("gone")->empty());
+  // Its record and its retirement in one batch leave nothing either.
+  JobRecord brief = Record("brief", 3, JobState::kCancelled);
+  ASSERT_TRUE(Write({&brief}, {}, {}, {"brief"}).ok());
+  EXPECT_EQ(Rows().jobs, 1);
+  EXPECT_TRUE(store_->Compact().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryStore, StoreRetentionTest,
+    ::testing::Values(StoreKind{"memory",
+                                [](const std::string&) -> std::unique_ptr<Store> {
+                                  return std::make_unique<MemoryStore>();
+                                }},
+                      StoreKind{"sqlite",
+                                [](const std::string& dir) -> std::unique_ptr<Store> {
+                                  auto s = SqliteStore::Open(dir);
+                                  EXPECT_TRUE(s.ok()) << s.status();
+                                  return s.ok() ? *std::move(s) : nullptr;
+                                }},
+                      StoreKind{"postgres",
+                                [](const std::string&) -> std::unique_ptr<Store> {
+                                  return PostgresForRetention::Get()->Open();
+                                }}),
+    [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
+
+int64_t FileBytes(const std::string& path) {
+  std::error_code ec;
+  const auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<int64_t>(n);
+}
+
+TEST(SqliteStoreSpaceTest, CompactHandsTheSpaceOfRetiredJobsBack) {
+  const std::string dir = TempDir();
+  const std::string db = dir + "/tessera.db";
+  {
+    auto store = SqliteStore::Open(dir, "normal");
+    ASSERT_TRUE(store.ok()) << store.status();
+    std::vector<JobRecord> records;
+    for (int i = 0; i < 2000; ++i) {
+      records.push_back(Record(absl::StrCat("job", i), i + 1, JobState::kCancelled));
+      records.back().message = std::string(2000, 'x');
+    }
+    std::vector<const JobRecord*> ptrs;
+    for (const JobRecord& r : records) ptrs.push_back(&r);
+    ASSERT_TRUE((*store)->Commit(ptrs, {}, /*durable=*/false).ok());
+    ASSERT_TRUE((*store)->Compact().ok());
+    const int64_t full = FileBytes(db);
+    ASSERT_GT(full, 2000 * 2000);
+    StoreWrite retire;
+    for (const JobRecord& r : records) retire.retired.push_back(r.id);
+    ASSERT_TRUE((*store)->Commit(retire, /*durable=*/false).ok());
+    ASSERT_TRUE((*store)->Compact().ok());
+    // The file shrinks (incremental vacuum), and the WAL is truncated.
+    EXPECT_LT(FileBytes(db), full / 4) << full;
+    EXPECT_EQ(FileBytes(db + "-wal"), 0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SqliteStoreSpaceTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) {
+  const std::string dir = TempDir();
+  const std::string db = dir + "/tessera.db";
+  const JobRecord old = Record("old", 7, JobState::kRunning);
+  {
+    // What a scheduler of schema version 1 left behind (no auto-vacuum).
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    const std::string sql = absl::StrCat(
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+        "state INTEGER NOT NULL, record TEXT NOT NULL);"
+        "CREATE INDEX jobs_by_seq ON jobs (seq);"
+        "CREATE TABLE results (job_id TEXT NOT NULL, shard INTEGER NOT NULL, "
+        "result TEXT NOT NULL, PRIMARY KEY (job_id, shard)) WITHOUT ROWID;"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "INSERT INTO results VALUES ('old', 0, '{\"n\":1}');"
+        "INSERT INTO jobs VALUES ('old', 7, 1, '",
+        EncodeJobRecord(old), "');");
+    ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  }
+  {
+    auto store = SqliteStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<StoredState> loaded = (*store)->Load();
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_EQ(loaded->jobs.size(), 1u);
+    EXPECT_EQ(loaded->jobs[0].seq, 7);
+    EXPECT_EQ(loaded->results["old"].size(), 1u);
+    SaveFailedShardOp f{"old", {1, {5, 10}, 1, "boom"}};
+    StoreWrite w;
+    w.failed = {&f};
+    ASSERT_TRUE((*store)->Commit(w, /*durable=*/true).ok());
+  }
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  auto one = [raw](const char* sql) {
+    sqlite3_stmt* q = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(raw, sql, -1, &q, nullptr) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    }
+    sqlite3_finalize(q);
+    return out;
+  };
+  EXPECT_EQ(one("SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(one("PRAGMA auto_vacuum"), "2");  // incremental
+  EXPECT_EQ(one("SELECT COUNT(*) FROM failed_shards"), "1");
+  sqlite3_close(raw);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
