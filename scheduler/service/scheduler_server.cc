@@ -189,6 +189,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
 
 SchedulerServer::~SchedulerServer() { Shutdown(); }
 
+std::vector<prometheus::MetricFamily> SchedulerServer::CollectMetrics() {
+  return runtime_ ? runtime_->CollectMetrics() : std::vector<prometheus::MetricFamily>{};
+}
+
 void SchedulerServer::Wait() {
   if (server_) server_->Wait();
 }

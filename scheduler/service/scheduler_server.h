@@ -80,6 +80,8 @@ class SchedulerServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  // The runtime's metrics (for an owner that serves /metrics itself).
+  std::vector<prometheus::MetricFamily> CollectMetrics();
   void Wait();
   // Refuses new submissions, ends open calls and streams (executors keep
   // their work and re-attach later), commits what is queued to the store.

@@ -45,6 +45,17 @@ CREATE TABLE tessera_failed_shards (
   error BYTEA NOT NULL,
   PRIMARY KEY (job_id, shard));
 )sql"},
+    // The leader lease of HA (postgres_leader.h): one row per election name,
+    // its holder, the address clients reach it at, an epoch that grows at
+    // every takeover, and when it expires on the server's clock.
+    {3, R"sql(
+CREATE TABLE tessera_leader (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  address TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL);
+)sql"},
 };
 constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
 

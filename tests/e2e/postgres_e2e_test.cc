@@ -41,8 +41,10 @@ class PostgresE2E : public Cluster {
 
 TEST_F(PostgresE2E, AJobRunsToTheExactAnswerAcrossSchedulerRestartsOnTheSameDatabase) {
   // First start: the password in the URL.
+  // A short lease: the restarted scheduler takes over from the killed one.
   StartScheduler({"--store=postgres", "--postgres-url=" + pg_.UrlWithPassword("tessera"),
-                  "--reattach-grace=1s"});
+                  "--reattach-grace=1s", "--leader-renew=200ms",
+                  "--leader-lease-ttl=1s"});
   StartExecutor("exec-1", 2);
   StartExecutor("exec-2", 2);
   const std::string id = Submit(kPrimes).id();
@@ -67,9 +69,12 @@ TEST_F(PostgresE2E, AJobRunsToTheExactAnswerAcrossSchedulerRestartsOnTheSameData
   ASSERT_LT(durable, 640);
 
   // Then: the password from a file, the URL without it.
-  const std::vector<std::string> flags = {
-      "--store=postgres", "--postgres-url=" + pg_.Url("tessera"),
-      "--postgres-password-file=" + password_file_, "--reattach-grace=1s"};
+  const std::vector<std::string> flags = {"--store=postgres",
+                                          "--postgres-url=" + pg_.Url("tessera"),
+                                          "--postgres-password-file=" + password_file_,
+                                          "--reattach-grace=1s",
+                                          "--leader-renew=200ms",
+                                          "--leader-lease-ttl=1s"};
   StartScheduler(flags);
   EXPECT_GE(Get(id).shards().succeeded(), durable) << "committed results were lost";
   v1::Job done = WaitForEnd(id);

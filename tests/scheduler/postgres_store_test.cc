@@ -172,14 +172,16 @@ TEST_F(PostgresStoreTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) 
     ASSERT_TRUE((*store)->Commit({&old}, {&r0}, true).ok());
   }
   // What a scheduler of schema version 1 left behind.
-  ASSERT_TRUE(server_
-                  .Psql("tessera",
-                        "DROP TABLE tessera_failed_shards; UPDATE tessera_meta SET "
-                        "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
-                  .ok());
+  ASSERT_TRUE(
+      server_
+          .Psql(
+              "tessera",
+              "DROP TABLE tessera_failed_shards, tessera_leader; UPDATE tessera_meta SET "
+              "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
+          .ok());
   auto store = Open();
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->migrations_applied(), 1);
+  EXPECT_EQ((*store)->migrations_applied(), PostgresStore::SchemaVersion() - 1);
   auto state = (*store)->Load();
   ASSERT_TRUE(state.ok()) << state.status();
   ASSERT_EQ(state->jobs.size(), 1u);
