@@ -203,8 +203,8 @@ bool HaScheduler::LeadLocked(int64_t epoch) {
   config.metrics_listen = "";  // served by this object, across roles
   const std::string fence = lease_->FenceSql(epoch);
   auto wrap = config_.wrap_store;
-  config.wrap_store = [this, fence, wrap](std::unique_ptr<Store> store) {
-    static_cast<PostgresStore*>(store.get())->SetFenceSql(fence);
+  config.wrap_store = [this, fence, epoch, wrap](std::unique_ptr<Store> store) {
+    static_cast<PostgresStore*>(store.get())->SetFenceSql(fence, epoch);
     std::unique_ptr<Store> watched =
         std::make_unique<FenceWatchStore>(std::move(store), [this] {
           absl::MutexLock lock(&mu_);

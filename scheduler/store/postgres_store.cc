@@ -55,6 +55,7 @@ CREATE TABLE tessera_leader (
   address TEXT NOT NULL,
   epoch BIGINT NOT NULL,
   expires_at TIMESTAMPTZ NOT NULL);
+ALTER TABLE tessera_jobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 )sql"},
 };
 constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -87,8 +88,11 @@ struct Statement {
 constexpr Statement kStatements[] = {
     // A job saved again is updated in place; its seq (submission order) stays.
     {"tessera_upsert_job",
-     "INSERT INTO tessera_jobs (id, seq, state, record) VALUES ($1, $2, $3, $4) "
-     "ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = excluded.record"},
+     // epoch: the leader's, whose fenced transaction wrote it (0 without HA),
+     // so a finalizing record shows which leader finalized it.
+     "INSERT INTO tessera_jobs (id, seq, state, record, epoch) VALUES ($1, $2, $3, $4, "
+     "$5) ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = "
+     "excluded.record, epoch = excluded.epoch"},
     // The first result for a (job, shard) wins.
     {"tessera_insert_result",
      "INSERT INTO tessera_results (job_id, shard, result) VALUES ($1, $2, $3) "
@@ -196,9 +200,10 @@ PostgresStore::~PostgresStore() {
   if (conn_ != nullptr) PQfinish(conn_);
 }
 
-void PostgresStore::SetFenceSql(std::string sql) {
+void PostgresStore::SetFenceSql(std::string sql, int64_t epoch) {
   absl::MutexLock lock(&mu_);
   fence_sql_ = std::move(sql);
+  fence_epoch_ = epoch;
 }
 
 void PostgresStore::SetMaxRecordBytesForTesting(size_t bytes) {
@@ -442,12 +447,14 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
     }
     const std::string seq = std::to_string(r->seq);
     const std::string state = std::to_string(static_cast<int>(r->state));
+    const std::string epoch = std::to_string(fence_epoch_);
     TESSERA_RETURN_IF_ERROR(
         RunLocked(kUpsertJob,
                   {{r->id.data(), static_cast<int>(r->id.size()), true},
                    {seq.c_str(), 0, false},
                    {state.c_str(), 0, false},
-                   {text.data(), static_cast<int>(text.size()), true}},
+                   {text.data(), static_cast<int>(text.size()), true},
+                   {epoch.c_str(), 0, false}},
                   "write job " + r->id, r->id)
             .status());
   }

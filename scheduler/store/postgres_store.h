@@ -83,8 +83,10 @@ class PostgresStore : public Store {
   // The fence (for leader election): a statement run first in every
   // transaction that changes state (Commit, Flush), returning one row with one
   // boolean. Unless it is true the transaction is rolled back and the call
-  // fails with ABORTED ("fenced"). Empty (the default): no check.
-  void SetFenceSql(std::string sql);
+  // fails with ABORTED ("fenced"). Empty (the default): no check. `epoch` is
+  // written with every job record (tessera_jobs.epoch), so the finalizing
+  // record names the leader epoch whose fenced commit wrote it.
+  void SetFenceSql(std::string sql, int64_t epoch = 0);
 
   // Schema migrations this Open applied (0 when the schema was current).
   int migrations_applied() const { return migrations_applied_; }
@@ -142,6 +144,7 @@ class PostgresStore : public Store {
   bool schema_ready_ ABSL_GUARDED_BY(mu_) = false;
   std::string password_seen_ ABSL_GUARDED_BY(mu_);
   std::string fence_sql_ ABSL_GUARDED_BY(mu_);
+  int64_t fence_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   size_t max_record_bytes_ ABSL_GUARDED_BY(mu_);
 };
 

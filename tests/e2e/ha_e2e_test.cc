@@ -169,6 +169,11 @@ class HaE2E : public Cluster {
     EXPECT_EQ(MetricValue(metrics, "tessera_leader"), 1) << metrics;
     EXPECT_EQ(MetricValue(metrics, "tessera_leader_failovers_total"), 1) << metrics;
     EXPECT_GE(MetricValue(metrics, "tessera_leader_epoch"), 2) << metrics;
+    // The finalizing (and done) record was written by the new leader's epoch.
+    auto epoch =
+        pg_.Psql("tessera", "SELECT epoch FROM tessera_jobs WHERE id = '" + id + "'");
+    ASSERT_TRUE(epoch.ok()) << epoch.status();
+    EXPECT_EQ(*epoch, absl::StrCat(MetricValue(metrics, "tessera_leader_epoch")));
   }
 
   PostgresServer pg_;

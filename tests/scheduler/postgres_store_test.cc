@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "scheduler/store/postgres_conninfo.h"
+#include "scheduler/store/postgres_leader.h"
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 
@@ -172,13 +173,13 @@ TEST_F(PostgresStoreTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) 
     ASSERT_TRUE((*store)->Commit({&old}, {&r0}, true).ok());
   }
   // What a scheduler of schema version 1 left behind.
-  ASSERT_TRUE(
-      server_
-          .Psql(
-              "tessera",
-              "DROP TABLE tessera_failed_shards, tessera_leader; UPDATE tessera_meta SET "
-              "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
-          .ok());
+  ASSERT_TRUE(server_
+                  .Psql("tessera",
+                        "DROP TABLE tessera_failed_shards, tessera_leader; ALTER TABLE "
+                        "tessera_jobs "
+                        "DROP COLUMN epoch; UPDATE tessera_meta SET "
+                        "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
+                  .ok());
   auto store = Open();
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->migrations_applied(), PostgresStore::SchemaVersion() - 1);
@@ -234,6 +235,48 @@ TEST_F(PostgresStoreTest, AFenceThatSaysNoCommitsNothing) {
   (*store)->SetFenceSql("SELECT true");
   ASSERT_TRUE((*store)->Commit({&job}, {}, true).ok());
   EXPECT_EQ((*store)->Load()->jobs.size(), 1u);
+}
+
+TEST_F(PostgresStoreTest, TheLeaseHasOneHolderAndADeposedLeaderCommitsNothing) {
+  auto a_store = Open();
+  auto b_store = Open();
+  ASSERT_TRUE(a_store.ok() && b_store.ok());
+  PostgresLeaderLease a(Options(), "replica-a", "127.0.0.1:1", absl::Seconds(1));
+  PostgresLeaderLease b(Options(), "replica-b", "127.0.0.1:2", absl::Seconds(1));
+  ASSERT_EQ(*a.TryAcquire(), 1);
+  EXPECT_EQ(*b.TryAcquire(), 0) << "a live lease is not taken";
+  auto seen = b.Current();
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->holder, "replica-a");
+  EXPECT_EQ(seen->address, "127.0.0.1:1");
+  EXPECT_TRUE(seen->live);
+  EXPECT_TRUE(*a.Renew(1));
+  (*a_store)->SetFenceSql(a.FenceSql(1), 1);
+  const JobRecord job = Record("j1", 1);
+  ASSERT_TRUE((*a_store)->Commit({&job}, {}, true).ok());
+
+  // a stops renewing (paused): after the TTL, b takes over at epoch 2.
+  absl::SleepFor(absl::Milliseconds(1200));
+  ASSERT_EQ(*b.TryAcquire(), 2);
+  EXPECT_FALSE(*a.Renew(1)) << "a lease taken over is never extended";
+  JobRecord late = Record("j1", 1);
+  late.state = JobState::kSucceeded;
+  absl::Status fenced = (*a_store)->Commit({&late}, {}, true);
+  EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
+  EXPECT_TRUE(absl::StrContains(fenced.message(), "fenced")) << fenced;
+  auto state = (*b_store)->Load();
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->jobs.size(), 1u);
+  EXPECT_EQ(state->jobs[0].state, JobState::kRunning) << "the deposed write was kept";
+
+  (*b_store)->SetFenceSql(b.FenceSql(2), 2);
+  ASSERT_TRUE((*b_store)->Commit({&late}, {}, true).ok());
+  EXPECT_EQ(*server_.Psql("tessera", "SELECT epoch FROM tessera_jobs WHERE id = 'j1'"),
+            "2");
+  // A lease given back is taken at once, at the next epoch.
+  ASSERT_TRUE(b.Resign(2).ok());
+  EXPECT_EQ(*a.TryAcquire(), 3);
+  EXPECT_FALSE((*b_store)->Commit({&late}, {}, true).ok());
 }
 
 TEST_F(PostgresStoreTest, MapsDiskFullAndSerializationFailuresAsStoreHSays) {
