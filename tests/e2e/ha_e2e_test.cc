@@ -195,6 +195,14 @@ TEST_F(HaE2E, TheFollowerTakesOverWithinTheLeaseWhenTheLeaderIsKilled) {
   EXPECT_LE(*took, kTtl + kRenew + absl::Seconds(1)) << AllLogs();
   std::cout << "failover took " << absl::FormatDuration(*took) << "\n";
   ExpectExactAnswerAndOneWrite(id, replicas_[1]);
+  // The CLI given the dead replica first finds the one that leads.
+  CommandResult r =
+      RunCommand({TESSERA_CLI_BIN, "--scheduler",
+                  replicas_[0].address + "," + replicas_[1].address, "result", id},
+                 {}, absl::Seconds(30));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find(absl::StrCat(ReferencePrimeCount(3'000'000))), std::string::npos)
+      << r.out;
 }
 
 TEST_F(HaE2E, ALeaderPausedPastItsLeaseCommitsNothingAndFollowsWhenItWakes) {
