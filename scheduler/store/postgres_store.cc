@@ -341,6 +341,8 @@ absl::StatusOr<PostgresStore::Rows> PostgresStore::RunLocked(
 absl::Status PostgresStore::MigrateLocked() {
   TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin migration"));
   absl::Status s = [&]() -> absl::Status {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
     Result lock(PQexec(conn_, kMigrationLock), &PQclear);
     TESSERA_RETURN_IF_ERROR(Check(lock.get(), PGRES_TUPLES_OK, "lock the schema"));
     // No NOTICE on stderr for a table that is there already.
@@ -529,6 +531,8 @@ absl::Status PostgresStore::Flush() {
   // A write committed synchronously flushes the WAL up to it, and so every
   // earlier (asynchronous) commit.
   absl::Status s = [&]() -> absl::Status {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
     TESSERA_RETURN_IF_ERROR(
         ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
     TESSERA_RETURN_IF_ERROR(FenceLocked());
@@ -546,6 +550,8 @@ absl::StatusOr<StoredState> PostgresStore::Load() {
   TESSERA_RETURN_IF_ERROR(
       ExecLocked("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin load"));
   absl::StatusOr<StoredState> state = [&]() -> absl::StatusOr<StoredState> {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
     StoredState state;
     TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kLoadJobs, {}, "read jobs"));
     for (int i = 0; i < PQntuples(rows.get()); ++i) {
@@ -646,6 +652,8 @@ absl::StatusOr<std::string> PostgresStore::InitMeta(const std::string& key,
   TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
   // Durable before it is used, whatever the sync setting.
   absl::Status s = [&]() -> absl::Status {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
     TESSERA_RETURN_IF_ERROR(
         ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
     TESSERA_RETURN_IF_ERROR(
