@@ -11,10 +11,18 @@ absl::Status ValidateResultSink(const std::string& result_sink, const S3SinkOpti
     if (absl::Status s = ParseS3Url(result_sink).status(); !s.ok()) return s;
     return s3.Validate();
   }
+  if (absl::StartsWith(result_sink, "file://")) {
+    if (!absl::StartsWith(result_sink, "file:///")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--result-sink file:// takes an absolute local path, file:///DIR (got \"",
+          result_sink, "\")"));
+    }
+    return absl::OkStatus();
+  }
   if (absl::StrContains(result_sink, "://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--result-sink must be s3://BUCKET[/PREFIX] or a directory (got \"",
-                     result_sink, "\")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--result-sink must be s3://BUCKET[/PREFIX], file:///DIR or a directory (got \"",
+        result_sink, "\")"));
   }
   return absl::OkStatus();
 }
@@ -28,8 +36,12 @@ absl::StatusOr<std::unique_ptr<ResultSink>> MakeResultSink(const std::string& re
     if (!sink.ok()) return sink.status();
     return std::unique_ptr<ResultSink>(*std::move(sink));
   }
+  // file:///DIR is DIR (the form HA docs use for a shared volume).
+  const std::string dir = absl::StartsWith(result_sink, "file://")
+                              ? result_sink.substr(std::string("file://").size())
+                              : result_sink;
   absl::StatusOr<std::unique_ptr<FileSink>> sink =
-      FileSink::Create(result_sink.empty() ? data_dir + "/results" : result_sink);
+      FileSink::Create(dir.empty() ? data_dir + "/results" : dir);
   if (!sink.ok()) return sink.status();
   return std::unique_ptr<ResultSink>(*std::move(sink));
 }

@@ -493,6 +493,11 @@ TEST(SinkFactoryTest, MakesTheSinkTheFlagNames) {
   auto shared = MakeResultSink(dir + "/shared", S3SinkOptions{}, dir);
   ASSERT_TRUE(shared.ok()) << shared.status();
   EXPECT_EQ((*shared)->Write("j1", 1, "{}\n")->location, dir + "/shared/j1.json");
+  auto url = MakeResultSink("file://" + dir + "/url", S3SinkOptions{}, dir);
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ((*url)->Write("j2", 1, "{}\n")->location, dir + "/url/j2.json");
+  EXPECT_EQ(MakeResultSink("file://host/results", S3SinkOptions{}, dir).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   EXPECT_EQ(MakeResultSink("gs://bucket", S3SinkOptions{}, dir).status().code(),
             absl::StatusCode::kInvalidArgument);
