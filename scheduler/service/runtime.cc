@@ -482,6 +482,11 @@ std::vector<ExecutorView> Runtime::ListExecutors() {
   return core_.ListExecutors();
 }
 
+size_t Runtime::JobsInMemory() {
+  absl::MutexLock lock(&mu_);
+  return core_.JobsHeld();
+}
+
 QueueStats Runtime::Stats() {
   absl::MutexLock lock(&mu_);
   return core_.Stats();

@@ -125,6 +125,9 @@ class Runtime {
                   std::function<void(absl::StatusOr<ResultBytes>)> done);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
+  // Jobs the core holds in memory: unfinished ones, and finished ones until
+  // their last record is committed (for tests and logs).
+  size_t JobsInMemory();
 
   // Executor streams (ExecutorService). `stream` stays registered until
   // Disconnect and must stay alive until then. PERMISSION_DENIED (and nothing
