@@ -289,8 +289,8 @@ void SchedulerCore::RestoreFinished(const std::vector<FinishedJob>& finished,
     times.ended = f.ended;
     const absl::Time retire_at = RetireAt(times);
     finished_.insert({retire_at, f.id});
-    finished_info_.emplace(f.id, FinishedEntry{retire_at, &counts_.find(f.queue)->first,
-                                               f.state});
+    finished_info_.emplace(
+        f.id, FinishedEntry{retire_at, &counts_.find(f.queue)->first, f.state});
     if (!f.idempotency_key.empty() &&
         Wall(now) - f.created < config_.idempotency_retention) {
       auto k = idempotency_.find(f.idempotency_key);
@@ -1495,8 +1495,8 @@ void SchedulerCore::Index(Job& j) {
   }
   if (retire_at.has_value()) {
     j.once_finished = true;
-    finished_info_[j.record.id] = FinishedEntry{
-        *retire_at, &counts_.find(j.record.spec.queue)->first, state};
+    finished_info_[j.record.id] =
+        FinishedEntry{*retire_at, &counts_.find(j.record.spec.queue)->first, state};
   } else if (j.once_finished) {
     finished_info_.erase(j.record.id);
   }

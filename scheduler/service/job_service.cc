@@ -259,15 +259,15 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
   filter.labels.insert(req->labels().begin(), req->labels().end());
   // Finished jobs are read from the store: on a reader thread.
   auto* reactor = ctx->DefaultReactor();
-  runtime_->ReadJobs(filter, before, limit,
-                     [reactor, resp](absl::StatusOr<std::vector<JobView>> jobs,
-                                     int64_t next) {
-                       if (jobs.ok()) {
-                         for (const JobView& j : *jobs) JobToProto(j, resp->add_jobs());
-                         if (next >= 0) resp->set_next_page_token(absl::StrCat(next));
-                       }
-                       reactor->Finish(ToGrpcStatus(jobs.status()));
-                     });
+  runtime_->ReadJobs(
+      filter, before, limit,
+      [reactor, resp](absl::StatusOr<std::vector<JobView>> jobs, int64_t next) {
+        if (jobs.ok()) {
+          for (const JobView& j : *jobs) JobToProto(j, resp->add_jobs());
+          if (next >= 0) resp->set_next_page_token(absl::StrCat(next));
+        }
+        reactor->Finish(ToGrpcStatus(jobs.status()));
+      });
   return reactor;
 }
 

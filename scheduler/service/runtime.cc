@@ -62,10 +62,11 @@ absl::Status Runtime::Recover() {
   Actions actions;
   core_.Restore(state->jobs, state->results, CoreNow(), actions, state->failed);
   core_.RestoreFinished(state->finished, state->max_seq, CoreNow());
-  spdlog::info("store {}: recovered {} jobs ({} unfinished, held in memory; {} finished, "
-               "read from the store when asked for)",
-               store_->name(), state->jobs.size() + state->finished.size(),
-               state->jobs.size(), state->finished.size());
+  spdlog::info(
+      "store {}: recovered {} jobs ({} unfinished, held in memory; {} finished, "
+      "read from the store when asked for)",
+      store_->name(), state->jobs.size() + state->finished.size(), state->jobs.size(),
+      state->finished.size());
   metrics_.JobsRecovered(state->jobs);
   Execute(std::move(actions));
   return absl::OkStatus();
@@ -328,7 +329,7 @@ absl::StatusOr<std::vector<JobView>> Runtime::ListJobs(const JobFilter& filter,
     any_finished = core_.JobsFinished() > 0;
   }
   std::vector<std::pair<int64_t, JobView>> stored;  // (seq, view), newest first
-  int64_t stored_next = -1;  // the store is unread from here down
+  int64_t stored_next = -1;                         // the store is unread from here down
   if (any_finished && (!filter.state.has_value() || IsTerminal(*filter.state))) {
     int64_t cursor = before;
     while (true) {
@@ -376,12 +377,13 @@ absl::StatusOr<std::vector<JobView>> Runtime::ListJobs(const JobFilter& filter,
   return out;
 }
 
-void Runtime::ReadJobs(const JobFilter& filter, int64_t before, int limit,
-                       std::function<void(absl::StatusOr<std::vector<JobView>>, int64_t)>
-                           done) {
+void Runtime::ReadJobs(
+    const JobFilter& filter, int64_t before, int limit,
+    std::function<void(absl::StatusOr<std::vector<JobView>>, int64_t)> done) {
   if (!OnReader([this, filter, before, limit, done] {
         int64_t next = -1;
-        absl::StatusOr<std::vector<JobView>> jobs = ListJobs(filter, before, limit, &next);
+        absl::StatusOr<std::vector<JobView>> jobs =
+            ListJobs(filter, before, limit, &next);
         done(std::move(jobs), next);
       })) {
     done(absl::UnavailableError("the scheduler is not running; ask again shortly"), -1);

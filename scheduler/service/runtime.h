@@ -111,9 +111,8 @@ class Runtime {
   absl::StatusOr<std::vector<JobView>> ListJobs(const JobFilter& filter, int64_t before,
                                                 int limit, int64_t* next);
   // ListJobs on a reader thread; `done` gets the page and `next`.
-  void ReadJobs(
-      const JobFilter& filter, int64_t before, int limit,
-      std::function<void(absl::StatusOr<std::vector<JobView>>, int64_t)> done);
+  void ReadJobs(const JobFilter& filter, int64_t before, int limit,
+                std::function<void(absl::StatusOr<std::vector<JobView>>, int64_t)> done);
   void UpdateJob(const std::string& job_id, const JobUpdate& update, JobCallback done);
   // The result, read back from the sink and checked against its sha256; one
   // larger than `max_bytes` is not read (only its size is given).

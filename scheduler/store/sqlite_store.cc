@@ -180,13 +180,14 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   // index is not touched and the commit usually writes one page for it, where a
   // REPLACE (delete and insert: the row and both index entries) writes three
   // (WAL writes per single-shard job: 29 -> 15).
-  if (sqlite3_prepare_v2(db,
-                         "INSERT INTO jobs (id, seq, state, record, queue, created, ended, "
-                         "idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                         "ON CONFLICT (id) DO UPDATE "
-                         "SET state = excluded.state, record = excluded.record, "
-                         "ended = excluded.ended",
-                         -1, &store->insert_job_, nullptr) != SQLITE_OK ||
+  if (sqlite3_prepare_v2(
+          db,
+          "INSERT INTO jobs (id, seq, state, record, queue, created, ended, "
+          "idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT (id) DO UPDATE "
+          "SET state = excluded.state, record = excluded.record, "
+          "ended = excluded.ended",
+          -1, &store->insert_job_, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db,
                          "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES "
                          "(?, ?, ?)",
@@ -252,13 +253,15 @@ absl::Status SqliteStore::MigrateColumns() {
   {
     Stmt q(db_, "PRAGMA table_info(jobs)");
     if (!q.ok()) return Error("read the jobs table's columns");
-    while (sqlite3_step(q.get()) == SQLITE_ROW) has_queue |= ColumnText(q.get(), 1) == "queue";
+    while (sqlite3_step(q.get()) == SQLITE_ROW)
+      has_queue |= ColumnText(q.get(), 1) == "queue";
   }
   if (!has_queue) {
-    for (const char* sql : {"ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
-                            "ALTER TABLE jobs ADD COLUMN created INTEGER",
-                            "ALTER TABLE jobs ADD COLUMN ended INTEGER",
-                            "ALTER TABLE jobs ADD COLUMN idem_key TEXT NOT NULL DEFAULT ''"}) {
+    for (const char* sql :
+         {"ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
+          "ALTER TABLE jobs ADD COLUMN created INTEGER",
+          "ALTER TABLE jobs ADD COLUMN ended INTEGER",
+          "ALTER TABLE jobs ADD COLUMN idem_key TEXT NOT NULL DEFAULT ''"}) {
       if (absl::Status s = Exec(sql); !s.ok()) return s;
     }
   }
@@ -395,8 +398,8 @@ absl::Status SqliteStore::CommitLocked(const StoreWrite& w) {
                         SQLITE_STATIC);
       sqlite3_bind_int64(job, 2, r.seq);
       sqlite3_bind_int(job, 3, static_cast<int>(r.state));
-      sqlite3_bind_text(job, 5, r.spec.queue.data(), static_cast<int>(r.spec.queue.size()),
-                        SQLITE_STATIC);
+      sqlite3_bind_text(job, 5, r.spec.queue.data(),
+                        static_cast<int>(r.spec.queue.size()), SQLITE_STATIC);
       BindTime(job, 6, r.created);
       BindTime(job, 7, r.ended);
       sqlite3_bind_text(job, 8, r.spec.idempotency_key.data(),
@@ -588,8 +591,9 @@ absl::StatusOr<StoredState> SqliteStore::LoadUnfinished() {
   absl::MutexLock lock(&mu_);
   StoredState state;
   {
-    Stmt q(db_, "SELECT record FROM jobs INDEXED BY jobs_by_state WHERE state < 2 "
-                "ORDER BY seq");
+    Stmt q(db_,
+           "SELECT record FROM jobs INDEXED BY jobs_by_state WHERE state < 2 "
+           "ORDER BY seq");
     if (!q.ok()) return Error("read unfinished jobs");
     int rc;
     while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
@@ -643,8 +647,8 @@ absl::StatusOr<std::optional<JobRecord>> SqliteStore::LoadJob(const std::string&
   if (rc != SQLITE_ROW) return Error("read job " + id);
   auto r = DecodeJobRecord(ColumnText(q.get(), 0));
   if (!r.ok()) {
-    return absl::DataLossError(absl::StrCat("store ", path_, ": job ", id, ": ",
-                                            r.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("store ", path_, ": job ", id, ": ", r.status().message()));
   }
   return std::optional<JobRecord>(*std::move(r));
 }

@@ -151,8 +151,8 @@ inline bool MatchesFilter(const JobFilter& filter, JobState state, const JobSpec
 
 // A finished job's summary, as LoadUnfinished gives it.
 inline FinishedJob SummaryOf(const JobRecord& r) {
-  return FinishedJob{r.id,      r.seq,   r.state, r.spec.queue,
-                     r.created, r.ended, r.spec.idempotency_key};
+  return FinishedJob{
+      r.id, r.seq, r.state, r.spec.queue, r.created, r.ended, r.spec.idempotency_key};
 }
 
 // Encoding of a job record in the store (JSON), exposed for tests.

@@ -71,7 +71,8 @@ class MemoryE2eTest : public Cluster {
   }
 };
 
-TEST_F(MemoryE2eTest, TenThousandFinishedJobsRestartLikeAnEmptySchedulerAndServeFromTheStore) {
+TEST_F(MemoryE2eTest,
+       TenThousandFinishedJobsRestartLikeAnEmptySchedulerAndServeFromTheStore) {
   // The baseline: an empty data dir.
   const absl::Duration empty_up = Restart();
   const double empty_rss = SettledRss();

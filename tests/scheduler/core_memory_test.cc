@@ -117,7 +117,8 @@ TEST_F(CoreMemoryTest, AJobInTheStoreOnlyRetiresOnTime) {
 
 TEST_F(CoreMemoryTest, RestoreFinishedCountsRetiresAndNeverReusesANumber) {
   std::vector<FinishedJob> finished = {
-      {"f1", 3, JobState::kSucceeded, "q1", kT0 - absl::Hours(2), kT0 - absl::Hours(1), ""},
+      {"f1", 3, JobState::kSucceeded, "q1", kT0 - absl::Hours(2), kT0 - absl::Hours(1),
+       ""},
       {"f2", 7, JobState::kPartial, "default", kT0 - kRetention, kT0 - kRetention, ""}};
   core_.RestoreFinished(finished, /*max_seq=*/40, now_);
   EXPECT_EQ(core_.JobsHeld(), 0u);
@@ -186,7 +187,8 @@ TEST_F(CoreMemoryTest, AKeyWhoseJobRetiredFromTheStoreMakesANewJob) {
   ASSERT_FALSE(core.InStoreOnly("first"));
   EXPECT_EQ(core.IdempotentJobInStore(spec, now_ + absl::Hours(2)), std::nullopt);
   Actions again;
-  absl::StatusOr<JobView> fresh = core.Submit(spec, "second", now_ + absl::Hours(2), again);
+  absl::StatusOr<JobView> fresh =
+      core.Submit(spec, "second", now_ + absl::Hours(2), again);
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   EXPECT_EQ(fresh->id, "second");
 }
@@ -205,7 +207,8 @@ TEST_F(CoreMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   EXPECT_EQ(core_.RetryFailedShards("p", {}, now_, out).status().code(),
             absl::StatusCode::kUnavailable);
   std::vector<StoredResult> results = {{1 - failed_shard, R"({"n":1})"}};
-  absl::StatusOr<JobView> retried = core_.RetryFailedShards("p", results, now_, out, &stored);
+  absl::StatusOr<JobView> retried =
+      core_.RetryFailedShards("p", results, now_, out, &stored);
   ASSERT_TRUE(retried.ok()) << retried.status();
   Record(out);
   EXPECT_FALSE(core_.InStoreOnly("p"));

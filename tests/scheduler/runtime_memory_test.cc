@@ -55,7 +55,8 @@ class RuntimeMemoryTest : public ::testing::Test {
     auto sink = FileSink::Create(dir_ + "/results");
     ASSERT_TRUE(sink.ok()) << sink.status();
     sink_ = *std::move(sink);
-    runtime_ = std::make_unique<Runtime>(CoreConfig(), &clock_, store_.get(), sink_.get());
+    runtime_ =
+        std::make_unique<Runtime>(CoreConfig(), &clock_, store_.get(), sink_.get());
     ASSERT_TRUE(runtime_->Recover().ok());
     runtime_->Start();
     stream_ = std::make_unique<RecordingStream>();
@@ -261,8 +262,8 @@ TEST_F(RuntimeMemoryTest, AnIdempotentResubmissionOfAFinishedJobReadsItsRecord) 
 TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   JobSpec spec = Noop(2);
   spec.max_failed_shards = 1;
-  const std::string p =
-      Run(spec, 2, JobState::kPartial, [](const v1::Assignment& a) { return a.shard() == 1; });
+  const std::string p = Run(spec, 2, JobState::kPartial,
+                            [](const v1::Assignment& a) { return a.shard() == 1; });
   ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
   // Also after a restart: the job is in the store only.
   Close();

@@ -79,7 +79,8 @@ TEST_P(StoreFinishedTest, LoadUnfinishedGivesUnfinishedRecordsAndFinishedSummari
   JobRecord keyed = Record("done", 1, JobState::kSucceeded, "q1");
   keyed.spec.idempotency_key = "k1";
   Save({keyed, Record("running", 2, JobState::kRunning),
-        Record("partial", 3, JobState::kPartial, "q2"), Record("queued", 4, JobState::kQueued)});
+        Record("partial", 3, JobState::kPartial, "q2"),
+        Record("queued", 4, JobState::kQueued)});
   SaveResultOp result{"running", 0, R"({"n":1})"};
   StoreWrite w;
   w.results = {&result};
@@ -241,16 +242,15 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
 
 INSTANTIATE_TEST_SUITE_P(
     Stores, StoreFinishedTest,
-    ::testing::Values(
-        StoreKind{"memory",
-                  [](const std::string&) -> std::unique_ptr<Store> {
-                    return std::make_unique<MemoryStore>();
-                  }},
-        StoreKind{"sqlite",
-                  [](const std::string& dir) -> std::unique_ptr<Store> {
-                    auto s = SqliteStore::Open(dir);
-                    return s.ok() ? *std::move(s) : nullptr;
-                  }}),
+    ::testing::Values(StoreKind{"memory",
+                                [](const std::string&) -> std::unique_ptr<Store> {
+                                  return std::make_unique<MemoryStore>();
+                                }},
+                      StoreKind{"sqlite",
+                                [](const std::string& dir) -> std::unique_ptr<Store> {
+                                  auto s = SqliteStore::Open(dir);
+                                  return s.ok() ? *std::move(s) : nullptr;
+                                }}),
     [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
 
 }  // namespace
