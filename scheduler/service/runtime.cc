@@ -51,8 +51,10 @@ Runtime::~Runtime() { Stop(); }
 absl::Status Runtime::Recover() {
   // Unfinished jobs whole; finished ones as a few bytes each (their records
   // stay in the store and are read from there when asked for).
+  const absl::Time t0 = MonoNow();
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
   if (!state.ok()) return state.status();
+  const absl::Duration load_time = MonoNow() - t0;
   absl::StatusOr<std::unique_ptr<SignedLeaseIds>> ids = SignedLeaseIds::Create(store_);
   if (!ids.ok()) return ids.status();
   lease_ids_ = *std::move(ids);
@@ -64,9 +66,10 @@ absl::Status Runtime::Recover() {
   core_.RestoreFinished(state->finished, state->max_seq, CoreNow());
   spdlog::info(
       "store {}: recovered {} jobs ({} unfinished, held in memory; {} finished, "
-      "read from the store when asked for)",
+      "read from the store when asked for) in {} (store read {})",
       store_->name(), state->jobs.size() + state->finished.size(), state->jobs.size(),
-      state->finished.size());
+      state->finished.size(), absl::FormatDuration(MonoNow() - t0),
+      absl::FormatDuration(load_time));
   metrics_.JobsRecovered(state->jobs);
   Execute(std::move(actions));
   return absl::OkStatus();

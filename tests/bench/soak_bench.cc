@@ -24,6 +24,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -260,12 +261,18 @@ int RunRestart(const Options& o) {
       }
     }
     const double db = s.DbMiB();
-    const absl::Duration up = s.Start({});
+    // Info: the start's "recovered … in …" line, printed below.
+    const absl::Duration up = s.Start({"--log-level=info"});
     if (up < absl::ZeroDuration()) return 1;
     absl::SleepFor(absl::Milliseconds(500));  // settle
     auto [list_ms, n] = s.List(std::nullopt);
     std::printf("%-28s %8d %10.1f %12.0f %9.1f %10.2f\n", label.c_str(), jobs, db, Ms(up),
                 s.RssMiB(), list_ms);
+    for (absl::string_view line : absl::StrSplit(s.process->Log(), '\n')) {
+      if (absl::StrContains(line, "recovered")) {
+        std::printf("  %s\n", std::string(line.substr(line.find("store "))).c_str());
+      }
+    }
     s.process.reset();
     std::filesystem::remove_all(s.dir);
     return 0;
