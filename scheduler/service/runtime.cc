@@ -197,6 +197,12 @@ void Runtime::Cancel(const std::string& job_id, JobCallback done) {
     done(refused);
     return;
   }
+  if (InStoreOnly(job_id)) {
+    // Finished, and in the store only: nothing to cancel; the job as it is
+    // (as for a finished job in memory).
+    done(GetJob(job_id));
+    return;
+  }
   std::shared_ptr<PendingCall> call =
       TrackCall(std::move(done), "CancelJob", job_id, true);
   absl::StatusOr<JobView> job;
@@ -399,6 +405,17 @@ void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
     done(refused);
     return;
   }
+  if (InStoreOnly(job_id)) {
+    absl::StatusOr<JobView> job = GetJob(job_id);
+    if (!job.ok()) {
+      done(job.status());
+    } else {
+      done(absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", JobStateName(job->state),
+                       "; only queued or running jobs can be updated")));
+    }
+    return;
+  }
   std::shared_ptr<PendingCall> call =
       TrackCall(std::move(done), "UpdateJob", job_id, true);
   absl::StatusOr<JobView> job;
@@ -485,6 +502,11 @@ void Runtime::ReadLoop() {
 std::vector<ExecutorView> Runtime::ListExecutors() {
   absl::MutexLock lock(&mu_);
   return core_.ListExecutors();
+}
+
+bool Runtime::InStoreOnly(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return core_.InStoreOnly(job_id);
 }
 
 size_t Runtime::JobsInMemory() {

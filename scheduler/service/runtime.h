@@ -244,6 +244,8 @@ class Runtime {
   void DeleteRetiredResults(const std::vector<std::string>& locations);
   // A reader thread: runs ReadResult's reads until Stop.
   void ReadLoop();
+  // Whether `job_id` is a finished job whose record only the store holds.
+  bool InStoreOnly(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `fn` for a reader thread; false (nothing queued) when not running.
   bool OnReader(std::function<void()> fn);
   // Stages and publishes `p`'s bytes, again with backoff while the sink's error

@@ -198,6 +198,26 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_NE(result->bytes.find("\"items\": 2"), std::string::npos) << result->bytes;
   EXPECT_EQ(runtime_->GetJob("nope").status().code(), absl::StatusCode::kNotFound);
+  // Cancel and update answer as for a finished job in memory.
+  absl::Notification cancelled;
+  absl::StatusOr<JobView> cancel;
+  runtime_->Cancel(a, [&](absl::StatusOr<JobView> j) {
+    cancel = std::move(j);
+    cancelled.Notify();
+  });
+  ASSERT_TRUE(cancelled.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(cancel.ok()) << cancel.status();
+  EXPECT_EQ(cancel->state, JobState::kSucceeded);
+  absl::Notification updated;
+  absl::Status update;
+  JobUpdate change;
+  change.max_parallel = 3;
+  runtime_->UpdateJob(a, change, [&](absl::StatusOr<JobView> j) {
+    update = j.status();
+    updated.Notify();
+  });
+  ASSERT_TRUE(updated.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(update.code(), absl::StatusCode::kFailedPrecondition) << update;
 }
 
 TEST_F(RuntimeMemoryTest, ListJobsMergesLiveAndFinishedJobsInCreationOrder) {
