@@ -100,8 +100,12 @@ class Runner {
         ctx_.progress_mode, /*bar_width=*/20,
         ctx_.terminal_columns > 1 ? ctx_.terminal_columns - 1 : ctx_.terminal_columns);
     std::optional<v1::Job> last;
+    // The end event carries the result when the job has one (and the
+    // scheduler could read it back): no GetResult call then.
+    std::optional<v1::GetResultResponse> carried;
     absl::Status status = api_.WatchJob(job_id, [&](const v1::JobEvent& event) {
       last = event.job();
+      if (event.has_result()) carried = event.result();
       ctx_.err << renderer.OnEvent(event.job(), ctx_.clock->WallNow()) << std::flush;
     });
     ctx_.err << renderer.Finish() << std::flush;
@@ -126,7 +130,8 @@ class Runner {
     ctx_.out << (json_ ? ToJsonLine(*last) + "\n" : FormatJobSummary(*last));
     int code = state == v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitJobFailed;
     if (has_result) {
-      absl::StatusOr<v1::GetResultResponse> result = api_.GetResult(job_id);
+      absl::StatusOr<v1::GetResultResponse> result =
+          carried ? *std::move(carried) : api_.GetResult(job_id);
       if (!result.ok()) {
         code = Fail(result.status());
       } else if (json_) {

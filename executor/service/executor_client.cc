@@ -362,6 +362,7 @@ void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
     case v1::SchedulerMessage::kAck: {
       absl::MutexLock lock(&mu_);
       for (const std::string& lease : msg.ack().lease_ids()) unacked_.erase(lease);
+      UpdateBackpressureLocked();
       break;
     }
     case v1::SchedulerMessage::kCancel: {
@@ -416,6 +417,29 @@ bool ExecutorClient::SendLocked(const v1::ExecutorMessage& msg) {
 
 void ExecutorClient::SetConnected(bool connected) {
   if (metrics_ != nullptr) metrics_->SetConnected(connected);
+}
+
+void ExecutorClient::UpdateBackpressureLocked() {
+  const size_t n = unacked_.size();
+  if (metrics_ != nullptr) metrics_->SetUnackedResults(n);
+  const size_t cap = std::max<size_t>(options_.max_unacked_results, 1);
+  if (!backpressure_ && n >= cap) {
+    backpressure_ = true;
+    backpressure_since_ = clock_.Now();
+    runner_.Pause();
+    if (metrics_ != nullptr) metrics_->SetBackpressure(true);
+    spdlog::warn(
+        "executor={} {} results await the scheduler's ack: starting no new shard until "
+        "acks bring them down to {} (the scheduler's commits are behind)",
+        options_.executor_id, n, cap / 2);
+  } else if (backpressure_ && n <= cap / 2) {
+    backpressure_ = false;
+    runner_.Resume();
+    if (metrics_ != nullptr) metrics_->SetBackpressure(false);
+    spdlog::info("executor={} {} results await an ack: taking work again after {}",
+                 options_.executor_id, n,
+                 absl::FormatDuration(clock_.Now() - backpressure_since_));
+  }
 }
 
 void ExecutorClient::OnProgress(const Assignment& a, int64_t done, int64_t total) {
@@ -474,13 +498,8 @@ void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
     bool write_now = false;
     {
       absl::MutexLock lock(&mu_);
-      if (unacked_.size() < options_.max_unsent_results) {
-        unacked_[outcome.lease_id] = outcome;
-      } else {
-        spdlog::warn(
-            "executor={} {} results await an ack; lease={} is not kept for re-send",
-            options_.executor_id, unacked_.size(), outcome.lease_id);
-      }
+      unacked_[outcome.lease_id] = outcome;
+      UpdateBackpressureLocked();
       if (last && outbox_.empty() && result_writers_ == 0) {
         ++result_writers_;
         write_now = true;

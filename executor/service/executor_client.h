@@ -39,6 +39,11 @@ struct ExecutorClientOptions {
   // After WritesDone, how long the scheduler gets to end the call.
   absl::Duration close_grace = absl::Seconds(5);
   size_t max_unsent_results = 1000;
+  // Backpressure: with this many results awaiting the scheduler's ack the
+  // executor starts no new shard (assignments wait) until acks bring them
+  // down to half of it. Every result is kept until acked, whatever the count
+  // (shards running when it starts still add theirs).
+  size_t max_unacked_results = 1000;
   // HTTP/2 keepalive ping interval and answer timeout (ExecutorConfig::keepalive).
   absl::Duration keepalive = absl::Seconds(5);
   // TLS to the scheduler (empty ca_file: plaintext) and an optional client
@@ -61,7 +66,9 @@ struct ExecutorClientOptions {
 // durable) and re-sent right after Hello on every new connection, also to a
 // restarted scheduler; failures that could not be written are kept in a
 // bounded buffer the same way. Hello lists the shards still running, so a
-// restarted scheduler adopts them instead of running them again.
+// restarted scheduler adopts them instead of running them again. With
+// max_unacked_results awaiting an ack the executor starts no new shard until
+// acks arrive (backpressure), rather than let go of any result.
 class ExecutorClient : private ShardRunner::Listener {
  public:
   // `registry` must outlive the client; `metrics` may be null.
@@ -97,6 +104,8 @@ class ExecutorClient : private ShardRunner::Listener {
   bool SendLocked(const v1::ExecutorMessage& msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void SetConnected(bool connected);
+  // After unacked_ changed: starts or ends backpressure, updates the gauge.
+  void UpdateBackpressureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ShardRunner::Listener
   void OnProgress(const Assignment& a, int64_t done, int64_t total) override;
@@ -126,6 +135,9 @@ class ExecutorClient : private ShardRunner::Listener {
   // Results sent (or not) and not yet acknowledged as durable by the
   // scheduler: re-sent after every reconnect until acked.
   std::map<std::string, ShardOutcome> unacked_ ABSL_GUARDED_BY(mu_);
+  // Set while unacked_ holds too many results: the runner is paused.
+  bool backpressure_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time backpressure_since_ ABSL_GUARDED_BY(mu_);
   // Results waiting for the sender thread, which writes all it finds as one
   // ResultBatch while more queue up.
   std::vector<ShardOutcome> outbox_ ABSL_GUARDED_BY(mu_);

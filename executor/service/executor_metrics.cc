@@ -38,7 +38,30 @@ ExecutorMetrics::ExecutorMetrics(prometheus::Registry& registry)
                       .Name("tessera_executor_reconnects_total")
                       .Help("Streams to the scheduler opened again after the first one.")
                       .Register(registry)
-                      .Add({})) {}
+                      .Add({})),
+      unacked_(prometheus::BuildGauge()
+                   .Name("tessera_executor_unacked_results")
+                   .Help("Results sent and not yet acknowledged as durable by the "
+                         "scheduler (kept for re-sending until they are).")
+                   .Register(registry)
+                   .Add({})),
+      backpressure_(prometheus::BuildGauge()
+                        .Name("tessera_executor_backpressure")
+                        .Help("1 while this executor starts no new shard because too "
+                              "many results await an ack, else 0.")
+                        .Register(registry)
+                        .Add({})),
+      backpressure_episodes_(prometheus::BuildCounter()
+                                 .Name("tessera_executor_backpressure_episodes_total")
+                                 .Help("Times this executor stopped starting shards "
+                                       "because too many results awaited an ack.")
+                                 .Register(registry)
+                                 .Add({})) {}
+
+void ExecutorMetrics::SetBackpressure(bool on) {
+  backpressure_.Set(on ? 1 : 0);
+  if (on) backpressure_episodes_.Increment();
+}
 
 void ExecutorMetrics::ShardFinished(const std::string& task, const std::string& outcome,
                                     absl::Duration duration) {

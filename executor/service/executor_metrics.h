@@ -30,6 +30,10 @@ class ExecutorMetrics {
   void SetSlotsBusy(int busy);
   // A change to connected after the first connection counts as a reconnect.
   void SetConnected(bool connected);
+  // Results sent and not yet acknowledged as durable by the scheduler.
+  void SetUnackedResults(size_t n) { unacked_.Set(static_cast<double>(n)); }
+  // Backpressure on unacknowledged results: on (counted as an episode) or off.
+  void SetBackpressure(bool on);
 
  private:
   prometheus::Family<prometheus::Counter>& shards_;
@@ -39,6 +43,9 @@ class ExecutorMetrics {
   prometheus::Gauge& shards_running_;
   prometheus::Gauge& connected_;
   prometheus::Counter& reconnects_;
+  prometheus::Gauge& unacked_;
+  prometheus::Gauge& backpressure_;
+  prometheus::Counter& backpressure_episodes_;
   std::atomic<bool> was_connected_{false};
   std::atomic<bool> connected_now_{false};
 };

@@ -331,7 +331,19 @@ void ShardRunner::SignalIfIdleLocked() {
   if (IdleLocked()) idle_cv_.SignalAll();
 }
 
-bool ShardRunner::HasWorkLocked() const { return stopping_ || !ready_.empty(); }
+bool ShardRunner::HasWorkLocked() const {
+  return stopping_ || (!paused_ && !ready_.empty());
+}
+
+void ShardRunner::Pause() {
+  absl::MutexLock lock(&mu_);
+  paused_ = true;
+}
+
+void ShardRunner::Resume() {
+  absl::MutexLock lock(&mu_);
+  paused_ = false;
+}
 
 bool ShardRunner::IdleLocked() const { return pool_.idle(); }
 

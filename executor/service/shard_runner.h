@@ -58,6 +58,11 @@ class ShardRunner {
   std::vector<std::string> DropQueued();
   // Drain: take no more work; returns the queued leases, now released.
   std::vector<std::string> StopAccepting();
+  // Paused, no worker starts a shard: the assignments wait (queued, or started
+  // and waiting for a worker) until Resume. Running shards go on. For
+  // backpressure; Stop still winds everything down.
+  void Pause();
+  void Resume();
   // Cancels every running shard whose outcome is not yet being delivered;
   // returns those leases (to be released).
   std::vector<std::string> CancelRunning();
@@ -105,6 +110,7 @@ class ShardRunner {
   std::deque<std::string> ready_ ABSL_GUARDED_BY(mu_);  // started, not yet picked up
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;  // touched by Start/Stop only
 };
 

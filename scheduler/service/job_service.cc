@@ -84,8 +84,14 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
  public:
   // `open` counts open streams; this one is already counted and uncounts
   // itself when done.
-  WatchReactor(Runtime* runtime, std::string job_id, std::atomic<int>* open)
-      : runtime_(runtime), job_id_(std::move(job_id)), open_(open) {
+  // `max_bytes`: the largest message the stream may send (its end event
+  // carries the result when it fits).
+  WatchReactor(Runtime* runtime, std::string job_id, std::atomic<int>* open,
+               int max_bytes)
+      : runtime_(runtime),
+        job_id_(std::move(job_id)),
+        open_(open),
+        max_bytes_(max_bytes) {
     runtime_->AddPoller(this);
     Poll();  // the job as it is now, without waiting for the ticker
   }
@@ -148,6 +154,34 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
     event_.Clear();
     JobToProto(*job, event_.mutable_job());
     writing_ = true;
+    if (last_terminal_ && !job->result_location.empty()) {
+      // The end event carries the result: the bytes just written when the
+      // runtime still has them, else read back (and checked against its
+      // sha256) on a reader thread, as the sink may be remote.
+      const int room = max_bytes_ - static_cast<int>(event_.job().ByteSizeLong());
+      if (std::optional<ResultBytes> recent = runtime_->RecentResult(job_id_, room)) {
+        absl::StatusOr<ResultBytes> r = *std::move(recent);
+        WriteEndWithResult(r, room);
+        return;
+      }
+      runtime_->ReadResult(job_id_, room, [this, room](absl::StatusOr<ResultBytes> r) {
+        WriteEndWithResult(r, room);
+      });
+      return;
+    }
+    StartWrite(&event_);
+  }
+
+  // Runs on a reader thread, or at once inside PollLocked (mu_ held) when the
+  // runtime is stopping, so it takes no lock: while writing_ is set, event_
+  // is this write's alone (nothing else touches it, nor finishes the stream).
+  void WriteEndWithResult(absl::StatusOr<ResultBytes>& r,
+                          int room) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    v1::GetResultResponse* result = event_.mutable_result();
+    if (absl::Status s = ResultToProto(job_id_, r, room, result); !s.ok()) {
+      spdlog::warn("job={} end event sent without its result: {}", job_id_, s.ToString());
+      event_.clear_result();
+    }
     StartWrite(&event_);
   }
 
@@ -160,6 +194,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
   Runtime* const runtime_;
   const std::string job_id_;
   std::atomic<int>* const open_;
+  const int max_bytes_;
   absl::Mutex mu_;
   v1::JobEvent event_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -289,7 +324,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
         absl::StrCat("too many WatchJob streams open (", max_watchers_,
                      ", --max-watchers); poll GetJob or try again later")));
   }
-  return new WatchReactor(runtime_, req->job_id(), &watchers_);
+  return new WatchReactor(runtime_, req->job_id(), &watchers_, max_message_bytes_);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,

@@ -20,13 +20,25 @@ constexpr int kPersistWorkers = 4;
 // ListJobs of finished jobs (read from the store).
 constexpr int kReaders = 4;
 
+// RecentResult keeps this many results of at most this size.
+constexpr size_t kRecentResults = 64;
+constexpr size_t kRecentResultBytes = 256 << 10;
+
 // A lingering batch (see SetCommitLinger) is committed at once when it holds
 // this many items (executors keep at most ~1,000 unacked results each).
 constexpr size_t kLingerItems = 512;
 
 // Whether a writer-queue item may wait for the linger: a result's record and
-// its ack; everything else is someone's answer or a job's state.
+// its ack, and the "done" record of a job whose result the sink has (its
+// watchers were told at the write; its durable "finalizing" record lets a
+// restart find the same bytes without a second write, so nothing waits for
+// this commit: it joins the next one, e.g. the next job's submit). Everything
+// else is someone's answer or a job's state.
 bool MayLinger(const DurableOp& op) {
+  if (const auto* save = std::get_if<SaveJobOp>(&op)) {
+    const JobRecord& r = save->record();
+    return IsTerminal(r.state) && !r.location.empty() && !r.finalizing;
+  }
   return std::holds_alternative<SaveResultOp>(op) || std::holds_alternative<AckOp>(op) ||
          std::holds_alternative<SaveFailedShardOp>(op) ||
          std::holds_alternative<RetireJobOp>(op);
@@ -480,6 +492,21 @@ void Runtime::DeleteRetiredResults(const std::vector<std::string>& locations) {
       }
     }
   });
+}
+
+std::optional<ResultBytes> Runtime::RecentResult(const std::string& job_id,
+                                                 int64_t max_bytes) {
+  absl::StatusOr<JobView> job = GetJob(job_id);
+  if (!job.ok() || job->result_location.empty()) return std::nullopt;
+  absl::MutexLock lock(&recent_mu_);
+  for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) {
+    if (it->job_id != job_id) continue;
+    if (it->version != job->result_version) return std::nullopt;
+    const auto size = static_cast<int64_t>(it->bytes.size());
+    if (size > max_bytes) return ResultBytes{*std::move(job), "", size, true};
+    return ResultBytes{*std::move(job), it->bytes, size, false};
+  }
+  return std::nullopt;
 }
 
 void Runtime::ReadLoop() {
@@ -991,6 +1018,11 @@ void Runtime::Persist(PersistTicket& ticket) {
   // crash finds the same bytes in the sink; after a power cut that took the
   // file away, it writes them again from the durable "finalizing" record. A
   // failure reaches watchers once committed (a restart could still succeed).
+  if (written.ok() && p.bytes.size() <= kRecentResultBytes) {
+    absl::MutexLock lock(&recent_mu_);
+    recent_.push_back({p.job_id, p.version, p.bytes});
+    if (recent_.size() > kRecentResults) recent_.pop_front();
+  }
   if (written.ok()) NotifyFinished(p.job_id);
   if (written.ok()) {
     spdlog::info("job={} finished; result v{} persisted to {} sha256={}", p.job_id,

@@ -122,6 +122,11 @@ class Runtime {
   // with UNAVAILABLE when the runtime is not running).
   void ReadResult(const std::string& job_id, int64_t max_bytes,
                   std::function<void(absl::StatusOr<ResultBytes>)> done);
+  // The result of a job persisted lately by this runtime, from memory (the
+  // bytes it wrote, whose sha256 the job records): what the end event of a
+  // WatchJob stream carries, without a read back on a reader thread. nullopt
+  // when not kept (too large, long ago, before a restart): ask ReadResult.
+  std::optional<ResultBytes> RecentResult(const std::string& job_id, int64_t max_bytes);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
   // Jobs the core holds in memory: unfinished ones, and finished ones until
@@ -146,12 +151,13 @@ class Runtime {
 
   std::vector<prometheus::MetricFamily> CollectMetrics();
 
-  // A batch of only results and their acks waits up to `linger` for more to
-  // join its commit: no call waits on them, and an executor keeps each result
-  // until it is acked. A trickle of results then costs one commit (and one
-  // ack message per executor) per linger, not one per result. Anything a
-  // caller or a job's end waits for is committed at once, with what is queued
-  // before it. Zero: commit whatever is queued at once. Call before Start.
+  // A batch of only results and their acks (and "done" records of jobs whose
+  // result the sink has) waits up to `linger` for more to join its commit: no
+  // call waits on them, an executor keeps each result until it is acked, and
+  // a restart finishes a job from its durable "finalizing" record. A trickle of results
+  // then costs one commit (and one ack message per executor) per linger, not one per
+  // result. Anything a caller or a job's end waits for is committed at once, with what is
+  // queued before it. Zero: commit whatever is queued at once. Call before Start.
   void SetCommitLinger(absl::Duration linger) { commit_linger_ = linger; }
 
   // How long a call that changes a job waits for its commit before it is
@@ -290,6 +296,15 @@ class Runtime {
   std::deque<std::shared_ptr<PersistTicket>> persist_queue_ ABSL_GUARDED_BY(writer_mu_);
   int persists_in_flight_ ABSL_GUARDED_BY(writer_mu_) = 0;
   bool writer_done_ ABSL_GUARDED_BY(writer_mu_) = false;
+
+  // The last few results persisted (RecentResult), oldest first.
+  struct RecentEntry {
+    std::string job_id;
+    int32_t version;
+    std::string bytes;
+  };
+  absl::Mutex recent_mu_;
+  std::deque<RecentEntry> recent_ ABSL_GUARDED_BY(recent_mu_);
 
   // ReadResult's queue; readers drain it before they end.
   absl::Mutex reads_mu_;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
 #include "scheduler/service/auth.h"
+#include "scheduler/service/callback_queue_waker.h"
 #include "scheduler/service/executor_service.h"
 #include "scheduler/service/job_service.h"
 #include "scheduler/service/runtime.h"
@@ -140,6 +141,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
         absl::StrCat("cannot listen on ", config.listen, " (address in use or invalid)"));
   }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (config.callback_wake_period > absl::ZeroDuration()) {
+    server->waker_ = std::make_unique<CallbackQueueWaker>(server->server_.get(),
+                                                          config.callback_wake_period);
+  }
   SchedulerServer* s = server.get();
   server->runtime_->SetHealthListener([s](const absl::Status& refusal) {
     absl::MutexLock lock(&s->mu_);
@@ -175,6 +180,7 @@ void SchedulerServer::Shutdown() {
     if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
   }
   if (runtime_) runtime_->BeginShutdown();
+  if (waker_) waker_->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }

@@ -43,6 +43,10 @@ struct SchedulerConfig {
   int max_message_bytes = 64 << 20;
   int max_watchers = 1024;  // WatchJob streams open at once
   absl::Duration fault_persist_delay = absl::ZeroDuration();  // tests only
+  // How often an idle scheduler keeps gRPC's callback threads from sleeping
+  // (callback_queue_waker.h); zero turns it off (tests only: calls after about
+  // a second idle then stall up to 100 ms).
+  absl::Duration callback_wake_period = absl::Milliseconds(250);
   // Tests only: wrap the store and the result sink (fault injection).
   std::function<std::unique_ptr<Store>(std::unique_ptr<Store>)> wrap_store;
   std::function<std::unique_ptr<ResultSink>(std::unique_ptr<ResultSink>)> wrap_sink;
@@ -61,6 +65,7 @@ class DataDirLock;
 class Runtime;
 class JobServiceImpl;
 class ExecutorServiceImpl;
+class CallbackQueueWaker;
 
 // Health (grpc.health.v1) is SERVING while the runtime takes work, NOT_SERVING
 // while the store or the sink fails (Runtime::SetHealthListener) and from
@@ -92,6 +97,7 @@ class SchedulerServer {
   std::unique_ptr<ExecutorServiceImpl> executor_service_;
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<CallbackQueueWaker> waker_;  // stopped before server_ shuts down
   int port_ = 0;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;

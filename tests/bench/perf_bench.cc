@@ -12,6 +12,9 @@
 //   jobs     many single-shard jobs submitted at once from client threads
 //   latency  single-shard jobs one after another, each waited for on a
 //            WatchJob stream: p50/p99 submit -> the SUCCEEDED event read
+//   idle     single-shard jobs after idle gaps of 0.2 s to 2 s (a gap is
+//            measured from the end of the previous call): the worst SubmitJob,
+//            GetJob and submit -> end event at each gap
 //   primes   primes over [1, end) in 64 shards on 2 executors x 1 slot vs the
 //            primes handler run single-threaded in this process; each timing
 //            is the best of --primes_runs, the job's on a warm cluster (its
@@ -34,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -76,6 +80,8 @@ struct Options {
   int64_t jobs = 5'000;
   int64_t job_threads = 16;
   int64_t latency_jobs = 2'000;
+  int64_t idle_calls = 4;             // idle: jobs (and GetJob calls) after each gap
+  std::string idle_store = "sqlite";  // idle: the scheduler's --store
   int64_t primes_end = 20'000'000;
   int64_t primes_shards = 64;
   // Each timing is the best of this many runs (the VM's noise is +-50% on a
@@ -108,6 +114,7 @@ void ApplySmoke(Options& o) {
   o.jobs = 100;
   o.job_threads = 4;
   o.latency_jobs = 50;
+  o.idle_calls = 1;
   o.primes_end = 1'000'000;
   o.primes_shards = 8;
   o.primes_runs = 2;
@@ -136,6 +143,9 @@ std::vector<FlagDef> Flags(Options& o) {
       {"jobs", "many small jobs: single-shard jobs", &o.jobs},
       {"job_threads", "many small jobs: client threads", &o.job_threads},
       {"latency_jobs", "latency: jobs one after another", &o.latency_jobs},
+      {"idle_calls", "idle: jobs and GetJob calls after each idle gap", &o.idle_calls},
+      {"idle_store", "idle: --store of the scheduler (sqlite or memory)", nullptr,
+       &o.idle_store},
       {"primes_end", "primes: range [1, end)", &o.primes_end},
       {"primes_shards", "primes: shards", &o.primes_shards},
       {"primes_runs", "primes: runs of each timing (the best counts)", &o.primes_runs},
@@ -145,8 +155,8 @@ std::vector<FlagDef> Flags(Options& o) {
        &o.scale_run},
       {"fleet", "scale: fake executors connected at once", &o.fleet},
       {"fleet_shards", "scale: shards of the job run across the fleet", &o.fleet_shards},
-      {"only", "comma-separated: floor,noop,jobs,latency,primes,scale,fleet", nullptr,
-       &o.only},
+      {"only", "comma-separated: floor,noop,jobs,latency,idle,primes,scale,fleet",
+       nullptr, &o.only},
       {"json", "write the figures to this file", nullptr, &o.json_path},
       {"scheduler_wrapper", "command prefix for the scheduler (profilers)", nullptr,
        &o.scheduler_wrapper},
@@ -589,7 +599,17 @@ struct FloorFigures {
   double round_trip = 0;  // serial round trips/s
   double round_trip_us = 0;
   double sink_write_p50_ms = 0;  // the file sink's durable write of a small result
+  // Its CPU time (this thread's, kernel included) per write with its spare
+  // file made: the part of a job's scheduler CPU the file system takes
+  // (creating a file's inode on a busy ext4 can cost far more than its fsyncs).
+  double sink_write_cpu_us = 0;
 };
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 std::optional<FloorFigures> Floor(const Options& o) {
   const std::string dir = tessera::testing::MakeTempDir("tessera-perf-echo");
@@ -662,6 +682,7 @@ std::optional<FloorFigures> Floor(const Options& o) {
   auto sink = tessera::scheduler::FileSink::Create(dir + "/results");
   Check(sink.ok(), "file sink: " + sink.status().ToString());
   std::vector<double> ms;
+  const double cpu0 = ThreadCpuSeconds();
   for (int64_t i = 0; sink.ok() && i < o.sink_writes; ++i) {
     const absl::Time w0 = absl::Now();
     const auto written = (*sink)->Write("0123456789abcdef", static_cast<int32_t>(i + 1),
@@ -670,7 +691,11 @@ std::optional<FloorFigures> Floor(const Options& o) {
     Check(written.ok(), "file sink write: " + written.status().ToString());
     (*sink)->Prepare();  // between writes, as the scheduler's persist workers do
   }
-  if (!ms.empty()) f.sink_write_p50_ms = Percentile(ms, 0.5);
+  if (!ms.empty()) {
+    f.sink_write_cpu_us =
+        1e6 * (ThreadCpuSeconds() - cpu0) / static_cast<double>(ms.size());
+    f.sink_write_p50_ms = Percentile(ms, 0.5);
+  }
 
   RemoveLater(dir);
   if (!ok) return std::nullopt;
@@ -757,6 +782,8 @@ struct LatencyFigures {
   double scheduler_cpu_us = 0, executors_cpu_us = 0, client_cpu_us = 0;
   // The scheduler's own measure of its sink writes in this run (fsyncs).
   double persist_mean_ms = 0;
+  // Store commits per job (its metrics; warm-up jobs and GetJob calls included).
+  double commits_per_job = 0;
 };
 
 // The value of sample `name` in a Prometheus text scrape, or -1.
@@ -833,6 +860,69 @@ std::optional<LatencyFigures> Latency(const Options& o, const std::string& store
   Check(count >= static_cast<double>(o.latency_jobs),
         "persist metrics: " + metrics.substr(0, 200));
   if (count > 0) f.persist_mean_ms = 1e3 * sum / count;
+  f.commits_per_job = MetricValue(metrics, "tessera_store_commits_total") /
+                      static_cast<double>(warmup + o.latency_jobs);
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// Idle gaps: a client that sends a call now and then, as a person or a cron
+// job does, must not find the scheduler asleep. Each gap is waited after the
+// previous call's answer (or the job's end event), then the call is timed.
+
+// Around 1 s closely: gRPC's idle callback threads slept from 1 s to 1.1 s after
+// the last event (callback_queue_waker.h), and a gap counted from the client's
+// side starts a little before the server's last event.
+constexpr double kIdleGapsS[] = {0.2, 0.5, 0.8, 1.0, 1.03, 1.06, 1.2, 1.5, 2.0};
+
+struct IdleGap {
+  double gap_s = 0;
+  double submit_max_ms = 0, get_max_ms = 0, job_max_ms = 0;
+};
+struct IdleFigures {
+  std::vector<IdleGap> gaps;
+  double worst_call_ms = 0, worst_gap_s = 0;
+  // Apart: SubmitJob waits for a commit (an fsync with --store-sync=full), so
+  // a slow disk shows there; GetJob is answered from memory.
+  double worst_submit_ms = 0, worst_get_ms = 0;
+};
+
+std::optional<IdleFigures> IdleGaps(const Options& o, const std::string& store) {
+  Cluster c(o);
+  if (!c.StartScheduler(store) || !c.StartExecutors(1, 2)) return std::nullopt;
+  // Warm: the first job pays for connections and lazy set-up.
+  const std::string warm = c.Submit("noop", 0, 1, 1);
+  if (warm.empty() || !c.WatchDone(warm, absl::Seconds(30))) return std::nullopt;
+  IdleFigures f;
+  for (const double gap : kIdleGapsS) {
+    IdleGap g;
+    g.gap_s = gap;
+    for (int64_t i = 0; i < o.idle_calls; ++i) {
+      absl::SleepFor(absl::Seconds(gap));
+      const absl::Time t0 = absl::Now();
+      const std::string id = c.Submit("noop", 0, 1, 1);
+      const absl::Time submitted = absl::Now();
+      absl::Time ended;
+      if (id.empty() || !c.WatchDone(id, absl::Seconds(30), &ended)) return std::nullopt;
+      absl::SleepFor(absl::Seconds(gap));
+      const absl::Time t1 = absl::Now();
+      const v1::Job job = c.Get(id);
+      const absl::Time got = absl::Now();
+      Check(job.id() == id, "GetJob " + id + " answered with job " + job.id());
+      g.submit_max_ms =
+          std::max(g.submit_max_ms, absl::ToDoubleMilliseconds(submitted - t0));
+      g.job_max_ms = std::max(g.job_max_ms, absl::ToDoubleMilliseconds(ended - t0));
+      g.get_max_ms = std::max(g.get_max_ms, absl::ToDoubleMilliseconds(got - t1));
+    }
+    f.worst_submit_ms = std::max(f.worst_submit_ms, g.submit_max_ms);
+    f.worst_get_ms = std::max(f.worst_get_ms, g.get_max_ms);
+    const double worst = std::max(g.submit_max_ms, g.get_max_ms);
+    if (worst > f.worst_call_ms) {
+      f.worst_call_ms = worst;
+      f.worst_gap_s = gap;
+    }
+    f.gaps.push_back(g);
+  }
   return f;
 }
 
@@ -1198,6 +1288,7 @@ int main(int argc, char** argv) {
                    {"jobs", o.jobs},
                    {"job_threads", o.job_threads},
                    {"latency_jobs", o.latency_jobs},
+                   {"idle_calls", o.idle_calls},
                    {"primes_end", o.primes_end},
                    {"primes_shards", o.primes_shards},
                    {"scale_shards", o.scale_shards},
@@ -1248,7 +1339,8 @@ int main(int argc, char** argv) {
                       {"echo_msgs_per_s", floor->echo},
                       {"round_trips_per_s", floor->round_trip},
                       {"round_trip_us", floor->round_trip_us},
-                      {"sink_write_p50_ms", floor->sink_write_p50_ms}};
+                      {"sink_write_p50_ms", floor->sink_write_p50_ms},
+                      {"sink_write_cpu_us", floor->sink_write_cpu_us}};
       rows.push_back({"floor: one way", Num(floor->one_way) + " msgs/s", "", ""});
       rows.push_back({"floor: echo (1 msg each way)", Num(floor->echo) + " msgs/s",
                       "(the floor)", ""});
@@ -1257,7 +1349,9 @@ int main(int argc, char** argv) {
            Num(floor->round_trip) + " rt/s (" + Num(floor->round_trip_us, 1) + " us)", "",
            ""});
       rows.push_back({"floor: durable result write p50",
-                      Num(floor->sink_write_p50_ms, 2) + " ms (2 fsyncs)", "", ""});
+                      Num(floor->sink_write_p50_ms, 2) + " ms (2 fsyncs), CPU " +
+                          Num(floor->sink_write_cpu_us, 0) + " us per write",
+                      "", ""});
       Check(Sane(floor->one_way) && Sane(floor->echo) && Sane(floor->round_trip) &&
                 Sane(floor->sink_write_p50_ms),
             "floor figures");
@@ -1339,6 +1433,7 @@ int main(int argc, char** argv) {
       out["latency"][store]["persist_mean_ms"] = f->persist_mean_ms;
       out["latency"][store]["submit_p50_ms"] = f->submit_p50_ms;
       out["latency"][store]["getjob_p50_ms"] = f->get_p50_ms;
+      out["latency"][store]["store_commits_per_job"] = f->commits_per_job;
       const std::string p50 = Num(f->p50_ms, 2) + " ms (of which sink write " +
                               Num(f->persist_mean_ms, 2) + ")";
       rows.push_back({absl::StrCat("latency p50, ", store), p50, durable ? "<= 1 ms" : "",
@@ -1355,16 +1450,50 @@ int main(int argc, char** argv) {
         out["latency"][store]["scheduler_cpu_us_per_job"] = f->scheduler_cpu_us;
         out["latency"][store]["executors_cpu_us_per_job"] = f->executors_cpu_us;
         out["latency"][store]["client_cpu_us_per_job"] = f->client_cpu_us;
-        rows.push_back({absl::StrCat("latency CPU per job, ", store),
-                        absl::StrCat("scheduler ", Num(f->scheduler_cpu_us, 0),
-                                     " us, executors ", Num(f->executors_cpu_us, 0),
-                                     " us, client ", Num(f->client_cpu_us, 0), " us"),
-                        "", ""});
+        rows.push_back(
+            {absl::StrCat("latency CPU per job, ", store),
+             absl::StrCat("scheduler ", Num(f->scheduler_cpu_us, 0), " us, executors ",
+                          Num(f->executors_cpu_us, 0), " us, client ",
+                          Num(f->client_cpu_us, 0), " us; store commits per job ",
+                          Num(f->commits_per_job, 2)),
+             "", ""});
       }
       Check(Sane(f->p50_ms) && f->p50_ms <= f->p99_ms && Sane(f->submit_p50_ms) &&
                 f->submit_p50_ms <= f->max_ms && Sane(f->get_p50_ms) &&
                 SaneOrUnknown(f->scheduler_cpu_us) && SaneOrUnknown(f->executors_cpu_us),
             "latency figures");
+    }
+  }
+
+  if (want("idle")) {
+    progress(
+        absl::StrCat("idle: ", o.idle_calls,
+                     " jobs and GetJob calls after each idle gap of 0.2-2 s, --store=",
+                     o.idle_store)
+            .c_str());
+    if (auto f = IdleGaps(o, o.idle_store)) {
+      std::vector<std::string> parts;
+      for (const IdleGap& g : f->gaps) {
+        const std::string key = Num(g.gap_s, 2) + "s";
+        out["idle"]["gaps"][key] = {{"submit_max_ms", g.submit_max_ms},
+                                    {"getjob_max_ms", g.get_max_ms},
+                                    {"job_max_ms", g.job_max_ms}};
+        parts.push_back(
+            absl::StrCat(key, " ", Num(std::max(g.submit_max_ms, g.get_max_ms), 1)));
+        Check(Sane(g.submit_max_ms) && Sane(g.get_max_ms) && Sane(g.job_max_ms),
+              "idle figures");
+      }
+      out["idle"]["worst_call_ms"] = f->worst_call_ms;
+      out["idle"]["worst_gap_s"] = f->worst_gap_s;
+      out["idle"]["worst_submit_ms"] = f->worst_submit_ms;
+      out["idle"]["worst_getjob_ms"] = f->worst_get_ms;
+      out["idle"]["store"] = o.idle_store;
+      rows.push_back(
+          {"idle gaps 0.2-2 s: worst call, " + o.idle_store,
+           Num(f->worst_call_ms, 2) + " ms (at " + Num(f->worst_gap_s, 2) +
+               " s; SubmitJob " + Num(f->worst_submit_ms, 1) + ", GetJob " +
+               Num(f->worst_get_ms, 1) + "; per gap: " + absl::StrJoin(parts, ", ") + ")",
+           "< 10 ms", target("idle_worst_call_lt_10ms", f->worst_call_ms < 10)});
     }
   }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -67,9 +68,11 @@ class FakeJobApi : public JobApi {
       const std::string& job_id,
       const std::function<void(const v1::JobEvent&)>& on_event) override {
     calls.push_back("WatchJob " + job_id);
-    for (const v1::Job& job : watch_events) {
+    for (size_t i = 0; i < watch_events.size(); ++i) {
       v1::JobEvent event;
-      *event.mutable_job() = job;
+      *event.mutable_job() = watch_events[i];
+      if (end_result && i + 1 == watch_events.size())
+        *event.mutable_result() = *end_result;
       on_event(event);
     }
     return watch_status;
@@ -90,6 +93,8 @@ class FakeJobApi : public JobApi {
   absl::StatusOr<v1::GetQueueStatsResponse> queue_response = v1::GetQueueStatsResponse();
   absl::StatusOr<v1::GetResultResponse> result_response;
   std::vector<v1::Job> watch_events;
+  // Carried by the last watch event (as a scheduler does on a job's end).
+  std::optional<v1::GetResultResponse> end_result;
   absl::Status watch_status;
 };
 
@@ -282,6 +287,31 @@ TEST_F(RunCliTest, SubmitWithWaitFollowsTheJobAndPrintsTheResult) {
   EXPECT_EQ(err_.str(),
             "submitted job j1\n"
             "job j1 RUNNING 1/4 shards 25% -- items/s ETA --\n");
+}
+
+TEST_F(RunCliTest, SubmitWithWaitTakesTheResultFromTheEndEventWithoutGetResult) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_RUNNING, 1, 25),
+                       MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100)};
+  api_.end_result = *api_.result_response;
+  api_.end_result->set_result_json(R"({"count":100})");
+  api_.result_response = absl::InternalError("GetResult must not be called");
+  EXPECT_EQ(Run({"submit", "--task", "t", "--range", "0:100", "--shards", "4", "--wait"}),
+            0);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1"}));
+  EXPECT_EQ(out_.str(),
+            "job j1 SUCCEEDED  4/4 shards  100 items\n"
+            "{\n  \"count\": 100\n}\n"
+            "result: /results/j1.json (sha256 beef)\n");
+}
+
+TEST_F(RunCliTest, WatchWithJsonPrintsTheResultCarriedByTheEndEvent) {
+  api_.watch_events = {MakeJob(v1::JOB_STATE_SUCCEEDED, 4, 100)};
+  api_.end_result = *api_.result_response;
+  api_.result_response = absl::InternalError("GetResult must not be called");
+  EXPECT_EQ(Run({"--json", "watch", "j1"}), 0);
+  EXPECT_EQ(api_.calls, (std::vector<std::string>{"WatchJob j1"}));
+  EXPECT_NE(out_.str().find(R"("resultJson":"{\"count\":25}")"), std::string::npos)
+      << out_.str();
 }
 
 TEST_F(RunCliTest, WatchExitsOneWhenTheJobFails) {

@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "prometheus/registry.h"
 #include "shared/grpc_util.h"
 #include "shared/version.h"
 #include "tessera/v1/executor.grpc.pb.h"
@@ -174,15 +176,16 @@ class ExecutorClientTest : public ::testing::Test {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   }
 
-  void StartClient(int slots) {
+  void StartClient(int slots, size_t max_unacked_results = 1000) {
     ExecutorClientOptions options;
+    options.max_unacked_results = max_unacked_results;
     options.scheduler_address = "127.0.0.1:" + std::to_string(port_);
     options.executor_id = "exec-test";
     options.name = "test-executor";
     options.slots = slots;
     options.drain_timeout = absl::Seconds(10);
     options.close_grace = absl::Seconds(2);
-    client_ = std::make_unique<ExecutorClient>(options, &registry_, nullptr);
+    client_ = std::make_unique<ExecutorClient>(options, &registry_, &metrics_);
     run_thread_ = std::thread([this] { client_->Run(); });
   }
 
@@ -199,6 +202,18 @@ class ExecutorClientTest : public ::testing::Test {
     ASSERT_TRUE(scheduler_.Send(Welcome(/*heartbeat_ms=*/50)));
   }
 
+  // The value of the metric `name` (unlabelled), or -1.
+  double Metric(const std::string& name) {
+    for (const prometheus::MetricFamily& f : metrics_registry_.Collect()) {
+      if (f.name != name || f.metric.empty()) continue;
+      const prometheus::ClientMetric& m = f.metric[0];
+      return f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+    }
+    return -1;
+  }
+
+  prometheus::Registry metrics_registry_;
+  ExecutorMetrics metrics_{metrics_registry_};
   HandlerRegistry registry_;
   FakeScheduler scheduler_;
   int port_ = 0;
@@ -254,6 +269,52 @@ TEST_F(ExecutorClientTest, SaysHelloRunsAssignedShardsAndSendsTheirResults) {
   EXPECT_TRUE(draining->has_draining()) << draining->DebugString();
   EXPECT_TRUE(scheduler_.WaitClosed(1));
   run_thread_.join();
+}
+
+TEST_F(ExecutorClientTest, StopsStartingShardsWhileTooManyResultsAwaitAnAck) {
+  StartClient(/*slots=*/1, /*max_unacked_results=*/4);
+  ASSERT_NO_FATAL_FAILURE(Handshake(1));
+  v1::SchedulerMessage assign;
+  for (int i = 0; i < 5; ++i) {
+    *assign.mutable_assign()->add_assignments() =
+        Assignment("lease-" + std::to_string(i), "noop", i, i + 1);
+  }
+  ASSERT_TRUE(scheduler_.Send(assign));
+  // Results (progress skipped) until none comes within `quiet`.
+  auto results = [&](absl::Duration quiet) {
+    std::vector<std::string> leases;
+    while (std::optional<v1::ExecutorMessage> m = scheduler_.Next(quiet)) {
+      if (m->has_result()) leases.push_back(m->result().lease_id());
+    }
+    return leases;
+  };
+  // Four results unacked: the fifth shard waits, however long.
+  EXPECT_THAT(results(absl::Milliseconds(500)),
+              ElementsAre("lease-0", "lease-1", "lease-2", "lease-3"));
+  EXPECT_EQ(Metric("tessera_executor_unacked_results"), 4);
+  EXPECT_EQ(Metric("tessera_executor_backpressure"), 1);
+  EXPECT_EQ(Metric("tessera_executor_backpressure_episodes_total"), 1);
+
+  // One ack is not enough (it resumes at half the cap); two are.
+  v1::SchedulerMessage ack;
+  ack.mutable_ack()->add_lease_ids("lease-0");
+  ASSERT_TRUE(scheduler_.Send(ack));
+  EXPECT_THAT(results(absl::Milliseconds(300)), ElementsAre());
+  ack.mutable_ack()->set_lease_ids(0, "lease-1");
+  ASSERT_TRUE(scheduler_.Send(ack));
+  EXPECT_THAT(results(absl::Milliseconds(500)), ElementsAre("lease-4"));
+  EXPECT_EQ(Metric("tessera_executor_backpressure"), 0);
+  EXPECT_EQ(Metric("tessera_executor_backpressure_episodes_total"), 1);
+  EXPECT_EQ(Metric("tessera_executor_unacked_results"), 3);  // 2, 3, 4: kept
+
+  // Every result is still kept: a new connection re-sends the three unacked.
+  StopServer();
+  StartServerOn(port_);
+  std::optional<v1::ExecutorMessage> hello = scheduler_.Next();
+  ASSERT_TRUE(hello.has_value() && hello->has_hello()) << hello->DebugString();
+  std::vector<std::string> resent = results(absl::Milliseconds(500));
+  std::sort(resent.begin(), resent.end());
+  EXPECT_THAT(resent, ElementsAre("lease-2", "lease-3", "lease-4"));
 }
 
 TEST_F(ExecutorClientTest, DrainReleasesQueuedWorkAndFinishesRunningShards) {

@@ -44,6 +44,21 @@ def test_range_job_waits_with_progress_and_returns_the_persisted_result(
     assert hashlib.sha256(data).hexdigest() == info.sha256 == final.result_sha256
 
 
+def test_the_result_comes_with_the_end_event_without_a_get_result_call(
+    client: tessera.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = client.submit_range("noop", 0, 10, shard_count=2)
+
+    def no_get_result(job_id: str) -> tessera.JobResult:
+        raise AssertionError("GetResult was called: the end event carries the result")
+
+    monkeypatch.setattr(client, "get_result", no_get_result)
+    info = job.result_info(timeout=60)
+    assert info.value["items"] == 10 and info.metadata["job_id"] == job.id
+    assert hashlib.sha256(info.json.encode()).hexdigest() == info.sha256
+    assert info.version == job.status.result_version == 1
+
+
 def test_results_keep_integers_beyond_2_53_exact(client: tessera.Client) -> None:
     # noop returns {"items": shard size}; the sum is 2**53 + 1, which a double
     # (the Struct in GetResult.result) would round to 2**53.

@@ -1,5 +1,6 @@
 // JobService and ExecutorService against a real scheduler server on
 // 127.0.0.1:0, with a hand-driven executor stream playing the executor.
+#include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
@@ -36,6 +37,7 @@ class ServiceTest : public ::testing::Test {
     // A closed stream's shards wait this long for their executor to re-attach.
     config.core.reattach_grace = absl::Milliseconds(300);
     config.max_watchers = max_watchers_;
+    config.max_message_bytes = max_message_bytes_;
     auto server = SchedulerServer::Create(config, &clock_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -116,6 +118,7 @@ class ServiceTest : public ::testing::Test {
 
   bool with_metrics_ = false;
   int max_watchers_ = 1024;
+  int max_message_bytes_ = 64 << 20;
   RealClock clock_;
   std::string data_dir_;
   std::unique_ptr<SchedulerServer> server_;
@@ -328,6 +331,90 @@ TEST_F(ServiceTest, WatchJobSendsTheEndAsSoonAsItIsCommitted) {
   EXPECT_LT(gap, absl::Milliseconds(190)) << "the end waited for the watch interval";
   EXPECT_FALSE(watch->Read(&ev));
   EXPECT_TRUE(watch->Finish().ok());
+}
+
+TEST_F(ServiceTest, WatchJobsEndEventCarriesTheResultAsGetResultAnswersIt) {
+  FakeExecutor e = Connect("exec-a", 2);
+  v1::Job job;
+  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto watch = jobs_->WatchJob(&wctx, wreq);
+  for (const auto& a : ReadAssignments(e.stream.get(), 2)) SendResult(e.stream.get(), a);
+  std::vector<v1::JobEvent> events;
+  for (v1::JobEvent ev; watch->Read(&ev);) events.push_back(ev);
+  ASSERT_TRUE(watch->Finish().ok());
+  ASSERT_FALSE(events.empty());
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_FALSE(events[i].has_result()) << "only the end event carries the result";
+  }
+  const v1::JobEvent& end = events.back();
+  ASSERT_EQ(end.job().state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_TRUE(end.has_result());
+
+  v1::GetResultRequest rreq;
+  rreq.set_job_id(job.id());
+  v1::GetResultResponse result;
+  ASSERT_TRUE(jobs_->GetResult(Ctx().get(), rreq, &result).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(end.result(), result))
+      << end.result().DebugString() << "\nvs GetResult:\n"
+      << result.DebugString();
+  EXPECT_EQ(end.result().result().fields().at("items").number_value(), 20);
+  EXPECT_EQ(end.result().sha256(), Sha256Hex(end.result().result_json()));
+  EXPECT_FALSE(end.result().content_omitted());
+  e.stream->WritesDone();
+}
+
+TEST_F(ServiceTest, AFailedJobsEndEventCarriesNoResult) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto watch = jobs_->WatchJob(&wctx, wreq);
+  v1::CancelJobRequest creq;
+  creq.set_job_id(job.id());
+  v1::Job cancelled;
+  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), creq, &cancelled).ok());
+  v1::JobEvent end;
+  for (v1::JobEvent ev; watch->Read(&ev);) end = ev;
+  ASSERT_TRUE(watch->Finish().ok());
+  EXPECT_EQ(end.job().state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(end.has_result());
+}
+
+class ServiceWithSmallMessagesTest : public ServiceTest {
+ protected:
+  ServiceWithSmallMessagesTest() { max_message_bytes_ = 1 << 20; }
+};
+
+TEST_F(ServiceWithSmallMessagesTest, AResultTooLargeForTheEndEventIsLeftOutOfIt) {
+  FakeExecutor e = Connect("exec-a", 1);
+  v1::Job job;
+  ASSERT_TRUE(Submit(NoopJob(1, 1), &job).ok());
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto watch = jobs_->WatchJob(&wctx, wreq);
+  const std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 1);
+  ASSERT_EQ(got.size(), 1u);
+  // ~700 KB of JSON: it fits a 1 MiB message alone, not twice (JSON and Struct).
+  v1::ExecutorMessage m;
+  m.mutable_result()->set_lease_id(got[0].lease_id());
+  m.mutable_result()->set_result_json(json{{"blob", std::string(700'000, 'x')}}.dump());
+  ASSERT_TRUE(e.stream->Write(m));
+  v1::JobEvent end;
+  for (v1::JobEvent ev; watch->Read(&ev);) end = ev;
+  ASSERT_TRUE(watch->Finish().ok());
+  ASSERT_EQ(end.job().state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_TRUE(end.has_result());
+  EXPECT_TRUE(end.result().content_omitted());
+  EXPECT_TRUE(end.result().result_json().empty());
+  EXPECT_FALSE(end.result().location().empty());
+  EXPECT_FALSE(end.result().sha256().empty());
+  EXPECT_GT(end.result().size_bytes(), 700'000);
+  e.stream->WritesDone();
 }
 
 TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {

@@ -205,12 +205,18 @@ class Client:
         """Progress events of a job (a few a second at most) until it finishes;
         the last one carries the end state. ``timeout`` bounds the whole
         stream (``DeadlineExceededError``)."""
+        for event in self._watch_events(job_id, timeout):
+            yield JobStatus.from_proto(event.job)
+
+    def _watch_events(
+        self, job_id: str, timeout: Optional[float] = None
+    ) -> Iterator[jobs_pb2.JobEvent]:
+        """WatchJob's raw events: the end event of a job with a result carries it."""
         call = self._stub.WatchJob(
             jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
         )
         try:
-            for event in call:
-                yield JobStatus.from_proto(event.job)
+            yield from call
         except grpc.RpcError as e:
             raise errors.from_grpc(e, self.address) from e
         finally:
@@ -290,6 +296,9 @@ class Job:
         self.client = client
         self.id: str = status.id
         self.status: JobStatus = status
+        # The result carried by the end event last watched (none when the
+        # scheduler left it out: too large, or not readable).
+        self._result: Optional[JobResult] = None
 
     def __repr__(self) -> str:
         return f"Job({self.id!r}, {self.status.state.name})"
@@ -306,9 +315,11 @@ class Job:
 
     def watch(self, timeout: Optional[float] = None) -> Iterator[JobStatus]:
         """Progress events until the job finishes (see :meth:`Client.watch`)."""
-        for status in self.client.watch(self.id, timeout=timeout):
-            self.status = status
-            yield status
+        for event in self.client._watch_events(self.id, timeout=timeout):
+            self.status = JobStatus.from_proto(event.job)
+            if event.HasField("result") and not event.result.content_omitted:
+                self._result = JobResult.from_proto(event.result)
+            yield self.status
 
     def __iter__(self) -> Iterator[JobStatus]:
         return self.watch()
@@ -364,6 +375,9 @@ class Job:
         status = self.status if self.status.finished else self.wait(timeout=timeout)
         if not status.state.has_result:
             raise errors.JobFailedError(status)
+        # The end event brought it: no GetResult call.
+        if self._result is not None and self._result.version == status.result_version:
+            return self._result
         return self.client.get_result(self.id)
 
     def cancel(self) -> JobStatus:
