@@ -1,6 +1,8 @@
 #include "cli/grpc_job_api.h"
 
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "shared/grpc_util.h"
 #include "shared/tls.h"
 
@@ -15,8 +17,33 @@ absl::StatusOr<std::unique_ptr<GrpcJobApi>> GrpcJobApi::Connect(
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       MakeChannelCredentials(tls);
   if (!creds.ok()) return creds.status();
-  return std::make_unique<GrpcJobApi>(grpc::CreateChannel(options.address, *creds),
-                                      unary_deadline, options.token);
+  // Replicas (a comma-separated --scheduler): the one whose health says
+  // SERVING leads (followers are NOT_SERVING); else the first, whose error
+  // (a follower's UNAVAILABLE names the leader) the caller then sees.
+  const std::vector<std::string> addresses =
+      absl::StrSplit(options.address, ',', absl::SkipEmpty());
+  std::shared_ptr<grpc::Channel> chosen;
+  for (const std::string& address : addresses) {
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(address, *creds);
+    if (addresses.size() == 1) {
+      chosen = channel;
+      break;
+    }
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    grpc::health::v1::HealthCheckResponse resp;
+    if (health->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp).ok() &&
+        resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      chosen = channel;
+      break;
+    }
+  }
+  if (chosen == nullptr) {
+    chosen =
+        grpc::CreateChannel(addresses.empty() ? options.address : addresses[0], *creds);
+  }
+  return std::make_unique<GrpcJobApi>(std::move(chosen), unary_deadline, options.token);
 }
 
 GrpcJobApi::GrpcJobApi(std::shared_ptr<grpc::Channel> channel,

@@ -10,8 +10,9 @@ constexpr char kUsage[] = R"(usage: tessera [--scheduler ADDR] [--json] <command
 Client for the Tessera batch scheduler (JobService over gRPC).
 
 Global flags (accepted before or after the command):
-  --scheduler ADDR   scheduler address host:port; default $TESSERA_SCHEDULER,
-                     else 127.0.0.1:50051
+  --scheduler ADDR   scheduler address host:port, or replicas a,b,... (the one
+                     that leads is used); default $TESSERA_SCHEDULER, else
+                     127.0.0.1:50051
   --tls-ca PATH      use TLS, verifying the scheduler against this PEM CA;
                      default $TESSERA_TLS_CA, else plaintext
   --token-file PATH  send the bearer token in this file (auth on); else

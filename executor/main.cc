@@ -45,7 +45,8 @@ int DefaultSlots() {
 
 // Abseil flag names cannot contain '-'; main() accepts --foo-bar for --foo_bar.
 ABSL_FLAG(std::string, scheduler, "127.0.0.1:50051",
-          "host:port of the scheduler's ExecutorService.");
+          "host:port of the scheduler's ExecutorService, or a comma-separated list of "
+          "replicas (the one that leads is used).");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "host:port for the Prometheus /metrics endpoint (--metrics-listen); empty "
           "disables it.");

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "scheduler/service/ha_scheduler.h"
 #include "scheduler/service/scheduler_server.h"
 #include "shared/flag_names.h"
 #include "shared/json_limits.h"
@@ -28,10 +29,32 @@ ABSL_FLAG(std::string, data_dir, "tessera-data",
 ABSL_FLAG(
     std::string, store, "sqlite",
     "Where jobs and shard results are kept: sqlite (<data-dir>/tessera.db, survives "
-    "restarts) or memory (tests and benchmarks)");
+    "restarts), postgres (a PostgreSQL database, --postgres-url) or memory (tests and "
+    "benchmarks)");
+ABSL_FLAG(
+    std::string, postgres_url, "",
+    "--store=postgres: the database, as a libpq conninfo (\"host=db dbname=tessera "
+    "user=tessera\") or URI (postgresql://tessera@db:5432/tessera?sslmode=require). "
+    "The password comes from the URL, PGPASSWORD, --postgres-password-file or "
+    "~/.pgpass, and is never logged. The schema is created or migrated at start");
+ABSL_FLAG(bool, leader_election, true,
+          "--store=postgres: replicas elect one leader through a lease row in the "
+          "database (followers answer UNAVAILABLE naming it; docs/deploy.md); false: "
+          "this scheduler leads with no lease and no fence (one replica only)");
+ABSL_FLAG(absl::Duration, leader_renew, absl::Seconds(2),
+          "How often the leader renews its lease and a follower polls it");
+ABSL_FLAG(absl::Duration, leader_lease_ttl, absl::Seconds(10),
+          "A lease not renewed for this long (on the database's clock) is taken over");
+ABSL_FLAG(std::string, advertise_address, "",
+          "host:port where clients reach this replica, named by followers to callers "
+          "(default: <hostname>:<gRPC port>)");
+ABSL_FLAG(std::string, postgres_password_file, "",
+          "--store=postgres: a file whose first line is the database password (e.g. a "
+          "mounted Secret), read once at start; used when the URL has none");
 ABSL_FLAG(
     std::string, store_sync, "full",
-    "sqlite durability: full (every commit that answers a call or acks a result "
+    "sqlite and postgres durability: full (every commit that answers a call or acks a "
+    "result "
     "reaches the disk before it is answered, so nothing acknowledged is lost on "
     "power loss; group commit shares the fsyncs) or normal (faster: a commit "
     "survives a crash of the scheduler, and results are flushed before they are "
@@ -158,6 +181,50 @@ sigset_t TerminationSignals() {
 
 }  // namespace
 
+void WritePortFile(int port) {
+  if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
+    FILE* f = std::fopen(pf.c_str(), "w");
+    if (f != nullptr) {
+      std::fprintf(f, "%d\n", port);
+      std::fclose(f);
+    }
+  }
+}
+
+// One replica under leader election (--store=postgres): follows, leads when
+// the lease is free, steps down when fenced, until a termination signal.
+int RunReplica(const tessera::scheduler::SchedulerConfig& config,
+               const tessera::Clock* clock, const sigset_t& signals) {
+  tessera::scheduler::HaOptions ha;
+  ha.renew = absl::GetFlag(FLAGS_leader_renew);
+  ha.ttl = absl::GetFlag(FLAGS_leader_lease_ttl);
+  ha.advertise = absl::GetFlag(FLAGS_advertise_address);
+  auto replica = tessera::scheduler::HaScheduler::Create(config, ha, clock);
+  if (!replica.ok()) {
+    spdlog::error("cannot start: {}", replica.status().ToString());
+    return 1;
+  }
+  const absl::Duration exit_bound = config.store_timeout + absl::Seconds(7);
+  std::thread signal_waiter([&signals, r = replica->get(), exit_bound] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received signal {}; shutting down", sig);
+    std::thread([exit_bound] {
+      absl::SleepFor(exit_bound);
+      spdlog::error("shutdown not done after {}; exiting now",
+                    absl::FormatDuration(exit_bound));
+      std::_Exit(1);
+    }).detach();
+    r->Shutdown();
+  });
+  WritePortFile((*replica)->port());
+  (*replica)->Wait();
+  signal_waiter.join();
+  replica->reset();
+  spdlog::info("scheduler stopped");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   tessera::PrepareMain(
       argc, argv,
@@ -185,6 +252,8 @@ int main(int argc, char** argv) {
   config.core.prefetch_window = absl::GetFlag(FLAGS_prefetch_window);
   config.store = absl::GetFlag(FLAGS_store);
   config.store_sync = absl::GetFlag(FLAGS_store_sync);
+  config.postgres_url = absl::GetFlag(FLAGS_postgres_url);
+  config.postgres_password_file = absl::GetFlag(FLAGS_postgres_password_file);
   config.store_linger = absl::GetFlag(FLAGS_store_linger);
   config.store_timeout = absl::GetFlag(FLAGS_store_timeout);
   config.fault_persist_delay = absl::GetFlag(FLAGS_fault_persist_delay);
@@ -227,6 +296,9 @@ int main(int argc, char** argv) {
   // Blocked before any gRPC thread starts, so that only the waiter sees them.
   const sigset_t signals = TerminationSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (config.store == "postgres" && absl::GetFlag(FLAGS_leader_election)) {
+    return RunReplica(config, &clock, signals);
+  }
   auto server = tessera::scheduler::SchedulerServer::Create(config, &clock);
   if (!server.ok()) {
     spdlog::error("cannot start: {}", server.status().ToString());

@@ -11,9 +11,10 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
-  libsqlite3-dev libssl-dev libcurl4-openssl-dev libgtest-dev libgmock-dev curl procps python3
+  libsqlite3-dev libpq-dev libssl-dev libcurl4-openssl-dev libgtest-dev libgmock-dev curl procps python3
   openssl  # the tests make their TLS certificates at run time
   prometheus  # promtool and a Prometheus server for the observability tests
+  postgresql  # a throwaway server for the PostgreSQL store's tests (tests/util/postgres_server.h)
 )
 # buildah + debootstrap: the image test (scripts/image-test.sh). The Python
 # client's tests (tests/python): grpcio, protobuf and pytest for Python, a venv

@@ -239,7 +239,11 @@ function checkFileFlag({ w, c }, flag) {
   }
 }
 
-const sched = containerIn("StatefulSet", "tessera-scheduler", "scheduler");
+// The scheduler: a StatefulSet on SQLite, or (overlays/ha) a Deployment of
+// replicas on PostgreSQL.
+const sched =
+  containerIn("StatefulSet", "tessera-scheduler", "scheduler") ??
+  containerIn("Deployment", "tessera-scheduler", "scheduler");
 const exec = containerIn("Deployment", "tessera-executor", "executor");
 let served = null;  // what the scheduler's gRPC port asks for
 if (sched) {
@@ -263,6 +267,24 @@ if (sched) {
   if (/^prod/.test(label)) {
     if (!served.tls || !served.tokens) err(w, "prod serves TLS (--tls-cert, --tls-key) with tokens (--auth-tokens-file)");
     if (insecure) err(w, "prod must not say --insecure");
+  }
+  checkFileFlag(sched, "postgres-password-file");
+  if (/postgres(ql)?:\/\/[^/@]*:[^/@]*@/.test(flagValue(c, "postgres-url") ?? "") ||
+      /password=/.test(flagValue(c, "postgres-url") ?? "")) {
+    err(w, "--postgres-url holds a password: it would be on the command line; use --postgres-password-file");
+  }
+  if (w.kind === "Deployment") {
+    // Replicas elect a leader: only on PostgreSQL, with the follower out of
+    // the Service (readiness on gRPC health), never both on one node or
+    // disrupted at once.
+    if (flagValue(c, "store") !== "postgres") err(w, "scheduler replicas need --store=postgres");
+    if ((w.spec.replicas ?? 1) < 2) err(w, "an HA scheduler Deployment runs at least 2 replicas");
+    if (!c.readinessProbe?.grpc) err(w, "readiness must be gRPC health: it routes the Service to the leader");
+    if (c.livenessProbe?.grpc) err(w, "liveness on gRPC health would restart every follower (NOT_SERVING)");
+    if (!w.spec.template.spec.affinity?.podAntiAffinity) err(w, "replicas need pod anti-affinity");
+    if (!byKind("PodDisruptionBudget").some((p) => matches(p.spec.selector.matchLabels, w.spec.template.metadata.labels))) {
+      err(w, "replicas need a PodDisruptionBudget");
+    }
   }
   for (const probe of ["readinessProbe", "livenessProbe", "startupProbe"]) {
     if (served.tls && c[probe]?.grpc) {

@@ -7,6 +7,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "executor/core/backoff.h"
 #include "executor/service/convert.h"
 #include "shared/grpc_util.h"
@@ -29,7 +30,7 @@ constexpr absl::Duration kWarnEvery = absl::Seconds(30);
 // subchannel stuck in its reconnect backoff kept failing new streams for
 // seconds after the scheduler came up.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
-    const ExecutorClientOptions& o) {
+    const std::string& address, const ExecutorClientOptions& o) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   // Assign messages of items jobs can be large (the scheduler's limit is its
@@ -46,7 +47,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       MakeChannelCredentials(o.tls);
   if (!creds.ok()) return creds.status();
-  return grpc::CreateCustomChannel(o.scheduler_address, *creds, args);
+  return grpc::CreateCustomChannel(address, *creds, args);
 }
 
 // Waits until `channel` is READY; false as soon as a connect attempt fails
@@ -156,14 +157,22 @@ void ExecutorClient::Drain() {
 }
 
 absl::Status ExecutorClient::Session(bool* welcomed) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options_);
+  // Replicas (a comma-separated --scheduler): one address per attempt, the
+  // next after an attempt that was not welcomed (a follower answers
+  // UNAVAILABLE naming the leader; a dead replica does not answer).
+  const std::vector<std::string> addresses =
+      absl::StrSplit(options_.scheduler_address, ',', absl::SkipEmpty());
+  const std::string address = addresses.empty()
+                                  ? options_.scheduler_address
+                                  : addresses[next_address_++ % addresses.size()];
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(address, options_);
   if (!channel.ok()) return channel.status();
   absl::StatusOr<std::string> token =
       ReadTokenFile(options_.auth_token_file, "--auth-token-file");
   if (!token.ok()) return token.status();
   if (!ConnectChannel(**channel, clock_.Now() + options_.max_backoff)) {
     return absl::UnavailableError(absl::StrCat(
-        "cannot connect to ", options_.scheduler_address,
+        "cannot connect to ", address,
         options_.tls.ca_file.empty() ? ""
                                      : " (TLS: check --tls-ca and the server's name)"));
   }

@@ -87,6 +87,8 @@ class ExecutorClient : private ShardRunner::Listener {
   int slots() const { return runner_.slots(); }
 
  private:
+  // Which of the --scheduler addresses the next session tries (Run's thread).
+  size_t next_address_ = 0;
   // One connection: Hello, read until the stream ends. Returns its status.
   absl::Status Session(bool* welcomed);
   void ControlLoop(grpc::ClientContext* ctx);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace tessera::executor {
 namespace {
@@ -18,10 +19,14 @@ bool LooksLikeHostPort(const std::string& s) {
 }  // namespace
 
 absl::Status ExecutorConfig::Validate() const {
-  if (!LooksLikeHostPort(scheduler_address) &&
-      !absl::StartsWith(scheduler_address, "unix:")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--scheduler must be host:port (got \"", scheduler_address, "\")"));
+  // One address, or replicas as a comma-separated list (the leader is used).
+  for (absl::string_view a : absl::StrSplit(scheduler_address, ',')) {
+    if (!LooksLikeHostPort(std::string(a)) && !absl::StartsWith(a, "unix:")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--scheduler must be host:port or a comma-separated list of them "
+                       "(got \"",
+                       scheduler_address, "\")"));
+    }
   }
   if (!metrics_listen.empty() && !LooksLikeHostPort(metrics_listen)) {
     return absl::InvalidArgumentError(absl::StrCat(

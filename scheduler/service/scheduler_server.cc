@@ -13,6 +13,7 @@
 #include "scheduler/sink/sink_factory.h"
 #include "scheduler/store/data_dir_lock.h"
 #include "scheduler/store/memory_store.h"
+#include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
 #include "shared/grpc_util.h"
 #include "shared/logging.h"
@@ -22,9 +23,17 @@ namespace tessera::scheduler {
 absl::Status SchedulerConfig::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("--listen is required");
   if (data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
-  if (store != "sqlite" && store != "memory") {
+  if (store != "sqlite" && store != "memory" && store != "postgres") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--store must be sqlite or memory (got \"", store, "\")"));
+        absl::StrCat("--store must be sqlite, postgres or memory (got \"", store, "\")"));
+  }
+  if (store == "postgres" && postgres_url.empty()) {
+    return absl::InvalidArgumentError(
+        "--store=postgres needs --postgres-url (libpq conninfo or postgresql:// URI)");
+  }
+  if (store != "postgres" && (!postgres_url.empty() || !postgres_password_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--postgres-url and --postgres-password-file need --store=postgres");
   }
   if (store_timeout < absl::Milliseconds(100) || store_timeout > absl::Minutes(10)) {
     return absl::InvalidArgumentError(
@@ -90,8 +99,25 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   if (!sink.ok()) return sink.status();
   server->sink_ = *std::move(sink);
   if (config.wrap_sink) server->sink_ = config.wrap_sink(std::move(server->sink_));
+  std::string store_name = config.store;
   if (config.store == "memory") {
     server->store_ = std::make_unique<MemoryStore>();
+  } else if (config.store == "postgres") {
+    PostgresOptions options;
+    options.url = config.postgres_url;
+    options.sync = config.store_sync;
+    // Read once at start; libpq reads PGPASSWORD itself.
+    if (!config.postgres_password_file.empty()) {
+      auto password = ReadPasswordFile(config.postgres_password_file);
+      if (!password.ok()) return password.status();
+      options.password = *std::move(password);
+    }
+    auto store = PostgresStore::Open(options);
+    if (!store.ok()) return store.status();
+    store_name = absl::StrCat("postgres (", (*store)->redacted_url(), ", schema version ",
+                              PostgresStore::SchemaVersion(), ", ",
+                              (*store)->migrations_applied(), " migrations applied)");
+    server->store_ = *std::move(store);
   } else {
     auto store = SqliteStore::Open(config.data_dir, config.store_sync);
     if (!store.ok()) return store.status();
@@ -160,13 +186,17 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
   spdlog::info(
       "scheduler listening on port {} (metrics port {}), data dir {}, store {}, tls {}, "
       "client certificates {}, tokens {}",
-      server->port_, server->metrics_port(), config.data_dir, config.store,
+      server->port_, server->metrics_port(), config.data_dir, store_name,
       tls ? "on" : "off", config.tls.client_ca_file.empty() ? "off" : "verified",
       config.auth_tokens_file.empty() ? "off" : "required");
   return server;
 }
 
 SchedulerServer::~SchedulerServer() { Shutdown(); }
+
+std::vector<prometheus::MetricFamily> SchedulerServer::CollectMetrics() {
+  return runtime_ ? runtime_->CollectMetrics() : std::vector<prometheus::MetricFamily>{};
+}
 
 void SchedulerServer::Wait() {
   if (server_) server_->Wait();

@@ -25,8 +25,13 @@ struct SchedulerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string data_dir = "tessera-data";
-  std::string store = "sqlite";     // or "memory" (nothing survives a restart)
-  std::string store_sync = "full";  // sqlite: "full" (power-loss safe) or "normal"
+  std::string store = "sqlite";  // "postgres", or "memory" (nothing survives a restart)
+  // "full" (power-loss safe) or "normal" (sqlite and postgres).
+  std::string store_sync = "full";
+  // --store=postgres: libpq conninfo or URI; its password, if any, is never
+  // logged. The password file (first line) is read once at start.
+  std::string postgres_url;
+  std::string postgres_password_file;
   // Where results go (scheduler/sink/sink_factory.h): "" is <data_dir>/results.
   std::string result_sink;
   S3SinkOptions s3;  // for result_sink = s3://…
@@ -80,6 +85,8 @@ class SchedulerServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  // The runtime's metrics (for an owner that serves /metrics itself).
+  std::vector<prometheus::MetricFamily> CollectMetrics();
   void Wait();
   // Refuses new submissions, ends open calls and streams (executors keep
   // their work and re-attach later), commits what is queued to the store.

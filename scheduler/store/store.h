@@ -50,7 +50,9 @@ struct StoreWrite {
   }
 };
 
-// Thread-compatible: the runtime's store writer is the only caller of Commit.
+// Thread-safe: the runtime's store writer is the only caller of Commit and
+// Flush, while reader threads call LoadJob, ListFinishedJobs and LoadResults
+// (GetJob, ListJobs, GetResult of finished jobs) at the same time.
 //
 // Errors: what a Commit (or Flush) error means, and what the runtime does with
 // it. Nothing of a failed commit may be kept.

@@ -61,6 +61,7 @@
 #include "scheduler/sink/file_sink.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 
 namespace {
@@ -287,6 +288,29 @@ double CpuSeconds(pid_t pid) {
   return any ? ns / 1e9 : std::nan("");
 }
 
+// --store=postgres: one real PostgreSQL server on loopback for the whole run
+// (tests/util/postgres_server.h: started as the tests start it, stopped by
+// PID at exit), a fresh database per cluster, the password in a file.
+std::vector<std::string> PostgresFlags(const std::string& dir) {
+  static std::unique_ptr<::tessera::testing::PostgresServer> server;
+  static int databases = 0;
+  if (server == nullptr) {
+    server = std::make_unique<::tessera::testing::PostgresServer>();
+    if (absl::Status s = server->Start(); !s.ok()) {
+      std::fprintf(stderr, "perf_bench: no PostgreSQL server: %s\n",
+                   s.ToString().c_str());
+      server.reset();
+      return {};
+    }
+  }
+  const std::string db = absl::StrCat("bench_", ++databases);
+  if (!server->CreateDatabase(db).ok()) return {};
+  const std::string password_file = dir + "/pgpass";
+  std::ofstream(password_file) << server->password() << "\n";
+  return {"--postgres-url=" + server->Url(db),
+          "--postgres-password-file=" + password_file};
+}
+
 std::vector<std::string> Wrap(const std::string& wrapper, std::vector<std::string> argv) {
   if (wrapper.empty()) return argv;
   std::vector<std::string> out = absl::StrSplit(wrapper, ' ', absl::SkipEmpty());
@@ -356,6 +380,11 @@ struct Cluster {
     std::vector<std::string> argv = {TESSERA_SCHEDULER_BIN, "--listen=" + address,
                                      "--metrics-listen=", "--data-dir=" + dir + "/data",
                                      "--store=" + store};
+    if (store == "postgres") {
+      const std::vector<std::string> pg = PostgresFlags(dir);
+      if (pg.empty()) return false;
+      argv.insert(argv.end(), pg.begin(), pg.end());
+    }
     if (!opts.log_level.empty()) argv.push_back("--log-level=" + opts.log_level);
     argv.insert(argv.end(), extra.begin(), extra.end());
     scheduler = std::make_unique<Process>(Wrap(opts.scheduler_wrapper, argv),
@@ -1359,9 +1388,10 @@ int main(int argc, char** argv) {
   }
 
   if (want("noop")) {
-    std::optional<double> rate[2];
-    const char* stores[2] = {"sqlite", "memory"};
-    for (int i = 0; i < 2; ++i) {
+    // postgres: on this machine, the server on loopback (issue 21: >= 0.5x sqlite).
+    std::optional<double> rate[3];
+    const char* stores[3] = {"sqlite", "memory", "postgres"};
+    for (int i = 0; i < 3; ++i) {
       progress(
           absl::StrCat("noop: ", o.noop_shards, " shards, --store=", stores[i]).c_str());
       rate[i] = NoopThroughput(o, stores[i]);
@@ -1385,6 +1415,13 @@ int main(int argc, char** argv) {
         measured += "; sqlite/memory " + Num(ratio, 2);
         tgt = "sqlite >= 0.8x memory";
         verdict = target("noop_sqlite_within_20pct_of_memory", ratio >= 0.8);
+      }
+      if (i == 2 && rate[0]) {
+        const double ratio = *rate[2] / *rate[0];
+        out["noop"]["postgres_over_sqlite"] = ratio;
+        measured += "; postgres/sqlite " + Num(ratio, 2);
+        tgt = "postgres >= 0.5x sqlite";
+        verdict = target("noop_postgres_ge_half_sqlite", ratio >= 0.5);
       }
       rows.push_back({absl::StrCat("noop ", o.noop_shards, " shards, ", stores[i]),
                       measured, tgt, verdict});
@@ -1414,9 +1451,10 @@ int main(int argc, char** argv) {
       const char* store;
       const char* sync;
     };
-    for (const Variant& v : {Variant{"sqlite", "sqlite", "full"},
-                             Variant{"sqlite sync=normal", "sqlite", "normal"},
-                             Variant{"memory", "memory", ""}}) {
+    for (const Variant& v :
+         {Variant{"sqlite", "sqlite", "full"},
+          Variant{"sqlite sync=normal", "sqlite", "normal"},
+          Variant{"memory", "memory", ""}, Variant{"postgres", "postgres", "full"}}) {
       const std::string store = v.label;
       progress(absl::StrCat("latency: ", o.latency_jobs, " jobs, --store=", v.store,
                             *v.sync ? absl::StrCat(" --store-sync=", v.sync) : "")

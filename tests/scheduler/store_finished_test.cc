@@ -12,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "scheduler/store/memory_store.h"
+#include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/util/postgres_server.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -45,9 +47,49 @@ struct StoreKind {
   std::function<std::unique_ptr<Store>(const std::string& dir)> open;
 };
 
+// One PostgreSQL server for these tests, started by the first that needs it
+// and stopped (by PID) when the test program ends; a database per test.
+class PostgresForFinished : public ::testing::Environment {
+ public:
+  static PostgresForFinished* Get() {
+    static PostgresForFinished* env = static_cast<PostgresForFinished*>(
+        ::testing::AddGlobalTestEnvironment(new PostgresForFinished()));
+    return env;
+  }
+  void TearDown() override { server_.reset(); }
+  std::unique_ptr<Store> Open() {
+    if (server_ == nullptr) {
+      server_ = std::make_unique<::tessera::testing::PostgresServer>();
+      if (absl::Status s = server_->Start(); !s.ok()) {
+        ADD_FAILURE() << s;
+        server_.reset();
+        return nullptr;
+      }
+    }
+    const std::string db = absl::StrCat("finished_", ++databases_);
+    if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
+      ADD_FAILURE() << s;
+      return nullptr;
+    }
+    PostgresOptions options;
+    options.url = server_->Url(db);
+    options.password = server_->password();
+    auto store = PostgresStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+ private:
+  std::unique_ptr<::tessera::testing::PostgresServer> server_;
+  int databases_ = 0;
+};
+
 class StoreFinishedTest : public ::testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
+    if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
+      GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
+    }
     dir_ = TempDir();
     store_ = GetParam().open(dir_);
     ASSERT_NE(store_, nullptr);
@@ -241,7 +283,7 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Stores, StoreFinishedTest,
+    EveryStore, StoreFinishedTest,
     ::testing::Values(StoreKind{"memory",
                                 [](const std::string&) -> std::unique_ptr<Store> {
                                   return std::make_unique<MemoryStore>();
@@ -250,6 +292,10 @@ INSTANTIATE_TEST_SUITE_P(
                                 [](const std::string& dir) -> std::unique_ptr<Store> {
                                   auto s = SqliteStore::Open(dir);
                                   return s.ok() ? *std::move(s) : nullptr;
+                                }},
+                      StoreKind{"postgres",
+                                [](const std::string&) -> std::unique_ptr<Store> {
+                                  return PostgresForFinished::Get()->Open();
                                 }}),
     [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
 

@@ -10,7 +10,9 @@
 
 #include "gtest/gtest.h"
 #include "scheduler/store/memory_store.h"
+#include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/util/postgres_server.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -35,9 +37,49 @@ struct StoreKind {
   std::function<std::unique_ptr<Store>(const std::string& dir)> open;
 };
 
+// One PostgreSQL server for these tests, started by the first that needs it
+// and stopped (by PID) when the test program ends; a database per test.
+class PostgresForRetention : public ::testing::Environment {
+ public:
+  static PostgresForRetention* Get() {
+    static PostgresForRetention* env = static_cast<PostgresForRetention*>(
+        ::testing::AddGlobalTestEnvironment(new PostgresForRetention()));
+    return env;
+  }
+  void TearDown() override { server_.reset(); }
+  std::unique_ptr<Store> Open() {
+    if (server_ == nullptr) {
+      server_ = std::make_unique<::tessera::testing::PostgresServer>();
+      if (absl::Status s = server_->Start(); !s.ok()) {
+        ADD_FAILURE() << s;
+        server_.reset();
+        return nullptr;
+      }
+    }
+    const std::string db = absl::StrCat("retention_", ++databases_);
+    if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
+      ADD_FAILURE() << s;
+      return nullptr;
+    }
+    PostgresOptions options;
+    options.url = server_->Url(db);
+    options.password = server_->password();
+    auto store = PostgresStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+ private:
+  std::unique_ptr<::tessera::testing::PostgresServer> server_;
+  int databases_ = 0;
+};
+
 class StoreRetentionTest : public ::testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
+    if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
+      GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
+    }
     dir_ = TempDir();
     store_ = GetParam().open(dir_);
     ASSERT_NE(store_, nullptr);
@@ -142,6 +184,10 @@ INSTANTIATE_TEST_SUITE_P(
                                   auto s = SqliteStore::Open(dir);
                                   EXPECT_TRUE(s.ok()) << s.status();
                                   return s.ok() ? *std::move(s) : nullptr;
+                                }},
+                      StoreKind{"postgres",
+                                [](const std::string&) -> std::unique_ptr<Store> {
+                                  return PostgresForRetention::Get()->Open();
                                 }}),
     [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
 

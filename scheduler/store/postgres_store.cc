@@ -1,0 +1,893 @@
+#include "scheduler/store/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "shared/status_macros.h"
+
+namespace tessera::scheduler {
+namespace {
+
+// Schema migrations, in order; the store's version is the last one applied.
+// A new version is appended here, never edited in place.
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE tessera_jobs (
+  id TEXT PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  state INTEGER NOT NULL,
+  record BYTEA NOT NULL);
+CREATE INDEX tessera_jobs_by_seq ON tessera_jobs (seq);
+CREATE TABLE tessera_results (
+  job_id TEXT NOT NULL,
+  shard BIGINT NOT NULL,
+  result BYTEA NOT NULL,
+  PRIMARY KEY (job_id, shard));
+)sql"},
+    // Failed shards of unfinished jobs under the continue policy, one row each
+    // (as SQLite's schema 2), instead of a re-encode of the job's record.
+    {2, R"sql(
+CREATE TABLE tessera_failed_shards (
+  job_id TEXT NOT NULL,
+  shard BIGINT NOT NULL,
+  attempts INTEGER NOT NULL,
+  bound_start BIGINT NOT NULL,
+  bound_end BIGINT NOT NULL,
+  error BYTEA NOT NULL,
+  PRIMARY KEY (job_id, shard));
+)sql"},
+    // The leader lease of HA (postgres_leader.h): one row per election name,
+    // its holder, the address clients reach it at, an epoch that grows at
+    // every takeover, and when it expires on the server's clock.
+    {3, R"sql(
+CREATE TABLE tessera_leader (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  address TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL);
+ALTER TABLE tessera_jobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+)sql"},
+    // Memory tracks live work (issue 19): a finished job's summary (queue,
+    // times, idempotency key) in columns, filled once from the records, and
+    // indexes that page finished jobs by state and by queue in submission
+    // order; the state index covers the summary, so a start reads no record.
+    {4, R"sql(
+ALTER TABLE tessera_jobs
+  ADD COLUMN queue TEXT NOT NULL DEFAULT 'default',
+  ADD COLUMN created BIGINT,
+  ADD COLUMN ended BIGINT,
+  ADD COLUMN idem_key TEXT NOT NULL DEFAULT '';
+UPDATE tessera_jobs SET
+  queue = COALESCE(convert_from(record, 'UTF8')::jsonb #>> '{spec,queue}', 'default'),
+  created = (convert_from(record, 'UTF8')::jsonb ->> 'created')::bigint,
+  ended = (convert_from(record, 'UTF8')::jsonb ->> 'ended')::bigint,
+  idem_key = COALESCE(convert_from(record, 'UTF8')::jsonb #>> '{spec,idempotency_key}', '');
+CREATE INDEX tessera_jobs_by_state ON tessera_jobs (state, seq)
+  INCLUDE (queue, created, ended, idem_key, id);
+CREATE INDEX tessera_jobs_by_queue ON tessera_jobs (queue, seq);
+)sql"},
+};
+constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
+
+// Serializes schema changes between schedulers starting at once.
+constexpr char kMigrationLock[] = "SELECT pg_advisory_xact_lock(7310595133623644465)";
+
+// Every statement the store runs with parameters, prepared on each
+// connection. Records and results are BYTEA, sent and read in binary: the
+// store keeps the exact bytes, whatever they are.
+enum StatementId {
+  kUpsertJob,
+  kInsertResult,
+  kLoadJobs,
+  kLoadResults,
+  kPutMeta,
+  kGetMeta,
+  kTouchMeta,
+  kUpsertFailed,
+  kLoadFailed,
+  kDeleteJob,
+  kDeleteResults,
+  kDeleteFailed,
+  kCountRows,
+  kLoadUnfinished,
+  kLoadFinished,
+  kMaxSeq,
+  kLoadJob,
+  kListFinished,
+  kListFinishedByState,
+  kListFinishedByQueue,
+  kListFinishedByQueueState,
+};
+struct Statement {
+  const char* name;
+  const char* sql;
+};
+constexpr Statement kStatements[] = {
+    // A job saved again is updated in place; its seq (submission order) stays.
+    {"tessera_upsert_job",
+     // epoch: the leader's, whose fenced transaction wrote it (0 without HA),
+     // so a finalizing record shows which leader finalized it.
+     // queue, created, ended, idem_key: the finished job's summary (schema 4).
+     "INSERT INTO tessera_jobs (id, seq, state, record, epoch, queue, created, ended, "
+     "idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO "
+     "UPDATE SET state = excluded.state, record = excluded.record, "
+     "ended = excluded.ended, epoch = excluded.epoch"},
+    // The first result for a (job, shard) wins.
+    {"tessera_insert_result",
+     "INSERT INTO tessera_results (job_id, shard, result) VALUES ($1, $2, $3) "
+     "ON CONFLICT (job_id, shard) DO NOTHING"},
+    {"tessera_load_jobs", "SELECT record FROM tessera_jobs ORDER BY seq"},
+    {"tessera_load_results",
+     "SELECT shard, result FROM tessera_results WHERE job_id = $1 ORDER BY shard"},
+    {"tessera_put_meta",
+     "INSERT INTO tessera_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO "
+     "NOTHING"},
+    {"tessera_get_meta", "SELECT value FROM tessera_meta WHERE key = $1"},
+    // A write whose synchronous commit flushes the WAL (Flush with sync normal).
+    {"tessera_touch_meta",
+     "UPDATE tessera_meta SET value = value WHERE key = 'schema_version'"},
+    // A shard failed again replaces its row (SQLite: INSERT OR REPLACE).
+    {"tessera_upsert_failed",
+     "INSERT INTO tessera_failed_shards (job_id, shard, attempts, bound_start, "
+     "bound_end, error) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, shard) DO "
+     "UPDATE SET attempts = excluded.attempts, bound_start = excluded.bound_start, "
+     "bound_end = excluded.bound_end, error = excluded.error"},
+    {"tessera_load_failed",
+     "SELECT shard, attempts, bound_start, bound_end, error FROM tessera_failed_shards "
+     "WHERE job_id = $1 ORDER BY shard"},
+    {"tessera_delete_job", "DELETE FROM tessera_jobs WHERE id = $1"},
+    {"tessera_delete_results", "DELETE FROM tessera_results WHERE job_id = $1"},
+    {"tessera_delete_failed", "DELETE FROM tessera_failed_shards WHERE job_id = $1"},
+    {"tessera_count_rows",
+     "SELECT (SELECT COUNT(*) FROM tessera_jobs), (SELECT COUNT(*) FROM "
+     "tessera_results), (SELECT COUNT(*) FROM tessera_failed_shards)"},
+    // Finished states are 2 (SUCCEEDED) and up (types.h: append only).
+    {"tessera_load_unfinished",
+     "SELECT record FROM tessera_jobs WHERE state < 2 ORDER BY seq"},
+    {"tessera_load_finished",
+     "SELECT id, seq, state, queue, created, ended, idem_key FROM tessera_jobs "
+     "WHERE state >= 2 ORDER BY seq"},
+    {"tessera_max_seq", "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM tessera_jobs"},
+    {"tessera_load_job", "SELECT record FROM tessera_jobs WHERE id = $1"},
+    {"tessera_list_finished",
+     "SELECT seq, record FROM tessera_jobs WHERE state >= 2 AND seq <= $1 "
+     "ORDER BY seq DESC LIMIT $2"},
+    {"tessera_list_finished_by_state",
+     "SELECT seq, record FROM tessera_jobs WHERE state = $3 AND seq <= $1 "
+     "ORDER BY seq DESC LIMIT $2"},
+    {"tessera_list_finished_by_queue",
+     "SELECT seq, record FROM tessera_jobs WHERE queue = $3 AND state >= 2 AND "
+     "seq <= $1 ORDER BY seq DESC LIMIT $2"},
+    {"tessera_list_finished_by_queue_state",
+     "SELECT seq, record FROM tessera_jobs WHERE queue = $3 AND state = $4 AND "
+     "seq <= $1 ORDER BY seq DESC LIMIT $2"},
+};
+
+// Largest field PostgreSQL stores (1 GB), less room for its header.
+constexpr size_t kMaxFieldBytes = (size_t{1} << 30) - 64;
+
+bool StartsWith(const char* s, const char* prefix) {
+  return s != nullptr && std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+}
+
+// What the caller should do next (store.h), by SQLSTATE.
+absl::StatusCode CodeOf(const char* state) {
+  if (state == nullptr || *state == '\0') return absl::StatusCode::kUnavailable;
+  const std::string s(state);
+  if (s == "53100") return absl::StatusCode::kResourceExhausted;  // disk full
+  if (StartsWith(state, "08") ||                                  // connection exception
+      s == "57P01" || s == "57P02" || s == "57P03" ||  // shutting down, starting
+      s == "40001" || s == "40P01" ||                  // serialization, deadlock
+      s == "55P03" || s == "57014" ||                  // lock not available, cancelled
+      s == "25006" ||  // read-only transaction (a standby after failover)
+      s == "53200" || s == "53300" || s == "53400" || s == "58030") {
+    return absl::StatusCode::kUnavailable;
+  }
+  if (s == "54000" || s == "54001") return absl::StatusCode::kInvalidArgument;
+  if (StartsWith(state, "28") || s == "3D000" || s == "42501") {
+    return absl::StatusCode::kFailedPrecondition;
+  }
+  if (s == "XX001" || s == "XX002") return absl::StatusCode::kDataLoss;
+  return absl::StatusCode::kInternal;
+}
+
+int64_t ReadBigEndian64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return static_cast<int64_t>(v);
+}
+
+int32_t ReadBigEndian32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return static_cast<int32_t>(v);
+}
+
+std::string Field(const PGresult* res, int row, int col) {
+  return std::string(PQgetvalue(res, row, col), PQgetlength(res, row, col));
+}
+
+using Result = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+}  // namespace
+
+PostgresStore::PostgresStore(const PostgresOptions& options)
+    : options_(options),
+      redacted_url_(RedactConninfo(options.url)),
+      max_record_bytes_(kMaxFieldBytes) {}
+
+int PostgresStore::SchemaVersion() { return kLatestVersion; }
+
+absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
+    const PostgresOptions& options) {
+  if (options.sync != "normal" && options.sync != "full") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store-sync must be normal or full (got \"", options.sync, "\")"));
+  }
+  if (options.url.empty()) {
+    return absl::InvalidArgumentError("--store=postgres needs --postgres-url");
+  }
+  std::unique_ptr<PostgresStore> store(new PostgresStore(options));
+  absl::MutexLock lock(&store->mu_);
+  if (absl::Status s = store->EnsureConnectedLocked(); !s.ok()) return s;
+  if (absl::Status s = store->MigrateLocked(); !s.ok()) return s;
+  return store;
+}
+
+PostgresStore::~PostgresStore() {
+  absl::MutexLock lock(&mu_);
+  if (conn_ != nullptr) PQfinish(conn_);
+}
+
+void PostgresStore::SetFenceSql(std::string sql, int64_t epoch) {
+  absl::MutexLock lock(&mu_);
+  fence_sql_ = std::move(sql);
+  fence_epoch_ = epoch;
+}
+
+void PostgresStore::SetMaxRecordBytesForTesting(size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  max_record_bytes_ = bytes;
+}
+
+std::string PostgresStore::ScrubLocked(std::string text) const {
+  for (const std::string* p : {&password_seen_, &options_.password}) {
+    // A very short password would blank out ordinary words; libpq never
+    // repeats it in a message anyway: this is a second line of defence.
+    if (p->size() >= 4) text = absl::StrReplaceAll(text, {{*p, "***"}});
+  }
+  return text;
+}
+
+absl::Status PostgresStore::EnsureConnectedLocked() {
+  if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) return absl::OkStatus();
+  if (conn_ != nullptr) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  // Defaults first, the URL last: what the URL says wins (PQconnectdbParams
+  // keeps the last value of a keyword). A silent server (paused, partitioned)
+  // is noticed by TCP keepalives and tcp_user_timeout, not waited for forever.
+  const std::string timeout = std::to_string(options_.connect_timeout_seconds);
+  std::vector<const char*> keys = {
+      "connect_timeout",     "application_name", "keepalives",      "keepalives_idle",
+      "keepalives_interval", "keepalives_count", "tcp_user_timeout"};
+  std::vector<const char*> values = {
+      timeout.c_str(), "tessera-scheduler", "1", "10", "3", "3", "30000"};
+  if (!options_.password.empty()) {
+    keys.push_back("password");
+    values.push_back(options_.password.c_str());
+  }
+  keys.push_back("dbname");
+  values.push_back(options_.url.c_str());
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  if (conn == nullptr) {
+    return absl::UnavailableError(absl::StrCat("store postgres ", redacted_url_,
+                                               ": cannot connect: out of memory"));
+  }
+  if (PQstatus(conn) != CONNECTION_OK) {
+    const std::string message(absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));
+    const bool refused = PQconnectionNeedsPassword(conn) ||
+                         message.find("authentication failed") != std::string::npos ||
+                         message.find("does not exist") != std::string::npos;
+    PQfinish(conn);
+    return absl::Status(
+        refused ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kUnavailable,
+        ScrubLocked(absl::StrCat("store postgres ", redacted_url_,
+                                 ": cannot connect: ", message)));
+  }
+  conn_ = conn;
+  if (const char* pass = PQpass(conn_); pass != nullptr) password_seen_ = pass;
+  // The session's commits wait for the WAL flush with "full" whatever the
+  // server's default; with "normal" only durable ones do (SET LOCAL).
+  if (absl::Status s =
+          ExecLocked(options_.sync == "full" ? "SET synchronous_commit = on"
+                                             : "SET synchronous_commit = off",
+                     "set synchronous_commit");
+      !s.ok()) {
+    return s;
+  }
+  // Statements name tables, so they are prepared once the schema is there.
+  return schema_ready_ ? PrepareLocked() : absl::OkStatus();
+}
+
+absl::Status PostgresStore::PrepareLocked() {
+  for (const Statement& st : kStatements) {
+    Result res(PQprepare(conn_, st.name, st.sql, 0, nullptr), &PQclear);
+    if (absl::Status s =
+            Check(res.get(), PGRES_COMMAND_OK, absl::StrCat("prepare ", st.name));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PostgresStore::ExecLocked(const char* sql, const std::string& what) {
+  Result res(PQexec(conn_, sql), &PQclear);
+  return Check(res.get(), PGRES_COMMAND_OK, what);
+}
+
+absl::Status PostgresStore::Check(PGresult* res, int want, const std::string& what,
+                                  const std::string& job_id) {
+  if (res != nullptr && PQresultStatus(res) == want) return absl::OkStatus();
+  const char* state =
+      res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string message(res != nullptr ? PQresultErrorMessage(res) : "");
+  if (message.empty()) message = PQerrorMessage(conn_);
+  if (message.empty()) message = "unexpected reply";
+  const bool lost = PQstatus(conn_) != CONNECTION_OK;
+  absl::StatusCode code = lost ? absl::StatusCode::kUnavailable : CodeOf(state);
+  if (!lost && state == nullptr && res != nullptr) code = absl::StatusCode::kInternal;
+  const std::string text =
+      ScrubLocked(absl::StrCat("store postgres ", redacted_url_, ": ", what, ": ",
+                               absl::StripTrailingAsciiWhitespace(message),
+                               state ? absl::StrCat(" (SQLSTATE ", state, ")") : ""));
+  if (lost) {
+    // The next call reconnects (and prepares the statements again).
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  if (!job_id.empty() && code == absl::StatusCode::kInvalidArgument) {
+    return RecordError(code, job_id, text);
+  }
+  return absl::Status(code, text);
+}
+
+absl::StatusOr<PostgresStore::Rows> PostgresStore::RunLocked(
+    int statement, const std::vector<Param>& params, const std::string& what,
+    const std::string& job_id) {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  for (const Param& p : params) {
+    values.push_back(p.data);
+    lengths.push_back(p.length);
+    formats.push_back(p.binary ? 1 : 0);
+  }
+  Result res(PQexecPrepared(conn_, kStatements[statement].name,
+                            static_cast<int>(params.size()), values.data(),
+                            lengths.data(), formats.data(), /*resultFormat=binary*/ 1),
+             &PQclear);
+  const ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+  const int want = status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK;
+  if (absl::Status s = Check(res.get(), want, what, job_id); !s.ok()) return s;
+  return Rows(res.release(), &PQclear);
+}
+
+absl::Status PostgresStore::MigrateLocked() {
+  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin migration"));
+  absl::Status s = [&]() -> absl::Status {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
+    Result lock(PQexec(conn_, kMigrationLock), &PQclear);
+    TESSERA_RETURN_IF_ERROR(Check(lock.get(), PGRES_TUPLES_OK, "lock the schema"));
+    // No NOTICE on stderr for a table that is there already.
+    TESSERA_RETURN_IF_ERROR(
+        ExecLocked("SET LOCAL client_min_messages = warning", "quiet migration"));
+    TESSERA_RETURN_IF_ERROR(ExecLocked(
+        "CREATE TABLE IF NOT EXISTS tessera_meta (key TEXT PRIMARY KEY, value BYTEA NOT "
+        "NULL)",
+        "create tessera_meta"));
+    Result got(PQexec(conn_,
+                      "SELECT convert_from(value, 'UTF8') FROM tessera_meta WHERE key = "
+                      "'schema_version'"),
+               &PQclear);
+    TESSERA_RETURN_IF_ERROR(Check(got.get(), PGRES_TUPLES_OK, "read the schema version"));
+    int version = 0;
+    if (PQntuples(got.get()) > 0 && !absl::SimpleAtoi(Field(got.get(), 0, 0), &version)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store postgres ", redacted_url_, ": schema version \"",
+                       Field(got.get(), 0, 0), "\" is not a number"));
+    }
+    if (version > kLatestVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store postgres ", redacted_url_, " has schema version ", version,
+          "; this scheduler reads version ", kLatestVersion, " (run a newer scheduler)"));
+    }
+    for (const Migration& m : kMigrations) {
+      if (m.version <= version) continue;
+      if (absl::Status s =
+              ExecLocked(m.sql, absl::StrCat("migrate to schema version ", m.version));
+          !s.ok()) {
+        return absl::Status(
+            s.code(), absl::StrCat(s.message(), " (is this database a Tessera store?)"));
+      }
+      ++migrations_applied_;
+      version = m.version;
+    }
+    const std::string put = absl::StrCat(
+        "INSERT INTO tessera_meta (key, value) VALUES ('schema_version', convert_to('",
+        version, "', 'UTF8')) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    TESSERA_RETURN_IF_ERROR(ExecLocked(put.c_str(), "write the schema version"));
+    return ExecLocked("COMMIT", "commit migration");
+  }();
+  if (!s.ok()) {
+    RollbackLocked();
+    return s;
+  }
+  schema_ready_ = true;
+  return PrepareLocked();
+}
+
+void PostgresStore::RollbackLocked() {
+  if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) return;
+  if (PQtransactionStatus(conn_) == PQTRANS_IDLE) return;
+  Result res(PQexec(conn_, "ROLLBACK"), &PQclear);
+}
+
+absl::Status PostgresStore::FenceLocked() {
+  if (fence_sql_.empty()) return absl::OkStatus();
+  Result res(PQexec(conn_, fence_sql_.c_str()), &PQclear);
+  TESSERA_RETURN_IF_ERROR(Check(res.get(), PGRES_TUPLES_OK, "fence check"));
+  if (PQntuples(res.get()) != 1 || PQnfields(res.get()) != 1 ||
+      std::string(PQgetvalue(res.get(), 0, 0)) != "t") {
+    return absl::AbortedError(absl::StrCat(
+        "store postgres ", redacted_url_,
+        ": fenced: the fence check refused this transaction; nothing was committed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PostgresStore::Commit(const StoreWrite& write, bool durable) {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
+  absl::Status s = CommitLocked(write, durable);
+  if (!s.ok()) RollbackLocked();
+  return s;
+}
+
+absl::Status PostgresStore::RecordTooBig(const std::string& job_id,
+                                         const std::string& what, size_t bytes) {
+  return RecordError(
+      absl::StatusCode::kInvalidArgument, job_id,
+      absl::StrCat("store postgres ", redacted_url_, ": ", what, " is ", bytes,
+                   " bytes, more than the store takes (", max_record_bytes_, ")"));
+}
+
+absl::Status PostgresStore::DeleteRowsLocked(int statement, const std::string& job_id,
+                                             const std::string& what) {
+  return RunLocked(statement, {{job_id.data(), static_cast<int>(job_id.size()), true}},
+                   what + " of job " + job_id)
+      .status();
+}
+
+absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
+  if (durable && options_.sync != "full") {
+    TESSERA_RETURN_IF_ERROR(
+        ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
+  }
+  TESSERA_RETURN_IF_ERROR(FenceLocked());
+  for (const JobRecord* r : w.jobs) {
+    const std::string text = EncodeJobRecord(*r);
+    if (text.size() > max_record_bytes_) {
+      return RecordTooBig(r->id, "the record of job " + r->id, text.size());
+    }
+    const std::string seq = std::to_string(r->seq);
+    // Summary columns: times in Unix nanoseconds, NULL for "not yet".
+    const std::string created = r->created == absl::InfinitePast()
+                                    ? ""
+                                    : std::to_string(absl::ToUnixNanos(r->created));
+    const std::string ended = r->ended == absl::InfinitePast()
+                                  ? ""
+                                  : std::to_string(absl::ToUnixNanos(r->ended));
+    const std::string state = std::to_string(static_cast<int>(r->state));
+    const std::string epoch = std::to_string(fence_epoch_);
+    TESSERA_RETURN_IF_ERROR(
+        RunLocked(kUpsertJob,
+                  {{r->id.data(), static_cast<int>(r->id.size()), true},
+                   {seq.c_str(), 0, false},
+                   {state.c_str(), 0, false},
+                   {text.data(), static_cast<int>(text.size()), true},
+                   {epoch.c_str(), 0, false},
+                   {r->spec.queue.data(), static_cast<int>(r->spec.queue.size()), true},
+                   {created.empty() ? nullptr : created.c_str(), 0, false},
+                   {ended.empty() ? nullptr : ended.c_str(), 0, false},
+                   {r->spec.idempotency_key.data(),
+                    static_cast<int>(r->spec.idempotency_key.size()), true}},
+                  "write job " + r->id, r->id)
+            .status());
+  }
+  for (const SaveResultOp* r : w.results) {
+    if (r->result_json.size() > max_record_bytes_) {
+      return RecordTooBig(
+          r->job_id, absl::StrCat("the result of job ", r->job_id, " shard ", r->shard),
+          r->result_json.size());
+    }
+    const std::string shard = std::to_string(r->shard);
+    TESSERA_RETURN_IF_ERROR(
+        RunLocked(
+            kInsertResult,
+            {{r->job_id.data(), static_cast<int>(r->job_id.size()), true},
+             {shard.c_str(), 0, false},
+             {r->result_json.data(), static_cast<int>(r->result_json.size()), true}},
+            absl::StrCat("write result of job ", r->job_id, " shard ", r->shard),
+            r->job_id)
+            .status());
+  }
+  for (const SaveFailedShardOp* f : w.failed) {
+    const FailedShard& fs = f->shard;
+    if (fs.last_error.size() > max_record_bytes_) {
+      return RecordTooBig(
+          f->job_id, absl::StrCat("the error of job ", f->job_id, " shard ", fs.shard),
+          fs.last_error.size());
+    }
+    const std::string shard = std::to_string(fs.shard);
+    const std::string attempts = std::to_string(fs.attempts);
+    const std::string start = std::to_string(fs.bounds.start);
+    const std::string end = std::to_string(fs.bounds.end);
+    TESSERA_RETURN_IF_ERROR(
+        RunLocked(
+            kUpsertFailed,
+            {{f->job_id.data(), static_cast<int>(f->job_id.size()), true},
+             {shard.c_str(), 0, false},
+             {attempts.c_str(), 0, false},
+             {start.c_str(), 0, false},
+             {end.c_str(), 0, false},
+             {fs.last_error.data(), static_cast<int>(fs.last_error.size()), true}},
+            absl::StrCat("write failed shard of job ", f->job_id, " shard ", fs.shard),
+            f->job_id)
+            .status());
+  }
+  // What the records imply (store.h), after the rows above, in this transaction.
+  for (const JobRecord* r : w.jobs) {
+    if (r->state == JobState::kSucceeded) {
+      TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteResults, r->id, "compact results"));
+    }
+    if (IsTerminal(r->state)) {
+      TESSERA_RETURN_IF_ERROR(
+          DeleteRowsLocked(kDeleteFailed, r->id, "compact failed shards"));
+    }
+  }
+  for (const std::string& id : w.retired) {
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteJob, id, "retire"));
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteResults, id, "retire results"));
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteFailed, id, "retire failed shards"));
+  }
+  // A COMMIT whose reply is lost may or may not have happened: the runtime
+  // retries the batch, which is idempotent (upserts, first result wins,
+  // deletions of what is gone delete nothing).
+  return ExecLocked("COMMIT", "commit");
+}
+
+absl::Status PostgresStore::Flush() {
+  // With "full" every commit was durable when it returned.
+  if (options_.sync == "full") return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
+  // A write committed synchronously flushes the WAL up to it, and so every
+  // earlier (asynchronous) commit.
+  absl::Status s = [&]() -> absl::Status {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
+    TESSERA_RETURN_IF_ERROR(
+        ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
+    TESSERA_RETURN_IF_ERROR(FenceLocked());
+    TESSERA_RETURN_IF_ERROR(RunLocked(kTouchMeta, {}, "flush").status());
+    return ExecLocked("COMMIT", "commit flush");
+  }();
+  if (!s.ok()) RollbackLocked();
+  return s;
+}
+
+absl::StatusOr<StoredState> PostgresStore::Load() {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  // One snapshot for the jobs and their results.
+  TESSERA_RETURN_IF_ERROR(
+      ExecLocked("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin load"));
+  absl::StatusOr<StoredState> state = [&]() -> absl::StatusOr<StoredState> {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
+    StoredState state;
+    TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kLoadJobs, {}, "read jobs"));
+    for (int i = 0; i < PQntuples(rows.get()); ++i) {
+      auto r = DecodeJobRecord(Field(rows.get(), i, 0));
+      if (!r.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("store postgres ", redacted_url_, ": ", r.status().message()));
+      }
+      state.jobs.push_back(*std::move(r));
+    }
+    for (const JobRecord& r : state.jobs) {
+      if (IsTerminal(r.state)) continue;
+      TESSERA_ASSIGN_OR_RETURN(state.results[r.id], LoadResultsLocked(r.id));
+      TESSERA_ASSIGN_OR_RETURN(
+          Rows f,
+          RunLocked(kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
+                    "read failed shards of job " + r.id));
+      for (int i = 0; i < PQntuples(f.get()); ++i) {
+        if (PQgetlength(f.get(), i, 0) != 8 || PQgetlength(f.get(), i, 1) != 4 ||
+            PQgetlength(f.get(), i, 2) != 8 || PQgetlength(f.get(), i, 3) != 8) {
+          return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                                  ": a failed shard of job ", r.id,
+                                                  " has a malformed row"));
+        }
+        FailedShard fs;
+        fs.shard = ReadBigEndian64(PQgetvalue(f.get(), i, 0));
+        fs.attempts = ReadBigEndian32(PQgetvalue(f.get(), i, 1));
+        fs.bounds.start = ReadBigEndian64(PQgetvalue(f.get(), i, 2));
+        fs.bounds.end = ReadBigEndian64(PQgetvalue(f.get(), i, 3));
+        fs.last_error = Field(f.get(), i, 4);
+        state.failed[r.id].push_back(std::move(fs));
+      }
+    }
+    TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
+    return state;
+  }();
+  if (!state.ok()) RollbackLocked();
+  return state;
+}
+
+absl::StatusOr<StoredState> PostgresStore::LoadUnfinished() {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  // One snapshot for the jobs, the summaries and the unfinished jobs' rows.
+  TESSERA_RETURN_IF_ERROR(
+      ExecLocked("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin load"));
+  absl::StatusOr<StoredState> state = [&]() -> absl::StatusOr<StoredState> {
+    mu_.AssertHeld();
+    StoredState state;
+    {
+      TESSERA_ASSIGN_OR_RETURN(Rows rows,
+                               RunLocked(kLoadUnfinished, {}, "read unfinished jobs"));
+      for (int i = 0; i < PQntuples(rows.get()); ++i) {
+        TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
+        state.jobs.push_back(std::move(r));
+      }
+    }
+    {
+      TESSERA_ASSIGN_OR_RETURN(Rows rows,
+                               RunLocked(kLoadFinished, {}, "read finished jobs"));
+      state.finished.reserve(PQntuples(rows.get()));
+      for (int i = 0; i < PQntuples(rows.get()); ++i) {
+        PGresult* res = rows.get();
+        if (PQgetlength(res, i, 1) != 8 || PQgetlength(res, i, 2) != 4 ||
+            (!PQgetisnull(res, i, 4) && PQgetlength(res, i, 4) != 8) ||
+            (!PQgetisnull(res, i, 5) && PQgetlength(res, i, 5) != 8)) {
+          return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                                  ": a finished job's row is malformed"));
+        }
+        FinishedJob f;
+        f.id = Field(res, i, 0);
+        f.seq = ReadBigEndian64(PQgetvalue(res, i, 1));
+        f.state = static_cast<JobState>(ReadBigEndian32(PQgetvalue(res, i, 2)));
+        f.queue = Field(res, i, 3);
+        if (!PQgetisnull(res, i, 4)) {
+          f.created = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 4)));
+        }
+        if (!PQgetisnull(res, i, 5)) {
+          f.ended = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 5)));
+        }
+        f.idempotency_key = Field(res, i, 6);
+        state.finished.push_back(std::move(f));
+      }
+    }
+    {
+      TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kMaxSeq, {}, "read jobs"));
+      if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8) {
+        return absl::InternalError(absl::StrCat("store postgres ", redacted_url_,
+                                                ": read jobs: unexpected reply"));
+      }
+      state.max_seq = ReadBigEndian64(PQgetvalue(rows.get(), 0, 0));
+    }
+    TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
+    TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
+    return state;
+  }();
+  if (!state.ok()) RollbackLocked();
+  return state;
+}
+
+absl::StatusOr<JobRecord> PostgresStore::DecodeLocked(PGresult* rows, int row, int col) {
+  auto r = DecodeJobRecord(Field(rows, row, col));
+  if (!r.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("store postgres ", redacted_url_, ": ", r.status().message()));
+  }
+  return r;
+}
+
+absl::StatusOr<std::optional<JobRecord>> PostgresStore::LoadJob(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  TESSERA_ASSIGN_OR_RETURN(
+      Rows rows, RunLocked(kLoadJob, {{id.data(), static_cast<int>(id.size()), true}},
+                           "read job " + id));
+  if (PQntuples(rows.get()) == 0) return std::nullopt;
+  TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), 0, 0));
+  return std::optional<JobRecord>(std::move(r));
+}
+
+absl::StatusOr<std::vector<JobRecord>> PostgresStore::ListFinishedJobs(
+    const JobFilter& filter, int64_t before, int limit) {
+  std::vector<JobRecord> out;
+  if (limit <= 0) return out;
+  if (filter.state.has_value() && !IsTerminal(*filter.state)) return out;
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  // The index that makes the page O(limit): the state's, the queue's, or
+  // submission order (the few unfinished jobs are skipped on the way).
+  const bool by_queue = !filter.queue.empty();
+  const int statement =
+      by_queue ? (filter.state ? kListFinishedByQueueState : kListFinishedByQueue)
+               : (filter.state ? kListFinishedByState : kListFinished);
+  const std::string state =
+      filter.state ? std::to_string(static_cast<int>(*filter.state)) : "";
+  // Labels are matched on the records: read in chunks until the page is full.
+  const int chunk = filter.labels.empty() ? limit : std::max(limit, 256);
+  const std::string chunk_text = std::to_string(chunk);
+  int64_t cursor = before < 0 ? std::numeric_limits<int64_t>::max() : before;
+  while (static_cast<int>(out.size()) < limit) {
+    const std::string cursor_text = std::to_string(cursor);
+    std::vector<Param> params = {{cursor_text.c_str(), 0, false},
+                                 {chunk_text.c_str(), 0, false}};
+    if (by_queue) {
+      params.push_back(
+          {filter.queue.data(), static_cast<int>(filter.queue.size()), true});
+    }
+    if (filter.state) params.push_back({state.c_str(), 0, false});
+    TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(statement, params, "list jobs"));
+    const int n = PQntuples(rows.get());
+    for (int i = 0; i < n; ++i) {
+      if (PQgetlength(rows.get(), i, 0) != 8) {
+        return absl::InternalError(absl::StrCat("store postgres ", redacted_url_,
+                                                ": list jobs: unexpected reply"));
+      }
+      cursor = ReadBigEndian64(PQgetvalue(rows.get(), i, 0)) - 1;
+      if (static_cast<int>(out.size()) >= limit) continue;
+      TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 1));
+      if (MatchesFilter(filter, r.state, r.spec)) out.push_back(std::move(r));
+    }
+    if (n < chunk) break;  // nothing older
+  }
+  return out;
+}
+
+absl::Status PostgresStore::LoadShardRowsLocked(StoredState& state) {
+  for (const JobRecord& r : state.jobs) {
+    if (IsTerminal(r.state)) continue;
+    TESSERA_ASSIGN_OR_RETURN(state.results[r.id], LoadResultsLocked(r.id));
+    TESSERA_ASSIGN_OR_RETURN(
+        Rows f,
+        RunLocked(kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
+                  "read failed shards of job " + r.id));
+    for (int i = 0; i < PQntuples(f.get()); ++i) {
+      if (PQgetlength(f.get(), i, 0) != 8 || PQgetlength(f.get(), i, 1) != 4 ||
+          PQgetlength(f.get(), i, 2) != 8 || PQgetlength(f.get(), i, 3) != 8) {
+        return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                                ": a failed shard of job ", r.id,
+                                                " has a malformed row"));
+      }
+      FailedShard fs;
+      fs.shard = ReadBigEndian64(PQgetvalue(f.get(), i, 0));
+      fs.attempts = ReadBigEndian32(PQgetvalue(f.get(), i, 1));
+      fs.bounds.start = ReadBigEndian64(PQgetvalue(f.get(), i, 2));
+      fs.bounds.end = ReadBigEndian64(PQgetvalue(f.get(), i, 3));
+      fs.last_error = Field(f.get(), i, 4);
+      state.failed[r.id].push_back(std::move(fs));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// PostgreSQL hands the space of deleted rows back on its own: autovacuum
+// (on by default, also on managed services) marks it free for new rows of the
+// same table, which is what SQLite's incremental vacuum does for us. A plain
+// VACUUM here would only race autovacuum for the same work on the leader's
+// connection, and VACUUM FULL (giving space to the file system) takes an
+// exclusive lock on the table for its whole run: that is an operator's call,
+// not a periodic one.
+absl::Status PostgresStore::Compact() { return absl::OkStatus(); }
+
+absl::StatusOr<Store::RowCounts> PostgresStore::CountRows() {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kCountRows, {}, "count rows"));
+  if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8 ||
+      PQgetlength(rows.get(), 0, 1) != 8 || PQgetlength(rows.get(), 0, 2) != 8) {
+    return absl::InternalError(
+        absl::StrCat("store postgres ", redacted_url_, ": count rows: unexpected reply"));
+  }
+  RowCounts n;
+  n.jobs = ReadBigEndian64(PQgetvalue(rows.get(), 0, 0));
+  n.results = ReadBigEndian64(PQgetvalue(rows.get(), 0, 1));
+  n.failed = ReadBigEndian64(PQgetvalue(rows.get(), 0, 2));
+  return n;
+}
+
+absl::StatusOr<std::vector<StoredResult>> PostgresStore::LoadResultsLocked(
+    const std::string& job_id) {
+  TESSERA_ASSIGN_OR_RETURN(
+      Rows rows,
+      RunLocked(kLoadResults, {{job_id.data(), static_cast<int>(job_id.size()), true}},
+                "read results of job " + job_id));
+  std::vector<StoredResult> out;
+  out.reserve(PQntuples(rows.get()));
+  for (int i = 0; i < PQntuples(rows.get()); ++i) {
+    if (PQgetlength(rows.get(), i, 0) != 8) {
+      return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                              ": a shard number of job ", job_id,
+                                              " is not a bigint"));
+    }
+    out.push_back(
+        {ReadBigEndian64(PQgetvalue(rows.get(), i, 0)), Field(rows.get(), i, 1)});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<StoredResult>> PostgresStore::LoadResults(
+    const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  return LoadResultsLocked(job_id);
+}
+
+absl::StatusOr<std::string> PostgresStore::InitMeta(const std::string& key,
+                                                    const std::string& value_if_new) {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  const Param k{key.data(), static_cast<int>(key.size()), true};
+  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
+  // Durable before it is used, whatever the sync setting.
+  absl::Status s = [&]() -> absl::Status {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
+    TESSERA_RETURN_IF_ERROR(
+        ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
+    TESSERA_RETURN_IF_ERROR(
+        RunLocked(kPutMeta,
+                  {k, {value_if_new.data(), static_cast<int>(value_if_new.size()), true}},
+                  "write meta " + key)
+            .status());
+    return ExecLocked("COMMIT", "commit meta " + key);
+  }();
+  if (!s.ok()) {
+    RollbackLocked();
+    return s;
+  }
+  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kGetMeta, {k}, "read meta " + key));
+  if (PQntuples(rows.get()) != 1) {
+    return absl::InternalError(
+        absl::StrCat("store postgres ", redacted_url_, ": meta ", key, " is missing"));
+  }
+  return Field(rows.get(), 0, 0);
+}
+
+}  // namespace tessera::scheduler
