@@ -34,6 +34,27 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
 }
 
+// Limits for a record read back: accepted once, accepted again.
+CoreConfig Unlimited(CoreConfig config) {
+  config.max_shards_per_job = std::numeric_limits<int64_t>::max();
+  config.max_items_per_job = std::numeric_limits<int64_t>::max();
+  config.max_json_depth = 1000;
+  config.max_item_bytes = std::numeric_limits<int64_t>::max();
+  return config;
+}
+
+// Items done of a finished record; one written before records kept the
+// count derives it from the state.
+int64_t FinishedItemsDone(const JobRecord& r, const RangePartition& p) {
+  if (r.items_done >= 0) return r.items_done;
+  if (r.state != JobState::kSucceeded && r.state != JobState::kPartial) return 0;
+  int64_t done = p.TotalItems();
+  for (const FailedShard& f : r.failed) {
+    if (f.shard >= 0 && f.shard < p.num_shards()) done -= p.Items(f.shard);
+  }
+  return done;
+}
+
 }  // namespace
 
 struct SchedulerCore::Job {
@@ -79,6 +100,11 @@ struct SchedulerCore::Job {
   // What Index last counted: the state, and the key in finished_ if any.
   std::optional<JobState> counted;
   std::optional<absl::Time> retire_at;
+  // The record of the last Save (identity only): when the store has
+  // committed it and the job is finished, the job leaves memory.
+  const void* last_saved = nullptr;
+  // Finished at some point while held: the store may hold a finished record.
+  bool once_finished = false;
 };
 
 struct SchedulerCore::Executor {
@@ -113,7 +139,7 @@ SchedulerCore::~SchedulerCore() = default;
 
 absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
                                               const std::string& job_id, absl::Time now,
-                                              Actions& out) {
+                                              Actions& out, const JobRecord* stored) {
   TESSERA_RETURN_IF_ERROR(ValidateSpec(spec));
   TESSERA_RETURN_IF_ERROR(ValidateSpecLimits(spec, config_));
   TESSERA_ASSIGN_OR_RETURN(RangePartition partition, MakePartition(spec, config_));
@@ -121,18 +147,31 @@ absl::StatusOr<JobView> SchedulerCore::Submit(const JobSpec& spec,
     auto it = idempotency_.find(spec.idempotency_key);
     if (it != idempotency_.end() &&
         Wall(now) - it->second.created < config_.idempotency_retention) {
-      // A retired job's key is forgotten with it (Retire): the job is here.
-      const Job* existing = FindJob(it->second.job_id);
-      // max_parallel and rate_limit may have been changed by UpdateJob since.
-      JobSpec original = existing == nullptr ? JobSpec() : existing->record.spec;
-      original.max_parallel = spec.max_parallel;
-      original.rate_limit = spec.rate_limit;
-      if (existing != nullptr && SameSpec(original, spec)) {
-        return View(*existing, now);  // the same submission again: the same job
+      const std::string& key_job = it->second.job_id;
+      const Job* existing = FindJob(key_job);
+      const JobRecord* record = existing != nullptr ? &existing->record
+                                : stored != nullptr && stored->id == key_job ? stored
+                                                                             : nullptr;
+      if (record == nullptr && InStoreOnly(key_job)) {
+        return absl::UnavailableError(
+            absl::StrCat("job ", key_job, " (idempotency key \"", spec.idempotency_key,
+                         "\") is being read from the store; submit again"));
       }
-      return absl::AlreadyExistsError(absl::StrCat(
-          "spec.idempotency_key \"", spec.idempotency_key, "\" is already used by job ",
-          it->second.job_id, " with a different spec"));
+      if (record != nullptr) {
+        // max_parallel and rate_limit may have been changed by UpdateJob since.
+        JobSpec original = record->spec;
+        original.max_parallel = spec.max_parallel;
+        original.rate_limit = spec.rate_limit;
+        if (SameSpec(original, spec)) {
+          // The same submission again: the same job.
+          return existing != nullptr ? View(*existing, now) : FinishedView(*record);
+        }
+        return absl::AlreadyExistsError(absl::StrCat(
+            "spec.idempotency_key \"", spec.idempotency_key, "\" is already used by job ",
+            key_job, " with a different spec"));
+      }
+      // Its job was retired: the key went with it.
+      idempotency_.erase(it);
     }
   }
   if (jobs_.count(job_id)) {
@@ -210,6 +249,8 @@ void SchedulerCore::Restore(
       j->next_shard = j->partition.num_shards();
       j->folded = j->partition.num_shards();
       j->succeeded = r.shards_succeeded;
+      j->items_completed = FinishedItemsDone(r, j->partition);
+      j->once_finished = true;
       continue;
     }
     auto it = results.find(r.id);
@@ -233,6 +274,134 @@ void SchedulerCore::Restore(
     if (!j->persisting) FoldPrefix(*j, now, out);
   }
   CheckInvariants();
+}
+
+void SchedulerCore::RestoreFinished(const std::vector<FinishedJob>& finished,
+                                    int64_t max_seq, absl::Time now) {
+  next_seq_ = std::max(next_seq_, max_seq + 1);
+  for (const FinishedJob& f : finished) {
+    next_seq_ = std::max(next_seq_, f.seq + 1);
+    if (!IsTerminal(f.state) || jobs_.count(f.id) || finished_info_.count(f.id)) continue;
+    auto& by_state = counts_[f.queue];
+    ++by_state[f.state];
+    JobRecord times;
+    times.created = f.created;
+    times.ended = f.ended;
+    const absl::Time retire_at = RetireAt(times);
+    finished_.insert({retire_at, f.id});
+    finished_info_.emplace(
+        f.id, FinishedEntry{retire_at, &counts_.find(f.queue)->first, f.state});
+    if (!f.idempotency_key.empty() &&
+        Wall(now) - f.created < config_.idempotency_retention) {
+      auto k = idempotency_.find(f.idempotency_key);
+      if (k == idempotency_.end() || k->second.created < f.created) {
+        idempotency_[f.idempotency_key] = {f.id, f.created};
+        idempotency_by_time_.emplace(f.created, f.idempotency_key);
+      }
+    }
+  }
+}
+
+bool SchedulerCore::Committed(const SaveJobOp& op) {
+  Job* j = FindJob(op.record().id);
+  if (j == nullptr || j->last_saved != op.ptr.get() || !IsTerminal(j->record.state) ||
+      j->persisting || !j->running.empty() || !j->retire_at.has_value()) {
+    return false;
+  }
+  // Finished, no leases, not active: nothing points at it but these maps.
+  if (auto it = by_seq_.find(j->record.seq); it != by_seq_.end() && it->second == j) {
+    by_seq_.erase(it);
+  }
+  jobs_.erase(op.record().id);
+  ++version_;
+  return true;
+}
+
+int64_t SchedulerCore::SeqOf(const std::string& job_id) const {
+  const Job* j = FindJob(job_id);
+  return j == nullptr ? -1 : j->record.seq;
+}
+
+bool SchedulerCore::InStoreOnly(const std::string& job_id) const {
+  return finished_info_.count(job_id) > 0 && jobs_.count(job_id) == 0;
+}
+
+std::vector<std::string> SchedulerCore::HeldOnceFinished() const {
+  std::vector<std::string> out;
+  for (const auto& [id, j] : jobs_) {
+    if (j->once_finished) out.push_back(id);
+  }
+  return out;
+}
+
+std::optional<std::string> SchedulerCore::IdempotentJobInStore(const JobSpec& spec,
+                                                               absl::Time now) const {
+  if (spec.idempotency_key.empty()) return std::nullopt;
+  auto it = idempotency_.find(spec.idempotency_key);
+  if (it == idempotency_.end() ||
+      Wall(now) - it->second.created >= config_.idempotency_retention ||
+      !InStoreOnly(it->second.job_id)) {
+    return std::nullopt;
+  }
+  return it->second.job_id;
+}
+
+JobView SchedulerCore::FinishedView(const JobRecord& r) {
+  static const CoreConfig kUnlimited = Unlimited(CoreConfig());
+  JobView v;
+  v.id = r.id;
+  v.spec = r.spec;
+  v.state = r.state;
+  absl::StatusOr<RangePartition> partition = MakePartition(r.spec, kUnlimited);
+  if (partition.ok()) {
+    v.shards.total = partition->num_shards();
+    v.items_total = partition->TotalItems();
+    v.items_done = FinishedItemsDone(r, *partition);
+  }
+  v.shards.succeeded = r.shards_succeeded;
+  v.shards.failed = static_cast<int64_t>(r.failed.size());
+  v.create_time = r.created;
+  v.start_time = r.started;
+  v.end_time = r.ended;
+  v.message = r.message;
+  v.errors = r.errors;
+  v.result_location = r.location;
+  v.result_sha256 = r.sha256;
+  v.result_version = r.result_version;
+  v.failed_shards = r.failed;
+  return v;
+}
+
+SchedulerCore::Job* SchedulerCore::Adopt(const JobRecord& r, absl::Time now) {
+  auto info = finished_info_.find(r.id);
+  if (info == finished_info_.end() || jobs_.count(r.id) || !IsTerminal(r.state)) {
+    return nullptr;
+  }
+  absl::StatusOr<RangePartition> partition = MakePartition(r.spec, Unlimited(config_));
+  if (!partition.ok()) return nullptr;
+  auto job = std::make_unique<Job>();
+  Job* j = job.get();
+  j->record = r;
+  j->partition = *partition;
+  j->params_json = r.spec.params.dump();
+  j->created_mono = now - std::max(absl::ZeroDuration(), Wall(now) - r.created);
+  for (const FailedShard& f : r.failed) {
+    if (f.shard >= 0 && f.shard < j->partition.num_shards()) j->failed[f.shard] = f;
+  }
+  j->record.failed.clear();
+  j->next_shard = j->partition.num_shards();
+  j->folded = j->partition.num_shards();
+  j->succeeded = r.shards_succeeded;
+  j->items_completed = FinishedItemsDone(r, j->partition);
+  // Counted and in finished_ already (RestoreFinished, or Index before it left).
+  j->counted = info->second.state;
+  j->retire_at = info->second.retire_at;
+  j->once_finished = true;
+  jobs_.emplace(r.id, std::move(job));
+  by_seq_.emplace(r.seq, j);
+  Index(*j);
+  Touch(*j);
+  return j;
 }
 
 absl::Status SchedulerCore::Rebuild(Job& j, const std::vector<StoredResult>& results) {
@@ -301,8 +470,23 @@ absl::StatusOr<JobView> SchedulerCore::Cancel(const std::string& job_id, absl::T
 
 absl::StatusOr<JobView> SchedulerCore::RetryFailedShards(
     const std::string& job_id, const std::vector<StoredResult>& results, absl::Time now,
-    Actions& out) {
+    Actions& out, const JobRecord* stored) {
   Job* j = FindJob(job_id);
+  if (j == nullptr && InStoreOnly(job_id)) {
+    if (stored == nullptr || stored->id != job_id) {
+      return absl::UnavailableError(absl::StrCat(
+          "job ", job_id, " is being read from the store; ask again shortly"));
+    }
+    // Only the failed shards are retried; a job that could not be retried
+    // anyway need not come back into memory.
+    if (stored->state == JobState::kPartial || stored->state == JobState::kFailed) {
+      j = Adopt(*stored, now);
+    } else {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", JobStateName(stored->state),
+                       "; only PARTIAL or FAILED jobs have failed shards to retry"));
+    }
+  }
   if (j == nullptr) return NotFound(job_id);
   const JobState s = j->record.state;
   if (s != JobState::kPartial && s != JobState::kFailed) {
@@ -758,19 +942,31 @@ void SchedulerCore::Retire(absl::Time now, Actions& out) {
     if (first->first > Wall(now)) break;  // retention is counted in wall time
     const std::string id = first->second;
     finished_.erase(first);
+    auto info = finished_info_.find(id);
     auto it = jobs_.find(id);
-    if (it == jobs_.end()) continue;
-    Job& j = *it->second;
-    // Finished: no leases, not active, nothing persisting (Index says so).
-    const std::string& key = j.record.spec.idempotency_key;
-    if (auto k = idempotency_.find(key);
-        k != idempotency_.end() && k->second.job_id == id) {
-      idempotency_.erase(k);
+    std::string location;  // a job held in the store only: the writer reads it
+    if (it != jobs_.end()) {
+      Job& j = *it->second;
+      // Finished: no leases, not active, nothing persisting (Index says so).
+      const std::string& key = j.record.spec.idempotency_key;
+      if (auto k = idempotency_.find(key);
+          k != idempotency_.end() && k->second.job_id == id) {
+        idempotency_.erase(k);
+      }
+      if (j.counted.has_value()) --counts_[j.record.spec.queue][*j.counted];
+      if (auto s = by_seq_.find(j.record.seq); s != by_seq_.end() && s->second == &j) {
+        by_seq_.erase(s);
+      }
+      location = j.record.location;
+      jobs_.erase(it);
+    } else if (info != finished_info_.end()) {
+      // Its idempotency key, if any, is dropped by Submit or by its own expiry.
+      --counts_[*info->second.queue][info->second.state];
+    } else {
+      continue;
     }
-    if (j.counted.has_value()) --counts_[j.record.spec.queue][*j.counted];
-    by_seq_.erase(j.record.seq);
-    out.durable.push_back(RetireJobOp{id, j.record.location});
-    jobs_.erase(it);
+    if (info != finished_info_.end()) finished_info_.erase(info);
+    out.durable.push_back(RetireJobOp{id, location});
     if (config_.retired_ids_kept > 0) {
       retired_.insert(id);
       retired_order_.push_back(id);
@@ -1274,7 +1470,9 @@ void SchedulerCore::Save(Job& j, Actions& out) {
   if (IsTerminal(j.record.state)) {
     for (const auto& [shard, f] : j.failed) j.record.failed.push_back(f);
   }
+  j.record.items_done = j.items_completed;
   out.durable.push_back(SaveJobOp{j.record});
+  j.last_saved = std::get<SaveJobOp>(out.durable.back()).ptr.get();
   j.record.failed.clear();
   Index(j);
   Touch(j);
@@ -1294,6 +1492,13 @@ void SchedulerCore::Index(Job& j) {
     if (j.retire_at.has_value()) finished_.erase({*j.retire_at, j.record.id});
     if (retire_at.has_value()) finished_.insert({*retire_at, j.record.id});
     j.retire_at = retire_at;
+  }
+  if (retire_at.has_value()) {
+    j.once_finished = true;
+    finished_info_[j.record.id] =
+        FinishedEntry{*retire_at, &counts_.find(j.record.spec.queue)->first, state};
+  } else if (j.once_finished) {
+    finished_info_.erase(j.record.id);
   }
 }
 

@@ -138,16 +138,46 @@ class SchedulerCore {
                absl::Time now, Actions& out,
                const std::map<std::string, std::vector<FailedShard>>& failed = {});
 
+  // After Restore: the finished jobs, whose records stay in the store only.
+  // The core keeps a few bytes of each (to count it, retire it on time and
+  // honour its idempotency key); `max_seq` is the highest submission number
+  // the store has seen, so that numbers are never reused.
+  void RestoreFinished(const std::vector<FinishedJob>& finished, int64_t max_seq,
+                       absl::Time now);
+
+  // The store has committed `op`. A finished job whose last record that is
+  // leaves memory: from then on GetJob, ListJobs and RetryFailedShards of it
+  // go through the store (InStoreOnly says so). Returns whether it left.
+  bool Committed(const SaveJobOp& op);
+  // The submission number of a job held here (-1: none).
+  int64_t SeqOf(const std::string& job_id) const;
+  // Whether `job_id` is a finished job whose record only the store holds.
+  bool InStoreOnly(const std::string& job_id) const;
+  // Jobs held here whose stored record may be a finished one older than what
+  // the core knows (finished and not yet committed, or retried since): a
+  // listing that merges the store's finished records prefers the core's.
+  std::vector<std::string> HeldOnceFinished() const;
+  // The view of a finished job from its stored record, as GetJob gives it.
+  static JobView FinishedView(const JobRecord& r);
+  // The job whose record Submit needs from the store: the one `spec`'s
+  // idempotency key names, when that is a finished job held there only.
+  std::optional<std::string> IdempotentJobInStore(const JobSpec& spec,
+                                                  absl::Time now) const;
+
   // Jobs. Submit refuses an invalid spec whole (INVALID_ARGUMENT naming the
-  // field) and creates nothing.
+  // field) and creates nothing. `stored`: the record IdempotentJobInStore
+  // asked for (UNAVAILABLE, retry, when it is needed and not given).
   absl::StatusOr<JobView> Submit(const JobSpec& spec, const std::string& job_id,
-                                 absl::Time now, Actions& out);
+                                 absl::Time now, Actions& out,
+                                 const JobRecord* stored = nullptr);
   absl::StatusOr<JobView> Cancel(const std::string& job_id, absl::Time now, Actions& out);
   // Re-runs the shards of a PARTIAL or FAILED job that have no result;
-  // `results` are the job's stored shard results.
+  // `results` are the job's stored shard results; `stored` its record when
+  // the job is InStoreOnly (it is loaded back into memory).
   absl::StatusOr<JobView> RetryFailedShards(const std::string& job_id,
                                             const std::vector<StoredResult>& results,
-                                            absl::Time now, Actions& out);
+                                            absl::Time now, Actions& out,
+                                            const JobRecord* stored = nullptr);
   // Changes max_parallel and/or rate_limit of a queued or running job.
   absl::StatusOr<JobView> UpdateJob(const std::string& job_id, const JobUpdate& update,
                                     absl::Time now, Actions& out);
@@ -206,8 +236,11 @@ class SchedulerCore {
   std::map<std::string, std::map<JobState, int64_t>> JobCountsByQueue() const {
     return counts_;
   }
-  // Jobs held (live and finished, not yet retired).
+  // Jobs held in memory: unfinished ones, and finished ones until their last
+  // record is committed (or loaded back to be retried).
   size_t JobsHeld() const { return jobs_.size(); }
+  // Finished jobs not yet retired (held or in the store only).
+  size_t JobsFinished() const { return finished_info_.size(); }
 
  private:
   struct Job;
@@ -215,6 +248,8 @@ class SchedulerCore {
   struct Lease;
 
   Job* FindJob(const std::string& id) const;
+  // Loads a finished job back from its stored record (InStoreOnly).
+  Job* Adopt(const JobRecord& r, absl::Time now);
   Executor* FindExecutor(const ExecutorConn& conn);
   // The lease if it belongs to this connection, else nullptr.
   Lease* FindLease(const ExecutorConn& conn, const std::string& lease_id);
@@ -281,6 +316,13 @@ class SchedulerCore {
   std::map<int64_t, Job*> by_seq_;  // submission order
   // Finished jobs by when they retire.
   std::set<std::pair<absl::Time, std::string>> finished_;
+  // Every finished job not yet retired, held or not: a few bytes each.
+  struct FinishedEntry {
+    absl::Time retire_at;
+    const std::string* queue;  // a key of counts_
+    JobState state;
+  };
+  absl::flat_hash_map<std::string, FinishedEntry> finished_info_;
   std::map<std::string, std::map<JobState, int64_t>> counts_;
   // The latest retired ids (bounded by retired_ids_kept), oldest first.
   std::deque<std::string> retired_order_;

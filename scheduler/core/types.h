@@ -151,10 +151,26 @@ struct JobRecord {
   std::string sha256;
   int32_t result_version = 0;
   int64_t shards_succeeded = 0;
+  // Items done when the record was saved (-1: a record written before this
+  // was kept; a finished job's view then derives it from its state).
+  int64_t items_done = -1;
   // Set between "all shards are in" and "the sink has the result": the
   // exact bytes to write, so a restart writes them (or finds them) unchanged.
   bool finalizing = false;
   std::string final_bytes;
+};
+
+// What the scheduler keeps in memory of a finished job whose record lives in
+// the store only: enough to count it, retire it on time and honour its
+// idempotency key (the store reads it back on demand).
+struct FinishedJob {
+  std::string id;
+  int64_t seq = 0;
+  JobState state = JobState::kSucceeded;
+  std::string queue = "default";
+  absl::Time created = absl::InfinitePast();
+  absl::Time ended = absl::InfinitePast();
+  std::string idempotency_key;
 };
 
 struct StoredResult {

@@ -65,6 +65,17 @@ class HaScheduler::FenceWatchStore : public Store {
     return Watch(fenced_ ? fenced_status_ : inner_->Flush());
   }
   absl::StatusOr<StoredState> Load() override { return inner_->Load(); }
+  absl::StatusOr<StoredState> LoadUnfinished() override {
+    return inner_->LoadUnfinished();
+  }
+  absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& id) override {
+    return inner_->LoadJob(id);
+  }
+  absl::StatusOr<std::vector<JobRecord>> ListFinishedJobs(const JobFilter& filter,
+                                                          int64_t before,
+                                                          int limit) override {
+    return inner_->ListFinishedJobs(filter, before, limit);
+  }
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override {
     return inner_->LoadResults(job_id);
@@ -91,7 +102,8 @@ class HaScheduler::FenceWatchStore : public Store {
   }
   std::unique_ptr<Store> inner_;
   std::function<void()> on_fenced_;
-  // Store callers are one thread at a time (store.h: thread-compatible).
+  // Commit and Flush come from one thread at a time (the store writer);
+  // the reads, forwarded as they are, from reader threads meanwhile.
   bool fenced_ = false;
   absl::Status fenced_status_;
 };

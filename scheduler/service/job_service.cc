@@ -257,9 +257,13 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
     return Done(ctx, who.status());
   }
   if (absl::Status s = RequireJobId(req->job_id()); !s.ok()) return Done(ctx, s);
-  absl::StatusOr<JobView> job = runtime_->GetJob(req->job_id());
-  if (job.ok()) JobToProto(*job, resp);
-  return Done(ctx, job.status());
+  // A finished job may be read from the store: on a reader thread.
+  auto* reactor = ctx->DefaultReactor();
+  runtime_->ReadJob(req->job_id(), [reactor, resp](absl::StatusOr<JobView> job) {
+    if (job.ok()) JobToProto(*job, resp);
+    reactor->Finish(ToGrpcStatus(job.status()));
+  });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
@@ -288,12 +292,18 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
   filter.state = *state;
   filter.queue = req->queue();
   filter.labels.insert(req->labels().begin(), req->labels().end());
-  int64_t next = -1;
-  for (const JobView& j : runtime_->ListJobs(filter, before, limit, &next)) {
-    JobToProto(j, resp->add_jobs());
-  }
-  if (next >= 0) resp->set_next_page_token(absl::StrCat(next));
-  return Done(ctx, absl::OkStatus());
+  // Finished jobs are read from the store: on a reader thread.
+  auto* reactor = ctx->DefaultReactor();
+  runtime_->ReadJobs(
+      filter, before, limit,
+      [reactor, resp](absl::StatusOr<std::vector<JobView>> jobs, int64_t next) {
+        if (jobs.ok()) {
+          for (const JobView& j : *jobs) JobToProto(j, resp->add_jobs());
+          if (next >= 0) resp->set_next_page_token(absl::StrCat(next));
+        }
+        reactor->Finish(ToGrpcStatus(jobs.status()));
+      });
+  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(

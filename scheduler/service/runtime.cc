@@ -16,8 +16,9 @@ namespace {
 
 // Sink writes at once: each is mostly waiting for fsyncs, which overlap.
 constexpr int kPersistWorkers = 4;
-// GetResult reads at once (each may wait on a remote store).
-constexpr int kReaders = 2;
+// Reads at once: GetResult (may wait on a remote sink), and GetJob and
+// ListJobs of finished jobs (read from the store).
+constexpr int kReaders = 4;
 
 // RecentResult keeps this many results of at most this size.
 constexpr size_t kRecentResults = 64;
@@ -60,8 +61,12 @@ Runtime::Runtime(CoreConfig config, const Clock* clock, Store* store, ResultSink
 Runtime::~Runtime() { Stop(); }
 
 absl::Status Runtime::Recover() {
-  absl::StatusOr<StoredState> state = store_->Load();
+  // Unfinished jobs whole; finished ones as a few bytes each (their records
+  // stay in the store and are read from there when asked for).
+  const absl::Time t0 = MonoNow();
+  absl::StatusOr<StoredState> state = store_->LoadUnfinished();
   if (!state.ok()) return state.status();
+  const absl::Duration load_time = MonoNow() - t0;
   absl::StatusOr<std::unique_ptr<SignedLeaseIds>> ids = SignedLeaseIds::Create(store_);
   if (!ids.ok()) return ids.status();
   lease_ids_ = *std::move(ids);
@@ -70,10 +75,13 @@ absl::Status Runtime::Recover() {
   core_.SetLeaseIds(lease_ids_.get());
   Actions actions;
   core_.Restore(state->jobs, state->results, CoreNow(), actions, state->failed);
-  int64_t unfinished = 0;
-  for (const JobRecord& r : state->jobs) unfinished += IsTerminal(r.state) ? 0 : 1;
-  spdlog::info("store {}: recovered {} jobs ({} unfinished)", store_->name(),
-               state->jobs.size(), unfinished);
+  core_.RestoreFinished(state->finished, state->max_seq, CoreNow());
+  spdlog::info(
+      "store {}: recovered {} jobs ({} unfinished, held in memory; {} finished, "
+      "read from the store when asked for) in {} (store read {})",
+      store_->name(), state->jobs.size() + state->finished.size(), state->jobs.size(),
+      state->finished.size(), absl::FormatDuration(MonoNow() - t0),
+      absl::FormatDuration(load_time));
   metrics_.JobsRecovered(state->jobs);
   Execute(std::move(actions));
   return absl::OkStatus();
@@ -160,13 +168,31 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done, const std::string& c
     done(refused);
     return;
   }
+  // A resubmission whose key names a finished job held in the store only
+  // compares its spec with the stored record (a primary-key read).
+  std::optional<JobRecord> stored;
+  if (!spec.idempotency_key.empty()) {
+    std::optional<std::string> in_store;
+    {
+      absl::MutexLock lock(&mu_);
+      in_store = core_.IdempotentJobInStore(spec, CoreNow());
+    }
+    if (in_store.has_value()) {
+      absl::StatusOr<std::optional<JobRecord>> r = store_->LoadJob(*in_store);
+      if (!r.ok()) {
+        done(r.status());
+        return;
+      }
+      stored = *std::move(r);
+    }
+  }
   const std::string id = RandomHexId(8);
   std::shared_ptr<PendingCall> call = TrackCall(std::move(done), "SubmitJob", id, true);
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
-    job = core_.Submit(spec, id, CoreNow(), actions);
+    job = core_.Submit(spec, id, CoreNow(), actions, stored ? &*stored : nullptr);
     if (job.ok()) call->SetJob(job->id);  // an idempotent resubmission's is older
     Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
@@ -181,6 +207,12 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done, const std::string& c
 void Runtime::Cancel(const std::string& job_id, JobCallback done) {
   if (absl::Status refused = faults_.Refusal(/*new_work=*/false); !refused.ok()) {
     done(refused);
+    return;
+  }
+  if (InStoreOnly(job_id)) {
+    // Finished, and in the store only: nothing to cancel; the job as it is
+    // (as for a finished job in memory).
+    done(GetJob(job_id));
     return;
   }
   std::shared_ptr<PendingCall> call =
@@ -221,12 +253,30 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id,
     call->Answer(results.status());
     return;
   }
+  // A finished job held in the store only comes back into memory. (This is
+  // the writer's thread: nothing commits meanwhile, so the record read is the
+  // last one.)
+  bool in_store;
+  {
+    absl::MutexLock lock(&mu_);
+    in_store = core_.InStoreOnly(job_id);
+  }
+  std::optional<JobRecord> stored;
+  if (in_store) {
+    absl::StatusOr<std::optional<JobRecord>> r = store_->LoadJob(job_id);
+    if (!r.ok()) {
+      call->Answer(r.status());
+      return;
+    }
+    stored = *std::move(r);
+  }
   absl::StatusOr<JobView> job;
   {
     absl::MutexLock lock(&mu_);
     if (!call->Accept()) return;
     Actions actions;
-    job = core_.RetryFailedShards(job_id, *results, CoreNow(), actions);
+    job = core_.RetryFailedShards(job_id, *results, CoreNow(), actions,
+                                  stored ? &*stored : nullptr);
     Execute(std::move(actions), AnswerAfterCommit(job, call));
   }
   if (!job.ok()) {
@@ -238,20 +288,144 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id,
 }
 
 absl::StatusOr<JobView> Runtime::GetJob(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
-  return core_.GetJob(job_id, CoreNow());
+  for (int attempt = 0;; ++attempt) {
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<JobView> job = core_.GetJob(job_id, CoreNow());
+      if (job.ok() || !core_.InStoreOnly(job_id) || attempt == 2) return job;
+    }
+    // A finished job: its record is in the store (and retirement may delete
+    // it meanwhile: then the core says so).
+    absl::StatusOr<std::optional<JobRecord>> r = store_->LoadJob(job_id);
+    if (!r.ok()) return r.status();
+    // Not finished there: retried since and back in memory; ask the core again.
+    if (r->has_value() && IsTerminal((*r)->state)) {
+      return SchedulerCore::FinishedView(**r);
+    }
+  }
 }
 
-std::vector<JobView> Runtime::ListJobs(const JobFilter& filter, int64_t before, int limit,
-                                       int64_t* next) {
-  absl::MutexLock lock(&mu_);
-  return core_.ListJobs(filter, before, limit, CoreNow(), next);
+void Runtime::ReadJob(const std::string& job_id, JobCallback done) {
+  // A job in memory (or unknown) is answered at once; a finished one held in
+  // the store only is read on a reader thread.
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<JobView> job = core_.GetJob(job_id, CoreNow());
+    if (job.ok() || !core_.InStoreOnly(job_id)) {
+      done(std::move(job));
+      return;
+    }
+  }
+  if (!OnReader([this, job_id, done] { done(GetJob(job_id)); })) {
+    done(absl::UnavailableError("the scheduler is not running; ask again shortly"));
+  }
+}
+
+bool Runtime::OnReader(std::function<void()> fn) {
+  absl::MutexLock lock(&reads_mu_);
+  if (!reading_) return false;
+  reads_.push_back(std::move(fn));
+  return true;
+}
+
+absl::StatusOr<std::vector<JobView>> Runtime::ListJobs(const JobFilter& filter,
+                                                       int64_t before, int limit,
+                                                       int64_t* next) {
+  *next = -1;
+  if (limit <= 0) return std::vector<JobView>();
+  // The core's jobs (unfinished ones, and finished ones not yet committed or
+  // retried since) and the store's finished records, merged newest first.
+  // Submission numbers order both and never change, so a page token stays
+  // valid across restarts and while jobs leave memory.
+  std::vector<JobView> held;
+  int64_t held_next = -1;
+  std::set<std::string> superseded;  // the core's view wins over the store's
+  bool any_finished;
+  std::map<std::string, int64_t> held_seq;  // JobView has no seq
+  {
+    absl::MutexLock lock(&mu_);
+    held = core_.ListJobs(filter, before, limit, CoreNow(), &held_next);
+    for (const JobView& v : held) held_seq[v.id] = core_.SeqOf(v.id);
+    for (std::string& id : core_.HeldOnceFinished()) superseded.insert(std::move(id));
+    any_finished = core_.JobsFinished() > 0;
+  }
+  std::vector<std::pair<int64_t, JobView>> stored;  // (seq, view), newest first
+  int64_t stored_next = -1;                         // the store is unread from here down
+  if (any_finished && (!filter.state.has_value() || IsTerminal(*filter.state))) {
+    int64_t cursor = before;
+    while (true) {
+      absl::StatusOr<std::vector<JobRecord>> page =
+          store_->ListFinishedJobs(filter, cursor, limit);
+      if (!page.ok()) return page.status();
+      for (const JobRecord& r : *page) {
+        if (!superseded.count(r.id)) {
+          stored.emplace_back(r.seq, SchedulerCore::FinishedView(r));
+        }
+      }
+      if (static_cast<int>(page->size()) < limit || page->back().seq <= 1) break;
+      cursor = page->back().seq - 1;
+      if (static_cast<int>(stored.size()) >= limit) {
+        stored_next = cursor;
+        break;
+      }
+    }
+  }
+  std::vector<std::pair<int64_t, JobView>> merged;
+  std::set<std::string> seen;
+  for (JobView& v : held) {
+    seen.insert(v.id);
+    merged.emplace_back(held_seq[v.id], std::move(v));
+  }
+  for (auto& [seq, v] : stored) {
+    if (seen.insert(v.id).second) merged.emplace_back(seq, std::move(v));
+  }
+  std::sort(merged.begin(), merged.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  // Only what both sources have read down to is certain.
+  const int64_t unread = std::max(held_next, stored_next);
+  std::vector<JobView> out;
+  size_t i = 0;
+  for (; i < merged.size() && static_cast<int>(out.size()) < limit; ++i) {
+    if (merged[i].first <= unread) break;
+    out.push_back(std::move(merged[i].second));
+  }
+  if (static_cast<int>(out.size()) >= limit) {
+    if (i < merged.size() || unread >= 0) *next = merged[i - 1].first - 1;
+  } else if (unread >= 0) {
+    *next = unread;
+  }
+  if (*next < 1) *next = -1;
+  return out;
+}
+
+void Runtime::ReadJobs(
+    const JobFilter& filter, int64_t before, int limit,
+    std::function<void(absl::StatusOr<std::vector<JobView>>, int64_t)> done) {
+  if (!OnReader([this, filter, before, limit, done] {
+        int64_t next = -1;
+        absl::StatusOr<std::vector<JobView>> jobs =
+            ListJobs(filter, before, limit, &next);
+        done(std::move(jobs), next);
+      })) {
+    done(absl::UnavailableError("the scheduler is not running; ask again shortly"), -1);
+  }
 }
 
 void Runtime::UpdateJob(const std::string& job_id, const JobUpdate& update,
                         JobCallback done) {
   if (absl::Status refused = faults_.Refusal(/*new_work=*/false); !refused.ok()) {
     done(refused);
+    return;
+  }
+  if (InStoreOnly(job_id)) {
+    absl::StatusOr<JobView> job = GetJob(job_id);
+    if (!job.ok()) {
+      done(job.status());
+    } else {
+      done(absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", JobStateName(job->state),
+                       "; only queued or running jobs can be updated")));
+    }
     return;
   }
   std::shared_ptr<PendingCall> call =
@@ -355,6 +529,16 @@ void Runtime::ReadLoop() {
 std::vector<ExecutorView> Runtime::ListExecutors() {
   absl::MutexLock lock(&mu_);
   return core_.ListExecutors();
+}
+
+bool Runtime::InStoreOnly(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return core_.InStoreOnly(job_id);
+}
+
+size_t Runtime::JobsInMemory() {
+  absl::MutexLock lock(&mu_);
+  return core_.JobsHeld();
 }
 
 QueueStats Runtime::Stats() {
@@ -640,6 +824,19 @@ void Runtime::WriterLoop() {
       }
       durable = durable || std::holds_alternative<std::shared_ptr<PersistTicket>>(item);
     }
+    // A retired job held in the store only: its result's location is in its
+    // record (read only when results go with their jobs).
+    if (delete_results_with_jobs_) {
+      for (WriterItem& item : batch) {
+        auto* op = std::get_if<DurableOp>(&item);
+        auto* r = op != nullptr ? std::get_if<RetireJobOp>(op) : nullptr;
+        if (r == nullptr || !r->result_location.empty()) continue;
+        if (absl::StatusOr<std::optional<JobRecord>> rec = store_->LoadJob(r->job_id);
+            rec.ok() && rec->has_value()) {
+          r->result_location = (*rec)->location;
+        }
+      }
+    }
     std::map<std::string, RefusedJob> refused;
     faults_.CommitStarted(clock_->Now());
     absl::Status status = CommitBatch(batch, durable, refused);
@@ -719,6 +916,18 @@ void Runtime::WriterLoop() {
       }
     }
     if (!retired_results.empty()) DeleteRetiredResults(retired_results);
+    // Finished jobs whose last record is now in the store leave memory.
+    {
+      absl::MutexLock lock(&mu_);
+      for (const WriterItem& item : batch) {
+        const auto* op = std::get_if<DurableOp>(&item);
+        const auto* save = op != nullptr ? std::get_if<SaveJobOp>(op) : nullptr;
+        if (save != nullptr && IsTerminal(save->record().state) &&
+            !refused.count(save->record().id)) {
+          core_.Committed(*save);
+        }
+      }
+    }
     // The space of deleted rows (compacted results, retired jobs) goes back
     // now and then; SQLite reuses free pages meanwhile anyway.
     if (compact_interval_ > absl::ZeroDuration() &&

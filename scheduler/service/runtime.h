@@ -98,9 +98,21 @@ class Runtime {
               const std::string& caller = "anonymous");
   void Cancel(const std::string& job_id, JobCallback done);
   void RetryFailedShards(const std::string& job_id, JobCallback done);
+  // A job in memory, or a finished one read from the store (on the calling
+  // thread: a primary-key read).
   absl::StatusOr<JobView> GetJob(const std::string& job_id);
-  std::vector<JobView> ListJobs(const JobFilter& filter, int64_t before, int limit,
-                                int64_t* next);
+  // GetJob for the API: a job in memory is answered at once, a finished one
+  // held in the store only on a reader thread (`done` runs there).
+  void ReadJob(const std::string& job_id, JobCallback done);
+  // Newest first, `limit` at most, from submission number `before`
+  // (inclusive; -1: the newest); `*next` is the next page's `before` (-1:
+  // none). The core's jobs merged with the store's finished records, on the
+  // calling thread; costs O(limit) store rows (labels: see Store).
+  absl::StatusOr<std::vector<JobView>> ListJobs(const JobFilter& filter, int64_t before,
+                                                int limit, int64_t* next);
+  // ListJobs on a reader thread; `done` gets the page and `next`.
+  void ReadJobs(const JobFilter& filter, int64_t before, int limit,
+                std::function<void(absl::StatusOr<std::vector<JobView>>, int64_t)> done);
   void UpdateJob(const std::string& job_id, const JobUpdate& update, JobCallback done);
   // The result, read back from the sink and checked against its sha256; one
   // larger than `max_bytes` is not read (only its size is given).
@@ -117,6 +129,9 @@ class Runtime {
   std::optional<ResultBytes> RecentResult(const std::string& job_id, int64_t max_bytes);
   std::vector<ExecutorView> ListExecutors();
   QueueStats Stats();
+  // Jobs the core holds in memory: unfinished ones, and finished ones until
+  // their last record is committed (for tests and logs).
+  size_t JobsInMemory();
 
   // Executor streams (ExecutorService). `stream` stays registered until
   // Disconnect and must stay alive until then. PERMISSION_DENIED (and nothing
@@ -235,6 +250,10 @@ class Runtime {
   void DeleteRetiredResults(const std::vector<std::string>& locations);
   // A reader thread: runs ReadResult's reads until Stop.
   void ReadLoop();
+  // Whether `job_id` is a finished job whose record only the store holds.
+  bool InStoreOnly(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `fn` for a reader thread; false (nothing queued) when not running.
+  bool OnReader(std::function<void()> fn);
   // Stages and publishes `p`'s bytes, again with backoff while the sink's error
   // may pass (result_sink.h), until written, a permanent error, or Stop.
   absl::StatusOr<PersistedResult> WriteResult(const PersistAction& p,

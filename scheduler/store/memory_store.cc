@@ -6,7 +6,10 @@ namespace tessera::scheduler {
 
 absl::Status MemoryStore::Commit(const StoreWrite& w, bool /*durable*/) {
   absl::MutexLock lock(&mu_);
-  for (const JobRecord* r : w.jobs) jobs_[r->id] = *r;
+  for (const JobRecord* r : w.jobs) {
+    jobs_[r->id] = *r;
+    by_seq_[r->seq] = r->id;
+  }
   for (const SaveResultOp* r : w.results)
     results_[r->job_id].emplace(r->shard, r->result_json);
   for (const SaveFailedShardOp* f : w.failed)
@@ -17,7 +20,12 @@ absl::Status MemoryStore::Commit(const StoreWrite& w, bool /*durable*/) {
     if (IsTerminal(r->state)) failed_.erase(r->id);
   }
   for (const std::string& id : w.retired) {
-    jobs_.erase(id);
+    if (auto it = jobs_.find(id); it != jobs_.end()) {
+      if (auto s = by_seq_.find(it->second.seq); s != by_seq_.end() && s->second == id) {
+        by_seq_.erase(s);
+      }
+      jobs_.erase(it);
+    }
     results_.erase(id);
     failed_.erase(id);
   }
@@ -41,6 +49,43 @@ absl::StatusOr<StoredState> MemoryStore::Load() {
     }
   }
   return state;
+}
+
+absl::StatusOr<StoredState> MemoryStore::LoadUnfinished() {
+  absl::StatusOr<StoredState> all = Load();
+  if (!all.ok()) return all.status();
+  StoredState state;
+  state.results = std::move(all->results);
+  state.failed = std::move(all->failed);
+  for (JobRecord& r : all->jobs) {
+    state.max_seq = std::max(state.max_seq, r.seq);
+    if (IsTerminal(r.state)) {
+      state.finished.push_back(SummaryOf(r));
+    } else {
+      state.jobs.push_back(std::move(r));
+    }
+  }
+  return state;
+}
+
+absl::StatusOr<std::optional<JobRecord>> MemoryStore::LoadJob(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<std::vector<JobRecord>> MemoryStore::ListFinishedJobs(
+    const JobFilter& filter, int64_t before, int limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobRecord> out;
+  auto it = before < 0 ? by_seq_.end() : by_seq_.upper_bound(before);
+  while (it != by_seq_.begin() && static_cast<int>(out.size()) < limit) {
+    --it;
+    const JobRecord& r = jobs_.at(it->second);
+    if (IsTerminal(r.state) && MatchesFilter(filter, r.state, r.spec)) out.push_back(r);
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<StoredResult>> MemoryStore::LoadResults(

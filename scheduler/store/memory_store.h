@@ -19,6 +19,11 @@ class MemoryStore : public Store {
   absl::Status Commit(const StoreWrite& write, bool durable) override;
   absl::Status Flush() override { return absl::OkStatus(); }
   absl::StatusOr<StoredState> Load() override;
+  absl::StatusOr<StoredState> LoadUnfinished() override;
+  absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListFinishedJobs(const JobFilter& filter,
+                                                          int64_t before,
+                                                          int limit) override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
   absl::StatusOr<std::string> InitMeta(const std::string& key,
@@ -34,6 +39,7 @@ class MemoryStore : public Store {
   std::map<std::string, std::string> meta_ ABSL_GUARDED_BY(meta_mu_);
   absl::Mutex mu_;
   std::map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, std::string> by_seq_ ABSL_GUARDED_BY(mu_);  // submission order
   std::map<std::string, std::map<int64_t, std::string>> results_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::map<int64_t, FailedShard>> failed_ ABSL_GUARDED_BY(mu_);
 };

@@ -2,7 +2,9 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -57,6 +59,25 @@ CREATE TABLE tessera_leader (
   expires_at TIMESTAMPTZ NOT NULL);
 ALTER TABLE tessera_jobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    // Memory tracks live work (issue 19): a finished job's summary (queue,
+    // times, idempotency key) in columns, filled once from the records, and
+    // indexes that page finished jobs by state and by queue in submission
+    // order; the state index covers the summary, so a start reads no record.
+    {4, R"sql(
+ALTER TABLE tessera_jobs
+  ADD COLUMN queue TEXT NOT NULL DEFAULT 'default',
+  ADD COLUMN created BIGINT,
+  ADD COLUMN ended BIGINT,
+  ADD COLUMN idem_key TEXT NOT NULL DEFAULT '';
+UPDATE tessera_jobs SET
+  queue = COALESCE(convert_from(record, 'UTF8')::jsonb #>> '{spec,queue}', 'default'),
+  created = (convert_from(record, 'UTF8')::jsonb ->> 'created')::bigint,
+  ended = (convert_from(record, 'UTF8')::jsonb ->> 'ended')::bigint,
+  idem_key = COALESCE(convert_from(record, 'UTF8')::jsonb #>> '{spec,idempotency_key}', '');
+CREATE INDEX tessera_jobs_by_state ON tessera_jobs (state, seq)
+  INCLUDE (queue, created, ended, idem_key, id);
+CREATE INDEX tessera_jobs_by_queue ON tessera_jobs (queue, seq);
+)sql"},
 };
 constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
 
@@ -80,6 +101,14 @@ enum StatementId {
   kDeleteResults,
   kDeleteFailed,
   kCountRows,
+  kLoadUnfinished,
+  kLoadFinished,
+  kMaxSeq,
+  kLoadJob,
+  kListFinished,
+  kListFinishedByState,
+  kListFinishedByQueue,
+  kListFinishedByQueueState,
 };
 struct Statement {
   const char* name;
@@ -90,9 +119,11 @@ constexpr Statement kStatements[] = {
     {"tessera_upsert_job",
      // epoch: the leader's, whose fenced transaction wrote it (0 without HA),
      // so a finalizing record shows which leader finalized it.
-     "INSERT INTO tessera_jobs (id, seq, state, record, epoch) VALUES ($1, $2, $3, $4, "
-     "$5) ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = "
-     "excluded.record, epoch = excluded.epoch"},
+     // queue, created, ended, idem_key: the finished job's summary (schema 4).
+     "INSERT INTO tessera_jobs (id, seq, state, record, epoch, queue, created, ended, "
+     "idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO "
+     "UPDATE SET state = excluded.state, record = excluded.record, "
+     "ended = excluded.ended, epoch = excluded.epoch"},
     // The first result for a (job, shard) wins.
     {"tessera_insert_result",
      "INSERT INTO tessera_results (job_id, shard, result) VALUES ($1, $2, $3) "
@@ -122,6 +153,26 @@ constexpr Statement kStatements[] = {
     {"tessera_count_rows",
      "SELECT (SELECT COUNT(*) FROM tessera_jobs), (SELECT COUNT(*) FROM "
      "tessera_results), (SELECT COUNT(*) FROM tessera_failed_shards)"},
+    // Finished states are 2 (SUCCEEDED) and up (types.h: append only).
+    {"tessera_load_unfinished",
+     "SELECT record FROM tessera_jobs WHERE state < 2 ORDER BY seq"},
+    {"tessera_load_finished",
+     "SELECT id, seq, state, queue, created, ended, idem_key FROM tessera_jobs "
+     "WHERE state >= 2 ORDER BY seq"},
+    {"tessera_max_seq", "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM tessera_jobs"},
+    {"tessera_load_job", "SELECT record FROM tessera_jobs WHERE id = $1"},
+    {"tessera_list_finished",
+     "SELECT seq, record FROM tessera_jobs WHERE state >= 2 AND seq <= $1 "
+     "ORDER BY seq DESC LIMIT $2"},
+    {"tessera_list_finished_by_state",
+     "SELECT seq, record FROM tessera_jobs WHERE state = $3 AND seq <= $1 "
+     "ORDER BY seq DESC LIMIT $2"},
+    {"tessera_list_finished_by_queue",
+     "SELECT seq, record FROM tessera_jobs WHERE queue = $3 AND state >= 2 AND "
+     "seq <= $1 ORDER BY seq DESC LIMIT $2"},
+    {"tessera_list_finished_by_queue_state",
+     "SELECT seq, record FROM tessera_jobs WHERE queue = $3 AND state = $4 AND "
+     "seq <= $1 ORDER BY seq DESC LIMIT $2"},
 };
 
 // Largest field PostgreSQL stores (1 GB), less room for its header.
@@ -448,6 +499,13 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
       return RecordTooBig(r->id, "the record of job " + r->id, text.size());
     }
     const std::string seq = std::to_string(r->seq);
+    // Summary columns: times in Unix nanoseconds, NULL for "not yet".
+    const std::string created = r->created == absl::InfinitePast()
+                                    ? ""
+                                    : std::to_string(absl::ToUnixNanos(r->created));
+    const std::string ended = r->ended == absl::InfinitePast()
+                                  ? ""
+                                  : std::to_string(absl::ToUnixNanos(r->ended));
     const std::string state = std::to_string(static_cast<int>(r->state));
     const std::string epoch = std::to_string(fence_epoch_);
     TESSERA_RETURN_IF_ERROR(
@@ -456,7 +514,12 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
                    {seq.c_str(), 0, false},
                    {state.c_str(), 0, false},
                    {text.data(), static_cast<int>(text.size()), true},
-                   {epoch.c_str(), 0, false}},
+                   {epoch.c_str(), 0, false},
+                   {r->spec.queue.data(), static_cast<int>(r->spec.queue.size()), true},
+                   {created.empty() ? nullptr : created.c_str(), 0, false},
+                   {ended.empty() ? nullptr : ended.c_str(), 0, false},
+                   {r->spec.idempotency_key.data(),
+                    static_cast<int>(r->spec.idempotency_key.size()), true}},
                   "write job " + r->id, r->id)
             .status());
   }
@@ -590,6 +653,158 @@ absl::StatusOr<StoredState> PostgresStore::Load() {
   }();
   if (!state.ok()) RollbackLocked();
   return state;
+}
+
+absl::StatusOr<StoredState> PostgresStore::LoadUnfinished() {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  // One snapshot for the jobs, the summaries and the unfinished jobs' rows.
+  TESSERA_RETURN_IF_ERROR(
+      ExecLocked("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin load"));
+  absl::StatusOr<StoredState> state = [&]() -> absl::StatusOr<StoredState> {
+    mu_.AssertHeld();
+    StoredState state;
+    {
+      TESSERA_ASSIGN_OR_RETURN(Rows rows,
+                               RunLocked(kLoadUnfinished, {}, "read unfinished jobs"));
+      for (int i = 0; i < PQntuples(rows.get()); ++i) {
+        TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
+        state.jobs.push_back(std::move(r));
+      }
+    }
+    {
+      TESSERA_ASSIGN_OR_RETURN(Rows rows,
+                               RunLocked(kLoadFinished, {}, "read finished jobs"));
+      state.finished.reserve(PQntuples(rows.get()));
+      for (int i = 0; i < PQntuples(rows.get()); ++i) {
+        PGresult* res = rows.get();
+        if (PQgetlength(res, i, 1) != 8 || PQgetlength(res, i, 2) != 4 ||
+            (!PQgetisnull(res, i, 4) && PQgetlength(res, i, 4) != 8) ||
+            (!PQgetisnull(res, i, 5) && PQgetlength(res, i, 5) != 8)) {
+          return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                                  ": a finished job's row is malformed"));
+        }
+        FinishedJob f;
+        f.id = Field(res, i, 0);
+        f.seq = ReadBigEndian64(PQgetvalue(res, i, 1));
+        f.state = static_cast<JobState>(ReadBigEndian32(PQgetvalue(res, i, 2)));
+        f.queue = Field(res, i, 3);
+        if (!PQgetisnull(res, i, 4)) {
+          f.created = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 4)));
+        }
+        if (!PQgetisnull(res, i, 5)) {
+          f.ended = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 5)));
+        }
+        f.idempotency_key = Field(res, i, 6);
+        state.finished.push_back(std::move(f));
+      }
+    }
+    {
+      TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kMaxSeq, {}, "read jobs"));
+      if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8) {
+        return absl::InternalError(absl::StrCat("store postgres ", redacted_url_,
+                                                ": read jobs: unexpected reply"));
+      }
+      state.max_seq = ReadBigEndian64(PQgetvalue(rows.get(), 0, 0));
+    }
+    TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
+    TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
+    return state;
+  }();
+  if (!state.ok()) RollbackLocked();
+  return state;
+}
+
+absl::StatusOr<JobRecord> PostgresStore::DecodeLocked(PGresult* rows, int row, int col) {
+  auto r = DecodeJobRecord(Field(rows, row, col));
+  if (!r.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("store postgres ", redacted_url_, ": ", r.status().message()));
+  }
+  return r;
+}
+
+absl::StatusOr<std::optional<JobRecord>> PostgresStore::LoadJob(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  TESSERA_ASSIGN_OR_RETURN(
+      Rows rows, RunLocked(kLoadJob, {{id.data(), static_cast<int>(id.size()), true}},
+                           "read job " + id));
+  if (PQntuples(rows.get()) == 0) return std::nullopt;
+  TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), 0, 0));
+  return std::optional<JobRecord>(std::move(r));
+}
+
+absl::StatusOr<std::vector<JobRecord>> PostgresStore::ListFinishedJobs(
+    const JobFilter& filter, int64_t before, int limit) {
+  std::vector<JobRecord> out;
+  if (limit <= 0) return out;
+  if (filter.state.has_value() && !IsTerminal(*filter.state)) return out;
+  absl::MutexLock lock(&mu_);
+  TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
+  // The index that makes the page O(limit): the state's, the queue's, or
+  // submission order (the few unfinished jobs are skipped on the way).
+  const bool by_queue = !filter.queue.empty();
+  const int statement =
+      by_queue ? (filter.state ? kListFinishedByQueueState : kListFinishedByQueue)
+               : (filter.state ? kListFinishedByState : kListFinished);
+  const std::string state =
+      filter.state ? std::to_string(static_cast<int>(*filter.state)) : "";
+  // Labels are matched on the records: read in chunks until the page is full.
+  const int chunk = filter.labels.empty() ? limit : std::max(limit, 256);
+  const std::string chunk_text = std::to_string(chunk);
+  int64_t cursor = before < 0 ? std::numeric_limits<int64_t>::max() : before;
+  while (static_cast<int>(out.size()) < limit) {
+    const std::string cursor_text = std::to_string(cursor);
+    std::vector<Param> params = {{cursor_text.c_str(), 0, false},
+                                 {chunk_text.c_str(), 0, false}};
+    if (by_queue) {
+      params.push_back(
+          {filter.queue.data(), static_cast<int>(filter.queue.size()), true});
+    }
+    if (filter.state) params.push_back({state.c_str(), 0, false});
+    TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(statement, params, "list jobs"));
+    const int n = PQntuples(rows.get());
+    for (int i = 0; i < n; ++i) {
+      if (PQgetlength(rows.get(), i, 0) != 8) {
+        return absl::InternalError(absl::StrCat("store postgres ", redacted_url_,
+                                                ": list jobs: unexpected reply"));
+      }
+      cursor = ReadBigEndian64(PQgetvalue(rows.get(), i, 0)) - 1;
+      if (static_cast<int>(out.size()) >= limit) continue;
+      TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 1));
+      if (MatchesFilter(filter, r.state, r.spec)) out.push_back(std::move(r));
+    }
+    if (n < chunk) break;  // nothing older
+  }
+  return out;
+}
+
+absl::Status PostgresStore::LoadShardRowsLocked(StoredState& state) {
+  for (const JobRecord& r : state.jobs) {
+    if (IsTerminal(r.state)) continue;
+    TESSERA_ASSIGN_OR_RETURN(state.results[r.id], LoadResultsLocked(r.id));
+    TESSERA_ASSIGN_OR_RETURN(
+        Rows f,
+        RunLocked(kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
+                  "read failed shards of job " + r.id));
+    for (int i = 0; i < PQntuples(f.get()); ++i) {
+      if (PQgetlength(f.get(), i, 0) != 8 || PQgetlength(f.get(), i, 1) != 4 ||
+          PQgetlength(f.get(), i, 2) != 8 || PQgetlength(f.get(), i, 3) != 8) {
+        return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
+                                                ": a failed shard of job ", r.id,
+                                                " has a malformed row"));
+      }
+      FailedShard fs;
+      fs.shard = ReadBigEndian64(PQgetvalue(f.get(), i, 0));
+      fs.attempts = ReadBigEndian32(PQgetvalue(f.get(), i, 1));
+      fs.bounds.start = ReadBigEndian64(PQgetvalue(f.get(), i, 2));
+      fs.bounds.end = ReadBigEndian64(PQgetvalue(f.get(), i, 3));
+      fs.last_error = Field(f.get(), i, 4);
+      state.failed[r.id].push_back(std::move(fs));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // PostgreSQL hands the space of deleted rows back on its own: autovacuum

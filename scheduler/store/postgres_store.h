@@ -19,7 +19,11 @@
 // schedulers starting at once migrate once), and its version is kept in
 // tessera_meta ('schema_version'). A newer schema than this binary reads is
 // refused. Tables: tessera_meta, tessera_jobs, tessera_results (schema 1),
-// tessera_failed_shards (schema 2). Deletions a StoreWrite implies (a
+// tessera_failed_shards (schema 2), tessera_leader (schema 3); schema 4 adds a
+// finished job's summary columns to tessera_jobs (queue, created, ended,
+// idem_key) and the indexes by (state, seq) (covering the summary, so a start
+// decodes no finished record) and (queue, seq) that page ListJobs in O(page).
+// Deletions a StoreWrite implies (a
 // SUCCEEDED job's results, a finished job's failed shards, every row of a
 // retired job) happen in the transaction of the record that implies them.
 //
@@ -67,6 +71,11 @@ class PostgresStore : public Store {
   absl::Status Commit(const StoreWrite& write, bool durable) override;
   absl::Status Flush() override;
   absl::StatusOr<StoredState> Load() override;
+  absl::StatusOr<StoredState> LoadUnfinished() override;
+  absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListFinishedJobs(const JobFilter& filter,
+                                                          int64_t before,
+                                                          int limit) override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
   // Not fenced: it changes nothing once a value is kept, so a deposed leader
@@ -132,6 +141,11 @@ class PostgresStore : public Store {
   absl::Status FenceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<StoredResult>> LoadResultsLocked(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The shard results and failed shards of the unfinished jobs in `state`.
+  absl::Status LoadShardRowsLocked(StoredState& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Decodes the record in column `col` of row `row`.
+  absl::StatusOr<JobRecord> DecodeLocked(pg_result* rows, int row, int col)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void RollbackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `text` with the password (when known) replaced.
   std::string ScrubLocked(std::string text) const ABSL_SHARED_LOCKS_REQUIRED(mu_);

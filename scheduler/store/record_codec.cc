@@ -159,6 +159,7 @@ std::string EncodeJobRecord(const JobRecord& r) {
       {"sha256", r.sha256},
       {"result_version", r.result_version},
       {"shards_succeeded", r.shards_succeeded},
+      {"items_done", r.items_done},
       {"finalizing", r.finalizing},
       {"final_bytes", r.final_bytes},
   };
@@ -211,6 +212,7 @@ absl::StatusOr<JobRecord> DecodeJobRecord(const std::string& text) {
     r.sha256 = j.at("sha256").get<std::string>();
     r.result_version = GetInt<int32_t>(j.at("result_version"));
     r.shards_succeeded = GetInt<int64_t>(j.at("shards_succeeded"));
+    r.items_done = GetInt<int64_t>(j, "items_done", int64_t{-1});
     r.finalizing = j.at("finalizing").get<bool>();
     r.final_bytes = j.at("final_bytes").get<std::string>();
     // The scheduler counts on from these (the next job's seq, the next result

@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "scheduler/store/data_dir_lock.h"
@@ -11,7 +13,9 @@ namespace tessera::scheduler {
 namespace {
 
 // 2: failed_shards; incremental auto-vacuum.
-constexpr int kSchemaVersion = 2;
+// 3: jobs.queue, created, ended, idem_key and the indexes by (state, seq) and
+//    (queue, seq): finished jobs are listed and summarised without decoding.
+constexpr int kSchemaVersion = 3;
 
 // Free pages handed back per Compact() (4 KiB each): bounds its time; pages
 // not handed back are reused by later writes anyway.
@@ -23,7 +27,11 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY,
   seq INTEGER NOT NULL,
   state INTEGER NOT NULL,
-  record TEXT NOT NULL);
+  record TEXT NOT NULL,
+  queue TEXT NOT NULL DEFAULT 'default',
+  created INTEGER,
+  ended INTEGER,
+  idem_key TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
 CREATE TABLE IF NOT EXISTS results (
   job_id TEXT NOT NULL,
@@ -39,6 +47,37 @@ CREATE TABLE IF NOT EXISTS failed_shards (
   error TEXT NOT NULL,
   PRIMARY KEY (job_id, shard)) WITHOUT ROWID;
 )sql";
+
+// After Migrate: an older jobs table has these columns only from then on.
+// jobs_by_state covers a finished job's summary: a start reads the index
+// alone (about 100 bytes a job), never the records.
+constexpr char kIndexes[] = R"sql(
+CREATE INDEX IF NOT EXISTS jobs_by_state
+  ON jobs (state, seq, queue, created, ended, idem_key, id);
+CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs (queue, seq);
+)sql";
+
+// Finished states are the numbers from kSucceeded up (types.h: append only).
+static_assert(static_cast<int>(JobState::kSucceeded) == 2 &&
+              static_cast<int>(JobState::kPartial) == 5);
+constexpr char kFinished[] = "state >= 2";
+
+// Times as stored in the columns: Unix nanoseconds, NULL for "not yet".
+void BindTime(sqlite3_stmt* q, int i, absl::Time t) {
+  if (t == absl::InfinitePast()) {
+    sqlite3_bind_null(q, i);
+  } else {
+    sqlite3_bind_int64(q, i, absl::ToUnixNanos(t));
+  }
+}
+absl::Time ColumnTime(sqlite3_stmt* q, int i) {
+  if (sqlite3_column_type(q, i) == SQLITE_NULL) return absl::InfinitePast();
+  return absl::FromUnixNanos(sqlite3_column_int64(q, i));
+}
+std::string ColumnText(sqlite3_stmt* q, int i) {
+  const char* text = reinterpret_cast<const char*>(sqlite3_column_text(q, i));
+  return text ? text : "";
+}
 
 // Finalizes a statement on every path.
 class Stmt {
@@ -139,15 +178,19 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
       return s;
     }
   }
-  // A job saved again is updated in place: its seq never changes, so neither
-  // index is touched and the commit usually writes one page for it, where a
+  if (absl::Status s = store->Exec(kIndexes); !s.ok()) return s;
+  // A job saved again is updated in place: its seq never changes, so the seq
+  // index is not touched and the commit usually writes one page for it, where a
   // REPLACE (delete and insert: the row and both index entries) writes three
   // (WAL writes per single-shard job: 29 -> 15).
-  if (sqlite3_prepare_v2(db,
-                         "INSERT INTO jobs (id, seq, state, record) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT (id) DO UPDATE "
-                         "SET state = excluded.state, record = excluded.record",
-                         -1, &store->insert_job_, nullptr) != SQLITE_OK ||
+  if (sqlite3_prepare_v2(
+          db,
+          "INSERT INTO jobs (id, seq, state, record, queue, created, ended, "
+          "idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT (id) DO UPDATE "
+          "SET state = excluded.state, record = excluded.record, "
+          "ended = excluded.ended",
+          -1, &store->insert_job_, nullptr) != SQLITE_OK ||
       sqlite3_prepare_v2(db,
                          "INSERT OR IGNORE INTO results (job_id, shard, result) VALUES "
                          "(?, ?, ?)",
@@ -185,6 +228,10 @@ SqliteStore::~SqliteStore() {
 }
 
 absl::Status SqliteStore::Migrate(int from_version) {
+  // 2 -> 3: the summary columns, filled once from the records.
+  if (from_version < 3) {
+    if (absl::Status s = MigrateColumns(); !s.ok()) return s;
+  }
   // 1 -> 2: the failed_shards table is made by the schema above; the
   // database is rebuilt once with incremental auto-vacuum, so that the space
   // of retired jobs can be handed back.
@@ -202,6 +249,52 @@ absl::Status SqliteStore::Migrate(int from_version) {
   return Exec(absl::StrCat("UPDATE meta SET value = '", kSchemaVersion,
                            "' WHERE key = 'schema_version'")
                   .c_str());
+}
+
+absl::Status SqliteStore::MigrateColumns() {
+  bool has_queue = false;
+  {
+    Stmt q(db_, "PRAGMA table_info(jobs)");
+    if (!q.ok()) return Error("read the jobs table's columns");
+    while (sqlite3_step(q.get()) == SQLITE_ROW)
+      has_queue |= ColumnText(q.get(), 1) == "queue";
+  }
+  if (!has_queue) {
+    for (const char* sql :
+         {"ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
+          "ALTER TABLE jobs ADD COLUMN created INTEGER",
+          "ALTER TABLE jobs ADD COLUMN ended INTEGER",
+          "ALTER TABLE jobs ADD COLUMN idem_key TEXT NOT NULL DEFAULT ''"}) {
+      if (absl::Status s = Exec(sql); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  absl::Status status = absl::OkStatus();
+  {
+    Stmt read(db_, "SELECT record FROM jobs");
+    Stmt write(db_,
+               "UPDATE jobs SET queue = ?, created = ?, ended = ?, idem_key = ? "
+               "WHERE id = ?");
+    if (!read.ok() || !write.ok()) status = Error("migrate jobs");
+    int rc = SQLITE_ROW;
+    while (status.ok() && (rc = sqlite3_step(read.get())) == SQLITE_ROW) {
+      absl::StatusOr<JobRecord> r = DecodeJobRecord(ColumnText(read.get(), 0));
+      if (!r.ok()) continue;  // Load reports it, as before
+      sqlite3_bind_text(write.get(), 1, r->spec.queue.c_str(), -1, SQLITE_TRANSIENT);
+      BindTime(write.get(), 2, r->created);
+      BindTime(write.get(), 3, r->ended);
+      sqlite3_bind_text(write.get(), 4, r->spec.idempotency_key.c_str(), -1,
+                        SQLITE_TRANSIENT);
+      sqlite3_bind_text(write.get(), 5, r->id.c_str(), -1, SQLITE_TRANSIENT);
+      status = Step(write.get(), "migrate job");
+    }
+    if (status.ok() && rc != SQLITE_DONE) status = Error("migrate jobs");
+  }
+  if (!status.ok()) {
+    (void)Exec("ROLLBACK");
+    return status;
+  }
+  return Exec("COMMIT");
 }
 
 absl::Status SqliteStore::Exec(const char* sql) {
@@ -308,6 +401,12 @@ absl::Status SqliteStore::CommitLocked(const StoreWrite& w) {
                         SQLITE_STATIC);
       sqlite3_bind_int64(job, 2, r.seq);
       sqlite3_bind_int(job, 3, static_cast<int>(r.state));
+      sqlite3_bind_text(job, 5, r.spec.queue.data(),
+                        static_cast<int>(r.spec.queue.size()), SQLITE_STATIC);
+      BindTime(job, 6, r.created);
+      BindTime(job, 7, r.ended);
+      sqlite3_bind_text(job, 8, r.spec.idempotency_key.data(),
+                        static_cast<int>(r.spec.idempotency_key.size()), SQLITE_STATIC);
       int rc = sqlite3_bind_text64(job, 4, text.data(), text.size(), SQLITE_STATIC,
                                    SQLITE_UTF8);
       if (rc == SQLITE_OK) rc = sqlite3_step(job);
@@ -445,6 +544,11 @@ absl::StatusOr<StoredState> SqliteStore::Load() {
     }
     if (rc != SQLITE_DONE) return Error("read jobs");
   }
+  if (absl::Status s = LoadShardRows(state); !s.ok()) return s;
+  return state;
+}
+
+absl::Status SqliteStore::LoadShardRows(StoredState& state) {
   Stmt q(db_, "SELECT shard, result FROM results WHERE job_id = ? ORDER BY shard");
   if (!q.ok()) return Error("read results");
   for (const JobRecord& r : state.jobs) {
@@ -483,7 +587,128 @@ absl::StatusOr<StoredState> SqliteStore::Load() {
     if (rc != SQLITE_DONE) return Error("read failed shards of job " + r.id);
     sqlite3_reset(f.get());
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StoredState> SqliteStore::LoadUnfinished() {
+  absl::MutexLock lock(&mu_);
+  StoredState state;
+  {
+    Stmt q(db_,
+           "SELECT record FROM jobs INDEXED BY jobs_by_state WHERE state < 2 "
+           "ORDER BY seq");
+    if (!q.ok()) return Error("read unfinished jobs");
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      auto r = DecodeJobRecord(ColumnText(q.get(), 0));
+      if (!r.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("store ", path_, ": ", r.status().message()));
+      }
+      state.jobs.push_back(*std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("read unfinished jobs");
+    std::sort(state.jobs.begin(), state.jobs.end(),
+              [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
+  }
+  {
+    Stmt q(db_, absl::StrCat("SELECT id, seq, state, queue, created, ended, idem_key "
+                             "FROM jobs INDEXED BY jobs_by_state WHERE ",
+                             kFinished)
+                    .c_str());
+    if (!q.ok()) return Error("read finished jobs");
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      FinishedJob f;
+      f.id = ColumnText(q.get(), 0);
+      f.seq = sqlite3_column_int64(q.get(), 1);
+      f.state = static_cast<JobState>(sqlite3_column_int(q.get(), 2));
+      f.queue = ColumnText(q.get(), 3);
+      f.created = ColumnTime(q.get(), 4);
+      f.ended = ColumnTime(q.get(), 5);
+      f.idempotency_key = ColumnText(q.get(), 6);
+      state.finished.push_back(std::move(f));
+    }
+    if (rc != SQLITE_DONE) return Error("read finished jobs");
+    std::sort(state.finished.begin(), state.finished.end(),
+              [](const FinishedJob& a, const FinishedJob& b) { return a.seq < b.seq; });
+  }
+  {
+    Stmt q(db_, "SELECT MAX(seq) FROM jobs");
+    if (!q.ok() || sqlite3_step(q.get()) != SQLITE_ROW) return Error("read jobs");
+    state.max_seq = sqlite3_column_int64(q.get(), 0);
+  }
+  if (absl::Status s = LoadShardRows(state); !s.ok()) return s;
   return state;
+}
+
+absl::StatusOr<std::optional<JobRecord>> SqliteStore::LoadJob(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  Stmt q(db_, "SELECT record FROM jobs WHERE id = ?");
+  if (!q.ok()) return Error("read job " + id);
+  sqlite3_bind_text(q.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+  const int rc = sqlite3_step(q.get());
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) return Error("read job " + id);
+  auto r = DecodeJobRecord(ColumnText(q.get(), 0));
+  if (!r.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("store ", path_, ": job ", id, ": ", r.status().message()));
+  }
+  return std::optional<JobRecord>(*std::move(r));
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteStore::ListFinishedJobs(
+    const JobFilter& filter, int64_t before, int limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobRecord> out;
+  if (limit <= 0) return out;
+  if (filter.state.has_value() && !IsTerminal(*filter.state)) return out;
+  // The index that makes the page O(limit): the state's, the queue's, or
+  // creation order (unfinished jobs, few, are skipped on the way).
+  std::string sql = "SELECT seq, record FROM jobs ";
+  if (!filter.queue.empty()) {
+    sql += "INDEXED BY jobs_by_queue WHERE queue = ?1 AND ";
+  } else if (filter.state.has_value()) {
+    sql += "INDEXED BY jobs_by_state WHERE ";
+  } else {
+    sql += "INDEXED BY jobs_by_seq WHERE ";
+  }
+  sql += filter.state.has_value() ? "state = ?2" : kFinished;
+  sql += " AND seq <= ?3 ORDER BY seq DESC LIMIT ?4";
+  Stmt q(db_, sql.c_str());
+  if (!q.ok()) return Error("list jobs");
+  // Labels are matched on the records: read in chunks until the page is full.
+  const int chunk = filter.labels.empty() ? limit : std::max(limit, 256);
+  int64_t cursor = before < 0 ? std::numeric_limits<int64_t>::max() : before;
+  while (static_cast<int>(out.size()) < limit) {
+    sqlite3_reset(q.get());
+    if (!filter.queue.empty()) {
+      sqlite3_bind_text(q.get(), 1, filter.queue.data(),
+                        static_cast<int>(filter.queue.size()), SQLITE_STATIC);
+    }
+    if (filter.state.has_value()) {
+      sqlite3_bind_int(q.get(), 2, static_cast<int>(*filter.state));
+    }
+    sqlite3_bind_int64(q.get(), 3, cursor);
+    sqlite3_bind_int(q.get(), 4, chunk);
+    int rows = 0;
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      ++rows;
+      cursor = sqlite3_column_int64(q.get(), 0) - 1;
+      if (static_cast<int>(out.size()) >= limit) continue;
+      auto r = DecodeJobRecord(ColumnText(q.get(), 1));
+      if (!r.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("store ", path_, ": ", r.status().message()));
+      }
+      if (MatchesFilter(filter, r->state, r->spec)) out.push_back(*std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("list jobs");
+    if (rows < chunk) break;  // nothing older
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<StoredResult>> SqliteStore::LoadResults(

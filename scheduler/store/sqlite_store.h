@@ -40,6 +40,11 @@ class SqliteStore : public Store {
   absl::Status Commit(const StoreWrite& write, bool durable) override;
   absl::Status Flush() override;
   absl::StatusOr<StoredState> Load() override;
+  absl::StatusOr<StoredState> LoadUnfinished() override;
+  absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListFinishedJobs(const JobFilter& filter,
+                                                          int64_t before,
+                                                          int limit) override;
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override;
   absl::StatusOr<std::string> InitMeta(const std::string& key,
@@ -68,6 +73,10 @@ class SqliteStore : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings a database written by an older scheduler to this schema.
   absl::Status Migrate(int from_version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds and fills the jobs table's summary columns (schema 3).
+  absl::Status MigrateColumns() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The shard results and failed shards of the unfinished jobs in `state`.
+  absl::Status LoadShardRows(StoredState& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a statement that returns no rows, then resets it.
   absl::Status Step(sqlite3_stmt* stmt, const char* what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

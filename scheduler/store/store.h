@@ -24,6 +24,12 @@ struct StoredState {
   // Failed shards of the jobs that are not finished (a finished job's record
   // lists its own), by job id, in shard order.
   std::map<std::string, std::vector<FailedShard>> failed;
+  // LoadUnfinished only (Load leaves them empty: its `jobs` has every
+  // record): the finished jobs, in submission order, as summaries read from
+  // indexed columns (no record is decoded), and the highest submission
+  // number ever stored (0: none).
+  std::vector<FinishedJob> finished;
+  int64_t max_seq = 0;
 };
 
 // What one transaction writes, applied in this order: job records (of a job
@@ -44,7 +50,9 @@ struct StoreWrite {
   }
 };
 
-// Thread-compatible: the runtime's store writer is the only caller of Commit.
+// Thread-safe: the runtime's store writer is the only caller of Commit and
+// Flush, while reader threads call LoadJob, ListFinishedJobs and LoadResults
+// (GetJob, ListJobs, GetResult of finished jobs) at the same time.
 //
 // Errors: what a Commit (or Flush) error means, and what the runtime does with
 // it. Nothing of a failed commit may be kept.
@@ -77,7 +85,26 @@ class Store {
   // Makes everything committed so far durable against power loss too (for a
   // sink write with nothing to commit before it).
   virtual absl::Status Flush() = 0;
+  // Everything: every record, finished or not (tests, tools, old callers).
   virtual absl::StatusOr<StoredState> Load() = 0;
+  // What a starting scheduler holds in memory: the records of the unfinished
+  // jobs (QUEUED, RUNNING) with their shard results and failed shards, and
+  // only summaries of the finished ones (StoredState::finished). Costs
+  // O(unfinished work + finished jobs' summaries); no finished record (nor
+  // its item list) is decoded.
+  virtual absl::StatusOr<StoredState> LoadUnfinished() = 0;
+  // One job's record, or nullopt when the store has none (never stored, or
+  // retired).
+  virtual absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& id) = 0;
+  // Finished jobs' records (SUCCEEDED, FAILED, CANCELLED, PARTIAL), newest
+  // first: those matching `filter` (whose state, when set, is a finished one)
+  // with submission number <= `before` (< 0: from the newest), at most
+  // `limit`. State and queue are indexed (O(limit) rows read); labels are
+  // matched on the decoded records, so a label filter reads the finished
+  // jobs of the page's range of submission numbers (O(scanned)).
+  virtual absl::StatusOr<std::vector<JobRecord>> ListFinishedJobs(const JobFilter& filter,
+                                                                  int64_t before,
+                                                                  int limit) = 0;
   virtual absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) = 0;
   // The value kept under `key` (e.g. the key that signs lease ids), storing
@@ -111,6 +138,23 @@ inline std::optional<std::string> RecordErrorJob(const absl::Status& s) {
   auto job = s.GetPayload(kRecordErrorPayload);
   if (!job.has_value()) return std::nullopt;
   return std::string(*job);
+}
+
+// Whether `r` passes `filter`'s state, queue and labels.
+inline bool MatchesFilter(const JobFilter& filter, JobState state, const JobSpec& spec) {
+  if (filter.state.has_value() && state != *filter.state) return false;
+  if (!filter.queue.empty() && spec.queue != filter.queue) return false;
+  for (const auto& [k, v] : filter.labels) {
+    auto l = spec.labels.find(k);
+    if (l == spec.labels.end() || l->second != v) return false;
+  }
+  return true;
+}
+
+// A finished job's summary, as LoadUnfinished gives it.
+inline FinishedJob SummaryOf(const JobRecord& r) {
+  return FinishedJob{
+      r.id, r.seq, r.state, r.spec.queue, r.created, r.ended, r.spec.idempotency_key};
 }
 
 // Encoding of a job record in the store (JSON), exposed for tests.

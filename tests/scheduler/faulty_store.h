@@ -83,6 +83,17 @@ class FaultyStore : public Store {
     return real_->Flush();
   }
   absl::StatusOr<StoredState> Load() override { return real_->Load(); }
+  absl::StatusOr<StoredState> LoadUnfinished() override {
+    return real_->LoadUnfinished();
+  }
+  absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& id) override {
+    return real_->LoadJob(id);
+  }
+  absl::StatusOr<std::vector<JobRecord>> ListFinishedJobs(const JobFilter& filter,
+                                                          int64_t before,
+                                                          int limit) override {
+    return real_->ListFinishedJobs(filter, before, limit);
+  }
   absl::StatusOr<std::vector<StoredResult>> LoadResults(
       const std::string& job_id) override {
     return real_->LoadResults(job_id);

@@ -175,9 +175,11 @@ TEST_F(PostgresStoreTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) 
   // What a scheduler of schema version 1 left behind.
   ASSERT_TRUE(server_
                   .Psql("tessera",
-                        "DROP TABLE tessera_failed_shards, tessera_leader; ALTER TABLE "
-                        "tessera_jobs "
-                        "DROP COLUMN epoch; UPDATE tessera_meta SET "
+                        "DROP TABLE tessera_failed_shards, tessera_leader; "
+                        "DROP INDEX tessera_jobs_by_state, tessera_jobs_by_queue; "
+                        "ALTER TABLE tessera_jobs DROP COLUMN epoch, DROP COLUMN queue, "
+                        "DROP COLUMN created, DROP COLUMN ended, DROP COLUMN idem_key; "
+                        "UPDATE tessera_meta SET "
                         "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
                   .ok());
   auto store = Open();
@@ -195,6 +197,45 @@ TEST_F(PostgresStoreTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) 
   auto n = server_.Psql("tessera", "SELECT COUNT(*) FROM tessera_failed_shards");
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, "1");
+}
+
+TEST_F(PostgresStoreTest, ASchemaThreeDatabaseGetsItsFinishedJobsSummaryColumnsFilled) {
+  JobRecord done = Record("done", 4);
+  done.state = JobState::kSucceeded;
+  done.spec.queue = "q9";
+  done.spec.idempotency_key = "k";
+  done.created = absl::FromUnixSeconds(1'700'000'000);
+  done.ended = done.created + absl::Seconds(5);
+  {
+    auto store = Open();
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Commit({&done}, {}, true).ok());
+  }
+  // What a scheduler of schema version 3 left behind.
+  ASSERT_TRUE(
+      server_
+          .Psql("tessera",
+                "DROP INDEX tessera_jobs_by_state, tessera_jobs_by_queue; "
+                "ALTER TABLE tessera_jobs DROP COLUMN queue, DROP COLUMN created, "
+                "DROP COLUMN ended, DROP COLUMN idem_key; UPDATE tessera_meta SET "
+                "value = convert_to('3', 'UTF8') WHERE key = 'schema_version'")
+          .ok());
+  auto store = Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->migrations_applied(), PostgresStore::SchemaVersion() - 3);
+  absl::StatusOr<StoredState> state = (*store)->LoadUnfinished();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->finished.size(), 1u);
+  EXPECT_EQ(state->finished[0].queue, "q9");
+  EXPECT_EQ(state->finished[0].created, done.created);
+  EXPECT_EQ(state->finished[0].ended, done.ended);
+  EXPECT_EQ(state->finished[0].idempotency_key, "k");
+  EXPECT_EQ(state->max_seq, 4);
+  JobFilter q9;
+  q9.queue = "q9";
+  absl::StatusOr<std::vector<JobRecord>> page = (*store)->ListFinishedJobs(q9, -1, 5);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->size(), 1u);
 }
 
 TEST_F(PostgresStoreTest, SchedulersStartingAtOnceMigrateOnce) {
