@@ -389,6 +389,79 @@ absl::StatusOr<PostgresStore::Rows> PostgresStore::RunLocked(
   return Rows(res.release(), &PQclear);
 }
 
+absl::Status PostgresStore::InsertResultsLocked(
+    const std::vector<const SaveResultOp*>& results) {
+  // At most this many statements between two syncs: the server's replies
+  // (a few bytes each) never fill the socket while this thread still sends.
+  constexpr size_t kPipelineChunk = 256;
+  for (size_t from = 0; from < results.size(); from += kPipelineChunk) {
+    const size_t to = std::min(results.size(), from + kPipelineChunk);
+    if (PQenterPipelineMode(conn_) != 1) {
+      return Check(nullptr, PGRES_COMMAND_OK, "enter pipeline mode");
+    }
+    absl::Status status = absl::OkStatus();
+    size_t sent = 0;
+    for (size_t i = from; i < to; ++i) {
+      const SaveResultOp& r = *results[i];
+      const std::string shard = std::to_string(r.shard);
+      const char* values[3] = {r.job_id.data(), shard.c_str(), r.result_json.data()};
+      const int lengths[3] = {static_cast<int>(r.job_id.size()), 0,
+                              static_cast<int>(r.result_json.size())};
+      const int formats[3] = {1, 0, 1};
+      // libpq copies the parameters into its output buffer here.
+      if (PQsendQueryPrepared(conn_, kStatements[kInsertResult].name, 3, values, lengths,
+                              formats, /*resultFormat=binary*/ 1) != 1) {
+        status = Check(nullptr, PGRES_COMMAND_OK, "write results");
+        break;
+      }
+      ++sent;
+    }
+    bool synced = false;
+    if (status.ok()) {
+      synced = PQpipelineSync(conn_) == 1;
+      if (!synced) status = Check(nullptr, PGRES_COMMAND_OK, "write results (sync)");
+    }
+    // One result per statement sent (each followed by a null), then the sync.
+    // After an error the rest come back PGRES_PIPELINE_ABORTED.
+    for (size_t i = 0; status.ok() && conn_ != nullptr && i < sent; ++i) {
+      const SaveResultOp& r = *results[from + i];
+      Result res(PQgetResult(conn_), &PQclear);
+      while (PGresult* end = PQgetResult(conn_)) PQclear(end);
+      if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
+        status = Check(res.get(), PGRES_COMMAND_OK,
+                       absl::StrCat("write result of job ", r.job_id, " shard ", r.shard),
+                       r.job_id);
+      }
+    }
+    if (conn_ != nullptr) {
+      // What is left (after an error), up to and including the sync. Without
+      // a sync there is no end to wait for: the connection is dropped below.
+      if (synced) {
+        for (size_t nulls = 0; nulls < 2 * kPipelineChunk + 2;) {
+          Result res(PQgetResult(conn_), &PQclear);
+          if (!res) {
+            ++nulls;  // the null after a statement's result
+            continue;
+          }
+          if (PQresultStatus(res.get()) == PGRES_PIPELINE_SYNC) break;
+          if (PQstatus(conn_) != CONNECTION_OK) break;
+        }
+      }
+      if (!synced || PQexitPipelineMode(conn_) != 1) {
+        // Never leave a connection in an unknown state: the next call reconnects.
+        PQfinish(conn_);
+        conn_ = nullptr;
+        if (status.ok()) {
+          status = absl::UnavailableError(absl::StrCat(
+              "store postgres ", redacted_url_, ": write results: pipeline not drained"));
+        }
+      }
+    }
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PostgresStore::MigrateLocked() {
   TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin migration"));
   absl::Status s = [&]() -> absl::Status {
@@ -529,17 +602,8 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
           r->job_id, absl::StrCat("the result of job ", r->job_id, " shard ", r->shard),
           r->result_json.size());
     }
-    const std::string shard = std::to_string(r->shard);
-    TESSERA_RETURN_IF_ERROR(
-        RunLocked(
-            kInsertResult,
-            {{r->job_id.data(), static_cast<int>(r->job_id.size()), true},
-             {shard.c_str(), 0, false},
-             {r->result_json.data(), static_cast<int>(r->result_json.size()), true}},
-            absl::StrCat("write result of job ", r->job_id, " shard ", r->shard),
-            r->job_id)
-            .status());
   }
+  TESSERA_RETURN_IF_ERROR(InsertResultsLocked(w.results));
   for (const SaveFailedShardOp* f : w.failed) {
     const FailedShard& fs = f->shard;
     if (fs.last_error.size() > max_record_bytes_) {

@@ -139,6 +139,10 @@ class PostgresStore : public Store {
                                 const std::string& what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status FenceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts shard results pipelined (libpq pipeline mode): one round trip per
+  // 256 rows instead of one per row. Errors map as RunLocked maps them.
+  absl::Status InsertResultsLocked(const std::vector<const SaveResultOp*>& results)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<StoredResult>> LoadResultsLocked(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The shard results and failed shards of the unfinished jobs in `state`.
