@@ -2,6 +2,7 @@
 // bidirectional gRPC, folds the results and persists each job's result once.
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -191,6 +192,27 @@ void WritePortFile(int port) {
   }
 }
 
+// Waits for SIGTERM/SIGINT (`signals`, blocked), then calls `shutdown`. A
+// store stuck in a system call (a dead disk) must not keep the process from
+// ending: a watchdog exits after `exit_bound`. Nothing it cuts short was
+// acknowledged (the store is crash-safe), and it dies with the process
+// otherwise, so it is not joined.
+std::thread ShutDownOnSignal(const sigset_t& signals, absl::Duration exit_bound,
+                             std::function<void()> shutdown) {
+  return std::thread([&signals, exit_bound, shutdown = std::move(shutdown)] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received signal {}; shutting down", sig);
+    std::thread([exit_bound] {
+      absl::SleepFor(exit_bound);
+      spdlog::error("shutdown not done after {}; exiting now",
+                    absl::FormatDuration(exit_bound));
+      std::_Exit(1);
+    }).detach();
+    shutdown();
+  });
+}
+
 // One replica under leader election (--store=postgres): follows, leads when
 // the lease is free, steps down when fenced, until a termination signal.
 int RunReplica(const tessera::scheduler::SchedulerConfig& config,
@@ -204,19 +226,9 @@ int RunReplica(const tessera::scheduler::SchedulerConfig& config,
     spdlog::error("cannot start: {}", replica.status().ToString());
     return 1;
   }
-  const absl::Duration exit_bound = config.store_timeout + absl::Seconds(7);
-  std::thread signal_waiter([&signals, r = replica->get(), exit_bound] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("received signal {}; shutting down", sig);
-    std::thread([exit_bound] {
-      absl::SleepFor(exit_bound);
-      spdlog::error("shutdown not done after {}; exiting now",
-                    absl::FormatDuration(exit_bound));
-      std::_Exit(1);
-    }).detach();
-    r->Shutdown();
-  });
+  std::thread signal_waiter =
+      ShutDownOnSignal(signals, config.store_timeout + absl::Seconds(7),
+                       [r = replica->get()] { r->Shutdown(); });
   WritePortFile((*replica)->port());
   (*replica)->Wait();
   signal_waiter.join();
@@ -304,23 +316,9 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", server.status().ToString());
     return 1;
   }
-  // A store stuck in a system call (a dead disk) must not keep the process
-  // from ending: the watchdog exits after the drain's bound. Nothing it cuts
-  // short was acknowledged (the store is crash-safe), and it dies with the
-  // process otherwise, so it is not joined.
-  const absl::Duration exit_bound = config.store_timeout + absl::Seconds(7);
-  std::thread signal_waiter([&signals, s = server->get(), exit_bound] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("received signal {}; shutting down", sig);
-    std::thread([exit_bound] {
-      absl::SleepFor(exit_bound);
-      spdlog::error("shutdown not done after {}; exiting now",
-                    absl::FormatDuration(exit_bound));
-      std::_Exit(1);
-    }).detach();
-    s->Shutdown();
-  });
+  std::thread signal_waiter =
+      ShutDownOnSignal(signals, config.store_timeout + absl::Seconds(7),
+                       [s = server->get()] { s->Shutdown(); });
   if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
     FILE* f = std::fopen(pf.c_str(), "w");
     if (f != nullptr) {

@@ -689,29 +689,7 @@ absl::StatusOr<StoredState> PostgresStore::Load() {
       }
       state.jobs.push_back(*std::move(r));
     }
-    for (const JobRecord& r : state.jobs) {
-      if (IsTerminal(r.state)) continue;
-      TESSERA_ASSIGN_OR_RETURN(state.results[r.id], LoadResultsLocked(r.id));
-      TESSERA_ASSIGN_OR_RETURN(
-          Rows f,
-          RunLocked(kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
-                    "read failed shards of job " + r.id));
-      for (int i = 0; i < PQntuples(f.get()); ++i) {
-        if (PQgetlength(f.get(), i, 0) != 8 || PQgetlength(f.get(), i, 1) != 4 ||
-            PQgetlength(f.get(), i, 2) != 8 || PQgetlength(f.get(), i, 3) != 8) {
-          return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
-                                                  ": a failed shard of job ", r.id,
-                                                  " has a malformed row"));
-        }
-        FailedShard fs;
-        fs.shard = ReadBigEndian64(PQgetvalue(f.get(), i, 0));
-        fs.attempts = ReadBigEndian32(PQgetvalue(f.get(), i, 1));
-        fs.bounds.start = ReadBigEndian64(PQgetvalue(f.get(), i, 2));
-        fs.bounds.end = ReadBigEndian64(PQgetvalue(f.get(), i, 3));
-        fs.last_error = Field(f.get(), i, 4);
-        state.failed[r.id].push_back(std::move(fs));
-      }
-    }
+    TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
     TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
     return state;
   }();
