@@ -123,6 +123,9 @@ absl::StatusOr<std::unique_ptr<HaScheduler>> HaScheduler::Create(
   PostgresOptions options;
   options.url = config.postgres_url;
   options.sync = config.store_sync;
+  // A leader paused mid-commit holds the leader row FOR SHARE: the server
+  // ends its session within a TTL so that a follower can take the lease.
+  options.idle_in_transaction_timeout = ha.ttl;
   if (!config.postgres_password_file.empty()) {
     auto password = ReadPasswordFile(config.postgres_password_file);
     if (!password.ok()) return password.status();

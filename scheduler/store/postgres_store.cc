@@ -280,12 +280,20 @@ absl::Status PostgresStore::EnsureConnectedLocked() {
   // Defaults first, the URL last: what the URL says wins (PQconnectdbParams
   // keeps the last value of a keyword). A silent server (paused, partitioned)
   // is noticed by TCP keepalives and tcp_user_timeout, not waited for forever.
+  // A session left idle inside a transaction (its scheduler paused or stuck
+  // mid-commit) is ended by the server, so that the row locks it holds (the
+  // fence's FOR SHARE on the leader row) cannot keep a follower from taking
+  // over an expired lease.
   const std::string timeout = std::to_string(options_.connect_timeout_seconds);
+  const std::string session =
+      absl::StrCat("-c idle_in_transaction_session_timeout=",
+                   absl::ToInt64Milliseconds(options_.idle_in_transaction_timeout));
   std::vector<const char*> keys = {
-      "connect_timeout",     "application_name", "keepalives",      "keepalives_idle",
-      "keepalives_interval", "keepalives_count", "tcp_user_timeout"};
+      "connect_timeout",     "application_name", "keepalives",       "keepalives_idle",
+      "keepalives_interval", "keepalives_count", "tcp_user_timeout", "options"};
   std::vector<const char*> values = {
-      timeout.c_str(), "tessera-scheduler", "1", "10", "3", "3", "30000"};
+      timeout.c_str(), "tessera-scheduler", "1", "10", "3", "3",
+      "30000",         session.c_str()};
   if (!options_.password.empty()) {
     keys.push_back("password");
     values.push_back(options_.password.c_str());

@@ -37,6 +37,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "scheduler/store/postgres_conninfo.h"
 #include "scheduler/store/store.h"
 
@@ -55,6 +56,9 @@ struct PostgresOptions {
   std::string sync = "full";
   // Seconds to wait for a connection (libpq connect_timeout) unless the URL says.
   int connect_timeout_seconds = 5;
+  // The server ends a session idle this long inside a transaction (a paused
+  // scheduler), releasing its locks; under leader election, the lease TTL.
+  absl::Duration idle_in_transaction_timeout = absl::Seconds(5);
 };
 
 // Thread-safe (one connection behind a mutex).
