@@ -93,11 +93,9 @@ class ResultSink {
   // The size in bytes of a published result, without reading it.
   virtual absl::StatusOr<int64_t> Size(const std::string& location) = 0;
   // Deletes a published result (--delete-results-with-jobs, when its job
-  // retires); one already gone is OK. Optional: UNIMPLEMENTED by default.
-  virtual absl::Status Delete(const std::string& location) {
-    return absl::UnimplementedError(
-        absl::StrCat("this result sink cannot delete results (", location, ")"));
-  }
+  // retires); one already gone is OK. A location that is not the sink's is
+  // INTERNAL.
+  virtual absl::Status Delete(const std::string& location) = 0;
   // The scheduler is stopping: a Stage or Publish that waits (a sink that
   // retries a store that is down) gives up at once with UNAVAILABLE, and so
   // does every later one. The job then stays "finalizing" in the store, and

@@ -452,4 +452,15 @@ absl::StatusOr<int64_t> S3Sink::Size(const std::string& location) {
   return size;
 }
 
+absl::Status S3Sink::Delete(const std::string& location) {
+  absl::StatusOr<std::string> key = KeyOf(location);
+  if (!key.ok()) return key.status();
+  S3Request del{"DELETE", *key};
+  absl::StatusOr<S3Response> r = Call("delete", del, Retry::kReads, "-");
+  if (!r.ok()) return r.status();
+  if (r->status == 404) return absl::OkStatus();  // already gone
+  if (!r->ok()) return Failed("DELETE", *key, *r);
+  return absl::OkStatus();
+}
+
 }  // namespace tessera::scheduler

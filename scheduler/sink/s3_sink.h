@@ -79,6 +79,8 @@ class S3Sink : public ResultSink {
   absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
   absl::StatusOr<int64_t> Size(const std::string& location) override;
+  // DELETE of the object; S3 answers 204 whether or not it was there.
+  absl::Status Delete(const std::string& location) override;
   void Cancel() override;
   int64_t writes() const override { return writes_.load(); }
   std::vector<prometheus::MetricFamily> CollectMetrics() override;

@@ -64,6 +64,9 @@ class FaultySink : public ResultSink {
   absl::StatusOr<int64_t> Size(const std::string& location) override {
     return real_->Size(location);
   }
+  absl::Status Delete(const std::string& location) override {
+    return real_->Delete(location);
+  }
   void Cancel() override { real_->Cancel(); }
   int64_t writes() const override { return real_->writes(); }
 

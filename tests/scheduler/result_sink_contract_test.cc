@@ -174,6 +174,16 @@ TYPED_TEST(ResultSinkContract, AMissingResultIsDataLossAndAForeignLocationIntern
             absl::StatusCode::kInternal);
 }
 
+TYPED_TEST(ResultSinkContract, DeletesAResultAndADeletedOneAgainIsFine) {
+  auto r = this->sink_->Write("job-1", 1, kBytes);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(this->sink_->Delete(r->location).ok());
+  EXPECT_EQ(this->sink_->Read(r->location).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(this->sink_->Delete(r->location).ok());
+  EXPECT_EQ(this->sink_->Delete(this->kind_.Foreign()).code(),
+            absl::StatusCode::kInternal);
+}
+
 TYPED_TEST(ResultSinkContract, RefusesJobIdsThatCouldLeaveTheSink) {
   for (const char* id : {"../x", "a/b", "", "a.b"}) {
     EXPECT_EQ(this->sink_->Write(id, 1, kBytes).status().code(),

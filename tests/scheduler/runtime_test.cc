@@ -123,6 +123,11 @@ class RecordingSink : public ResultSink {
     if (!bytes.ok()) return bytes.status();
     return static_cast<int64_t>(bytes->size());
   }
+  absl::Status Delete(const std::string& location) override {
+    absl::MutexLock lock(&mu_);
+    published_.erase(location);
+    return absl::OkStatus();
+  }
   int64_t writes() const override {
     absl::MutexLock lock(&mu_);
     return writes_;
