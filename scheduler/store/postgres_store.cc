@@ -690,12 +690,8 @@ absl::StatusOr<StoredState> PostgresStore::Load() {
     StoredState state;
     TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kLoadJobs, {}, "read jobs"));
     for (int i = 0; i < PQntuples(rows.get()); ++i) {
-      auto r = DecodeJobRecord(Field(rows.get(), i, 0));
-      if (!r.ok()) {
-        return absl::DataLossError(
-            absl::StrCat("store postgres ", redacted_url_, ": ", r.status().message()));
-      }
-      state.jobs.push_back(*std::move(r));
+      TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
+      state.jobs.push_back(std::move(r));
     }
     TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
     TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
