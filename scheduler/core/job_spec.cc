@@ -1,12 +1,13 @@
-// Job specs: validation, partitioning, comparison, and the retry backoff —
-// the parts of the core that need no state.
+// Job specs (job_spec.h): validation, partitioning, comparison and the retry
+// backoff; also the job state names and CoreConfig::Validate.
+#include "scheduler/core/job_spec.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "scheduler/core/scheduler_core.h"
 
 namespace tessera::scheduler {
 
@@ -227,6 +228,14 @@ absl::StatusOr<RangePartition> MakePartition(const JobSpec& spec,
   return RangePartition::Create(
       {0, static_cast<int64_t>(spec.items.size()), spec.batch_size, 0},
       config.max_shards_per_job);
+}
+
+CoreConfig ReadBackLimits(CoreConfig config) {
+  config.max_shards_per_job = std::numeric_limits<int64_t>::max();
+  config.max_items_per_job = std::numeric_limits<int64_t>::max();
+  config.max_json_depth = 1000;
+  config.max_item_bytes = std::numeric_limits<int64_t>::max();
+  return config;
 }
 
 bool SameSpec(const JobSpec& a, const JobSpec& b) {

@@ -3,6 +3,14 @@
 // returns the actions (assign, cancel, close, and durable ops: records to
 // commit, acks and persists that follow the commit) for the caller to carry
 // out. Not thread-safe: the service layer holds one mutex around it.
+//
+// SchedulerCore holds the transitions and the indexes; the rest is in pieces
+// of their own: job_spec.h (spec validation), job_shards.h (one job's shard
+// bookkeeping), dispatch_policy.h (who runs what next, a pure policy),
+// lease_table.h (leases and their ids), job_report.h (result document, views
+// and wait messages). Its definitions span scheduler_core.cc (jobs),
+// scheduler_core_executors.cc (executors, leases, dispatch, time) and
+// scheduler_core_store.cc (restore, commit, retention).
 #ifndef TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
 #define TESSERA_SCHEDULER_CORE_SCHEDULER_CORE_H_
 
@@ -18,96 +26,14 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "scheduler/core/core_config.h"
+#include "scheduler/core/core_entries.h"
+#include "scheduler/core/dispatch_policy.h"
+#include "scheduler/core/job_spec.h"
+#include "scheduler/core/lease_table.h"
 #include "scheduler/core/types.h"
-#include "shared/json_limits.h"
 
 namespace tessera::scheduler {
-
-struct CoreConfig {
-  int64_t max_shards_per_job = 10'000'000;
-  // Assignments an executor may hold beyond its slots, to hide round trips:
-  // at least `prefetch`; for a job whose shards are short, as many as keep
-  // its slots busy for `prefetch_window` (by the run times executors
-  // report), up to `max_prefetch`. A prefetched shard waits at most about
-  // `prefetch_window` on an executor while another may sit idle.
-  int32_t prefetch = 2;
-  int32_t max_prefetch = 256;
-  absl::Duration prefetch_window = absl::Milliseconds(2);
-  absl::Duration heartbeat_interval = absl::Seconds(2);
-  // An executor silent for this long is closed and its leases requeued.
-  absl::Duration heartbeat_timeout = absl::Seconds(10);
-  // After this, a queued job whose task no executor has ever advertised says so.
-  absl::Duration unknown_task_grace = absl::Seconds(30);
-  // A shard whose executor was lost this many times is failed (crash loop).
-  int32_t max_executor_losses = 3;
-  // A lease with a shard timeout expires this long after the timeout.
-  absl::Duration lease_grace = absl::Seconds(5);
-  // After a restart, shards wait this long for their executors to re-attach
-  // before they are dispatched again.
-  absl::Duration reattach_grace = absl::Seconds(10);
-  // Shard errors kept per job.
-  int32_t max_errors_kept = 5;
-  // Items jobs: limits on the input.
-  int64_t max_items_per_job = 1'000'000;
-  int64_t max_item_bytes = 64 << 10;
-  // JSON from users and peers (params, items, shard results): the deepest
-  // nesting allowed, checked before anything copies, folds or dumps it.
-  int32_t max_json_depth = kDefaultMaxJsonDepth;
-  // Params travel in every assignment and an exec task's environment.
-  int64_t max_params_bytes = 64 << 10;
-  // One shard's result, and a job's folded result (its persisted document).
-  int64_t max_result_bytes = 16 << 20;
-  int64_t max_folded_result_bytes = 64 << 20;
-  // Results fold in shard order; a shard is dispatched only while it is
-  // within this many shards of the first unfolded one, so the results that
-  // wait behind one slow shard stay bounded (the job's message says so).
-  int64_t fold_window = 10'000;
-  // How long an idempotency key keeps returning its job (no longer than the
-  // job itself is kept: a retired job's key is forgotten with it).
-  absl::Duration idempotency_retention = absl::Hours(24);
-  // A finished job (SUCCEEDED, FAILED, CANCELLED, PARTIAL) is retired this
-  // long after it ended: deleted from memory and from the store (record,
-  // shard results, failed shards, idempotency key). Zero: never.
-  absl::Duration job_retention = absl::Hours(24 * 7);
-  // Jobs retired per tick at most (the rest on the next ticks), so that a
-  // long-off retention switched on does not stall the scheduler.
-  int32_t max_retired_per_tick = 1000;
-  // Ids of retired jobs remembered, so that GetJob can say "retired" rather
-  // than "not found".
-  int32_t retired_ids_kept = 10'000;
-  absl::Status Validate() const;
-};
-
-// Validates everything but the shape of the input (MakePartition does that).
-absl::Status ValidateSpec(const JobSpec& spec);
-// The configured bounds on a spec's params (depth, bytes).
-absl::Status ValidateSpecLimits(const JobSpec& spec, const CoreConfig& config);
-// The shards of a job: its range, or its items cut into batches.
-absl::StatusOr<RangePartition> MakePartition(const JobSpec& spec,
-                                             const CoreConfig& config);
-// Same job definition (idempotent submission compares them).
-bool SameSpec(const JobSpec& a, const JobSpec& b);
-
-// The wait before attempt `attempt + 1` after `attempt` failed attempts;
-// jitter comes from `unit` in [0, 1).
-absl::Duration RetryBackoff(const RetryPolicy& policy, int32_t attempt, double unit);
-
-// Makes lease ids and recognises them later. Ids must be unguessable to
-// peers and never reused, also across restarts (the runtime's implementation
-// signs them with a key kept in the store); the core's default, for tests,
-// is "<job>.<shard>.<attempt>" plus the incarnation.
-class LeaseIds {
- public:
-  virtual ~LeaseIds() = default;
-  // `holder`: the identity of the executor the lease goes to ("" without auth).
-  virtual std::string Mint(const std::string& job_id, int64_t shard, int32_t attempt,
-                           const std::string& holder) = 0;
-  // Whether `lease_id` was made by Mint (in this run or an earlier one on the
-  // same store) for shard `shard` of `job_id` and for `holder`: a result or
-  // claim counts only from the identity its lease was issued to.
-  virtual bool Issued(const std::string& lease_id, const std::string& job_id,
-                      int64_t shard, const std::string& holder) const = 0;
-};
 
 class SchedulerCore {
  public:
@@ -117,10 +43,8 @@ class SchedulerCore {
   // A short token that makes this process's lease ids differ from those of
   // an earlier run of the scheduler (e.g. random hex); empty in tests.
   // Borrowed; must outlive the core. Unset: the default ids.
-  void SetLeaseIds(LeaseIds* ids) { lease_ids_ = ids; }
-  void SetIncarnation(const std::string& token) {
-    incarnation_ = token.empty() ? "" : "." + token;
-  }
+  void SetLeaseIds(LeaseIds* ids) { leases_.SetLeaseIds(ids); }
+  void SetIncarnation(const std::string& token) { leases_.SetIncarnation(token); }
 
   // Every `now` the core is given is monotonic (leases, heartbeats, backoff,
   // rates, grace periods are measured on it; a wall-clock step moves none of
@@ -243,37 +167,28 @@ class SchedulerCore {
   size_t JobsFinished() const { return finished_info_.size(); }
 
  private:
-  struct Job;
-  struct Executor;
-  struct Lease;
+  using Job = CoreJob;
+  using Executor = CoreExecutor;
 
   Job* FindJob(const std::string& id) const;
   // Loads a finished job back from its stored record (InStoreOnly).
   Job* Adopt(const JobRecord& r, absl::Time now);
+  // A job entry for a stored record (not yet indexed); the record's failed
+  // shards move into its shard bookkeeping.
+  std::unique_ptr<Job> FromRecord(const JobRecord& r, RangePartition partition,
+                                  absl::Time now) const;
   Executor* FindExecutor(const ExecutorConn& conn);
-  // The lease if it belongs to this connection, else nullptr.
-  Lease* FindLease(const ExecutorConn& conn, const std::string& lease_id);
   void Dispatch(absl::Time now, Actions& out);
-  // Assignments beyond its slots an executor may hold when the next is of a
-  // job whose shards run `run_seconds` (0: not known yet).
-  int64_t Prefetch(double run_seconds, int32_t slots) const;
-  // Whether to hand `e` another shard now, given that prefetch.
-  // Updates e.refilling.
+  // Whether to hand `e` another shard now (DispatchPolicy::WantsMore);
+  // updates e.refilling.
   bool WantsMore(Executor& e, int64_t prefetch);
+  // The policy's pick for `e`; moves the round-robin cursor past it.
   Job* NextJobFor(const Executor& e, absl::Time now);
-  bool HasWork(const Job& j, absl::Time now) const;
-  // For a queued job with a concurrency key: the job it waits for, if any.
-  const Job* BlockedBy(const Job& j) const;
-  double TokensAt(const Job& j, absl::Time now) const;
   void AssignOne(Job& j, Executor& e, absl::Time now, Actions& out);
   void AddLease(Job& j, Executor& e, int64_t shard, int32_t attempt,
                 const std::string& id, absl::Time now, Actions& out);
   // Ends a lease; returns the shard to the queue when `requeue`.
   void EndLease(const std::string& lease_id, bool requeue);
-  // Takes shard `shard` out of the pending set (retry queue or not yet
-  // dispatched) so that it can be run or accepted elsewhere.
-  void ClaimPending(Job& j, int64_t shard);
-  bool IsDone(const Job& j, int64_t shard) const;
   void Accept(Job& j, int64_t shard, nlohmann::json result, absl::Time now, Actions& out);
   void FoldPrefix(Job& j, absl::Time now, Actions& out);
   // A failed attempt: retried after its backoff, or the shard is out of attempts.
@@ -285,13 +200,8 @@ class SchedulerCore {
   void FailJob(Job& j, const std::string& message, absl::Time now, Actions& out);
   void CancelLeases(Job& j, Actions& out);
   void Finish(Job& j, absl::Time now, Actions& out);
-  // Resets a job's shard state from its stored results.
   // Counts a loss for each shard whose executor did not re-attach in time.
   void LoseDetached(Job& j, absl::Time now, Actions& out);
-  // Whether new shards wait for the in-order fold to catch up (fold_window).
-  bool PausedForFold(const Job& j) const;
-  // DATA_LOSS naming the shard when a stored result cannot be read back.
-  absl::Status Rebuild(Job& j, const std::vector<StoredResult>& results);
   void Save(Job& j, Actions& out);
   // Keeps the counts by state and the retirement order in step with j's state.
   void Index(Job& j);
@@ -308,10 +218,10 @@ class SchedulerCore {
   void Deactivate(Job& j);
   void DropExecutor(Executor& e, absl::Time now, Actions& out);
   JobView View(const Job& j, absl::Time now) const;
-  std::string WaitReason(const Job& j, absl::Time now) const;
   void CheckInvariants() const;
 
   CoreConfig config_;
+  DispatchPolicy policy_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
   std::map<int64_t, Job*> by_seq_;  // submission order
   // Finished jobs by when they retire.
@@ -330,7 +240,7 @@ class SchedulerCore {
   std::vector<Job*> active_;  // queued or running, submission order
   size_t rr_cursor_ = 0;      // round-robin position in active_
   std::map<std::string, std::unique_ptr<Executor>> executors_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Lease>> leases_;
+  LeaseTable leases_;
   std::set<std::string> known_tasks_;  // every task ever advertised
   // Executor id -> the identity that used it (auth on only); bounded.
   std::map<std::string, std::string> executor_identity_;
@@ -344,13 +254,8 @@ class SchedulerCore {
   uint64_t next_generation_ = 1;
   uint64_t version_ = 0;
   int64_t next_seq_ = 1;
-  std::string incarnation_;
   absl::Duration wall_offset_ = absl::ZeroDuration();
   absl::Time Wall(absl::Time now) const { return now + wall_offset_; }
-  LeaseIds* lease_ids_ = nullptr;
-  // Whether `lease_id` is one this scheduler issued for the job's shard.
-  bool Issued(const std::string& lease_id, const std::string& job_id, int64_t shard,
-              const std::string& holder) const;
   CoreCounters counters_;
 };
 
