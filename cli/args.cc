@@ -17,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "shared/duration.h"
+#include "shared/proto_duration.h"
 #include "shared/status_macros.h"
 
 namespace tessera::cli {
@@ -276,10 +278,6 @@ constexpr int32_t kMaxAttempts = 100;
 // And priorities in -1000..1000.
 constexpr int32_t kMaxPriority = 1000;
 
-absl::Duration ToAbsl(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
 using FlagValues = std::multimap<std::string, std::string, std::less<>>;
 
 absl::Status BuildSubmit(const FlagValues& flags, Command& cmd) {
@@ -383,7 +381,8 @@ absl::Status BuildSubmit(const FlagValues& flags, Command& cmd) {
         "--max-backoff", *max_backoff,
         /*allow_zero=*/true, *spec.mutable_retry()->mutable_max_backoff()));
     if (spec.retry().has_initial_backoff() &&
-        ToAbsl(spec.retry().max_backoff()) < ToAbsl(spec.retry().initial_backoff())) {
+        DurationFromProto(spec.retry().max_backoff()) <
+            DurationFromProto(spec.retry().initial_backoff())) {
       return UsageError("--max-backoff",
                         absl::StrCat("must be at least --backoff (got ", *max_backoff,
                                      " < ", *get("backoff"), ")"));
@@ -541,13 +540,13 @@ absl::Status ParseItems(absl::string_view text, tessera::v1::ItemsInput& items) 
 
 absl::Status ParseDurationFlag(absl::string_view flag, absl::string_view text,
                                bool allow_zero, google::protobuf::Duration& out) {
-  absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
-      d == -absl::InfiniteDuration()) {
+  std::optional<absl::Duration> parsed = ParseFiniteDuration(text);
+  if (!parsed) {
     return UsageError(
         flag,
         absl::StrCat("expected a duration like 500ms, 2s or 1m, got \"", text, "\""));
   }
+  const absl::Duration d = *parsed;
   if (d < absl::ZeroDuration() || (!allow_zero && d == absl::ZeroDuration())) {
     return UsageError(
         flag, absl::StrCat("must be ", allow_zero ? ">= 0" : "> 0", " (got ", text, ")"));
@@ -556,10 +555,7 @@ absl::Status ParseDurationFlag(absl::string_view flag, absl::string_view text,
   if (d > absl::Hours(24 * 366)) {
     return UsageError(flag, absl::StrCat("at most a year (got ", text, ")"));
   }
-  const int64_t seconds = absl::ToInt64Seconds(d);
-  out.set_seconds(seconds);
-  out.set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(seconds))));
+  DurationToProto(d, &out);
   return absl::OkStatus();
 }
 
