@@ -129,22 +129,11 @@ absl::Status JsonToMessage(absl::string_view text, google::protobuf::Message& ou
 
 // The JSON type of a Value, named as nlohmann::json::type_name() names it.
 const char* JsonTypeName(const google::protobuf::Value& value) {
-  switch (value.kind_case()) {
-    case google::protobuf::Value::kNullValue:
-      return "null";
-    case google::protobuf::Value::kBoolValue:
-      return "boolean";
-    case google::protobuf::Value::kNumberValue:
-      return "number";
-    case google::protobuf::Value::kStringValue:
-      return "string";
-    case google::protobuf::Value::kListValue:
-      return "array";
-    case google::protobuf::Value::kStructValue:
-      return "object";
-    default:
-      return "nothing";
-  }
+  // Indexed by Value::KindCase: not set, null, number, string, bool, struct, list.
+  static constexpr const char* kNames[] = {"nothing", "null",   "number", "string",
+                                           "boolean", "object", "array"};
+  static_assert(google::protobuf::Value::kListValue == 6);
+  return kNames[value.kind_case()];
 }
 
 absl::Status ParseParams(absl::string_view text, google::protobuf::Struct& params) {
