@@ -1,567 +1,171 @@
+// The `tessera` command line on CLI11. The app below knows the commands, their
+// flags and the global flags; CLI11 finds them in argv (globals before or after
+// the command, `--name value` or `--name=value`) and flag_values.cc judges what
+// they say. CLI11's own messages and help are not shown: every usage error
+// keeps the form "--flag: what is wrong" (never a flag's value, so no token
+// leaks into an error), and --help prints UsageText().
 #include "cli/args.h"
 
-#include <google/protobuf/util/json_util.h>
-
-#include <cmath>
-#include <cstdint>
-#include <map>
-#include <nlohmann/json.hpp>
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <memory>
 #include <optional>
 #include <set>
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/time/time.h"
+#include "cli/flag_values.h"
 #include "shared/status_macros.h"
 
 namespace tessera::cli {
 namespace {
 
-using tessera::v1::JobState;
-
-absl::Status UsageError(absl::string_view flag, absl::string_view message) {
-  return absl::InvalidArgumentError(absl::StrCat(flag, ": ", message));
-}
-
-struct FlagSpec {
-  bool takes_value;
-  bool repeatable;
-};
-
-const std::map<std::string, FlagSpec, std::less<>>& CommandFlags() {
-  static const auto* flags = new std::map<std::string, FlagSpec, std::less<>>{
-      {"task", {true, false}},
-      {"range", {true, false}},
-      {"shards", {true, false}},
-      {"shard-size", {true, false}},
-      {"name", {true, false}},
-      {"params", {true, false}},
-      {"aggregate", {true, true}},
-      {"default-reducer", {true, false}},
-      {"max-parallel", {true, false}},
-      {"wait", {false, false}},
-      {"state", {true, false}},
-      {"page-size", {true, false}},
-      {"page-token", {true, false}},
-      {"max-attempts", {true, false}},
-      {"backoff", {true, false}},
-      {"max-backoff", {true, false}},
-      {"shard-timeout", {true, false}},
-      {"max-failed-shards", {true, false}},
-      {"items-file", {true, false}},
-      {"batch-size", {true, false}},
-      {"idempotency-key", {true, false}},
-      {"concurrency-key", {true, false}},
-      {"concurrency-limit", {true, false}},
-      {"queue", {true, false}},
-      {"priority", {true, false}},
-      {"rate-limit", {true, false}},
-      {"label", {true, true}},
-  };
-  return *flags;
-}
-
 struct CommandInfo {
+  const char* name;
   CommandKind kind;
-  int positionals;  // JOB_ID count
-  std::set<std::string, std::less<>> flags;
+  bool takes_job_id;
+  std::vector<const char*> flags;  // without "--"
 };
 
-const std::map<std::string, CommandInfo, std::less<>>& Commands() {
-  static const auto* commands = new std::map<std::string, CommandInfo, std::less<>>{
+const std::vector<CommandInfo>& Commands() {
+  static const auto* commands = new std::vector<CommandInfo>{
       {"submit",
-       {CommandKind::kSubmit,
-        0,
-        {"task",
-         "range",
-         "shards",
-         "shard-size",
-         "name",
-         "params",
-         "aggregate",
-         "default-reducer",
-         "max-parallel",
-         "max-attempts",
-         "backoff",
-         "max-backoff",
-         "shard-timeout",
-         "max-failed-shards",
-         "wait",
-         "items-file",
-         "batch-size",
-         "idempotency-key",
-         "concurrency-key",
-         "concurrency-limit",
-         "queue",
-         "priority",
-         "rate-limit",
-         "label"}}},
-      {"get", {CommandKind::kGet, 1, {}}},
-      {"watch", {CommandKind::kWatch, 1, {}}},
-      {"result", {CommandKind::kResult, 1, {}}},
+       CommandKind::kSubmit,
+       false,
+       {"task",
+        "range",
+        "shards",
+        "shard-size",
+        "name",
+        "params",
+        "aggregate",
+        "default-reducer",
+        "max-parallel",
+        "max-attempts",
+        "backoff",
+        "max-backoff",
+        "shard-timeout",
+        "max-failed-shards",
+        "wait",
+        "items-file",
+        "batch-size",
+        "idempotency-key",
+        "concurrency-key",
+        "concurrency-limit",
+        "queue",
+        "priority",
+        "rate-limit",
+        "label"}},
+      {"get", CommandKind::kGet, true, {}},
+      {"watch", CommandKind::kWatch, true, {}},
+      {"result", CommandKind::kResult, true, {}},
       {"list",
-       {CommandKind::kList, 0, {"state", "page-size", "page-token", "queue", "label"}}},
-      {"cancel", {CommandKind::kCancel, 1, {}}},
-      {"retry", {CommandKind::kRetry, 1, {"wait"}}},
-      {"update", {CommandKind::kUpdate, 1, {"max-parallel", "rate-limit"}}},
-      {"executors", {CommandKind::kExecutors, 0, {}}},
-      {"queue", {CommandKind::kQueue, 0, {}}},
-      {"help", {CommandKind::kHelp, 0, {}}},
+       CommandKind::kList,
+       false,
+       {"state", "page-size", "page-token", "queue", "label"}},
+      {"cancel", CommandKind::kCancel, true, {}},
+      {"retry", CommandKind::kRetry, true, {"wait"}},
+      {"update", CommandKind::kUpdate, true, {"max-parallel", "rate-limit"}},
+      {"executors", CommandKind::kExecutors, false, {}},
+      {"queue", CommandKind::kQueue, false, {}},
+      {"help", CommandKind::kHelp, false, {}},
   };
   return *commands;
 }
 
-template <typename Int>
-absl::StatusOr<Int> ParseInt(absl::string_view flag, absl::string_view text, Int min) {
-  Int value;
-  if (!absl::SimpleAtoi(text, &value)) {
-    return UsageError(flag, absl::StrCat("expected an integer, got \"", text, "\""));
-  }
-  if (value < min) {
-    return UsageError(flag, absl::StrCat("must be >= ", min, " (got ", value, ")"));
-  }
-  return value;
+// Global flags that take a value; each may be given once.
+constexpr const char* kGlobalValueFlags[] = {"scheduler", "tls-ca", "token",
+                                             "token-file"};
+
+// Flags that take no value; every other flag takes exactly one.
+bool IsSwitch(absl::string_view name) {
+  return name == "json" || name == "wait" || name == "help" || name == "version";
 }
 
-// Shards per second: a finite number >= 0 (0: no limit).
-absl::StatusOr<double> ParseRateLimit(absl::string_view text) {
-  double value;
-  if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
-    return UsageError(
-        "--rate-limit",
-        absl::StrCat("expected shards per second like 2 or 0.5, got \"", text, "\""));
-  }
-  if (value < 0) {
-    return UsageError("--rate-limit",
-                      absl::StrCat("must be >= 0 (0: no limit; got ", text, ")"));
-  }
-  return value;
+bool IsRepeatable(absl::string_view name) {
+  return name == "aggregate" || name == "label";
 }
 
-// Every --label KEY=VALUE into `labels`; a key given twice is an error.
-absl::Status ParseLabels(
-    const std::multimap<std::string, std::string, std::less<>>& flags,
-    google::protobuf::Map<std::string, std::string>& labels) {
-  auto [begin, end] = flags.equal_range("label");
-  for (auto it = begin; it != end; ++it) {
-    const std::string& text = it->second;
-    size_t eq = text.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return UsageError(
-          "--label",
-          absl::StrCat("expected KEY=VALUE (e.g. team=ml), got \"", text, "\""));
-    }
-    std::string key = text.substr(0, eq);
-    if (labels.count(key) > 0) {
-      return UsageError("--label", absl::StrCat("key \"", key, "\" given twice"));
-    }
-    labels[key] = text.substr(eq + 1);
-  }
-  return absl::OkStatus();
+bool IsFlagLike(absl::string_view arg) { return arg.size() > 1 && arg[0] == '-'; }
+
+// "--name=value" -> "name"; "-x" -> "x".
+std::string FlagName(absl::string_view arg) {
+  arg.remove_prefix(absl::StartsWith(arg, "--") ? 2 : 1);
+  return std::string(arg.substr(0, arg.find('=')));
 }
 
-// A flag whose value must not be empty, or nullopt when it was not given.
-absl::StatusOr<std::optional<std::string>> NonEmpty(
-    const std::multimap<std::string, std::string, std::less<>>& flags,
-    absl::string_view name) {
-  auto it = flags.find(name);
-  if (it == flags.end()) return std::optional<std::string>();
-  if (it->second.empty())
-    return UsageError(absl::StrCat("--", name), "must not be empty");
-  return std::optional<std::string>(it->second);
-}
-
-// Converts parsed JSON into a protobuf Value (numbers become doubles, as in
-// any google.protobuf.Value).
-void ToValue(const nlohmann::json& j, google::protobuf::Value& out) {
-  switch (j.type()) {
-    case nlohmann::json::value_t::null:
-      out.set_null_value(google::protobuf::NULL_VALUE);
-      break;
-    case nlohmann::json::value_t::boolean:
-      out.set_bool_value(j.get<bool>());
-      break;
-    case nlohmann::json::value_t::string:
-      out.set_string_value(j.get<std::string>());
-      break;
-    case nlohmann::json::value_t::array: {
-      auto* list = out.mutable_list_value();
-      for (const auto& e : j) ToValue(e, *list->add_values());
-      break;
-    }
-    case nlohmann::json::value_t::object: {
-      auto* fields = out.mutable_struct_value()->mutable_fields();
-      for (const auto& [k, v] : j.items()) ToValue(v, (*fields)[k]);
-      break;
-    }
-    default:  // numbers
-      out.set_number_value(j.get<double>());
-      break;
-  }
-}
-
-// "[json.exception.parse_error.101] parse error at ..." without the tag.
-std::string JsonErrorText(const std::exception& e) {
-  absl::string_view what = e.what();
-  if (size_t tag_end = what.find("] "); tag_end != absl::string_view::npos) {
-    what.remove_prefix(tag_end + 2);
-  }
-  return std::string(what);
-}
-
-absl::Status ParseParams(absl::string_view text, google::protobuf::Struct& params) {
-  nlohmann::json parsed;
-  try {
-    parsed = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    return UsageError("--params",
-                      absl::StrCat("not valid JSON (", JsonErrorText(e), ")"));
-  }
-  if (!parsed.is_object()) {
-    return UsageError(
-        "--params",
-        absl::StrCat("must be a JSON object like {\"ms\": 5}, got ", parsed.type_name()));
-  }
-  auto status = google::protobuf::util::JsonStringToMessage(std::string(text), &params);
-  if (!status.ok()) {
-    return UsageError("--params", absl::StrCat("cannot convert to a protobuf Struct (",
-                                               status.ToString(), ")"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ParseAggregate(absl::string_view text, tessera::v1::Aggregate& aggregate) {
-  std::pair<std::string, std::string> parts =
-      absl::StrSplit(text, absl::MaxSplits('=', 1));
-  if (!absl::StrContains(text, '=') || parts.first.empty() || parts.second.empty()) {
-    return UsageError(
-        "--aggregate",
-        absl::StrCat("expected FIELD=REDUCER (e.g. primes=sum), got \"", text, "\""));
-  }
-  auto& fields = *aggregate.mutable_fields();
-  if (fields.count(parts.first) > 0) {
-    return UsageError("--aggregate",
-                      absl::StrCat("field \"", parts.first, "\" given twice"));
-  }
-  fields[parts.first] = parts.second;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<JobState> ParseState(absl::string_view text) {
-  static const auto* states = new std::map<std::string, JobState, std::less<>>{
-      {"queued", tessera::v1::JOB_STATE_QUEUED},
-      {"running", tessera::v1::JOB_STATE_RUNNING},
-      {"succeeded", tessera::v1::JOB_STATE_SUCCEEDED},
-      {"failed", tessera::v1::JOB_STATE_FAILED},
-      {"cancelled", tessera::v1::JOB_STATE_CANCELLED},
-      {"partial", tessera::v1::JOB_STATE_PARTIAL},
-  };
-  auto it = states->find(absl::AsciiStrToLower(text));
-  if (it == states->end()) {
-    return UsageError(
-        "--state",
-        absl::StrCat("expected queued|running|succeeded|failed|cancelled|partial, got \"",
-                     text, "\""));
-  }
-  return it->second;
-}
-
-// The scheduler accepts 1..100 attempts per shard.
-constexpr int32_t kMaxAttempts = 100;
-// And priorities in -1000..1000.
-constexpr int32_t kMaxPriority = 1000;
-
-absl::Duration ToAbsl(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-using FlagValues = std::multimap<std::string, std::string, std::less<>>;
-
-absl::Status BuildSubmit(const FlagValues& flags, Command& cmd) {
-  auto get = [&](absl::string_view name) -> std::optional<std::string> {
-    auto it = flags.find(name);
-    if (it == flags.end()) return std::nullopt;
-    return it->second;
-  };
-  tessera::v1::JobSpec& spec = cmd.spec;
-  auto task = get("task");
-  if (!task || task->empty()) {
-    return UsageError("--task", "required (the handler to run, e.g. --task primes)");
-  }
-  spec.set_task(*task);
-  auto range = get("range");
-  auto shards = get("shards");
-  auto shard_size = get("shard-size");
-  auto items_file = get("items-file");
-  auto batch_size = get("batch-size");
-  if (items_file) {
-    // An items job: the items are cut by --batch-size, not by a range.
-    for (const char* other : {"range", "shards", "shard-size"}) {
-      if (get(other)) {
-        return UsageError(
-            absl::StrCat("--", other),
-            "not allowed with --items-file (items are cut by --batch-size)");
+// The CLI11 app for one parse (CLI11 keeps results in the app).
+class Parser {
+ public:
+  Parser() {
+    app_.set_help_flag();  // ours: UsageText(), and it wins wherever it stands
+    app_.allow_extras();   // unknown words come back from remaining(), judged below
+    app_.fallthrough();    // global flags after the command
+    app_.require_subcommand(0, 1);
+    app_.add_flag("-h,--help");
+    for (const char* name : {"version", "json"}) AddSwitch(app_, name);
+    for (const char* name : kGlobalValueFlags) AddValueFlag(app_, name);
+    for (const CommandInfo& info : Commands()) {
+      CLI::App* sub = app_.add_subcommand(info.name);
+      for (const char* flag : info.flags) {
+        IsSwitch(flag) ? AddSwitch(*sub, flag) : AddValueFlag(*sub, flag);
+        known_flags_.insert(flag);
       }
+      if (info.takes_job_id) sub->add_option("JOB_ID");
     }
-    if (items_file->empty()) {
-      return UsageError("--items-file", "must not be empty (a path, or - for stdin)");
+  }
+
+  CLI::App& app() { return app_; }
+  bool IsCommandFlag(absl::string_view name) const {
+    return known_flags_.count(std::string(name)) > 0;
+  }
+
+ private:
+  static CLI::Option* AddSwitch(CLI::App& app, absl::string_view name) {
+    return app.add_flag(absl::StrCat("--", name));
+  }
+  static CLI::Option* AddValueFlag(CLI::App& app, absl::string_view name) {
+    // Every use is kept, so "given more than once" is ours to say.
+    return app.add_option(absl::StrCat("--", name))
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  }
+
+  CLI::App app_{"tessera"};
+  std::set<std::string> known_flags_;
+};
+
+// What CLI11 should see: "--name=" with nothing after '=' becomes "--name" ""
+// (CLI11 would take the next word as the value), and a switch given a value
+// is refused here.
+absl::StatusOr<std::vector<std::string>> Normalize(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  out.reserve(args.size() + 1);
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
+    if (!absl::StartsWith(arg, "--") || eq == std::string::npos) {
+      out.push_back(arg);
+      continue;
     }
-    if (!batch_size) {
-      return UsageError(
-          "--batch-size",
-          "required with --items-file (items per shard, e.g. --batch-size 100)");
-    }
-    TESSERA_ASSIGN_OR_RETURN(int32_t n,
-                             ParseInt<int32_t>("--batch-size", *batch_size, 1));
-    spec.mutable_items()->set_batch_size(n);
-    cmd.items_file = *items_file;
-  } else {
-    if (batch_size) {
-      return UsageError(
-          "--batch-size",
-          "only with --items-file (a range is cut by --shards or --shard-size)");
-    }
-    if (!range) {
-      return UsageError(
-          "--range",
-          "required (START:END, e.g. --range 0:1000000), or --items-file PATH");
-    }
-    TESSERA_RETURN_IF_ERROR(ParseRange(*range, *spec.mutable_range()));
-    if (shards && shard_size) {
-      return UsageError("--shards", "give either --shards or --shard-size, not both");
-    }
-    if (!shards && !shard_size) {
-      return UsageError("--shards", "one of --shards N or --shard-size N is required");
-    }
-    if (shards) {
-      TESSERA_ASSIGN_OR_RETURN(int64_t n, ParseInt<int64_t>("--shards", *shards, 1));
-      spec.mutable_range()->set_shard_count(n);
+    const std::string name = FlagName(arg);
+    if (IsSwitch(name)) return UsageError(absl::StrCat("--", name), "takes no value");
+    if (eq + 1 == arg.size()) {
+      out.push_back(arg.substr(0, eq));
+      out.emplace_back();
     } else {
-      TESSERA_ASSIGN_OR_RETURN(int64_t n,
-                               ParseInt<int64_t>("--shard-size", *shard_size, 1));
-      spec.mutable_range()->set_shard_size(n);
+      out.push_back(arg);
     }
   }
-  if (auto name = get("name")) spec.set_name(*name);
-  if (auto params = get("params")) {
-    TESSERA_RETURN_IF_ERROR(ParseParams(*params, *spec.mutable_params()));
-  }
-  auto [begin, end] = flags.equal_range("aggregate");
-  for (auto it = begin; it != end; ++it) {
-    TESSERA_RETURN_IF_ERROR(ParseAggregate(it->second, *spec.mutable_aggregate()));
-  }
-  if (auto reducer = get("default-reducer")) {
-    if (reducer->empty()) return UsageError("--default-reducer", "must not be empty");
-    spec.mutable_aggregate()->set_default_reducer(*reducer);
-  }
-  if (auto max_parallel = get("max-parallel")) {
-    TESSERA_ASSIGN_OR_RETURN(int32_t n,
-                             ParseInt<int32_t>("--max-parallel", *max_parallel, 0));
-    spec.set_max_parallel(n);
-  }
-  if (auto max_attempts = get("max-attempts")) {
-    TESSERA_ASSIGN_OR_RETURN(int32_t n,
-                             ParseInt<int32_t>("--max-attempts", *max_attempts, 1));
-    if (n > kMaxAttempts) {
-      return UsageError("--max-attempts",
-                        absl::StrCat("at most ", kMaxAttempts, " (got ", n, ")"));
-    }
-    spec.mutable_retry()->set_max_attempts(n);
-  }
-  if (auto backoff = get("backoff")) {
-    TESSERA_RETURN_IF_ERROR(
-        ParseDurationFlag("--backoff", *backoff, /*allow_zero=*/true,
-                          *spec.mutable_retry()->mutable_initial_backoff()));
-  }
-  if (auto max_backoff = get("max-backoff")) {
-    TESSERA_RETURN_IF_ERROR(ParseDurationFlag(
-        "--max-backoff", *max_backoff,
-        /*allow_zero=*/true, *spec.mutable_retry()->mutable_max_backoff()));
-    if (spec.retry().has_initial_backoff() &&
-        ToAbsl(spec.retry().max_backoff()) < ToAbsl(spec.retry().initial_backoff())) {
-      return UsageError("--max-backoff",
-                        absl::StrCat("must be at least --backoff (got ", *max_backoff,
-                                     " < ", *get("backoff"), ")"));
-    }
-  }
-  if (auto timeout = get("shard-timeout")) {
-    TESSERA_RETURN_IF_ERROR(ParseDurationFlag("--shard-timeout", *timeout,
-                                              /*allow_zero=*/false,
-                                              *spec.mutable_shard_timeout()));
-  }
-  if (auto max_failed = get("max-failed-shards")) {
-    TESSERA_ASSIGN_OR_RETURN(int64_t n,
-                             ParseInt<int64_t>("--max-failed-shards", *max_failed, 0));
-    spec.mutable_failure_policy()->set_max_failed_shards(n);
-  }
-  TESSERA_ASSIGN_OR_RETURN(auto idempotency_key, NonEmpty(flags, "idempotency-key"));
-  if (idempotency_key) spec.set_idempotency_key(*idempotency_key);
-  TESSERA_ASSIGN_OR_RETURN(auto concurrency_key, NonEmpty(flags, "concurrency-key"));
-  if (concurrency_key) spec.set_concurrency_key(*concurrency_key);
-  if (auto limit = get("concurrency-limit")) {
-    if (!concurrency_key) {
-      return UsageError("--concurrency-limit", "only with --concurrency-key");
-    }
-    TESSERA_ASSIGN_OR_RETURN(int32_t n,
-                             ParseInt<int32_t>("--concurrency-limit", *limit, 1));
-    spec.set_concurrency_limit(n);
-  }
-  TESSERA_ASSIGN_OR_RETURN(auto queue, NonEmpty(flags, "queue"));
-  if (queue) spec.set_queue(*queue);
-  if (auto priority = get("priority")) {
-    TESSERA_ASSIGN_OR_RETURN(int32_t n,
-                             ParseInt<int32_t>("--priority", *priority, -kMaxPriority));
-    if (n > kMaxPriority) {
-      return UsageError("--priority",
-                        absl::StrCat("at most ", kMaxPriority, " (got ", n, ")"));
-    }
-    spec.set_priority(n);
-  }
-  if (auto rate = get("rate-limit")) {
-    TESSERA_ASSIGN_OR_RETURN(double r, ParseRateLimit(*rate));
-    spec.set_rate_limit(r);
-  }
-  TESSERA_RETURN_IF_ERROR(ParseLabels(flags, *spec.mutable_labels()));
-  cmd.wait = flags.count("wait") > 0;
-  return absl::OkStatus();
+  return out;
 }
 
-absl::Status BuildUpdate(const FlagValues& flags, Command& cmd) {
-  tessera::v1::UpdateJobRequest& request = cmd.update;
-  request.set_job_id(cmd.job_id);
-  if (auto it = flags.find("max-parallel"); it != flags.end()) {
-    TESSERA_ASSIGN_OR_RETURN(int32_t n,
-                             ParseInt<int32_t>("--max-parallel", it->second, 0));
-    request.mutable_update()->set_max_parallel(n);
-    request.mutable_update_mask()->add_paths("max_parallel");
-  }
-  if (auto it = flags.find("rate-limit"); it != flags.end()) {
-    TESSERA_ASSIGN_OR_RETURN(double r, ParseRateLimit(it->second));
-    request.mutable_update()->set_rate_limit(r);
-    request.mutable_update_mask()->add_paths("rate_limit");
-  }
-  if (request.update_mask().paths().empty()) {
-    return absl::InvalidArgumentError(
-        "update: nothing to change (give --max-parallel N and/or --rate-limit R)");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status BuildList(const FlagValues& flags, Command& cmd) {
-  if (auto it = flags.find("state"); it != flags.end()) {
-    TESSERA_ASSIGN_OR_RETURN(JobState state, ParseState(it->second));
-    cmd.list.set_state(state);
-  }
-  if (auto it = flags.find("page-size"); it != flags.end()) {
-    TESSERA_ASSIGN_OR_RETURN(int32_t n, ParseInt<int32_t>("--page-size", it->second, 0));
-    if (n > 1000)
-      return UsageError("--page-size", absl::StrCat("at most 1000 (got ", n, ")"));
-    cmd.list.set_page_size(n);
-  }
-  if (auto it = flags.find("page-token"); it != flags.end()) {
-    cmd.list.set_page_token(it->second);
-  }
-  TESSERA_ASSIGN_OR_RETURN(auto queue, NonEmpty(flags, "queue"));
-  if (queue) cmd.list.set_queue(*queue);
-  TESSERA_RETURN_IF_ERROR(ParseLabels(flags, *cmd.list.mutable_labels()));
-  return absl::OkStatus();
+const CommandInfo& InfoOf(const CLI::App& sub) {
+  return *std::find_if(Commands().begin(), Commands().end(),
+                       [&](const CommandInfo& c) { return sub.get_name() == c.name; });
 }
 
 }  // namespace
-
-absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range) {
-  // Numbers never contain ':', so the first colon separates negative bounds too.
-  size_t colon = text.find(':');
-  if (colon == absl::string_view::npos) {
-    return UsageError(
-        "--range", absl::StrCat("expected START:END (e.g. 0:1000), got \"", text, "\""));
-  }
-  absl::string_view start_text = text.substr(0, colon);
-  absl::string_view end_text = text.substr(colon + 1);
-  int64_t start, end;
-  if (!absl::SimpleAtoi(start_text, &start)) {
-    return UsageError(
-        "--range",
-        absl::StrCat("START \"", start_text, "\" is not an integer (in \"", text, "\")"));
-  }
-  if (!absl::SimpleAtoi(end_text, &end)) {
-    return UsageError(
-        "--range",
-        absl::StrCat("END \"", end_text, "\" is not an integer (in \"", text, "\")"));
-  }
-  if (end <= start) {
-    return UsageError(
-        "--range", absl::StrCat("END must be greater than START (got ", start, ":", end,
-                                "; the range is [START, END))"));
-  }
-  range.set_start(start);
-  range.set_end(end);
-  return absl::OkStatus();
-}
-
-absl::Status ParseItems(absl::string_view text, tessera::v1::ItemsInput& items) {
-  // The whole text as one JSON document first: an array is the item list.
-  nlohmann::json whole = nlohmann::json::parse(text.begin(), text.end(), nullptr,
-                                               /*allow_exceptions=*/false);
-  if (!whole.is_discarded() && whole.is_array()) {
-    if (whole.empty()) return UsageError("--items-file", "the JSON array has no items");
-    for (const auto& item : whole) ToValue(item, *items.add_items());
-    return absl::OkStatus();
-  }
-  // Otherwise JSON lines: one item per non-blank line.
-  int line_number = 0;
-  int64_t count = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_number;
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty()) continue;
-    nlohmann::json item;
-    try {
-      item = nlohmann::json::parse(line.begin(), line.end());
-    } catch (const nlohmann::json::parse_error& e) {
-      return UsageError(
-          "--items-file",
-          absl::StrCat("line ", line_number, " is not valid JSON (", JsonErrorText(e),
-                       "); expected a JSON array or one JSON value per line"));
-    }
-    ToValue(item, *items.add_items());
-    ++count;
-  }
-  if (count == 0) {
-    return UsageError("--items-file",
-                      "no items (expected a JSON array or one JSON value per line)");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ParseDurationFlag(absl::string_view flag, absl::string_view text,
-                               bool allow_zero, google::protobuf::Duration& out) {
-  absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
-      d == -absl::InfiniteDuration()) {
-    return UsageError(
-        flag,
-        absl::StrCat("expected a duration like 500ms, 2s or 1m, got \"", text, "\""));
-  }
-  if (d < absl::ZeroDuration() || (!allow_zero && d == absl::ZeroDuration())) {
-    return UsageError(
-        flag, absl::StrCat("must be ", allow_zero ? ">= 0" : "> 0", " (got ", text, ")"));
-  }
-  // Protobuf Durations stop at 10000 years; nobody means more than a year.
-  if (d > absl::Hours(24 * 366)) {
-    return UsageError(flag, absl::StrCat("at most a year (got ", text, ")"));
-  }
-  const int64_t seconds = absl::ToInt64Seconds(d);
-  out.set_seconds(seconds);
-  out.set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(seconds))));
-  return absl::OkStatus();
-}
 
 std::string ResolveSchedulerAddress(absl::string_view flag, const char* env) {
   if (!flag.empty()) return std::string(flag);
@@ -569,127 +173,140 @@ std::string ResolveSchedulerAddress(absl::string_view flag, const char* env) {
   return kDefaultSchedulerAddress;
 }
 
-absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
-  Command cmd;
-  bool help = false;
-  std::set<std::string> globals_given;
-  std::optional<std::string> command_name;
-  std::vector<std::string> positionals;
-  FlagValues flags;
-  bool version = false;  // --help wins over --version, and both over a command
+std::vector<std::string> KnownWords() {
+  std::vector<std::string> words = {"--help", "--version", "--json"};
+  for (const char* name : kGlobalValueFlags) words.push_back(absl::StrCat("--", name));
+  for (const CommandInfo& info : Commands()) {
+    words.push_back(info.name);
+    for (const char* flag : info.flags) words.push_back(absl::StrCat("--", flag));
+  }
+  return words;
+}
 
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      help = true;
+absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args) {
+  TESSERA_ASSIGN_OR_RETURN(std::vector<std::string> words, Normalize(args));
+  Parser parser;
+  CLI::App& app = parser.app();
+  std::reverse(words.begin(), words.end());  // CLI11 takes them last first
+  try {
+    app.parse(words);
+  } catch (const CLI::ArgumentMismatch& e) {
+    // "--task: 1 required TEXT missing": the words ran out before its value.
+    const std::string what = e.what();
+    return UsageError(what.substr(0, what.find(':')), "missing value");
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+
+  // Words no command knows: a flag of no command is an error straight away,
+  // positionals and other commands' flags once the command is known.
+  const std::vector<std::string> extras = app.remaining(/*recurse=*/true);
+  std::optional<std::string> first_positional;
+  std::optional<std::string> other_commands_flag;
+  for (const std::string& word : extras) {
+    if (!IsFlagLike(word)) {
+      if (!first_positional) first_positional = word;
       continue;
     }
-    if (arg == "--version") {
-      version = true;
-      continue;
+    if (!absl::StartsWith(word, "--")) {
+      return UsageError(word, "unknown flag (flags are spelled --name)");
     }
-    if (!absl::StartsWith(arg, "-") || arg == "-") {
-      if (!command_name) {
-        command_name = arg;
-      } else {
-        positionals.push_back(arg);
+    const std::string name = FlagName(word);
+    if (!parser.IsCommandFlag(name)) {
+      return UsageError(absl::StrCat("--", name), "unknown flag (see tessera --help)");
+    }
+    if (!other_commands_flag) other_commands_flag = name;
+  }
+
+  Command cmd;
+  for (const char* name : kGlobalValueFlags) {
+    const CLI::Option* opt = app.get_option(absl::StrCat("--", name));
+    if (opt->count() == 0) continue;
+    const std::string flag = opt->get_name();
+    if (opt->count() > 1) return UsageError(flag, "given more than once");
+    const std::string& value = opt->results().front();
+    if (value.empty()) return UsageError(flag, "must not be empty");
+    std::string& field = flag == "--scheduler" ? cmd.scheduler
+                         : flag == "--tls-ca"  ? cmd.tls_ca
+                         : flag == "--token"   ? cmd.token
+                                               : cmd.token_file;
+    field = value;
+  }
+  cmd.json = app.get_option("--json")->count() > 0;
+  const std::vector<CLI::App*> chosen = app.get_subcommands();
+  CLI::App* sub = chosen.empty() ? nullptr : chosen.front();
+  FlagValues flags;
+  if (sub != nullptr) {
+    for (const CLI::Option* opt : sub->get_options()) {
+      if (opt->get_lnames().empty()) continue;  // JOB_ID
+      const std::string& name = opt->get_lnames().front();
+      if (!IsRepeatable(name) && opt->count() > 1) {
+        return UsageError(opt->get_name(), "given more than once");
       }
-      continue;
-    }
-    if (!absl::StartsWith(arg, "--")) {
-      return UsageError(arg, "unknown flag (flags are spelled --name)");
-    }
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    }
-    const std::string flag = "--" + name;
-    if (name == "json") {
-      if (value) return UsageError(flag, "takes no value");
-      cmd.json = true;
-      continue;
-    }
-    // Global flags that take a value, and where they go.
-    std::string* global = name == "scheduler"    ? &cmd.scheduler
-                          : name == "tls-ca"     ? &cmd.tls_ca
-                          : name == "token"      ? &cmd.token
-                          : name == "token-file" ? &cmd.token_file
-                                                 : nullptr;
-    const bool is_global = global != nullptr;
-    auto spec = CommandFlags().find(name);
-    if (!is_global && spec == CommandFlags().end()) {
-      return UsageError(flag, "unknown flag (see tessera --help)");
-    }
-    bool takes_value = is_global || spec->second.takes_value;
-    if (!takes_value) {
-      if (value) return UsageError(flag, "takes no value");
-      value = "";
-    } else if (!value) {
-      if (i + 1 >= args.size()) return UsageError(flag, "missing value");
-      value = args[++i];
-    }
-    if (is_global) {
-      if (!globals_given.insert(name).second) {
-        return UsageError(flag, "given more than once");
+      for (const std::string& value : opt->results()) {
+        flags.emplace(name, IsSwitch(name) ? "" : value);
       }
-      if (value->empty()) return UsageError(flag, "must not be empty");
-      *global = *value;
-      continue;
     }
-    if (!spec->second.repeatable && flags.count(name) > 0) {
-      return UsageError(flag, "given more than once");
-    }
-    flags.emplace(name, *value);
   }
 
   if (!cmd.token.empty() && !cmd.token_file.empty()) {
     return UsageError("--token", "and --token-file are exclusive");
   }
-  if (help) {
+  // --help wins over --version, and both over a command (even an unknown one).
+  if (app.get_option("--help")->count() > 0) {
     cmd.kind = CommandKind::kHelp;
     return cmd;
   }
-  if (version) {
+  if (app.get_option("--version")->count() > 0) {
     cmd.kind = CommandKind::kVersion;
     return cmd;
   }
-  if (!command_name) {
+  if (sub == nullptr) {
+    // The first word no command knows is the command asked for.
+    if (!extras.empty() && !IsFlagLike(extras.front())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown command \"", extras.front(), "\" (see tessera --help)"));
+    }
     return absl::InvalidArgumentError("no command given (see tessera --help)");
   }
-  auto info = Commands().find(*command_name);
-  if (info == Commands().end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown command \"", *command_name, "\" (see tessera --help)"));
-  }
-  cmd.kind = info->second.kind;
-  for (const auto& [name, value] : flags) {
-    if (info->second.flags.count(name) == 0) {
-      return UsageError("--" + name,
-                        absl::StrCat("not a flag of \"", *command_name, "\""));
-    }
+  const CommandInfo& info = InfoOf(*sub);
+  cmd.kind = info.kind;
+  if (other_commands_flag) {
+    return UsageError(absl::StrCat("--", *other_commands_flag),
+                      absl::StrCat("not a flag of \"", info.name, "\""));
   }
   if (cmd.kind == CommandKind::kHelp) return cmd;
-  if (static_cast<int>(positionals.size()) != info->second.positionals) {
-    if (info->second.positionals == 1 && positionals.empty()) {
+  if (info.takes_job_id) {
+    const CLI::Option* job_id = sub->get_option("JOB_ID");
+    if (job_id->count() == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          *command_name, ": JOB_ID is required (tessera ", *command_name, " JOB_ID)"));
+          info.name, ": JOB_ID is required (tessera ", info.name, " JOB_ID)"));
     }
+    cmd.job_id = job_id->results().front();
+  }
+  if (first_positional) {
     return absl::InvalidArgumentError(
-        absl::StrCat(*command_name, ": unexpected argument \"",
-                     positionals[info->second.positionals], "\""));
+        absl::StrCat(info.name, ": unexpected argument \"", *first_positional, "\""));
   }
-  if (info->second.positionals == 1) {
-    cmd.job_id = positionals[0];
-    if (cmd.job_id.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(*command_name, ": JOB_ID is empty"));
-    }
+  if (info.takes_job_id && cmd.job_id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(info.name, ": JOB_ID is empty"));
   }
-  if (cmd.kind == CommandKind::kSubmit) TESSERA_RETURN_IF_ERROR(BuildSubmit(flags, cmd));
-  if (cmd.kind == CommandKind::kRetry) cmd.wait = flags.count("wait") > 0;
-  if (cmd.kind == CommandKind::kList) TESSERA_RETURN_IF_ERROR(BuildList(flags, cmd));
-  if (cmd.kind == CommandKind::kUpdate) TESSERA_RETURN_IF_ERROR(BuildUpdate(flags, cmd));
+  switch (cmd.kind) {
+    case CommandKind::kSubmit:
+      TESSERA_RETURN_IF_ERROR(BuildSubmit(flags, cmd));
+      break;
+    case CommandKind::kRetry:
+      cmd.wait = flags.count("wait") > 0;
+      break;
+    case CommandKind::kList:
+      TESSERA_RETURN_IF_ERROR(BuildList(flags, cmd));
+      break;
+    case CommandKind::kUpdate:
+      TESSERA_RETURN_IF_ERROR(BuildUpdate(flags, cmd));
+      break;
+    default:
+      break;
+  }
   return cmd;
 }
 

@@ -1,6 +1,7 @@
 // Command-line parsing for the `tessera` client: argv in, a plain Command out.
 // Pure (no I/O, no environment); usage errors come back as INVALID_ARGUMENT
-// whose message names the offending flag.
+// whose message names the offending flag. args.cc finds the words (CLI11),
+// flag_values.cc judges the values.
 #ifndef TESSERA_CLI_ARGS_H_
 #define TESSERA_CLI_ARGS_H_
 
@@ -65,6 +66,10 @@ std::string ResolveSchedulerAddress(absl::string_view flag, const char* env);
 
 // The full usage text printed by `tessera --help`.
 const char* UsageText();
+
+// Every command and flag ParseArgs knows ("submit", "--task", ...), so that a
+// test can hold UsageText() to all of them.
+std::vector<std::string> KnownWords();
 
 // Exposed for tests: "START:END" -> [start, end), end > start.
 absl::Status ParseRange(absl::string_view text, tessera::v1::RangeInput& range);

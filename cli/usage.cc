@@ -1,5 +1,6 @@
-// The text of `tessera --help`; keep it in step with ParseArgs (args_test checks
-// that every command and flag is mentioned).
+// The text of `tessera --help`, written by hand rather than CLI11's generated
+// help so that it can group the submit flags and explain exit codes; args_test
+// holds it to every command and flag the parser knows (KnownWords()).
 #include "cli/args.h"
 
 namespace tessera::cli {

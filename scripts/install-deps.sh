@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev
+  libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev nlohmann-json3-dev libcli11-dev
   libsqlite3-dev libpq-dev libssl-dev libcurl4-openssl-dev libgtest-dev libgmock-dev curl procps python3
   openssl  # the tests make their TLS certificates at run time
   prometheus  # promtool and a Prometheus server for the observability tests

@@ -1,6 +1,7 @@
 #include "shared/ids.h"
 
 #include "absl/random/random.h"
+#include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
 
 namespace tessera {
@@ -8,16 +9,12 @@ namespace tessera {
 std::string RandomHexId(int bytes) {
   static absl::Mutex mu(absl::kConstInit);
   static absl::BitGen* gen = new absl::BitGen();
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * bytes);
-  absl::MutexLock lock(&mu);
-  for (int i = 0; i < bytes; ++i) {
-    const auto b = absl::Uniform<unsigned>(*gen, 0, 256);
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
+  std::string raw(bytes, '\0');
+  {
+    absl::MutexLock lock(&mu);
+    for (char& b : raw) b = static_cast<char>(absl::Uniform<unsigned>(*gen, 0, 256));
   }
-  return out;
+  return absl::BytesToHexString(raw);
 }
 
 }  // namespace tessera

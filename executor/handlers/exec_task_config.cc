@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "shared/duration.h"
 
 namespace tessera::executor {
 namespace {
@@ -39,12 +41,13 @@ bool ValidTaskName(absl::string_view name) {
 
 absl::StatusOr<absl::Duration> DurationField(const json& v, const std::string& field,
                                              bool allow_zero) {
-  absl::Duration d;
-  if (!v.is_string() || !absl::ParseDuration(v.get<std::string>(), &d) ||
-      d == absl::InfiniteDuration()) {
+  std::optional<absl::Duration> parsed;
+  if (v.is_string()) parsed = ParseFiniteDuration(v.get<std::string>());
+  if (!parsed) {
     return FieldError(
         field, absl::StrCat(v.dump(), " is not a duration (e.g. \"600s\", \"10m\")"));
   }
+  const absl::Duration d = *parsed;
   if (d < absl::ZeroDuration() || (!allow_zero && d == absl::ZeroDuration())) {
     return FieldError(field, absl::StrCat("must be ", allow_zero ? ">= 0" : "> 0",
                                           " (got ", v.dump(), ")"));

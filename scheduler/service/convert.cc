@@ -4,6 +4,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "shared/proto_duration.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -13,16 +14,6 @@ void TimeToProto(absl::Time t, google::protobuf::Timestamp* ts) {
   const int64_t nanos = absl::ToUnixNanos(t);
   ts->set_seconds(nanos / 1'000'000'000);
   ts->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void ToProto(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t ns = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(ns / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
 }
 
 }  // namespace
@@ -88,14 +79,15 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
   const v1::RetryPolicy& r = proto.retry();
   if (r.max_attempts() != 0) spec.retry.max_attempts = r.max_attempts();
   if (r.has_initial_backoff())
-    spec.retry.initial_backoff = FromProto(r.initial_backoff());
-  if (r.has_max_backoff()) spec.retry.max_backoff = FromProto(r.max_backoff());
+    spec.retry.initial_backoff = DurationFromProto(r.initial_backoff());
+  if (r.has_max_backoff()) spec.retry.max_backoff = DurationFromProto(r.max_backoff());
   if (r.has_multiplier()) spec.retry.multiplier = r.multiplier();
   if (r.has_jitter()) spec.retry.jitter = r.jitter();
   if (spec.retry.max_backoff < spec.retry.initial_backoff && !r.has_max_backoff()) {
     spec.retry.max_backoff = spec.retry.initial_backoff;
   }
-  if (proto.has_shard_timeout()) spec.shard_timeout = FromProto(proto.shard_timeout());
+  if (proto.has_shard_timeout())
+    spec.shard_timeout = DurationFromProto(proto.shard_timeout());
   spec.max_failed_shards = proto.failure_policy().max_failed_shards();
   spec.idempotency_key = proto.idempotency_key();
   spec.concurrency_key = proto.concurrency_key();
@@ -144,12 +136,12 @@ void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
   proto->set_max_parallel(spec.max_parallel);
   auto* r = proto->mutable_retry();
   r->set_max_attempts(spec.retry.max_attempts);
-  ToProto(spec.retry.initial_backoff, r->mutable_initial_backoff());
-  ToProto(spec.retry.max_backoff, r->mutable_max_backoff());
+  DurationToProto(spec.retry.initial_backoff, r->mutable_initial_backoff());
+  DurationToProto(spec.retry.max_backoff, r->mutable_max_backoff());
   r->set_multiplier(spec.retry.multiplier);
   r->set_jitter(spec.retry.jitter);
   if (spec.shard_timeout > absl::ZeroDuration()) {
-    ToProto(spec.shard_timeout, proto->mutable_shard_timeout());
+    DurationToProto(spec.shard_timeout, proto->mutable_shard_timeout());
   }
   if (spec.max_failed_shards > 0) {
     proto->mutable_failure_policy()->set_max_failed_shards(spec.max_failed_shards);

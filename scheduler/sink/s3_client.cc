@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -69,7 +70,6 @@ std::string XmlUnescape(absl::string_view s) {
 }  // namespace
 
 std::string S3UriEncode(absl::string_view s, bool keep_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
@@ -77,9 +77,10 @@ std::string S3UriEncode(absl::string_view s, bool keep_slash) {
         (keep_slash && c == '/')) {
       out.push_back(static_cast<char>(c));
     } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
+      // SigV4 wants upper-case hex digits in percent-encoding.
+      absl::StrAppend(&out, "%",
+                      absl::AsciiStrToUpper(absl::BytesToHexString(
+                          absl::string_view(reinterpret_cast<char*>(&c), 1))));
     }
   }
   return out;

@@ -372,6 +372,73 @@ TEST(UsageText, MentionsEveryCommandAndFlag) {
   }
 }
 
+TEST(UsageText, MentionsEveryCommandAndFlagTheParserKnows) {
+  std::string usage = UsageText();
+  std::vector<std::string> words = KnownWords();
+  EXPECT_GT(words.size(), 40u);
+  for (const std::string& word : words) {
+    EXPECT_NE(usage.find(word), std::string::npos) << word;
+  }
+}
+
+TEST(ParseArgs, TakesValuesThatLookLikeCommandsOrNegativeNumbers) {
+  absl::StatusOr<Command> cmd = ParseArgs({"get", "queue"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->kind, CommandKind::kGet);
+  EXPECT_EQ(cmd->job_id, "queue");
+  cmd = ParseArgs({"submit", "--name", "queue", "--task", "t", "--range", "-50",
+                   "--shards", "2", "--priority", "-5"});
+  EXPECT_FALSE(cmd.ok());  // "-50" is the range's value, not a flag
+  EXPECT_NE(ErrorOf({"submit", "--name", "queue", "--task", "t", "--range", "-50",
+                     "--shards", "2"})
+                .find("--range: expected START:END"),
+            std::string::npos);
+  cmd = ParseArgs({"submit", "--name", "queue", "--task", "t", "--range", "-50:-10",
+                   "--shards", "2", "--priority", "-5"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->spec.name(), "queue");
+  EXPECT_EQ(cmd->spec.range().start(), -50);
+  EXPECT_EQ(cmd->spec.priority(), -5);
+}
+
+TEST(ParseArgs, ChecksGlobalFlagsBeforeAndAfterTheCommand) {
+  EXPECT_EQ(ErrorOf({"--scheduler", "a:1", "queue", "--scheduler", "b:2"}),
+            "--scheduler: given more than once");
+  EXPECT_EQ(ErrorOf({"queue", "--scheduler="}), "--scheduler: must not be empty");
+  EXPECT_EQ(ErrorOf({"queue", "--tls-ca"}), "--tls-ca: missing value");
+  EXPECT_EQ(ErrorOf({"--token-file", "/t", "queue", "--token", "x"}),
+            "--token: and --token-file are exclusive");
+  absl::StatusOr<Command> cmd =
+      ParseArgs({"--tls-ca=/ca.pem", "list", "--token-file", "/t", "--json"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->tls_ca, "/ca.pem");
+  EXPECT_EQ(cmd->token_file, "/t");
+  EXPECT_TRUE(cmd->json);
+}
+
+TEST(ParseArgs, NeverShowsATokenInAnError) {
+  for (const Args& args :
+       {Args{"--token", "s3cret", "--token", "s3cret"},
+        Args{"--token", "s3cret", "--token-file", "/t", "queue"}, Args{"--token=s3cret"},
+        Args{"--token", "s3cret", "bogus"}, Args{"get", "--token", "s3cret"},
+        Args{"--token", "s3cret", "--bogus", "queue"}}) {
+    std::string error = ErrorOf(args);
+    EXPECT_FALSE(error.empty()) << args.size();
+    EXPECT_EQ(error.find("s3cret"), std::string::npos) << error;
+  }
+}
+
+TEST(ParseArgs, NamesTheFirstWordNoCommandKnows) {
+  EXPECT_EQ(ErrorOf({}), "no command given (see tessera --help)");
+  EXPECT_EQ(ErrorOf({"--json"}), "no command given (see tessera --help)");
+  EXPECT_EQ(ErrorOf({"--json", "frobnicate", "x"}),
+            "unknown command \"frobnicate\" (see tessera --help)");
+  EXPECT_EQ(ErrorOf({"queue", "--version=2"}), "--version: takes no value");
+  EXPECT_EQ(ErrorOf({"get", "j1", "--bogus=1"}),
+            "--bogus: unknown flag (see tessera --help)");
+  EXPECT_EQ(ErrorOf({"get", ""}), "get: JOB_ID is empty");
+}
+
 TEST(ParseArgs, ParsesAnItemsSubmitWithBatchSizeAndNoItemsYet) {
   absl::StatusOr<Command> cmd = ParseArgs(
       {"submit", "--task", "square", "--items-file", "-", "--batch-size", "50"});
@@ -562,6 +629,44 @@ TEST(ParseItems, RejectsEmptyInputAndBadLinesNamingTheLine) {
   EXPECT_TRUE(
       absl::StartsWith(status.message(), "--items-file: line 3 is not valid JSON"))
       << status.message();
+}
+
+TEST(ParseItems, RefusesWhatProtobufWouldTakeButIsNotJson) {
+  tessera::v1::ItemsInput items;
+  EXPECT_TRUE(absl::StartsWith(ParseItems("{n: 1}\n", items).message(),
+                               "--items-file: line 1 is not valid JSON"));
+  EXPECT_TRUE(absl::StartsWith(ParseItems("'x'\n", items).message(),
+                               "--items-file: line 1 is not valid JSON"));
+  EXPECT_TRUE(absl::StartsWith(ParseItems("[1, 'x']", items).message(),
+                               "--items-file: line 1 is not valid JSON"));
+}
+
+TEST(ParseItems, RefusesItemsNestedDeeperThanTheSchedulerTakes) {
+  tessera::v1::ItemsInput items;
+  const std::string deep = std::string(100, '[') + std::string(100, ']');
+  EXPECT_EQ(ParseItems(deep, items).message(),
+            "--items-file: nests deeper than 64 levels");
+  EXPECT_EQ(ParseItems("1\n" + deep, items).message(),
+            "--items-file: line 2: nests deeper than 64 levels");
+}
+
+TEST(ParseArgs, RefusesParamsThatAreNotJsonOrTooDeep) {
+  Args base = {"submit", "--task", "t", "--range", "0:10", "--shards", "2", "--params"};
+  for (const char* bad : {"{'ms': 5}", "{\"a\": 1,}", "{\"a\": NaN}"}) {
+    Args args = base;
+    args.push_back(bad);
+    EXPECT_NE(ErrorOf(args).find("--params: not valid JSON"), std::string::npos) << bad;
+  }
+  Args deep = base;
+  std::string text;
+  for (int i = 0; i < 70; ++i) text += "{\"a\":";
+  text += "1" + std::string(70, '}');
+  deep.push_back(text);
+  EXPECT_EQ(ErrorOf(deep), "--params: nests deeper than 64 levels");
+  Args string = base;
+  string.push_back("\"x\"");
+  EXPECT_EQ(ErrorOf(string),
+            "--params: must be a JSON object like {\"ms\": 5}, got string");
 }
 
 TEST(ResolveSchedulerAddress, PrefersFlagThenEnvironmentThenDefault) {

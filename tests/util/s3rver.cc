@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -37,11 +38,10 @@ int Count(const std::string& text, const std::string& what) {
 }  // namespace
 
 std::string RandomHex(int n) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::random_device rd;
-  std::string out;
-  for (int i = 0; i < n; ++i) out.push_back(kHex[rd() % 16]);
-  return out;
+  std::string bytes((n + 1) / 2, '\0');
+  for (char& b : bytes) b = static_cast<char>(rd() & 0xff);
+  return absl::BytesToHexString(bytes).substr(0, n);
 }
 
 S3rver::S3rver(std::string dir, std::vector<std::string> buckets)
