@@ -28,6 +28,8 @@
 #include "executor/service/executor_client.h"
 #include "executor/service/executor_config.h"
 #include "executor/service/executor_metrics.h"
+#include "executor/service/grpc_scheduler_connection.h"
+#include "shared/clock.h"
 #include "shared/flag_names.h"
 #include "shared/ids.h"
 #include "shared/logging.h"
@@ -175,22 +177,28 @@ int main(int argc, char** argv) {
   options.slots = config.slots;
   options.queues = config.queues;
   options.drain_timeout = config.drain_timeout;
-  options.keepalive = config.keepalive;
-  options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
-  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
-  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
-  options.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  tessera::executor::GrpcConnectionOptions grpc_options;
+  grpc_options.connect_timeout = options.max_backoff;
+  grpc_options.keepalive = config.keepalive;
+  grpc_options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  grpc_options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  grpc_options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  grpc_options.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   // Bad files are refused now, not at every reconnect.
-  if (auto creds = tessera::MakeChannelCredentials(options.tls); !creds.ok()) {
+  if (auto creds = tessera::MakeChannelCredentials(grpc_options.tls); !creds.ok()) {
     std::cerr << "tessera-executor: " << creds.status().message() << "\n";
     return 2;
   }
-  if (auto token = tessera::ReadTokenFile(options.auth_token_file, "--auth-token-file");
+  if (auto token =
+          tessera::ReadTokenFile(grpc_options.auth_token_file, "--auth-token-file");
       !token.ok()) {
     std::cerr << "tessera-executor: " << token.status().message() << "\n";
     return 2;
   }
-  tessera::executor::ExecutorClient client(options, &handlers, &metrics);
+  tessera::executor::GrpcSchedulerConnection connection(grpc_options);
+  const tessera::RealClock clock;
+  tessera::executor::ExecutorClient client(options, &handlers, &metrics, &connection,
+                                           &clock);
 
   std::atomic<bool> done{false};
   std::thread signal_watcher([&] {

@@ -1,7 +1,6 @@
 #include "executor/service/executor_client.h"
 
 #include <algorithm>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -10,7 +9,6 @@
 #include "absl/strings/str_split.h"
 #include "executor/core/backoff.h"
 #include "executor/service/convert.h"
-#include "shared/grpc_util.h"
 #include "shared/version.h"
 #include "spdlog/spdlog.h"
 
@@ -20,60 +18,27 @@ namespace {
 // Results per ResultBatch message, in bytes of JSON (the scheduler accepts
 // messages of 64 MiB by default).
 constexpr size_t kMaxBatchBytes = 4 << 20;
-constexpr int kMaxReceiveBytes = 64 << 20;
 // How often drain progress is checked while shards finish.
 constexpr absl::Duration kDrainPoll = absl::Milliseconds(50);
+// At the drain deadline: how long outcomes on their way out get to be written.
+constexpr absl::Duration kOutcomeGrace = absl::Seconds(1);
 // Repeat "cannot reach the scheduler" at warn at most this often.
 constexpr absl::Duration kWarnEvery = absl::Seconds(30);
-
-// A fresh channel per connection attempt, with its own subchannel: a shared
-// subchannel stuck in its reconnect backoff kept failing new streams for
-// seconds after the scheduler came up.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
-    const std::string& address, const ExecutorClientOptions& o) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // Assign messages of items jobs can be large (the scheduler's limit is its
-  // --max-message-bytes, 64 MiB by default); gRPC's own default is 4 MiB.
-  args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
-  // A scheduler that stops answering (paused, its host gone, a partition)
-  // ends the stream within about two keepalives, so the executor reconnects
-  // (and finds the new leader) instead of waiting on a dead connection.
-  const int keepalive_ms = static_cast<int>(absl::ToInt64Milliseconds(o.keepalive));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_ms);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-      MakeChannelCredentials(o.tls);
-  if (!creds.ok()) return creds.status();
-  return grpc::CreateCustomChannel(address, *creds, args);
-}
-
-// Waits until `channel` is READY; false as soon as a connect attempt fails
-// (our own backoff decides when to try again) or at `deadline`.
-bool ConnectChannel(grpc::Channel& channel, absl::Time deadline) {
-  grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
-  while (state != GRPC_CHANNEL_READY) {
-    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
-      return false;
-    }
-    if (!channel.WaitForStateChange(state, absl::ToChronoTime(deadline))) return false;
-    state = channel.GetState(/*try_to_connect=*/true);
-  }
-  return true;
-}
 
 }  // namespace
 
 ExecutorClient::ExecutorClient(ExecutorClientOptions options,
-                               const HandlerRegistry* registry, ExecutorMetrics* metrics)
+                               const HandlerRegistry* registry, ExecutorMetrics* metrics,
+                               SchedulerConnection* connection, const Clock* clock)
     : options_(std::move(options)),
       registry_(registry),
       metrics_(metrics),
+      connection_(connection),
+      clock_(clock),
       heartbeat_(options_.default_heartbeat),
-      unsent_(options_.max_unsent_results),
-      runner_(registry, options_.slots, this, &clock_, metrics, options_.executor_id) {
+      drain_(options_.drain_timeout),
+      ledger_(options_.max_unacked_results, options_.max_unsent_results),
+      runner_(registry, options_.slots, this, clock, metrics, options_.executor_id) {
   SetConnected(false);
 }
 
@@ -85,17 +50,26 @@ void ExecutorClient::Run() {
                runner_.slots(), absl::StrJoin(registry_->Names(), ","));
   runner_.Start();
   sender_ = std::thread([this] { SenderLoop(); });
+  // Replicas (a comma-separated --scheduler): one address per attempt, in
+  // turn (a follower answers UNAVAILABLE naming the leader; a dead replica
+  // does not answer).
+  const std::vector<std::string> addresses =
+      absl::StrSplit(options_.scheduler_address, ',', absl::SkipEmpty());
+  size_t next_address = 0;
   Backoff backoff(options_.initial_backoff, options_.max_backoff);
   absl::BitGen gen;
   int failures = 0;
   absl::Time last_warn = absl::InfinitePast();
   bool stop = false;
   while (!stop) {
+    const std::string address = addresses.empty()
+                                    ? options_.scheduler_address
+                                    : addresses[next_address++ % addresses.size()];
     bool welcomed = false;
-    const absl::Status status = Session(&welcomed);
+    const absl::Status status = Session(address, &welcomed);
     {
       absl::MutexLock lock(&mu_);
-      if (drain_complete_) break;
+      if (drain_.complete()) break;
     }
     if (const auto dropped = runner_.DropQueued(); !dropped.empty()) {
       spdlog::info(
@@ -106,11 +80,11 @@ void ExecutorClient::Run() {
     if (welcomed) {
       backoff.Reset();
       failures = 0;
-      last_warn = clock_.Now();
+      last_warn = clock_->Now();
       spdlog::warn("executor={} lost the stream to scheduler {}: {}; reconnecting",
                    options_.executor_id, options_.scheduler_address, status.ToString());
-    } else if (++failures == 1 || clock_.Now() - last_warn >= kWarnEvery) {
-      last_warn = clock_.Now();
+    } else if (++failures == 1 || clock_->Now() - last_warn >= kWarnEvery) {
+      last_warn = clock_->Now();
       spdlog::warn("executor={} cannot reach scheduler {} (attempt {}): {}; retrying",
                    options_.executor_id, options_.scheduler_address, failures,
                    status.ToString());
@@ -118,10 +92,10 @@ void ExecutorClient::Run() {
       spdlog::debug("executor={} connect attempt {} failed: {}", options_.executor_id,
                     failures, status.ToString());
     }
-    const absl::Time retry_at = clock_.Now() + backoff.Next(gen);
-    while (!(stop = DrainOverWhileDisconnected()) && clock_.Now() < retry_at) {
+    const absl::Time retry_at = clock_->Now() + backoff.Next(gen);
+    while (!(stop = DrainOverWhileDisconnected()) && clock_->Now() < retry_at) {
       absl::MutexLock lock(&mu_);
-      cv_.WaitWithDeadline(&mu_, std::min(retry_at, clock_.Now() + kDrainPoll));
+      WaitLocked(retry_at, kDrainPoll);
     }
   }
   runner_.Stop();
@@ -133,79 +107,60 @@ void ExecutorClient::Run() {
   sender_.join();
   SetConnected(false);
   absl::MutexLock lock(&mu_);
-  if (!unsent_.empty()) {
+  if (ledger_.unsent() > 0) {
     spdlog::warn("executor={} exiting with {} outcomes it could not send",
-                 options_.executor_id, unsent_.size());
+                 options_.executor_id, ledger_.unsent());
   }
   spdlog::info("executor={} stopped", options_.executor_id);
 }
 
 void ExecutorClient::Drain() {
   absl::MutexLock lock(&mu_);
-  if (drain_complete_) return;
-  if (!drain_requested_) {
-    drain_requested_ = true;
-    drain_deadline_ = clock_.Now() + options_.drain_timeout;
-    spdlog::info("executor={} draining: no new shards; running shards get up to {}",
-                 options_.executor_id, absl::FormatDuration(options_.drain_timeout));
-  } else {
-    drain_deadline_ = clock_.Now();
-    spdlog::warn("executor={} asked to stop again: cutting the drain short",
-                 options_.executor_id);
+  switch (drain_.Ask(clock_->Now())) {
+    case DrainState::Request::kIgnored:
+      return;
+    case DrainState::Request::kStarted:
+      spdlog::info("executor={} draining: no new shards; running shards get up to {}",
+                   options_.executor_id, absl::FormatDuration(options_.drain_timeout));
+      break;
+    case DrainState::Request::kCutShort:
+      spdlog::warn("executor={} asked to stop again: cutting the drain short",
+                   options_.executor_id);
+      break;
   }
   cv_.SignalAll();
 }
 
-absl::Status ExecutorClient::Session(bool* welcomed) {
-  // Replicas (a comma-separated --scheduler): one address per attempt, the
-  // next after an attempt that was not welcomed (a follower answers
-  // UNAVAILABLE naming the leader; a dead replica does not answer).
-  const std::vector<std::string> addresses =
-      absl::StrSplit(options_.scheduler_address, ',', absl::SkipEmpty());
-  const std::string address = addresses.empty()
-                                  ? options_.scheduler_address
-                                  : addresses[next_address_++ % addresses.size()];
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(address, options_);
-  if (!channel.ok()) return channel.status();
-  absl::StatusOr<std::string> token =
-      ReadTokenFile(options_.auth_token_file, "--auth-token-file");
-  if (!token.ok()) return token.status();
-  if (!ConnectChannel(**channel, clock_.Now() + options_.max_backoff)) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot connect to ", address,
-        options_.tls.ca_file.empty() ? ""
-                                     : " (TLS: check --tls-ca and the server's name)"));
-  }
-  auto stub = v1::ExecutorService::NewStub(*channel);
-  grpc::ClientContext ctx;
-  if (!token->empty()) ctx.AddMetadata("authorization", "Bearer " + *token);
-  std::unique_ptr<grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>>
-      stream = stub->Connect(&ctx);
+absl::Status ExecutorClient::Session(const std::string& address, bool* welcomed) {
+  absl::StatusOr<std::unique_ptr<SchedulerSession>> opened = connection_->Open(address);
+  if (!opened.ok()) return opened.status();
+  SchedulerSession* const session = opened->get();
   {
     absl::MutexLock lock(&mu_);
     session_ended_ = false;
     welcomed_ = false;
     heartbeat_ = options_.default_heartbeat;
+    next_heartbeat_ = clock_->Now() + heartbeat_;
   }
   HelloInfo hello{options_.executor_id, options_.name, registry_->Names(),
                   runner_.slots(),      VersionTag(),  runner_.RunningAssignments(),
                   options_.queues};
   bool said_hello;
   {
-    // Hello goes out before anything else can use the new stream.
+    // Hello goes out before anything else can use the new session.
     absl::MutexLock lock(&write_mu_);
-    stream_ = stream.get();
+    session_ = session;
     writes_closed_ = false;
     said_hello = SendLocked(HelloMessage(hello));
   }
   // When Hello cannot be written the call is already dead and Read fails at once.
   if (said_hello) FlushUnsent();
-  std::thread control([this, &ctx] { ControlLoop(&ctx); });
+  std::thread control([this, session] { ControlLoop(session); });
   v1::SchedulerMessage msg;
-  while (stream->Read(&msg)) HandleMessage(msg);
+  while (session->Read(&msg)) HandleMessage(msg);
   {
     absl::MutexLock lock(&write_mu_);
-    stream_ = nullptr;
+    session_ = nullptr;
   }
   {
     absl::MutexLock lock(&mu_);
@@ -215,72 +170,60 @@ absl::Status ExecutorClient::Session(bool* welcomed) {
   }
   control.join();
   SetConnected(false);
-  return FromGrpcStatus(stream->Finish());
+  return session->Finish();
 }
 
-void ExecutorClient::ControlLoop(grpc::ClientContext* ctx) {
-  bool draining = false;
-  absl::Duration interval;
-  {
-    absl::MutexLock lock(&mu_);
-    interval = heartbeat_;
-  }
-  absl::Time next_heartbeat = clock_.Now() + interval;
+void ExecutorClient::ControlLoop(SchedulerSession* session) {
+  bool announced = false;  // Draining sent on this session
   while (true) {
-    bool begin_drain = false;
+    DrainState::Step step = DrainState::Step::kNone;
+    bool heartbeat_due = false;
     {
       absl::MutexLock lock(&mu_);
-      const absl::Time poll_at =
-          draining ? clock_.Now() + kDrainPoll : absl::InfiniteFuture();
       while (true) {
         if (session_ended_) return;
-        if (heartbeat_ != interval) {  // Welcome arrived
-          interval = heartbeat_;
-          next_heartbeat = std::min(next_heartbeat, clock_.Now() + interval);
-        }
-        if (drain_requested_ && !draining) {
-          begin_drain = true;
+        const absl::Time now = clock_->Now();
+        step = drain_.OnStream(now, announced, runner_.Idle(), ledger_.unacked() == 0);
+        if (step != DrainState::Step::kNone && step != DrainState::Step::kWait) break;
+        if (now >= next_heartbeat_) {
+          heartbeat_due = true;
+          next_heartbeat_ = now + heartbeat_;
           break;
         }
-        const absl::Time wake = std::min(next_heartbeat, poll_at);
-        if (clock_.Now() >= wake) break;
-        cv_.WaitWithDeadline(&mu_, wake);
+        // While draining, shards finishing are checked every kDrainPoll.
+        if (step == DrainState::Step::kWait) {
+          WaitLocked(std::min(next_heartbeat_, drain_.deadline()), kDrainPoll);
+        } else {
+          WaitLocked(next_heartbeat_);
+        }
       }
     }
-    if (begin_drain) {
-      draining = true;
-      const std::vector<std::string> released = runner_.StopAccepting();
-      Send(DrainingMessage());
-      if (!released.empty()) Send(ReleaseMessage(released));
-      spdlog::info("executor={} sent Draining; released {} queued shards{}{}",
-                   options_.executor_id, released.size(), released.empty() ? "" : ": ",
-                   absl::StrJoin(released, ","));
+    switch (step) {
+      case DrainState::Step::kAnnounce: {
+        announced = true;
+        const std::vector<std::string> released = runner_.StopAccepting();
+        Send(DrainingMessage());
+        if (!released.empty()) Send(ReleaseMessage(released));
+        spdlog::info("executor={} sent Draining; released {} queued shards{}{}",
+                     options_.executor_id, released.size(), released.empty() ? "" : ": ",
+                     absl::StrJoin(released, ","));
+        continue;  // the drain's next step at once
+      }
+      case DrainState::Step::kCancelAndClose:
+        CancelRunningForDrain();
+        [[fallthrough]];
+      case DrainState::Step::kClose:
+        CloseSession(session);
+        return;
+      case DrainState::Step::kNone:
+      case DrainState::Step::kWait:
+        break;
     }
-    if (draining && DrainStepDone()) {
-      CloseStream(ctx);
-      return;
-    }
-    if (clock_.Now() >= next_heartbeat) {
-      Send(HeartbeatMessage());
-      next_heartbeat = clock_.Now() + interval;
-    }
+    if (heartbeat_due) Send(HeartbeatMessage());
   }
 }
 
-bool ExecutorClient::DrainStepDone() {
-  bool acked;
-  {
-    absl::MutexLock lock(&mu_);
-    acked = unacked_.empty();
-  }
-  if (runner_.Idle() && acked) return true;
-  absl::Time deadline;
-  {
-    absl::MutexLock lock(&mu_);
-    deadline = drain_deadline_;
-  }
-  if (clock_.Now() < deadline) return false;
-  if (runner_.Idle()) return true;  // results not acked in time are re-run elsewhere
+void ExecutorClient::CancelRunningForDrain() {
   const std::vector<std::string> leases = runner_.CancelRunning();
   if (!leases.empty()) Send(ReleaseMessage(leases));
   spdlog::warn("executor={} drain timeout: cancelled and released {} running shards{}{}",
@@ -288,47 +231,46 @@ bool ExecutorClient::DrainStepDone() {
                absl::StrJoin(leases, ","));
   // Let outcomes already on their way out be written before the stream closes:
   // the handlers return, then the sender thread writes what they left.
-  const absl::Time deadline_out = clock_.Now() + absl::Seconds(1);
-  runner_.WaitIdle(absl::Seconds(1));
+  const absl::Time start = clock_->Now();
+  runner_.WaitIdle(kOutcomeGrace);
+  const absl::Duration left = kOutcomeGrace - (clock_->Now() - start);
   absl::MutexLock lock(&mu_);
-  auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return outbox_.empty() && result_writers_ == 0;
-  };
-  while (!written() && written_cv_.WaitWithDeadline(&mu_, deadline_out)) {
-  }
-  return true;
+  AwaitFor(
+      &mu_, written_cv_,
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return ledger_.outbox_empty() && result_writers_ == 0;
+      },
+      left);
 }
 
-void ExecutorClient::CloseStream(grpc::ClientContext* ctx) {
+void ExecutorClient::CloseSession(SchedulerSession* session) {
   {
     absl::MutexLock lock(&write_mu_);
-    if (stream_ != nullptr && !writes_closed_) stream_->WritesDone();
+    if (session_ != nullptr && !writes_closed_) session_->CloseWrites();
     writes_closed_ = true;
   }
   bool ended = false;
   {
     absl::MutexLock lock(&mu_);
-    drain_complete_ = true;
-    const absl::Time deadline = clock_.Now() + options_.close_grace;
-    while (!session_ended_ && !cv_.WaitWithDeadline(&mu_, deadline)) {
-    }
+    drain_.Complete();
+    const absl::Time deadline = clock_->Now() + options_.close_grace;
+    while (!session_ended_ && clock_->Now() < deadline) WaitLocked(deadline);
     ended = session_ended_;
   }
   if (!ended) {
     spdlog::warn("executor={} scheduler did not end the stream within {}; cancelling it",
                  options_.executor_id, absl::FormatDuration(options_.close_grace));
-    ctx->TryCancel();
+    session->Cancel();
   }
   spdlog::info("executor={} drained; stream closed", options_.executor_id);
 }
 
 bool ExecutorClient::DrainOverWhileDisconnected() {
   absl::MutexLock lock(&mu_);
-  if (!drain_requested_) return false;
+  if (!drain_.requested()) return false;
   // No scheduler to release to: the queued leases ended with the stream.
   runner_.StopAccepting();
-  return clock_.Now() >= drain_deadline_ ||
-         (unsent_.empty() && unacked_.empty() && runner_.Idle());
+  return drain_.OverWhileDisconnected(clock_->Now(), runner_.Idle(), ledger_.settled());
 }
 
 void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
@@ -340,6 +282,7 @@ void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
       {
         absl::MutexLock lock(&mu_);
         heartbeat_ = hb;
+        next_heartbeat_ = std::min(next_heartbeat_, clock_->Now() + hb);
         welcomed_ = true;
         cv_.SignalAll();
       }
@@ -369,9 +312,11 @@ void ExecutorClient::HandleMessage(const v1::SchedulerMessage& msg) {
       break;
     }
     case v1::SchedulerMessage::kAck: {
+      const std::vector<std::string> leases(msg.ack().lease_ids().begin(),
+                                            msg.ack().lease_ids().end());
       absl::MutexLock lock(&mu_);
-      for (const std::string& lease : msg.ack().lease_ids()) unacked_.erase(lease);
-      UpdateBackpressureLocked();
+      ApplyLocked(ledger_.Ack(leases, clock_->Now()));
+      cv_.SignalAll();  // a drain may be waiting for this
       break;
     }
     case v1::SchedulerMessage::kCancel: {
@@ -394,8 +339,8 @@ void ExecutorClient::FlushUnsent() {
   std::vector<ShardOutcome> results;
   {
     absl::MutexLock lock(&mu_);
-    pending = unsent_.TakeAll();
-    for (const auto& [lease, outcome] : unacked_) results.push_back(outcome);
+    pending = ledger_.TakeUnsent();
+    results = ledger_.Unacked();
   }
   size_t resent = 0;
   while (resent < results.size() && SendLocked(OutcomeMessage(results[resent]))) ++resent;
@@ -410,7 +355,8 @@ void ExecutorClient::FlushUnsent() {
                options_.executor_id, sent, pending.size());
   if (sent < pending.size()) {
     absl::MutexLock lock(&mu_);
-    unsent_.PutBack(std::vector<ShardOutcome>(pending.begin() + sent, pending.end()));
+    ledger_.PutBackUnsent(
+        std::vector<ShardOutcome>(pending.begin() + sent, pending.end()));
   }
 }
 
@@ -420,34 +366,39 @@ bool ExecutorClient::Send(const v1::ExecutorMessage& msg) {
 }
 
 bool ExecutorClient::SendLocked(const v1::ExecutorMessage& msg) {
-  if (stream_ == nullptr || writes_closed_) return false;
-  return stream_->Write(msg);
+  if (session_ == nullptr || writes_closed_) return false;
+  return session_->Write(msg);
+}
+
+void ExecutorClient::WaitLocked(absl::Time deadline, absl::Duration recheck) {
+  const absl::Duration left =
+      std::min({deadline - clock_->Now(), recheck, options_.clock_poll});
+  if (left > absl::ZeroDuration()) cv_.WaitWithTimeout(&mu_, left);
 }
 
 void ExecutorClient::SetConnected(bool connected) {
   if (metrics_ != nullptr) metrics_->SetConnected(connected);
 }
 
-void ExecutorClient::UpdateBackpressureLocked() {
-  const size_t n = unacked_.size();
-  if (metrics_ != nullptr) metrics_->SetUnackedResults(n);
-  const size_t cap = std::max<size_t>(options_.max_unacked_results, 1);
-  if (!backpressure_ && n >= cap) {
-    backpressure_ = true;
-    backpressure_since_ = clock_.Now();
-    runner_.Pause();
-    if (metrics_ != nullptr) metrics_->SetBackpressure(true);
-    spdlog::warn(
-        "executor={} {} results await the scheduler's ack: starting no new shard until "
-        "acks bring them down to {} (the scheduler's commits are behind)",
-        options_.executor_id, n, cap / 2);
-  } else if (backpressure_ && n <= cap / 2) {
-    backpressure_ = false;
-    runner_.Resume();
-    if (metrics_ != nullptr) metrics_->SetBackpressure(false);
-    spdlog::info("executor={} {} results await an ack: taking work again after {}",
-                 options_.executor_id, n,
-                 absl::FormatDuration(clock_.Now() - backpressure_since_));
+void ExecutorClient::ApplyLocked(const ResultLedger::Backpressure& b) {
+  if (metrics_ != nullptr) metrics_->SetUnackedResults(b.unacked);
+  switch (b.change) {
+    case ResultLedger::Backpressure::Change::kNone:
+      return;
+    case ResultLedger::Backpressure::Change::kStarted:
+      runner_.Pause();
+      if (metrics_ != nullptr) metrics_->SetBackpressure(true);
+      spdlog::warn(
+          "executor={} {} results await the scheduler's ack: starting no new shard "
+          "until acks bring them down to {} (the scheduler's commits are behind)",
+          options_.executor_id, b.unacked, b.resume_at);
+      return;
+    case ResultLedger::Backpressure::Change::kEnded:
+      runner_.Resume();
+      if (metrics_ != nullptr) metrics_->SetBackpressure(false);
+      spdlog::info("executor={} {} results await an ack: taking work again after {}",
+                   options_.executor_id, b.unacked, absl::FormatDuration(b.lasted));
+      return;
   }
 }
 
@@ -462,76 +413,57 @@ void ExecutorClient::SenderLoop() {
       // At most kMaxBatchBytes of results per message, far below the
       // scheduler's message limit; the rest goes in the next round.
       absl::MutexLock lock(&mu_);
-      while (outbox_.empty() && !sender_stop_) outbox_cv_.Wait(&mu_);
-      if (outbox_.empty()) return;  // stopping; anything unsent stays in unacked_
-      size_t bytes = 0;
-      size_t n = 0;
-      while (n < outbox_.size() &&
-             (n == 0 || bytes + outbox_[n].result_json.size() <= kMaxBatchBytes)) {
-        bytes += outbox_[n].result_json.size();
-        ++n;
-      }
-      batch.assign(std::make_move_iterator(outbox_.begin()),
-                   std::make_move_iterator(outbox_.begin() + n));
-      outbox_.erase(outbox_.begin(), outbox_.begin() + n);
+      while (ledger_.outbox_empty() && !sender_stop_) outbox_cv_.Wait(&mu_);
+      if (ledger_.outbox_empty()) return;  // stopping; unsent results stay in the ledger
+      batch = ledger_.TakeBatch(kMaxBatchBytes);
       ++result_writers_;
     }
-    {
-      absl::MutexLock wlock(&write_mu_);
-      if (!SendLocked(ResultBatchMessage(batch))) {
-        // Kept in unacked_: re-sent right after the next Hello.
-        spdlog::info(
-            "executor={} stream is down; {} results kept for the next connection",
-            options_.executor_id, batch.size());
-      }
+    if (!WriteResults(batch)) {
+      // Kept in the ledger: re-sent right after the next Hello.
+      spdlog::info("executor={} stream is down; {} results kept for the next connection",
+                   options_.executor_id, batch.size());
     }
-    absl::MutexLock lock(&mu_);
-    --result_writers_;
-    SignalIfWrittenLocked();
   }
 }
 
-void ExecutorClient::SignalIfWrittenLocked() {
-  if (outbox_.empty() && result_writers_ == 0) written_cv_.SignalAll();
+bool ExecutorClient::WriteResults(const std::vector<ShardOutcome>& batch) {
+  bool written;
+  {
+    absl::MutexLock wlock(&write_mu_);
+    written = SendLocked(ResultBatchMessage(batch));
+  }
+  absl::MutexLock lock(&mu_);
+  if (--result_writers_ == 0 && ledger_.outbox_empty()) written_cv_.SignalAll();
+  return written;
 }
 
 void ExecutorClient::OnFinished(const ShardOutcome& outcome) {
-  // Results stay in unacked_ until acked. The last result of a busy spell goes
-  // out at once from this thread (no hop to the sender: latency); while more
-  // work is on hand results queue for the sender thread, which writes all that
-  // queued as one batch (throughput). Failures are written under write_mu_
-  // throughout, so that one is either written or buffered before the next
-  // connection flushes the buffer.
+  // Results stay in the ledger until acked. The last result of a busy spell
+  // goes out at once from this thread (no hop to the sender: latency); while
+  // more work is on hand results queue for the sender thread, which writes all
+  // that queued as one batch (throughput). Failures are written under
+  // write_mu_ throughout, so that one is either written or buffered before the
+  // next connection flushes the buffer.
   if (outcome.kind == ShardOutcome::Kind::kSucceeded) {
     const bool last = runner_.pending() <= 1;  // this shard is still counted
     bool write_now = false;
     {
       absl::MutexLock lock(&mu_);
-      unacked_[outcome.lease_id] = outcome;
-      UpdateBackpressureLocked();
-      if (last && outbox_.empty() && result_writers_ == 0) {
+      ApplyLocked(ledger_.Keep(outcome, clock_->Now()));
+      if (last && ledger_.outbox_empty() && result_writers_ == 0) {
         ++result_writers_;
         write_now = true;
-      } else {
-        outbox_.push_back(outcome);
-        if (outbox_.size() == 1) outbox_cv_.Signal();
+      } else if (ledger_.Queue(outcome)) {
+        outbox_cv_.Signal();
       }
     }
-    if (write_now) {
-      {
-        absl::MutexLock wlock(&write_mu_);
-        SendLocked(ResultBatchMessage({outcome}));  // if not, re-sent from unacked_
-      }
-      absl::MutexLock lock(&mu_);
-      --result_writers_;
-      SignalIfWrittenLocked();
-    }
+    if (write_now) WriteResults({outcome});  // if not written, re-sent from the ledger
     return;
   }
   absl::MutexLock wlock(&write_mu_);
   if (SendLocked(OutcomeMessage(outcome))) return;
   absl::MutexLock lock(&mu_);
-  if (unsent_.Add(outcome) > 0) {
+  if (ledger_.KeepUnsent(outcome) > 0) {
     spdlog::warn("executor={} unsent outcome buffer full; dropped the oldest",
                  options_.executor_id);
   }

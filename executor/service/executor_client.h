@@ -1,32 +1,31 @@
-// The executor's side of ExecutorService.Connect: one bidirectional stream to
+// The executor's side of ExecutorService.Connect: one session at a time with
 // the scheduler, reconnected with backoff, and the drain on shutdown.
 #ifndef TESSERA_EXECUTOR_SERVICE_EXECUTOR_CLIENT_H_
 #define TESSERA_EXECUTOR_SERVICE_EXECUTOR_CLIENT_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <cstddef>
-#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "executor/core/result_buffer.h"
+#include "executor/core/drain_state.h"
+#include "executor/core/result_ledger.h"
 #include "executor/handlers/handler.h"
 #include "executor/service/executor_metrics.h"
+#include "executor/service/scheduler_connection.h"
 #include "executor/service/shard_runner.h"
 #include "shared/clock.h"
 #include "shared/steady_wait.h"
-#include "shared/tls.h"
-#include "tessera/v1/executor.grpc.pb.h"
+#include "tessera/v1/executor.pb.h"
 
 namespace tessera::executor {
 
 struct ExecutorClientOptions {
-  std::string scheduler_address;  // host:port
+  std::string scheduler_address;  // host:port, or several comma-separated
   std::string executor_id;        // stable for the life of the process
   std::string name;
   int slots = 1;
@@ -36,7 +35,7 @@ struct ExecutorClientOptions {
   absl::Duration max_backoff = absl::Seconds(5);
   // Until Welcome says otherwise.
   absl::Duration default_heartbeat = absl::Seconds(5);
-  // After WritesDone, how long the scheduler gets to end the call.
+  // After closing writes, how long the scheduler gets to end the call.
   absl::Duration close_grace = absl::Seconds(5);
   size_t max_unsent_results = 1000;
   // Backpressure: with this many results awaiting the scheduler's ack the
@@ -44,70 +43,72 @@ struct ExecutorClientOptions {
   // down to half of it. Every result is kept until acked, whatever the count
   // (shards running when it starts still add theirs).
   size_t max_unacked_results = 1000;
-  // HTTP/2 keepalive ping interval and answer timeout (ExecutorConfig::keepalive).
-  absl::Duration keepalive = absl::Seconds(5);
-  // TLS to the scheduler (empty ca_file: plaintext) and an optional client
-  // certificate (mTLS); the files are read again for every connection.
-  ClientTlsOptions tls;
-  // File holding the bearer token sent on the stream (role executor); read
-  // again for every connection, so a rotated Secret takes effect on reconnect.
-  std::string auth_token_file;
+  // The longest the client sleeps before it reads the clock again. A real
+  // clock needs none (waits end at their deadline); a test's FakeClock moves
+  // without waking anyone, so tests that use one set this short.
+  absl::Duration clock_poll = absl::InfiniteDuration();
 };
 
-// Threads: Run() is the stream reader (the caller's thread); per connection it
+// Threads: Run() is the session reader (the caller's thread); per session it
 // owns a control thread (heartbeats, drain steps), joined before the next
-// connection; it owns the sender thread, which writes results in batches
-// while work is on hand, so that no slot waits on the stream (the last result
-// of a busy spell is written by its worker); the ShardRunner owns the slot workers.
-// Writes to the stream are serialised by write_mu_. Drain() may be called from any
-// thread. Lock order: write_mu_, then mu_, then the runner's lock.
+// session; it owns the sender thread, which writes results in batches while
+// work is on hand, so that no slot waits on the stream (the last result of a
+// busy spell is written by its worker); the ShardRunner owns the slot
+// workers. Writes to the session are serialised by write_mu_. Drain() may be
+// called from any thread. Lock order: write_mu_, then mu_, then the runner's.
 //
-// Results are kept until the scheduler acks them (it does once they are
-// durable) and re-sent right after Hello on every new connection, also to a
-// restarted scheduler; failures that could not be written are kept in a
-// bounded buffer the same way. Hello lists the shards still running, so a
-// restarted scheduler adopts them instead of running them again. With
-// max_unacked_results awaiting an ack the executor starts no new shard until
-// acks arrive (backpressure), rather than let go of any result.
+// What is owed to the scheduler lives in a ResultLedger, the drain in a
+// DrainState (both pure, under mu_); this class carries out what they decide.
+// Results are kept until acked and re-sent right after Hello on every new
+// session, also to a restarted scheduler. Hello lists the shards still
+// running, so a restarted scheduler adopts them instead of running them again.
+//
+// `registry`, `connection` and `clock` must outlive the client; `metrics` may
+// be null. Every time the client reads comes from `clock`.
 class ExecutorClient : private ShardRunner::Listener {
  public:
-  // `registry` must outlive the client; `metrics` may be null.
   ExecutorClient(ExecutorClientOptions options, const HandlerRegistry* registry,
-                 ExecutorMetrics* metrics);
+                 ExecutorMetrics* metrics, SchedulerConnection* connection,
+                 const Clock* clock);
   ~ExecutorClient() override;
 
   // Connects, reconnects and serves until a drain has finished. Call once.
   void Run();
 
   // Starts the drain: send Draining, release queued work, let running shards
-  // finish within drain_timeout (then cancel and release them), close the stream
-  // and make Run() return. A second call cuts the grace period short.
+  // finish within drain_timeout (then cancel and release them), close the
+  // stream and make Run() return. A second call cuts the grace period short.
   void Drain();
 
   int slots() const { return runner_.slots(); }
 
  private:
-  // Which of the --scheduler addresses the next session tries (Run's thread).
-  size_t next_address_ = 0;
-  // One connection: Hello, read until the stream ends. Returns its status.
-  absl::Status Session(bool* welcomed);
-  void ControlLoop(grpc::ClientContext* ctx);
+  // One session: Hello, read until the stream ends. Returns how it ended.
+  absl::Status Session(const std::string& address, bool* welcomed);
+  void ControlLoop(SchedulerSession* session);
   void HandleMessage(const v1::SchedulerMessage& msg);
-  // Drain steps on a live stream; true when the executor has nothing left to do.
-  bool DrainStepDone();
-  void CloseStream(grpc::ClientContext* ctx);
-  void SignalIfWrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels and releases running shards at the drain deadline, then lets the
+  // outcomes already on their way out be written.
+  void CancelRunningForDrain();
+  void CloseSession(SchedulerSession* session);
   // While disconnected and draining: is there still a reason to reconnect?
   bool DrainOverWhileDisconnected();
   void FlushUnsent();
   // The sender thread: writes what the outbox holds as ResultBatch messages.
   void SenderLoop();
+  // Writes one ResultBatch and counts this writer out; false when the stream
+  // did not take it (the results stay in the ledger).
+  bool WriteResults(const std::vector<ShardOutcome>& batch);
   bool Send(const v1::ExecutorMessage& msg);
   bool SendLocked(const v1::ExecutorMessage& msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Sleeps on cv_ until `deadline` on clock_, a signal, or `recheck` passes.
+  void WaitLocked(absl::Time deadline, absl::Duration recheck = absl::InfiniteDuration())
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetConnected(bool connected);
-  // After unacked_ changed: starts or ends backpressure, updates the gauge.
-  void UpdateBackpressureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Carries out a ledger change: pauses or resumes the runner, metrics, logs.
+  void ApplyLocked(const ResultLedger::Backpressure& b)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ShardRunner::Listener
   void OnProgress(const Assignment& a, int64_t done, int64_t total) override;
@@ -116,35 +117,25 @@ class ExecutorClient : private ShardRunner::Listener {
   const ExecutorClientOptions options_;
   const HandlerRegistry* const registry_;
   ExecutorMetrics* const metrics_;
-  RealClock clock_;
+  SchedulerConnection* const connection_;
+  const Clock* const clock_;
 
   absl::Mutex write_mu_;
-  grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>* stream_
-      ABSL_GUARDED_BY(write_mu_) = nullptr;
+  SchedulerSession* session_ ABSL_GUARDED_BY(write_mu_) = nullptr;
   bool writes_closed_ ABSL_GUARDED_BY(write_mu_) = false;
 
   absl::Mutex mu_;
-  SteadyCondVar cv_;  // timed waits on the monotonic clock
+  SteadyCondVar cv_;  // session, heartbeat and drain changes
   // Signalled when the outbox is empty and no result is being written.
   SteadyCondVar written_cv_;
+  SteadyCondVar outbox_cv_;  // the sender's: results queued, or stop
   bool session_ended_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
-  bool drain_requested_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  bool drain_complete_ ABSL_GUARDED_BY(mu_) = false;
-  ResultBuffer unsent_ ABSL_GUARDED_BY(mu_);  // failures the stream could not take
-  // Results sent (or not) and not yet acknowledged as durable by the
-  // scheduler: re-sent after every reconnect until acked.
-  std::map<std::string, ShardOutcome> unacked_ ABSL_GUARDED_BY(mu_);
-  // Set while unacked_ holds too many results: the runner is paused.
-  bool backpressure_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time backpressure_since_ ABSL_GUARDED_BY(mu_);
-  // Results waiting for the sender thread, which writes all it finds as one
-  // ResultBatch while more queue up.
-  std::vector<ShardOutcome> outbox_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_);
+  DrainState drain_ ABSL_GUARDED_BY(mu_);
+  ResultLedger ledger_ ABSL_GUARDED_BY(mu_);
   int result_writers_ ABSL_GUARDED_BY(mu_) = 0;  // threads writing results now
-  absl::CondVar outbox_cv_;
   bool sender_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread sender_;
 

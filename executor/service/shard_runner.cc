@@ -199,10 +199,9 @@ bool ShardRunner::Idle() const {
 
 bool ShardRunner::WaitIdle(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
-  const absl::Time deadline = MonoNow() + timeout;
-  while (!IdleLocked() && idle_cv_.WaitWithDeadline(&mu_, deadline)) {
-  }
-  return IdleLocked();
+  return AwaitFor(
+      &mu_, idle_cv_,
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return IdleLocked(); }, timeout);
 }
 
 int ShardRunner::running() const {

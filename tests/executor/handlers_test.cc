@@ -1,10 +1,10 @@
-#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "executor/handlers/handler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "shared/clock.h"
 
 namespace tessera::executor {
 namespace {
@@ -133,16 +133,26 @@ TEST_F(HandlersTest, SleepRejectsABadMsNamingTheParam) {
             "params.ms must be a number >= 0 (got \"x\")");
 }
 
+// Cancels the shard at its first progress report: the handler is running.
+class CancellingReporter : public ProgressReporter {
+ public:
+  explicit CancellingReporter(CancelToken& cancel) : cancel_(cancel) {}
+  void Report(int64_t, int64_t) override { cancel_.Cancel(); }
+
+ private:
+  CancelToken& cancel_;
+};
+
 TEST_F(HandlersTest, CancelStopsSleepEarly) {
+  ShardTask t;
+  t.start = 0;
+  t.end = 100;
+  t.params = {{"ms", 100}};
   CancelToken cancel;
-  std::thread canceller([&] {
-    absl::SleepFor(absl::Milliseconds(50));
-    cancel.Cancel();
-  });
-  const absl::Time start = absl::Now();
-  absl::StatusOr<nlohmann::json> r = RunWith("sleep", 0, 100, {{"ms", 100}}, cancel);
-  const absl::Duration took = absl::Now() - start;
-  canceller.join();
+  CancellingReporter progress(cancel);
+  const absl::Time start = MonoNow();
+  absl::StatusOr<nlohmann::json> r = registry_.Find("sleep")->Run(t, progress, cancel);
+  const absl::Duration took = MonoNow() - start;
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
   EXPECT_LT(took, absl::Seconds(2)) << "the full sleep would take 10 s";
 }

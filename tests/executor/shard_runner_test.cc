@@ -4,9 +4,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/executor/gate_handler.h"
 
 namespace tessera::executor {
 namespace {
@@ -15,52 +15,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
-
-// Blocks until released (or cancelled); counts how many run at once.
-class GateHandler : public Handler {
- public:
-  absl::StatusOr<nlohmann::json> Run(const ShardTask& task, ProgressReporter&,
-                                     const CancelToken& cancel) override {
-    {
-      absl::MutexLock lock(&mu_);
-      ++running_;
-      max_running_ = std::max(max_running_, running_);
-      started_.push_back(task.shard);
-    }
-    while (!cancel.WaitFor(absl::Milliseconds(5))) {
-      absl::MutexLock lock(&mu_);
-      if (open_) break;
-    }
-    absl::MutexLock lock(&mu_);
-    --running_;
-    if (cancel.cancelled()) return absl::CancelledError("cancelled");
-    return nlohmann::json{{"shard", task.shard}};
-  }
-  void Open() {
-    absl::MutexLock lock(&mu_);
-    open_ = true;
-  }
-  bool WaitStarted(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [&] { return started_.size() >= n; };
-    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
-  }
-  int max_running() {
-    absl::MutexLock lock(&mu_);
-    return max_running_;
-  }
-  std::vector<int64_t> started() {
-    absl::MutexLock lock(&mu_);
-    return started_;
-  }
-
- private:
-  absl::Mutex mu_;
-  bool open_ = false;
-  int running_ = 0;
-  int max_running_ = 0;
-  std::vector<int64_t> started_;
-};
 
 class RecordingListener : public ShardRunner::Listener {
  public:
@@ -114,7 +68,6 @@ TEST_F(ShardRunnerTest, RunsNoMoreThanSlotsAndStartsQueuedWhenASlotFrees) {
   for (int i = 0; i < 5; ++i) batch.push_back(Make("l" + std::to_string(i), "gate", i));
   EXPECT_THAT(runner.Offer(std::move(batch)), IsEmpty());
   ASSERT_TRUE(gate_->WaitStarted(2));
-  absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(runner.running(), 2);
   EXPECT_THAT(gate_->started(), UnorderedElementsAre(0, 1));
   gate_->Open();
