@@ -1,5 +1,6 @@
 #include "scheduler/service/durable_writer.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -89,10 +90,17 @@ void DurableWriter::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool DurableWriter::WaitUnlessStopping(absl::Duration d) {
+void DurableWriter::Pause(absl::Duration backoff) {
   absl::MutexLock lock(&mu_);
-  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  return !AwaitFor(&mu_, stop_cv_, stopping, d);
+  if (!stopping_) {
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    AwaitFor(&mu_, stop_cv_, stopping, backoff);
+    return;
+  }
+  // Stopping: retry until the store timeout has passed, not faster.
+  const absl::Duration left = shutdown_began_ + store_timeout_ - clock_->Now();
+  AwaitFor(
+      &mu_, stop_cv_, [] { return false; }, std::min(backoff, left));
 }
 
 bool DurableWriter::ShutdownTimedOut() {
@@ -157,7 +165,7 @@ void DurableWriter::Loop() {
         urgent_ = true;  // it has waited long enough
         durable_ = durable_ || durable;
       }
-      WaitUnlessStopping(backoff);
+      Pause(backoff);
       continue;
     }
     if (const int before = faults_->CommitSucceeded(); before > 0) {

@@ -111,8 +111,6 @@ class DurableWriter {
   // thread; Join waits for it.
   void Stop();
   void Join();
-  // Waits `d` unless Stop is called meanwhile; false when stopping.
-  bool WaitUnlessStopping(absl::Duration d);
 
  private:
   void Loop();
@@ -121,6 +119,9 @@ class DurableWriter {
   absl::Status Commit(const Batch& batch, bool durable, Refusals& refused);
   void Abandon(Batch& batch, const absl::Status& error);
   bool ShutdownTimedOut();
+  // The wait before retrying a failed commit: `backoff`, ended by Stop; once
+  // stopping, at most until the store timeout has passed.
+  void Pause(absl::Duration backoff);
 
   const Clock* const clock_;
   Store* const store_;

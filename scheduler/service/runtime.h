@@ -140,6 +140,8 @@ class Runtime {
   void Draining(const ExecutorConn& conn);
   void Disconnect(const ExecutorConn& conn);
   absl::Duration heartbeat_interval() const { return config_.heartbeat_interval; }
+  // The injected clock, for the adapters' own timers.
+  const Clock& clock() const { return *clock_; }
 
   void AddPoller(Poller* poller);
   // After this returns the poller is never called again.
