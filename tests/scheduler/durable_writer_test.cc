@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/store/memory_store.h"
 #include "shared/steady_wait.h"
+#include "tests/scheduler/wait_until.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -116,14 +117,6 @@ class Events {
 
 DurableWriter::Entry Result(const std::string& job_id, int64_t shard) {
   return SaveResultOp{job_id, shard, "{}"};
-}
-
-bool WaitUntil(const std::function<bool()>& done) {
-  for (int i = 0; i < 500; ++i) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return false;
 }
 
 class DurableWriterTest : public ::testing::Test {

@@ -12,6 +12,7 @@
 #include "scheduler/sink/result_sink.h"
 #include "scheduler/store/memory_store.h"
 #include "shared/sha256.h"
+#include "tests/scheduler/wait_until.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -55,14 +56,6 @@ class JournalSink : public ResultSink {
   absl::Mutex mu_;
   std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
 };
-
-bool WaitUntil(const std::function<bool()>& done) {
-  for (int i = 0; i < 500; ++i) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return false;
-}
 
 class ResultPublisherTest : public ::testing::Test {
  protected:
