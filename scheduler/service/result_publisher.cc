@@ -171,7 +171,12 @@ void ResultPublisher::Persist(Ticket& ticket) {
     return;
   }
   if (metrics_ != nullptr) metrics_->ResultPersisted(clock_->Now() - t0, written.ok());
-  if (persist_delay_ > absl::ZeroDuration()) WaitUnlessStopping(persist_delay_);
+  if (persist_delay_ > absl::ZeroDuration()) {
+    // The whole delay, stopping or not: it stands for a hung disk.
+    absl::MutexLock lock(&mu_);
+    AwaitFor(
+        &mu_, stop_cv_, [] { return false; }, persist_delay_);
+  }
   // Kept before the owner is told: watchers told of the end read it here.
   if (written.ok() && p.bytes.size() <= kRecentResultBytes) {
     absl::MutexLock lock(&recent_mu_);

@@ -451,9 +451,10 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
     assigns[{a.conn.executor_id, a.conn.generation}].push_back(std::move(a.assignment));
   }
   // A missing stream has closed; its Disconnect requeues these shards.
-  for (auto& [key, batch] : assigns) {
-    streams_.Send({key.first, key.second},
-                  [&](ExecutorStream& s) { s.SendAssignments(std::move(batch)); });
+  for (auto& entry : assigns) {
+    std::vector<Assignment>& batch = entry.second;
+    streams_.Send({entry.first.first, entry.first.second},
+                  [&batch](ExecutorStream& s) { s.SendAssignments(std::move(batch)); });
   }
   for (const CancelAction& c : actions.cancels) {
     streams_.Send(c.conn, [&](ExecutorStream& s) { s.SendCancel(c.lease_id); });
@@ -611,9 +612,10 @@ void Runtime::BatchCommitted(DurableWriter::Batch& batch,
       }
     }
   }
-  for (auto& [key, ids] : acks) {
-    streams_.Send({key.first, key.second},
-                  [&](ExecutorStream& s) { s.SendAcks(std::move(ids)); });
+  for (auto& entry : acks) {
+    std::vector<std::string>& ids = entry.second;
+    streams_.Send({entry.first.first, entry.first.second},
+                  [&ids](ExecutorStream& s) { s.SendAcks(std::move(ids)); });
   }
 }
 
