@@ -265,6 +265,12 @@ ExecutorHello HelloFromProto(const v1::Hello& proto) {
   return h;
 }
 
+ExecutorResult ResultFromProto(v1::ShardResult& proto) {
+  return {proto.lease_id(), proto.job_id(), proto.shard(),
+          std::move(*proto.mutable_result_json()),
+          absl::Microseconds(proto.run_micros())};
+}
+
 size_t ApproxBytes(const v1::Assignment& a) {
   constexpr size_t kFixed = 128;  // ids, numbers, the task's name
   return kFixed + a.items_json().size() + a.params_json().size();

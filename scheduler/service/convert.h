@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/core/types.h"
+#include "scheduler/service/executor_result.h"
 #include "tessera/v1/executor.pb.h"
 #include "tessera/v1/jobs.pb.h"
 
@@ -22,6 +23,8 @@ void ExecutorToProto(const ExecutorView& view, v1::Executor* proto);
 void QueueStatsToProto(const QueueStats& stats, v1::GetQueueStatsResponse* proto);
 ExecutorHello HelloFromProto(const v1::Hello& proto);
 void AssignmentToProto(const Assignment& a, v1::Assignment* proto);
+// Moves the result's JSON out of `proto`.
+ExecutorResult ResultFromProto(v1::ShardResult& proto);
 
 // Assign messages are cut (and merged on a busy stream) at about this many
 // bytes, far below what an executor accepts (64 MiB).

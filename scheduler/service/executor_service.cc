@@ -1,9 +1,12 @@
 #include "scheduler/service/executor_service.h"
 
-#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "scheduler/service/convert.h"
+#include "scheduler/service/message_batcher.h"
 #include "shared/grpc_util.h"
 #include "shared/logging.h"
 
@@ -42,6 +45,45 @@ absl::Status CheckHelloNames(const v1::Hello& h) {
   return absl::OkStatus();
 }
 
+// Hands a message read from `conn`'s stream to the runtime, moving its strings
+// out (`m` is read into again).
+void Dispatch(Runtime& runtime, const ExecutorConn& conn, v1::ExecutorMessage& m) {
+  switch (m.msg_case()) {
+    case v1::ExecutorMessage::kHeartbeat:
+      runtime.Heartbeat(conn);
+      break;
+    case v1::ExecutorMessage::kProgress:
+      runtime.Progress(conn, m.progress().lease_id(), m.progress().done());
+      break;
+    case v1::ExecutorMessage::kResult:
+      runtime.Results(conn, {ResultFromProto(*m.mutable_result())});
+      break;
+    case v1::ExecutorMessage::kResultBatch: {
+      std::vector<ExecutorResult> results;
+      results.reserve(m.result_batch().results_size());
+      for (v1::ShardResult& r : *m.mutable_result_batch()->mutable_results()) {
+        results.push_back(ResultFromProto(r));
+      }
+      runtime.Results(conn, std::move(results));
+      break;
+    }
+    case v1::ExecutorMessage::kFailure:
+      runtime.Failure(conn, m.failure().lease_id(), m.failure().message(),
+                      m.failure().retryable());
+      break;
+    case v1::ExecutorMessage::kRelease:
+      runtime.Release(conn,
+                      {m.release().lease_ids().begin(), m.release().lease_ids().end()});
+      break;
+    case v1::ExecutorMessage::kDraining:
+      runtime.Draining(conn);
+      break;
+    case v1::ExecutorMessage::kHello:
+    case v1::ExecutorMessage::MSG_NOT_SET:
+      break;
+  }
+}
+
 // One executor stream. Reads drive the runtime; writes go through a queue so
 // that at most one write is in flight. Deletes itself in OnDone.
 class ConnectReactor
@@ -64,28 +106,29 @@ class ConnectReactor
     StartRead(&in_);
   }
 
-  void Send(v1::SchedulerMessage message) override {
+  void SendAssignments(std::vector<Assignment> assignments) override {
     absl::MutexLock lock(&mu_);
     if (finishing_) return;
-    // While a write is in flight, assignments and acks join the last queued
-    // message of their kind, so that a busy stream carries few, large messages.
-    // Only the tail is merged: the order of kinds is kept.
-    if (writing_ && out_.size() >= 2 && Merge(out_.back(), message)) return;
-    tail_bytes_ = 0;
-    for (const v1::Assignment& a : message.assign().assignments()) {
-      tail_bytes_ += ApproxBytes(a);
-    }
-    out_.push_back(std::move(message));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&out_.front());
-    }
+    out_.AddAssignments(std::move(assignments));
+    WriteNextLocked();
+  }
+
+  void SendCancel(const std::string& lease_id) override {
+    v1::SchedulerMessage m;
+    m.mutable_cancel()->set_lease_id(lease_id);
+    Send(std::move(m));
+  }
+
+  void SendAcks(std::vector<std::string> lease_ids) override {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    out_.AddAcks(std::move(lease_ids));
+    WriteNextLocked();
   }
 
   void Close(const std::string& reason) override {
     absl::MutexLock lock(&mu_);
-    // The message of a write in flight must live until OnWriteDone.
-    out_.erase(writing_ ? out_.begin() + 1 : out_.begin(), out_.end());
+    out_.Clear();
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, reason));
   }
 
@@ -151,29 +194,17 @@ class ConnectReactor
       // The stream was cancelled while connecting: undo the registration.
       if (ended) runtime_->Disconnect(*conn);
     } else {
-      runtime_->OnMessage(*conn, in_);
+      Dispatch(*runtime_, *conn, in_);
     }
     StartRead(&in_);
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
-    if (!out_.empty()) out_.pop_front();
-    if (!ok) {
-      out_.clear();
-      writing_ = false;
-      if (finish_status_.has_value() && !finished_) {
-        finished_ = true;
-        Finish(*finish_status_);
-      }
-      return;
-    }
-    if (!out_.empty() && !finishing_) {
-      StartWrite(&out_.front());
-      return;
-    }
     writing_ = false;
-    if (finish_status_.has_value() && !finished_) {
+    if (!ok) out_.Clear();
+    if (!finishing_) WriteNextLocked();
+    if (!writing_ && finish_status_.has_value() && !finished_) {
       finished_ = true;
       Finish(*finish_status_);
     }
@@ -220,26 +251,21 @@ class ConnectReactor
     }
   }
 
-  // Moves `from` into `into` when both are Assign or both Ack; false if not.
-  bool Merge(v1::SchedulerMessage& into, v1::SchedulerMessage& from)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (into.has_assign() && from.has_assign()) {
-      size_t bytes = 0;
-      for (const v1::Assignment& a : from.assign().assignments()) bytes += ApproxBytes(a);
-      if (tail_bytes_ + bytes > kMaxAssignMessageBytes) return false;
-      tail_bytes_ += bytes;
-      for (v1::Assignment& a : *from.mutable_assign()->mutable_assignments()) {
-        *into.mutable_assign()->add_assignments() = std::move(a);
-      }
-      return true;
-    }
-    if (into.has_ack() && from.has_ack()) {
-      for (std::string& id : *from.mutable_ack()->mutable_lease_ids()) {
-        into.mutable_ack()->add_lease_ids(std::move(id));
-      }
-      return true;
-    }
-    return false;
+  void Send(v1::SchedulerMessage message) {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    out_.Add(std::move(message));
+    WriteNextLocked();
+  }
+
+  // Starts writing the oldest queued message unless a write is in flight:
+  // meanwhile what is sent joins the queue's tail (few, large messages on a
+  // busy stream).
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || out_.empty()) return;
+    writing_ = true;
+    in_flight_ = out_.PopFront();
+    StartWrite(&in_flight_);
   }
 
   Runtime* const runtime_;
@@ -248,9 +274,9 @@ class ConnectReactor
   v1::ExecutorMessage in_;  // only touched by the read chain
   absl::Mutex mu_;
   std::optional<ExecutorConn> conn_ ABSL_GUARDED_BY(mu_);  // set once, after hello
-  std::deque<v1::SchedulerMessage> out_ ABSL_GUARDED_BY(mu_);
-  // Roughly the assignment bytes in out_.back().
-  size_t tail_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  MessageBatcher out_ ABSL_GUARDED_BY(mu_){kMaxAssignMessageBytes};
+  // The message being written: gRPC reads it until OnWriteDone.
+  v1::SchedulerMessage in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -139,7 +139,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
   // when `finished` (the job's end is never held back).
   void PollLocked(bool finished) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finishing_) return;
-    const absl::Time now = MonoNow();
+    const absl::Time now = runtime_->clock().Now();
     if (!finished && now - last_sent_ < kWatchInterval) return;
     absl::StatusOr<JobView> job = runtime_->GetJob(job_id_);
     if (!job.ok()) {

@@ -1,10 +1,9 @@
-// The imperative shell around SchedulerCore: holds the lock, the clock, the
-// executor streams, the store and the result sink; carries out the core's
-// actions; runs the ticker and the store writer threads.
-//
-// The store writer makes "acknowledged means durable" true: it commits the
-// core's records in batches (group commit) and only then sends acks, writes
-// results to the sink and answers the calls that waited for the commit.
+// The imperative shell around SchedulerCore: holds the lock, the core and the
+// clock, and carries out the core's actions: messages to executor streams
+// (StreamRegistry), records for the store writer (DurableWriter), results for
+// the result publisher (ResultPublisher), answers to the calls that wait for
+// a commit. It runs the ticker and the reader threads. No transport type
+// crosses it: the gRPC adapters (executor_service.cc, job_service.cc) convert.
 //
 // Faults (faults.h): a failed commit is retried with backoff, keeping the
 // batch; while commits fail, writes are refused at once and a call already
@@ -13,46 +12,37 @@
 // retried with the same bytes. Stop gives up on a failing store after the
 // store timeout (what it drops was never acknowledged).
 //
-// Thread-safe. Owns its threads; borrows the clock, the store and the sink,
-// which must outlive it.
+// Thread-safe. Owns its threads, the writer and the publisher; borrows the
+// clock, the store and the sink, which must outlive it.
 #ifndef TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
 #define TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
 
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
-#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "prometheus/metric_family.h"
 #include "scheduler/core/scheduler_core.h"
+#include "scheduler/service/durable_writer.h"
+#include "scheduler/service/executor_result.h"
 #include "scheduler/service/faults.h"
-#include "scheduler/service/scheduler_metrics.h"
-#include "scheduler/sink/result_sink.h"
+#include "scheduler/service/result_publisher.h"
+#include "scheduler/service/stream_registry.h"
 #include "scheduler/store/store.h"
 #include "shared/clock.h"
 #include "shared/steady_wait.h"
-#include "tessera/v1/executor.pb.h"
 
 namespace tessera::scheduler {
 
-// One executor's stream, as the runtime sees it. Send and Close are called
-// with the runtime's locks held: they only queue, never block, and never call
-// back into the runtime.
-class ExecutorStream {
- public:
-  virtual ~ExecutorStream() = default;
-  virtual void Send(v1::SchedulerMessage message) = 0;
-  // Ends the stream with UNAVAILABLE and `reason`.
-  virtual void Close(const std::string& reason) = 0;
-};
+class ResultSink;
+class SchedulerMetrics;
+struct CoreSnapshot;
 
 // Something polled by the ticker (~10 times a second), e.g. a WatchJob stream,
 // and told at once when a job has finished (its end is committed).
@@ -140,16 +130,28 @@ class Runtime {
                                        ExecutorStream* stream);
   // The identity check of Connect alone, so that a refused stream gets no Welcome.
   absl::Status CheckIdentity(const ExecutorHello& hello);
-  // May move strings out of `message` (the caller reads into it again).
-  void OnMessage(const ExecutorConn& conn, v1::ExecutorMessage& message);
+  // What an executor reports on its stream.
+  void Heartbeat(const ExecutorConn& conn);
+  void Progress(const ExecutorConn& conn, const std::string& lease_id, int64_t done);
+  void Results(const ExecutorConn& conn, std::vector<ExecutorResult> results);
+  void Failure(const ExecutorConn& conn, const std::string& lease_id,
+               const std::string& message, bool retryable);
+  void Release(const ExecutorConn& conn, const std::vector<std::string>& lease_ids);
+  void Draining(const ExecutorConn& conn);
   void Disconnect(const ExecutorConn& conn);
   absl::Duration heartbeat_interval() const { return config_.heartbeat_interval; }
+  // The injected clock, for the adapters' own timers.
+  const Clock& clock() const { return *clock_; }
 
   void AddPoller(Poller* poller);
   // After this returns the poller is never called again.
   void RemovePoller(Poller* poller);
 
-  std::vector<prometheus::MetricFamily> CollectMetrics();
+  // For the metrics endpoint (scheduler_server.cc): what the core counts now,
+  // and the histograms and counters fed as actions are carried out.
+  CoreSnapshot Snapshot();
+  SchedulerMetrics& metrics() { return *metrics_; }
+  ResultSink& sink() { return *sink_; }
 
   // A batch of only results and their acks (and "done" records of jobs whose
   // result the sink has) waits up to `linger` for more to join its commit: no
@@ -158,7 +160,7 @@ class Runtime {
   // then costs one commit (and one ack message per executor) per linger, not one per
   // result. Anything a caller or a job's end waits for is committed at once, with what is
   // queued before it. Zero: commit whatever is queued at once. Call before Start.
-  void SetCommitLinger(absl::Duration linger) { commit_linger_ = linger; }
+  void SetCommitLinger(absl::Duration linger) { writer_.SetLinger(linger); }
 
   // How long a call that changes a job waits for its commit before it is
   // answered UNAVAILABLE; a commit running longer counts as failing; Stop
@@ -177,43 +179,37 @@ class Runtime {
   void SetDeleteResultsWithJobs(bool on) { delete_results_with_jobs_ = on; }
   // How often the store writer asks the store to hand back the space of
   // deleted rows (Store::Compact). Call before Start.
-  void SetCompactInterval(absl::Duration d) { compact_interval_ = d; }
+  void SetCompactInterval(absl::Duration d) { writer_.SetCompactInterval(d); }
 
   // Fault injection for tests: wait this long after each sink write before
   // marking the job done, so that a test can kill the scheduler in between.
-  void SetPersistDelayForTesting(absl::Duration d) { persist_delay_ = d; }
+  void SetPersistDelayForTesting(absl::Duration d) {
+    publisher_.SetPersistDelayForTesting(d);
+  }
 
  private:
-  // A result handed to a persist worker with the batch that commits its
-  // "finalizing" record: the worker stages it while the commit runs and
-  // publishes it only once the commit is durable.
-  struct PersistTicket {
-    PersistAction action;
-    absl::Mutex mu;
-    bool committed ABSL_GUARDED_BY(mu) = false;
-    // Its "finalizing" record will never commit (refused, or the writer gave
-    // up at shutdown): the result must not be published.
-    bool abandoned ABSL_GUARDED_BY(mu) = false;
-  };
-  // A call's answer once what was queued with it is committed: `view`, or
-  // the store's refusal of job view.id's records.
+  // Carries out `actions`; `reply` (the call that waits, and its answer) is
+  // queued with their records, so that it comes with their batch.
   struct CallReply {
     std::shared_ptr<PendingCall> call;
     JobView view;
   };
-  using WriterItem = std::variant<DurableOp, std::function<void()>,
-                                  std::shared_ptr<PersistTicket>, CallReply>;
-
+  void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The answer to `call` once the core's change is committed: `job`; none
   // when the core refused the call.
   static std::optional<CallReply> AnswerAfterCommit(
       const absl::StatusOr<JobView>& job, const std::shared_ptr<PendingCall>& call);
-  // Carries out `actions`; `reply` is answered once their records are
-  // committed (queued with them, so it comes with their batch).
   // The clock's monotonic now for a core call; sets the core's wall offset.
   absl::Time CoreNow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A core transition fed `now` whose actions are carried out.
+  template <typename Fn>
+  void Transition(Fn fn) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    Actions actions;
+    fn(CoreNow(), actions);
+    Execute(std::move(actions));
+  }
   // A call that waits for a commit, answered at the latest at the store timeout.
   std::shared_ptr<PendingCall> TrackCall(JobCallback done, const std::string& method,
                                          const std::string& job_id, bool accepted);
@@ -224,27 +220,17 @@ class Runtime {
                             const std::shared_ptr<PendingCall>& call);
   // Runs `fn` after everything queued so far is committed.
   void AfterCommit(std::function<void()> fn);
+  // The store writer's hooks (on its thread).
+  DurableWriter::Hooks WriterHooks();
+  void BatchTaken(DurableWriter::Batch& batch);
+  void BatchCommitted(DurableWriter::Batch& batch,
+                      const DurableWriter::Refusals& refused);
+  // The publisher's report: the job's end.
+  void ResultWritten(const PersistAction& p,
+                     const absl::StatusOr<PersistedResult>& written);
   // Tells the pollers (WatchJob streams) that `job_id` has ended.
   void NotifyFinished(const std::string& job_id) ABSL_LOCKS_EXCLUDED(pollers_mu_, mu_);
   void TickLoop();
-  void WriterLoop();
-  // A job some of whose records the store refused for good in a batch.
-  struct RefusedJob {
-    bool whole;  // false: only its shard results were left out
-    absl::Status error;
-  };
-  // Commits the records of `batch` in one transaction, leaving out those of a
-  // job the store refuses a record of for good (they go to `refused`).
-  absl::Status CommitBatch(const std::deque<WriterItem>& batch, bool durable,
-                           std::map<std::string, RefusedJob>& refused);
-  // Stop gave up on the store: nothing in `batch` will ever be committed.
-  void Abandon(std::deque<WriterItem>& batch, const absl::Status& error);
-  // Waits `d` unless Stop is called meanwhile; false when stopping.
-  bool WaitUnlessStopping(absl::Duration d);
-  // A persist worker: writes results to the sink, off the writer's thread so
-  // that commits and acks go on meanwhile (and several fsyncs overlap).
-  void PersistLoop();
-  void Persist(PersistTicket& ticket);
   // After a commit that retired jobs: their result files go too when told so
   // (on a reader thread: a sink may be remote).
   void DeleteRetiredResults(const std::vector<std::string>& locations);
@@ -254,65 +240,35 @@ class Runtime {
   bool InStoreOnly(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `fn` for a reader thread; false (nothing queued) when not running.
   bool OnReader(std::function<void()> fn);
-  // Stages and publishes `p`'s bytes, again with backoff while the sink's error
-  // may pass (result_sink.h), until written, a permanent error, or Stop.
-  absl::StatusOr<PersistedResult> WriteResult(const PersistAction& p,
-                                              const absl::StatusOr<StagedResult>& first);
 
   const CoreConfig config_;
   const Clock* clock_;
   std::unique_ptr<LeaseIds> lease_ids_;  // set by Recover; the core borrows it
   Store* store_;
   ResultSink* sink_;
+  // Histograms and counters fed by Execute, the writer and the publisher.
+  std::unique_ptr<SchedulerMetrics> metrics_;
 
   absl::Mutex mu_;
   SchedulerCore core_ ABSL_GUARDED_BY(mu_);
 
-  struct StreamEntry {
-    uint64_t generation;
-    ExecutorStream* stream;
-  };
-  absl::Mutex streams_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  std::map<std::string, StreamEntry> streams_ ABSL_GUARDED_BY(streams_mu_);
+  // Locked after mu_ when both are held.
+  StreamRegistry streams_;
 
   absl::Mutex pollers_mu_;
   std::set<Poller*> pollers_ ABSL_GUARDED_BY(pollers_mu_);
 
-  absl::Mutex writer_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  std::deque<WriterItem> writer_queue_ ABSL_GUARDED_BY(writer_mu_);
-  // Monotonic timed waits (shared/steady_wait.h). The ticker and the backoff
-  // sleeps wait on stop_cv_, signalled when stopping_ is set; the writer's
-  // linger on linger_cv_, signalled also when writer_urgent_ is set or the
-  // queue reaches kLingerItems.
+  // The ticker waits on stop_cv_ (shared/steady_wait.h), signalled when
+  // stopping_ is set.
+  absl::Mutex stop_mu_;
   SteadyCondVar stop_cv_;
-  SteadyCondVar linger_cv_;
-  // The queue holds something other than results and acks: commit it now.
-  bool writer_urgent_ ABSL_GUARDED_BY(writer_mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(writer_mu_) = false;
-  bool shutting_down_ ABSL_GUARDED_BY(writer_mu_) = false;
-  // Results committed and waiting for a persist worker; in flight counts those
-  // too until the worker has queued the job's end for the writer. The writer
-  // stops only when both are done, the workers once the writer has.
-  std::deque<std::shared_ptr<PersistTicket>> persist_queue_ ABSL_GUARDED_BY(writer_mu_);
-  int persists_in_flight_ ABSL_GUARDED_BY(writer_mu_) = 0;
-  bool writer_done_ ABSL_GUARDED_BY(writer_mu_) = false;
-
-  // The last few results persisted (RecentResult), oldest first.
-  struct RecentEntry {
-    std::string job_id;
-    int32_t version;
-    std::string bytes;
-  };
-  absl::Mutex recent_mu_;
-  std::deque<RecentEntry> recent_ ABSL_GUARDED_BY(recent_mu_);
+  bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(stop_mu_) = false;
 
   // ReadResult's queue; readers drain it before they end.
   absl::Mutex reads_mu_;
   std::deque<std::function<void()>> reads_ ABSL_GUARDED_BY(reads_mu_);
   bool reading_ ABSL_GUARDED_BY(reads_mu_) = false;  // between Start and Stop
-
-  // Histograms and counters fed by Execute, the writer and Persist.
-  SchedulerMetrics metrics_;
 
   absl::Duration store_timeout_ = absl::Seconds(5);
   FaultState faults_{store_timeout_};
@@ -320,12 +276,10 @@ class Runtime {
   std::vector<std::shared_ptr<PendingCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
 
   bool delete_results_with_jobs_ = false;
-  absl::Duration compact_interval_ = absl::Minutes(1);
-  absl::Duration persist_delay_ = absl::ZeroDuration();
-  absl::Duration commit_linger_ = absl::ZeroDuration();
+  // Declared last: their threads use what is above, and end first.
+  DurableWriter writer_;
+  ResultPublisher publisher_;
   std::thread ticker_;
-  std::thread writer_;
-  std::vector<std::thread> persisters_;
   std::vector<std::thread> readers_;
 };
 

@@ -33,7 +33,7 @@ namespace tessera::scheduler {
 // is the one place that names it.
 inline constexpr char kDefaultQueue[] = "default";
 
-// What CollectMetrics reads from the core under its lock.
+// What the runtime reads from the core under its lock at scrape time.
 struct CoreSnapshot {
   std::map<std::string, std::map<JobState, int64_t>> jobs;  // by queue
   QueueStats stats;

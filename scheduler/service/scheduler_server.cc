@@ -10,6 +10,8 @@
 #include "scheduler/service/executor_service.h"
 #include "scheduler/service/job_service.h"
 #include "scheduler/service/runtime.h"
+#include "scheduler/service/scheduler_metrics.h"
+#include "scheduler/sink/result_sink.h"
 #include "scheduler/sink/sink_factory.h"
 #include "scheduler/store/data_dir_lock.h"
 #include "scheduler/store/memory_store.h"
@@ -19,6 +21,19 @@
 #include "shared/logging.h"
 
 namespace tessera::scheduler {
+namespace {
+
+// The runtime's families (from a snapshot of the core) and the sink's.
+std::vector<prometheus::MetricFamily> CollectRuntimeMetrics(Runtime& runtime) {
+  std::vector<prometheus::MetricFamily> families =
+      runtime.metrics().Collect(runtime.Snapshot());
+  for (prometheus::MetricFamily& f : runtime.sink().CollectMetrics()) {
+    families.push_back(std::move(f));
+  }
+  return families;
+}
+
+}  // namespace
 
 absl::Status SchedulerConfig::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("--listen is required");
@@ -143,7 +158,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
     if (!metrics.ok()) return metrics.status();
     server->metrics_ = *std::move(metrics);
     Runtime* rt = server->runtime_.get();
-    server->metrics_->AddCollector([rt] { return rt->CollectMetrics(); });
+    server->metrics_->AddCollector([rt] { return CollectRuntimeMetrics(*rt); });
   }
 
   // Links health.proto's descriptor so reflection can describe grpc.health.v1.
@@ -195,7 +210,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
 SchedulerServer::~SchedulerServer() { Shutdown(); }
 
 std::vector<prometheus::MetricFamily> SchedulerServer::CollectMetrics() {
-  return runtime_ ? runtime_->CollectMetrics() : std::vector<prometheus::MetricFamily>{};
+  return runtime_ ? CollectRuntimeMetrics(*runtime_)
+                  : std::vector<prometheus::MetricFamily>{};
 }
 
 void SchedulerServer::Wait() {

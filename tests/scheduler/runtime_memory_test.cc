@@ -18,12 +18,14 @@ namespace {
 
 class RecordingStream : public ExecutorStream {
  public:
-  void Send(v1::SchedulerMessage message) override {
+  void SendAssignments(std::vector<Assignment> assignments) override {
     absl::MutexLock lock(&mu_);
-    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
+    for (Assignment& a : assignments) assigned_.push_back(std::move(a));
   }
+  void SendCancel(const std::string&) override {}
+  void SendAcks(std::vector<std::string>) override {}
   void Close(const std::string&) override {}
-  std::vector<v1::Assignment> WaitAssigned(size_t n) {
+  std::vector<Assignment> WaitAssigned(size_t n) {
     absl::MutexLock lock(&mu_);
     auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return assigned_.size() >= n;
@@ -34,7 +36,7 @@ class RecordingStream : public ExecutorStream {
 
  private:
   absl::Mutex mu_;
-  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
+  std::vector<Assignment> assigned_ ABSL_GUARDED_BY(mu_);
 };
 
 class RuntimeMemoryTest : public ::testing::Test {
@@ -91,24 +93,16 @@ class RuntimeMemoryTest : public ::testing::Test {
   }
   // Answers the next `n` assignments: a result, or a failure for those
   // `fail` says.
-  void Answer(int n, const std::function<bool(const v1::Assignment&)>& fail = nullptr) {
+  void Answer(int n, const std::function<bool(const Assignment&)>& fail = nullptr) {
     for (int i = 0; i < n; ++i) {
-      const std::vector<v1::Assignment> got = stream_->WaitAssigned(sent_ + 1);
+      const std::vector<Assignment> got = stream_->WaitAssigned(sent_ + 1);
       ASSERT_GT(got.size(), sent_);
-      const v1::Assignment& a = got[sent_++];
-      v1::ExecutorMessage m;
+      const Assignment& a = got[sent_++];
       if (fail && fail(a)) {
-        m.mutable_failure()->set_lease_id(a.lease_id());
-        m.mutable_failure()->set_message("boom");
-        m.mutable_failure()->set_retryable(false);
+        runtime_->Failure(conn_, a.lease_id, "boom", /*retryable=*/false);
       } else {
-        v1::ShardResult* r = m.mutable_result_batch()->add_results();
-        r->set_lease_id(a.lease_id());
-        r->set_job_id(a.job_id());
-        r->set_shard(a.shard());
-        r->set_result_json(R"({"items":1})");
+        runtime_->Results(conn_, {{a.lease_id, a.job_id, a.shard, R"({"items":1})"}});
       }
-      runtime_->OnMessage(conn_, m);
     }
   }
   bool WaitFor(const std::function<bool()>& done) {
@@ -124,7 +118,7 @@ class RuntimeMemoryTest : public ::testing::Test {
   }
   // Runs a job of `shards` to its end; returns its id.
   std::string Run(JobSpec spec, int shards, JobState end = JobState::kSucceeded,
-                  const std::function<bool(const v1::Assignment&)>& fail = nullptr) {
+                  const std::function<bool(const Assignment&)>& fail = nullptr) {
     absl::StatusOr<JobView> job = Submit(spec);
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return "";
@@ -282,8 +276,8 @@ TEST_F(RuntimeMemoryTest, AnIdempotentResubmissionOfAFinishedJobReadsItsRecord) 
 TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   JobSpec spec = Noop(2);
   spec.max_failed_shards = 1;
-  const std::string p = Run(spec, 2, JobState::kPartial,
-                            [](const v1::Assignment& a) { return a.shard() == 1; });
+  const std::string p =
+      Run(spec, 2, JobState::kPartial, [](const Assignment& a) { return a.shard == 1; });
   ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
   // Also after a restart: the job is in the store only.
   Close();

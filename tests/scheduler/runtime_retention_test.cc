@@ -16,12 +16,14 @@ namespace {
 
 class NullStream : public ExecutorStream {
  public:
-  void Send(v1::SchedulerMessage message) override {
+  void SendAssignments(std::vector<Assignment> assignments) override {
     absl::MutexLock lock(&mu_);
-    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
+    for (Assignment& a : assignments) assigned_.push_back(std::move(a));
   }
+  void SendCancel(const std::string&) override {}
+  void SendAcks(std::vector<std::string>) override {}
   void Close(const std::string&) override {}
-  std::vector<v1::Assignment> WaitAssigned(size_t n) {
+  std::vector<Assignment> WaitAssigned(size_t n) {
     absl::MutexLock lock(&mu_);
     auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return assigned_.size() >= n;
@@ -32,7 +34,7 @@ class NullStream : public ExecutorStream {
 
  private:
   absl::Mutex mu_;
-  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
+  std::vector<Assignment> assigned_ ABSL_GUARDED_BY(mu_);
 };
 
 class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
@@ -79,16 +81,10 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     submitted.WaitForNotification();
     EXPECT_TRUE(job.ok()) << job.status();
     for (int64_t i = 0; i < shards; ++i) {
-      const std::vector<v1::Assignment> got = stream_.WaitAssigned(sent_ + 1);
+      const std::vector<Assignment> got = stream_.WaitAssigned(sent_ + 1);
       if (got.size() <= sent_) break;
-      const v1::Assignment& a = got[sent_++];
-      v1::ExecutorMessage m;
-      v1::ShardResult* r = m.mutable_result_batch()->add_results();
-      r->set_lease_id(a.lease_id());
-      r->set_job_id(a.job_id());
-      r->set_shard(a.shard());
-      r->set_result_json(R"({"items":1})");
-      runtime_->OnMessage(conn_, m);
+      const Assignment& a = got[sent_++];
+      runtime_->Results(conn_, {{a.lease_id, a.job_id, a.shard, R"({"items":1})"}});
     }
     for (int i = 0; i < 500; ++i) {
       absl::StatusOr<JobView> v = runtime_->GetJob(job->id);

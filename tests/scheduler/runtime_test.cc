@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "scheduler/sink/result_sink.h"
 #include "scheduler/store/memory_store.h"
 #include "shared/sha256.h"
 
@@ -148,14 +149,18 @@ class RecordingSink : public ResultSink {
 // Collects what the runtime sends to one executor.
 class FakeStream : public ExecutorStream {
  public:
-  void Send(v1::SchedulerMessage message) override {
+  void SendAssignments(std::vector<Assignment> assignments) override {
     absl::MutexLock lock(&mu_);
-    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
-    if (message.has_ack()) acks_.push_back(message.ack().lease_ids_size());
+    for (Assignment& a : assignments) assigned_.push_back(std::move(a));
+  }
+  void SendCancel(const std::string&) override {}
+  void SendAcks(std::vector<std::string> lease_ids) override {
+    absl::MutexLock lock(&mu_);
+    acks_.push_back(static_cast<int>(lease_ids.size()));
   }
   void Close(const std::string&) override {}
   // Waits (a few seconds at most) for `n` assignments.
-  std::vector<v1::Assignment> WaitAssigned(size_t n) {
+  std::vector<Assignment> WaitAssigned(size_t n) {
     absl::MutexLock lock(&mu_);
     auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return assigned_.size() >= n;
@@ -171,31 +176,25 @@ class FakeStream : public ExecutorStream {
 
  private:
   absl::Mutex mu_;
-  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
+  std::vector<Assignment> assigned_ ABSL_GUARDED_BY(mu_);
   std::vector<int> acks_ ABSL_GUARDED_BY(mu_);
 };
 
 // Reports `a` done with a noop result.
-void SendResult(Runtime& runtime, const ExecutorConn& conn, const v1::Assignment& a) {
-  v1::ExecutorMessage m;
-  v1::ShardResult* r = m.mutable_result_batch()->add_results();
-  r->set_lease_id(a.lease_id());
-  r->set_job_id(a.job_id());
-  r->set_shard(a.shard());
-  r->set_result_json(R"({"items":1})");
-  runtime.OnMessage(conn, m);
+void SendResult(Runtime& runtime, const ExecutorConn& conn, const Assignment& a) {
+  runtime.Results(conn, {{a.lease_id, a.job_id, a.shard, R"({"items":1})"}});
 }
 
 // Finishes `runtime`'s single-shard noop job `id` on `conn` and waits for it
 // to succeed.
 absl::StatusOr<JobView> RunToEnd(Runtime& runtime, const ExecutorConn& conn,
                                  FakeStream& stream, size_t nth) {
-  const std::vector<v1::Assignment> got = stream.WaitAssigned(nth);
+  const std::vector<Assignment> got = stream.WaitAssigned(nth);
   if (got.size() < nth) return absl::DeadlineExceededError("no assignment");
-  const v1::Assignment& a = got[nth - 1];
+  const Assignment& a = got[nth - 1];
   SendResult(runtime, conn, a);
   for (int i = 0; i < 500; ++i) {
-    absl::StatusOr<JobView> job = runtime.GetJob(a.job_id());
+    absl::StatusOr<JobView> job = runtime.GetJob(a.job_id);
     if (!job.ok() || job->state == JobState::kSucceeded) return job;
     absl::SleepFor(absl::Milliseconds(10));
   }
@@ -307,7 +306,7 @@ TEST_F(RuntimeTest, AFailedSyncHoldsTheJobsEndBackUntilASyncSucceeds) {
 TEST_F(RuntimeTest, ASinkGivingUpAtShutdownLeavesTheJobFinalizingForTheNextStart) {
   sink_.HoldPublishes();
   const std::string id = SubmitJob(1);
-  const std::vector<v1::Assignment> got = stream_.WaitAssigned(1);
+  const std::vector<Assignment> got = stream_.WaitAssigned(1);
   ASSERT_EQ(got.size(), 1u);
   SendResult(runtime_, conn_, got[0]);
   ASSERT_GE(WaitFor(absl::StrCat("publish held mem:", id, ".v1")), 0);
@@ -373,7 +372,7 @@ TEST_F(LingeringRuntimeTest, ResultsWaitToShareACommitThatAJobsEndTakesAtOnce) {
   const absl::Time start = absl::Now();
   const std::string id = SubmitJob(3);  // a submission does not wait
   ASSERT_FALSE(id.empty());
-  const std::vector<v1::Assignment> got = stream_.WaitAssigned(3);  // 1 slot + 2
+  const std::vector<Assignment> got = stream_.WaitAssigned(3);  // 1 slot + 2
   ASSERT_EQ(got.size(), 3u);
   SendResult(runtime_, conn_, got[0]);
   SendResult(runtime_, conn_, got[1]);
@@ -408,7 +407,7 @@ TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
   absl::Cleanup disconnect = [&] { runtime_.Disconnect(conn); };
   const absl::Time start = absl::Now();
   ASSERT_FALSE(SubmitJob(400).empty());
-  const std::vector<v1::Assignment> got = big.WaitAssigned(300);
+  const std::vector<Assignment> got = big.WaitAssigned(300);
   ASSERT_GE(got.size(), 300u);
   auto acked = [&big] {
     int n = 0;
@@ -464,7 +463,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   ASSERT_TRUE(job.ok()) << job.status();
   const absl::Time created = job->create_time;
   EXPECT_EQ(created, clock.WallNow());
-  const std::vector<v1::Assignment> got = stream.WaitAssigned(1);
+  const std::vector<Assignment> got = stream.WaitAssigned(1);
   ASSERT_EQ(got.size(), 1u);
 
   // The ticker runs every 100 ms on real time: give it several ticks after

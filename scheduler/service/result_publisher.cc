@@ -1,0 +1,233 @@
+#include "scheduler/service/result_publisher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "scheduler/service/scheduler_metrics.h"
+#include "scheduler/sink/result_sink.h"
+#include "shared/logging.h"
+
+namespace tessera::scheduler {
+namespace {
+
+// Sink writes at once: each is mostly waiting for fsyncs, which overlap.
+constexpr int kWorkers = 4;
+
+// Recent keeps this many results of at most this size.
+constexpr size_t kRecentResults = 64;
+constexpr size_t kRecentResultBytes = 256 << 10;
+
+}  // namespace
+
+// A result between Begin and its publication.
+struct ResultPublisher::Ticket {
+  PersistAction action;
+  absl::Mutex mu;
+  bool committed ABSL_GUARDED_BY(mu) = false;
+  // Its "finalizing" record will never commit (refused, or the writer gave
+  // up at shutdown): the result must not be published.
+  bool abandoned ABSL_GUARDED_BY(mu) = false;
+};
+
+ResultPublisher::ResultPublisher(const Clock* clock, ResultSink* sink,
+                                 DurableWriter* writer, FaultState* faults,
+                                 SchedulerMetrics* metrics, Written written)
+    : clock_(clock),
+      sink_(sink),
+      writer_(writer),
+      faults_(faults),
+      metrics_(metrics),
+      written_(std::move(written)) {}
+
+ResultPublisher::~ResultPublisher() {
+  Stop();
+  Join();
+}
+
+void ResultPublisher::Start() {
+  for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { Loop(); });
+}
+
+DurableWriter::Callback ResultPublisher::Begin(PersistAction action) {
+  // Held until the job's end is queued, so that the writer commits it too.
+  if (!writer_->Hold()) {
+    spdlog::warn("job={} result v{} not written: stopping; the next start writes it",
+                 action.job_id, action.version);
+    return [](const DurableWriter::Outcome&) {};
+  }
+  auto ticket = std::make_shared<Ticket>();
+  ticket->action = std::move(action);
+  {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(ticket);
+  }
+  return [ticket](const DurableWriter::Outcome& outcome) {
+    absl::MutexLock lock(&ticket->mu);
+    ticket->committed = outcome.status.ok();
+    ticket->abandoned = !outcome.status.ok();
+  };
+}
+
+absl::Status ResultPublisher::SyncBeforeCommit(const StoreWrite& write) {
+  // A job's "done" record (it names the result's location) commits only
+  // once the result would survive a power cut: one directory fsync here
+  // covers every result published since the last. The done record drops the
+  // "finalizing" bytes a restart would rewrite the file from, so a failed
+  // sync holds the batch back like a failed commit.
+  const bool names_result =
+      std::any_of(write.jobs.begin(), write.jobs.end(),
+                  [](const JobRecord* j) { return !j->location.empty(); });
+  if (!names_result) return absl::OkStatus();
+  absl::Status status = sink_->Sync();
+  if (status.ok()) return status;
+  return absl::Status(status.code(),
+                      absl::StrCat("result sink sync: ", status.message()));
+}
+
+std::optional<std::string> ResultPublisher::Recent(const std::string& job_id,
+                                                   int32_t version) {
+  absl::MutexLock lock(&recent_mu_);
+  for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) {
+    if (it->job_id != job_id) continue;
+    if (it->version != version) return std::nullopt;
+    return it->bytes;
+  }
+  return std::nullopt;
+}
+
+void ResultPublisher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    stop_cv_.SignalAll();
+  }
+  // A sink waiting out a store that is down gives up: its jobs stay
+  // "finalizing" and the next start writes them.
+  sink_->Cancel();
+}
+
+void ResultPublisher::Join() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+}
+
+bool ResultPublisher::WaitUnlessStopping(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  return !AwaitFor(&mu_, stop_cv_, stopping, d);
+}
+
+void ResultPublisher::Loop() {
+  while (true) {
+    std::shared_ptr<Ticket> ticket;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !queue_.empty() || closing_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;
+      ticket = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Persist(*ticket);
+    writer_->Release();
+    sink_->Prepare();  // e.g. the file sink's spare files, for the next results
+  }
+}
+
+void ResultPublisher::Persist(Ticket& ticket) {
+  const PersistAction& p = ticket.action;
+  const absl::Time t0 = clock_->Now();
+  absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
+  {
+    // The "finalizing" record must outlive even a power cut once the sink
+    // has the result, or a restart could write a second, different result:
+    // publish (and report either outcome) only after the durable commit.
+    absl::MutexLock lock(&ticket.mu);
+    auto settled = [&ticket]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ticket.mu) {
+      return ticket.committed || ticket.abandoned;
+    };
+    ticket.mu.Await(absl::Condition(&settled));
+    if (ticket.abandoned) {
+      spdlog::warn("job={} result v{} not written: its record was never committed",
+                   p.job_id, p.version);
+      return;
+    }
+  }
+  absl::StatusOr<PersistedResult> written = Write(p, staged);
+  if (!written.ok() && SinkErrorMayPass(written.status())) {
+    // Stopped while retrying: the durable "finalizing" record makes the next
+    // start write the same bytes.
+    spdlog::warn(
+        "job={} result v{} not written before stopping ({}); the next start "
+        "writes it",
+        p.job_id, p.version, written.status().ToString());
+    return;
+  }
+  if (metrics_ != nullptr) metrics_->ResultPersisted(clock_->Now() - t0, written.ok());
+  if (persist_delay_ > absl::ZeroDuration()) {
+    // The whole delay, stopping or not: it stands for a hung disk.
+    absl::MutexLock lock(&mu_);
+    AwaitFor(
+        &mu_, stop_cv_, [] { return false; }, persist_delay_);
+  }
+  // Kept before the owner is told: watchers told of the end read it here.
+  if (written.ok() && p.bytes.size() <= kRecentResultBytes) {
+    absl::MutexLock lock(&recent_mu_);
+    recent_.push_back({p.job_id, p.version, p.bytes});
+    if (recent_.size() > kRecentResults) recent_.pop_front();
+  }
+  written_(p, written);
+  if (written.ok()) {
+    spdlog::info("job={} finished; result v{} persisted to {} sha256={}", p.job_id,
+                 p.version, written->location, written->sha256);
+  } else {
+    spdlog::error("job={} failed: persisting the result: {}", p.job_id,
+                  written.status().ToString());
+  }
+}
+
+absl::StatusOr<PersistedResult> ResultPublisher::Write(
+    const PersistAction& p, const absl::StatusOr<StagedResult>& first) {
+  absl::StatusOr<PersistedResult> written =
+      first.ok() ? sink_->Publish(*first)
+                 : absl::StatusOr<PersistedResult>(first.status());
+  int failures = 0;
+  while (!written.ok() && SinkErrorMayPass(written.status())) {
+    ++failures;
+    if (metrics_ != nullptr) metrics_->ResultWriteRetried();
+    faults_->SinkFailed(failures, written.status());
+    const absl::Duration backoff = FaultBackoff(failures);
+    if (failures == 1 || failures == kFailuresBeforeRefusing || failures % 30 == 0) {
+      spdlog::error(
+          "job={} writing result v{} failed ({} in a row), retrying in {}{}: {}",
+          p.job_id, p.version, failures, absl::FormatDuration(backoff),
+          failures >= kFailuresBeforeRefusing
+              ? "; refusing new work and NOT_SERVING until it passes"
+              : "",
+          written.status().ToString());
+    }
+    if (!WaitUnlessStopping(backoff)) break;
+    // The same bytes: staged again (a failed write leaves nothing behind, or
+    // these very bytes, which Stage then finds in place).
+    absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
+    written = staged.ok() ? sink_->Publish(*staged)
+                          : absl::StatusOr<PersistedResult>(staged.status());
+  }
+  if (failures > 0) {
+    faults_->SinkRetriesEnded(failures);
+    if (written.ok()) {
+      spdlog::info("job={} result v{} written after {} failed attempts", p.job_id,
+                   p.version, failures);
+    }
+  }
+  return written;
+}
+
+}  // namespace tessera::scheduler
