@@ -21,8 +21,11 @@
 #include "nlohmann/json.hpp"
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
+
+using ::tessera::testing::IsOk;
 
 // Primes below n, counted here in one process: the reference answer.
 inline int64_t ReferencePrimeCount(int64_t n) {
@@ -137,7 +140,7 @@ class Cluster : public ::testing::Test {
         << request_json;
     v1::Job job;
     grpc::Status s = jobs_->SubmitJob(Ctx().get(), req, &job);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     return job;
   }
 
@@ -172,7 +175,7 @@ class Cluster : public ::testing::Test {
     req.set_job_id(id);
     v1::GetResultResponse resp;
     grpc::Status s = jobs_->GetResult(Ctx().get(), req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     return resp;
   }
 

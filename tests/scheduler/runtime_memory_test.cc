@@ -12,9 +12,13 @@
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 class RecordingStream : public ExecutorStream {
  public:
@@ -50,14 +54,14 @@ class RuntimeMemoryTest : public ::testing::Test {
   }
   void Open() {
     auto store = SqliteStore::Open(dir_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     auto sink = FileSink::Create(dir_ + "/results");
-    ASSERT_TRUE(sink.ok()) << sink.status();
+    ASSERT_THAT(sink, IsOk());
     sink_ = *std::move(sink);
     runtime_ =
         std::make_unique<Runtime>(CoreConfig(), &clock_, store_.get(), sink_.get());
-    ASSERT_TRUE(runtime_->Recover().ok());
+    ASSERT_THAT(runtime_->Recover(), IsOk());
     runtime_->Start();
     stream_ = std::make_unique<RecordingStream>();
     sent_ = 0;
@@ -126,7 +130,7 @@ class RuntimeMemoryTest : public ::testing::Test {
   std::string Run(JobSpec spec, int shards, JobState end = JobState::kSucceeded,
                   const std::function<bool(const v1::Assignment&)>& fail = nullptr) {
     absl::StatusOr<JobView> job = Submit(spec);
-    EXPECT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job, IsOk());
     if (!job.ok()) return "";
     Answer(shards, fail);
     EXPECT_TRUE(WaitFor([&] { return StateOf(job->id) == end; })) << job->id;
@@ -136,7 +140,7 @@ class RuntimeMemoryTest : public ::testing::Test {
                                 int64_t* next) {
     absl::StatusOr<std::vector<JobView>> jobs =
         runtime_->ListJobs(filter, before, limit, next);
-    EXPECT_TRUE(jobs.ok()) << jobs.status();
+    EXPECT_THAT(jobs, IsOk());
     std::vector<std::string> ids;
     if (jobs.ok()) {
       for (const JobView& j : *jobs) ids.push_back(j.id);
@@ -171,10 +175,10 @@ class RuntimeMemoryTest : public ::testing::Test {
 TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
   const std::string a = Run(Noop(2), 2);
   const absl::StatusOr<JobView> live = runtime_->GetJob(a);
-  ASSERT_TRUE(live.ok());
+  ASSERT_THAT(live, IsOk());
   ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> stored = runtime_->GetJob(a);
-  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->state, JobState::kSucceeded);
   EXPECT_EQ(stored->shards.total, 2);
   EXPECT_EQ(stored->shards.succeeded, 2);
@@ -192,12 +196,12 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
     read.Notify();
   });
   ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  ASSERT_TRUE(async.ok()) << async.status();
+  ASSERT_THAT(async, IsOk());
   EXPECT_EQ(async->result_location, live->result_location);
   absl::StatusOr<ResultBytes> result = runtime_->GetResult(a, 1 << 20);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_THAT(result, IsOk());
   EXPECT_NE(result->bytes.find("\"items\": 2"), std::string::npos) << result->bytes;
-  EXPECT_EQ(runtime_->GetJob("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(runtime_->GetJob("nope"), StatusIs(absl::StatusCode::kNotFound));
   // Cancel and update answer as for a finished job in memory.
   absl::Notification cancelled;
   absl::StatusOr<JobView> cancel;
@@ -206,7 +210,7 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
     cancelled.Notify();
   });
   ASSERT_TRUE(cancelled.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  ASSERT_TRUE(cancel.ok()) << cancel.status();
+  ASSERT_THAT(cancel, IsOk());
   EXPECT_EQ(cancel->state, JobState::kSucceeded);
   absl::Notification updated;
   absl::Status update;
@@ -217,14 +221,14 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
     updated.Notify();
   });
   ASSERT_TRUE(updated.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  EXPECT_EQ(update.code(), absl::StatusCode::kFailedPrecondition) << update;
+  EXPECT_THAT(update, StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(RuntimeMemoryTest, ListJobsMergesLiveAndFinishedJobsInCreationOrder) {
   const std::string a = Run(Noop(1), 1);
   const std::string b = Run(Noop(1), 1);
   absl::StatusOr<JobView> waiting = Submit(Noop(1, "nobody-runs-this"));
-  ASSERT_TRUE(waiting.ok());
+  ASSERT_THAT(waiting, IsOk());
   const std::string c = waiting->id;
   const std::string d = Run(Noop(1), 1);
   const std::string e = Run(Noop(1), 1);
@@ -251,7 +255,7 @@ TEST_F(RuntimeMemoryTest, ListJobsMergesLiveAndFinishedJobsInCreationOrder) {
   EXPECT_EQ(All({}, 2), newest_first);
   EXPECT_EQ(All(succeeded, 3), (std::vector<std::string>{e, d, b, a}));
   absl::StatusOr<JobView> old = runtime_->GetJob(a);
-  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_THAT(old, IsOk());
   EXPECT_EQ(old->state, JobState::kSucceeded);
   // New jobs never take an old number.
   const std::string f = Run(Noop(1), 1);
@@ -264,17 +268,17 @@ TEST_F(RuntimeMemoryTest, AnIdempotentResubmissionOfAFinishedJobReadsItsRecord) 
   const std::string a = Run(spec, 1);
   ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> again = Submit(spec);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, a);
   EXPECT_EQ(again->state, JobState::kSucceeded);
   JobSpec other = spec;
   other.range.end = 99;
-  EXPECT_EQ(Submit(other).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(Submit(other), StatusIs(absl::StatusCode::kAlreadyExists));
   // And after a restart.
   Close();
   Open();
   again = Submit(spec);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, a);
   EXPECT_EQ(runtime_->JobsInMemory(), 0u);
 }
@@ -290,7 +294,7 @@ TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   Open();
   ASSERT_EQ(runtime_->JobsInMemory(), 0u);
   absl::StatusOr<JobView> before = runtime_->GetJob(p);
-  ASSERT_TRUE(before.ok());
+  ASSERT_THAT(before, IsOk());
   ASSERT_EQ(before->state, JobState::kPartial);
   ASSERT_EQ(before->failed_shards.size(), 1u);
   absl::Notification done;
@@ -300,13 +304,13 @@ TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
     done.Notify();
   });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(retried.ok()) << retried.status();
+  ASSERT_THAT(retried, IsOk());
   EXPECT_EQ(runtime_->JobsInMemory(), 1u);
   Answer(1);
   ASSERT_TRUE(WaitFor([&] { return StateOf(p) == JobState::kSucceeded; }));
   ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> after = runtime_->GetJob(p);
-  ASSERT_TRUE(after.ok());
+  ASSERT_THAT(after, IsOk());
   EXPECT_EQ(after->state, JobState::kSucceeded);
   EXPECT_EQ(after->result_version, 2);
   EXPECT_EQ(after->shards.succeeded, 2);

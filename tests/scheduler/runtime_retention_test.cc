@@ -10,9 +10,13 @@
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 class NullStream : public ExecutorStream {
  public:
@@ -43,16 +47,16 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     std::string tmpl = std::filesystem::temp_directory_path() / "tessera-rt-XXXXXX";
     dir_ = mkdtemp(tmpl.data());
     auto store = SqliteStore::Open(dir_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     auto sink = FileSink::Create(dir_ + "/results");
-    ASSERT_TRUE(sink.ok()) << sink.status();
+    ASSERT_THAT(sink, IsOk());
     sink_ = *std::move(sink);
     CoreConfig config;
     config.job_retention = kRetention;
     runtime_ = std::make_unique<Runtime>(config, &clock_, store_.get(), sink_.get());
     runtime_->SetDeleteResultsWithJobs(GetParam());
-    ASSERT_TRUE(runtime_->Recover().ok());
+    ASSERT_THAT(runtime_->Recover(), IsOk());
     runtime_->Start();
     ExecutorHello hello{"e1", "e1", {"noop"}, 1, "test"};
     conn_ = *runtime_->Connect(hello, &stream_);
@@ -77,7 +81,7 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
       submitted.Notify();
     });
     submitted.WaitForNotification();
-    EXPECT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job, IsOk());
     for (int64_t i = 0; i < shards; ++i) {
       const std::vector<v1::Assignment> got = stream_.WaitAssigned(sent_ + 1);
       if (got.size() <= sent_) break;
@@ -128,7 +132,7 @@ TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTo
   clock_.Advance(kRetention - absl::Minutes(1));
   const JobView young = RunJob(1);
   absl::SleepFor(absl::Milliseconds(300));  // ticks pass: nothing is old enough
-  ASSERT_TRUE(runtime_->GetJob(old.id).ok());
+  ASSERT_THAT(runtime_->GetJob(old.id), IsOk());
 
   clock_.Advance(absl::Minutes(2));
   ASSERT_TRUE(WaitFor([&] {
@@ -136,12 +140,12 @@ TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTo
   }));
   absl::Status gone = runtime_->GetJob(old.id).status();
   EXPECT_NE(gone.message().find("retired"), std::string::npos) << gone;
-  EXPECT_EQ(runtime_->GetResult(old.id, 1 << 20).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_THAT(runtime_->GetResult(old.id, 1 << 20),
+              StatusIs(absl::StatusCode::kNotFound));
   // Only the young job's record is left, also after a restart.
   ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->jobs == 1; }));
   absl::StatusOr<StoredState> loaded = store_->Load();
-  ASSERT_TRUE(loaded.ok());
+  ASSERT_THAT(loaded, IsOk());
   ASSERT_EQ(loaded->jobs.size(), 1u);
   EXPECT_EQ(loaded->jobs[0].id, young.id);
   // The result file is the user's data: it stays unless told otherwise.

@@ -13,9 +13,13 @@
 #include "gtest/gtest.h"
 #include "scheduler/store/memory_store.h"
 #include "shared/sha256.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 // What the store and the sink were asked to do, in order.
 class Journal {
@@ -209,7 +213,7 @@ class RuntimeTest : public ::testing::Test {
   virtual absl::Duration Linger() const { return absl::ZeroDuration(); }
 
   void SetUp() override {
-    ASSERT_TRUE(runtime_.Recover().ok());
+    ASSERT_THAT(runtime_.Recover(), IsOk());
     runtime_.SetCommitLinger(Linger());
     runtime_.Start();
     ExecutorHello hello;
@@ -236,7 +240,7 @@ class RuntimeTest : public ::testing::Test {
       submitted.Notify();
     });
     submitted.WaitForNotification();
-    EXPECT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job, IsOk());
     return job.ok() ? job->id : "";
   }
 
@@ -246,7 +250,7 @@ class RuntimeTest : public ::testing::Test {
     const std::string id = SubmitJob(1);
     if (id.empty()) return "";
     absl::StatusOr<JobView> done = RunToEnd(runtime_, conn_, stream_, nth);
-    EXPECT_TRUE(done.ok()) << done.status();
+    EXPECT_THAT(done, IsOk());
     if (!done.ok()) return "";
     EXPECT_EQ(done->result_location, absl::StrCat("mem:", id, ".v1"));
     return id;
@@ -320,7 +324,7 @@ TEST_F(RuntimeTest, ASinkGivingUpAtShutdownLeavesTheJobFinalizingForTheNextStart
   EXPECT_LT(journal_.Find("commit done " + id), 0);
   EXPECT_LT(journal_.Find("commit failed " + id), 0);
   absl::StatusOr<JobView> job = runtime_.GetJob(id);
-  ASSERT_TRUE(job.ok());
+  ASSERT_THAT(job, IsOk());
   EXPECT_EQ(job->state, JobState::kRunning);
   EXPECT_EQ(sink_.writes(), 0);
 }
@@ -329,13 +333,13 @@ TEST_F(RuntimeTest, GetResultGivesTheSizeAndNoContentAboveTheCallersLimit) {
   const std::string id = RunJob(1);
   ASSERT_FALSE(id.empty());
   absl::StatusOr<ResultBytes> small = runtime_.GetResult(id, 16);
-  ASSERT_TRUE(small.ok()) << small.status();
+  ASSERT_THAT(small, IsOk());
   EXPECT_TRUE(small->omitted);
   EXPECT_TRUE(small->bytes.empty());
   EXPECT_GT(small->size, 16);
   EXPECT_EQ(small->job.result_location, absl::StrCat("mem:", id, ".v1"));
   absl::StatusOr<ResultBytes> full = runtime_.GetResult(id, 1 << 20);
-  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_THAT(full, IsOk());
   EXPECT_FALSE(full->omitted);
   EXPECT_EQ(full->size, static_cast<int64_t>(full->bytes.size()));
   EXPECT_EQ(full->size, small->size);
@@ -353,13 +357,13 @@ TEST_F(RuntimeTest, ReadResultAnswersOnAReaderThreadAndUnavailableOnceStopped) {
     read.Notify();
   });
   ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_THAT(got, IsOk());
   EXPECT_EQ(got->bytes, *sink_.Read(got->job.result_location));
   EXPECT_NE(reader, std::this_thread::get_id());
   runtime_.Stop();
   absl::StatusOr<ResultBytes> late;
   runtime_.ReadResult(id, 1 << 20, [&](absl::StatusOr<ResultBytes> r) { late = r; });
-  EXPECT_EQ(late.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(late, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // Results wait a long time (5 s) to share a commit, so that whatever ends the
@@ -438,7 +442,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   config.heartbeat_timeout = absl::Seconds(10);
   config.lease_grace = absl::Seconds(5);
   Runtime runtime{config, &clock, &store, &sink};
-  ASSERT_TRUE(runtime.Recover().ok());
+  ASSERT_THAT(runtime.Recover(), IsOk());
   runtime.Start();
   absl::Cleanup stop = [&] { runtime.Stop(); };
   FakeStream stream;
@@ -461,7 +465,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
     submitted.Notify();
   });
   submitted.WaitForNotification();
-  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_THAT(job, IsOk());
   const absl::Time created = job->create_time;
   EXPECT_EQ(created, clock.WallNow());
   const std::vector<v1::Assignment> got = stream.WaitAssigned(1);
@@ -474,7 +478,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   clock.StepWall(absl::Hours(-2));
   absl::SleepFor(absl::Milliseconds(350));
   absl::StatusOr<JobView> running = runtime.GetJob(job->id);
-  ASSERT_TRUE(running.ok());
+  ASSERT_THAT(running, IsOk());
   EXPECT_EQ(running->state, JobState::kRunning);
   EXPECT_EQ(running->shards.running, 1) << "the lease was lost to a wall-clock step";
   EXPECT_TRUE(running->errors.empty());
@@ -483,7 +487,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
 
   // The same lease counts: one attempt, and the end stamped on the wall clock.
   absl::StatusOr<JobView> done = RunToEnd(runtime, conn, stream, 1);
-  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->create_time, created);
   EXPECT_EQ(done->end_time, created - absl::Hours(1));
   EXPECT_EQ(sink.writes(), 1);

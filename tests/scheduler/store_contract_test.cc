@@ -13,9 +13,13 @@
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 #include "tests/util/s3rver.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 using ::tessera::testing::MakeTempDir;
 using ::tessera::testing::PostgresServer;
@@ -105,14 +109,14 @@ class StoreContract : public ::testing::Test {
           << (setup_error_ ? *setup_error_ : "no PostgreSQL server");
     }
     auto store = kind_.Open();
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
   }
   // Closes the store and opens it again, as a restarted scheduler would.
   void Restart() {
     store_.reset();
     auto store = kind_.Open();
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
   }
 
@@ -149,9 +153,9 @@ TYPED_TEST(StoreContract, ReadsBackCommittedJobsInSubmissionOrderWithTheirResult
   const SaveResultOp r0{"first", 0, "{\"k\":\"\xc3\xa9\\\"\\\\\"}"};
   const SaveResultOp r1{"first", 5'000'000'000, R"({"n":1})"};
   const SaveResultOp r2{"second", 3, R"({"n":2})"};
-  ASSERT_TRUE(this->store_->Commit({&second, &first}, {&r1, &r2, &r0}, false).ok());
+  ASSERT_THAT(this->store_->Commit({&second, &first}, {&r1, &r2, &r0}, false), IsOk());
   auto state = this->store_->Load();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 2u);
   EXPECT_EQ(state->jobs[0].id, "first");
   EXPECT_EQ(state->jobs[1].id, "second");
@@ -171,10 +175,10 @@ TYPED_TEST(StoreContract, TheFirstResultForAShardWins) {
   const SaveResultOp first{"j1", 0, R"({"v":1})"};
   const SaveResultOp same_batch{"j1", 0, R"({"v":2})"};
   const SaveResultOp later{"j1", 0, R"({"v":3})"};
-  ASSERT_TRUE(this->store_->Commit({&job}, {&first, &same_batch}, false).ok());
-  ASSERT_TRUE(this->store_->Commit({}, {&later}, true).ok());
+  ASSERT_THAT(this->store_->Commit({&job}, {&first, &same_batch}, false), IsOk());
+  ASSERT_THAT(this->store_->Commit({}, {&later}, true), IsOk());
   auto results = this->store_->LoadResults("j1");
-  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_THAT(results, IsOk());
   ASSERT_EQ(results->size(), 1u);
   EXPECT_EQ((*results)[0].result_json, R"({"v":1})");
 }
@@ -182,14 +186,14 @@ TYPED_TEST(StoreContract, TheFirstResultForAShardWins) {
 TYPED_TEST(StoreContract, AJobSavedAgainIsReadBackOnceAsItsLatestRecord) {
   JobRecord first = Record("first", 1, JobState::kQueued);
   const JobRecord second = Record("second", 2, JobState::kQueued);
-  ASSERT_TRUE(this->store_->Commit({&second, &first}, {}, false).ok());
+  ASSERT_THAT(this->store_->Commit({&second, &first}, {}, false), IsOk());
   first.state = JobState::kRunning;
-  ASSERT_TRUE(this->store_->Commit({&first}, {}, false).ok());
+  ASSERT_THAT(this->store_->Commit({&first}, {}, false), IsOk());
   first.state = JobState::kSucceeded;
   first.location = "/results/first.json";
-  ASSERT_TRUE(this->store_->Commit({&first}, {}, true).ok());
+  ASSERT_THAT(this->store_->Commit({&first}, {}, true), IsOk());
   auto state = this->store_->Load();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 2u);
   EXPECT_EQ(state->jobs[0].id, "first");
   EXPECT_EQ(state->jobs[0].state, JobState::kSucceeded);
@@ -201,15 +205,15 @@ TYPED_TEST(StoreContract, LoadLeavesOutTheResultsOfFinishedJobsButLoadResultsRea
   // PARTIAL keeps its shard results (for RetryFailedShards); SUCCEEDED does not.
   const JobRecord done = Record("done", 1, JobState::kPartial);
   const SaveResultOp r{"done", 0, R"({"v":1})"};
-  ASSERT_TRUE(this->store_->Commit({&done}, {&r}, true).ok());
+  ASSERT_THAT(this->store_->Commit({&done}, {&r}, true), IsOk());
   auto state = this->store_->Load();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   EXPECT_EQ(state->results.count("done"), 0u);
   auto results = this->store_->LoadResults("done");
-  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_THAT(results, IsOk());
   ASSERT_EQ(results->size(), 1u);
   auto none = this->store_->LoadResults("no-such-job");
-  ASSERT_TRUE(none.ok()) << none.status();
+  ASSERT_THAT(none, IsOk());
   EXPECT_TRUE(none->empty());
 }
 
@@ -218,18 +222,18 @@ TYPED_TEST(StoreContract, ARefusedRecordIsARecordErrorAndNothingOfTheBatchIsKept
     GTEST_SKIP() << TypeParam::kName << " takes a record of any size";
   } else {
     const JobRecord kept = Record("kept", 1, JobState::kRunning);
-    ASSERT_TRUE(this->store_->Commit({&kept}, {}, false).ok());
+    ASSERT_THAT(this->store_->Commit({&kept}, {}, false), IsOk());
     this->kind_.LimitRecordBytes(this->store_.get(), 4096);
     const JobRecord small = Record("small", 2, JobState::kRunning);
     const SaveResultOp ok_result{"kept", 0, R"({"v":1})"};
     const SaveResultOp big{"big", 0, "\"" + std::string(8192, 'x') + "\""};
     absl::Status s = this->store_->Commit({&small}, {&ok_result, &big}, false);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
     EXPECT_EQ(RecordErrorJob(s), "big") << s;
     // The store stays in service: the batch without the refused record commits.
-    ASSERT_TRUE(this->store_->Commit({&small}, {&ok_result}, false).ok());
+    ASSERT_THAT(this->store_->Commit({&small}, {&ok_result}, false), IsOk());
     auto state = this->store_->Load();
-    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_THAT(state, IsOk());
     ASSERT_EQ(state->jobs.size(), 2u);
     EXPECT_EQ(state->results["kept"].size(), 1u);
     EXPECT_EQ(state->results.count("big"), 0u);
@@ -249,10 +253,10 @@ TYPED_TEST(StoreContract, ARefusedBatchLeavesNothingBehind) {
     absl::Status s = this->store_->Commit({&small, &big}, {&r}, true);
     EXPECT_EQ(RecordErrorJob(s), "big") << s;
     auto state = this->store_->Load();
-    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_THAT(state, IsOk());
     EXPECT_TRUE(state->jobs.empty());
     auto results = this->store_->LoadResults("small");
-    ASSERT_TRUE(results.ok());
+    ASSERT_THAT(results, IsOk());
     EXPECT_TRUE(results->empty());
   }
 }
@@ -265,16 +269,16 @@ TYPED_TEST(StoreContract, AShardFailedAgainIsOneRowWithItsLatestFailure) {
   StoreWrite w;
   w.jobs = {&job};
   w.failed = {&first, &other};
-  ASSERT_TRUE(this->store_->Commit(w, false).ok());
+  ASSERT_THAT(this->store_->Commit(w, false), IsOk());
   StoreWrite w2;
   w2.failed = {&again};
-  ASSERT_TRUE(this->store_->Commit(w2, true).ok());
+  ASSERT_THAT(this->store_->Commit(w2, true), IsOk());
   auto counts = this->store_->CountRows();
-  ASSERT_TRUE(counts.ok()) << counts.status();
+  ASSERT_THAT(counts, IsOk());
   EXPECT_EQ(counts->jobs, 1);
   EXPECT_EQ(counts->failed, 2);
   auto state = this->store_->Load();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   const std::vector<FailedShard>& failed = state->failed["j1"];
   ASSERT_EQ(failed.size(), 2u);
   EXPECT_EQ(failed[0].shard, 7);
@@ -283,18 +287,18 @@ TYPED_TEST(StoreContract, AShardFailedAgainIsOneRowWithItsLatestFailure) {
   EXPECT_EQ(failed[0].bounds.start, 14);
   EXPECT_EQ(failed[1].shard, 5'000'000'000);
   EXPECT_EQ(failed[1].bounds.end, 2);
-  EXPECT_TRUE(this->store_->Compact().ok());
+  EXPECT_THAT(this->store_->Compact(), IsOk());
 }
 
 TYPED_TEST(StoreContract, InitMetaKeepsTheFirstValue) {
   auto first = this->store_->InitMeta("lease-key", "aaaa");
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_THAT(first, IsOk());
   EXPECT_EQ(*first, "aaaa");
   auto second = this->store_->InitMeta("lease-key", "bbbb");
-  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_THAT(second, IsOk());
   EXPECT_EQ(*second, "aaaa");
   auto other = this->store_->InitMeta("other", std::string("\x01\xff\x80z", 4));
-  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_THAT(other, IsOk());
   EXPECT_EQ(*other, std::string("\x01\xff\x80z", 4));
 }
 
@@ -302,18 +306,18 @@ TYPED_TEST(StoreContract, DurableCommitsAndFlushSucceedAndKeepTheirOrder) {
   JobRecord job = Record("j1", 1, JobState::kRunning);
   const SaveResultOp r0{"j1", 0, R"({"v":0})"};
   const SaveResultOp r1{"j1", 1, R"({"v":1})"};
-  ASSERT_TRUE(this->store_->Commit({&job}, {&r0}, /*durable=*/false).ok());
-  ASSERT_TRUE(this->store_->Commit({}, {&r1}, /*durable=*/true).ok());
-  ASSERT_TRUE(this->store_->Flush().ok());
+  ASSERT_THAT(this->store_->Commit({&job}, {&r0}, /*durable=*/false), IsOk());
+  ASSERT_THAT(this->store_->Commit({}, {&r1}, /*durable=*/true), IsOk());
+  ASSERT_THAT(this->store_->Flush(), IsOk());
   auto results = this->store_->LoadResults("j1");
-  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_THAT(results, IsOk());
   EXPECT_EQ(results->size(), 2u);
   // Its done record takes its shard results with it (compaction).
   job.state = JobState::kSucceeded;
-  ASSERT_TRUE(this->store_->Commit({&job}, {}, /*durable=*/true).ok());
-  ASSERT_TRUE(this->store_->Flush().ok());
+  ASSERT_THAT(this->store_->Commit({&job}, {}, /*durable=*/true), IsOk());
+  ASSERT_THAT(this->store_->Flush(), IsOk());
   results = this->store_->LoadResults("j1");
-  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_THAT(results, IsOk());
   EXPECT_TRUE(results->empty());
 }
 
@@ -325,12 +329,12 @@ TYPED_TEST(StoreContract, ARestartKeepsEverythingCommitted) {
     const JobRecord done = Record("done", 2, JobState::kSucceeded);
     const SaveResultOp r0{"running", 0, R"({"v":0})"};
     const SaveResultOp r1{"running", 1, R"({"v":1})"};
-    ASSERT_TRUE(this->store_->Commit({&running, &done}, {&r0}, false).ok());
-    ASSERT_TRUE(this->store_->Commit({}, {&r1}, true).ok());
-    ASSERT_TRUE(this->store_->InitMeta("lease-key", "k1").ok());
+    ASSERT_THAT(this->store_->Commit({&running, &done}, {&r0}, false), IsOk());
+    ASSERT_THAT(this->store_->Commit({}, {&r1}, true), IsOk());
+    ASSERT_THAT(this->store_->InitMeta("lease-key", "k1"), IsOk());
     this->Restart();
     auto state = this->store_->Load();
-    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_THAT(state, IsOk());
     ASSERT_EQ(state->jobs.size(), 2u);
     EXPECT_EQ(state->jobs[0].id, "running");
     EXPECT_EQ(state->jobs[1].state, JobState::kSucceeded);
@@ -339,7 +343,7 @@ TYPED_TEST(StoreContract, ARestartKeepsEverythingCommitted) {
     EXPECT_EQ(*this->store_->InitMeta("lease-key", "k2"), "k1");
     // And it takes new commits where it left off.
     const SaveResultOp again{"running", 1, R"({"v":99})"};
-    ASSERT_TRUE(this->store_->Commit({}, {&again}, true).ok());
+    ASSERT_THAT(this->store_->Commit({}, {&again}, true), IsOk());
     EXPECT_EQ((*this->store_->LoadResults("running"))[1].result_json, R"({"v":1})");
   }
 }

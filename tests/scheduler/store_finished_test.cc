@@ -15,9 +15,12 @@
 #include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tests/util/postgres_server.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 std::string TempDir() {
   std::string tmpl = std::filesystem::temp_directory_path() / "tessera-fin-XXXXXX";
@@ -75,7 +78,7 @@ class PostgresForFinished : public ::testing::Environment {
     options.url = server_->Url(db);
     options.password = server_->password();
     auto store = PostgresStore::Open(options);
-    EXPECT_TRUE(store.ok()) << store.status();
+    EXPECT_THAT(store, IsOk());
     return store.ok() ? *std::move(store) : nullptr;
   }
 
@@ -101,12 +104,12 @@ class StoreFinishedTest : public ::testing::TestWithParam<StoreKind> {
   void Save(const std::vector<JobRecord>& records) {
     StoreWrite w;
     for (const JobRecord& r : records) w.jobs.push_back(&r);
-    ASSERT_TRUE(store_->Commit(w, false).ok());
+    ASSERT_THAT(store_->Commit(w, false), IsOk());
   }
   std::vector<std::string> Ids(const JobFilter& filter, int64_t before, int limit) {
     absl::StatusOr<std::vector<JobRecord>> page =
         store_->ListFinishedJobs(filter, before, limit);
-    EXPECT_TRUE(page.ok()) << page.status();
+    EXPECT_THAT(page, IsOk());
     std::vector<std::string> ids;
     if (page.ok()) {
       for (const JobRecord& r : *page) ids.push_back(r.id);
@@ -126,10 +129,10 @@ TEST_P(StoreFinishedTest, LoadUnfinishedGivesUnfinishedRecordsAndFinishedSummari
   SaveResultOp result{"running", 0, R"({"n":1})"};
   StoreWrite w;
   w.results = {&result};
-  ASSERT_TRUE(store_->Commit(w, false).ok());
+  ASSERT_THAT(store_->Commit(w, false), IsOk());
 
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 2u);
   EXPECT_EQ(state->jobs[0].id, "running");
   EXPECT_EQ(state->jobs[1].id, "queued");
@@ -153,9 +156,9 @@ TEST_P(StoreFinishedTest, TheHighestSeqCountsAfterItsJobRetired) {
   Save({Record("a", 1, JobState::kSucceeded), Record("b", 9, JobState::kSucceeded)});
   StoreWrite w;
   w.retired = {"b"};
-  ASSERT_TRUE(store_->Commit(w, false).ok());
+  ASSERT_THAT(store_->Commit(w, false), IsOk());
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
-  ASSERT_TRUE(state.ok());
+  ASSERT_THAT(state, IsOk());
   // A retired job's number is not known any more: at least the kept ones are.
   EXPECT_GE(state->max_seq, 1);
   EXPECT_EQ(state->finished.size(), 1u);
@@ -167,7 +170,7 @@ TEST_P(StoreFinishedTest, LoadJobReadsOneRecordOrNothing) {
   r.location = "/results/x.json";
   Save({r});
   absl::StatusOr<std::optional<JobRecord>> got = store_->LoadJob("x");
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_THAT(got, IsOk());
   ASSERT_TRUE(got->has_value());
   EXPECT_EQ((*got)->seq, 5);
   EXPECT_EQ((*got)->state, JobState::kFailed);
@@ -175,7 +178,7 @@ TEST_P(StoreFinishedTest, LoadJobReadsOneRecordOrNothing) {
   EXPECT_EQ((*got)->failed[0].last_error, "boom");
   EXPECT_EQ((*got)->location, "/results/x.json");
   absl::StatusOr<std::optional<JobRecord>> none = store_->LoadJob("nope");
-  ASSERT_TRUE(none.ok());
+  ASSERT_THAT(none, IsOk());
   EXPECT_FALSE(none->has_value());
 }
 
@@ -235,7 +238,7 @@ TEST_P(StoreFinishedTest, ARecordSavedAgainMovesBetweenStatesAndKeepsItsPlace) {
   Save({Record("a", 1, JobState::kQueued)});  // retried
   EXPECT_EQ(Ids({}, -1, 10), (std::vector<std::string>{"b"}));
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
-  ASSERT_TRUE(state.ok());
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].id, "a");
   Save({Record("a", 1, JobState::kSucceeded)});
@@ -265,9 +268,9 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
   }
   {
     auto store = SqliteStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     absl::StatusOr<StoredState> state = (*store)->LoadUnfinished();
-    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_THAT(state, IsOk());
     ASSERT_EQ(state->finished.size(), 1u);
     EXPECT_EQ(state->finished[0].queue, "q9");
     EXPECT_EQ(state->finished[0].created, done.created);
@@ -276,7 +279,7 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
     JobFilter q9;
     q9.queue = "q9";
     absl::StatusOr<std::vector<JobRecord>> page = (*store)->ListFinishedJobs(q9, -1, 5);
-    ASSERT_TRUE(page.ok());
+    ASSERT_THAT(page, IsOk());
     EXPECT_EQ(page->size(), 1u);
   }
   std::filesystem::remove_all(dir);
