@@ -12,6 +12,7 @@
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/runtime_fixture.h"
 #include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
@@ -19,27 +20,6 @@ namespace {
 
 using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
-
-class RecordingStream : public ExecutorStream {
- public:
-  void Send(v1::SchedulerMessage message) override {
-    absl::MutexLock lock(&mu_);
-    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
-  }
-  void Close(const std::string&) override {}
-  std::vector<v1::Assignment> WaitAssigned(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return assigned_.size() >= n;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
-    return assigned_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
-};
 
 class RuntimeMemoryTest : public ::testing::Test {
  protected:
@@ -77,14 +57,7 @@ class RuntimeMemoryTest : public ::testing::Test {
   }
 
   absl::StatusOr<JobView> Submit(const JobSpec& spec) {
-    absl::Notification done;
-    absl::StatusOr<JobView> job;
-    runtime_->Submit(spec, [&](absl::StatusOr<JobView> j) {
-      job = std::move(j);
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return job;
+    return SubmitAndWait(*runtime_, spec);
   }
   static JobSpec Noop(int64_t shards, const std::string& task = "noop") {
     JobSpec spec;
@@ -100,27 +73,15 @@ class RuntimeMemoryTest : public ::testing::Test {
       const std::vector<v1::Assignment> got = stream_->WaitAssigned(sent_ + 1);
       ASSERT_GT(got.size(), sent_);
       const v1::Assignment& a = got[sent_++];
-      v1::ExecutorMessage m;
+      v1::ExecutorMessage m = ResultMessage(a, R"({"items":1})");
       if (fail && fail(a)) {
+        m.Clear();
         m.mutable_failure()->set_lease_id(a.lease_id());
         m.mutable_failure()->set_message("boom");
         m.mutable_failure()->set_retryable(false);
-      } else {
-        v1::ShardResult* r = m.mutable_result_batch()->add_results();
-        r->set_lease_id(a.lease_id());
-        r->set_job_id(a.job_id());
-        r->set_shard(a.shard());
-        r->set_result_json(R"({"items":1})");
       }
       runtime_->OnMessage(conn_, m);
     }
-  }
-  bool WaitFor(const std::function<bool()>& done) {
-    for (int i = 0; i < 500; ++i) {
-      if (done()) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
   }
   JobState StateOf(const std::string& id) {
     absl::StatusOr<JobView> v = runtime_->GetJob(id);
@@ -133,7 +94,7 @@ class RuntimeMemoryTest : public ::testing::Test {
     EXPECT_THAT(job, IsOk());
     if (!job.ok()) return "";
     Answer(shards, fail);
-    EXPECT_TRUE(WaitFor([&] { return StateOf(job->id) == end; })) << job->id;
+    EXPECT_TRUE(WaitUntil([&] { return StateOf(job->id) == end; })) << job->id;
     return job->id;
   }
   std::vector<std::string> Page(const JobFilter& filter, int64_t before, int limit,
@@ -176,7 +137,7 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
   const std::string a = Run(Noop(2), 2);
   const absl::StatusOr<JobView> live = runtime_->GetJob(a);
   ASSERT_THAT(live, IsOk());
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> stored = runtime_->GetJob(a);
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->state, JobState::kSucceeded);
@@ -232,7 +193,7 @@ TEST_F(RuntimeMemoryTest, ListJobsMergesLiveAndFinishedJobsInCreationOrder) {
   const std::string c = waiting->id;
   const std::string d = Run(Noop(1), 1);
   const std::string e = Run(Noop(1), 1);
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 1; }));
   const std::vector<std::string> newest_first = {e, d, c, b, a};
   EXPECT_EQ(All({}, 100), newest_first);
   for (int limit : {1, 2, 3, 4}) EXPECT_EQ(All({}, limit), newest_first) << limit;
@@ -266,7 +227,7 @@ TEST_F(RuntimeMemoryTest, AnIdempotentResubmissionOfAFinishedJobReadsItsRecord) 
   JobSpec spec = Noop(1);
   spec.idempotency_key = "once";
   const std::string a = Run(spec, 1);
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> again = Submit(spec);
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, a);
@@ -288,7 +249,7 @@ TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   spec.max_failed_shards = 1;
   const std::string p = Run(spec, 2, JobState::kPartial,
                             [](const v1::Assignment& a) { return a.shard() == 1; });
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   // Also after a restart: the job is in the store only.
   Close();
   Open();
@@ -307,8 +268,8 @@ TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   ASSERT_THAT(retried, IsOk());
   EXPECT_EQ(runtime_->JobsInMemory(), 1u);
   Answer(1);
-  ASSERT_TRUE(WaitFor([&] { return StateOf(p) == JobState::kSucceeded; }));
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return StateOf(p) == JobState::kSucceeded; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> after = runtime_->GetJob(p);
   ASSERT_THAT(after, IsOk());
   EXPECT_EQ(after->state, JobState::kSucceeded);

@@ -10,6 +10,7 @@
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/runtime_fixture.h"
 #include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
@@ -17,27 +18,6 @@ namespace {
 
 using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
-
-class NullStream : public ExecutorStream {
- public:
-  void Send(v1::SchedulerMessage message) override {
-    absl::MutexLock lock(&mu_);
-    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
-  }
-  void Close(const std::string&) override {}
-  std::vector<v1::Assignment> WaitAssigned(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return assigned_.size() >= n;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
-    return assigned_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
-};
 
 class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -74,24 +54,13 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     JobSpec spec;
     spec.task = "noop";
     spec.range = {0, shards, 0, shards};
-    absl::Notification submitted;
-    absl::StatusOr<JobView> job;
-    runtime_->Submit(spec, [&](absl::StatusOr<JobView> j) {
-      job = std::move(j);
-      submitted.Notify();
-    });
-    submitted.WaitForNotification();
+    absl::StatusOr<JobView> job = SubmitAndWait(*runtime_, spec);
     EXPECT_THAT(job, IsOk());
     for (int64_t i = 0; i < shards; ++i) {
       const std::vector<v1::Assignment> got = stream_.WaitAssigned(sent_ + 1);
       if (got.size() <= sent_) break;
       const v1::Assignment& a = got[sent_++];
-      v1::ExecutorMessage m;
-      v1::ShardResult* r = m.mutable_result_batch()->add_results();
-      r->set_lease_id(a.lease_id());
-      r->set_job_id(a.job_id());
-      r->set_shard(a.shard());
-      r->set_result_json(R"({"items":1})");
+      v1::ExecutorMessage m = ResultMessage(a, R"({"items":1})");
       runtime_->OnMessage(conn_, m);
     }
     for (int i = 0; i < 500; ++i) {
@@ -103,21 +72,12 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     return {};
   }
 
-  // Waits (up to 5 s of real time: the ticker runs every 100 ms) for `done`.
-  bool WaitFor(const std::function<bool()>& done) {
-    for (int i = 0; i < 500; ++i) {
-      if (done()) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
-  }
-
   std::string dir_;
   FakeClock clock_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<FileSink> sink_;
   std::unique_ptr<Runtime> runtime_;
-  NullStream stream_;
+  RecordingStream stream_;
   ExecutorConn conn_;
   size_t sent_ = 0;
 };
@@ -126,7 +86,7 @@ TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTo
   const JobView old = RunJob(3);
   ASSERT_FALSE(old.result_location.empty());
   // Compaction: its shard results went with its "done" record.
-  ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->results == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return store_->CountRows()->results == 0; }));
   EXPECT_EQ(store_->CountRows()->jobs, 1);
 
   clock_.Advance(kRetention - absl::Minutes(1));
@@ -135,7 +95,7 @@ TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTo
   ASSERT_THAT(runtime_->GetJob(old.id), IsOk());
 
   clock_.Advance(absl::Minutes(2));
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(WaitUntil([&] {
     return runtime_->GetJob(old.id).status().code() == absl::StatusCode::kNotFound;
   }));
   absl::Status gone = runtime_->GetJob(old.id).status();
@@ -143,15 +103,15 @@ TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTo
   EXPECT_THAT(runtime_->GetResult(old.id, 1 << 20),
               StatusIs(absl::StatusCode::kNotFound));
   // Only the young job's record is left, also after a restart.
-  ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->jobs == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return store_->CountRows()->jobs == 1; }));
   absl::StatusOr<StoredState> loaded = store_->Load();
   ASSERT_THAT(loaded, IsOk());
   ASSERT_EQ(loaded->jobs.size(), 1u);
   EXPECT_EQ(loaded->jobs[0].id, young.id);
   // The result file is the user's data: it stays unless told otherwise.
   const bool deleted = GetParam();
-  EXPECT_TRUE(
-      WaitFor([&] { return std::filesystem::exists(old.result_location) == !deleted; }));
+  EXPECT_TRUE(WaitUntil(
+      [&] { return std::filesystem::exists(old.result_location) == !deleted; }));
   EXPECT_TRUE(std::filesystem::exists(young.result_location));
 }
 

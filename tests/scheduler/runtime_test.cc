@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/store/memory_store.h"
 #include "shared/sha256.h"
+#include "tests/scheduler/runtime_fixture.h"
 #include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
@@ -149,36 +150,6 @@ class RecordingSink : public ResultSink {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Collects what the runtime sends to one executor.
-class FakeStream : public ExecutorStream {
- public:
-  void Send(v1::SchedulerMessage message) override {
-    absl::MutexLock lock(&mu_);
-    for (const v1::Assignment& a : message.assign().assignments()) assigned_.push_back(a);
-    if (message.has_ack()) acks_.push_back(message.ack().lease_ids_size());
-  }
-  void Close(const std::string&) override {}
-  // Waits (a few seconds at most) for `n` assignments.
-  std::vector<v1::Assignment> WaitAssigned(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return assigned_.size() >= n;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
-    return assigned_;
-  }
-  // Leases acked, per ack message.
-  std::vector<int> acks() {
-    absl::MutexLock lock(&mu_);
-    return acks_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<v1::Assignment> assigned_ ABSL_GUARDED_BY(mu_);
-  std::vector<int> acks_ ABSL_GUARDED_BY(mu_);
-};
-
 // Reports `a` done with a noop result.
 void SendResult(Runtime& runtime, const ExecutorConn& conn, const v1::Assignment& a) {
   v1::ExecutorMessage m;
@@ -193,7 +164,7 @@ void SendResult(Runtime& runtime, const ExecutorConn& conn, const v1::Assignment
 // Finishes `runtime`'s single-shard noop job `id` on `conn` and waits for it
 // to succeed.
 absl::StatusOr<JobView> RunToEnd(Runtime& runtime, const ExecutorConn& conn,
-                                 FakeStream& stream, size_t nth) {
+                                 RecordingStream& stream, size_t nth) {
   const std::vector<v1::Assignment> got = stream.WaitAssigned(nth);
   if (got.size() < nth) return absl::DeadlineExceededError("no assignment");
   const v1::Assignment& a = got[nth - 1];
@@ -285,7 +256,7 @@ class RuntimeTest : public ::testing::Test {
   RecordingSink sink_{&journal_};
   RealClock clock_;
   Runtime runtime_{CoreConfig{}, &clock_, &store_, &sink_};
-  FakeStream stream_;
+  RecordingStream stream_;
   ExecutorConn conn_;
 };
 
@@ -402,7 +373,7 @@ TEST_F(LingeringRuntimeTest, ResultsWaitToShareACommitThatAJobsEndTakesAtOnce) {
 }
 
 TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
-  FakeStream big;
+  RecordingStream big;
   ExecutorHello hello;
   hello.executor_id = "e2";
   hello.name = "e2";
@@ -445,7 +416,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   ASSERT_THAT(runtime.Recover(), IsOk());
   runtime.Start();
   absl::Cleanup stop = [&] { runtime.Stop(); };
-  FakeStream stream;
+  RecordingStream stream;
   ExecutorHello hello;
   hello.executor_id = "e1";
   hello.name = "e1";

@@ -11,10 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "scheduler/store/memory_store.h"
-#include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
-#include "tests/util/postgres_server.h"
+#include "tests/scheduler/store_fixture.h"
 #include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
@@ -22,22 +20,12 @@ namespace {
 
 using ::tessera::testing::IsOk;
 
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-fin-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
-
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
 JobRecord Record(const std::string& id, int64_t seq, JobState state,
                  const std::string& queue = "default",
                  std::map<std::string, std::string> labels = {}) {
-  JobRecord r;
-  r.id = id;
-  r.seq = seq;
-  r.state = state;
-  r.spec.task = "noop";
-  r.spec.range = {0, 10, 0, 2};
+  JobRecord r = StoreRecord(id, seq, state);
   r.spec.queue = queue;
   r.spec.labels = std::move(labels);
   r.created = kT0 + absl::Seconds(seq);
@@ -45,62 +33,8 @@ JobRecord Record(const std::string& id, int64_t seq, JobState state,
   return r;
 }
 
-struct StoreKind {
-  std::string name;
-  std::function<std::unique_ptr<Store>(const std::string& dir)> open;
-};
-
-// One PostgreSQL server for these tests, started by the first that needs it
-// and stopped (by PID) when the test program ends; a database per test.
-class PostgresForFinished : public ::testing::Environment {
- public:
-  static PostgresForFinished* Get() {
-    static PostgresForFinished* env = static_cast<PostgresForFinished*>(
-        ::testing::AddGlobalTestEnvironment(new PostgresForFinished()));
-    return env;
-  }
-  void TearDown() override { server_.reset(); }
-  std::unique_ptr<Store> Open() {
-    if (server_ == nullptr) {
-      server_ = std::make_unique<::tessera::testing::PostgresServer>();
-      if (absl::Status s = server_->Start(); !s.ok()) {
-        ADD_FAILURE() << s;
-        server_.reset();
-        return nullptr;
-      }
-    }
-    const std::string db = absl::StrCat("finished_", ++databases_);
-    if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
-      ADD_FAILURE() << s;
-      return nullptr;
-    }
-    PostgresOptions options;
-    options.url = server_->Url(db);
-    options.password = server_->password();
-    auto store = PostgresStore::Open(options);
-    EXPECT_THAT(store, IsOk());
-    return store.ok() ? *std::move(store) : nullptr;
-  }
-
- private:
-  std::unique_ptr<::tessera::testing::PostgresServer> server_;
-  int databases_ = 0;
-};
-
-class StoreFinishedTest : public ::testing::TestWithParam<StoreKind> {
+class StoreFinishedTest : public StoreTest {
  protected:
-  void SetUp() override {
-    if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
-      GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
-    }
-    dir_ = TempDir();
-    store_ = GetParam().open(dir_);
-    ASSERT_NE(store_, nullptr);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   void Save(const std::vector<JobRecord>& records) {
     StoreWrite w;
     for (const JobRecord& r : records) w.jobs.push_back(&r);
@@ -116,8 +50,6 @@ class StoreFinishedTest : public ::testing::TestWithParam<StoreKind> {
     }
     return ids;
   }
-  std::string dir_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_P(StoreFinishedTest, LoadUnfinishedGivesUnfinishedRecordsAndFinishedSummaries) {
@@ -246,7 +178,7 @@ TEST_P(StoreFinishedTest, ARecordSavedAgainMovesBetweenStatesAndKeepsItsPlace) {
 }
 
 TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
-  const std::string dir = TempDir();
+  const std::string dir = ::tessera::testing::MakeTempDir("tessera-fin");
   JobRecord done = Record("done", 4, JobState::kSucceeded, "q9");
   done.spec.idempotency_key = "k";
   {
@@ -285,22 +217,7 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryStore, StoreFinishedTest,
-    ::testing::Values(StoreKind{"memory",
-                                [](const std::string&) -> std::unique_ptr<Store> {
-                                  return std::make_unique<MemoryStore>();
-                                }},
-                      StoreKind{"sqlite",
-                                [](const std::string& dir) -> std::unique_ptr<Store> {
-                                  auto s = SqliteStore::Open(dir);
-                                  return s.ok() ? *std::move(s) : nullptr;
-                                }},
-                      StoreKind{"postgres",
-                                [](const std::string&) -> std::unique_ptr<Store> {
-                                  return PostgresForFinished::Get()->Open();
-                                }}),
-    [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(EveryStore, StoreFinishedTest, EveryStoreKind(), StoreKindName);
 
 }  // namespace
 }  // namespace tessera::scheduler
