@@ -64,6 +64,7 @@
 #include "scheduler/sink/file_sink.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/util/cluster.h"
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 
@@ -265,20 +266,6 @@ std::string SelfExe() {
   return std::filesystem::read_symlink("/proc/self/exe", ec).string();
 }
 
-// A /proc/<pid>/status field in MiB (VmRSS, VmHWM).
-double StatusMiB(pid_t pid, const std::string& key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string k;
-  double kib = 0;
-  while (in >> k) {
-    if (k == key + ":") {
-      in >> kib;
-      break;
-    }
-  }
-  return kib / 1024;
-}
-
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
 // The p-th quantile (0 <= p < 1) of `v`, which it sorts; NaN if empty.
@@ -396,19 +383,6 @@ struct Cluster {
     RemoveLater(dir);
   }
 
-  // A fresh channel each time: a shared one would wait out its reconnect backoff.
-  bool Ready() {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto stub = v1::JobService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    v1::GetQueueStatsResponse r;
-    if (!stub->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r).ok()) return false;
-    jobs = std::move(stub);
-    return true;
-  }
   bool StartScheduler(const std::string& store,
                       const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {TESSERA_SCHEDULER_BIN, "--listen=" + address,
@@ -423,14 +397,13 @@ struct Cluster {
     argv.insert(argv.end(), extra.begin(), extra.end());
     scheduler = std::make_unique<Process>(Wrap(opts.scheduler_wrapper, argv),
                                           dir + "/scheduler.log");
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (!Ready()) {
-      if (absl::Now() > deadline || !scheduler->running()) {
-        Check(false, "scheduler did not start: " + scheduler->Log());
-        return false;
-      }
-      absl::SleepFor(absl::Milliseconds(5));
+    auto stub =
+        tessera::testing::WaitForScheduler(address, *scheduler, absl::Seconds(60));
+    if (!stub.ok()) {
+      Check(false, "scheduler did not start: " + stub.status().ToString());
+      return false;
     }
+    jobs = *std::move(stub);
     return true;
   }
   bool StartExecutors(int n, int slots) {
@@ -557,8 +530,8 @@ struct Cluster {
     if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return -1;
     return j[key].get<int64_t>();
   }
-  double RssMiB() { return StatusMiB(scheduler->pid(), "VmRSS"); }
-  double HwmMiB() { return StatusMiB(scheduler->pid(), "VmHWM"); }
+  double RssMiB() { return tessera::testing::ProcStatusMiB(scheduler->pid(), "VmRSS"); }
+  double HwmMiB() { return tessera::testing::ProcStatusMiB(scheduler->pid(), "VmHWM"); }
 };
 
 // ---------------------------------------------------------------------------
