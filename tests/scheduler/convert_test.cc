@@ -428,33 +428,18 @@ TEST(ConvertProtocolTest, TheExecutorsOutcomesCarryEveryField) {
   ok.shard = 3;
   ok.result_json = R"({"n":1})";
   ok.run_time = absl::Microseconds(2500);
-  EXPECT_TRUE(SameProto(Parse<v1::ExecutorMessage>(R"pb(
-                          result {
-                            lease_id: "L1"
-                            result_json: "{\"n\":1}"
-                            job_id: "J1"
-                            shard: 3
-                            run_micros: 2500
-                          })pb"),
-                        executor::OutcomeMessage(ok)));
-  EXPECT_TRUE(SameProto(Parse<v1::ExecutorMessage>(R"pb(
-                          result_batch {
-                            results {
-                              lease_id: "L1"
-                              result_json: "{\"n\":1}"
-                              job_id: "J1"
-                              shard: 3
-                              run_micros: 2500
-                            }
-                            results {
-                              lease_id: "L1"
-                              result_json: "{\"n\":1}"
-                              job_id: "J1"
-                              shard: 3
-                              run_micros: 2500
-                            }
-                          })pb"),
-                        executor::ResultBatchMessage({ok, ok})));
+  const v1::ShardResult result = Parse<v1::ShardResult>(R"pb(lease_id: "L1"
+                                                             result_json: "{\"n\":1}"
+                                                             job_id: "J1"
+                                                             shard: 3
+                                                             run_micros: 2500)pb");
+  v1::ExecutorMessage one;
+  *one.mutable_result() = result;
+  EXPECT_TRUE(SameProto(one, executor::OutcomeMessage(ok)));
+  v1::ExecutorMessage batch;
+  *batch.mutable_result_batch()->add_results() = result;
+  *batch.mutable_result_batch()->add_results() = result;
+  EXPECT_TRUE(SameProto(batch, executor::ResultBatchMessage({ok, ok})));
 
   executor::ShardOutcome failed;
   failed.kind = executor::ShardOutcome::Kind::kFailed;

@@ -204,13 +204,7 @@ class RuntimeTest : public ::testing::Test {
     JobSpec spec;
     spec.task = "noop";
     spec.range = {0, shards, 0, shards};
-    absl::Notification submitted;
-    absl::StatusOr<JobView> job;
-    runtime_.Submit(spec, [&](absl::StatusOr<JobView> j) {
-      job = std::move(j);
-      submitted.Notify();
-    });
-    submitted.WaitForNotification();
+    absl::StatusOr<JobView> job = SubmitAndWait(runtime_, spec);
     EXPECT_THAT(job, IsOk());
     return job.ok() ? job->id : "";
   }

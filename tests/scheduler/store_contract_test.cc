@@ -10,6 +10,7 @@
 #include "scheduler/store/memory_store.h"
 #include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/store_fixture.h"
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 #include "tests/util/s3rver.h"
@@ -135,19 +136,9 @@ class KindNames {
 };
 TYPED_TEST_SUITE(StoreContract, StoreKinds, KindNames);
 
-JobRecord Record(const std::string& id, int64_t seq, JobState state) {
-  JobRecord r;
-  r.id = id;
-  r.seq = seq;
-  r.state = state;
-  r.spec.task = "noop";
-  r.spec.range = {0, 10, 0, 2};
-  return r;
-}
-
 TYPED_TEST(StoreContract, ReadsBackCommittedJobsInSubmissionOrderWithTheirResults) {
-  const JobRecord second = Record("second", 2, JobState::kRunning);
-  const JobRecord first = Record("first", 1, JobState::kRunning);
+  const JobRecord second = StoreRecord("second", 2, JobState::kRunning);
+  const JobRecord first = StoreRecord("first", 1, JobState::kRunning);
   // Bytes a text column might mangle: non-ASCII, quotes, backslashes, and
   // shard numbers beyond 32 bits.
   const SaveResultOp r0{"first", 0, "{\"k\":\"\xc3\xa9\\\"\\\\\"}"};
@@ -171,7 +162,7 @@ TYPED_TEST(StoreContract, ReadsBackCommittedJobsInSubmissionOrderWithTheirResult
 }
 
 TYPED_TEST(StoreContract, TheFirstResultForAShardWins) {
-  const JobRecord job = Record("j1", 1, JobState::kRunning);
+  const JobRecord job = StoreRecord("j1", 1, JobState::kRunning);
   const SaveResultOp first{"j1", 0, R"({"v":1})"};
   const SaveResultOp same_batch{"j1", 0, R"({"v":2})"};
   const SaveResultOp later{"j1", 0, R"({"v":3})"};
@@ -184,8 +175,8 @@ TYPED_TEST(StoreContract, TheFirstResultForAShardWins) {
 }
 
 TYPED_TEST(StoreContract, AJobSavedAgainIsReadBackOnceAsItsLatestRecord) {
-  JobRecord first = Record("first", 1, JobState::kQueued);
-  const JobRecord second = Record("second", 2, JobState::kQueued);
+  JobRecord first = StoreRecord("first", 1, JobState::kQueued);
+  const JobRecord second = StoreRecord("second", 2, JobState::kQueued);
   ASSERT_THAT(this->store_->Commit({&second, &first}, {}, false), IsOk());
   first.state = JobState::kRunning;
   ASSERT_THAT(this->store_->Commit({&first}, {}, false), IsOk());
@@ -203,7 +194,7 @@ TYPED_TEST(StoreContract, AJobSavedAgainIsReadBackOnceAsItsLatestRecord) {
 
 TYPED_TEST(StoreContract, LoadLeavesOutTheResultsOfFinishedJobsButLoadResultsReadsThem) {
   // PARTIAL keeps its shard results (for RetryFailedShards); SUCCEEDED does not.
-  const JobRecord done = Record("done", 1, JobState::kPartial);
+  const JobRecord done = StoreRecord("done", 1, JobState::kPartial);
   const SaveResultOp r{"done", 0, R"({"v":1})"};
   ASSERT_THAT(this->store_->Commit({&done}, {&r}, true), IsOk());
   auto state = this->store_->Load();
@@ -221,10 +212,10 @@ TYPED_TEST(StoreContract, ARefusedRecordIsARecordErrorAndNothingOfTheBatchIsKept
   if constexpr (!TypeParam::kRefusesBigRecords) {
     GTEST_SKIP() << TypeParam::kName << " takes a record of any size";
   } else {
-    const JobRecord kept = Record("kept", 1, JobState::kRunning);
+    const JobRecord kept = StoreRecord("kept", 1, JobState::kRunning);
     ASSERT_THAT(this->store_->Commit({&kept}, {}, false), IsOk());
     this->kind_.LimitRecordBytes(this->store_.get(), 4096);
-    const JobRecord small = Record("small", 2, JobState::kRunning);
+    const JobRecord small = StoreRecord("small", 2, JobState::kRunning);
     const SaveResultOp ok_result{"kept", 0, R"({"v":1})"};
     const SaveResultOp big{"big", 0, "\"" + std::string(8192, 'x') + "\""};
     absl::Status s = this->store_->Commit({&small}, {&ok_result, &big}, false);
@@ -245,8 +236,8 @@ TYPED_TEST(StoreContract, ARefusedBatchLeavesNothingBehind) {
     GTEST_SKIP() << TypeParam::kName << " takes a record of any size";
   } else {
     this->kind_.LimitRecordBytes(this->store_.get(), 4096);
-    const JobRecord small = Record("small", 1, JobState::kRunning);
-    JobRecord big = Record("big", 2, JobState::kRunning);
+    const JobRecord small = StoreRecord("small", 1, JobState::kRunning);
+    JobRecord big = StoreRecord("big", 2, JobState::kRunning);
     big.finalizing = true;
     big.final_bytes = std::string(8192, 'x');
     const SaveResultOp r{"small", 0, R"({"v":1})"};
@@ -262,7 +253,7 @@ TYPED_TEST(StoreContract, ARefusedBatchLeavesNothingBehind) {
 }
 
 TYPED_TEST(StoreContract, AShardFailedAgainIsOneRowWithItsLatestFailure) {
-  const JobRecord job = Record("j1", 1, JobState::kRunning);
+  const JobRecord job = StoreRecord("j1", 1, JobState::kRunning);
   const SaveFailedShardOp first{"j1", {7, {14, 16}, 1, "first \xc3\xa9"}};
   const SaveFailedShardOp again{"j1", {7, {14, 16}, 3, "again"}};
   const SaveFailedShardOp other{"j1", {5'000'000'000, {1, 2}, 2, "big shard"}};
@@ -303,7 +294,7 @@ TYPED_TEST(StoreContract, InitMetaKeepsTheFirstValue) {
 }
 
 TYPED_TEST(StoreContract, DurableCommitsAndFlushSucceedAndKeepTheirOrder) {
-  JobRecord job = Record("j1", 1, JobState::kRunning);
+  JobRecord job = StoreRecord("j1", 1, JobState::kRunning);
   const SaveResultOp r0{"j1", 0, R"({"v":0})"};
   const SaveResultOp r1{"j1", 1, R"({"v":1})"};
   ASSERT_THAT(this->store_->Commit({&job}, {&r0}, /*durable=*/false), IsOk());
@@ -325,8 +316,8 @@ TYPED_TEST(StoreContract, ARestartKeepsEverythingCommitted) {
   if constexpr (!TypeParam::kSurvivesRestart) {
     GTEST_SKIP() << TypeParam::kName << " keeps nothing across a restart";
   } else {
-    const JobRecord running = Record("running", 1, JobState::kRunning);
-    const JobRecord done = Record("done", 2, JobState::kSucceeded);
+    const JobRecord running = StoreRecord("running", 1, JobState::kRunning);
+    const JobRecord done = StoreRecord("done", 2, JobState::kSucceeded);
     const SaveResultOp r0{"running", 0, R"({"v":0})"};
     const SaveResultOp r1{"running", 1, R"({"v":1})"};
     ASSERT_THAT(this->store_->Commit({&running, &done}, {&r0}, false), IsOk());
