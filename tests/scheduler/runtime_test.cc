@@ -423,13 +423,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   spec.task = "noop";
   spec.range = {0, 1, 0, 1};
   spec.shard_timeout = absl::Seconds(30);
-  absl::Notification submitted;
-  absl::StatusOr<JobView> job;
-  runtime.Submit(spec, [&](absl::StatusOr<JobView> j) {
-    job = std::move(j);
-    submitted.Notify();
-  });
-  submitted.WaitForNotification();
+  const absl::StatusOr<JobView> job = SubmitAndWait(runtime, spec);
   ASSERT_THAT(job, IsOk());
   const absl::Time created = job->create_time;
   EXPECT_EQ(created, clock.WallNow());
