@@ -23,7 +23,6 @@ using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
 
 using ::tessera::testing::MakeTempDir;
-using ::tessera::testing::PostgresServer;
 
 // Each kind opens a fresh, empty store per test, and can open it again as a
 // restarted scheduler would (after the first one is closed).
@@ -56,20 +55,12 @@ struct PostgresKind {
   static constexpr char kName[] = "postgres";
   static constexpr bool kSurvivesRestart = true;
   static constexpr bool kRefusesBigRecords = true;
-  // One server for the whole suite; each test gets its own database.
-  static PostgresServer* server;
-  static int databases;
-  std::string db = "contract_" + std::to_string(++databases);
-  bool created = false;
+  // The test program's one server (store_fixture.h); each test its own database.
+  std::string db;
   absl::StatusOr<std::unique_ptr<Store>> Open() {
-    if (!created) {
-      if (absl::Status s = server->CreateDatabase(db); !s.ok()) return s;
-      created = true;
-    }
-    PostgresOptions options;
-    options.url = server->Url(db);
-    options.password = server->password();
-    auto s = PostgresStore::Open(options);
+    if (db.empty()) db = SharedPostgres::Get()->NewDatabase();
+    if (db.empty()) return absl::UnavailableError("no PostgreSQL database");
+    auto s = SharedPostgres::Get()->OpenDatabase(db);
     if (!s.ok()) return s.status();
     return std::unique_ptr<Store>(*std::move(s));
   }
@@ -77,37 +68,15 @@ struct PostgresKind {
     static_cast<PostgresStore*>(s)->SetMaxRecordBytesForTesting(n);
   }
 };
-PostgresServer* PostgresKind::server = nullptr;
-int PostgresKind::databases = 0;
 
 template <typename Kind>
 class StoreContract : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if constexpr (std::is_same_v<Kind, PostgresKind>) {
-      if (::tessera::testing::PostgresSkipped()) return;
-      PostgresKind::server = new PostgresServer();
-      absl::Status s = PostgresKind::server->Start();
-      if (!s.ok()) {
-        delete PostgresKind::server;
-        PostgresKind::server = nullptr;
-        setup_error_ = new std::string(s.ToString());
-      }
-    }
-  }
-  static void TearDownTestSuite() {
-    if constexpr (std::is_same_v<Kind, PostgresKind>) {
-      delete PostgresKind::server;
-      PostgresKind::server = nullptr;
-    }
-  }
   void SetUp() override {
     if constexpr (std::is_same_v<Kind, PostgresKind>) {
       if (::tessera::testing::PostgresSkipped()) {
         GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
       }
-      ASSERT_NE(PostgresKind::server, nullptr)
-          << (setup_error_ ? *setup_error_ : "no PostgreSQL server");
     }
     auto store = kind_.Open();
     ASSERT_THAT(store, IsOk());
@@ -121,7 +90,6 @@ class StoreContract : public ::testing::Test {
     store_ = *std::move(store);
   }
 
-  static inline std::string* setup_error_ = nullptr;
   Kind kind_;
   std::unique_ptr<Store> store_;
 };

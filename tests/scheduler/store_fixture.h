@@ -43,25 +43,37 @@ class SharedPostgres : public ::testing::Environment {
     return env;
   }
   void TearDown() override { server_.reset(); }
-  // A store on a new database, or null (and a test failure) when there is none.
-  std::unique_ptr<Store> Open() {
+  // A new, empty database's name, or "" (and a test failure) when the server
+  // cannot start or make one.
+  std::string NewDatabase() {
     if (server_ == nullptr) {
       server_ = std::make_unique<::tessera::testing::PostgresServer>();
       if (absl::Status s = server_->Start(); !s.ok()) {
         ADD_FAILURE() << s;
         server_.reset();
-        return nullptr;
+        return "";
       }
     }
     const std::string db = absl::StrCat("store_", ++databases_);
     if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
       ADD_FAILURE() << s;
-      return nullptr;
+      return "";
     }
+    return db;
+  }
+  // A store on database `db` (again, as a restarted scheduler would open it).
+  absl::StatusOr<std::unique_ptr<PostgresStore>> OpenDatabase(const std::string& db) {
+    if (server_ == nullptr) return absl::FailedPreconditionError("no PostgreSQL server");
     PostgresOptions options;
     options.url = server_->Url(db);
     options.password = server_->password();
-    auto store = PostgresStore::Open(options);
+    return PostgresStore::Open(options);
+  }
+  // A store on a new database, or null (and a test failure) when there is none.
+  std::unique_ptr<Store> Open() {
+    const std::string db = NewDatabase();
+    if (db.empty()) return nullptr;
+    auto store = OpenDatabase(db);
     EXPECT_THAT(store, ::tessera::testing::IsOk());
     return store.ok() ? *std::move(store) : nullptr;
   }
