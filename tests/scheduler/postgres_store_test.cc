@@ -280,7 +280,8 @@ TEST_F(PostgresStoreTest, AFenceThatSaysNoCommitsNothing) {
 TEST_F(PostgresStoreTest, TheLeaseHasOneHolderAndADeposedLeaderCommitsNothing) {
   auto a_store = Open();
   auto b_store = Open();
-  ASSERT_TRUE(a_store.ok() && b_store.ok());
+  ASSERT_THAT(a_store, IsOk());
+  ASSERT_THAT(b_store, IsOk());
   PostgresLeaderLease a(Options(), "replica-a", "127.0.0.1:1", absl::Seconds(1));
   PostgresLeaderLease b(Options(), "replica-b", "127.0.0.1:2", absl::Seconds(1));
   ASSERT_EQ(*a.TryAcquire(), 1);

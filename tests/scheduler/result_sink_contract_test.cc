@@ -122,7 +122,8 @@ TYPED_TEST(ResultSinkContract, WritesTheExactBytesAndReportsTheirSha256) {
 TYPED_TEST(ResultSinkContract, EachVersionIsAnObjectOfItsOwn) {
   auto v1 = this->sink_->Write("job-1", 1, "{\"v\": 1}\n");
   auto v2 = this->sink_->Write("job-1", 2, "{\"v\": 2}\n");
-  ASSERT_TRUE(v1.ok() && v2.ok()) << v1.status() << v2.status();
+  ASSERT_THAT(v1, IsOk());
+  ASSERT_THAT(v2, IsOk());
   EXPECT_TRUE(absl::EndsWith(v2->location, "/job-1.v2.json")) << v2->location;
   EXPECT_EQ(*this->sink_->Read(v1->location), "{\"v\": 1}\n");
   EXPECT_EQ(*this->sink_->Read(v2->location), "{\"v\": 2}\n");
