@@ -10,198 +10,25 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "scheduler/store/postgres_store_sql.h"
 #include "shared/status_macros.h"
 
 namespace tessera::scheduler {
 namespace {
 
-// Schema migrations, in order; the store's version is the last one applied.
-// A new version is appended here, never edited in place.
-struct Migration {
-  int version;
-  const char* sql;
-};
-constexpr Migration kMigrations[] = {
-    {1, R"sql(
-CREATE TABLE tessera_jobs (
-  id TEXT PRIMARY KEY,
-  seq BIGINT NOT NULL,
-  state INTEGER NOT NULL,
-  record BYTEA NOT NULL);
-CREATE INDEX tessera_jobs_by_seq ON tessera_jobs (seq);
-CREATE TABLE tessera_results (
-  job_id TEXT NOT NULL,
-  shard BIGINT NOT NULL,
-  result BYTEA NOT NULL,
-  PRIMARY KEY (job_id, shard));
-)sql"},
-    // Failed shards of unfinished jobs under the continue policy, one row each
-    // (as SQLite's schema 2), instead of a re-encode of the job's record.
-    {2, R"sql(
-CREATE TABLE tessera_failed_shards (
-  job_id TEXT NOT NULL,
-  shard BIGINT NOT NULL,
-  attempts INTEGER NOT NULL,
-  bound_start BIGINT NOT NULL,
-  bound_end BIGINT NOT NULL,
-  error BYTEA NOT NULL,
-  PRIMARY KEY (job_id, shard));
-)sql"},
-    // The leader lease of HA (postgres_leader.h): one row per election name,
-    // its holder, the address clients reach it at, an epoch that grows at
-    // every takeover, and when it expires on the server's clock.
-    {3, R"sql(
-CREATE TABLE tessera_leader (
-  name TEXT PRIMARY KEY,
-  holder TEXT NOT NULL,
-  address TEXT NOT NULL,
-  epoch BIGINT NOT NULL,
-  expires_at TIMESTAMPTZ NOT NULL);
-ALTER TABLE tessera_jobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
-)sql"},
-    // Memory tracks live work (issue 19): a finished job's summary (queue,
-    // times, idempotency key) in columns, filled once from the records, and
-    // indexes that page finished jobs by state and by queue in submission
-    // order; the state index covers the summary, so a start reads no record.
-    {4, R"sql(
-ALTER TABLE tessera_jobs
-  ADD COLUMN queue TEXT NOT NULL DEFAULT 'default',
-  ADD COLUMN created BIGINT,
-  ADD COLUMN ended BIGINT,
-  ADD COLUMN idem_key TEXT NOT NULL DEFAULT '';
-UPDATE tessera_jobs SET
-  queue = COALESCE(convert_from(record, 'UTF8')::jsonb #>> '{spec,queue}', 'default'),
-  created = (convert_from(record, 'UTF8')::jsonb ->> 'created')::bigint,
-  ended = (convert_from(record, 'UTF8')::jsonb ->> 'ended')::bigint,
-  idem_key = COALESCE(convert_from(record, 'UTF8')::jsonb #>> '{spec,idempotency_key}', '');
-CREATE INDEX tessera_jobs_by_state ON tessera_jobs (state, seq)
-  INCLUDE (queue, created, ended, idem_key, id);
-CREATE INDEX tessera_jobs_by_queue ON tessera_jobs (queue, seq);
-)sql"},
-};
-constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
+namespace sql = postgres_sql;  // the statements, by StatementId
+using postgres_sql::CodeOfSqlState;
+using postgres_sql::LatestVersion;
+using postgres_sql::Migration;
+using postgres_sql::Migrations;
+using postgres_sql::Statement;
+using postgres_sql::Statements;
 
-// Serializes schema changes between schedulers starting at once.
-constexpr char kMigrationLock[] = "SELECT pg_advisory_xact_lock(7310595133623644465)";
-
-// Every statement the store runs with parameters, prepared on each
-// connection. Records and results are BYTEA, sent and read in binary: the
-// store keeps the exact bytes, whatever they are.
-enum StatementId {
-  kUpsertJob,
-  kInsertResult,
-  kLoadJobs,
-  kLoadResults,
-  kPutMeta,
-  kGetMeta,
-  kTouchMeta,
-  kUpsertFailed,
-  kLoadFailed,
-  kDeleteJob,
-  kDeleteResults,
-  kDeleteFailed,
-  kCountRows,
-  kLoadUnfinished,
-  kLoadFinished,
-  kMaxSeq,
-  kLoadJob,
-  kListFinished,
-  kListFinishedByState,
-  kListFinishedByQueue,
-  kListFinishedByQueueState,
-};
-struct Statement {
-  const char* name;
-  const char* sql;
-};
-constexpr Statement kStatements[] = {
-    // A job saved again is updated in place; its seq (submission order) stays.
-    {"tessera_upsert_job",
-     // epoch: the leader's, whose fenced transaction wrote it (0 without HA),
-     // so a finalizing record shows which leader finalized it.
-     // queue, created, ended, idem_key: the finished job's summary (schema 4).
-     "INSERT INTO tessera_jobs (id, seq, state, record, epoch, queue, created, ended, "
-     "idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO "
-     "UPDATE SET state = excluded.state, record = excluded.record, "
-     "ended = excluded.ended, epoch = excluded.epoch"},
-    // The first result for a (job, shard) wins.
-    {"tessera_insert_result",
-     "INSERT INTO tessera_results (job_id, shard, result) VALUES ($1, $2, $3) "
-     "ON CONFLICT (job_id, shard) DO NOTHING"},
-    {"tessera_load_jobs", "SELECT record FROM tessera_jobs ORDER BY seq"},
-    {"tessera_load_results",
-     "SELECT shard, result FROM tessera_results WHERE job_id = $1 ORDER BY shard"},
-    {"tessera_put_meta",
-     "INSERT INTO tessera_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO "
-     "NOTHING"},
-    {"tessera_get_meta", "SELECT value FROM tessera_meta WHERE key = $1"},
-    // A write whose synchronous commit flushes the WAL (Flush with sync normal).
-    {"tessera_touch_meta",
-     "UPDATE tessera_meta SET value = value WHERE key = 'schema_version'"},
-    // A shard failed again replaces its row (SQLite: INSERT OR REPLACE).
-    {"tessera_upsert_failed",
-     "INSERT INTO tessera_failed_shards (job_id, shard, attempts, bound_start, "
-     "bound_end, error) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, shard) DO "
-     "UPDATE SET attempts = excluded.attempts, bound_start = excluded.bound_start, "
-     "bound_end = excluded.bound_end, error = excluded.error"},
-    {"tessera_load_failed",
-     "SELECT shard, attempts, bound_start, bound_end, error FROM tessera_failed_shards "
-     "WHERE job_id = $1 ORDER BY shard"},
-    {"tessera_delete_job", "DELETE FROM tessera_jobs WHERE id = $1"},
-    {"tessera_delete_results", "DELETE FROM tessera_results WHERE job_id = $1"},
-    {"tessera_delete_failed", "DELETE FROM tessera_failed_shards WHERE job_id = $1"},
-    {"tessera_count_rows",
-     "SELECT (SELECT COUNT(*) FROM tessera_jobs), (SELECT COUNT(*) FROM "
-     "tessera_results), (SELECT COUNT(*) FROM tessera_failed_shards)"},
-    // Finished states are 2 (SUCCEEDED) and up (types.h: append only).
-    {"tessera_load_unfinished",
-     "SELECT record FROM tessera_jobs WHERE state < 2 ORDER BY seq"},
-    {"tessera_load_finished",
-     "SELECT id, seq, state, queue, created, ended, idem_key FROM tessera_jobs "
-     "WHERE state >= 2 ORDER BY seq"},
-    {"tessera_max_seq", "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM tessera_jobs"},
-    {"tessera_load_job", "SELECT record FROM tessera_jobs WHERE id = $1"},
-    {"tessera_list_finished",
-     "SELECT seq, record FROM tessera_jobs WHERE state >= 2 AND seq <= $1 "
-     "ORDER BY seq DESC LIMIT $2"},
-    {"tessera_list_finished_by_state",
-     "SELECT seq, record FROM tessera_jobs WHERE state = $3 AND seq <= $1 "
-     "ORDER BY seq DESC LIMIT $2"},
-    {"tessera_list_finished_by_queue",
-     "SELECT seq, record FROM tessera_jobs WHERE queue = $3 AND state >= 2 AND "
-     "seq <= $1 ORDER BY seq DESC LIMIT $2"},
-    {"tessera_list_finished_by_queue_state",
-     "SELECT seq, record FROM tessera_jobs WHERE queue = $3 AND state = $4 AND "
-     "seq <= $1 ORDER BY seq DESC LIMIT $2"},
-};
+// Load's one snapshot for the jobs and their rows.
+constexpr char kBeginSnapshot[] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 // Largest field PostgreSQL stores (1 GB), less room for its header.
 constexpr size_t kMaxFieldBytes = (size_t{1} << 30) - 64;
-
-bool StartsWith(const char* s, const char* prefix) {
-  return s != nullptr && std::strncmp(s, prefix, std::strlen(prefix)) == 0;
-}
-
-// What the caller should do next (store.h), by SQLSTATE.
-absl::StatusCode CodeOf(const char* state) {
-  if (state == nullptr || *state == '\0') return absl::StatusCode::kUnavailable;
-  const std::string s(state);
-  if (s == "53100") return absl::StatusCode::kResourceExhausted;  // disk full
-  if (StartsWith(state, "08") ||                                  // connection exception
-      s == "57P01" || s == "57P02" || s == "57P03" ||  // shutting down, starting
-      s == "40001" || s == "40P01" ||                  // serialization, deadlock
-      s == "55P03" || s == "57014" ||                  // lock not available, cancelled
-      s == "25006" ||  // read-only transaction (a standby after failover)
-      s == "53200" || s == "53300" || s == "53400" || s == "58030") {
-    return absl::StatusCode::kUnavailable;
-  }
-  if (s == "54000" || s == "54001") return absl::StatusCode::kInvalidArgument;
-  if (StartsWith(state, "28") || s == "3D000" || s == "42501") {
-    return absl::StatusCode::kFailedPrecondition;
-  }
-  if (s == "XX001" || s == "XX002") return absl::StatusCode::kDataLoss;
-  return absl::StatusCode::kInternal;
-}
 
 int64_t ReadBigEndian64(const char* p) {
   uint64_t v = 0;
@@ -228,7 +55,7 @@ PostgresStore::PostgresStore(const PostgresOptions& options)
       redacted_url_(RedactConninfo(options.url)),
       max_record_bytes_(kMaxFieldBytes) {}
 
-int PostgresStore::SchemaVersion() { return kLatestVersion; }
+int PostgresStore::SchemaVersion() { return LatestVersion(); }
 
 absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     const PostgresOptions& options) {
@@ -334,7 +161,7 @@ absl::Status PostgresStore::EnsureConnectedLocked() {
 }
 
 absl::Status PostgresStore::PrepareLocked() {
-  for (const Statement& st : kStatements) {
+  for (const Statement& st : Statements()) {
     Result res(PQprepare(conn_, st.name, st.sql, 0, nullptr), &PQclear);
     if (absl::Status s =
             Check(res.get(), PGRES_COMMAND_OK, absl::StrCat("prepare ", st.name));
@@ -359,7 +186,7 @@ absl::Status PostgresStore::Check(PGresult* res, int want, const std::string& wh
   if (message.empty()) message = PQerrorMessage(conn_);
   if (message.empty()) message = "unexpected reply";
   const bool lost = PQstatus(conn_) != CONNECTION_OK;
-  absl::StatusCode code = lost ? absl::StatusCode::kUnavailable : CodeOf(state);
+  absl::StatusCode code = lost ? absl::StatusCode::kUnavailable : CodeOfSqlState(state);
   if (!lost && state == nullptr && res != nullptr) code = absl::StatusCode::kInternal;
   const std::string text =
       ScrubLocked(absl::StrCat("store postgres ", redacted_url_, ": ", what, ": ",
@@ -387,7 +214,7 @@ absl::StatusOr<PostgresStore::Rows> PostgresStore::RunLocked(
     lengths.push_back(p.length);
     formats.push_back(p.binary ? 1 : 0);
   }
-  Result res(PQexecPrepared(conn_, kStatements[statement].name,
+  Result res(PQexecPrepared(conn_, Statements()[statement].name,
                             static_cast<int>(params.size()), values.data(),
                             lengths.data(), formats.data(), /*resultFormat=binary*/ 1),
              &PQclear);
@@ -417,8 +244,8 @@ absl::Status PostgresStore::InsertResultsLocked(
                               static_cast<int>(r.result_json.size())};
       const int formats[3] = {1, 0, 1};
       // libpq copies the parameters into its output buffer here.
-      if (PQsendQueryPrepared(conn_, kStatements[kInsertResult].name, 3, values, lengths,
-                              formats, /*resultFormat=binary*/ 1) != 1) {
+      if (PQsendQueryPrepared(conn_, Statements()[sql::kInsertResult].name, 3, values,
+                              lengths, formats, /*resultFormat=binary*/ 1) != 1) {
         status = Check(nullptr, PGRES_COMMAND_OK, "write results");
         break;
       }
@@ -470,12 +297,26 @@ absl::Status PostgresStore::InsertResultsLocked(
   return absl::OkStatus();
 }
 
+template <typename Body>
+std::invoke_result_t<Body&> PostgresStore::TransactionLocked(const char* begin_sql,
+                                                             const std::string& begin,
+                                                             const std::string& commit,
+                                                             Body body) {
+  using Outcome = std::invoke_result_t<Body&>;
+  TESSERA_RETURN_IF_ERROR(ExecLocked(begin_sql, begin));
+  Outcome result = body();
+  if (result.ok()) {
+    if (absl::Status s = ExecLocked("COMMIT", commit); !s.ok()) result = Outcome(s);
+  }
+  if (!result.ok()) RollbackLocked();
+  return result;
+}
+
 absl::Status PostgresStore::MigrateLocked() {
-  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin migration"));
-  absl::Status s = [&]() -> absl::Status {
+  absl::Status s = TransactionLocked("BEGIN", "begin migration", "commit migration", [&] {
     // The caller holds mu_; the analysis does not follow it into a lambda.
     mu_.AssertHeld();
-    Result lock(PQexec(conn_, kMigrationLock), &PQclear);
+    Result lock(PQexec(conn_, postgres_sql::kMigrationLock), &PQclear);
     TESSERA_RETURN_IF_ERROR(Check(lock.get(), PGRES_TUPLES_OK, "lock the schema"));
     // No NOTICE on stderr for a table that is there already.
     TESSERA_RETURN_IF_ERROR(
@@ -495,12 +336,13 @@ absl::Status PostgresStore::MigrateLocked() {
           absl::StrCat("store postgres ", redacted_url_, ": schema version \"",
                        Field(got.get(), 0, 0), "\" is not a number"));
     }
-    if (version > kLatestVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "store postgres ", redacted_url_, " has schema version ", version,
-          "; this scheduler reads version ", kLatestVersion, " (run a newer scheduler)"));
+    if (version > LatestVersion()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store postgres ", redacted_url_, " has schema version ", version,
+                       "; this scheduler reads version ", LatestVersion(),
+                       " (run a newer scheduler)"));
     }
-    for (const Migration& m : kMigrations) {
+    for (const Migration& m : Migrations()) {
       if (m.version <= version) continue;
       if (absl::Status s =
               ExecLocked(m.sql, absl::StrCat("migrate to schema version ", m.version));
@@ -514,13 +356,9 @@ absl::Status PostgresStore::MigrateLocked() {
     const std::string put = absl::StrCat(
         "INSERT INTO tessera_meta (key, value) VALUES ('schema_version', convert_to('",
         version, "', 'UTF8')) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    TESSERA_RETURN_IF_ERROR(ExecLocked(put.c_str(), "write the schema version"));
-    return ExecLocked("COMMIT", "commit migration");
-  }();
-  if (!s.ok()) {
-    RollbackLocked();
-    return s;
-  }
+    return ExecLocked(put.c_str(), "write the schema version");
+  });
+  if (!s.ok()) return s;
   schema_ready_ = true;
   return PrepareLocked();
 }
@@ -547,10 +385,14 @@ absl::Status PostgresStore::FenceLocked() {
 absl::Status PostgresStore::Commit(const StoreWrite& write, bool durable) {
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
-  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
-  absl::Status s = CommitLocked(write, durable);
-  if (!s.ok()) RollbackLocked();
-  return s;
+  // A COMMIT whose reply is lost may or may not have happened: the runtime
+  // retries the batch, which is idempotent (upserts, first result wins,
+  // deletions of what is gone delete nothing).
+  return TransactionLocked("BEGIN", "begin", "commit", [&] {
+    // The caller holds mu_; the analysis does not follow it into a lambda.
+    mu_.AssertHeld();
+    return CommitLocked(write, durable);
+  });
 }
 
 absl::Status PostgresStore::RecordTooBig(const std::string& job_id,
@@ -590,7 +432,7 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
     const std::string state = std::to_string(static_cast<int>(r->state));
     const std::string epoch = std::to_string(fence_epoch_);
     TESSERA_RETURN_IF_ERROR(
-        RunLocked(kUpsertJob,
+        RunLocked(sql::kUpsertJob,
                   {{r->id.data(), static_cast<int>(r->id.size()), true},
                    {seq.c_str(), 0, false},
                    {state.c_str(), 0, false},
@@ -625,7 +467,7 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
     const std::string end = std::to_string(fs.bounds.end);
     TESSERA_RETURN_IF_ERROR(
         RunLocked(
-            kUpsertFailed,
+            sql::kUpsertFailed,
             {{f->job_id.data(), static_cast<int>(f->job_id.size()), true},
              {shard.c_str(), 0, false},
              {attempts.c_str(), 0, false},
@@ -639,22 +481,21 @@ absl::Status PostgresStore::CommitLocked(const StoreWrite& w, bool durable) {
   // What the records imply (store.h), after the rows above, in this transaction.
   for (const JobRecord* r : w.jobs) {
     if (r->state == JobState::kSucceeded) {
-      TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteResults, r->id, "compact results"));
+      TESSERA_RETURN_IF_ERROR(
+          DeleteRowsLocked(sql::kDeleteResults, r->id, "compact results"));
     }
     if (IsTerminal(r->state)) {
       TESSERA_RETURN_IF_ERROR(
-          DeleteRowsLocked(kDeleteFailed, r->id, "compact failed shards"));
+          DeleteRowsLocked(sql::kDeleteFailed, r->id, "compact failed shards"));
     }
   }
   for (const std::string& id : w.retired) {
-    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteJob, id, "retire"));
-    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteResults, id, "retire results"));
-    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(kDeleteFailed, id, "retire failed shards"));
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(sql::kDeleteJob, id, "retire"));
+    TESSERA_RETURN_IF_ERROR(DeleteRowsLocked(sql::kDeleteResults, id, "retire results"));
+    TESSERA_RETURN_IF_ERROR(
+        DeleteRowsLocked(sql::kDeleteFailed, id, "retire failed shards"));
   }
-  // A COMMIT whose reply is lost may or may not have happened: the runtime
-  // retries the batch, which is idempotent (upserts, first result wins,
-  // deletions of what is gone delete nothing).
-  return ExecLocked("COMMIT", "commit");
+  return absl::OkStatus();
 }
 
 absl::Status PostgresStore::Flush() {
@@ -662,103 +503,92 @@ absl::Status PostgresStore::Flush() {
   if (options_.sync == "full") return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
-  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
   // A write committed synchronously flushes the WAL up to it, and so every
   // earlier (asynchronous) commit.
-  absl::Status s = [&]() -> absl::Status {
+  return TransactionLocked("BEGIN", "begin", "commit flush", [&]() -> absl::Status {
     // The caller holds mu_; the analysis does not follow it into a lambda.
     mu_.AssertHeld();
     TESSERA_RETURN_IF_ERROR(
         ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
     TESSERA_RETURN_IF_ERROR(FenceLocked());
-    TESSERA_RETURN_IF_ERROR(RunLocked(kTouchMeta, {}, "flush").status());
-    return ExecLocked("COMMIT", "commit flush");
-  }();
-  if (!s.ok()) RollbackLocked();
-  return s;
+    return RunLocked(sql::kTouchMeta, {}, "flush").status();
+  });
 }
 
 absl::StatusOr<StoredState> PostgresStore::Load() {
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
   // One snapshot for the jobs and their results.
-  TESSERA_RETURN_IF_ERROR(
-      ExecLocked("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin load"));
-  absl::StatusOr<StoredState> state = [&]() -> absl::StatusOr<StoredState> {
-    // The caller holds mu_; the analysis does not follow it into a lambda.
-    mu_.AssertHeld();
-    StoredState state;
-    TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kLoadJobs, {}, "read jobs"));
-    for (int i = 0; i < PQntuples(rows.get()); ++i) {
-      TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
-      state.jobs.push_back(std::move(r));
-    }
-    TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
-    TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
-    return state;
-  }();
-  if (!state.ok()) RollbackLocked();
-  return state;
+  return TransactionLocked(
+      kBeginSnapshot, "begin load", "end load", [&]() -> absl::StatusOr<StoredState> {
+        // The caller holds mu_; the analysis does not follow it into a lambda.
+        mu_.AssertHeld();
+        StoredState state;
+        TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(sql::kLoadJobs, {}, "read jobs"));
+        for (int i = 0; i < PQntuples(rows.get()); ++i) {
+          TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
+          state.jobs.push_back(std::move(r));
+        }
+        TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
+        return state;
+      });
 }
 
 absl::StatusOr<StoredState> PostgresStore::LoadUnfinished() {
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
   // One snapshot for the jobs, the summaries and the unfinished jobs' rows.
-  TESSERA_RETURN_IF_ERROR(
-      ExecLocked("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin load"));
-  absl::StatusOr<StoredState> state = [&]() -> absl::StatusOr<StoredState> {
-    mu_.AssertHeld();
-    StoredState state;
-    {
-      TESSERA_ASSIGN_OR_RETURN(Rows rows,
-                               RunLocked(kLoadUnfinished, {}, "read unfinished jobs"));
-      for (int i = 0; i < PQntuples(rows.get()); ++i) {
-        TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
-        state.jobs.push_back(std::move(r));
-      }
-    }
-    {
-      TESSERA_ASSIGN_OR_RETURN(Rows rows,
-                               RunLocked(kLoadFinished, {}, "read finished jobs"));
-      state.finished.reserve(PQntuples(rows.get()));
-      for (int i = 0; i < PQntuples(rows.get()); ++i) {
-        PGresult* res = rows.get();
-        if (PQgetlength(res, i, 1) != 8 || PQgetlength(res, i, 2) != 4 ||
-            (!PQgetisnull(res, i, 4) && PQgetlength(res, i, 4) != 8) ||
-            (!PQgetisnull(res, i, 5) && PQgetlength(res, i, 5) != 8)) {
-          return absl::DataLossError(absl::StrCat("store postgres ", redacted_url_,
-                                                  ": a finished job's row is malformed"));
+  return TransactionLocked(
+      kBeginSnapshot, "begin load", "end load", [&]() -> absl::StatusOr<StoredState> {
+        mu_.AssertHeld();
+        StoredState state;
+        {
+          TESSERA_ASSIGN_OR_RETURN(
+              Rows rows, RunLocked(sql::kLoadUnfinished, {}, "read unfinished jobs"));
+          for (int i = 0; i < PQntuples(rows.get()); ++i) {
+            TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), i, 0));
+            state.jobs.push_back(std::move(r));
+          }
         }
-        FinishedJob f;
-        f.id = Field(res, i, 0);
-        f.seq = ReadBigEndian64(PQgetvalue(res, i, 1));
-        f.state = static_cast<JobState>(ReadBigEndian32(PQgetvalue(res, i, 2)));
-        f.queue = Field(res, i, 3);
-        if (!PQgetisnull(res, i, 4)) {
-          f.created = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 4)));
+        {
+          TESSERA_ASSIGN_OR_RETURN(
+              Rows rows, RunLocked(sql::kLoadFinished, {}, "read finished jobs"));
+          state.finished.reserve(PQntuples(rows.get()));
+          for (int i = 0; i < PQntuples(rows.get()); ++i) {
+            PGresult* res = rows.get();
+            if (PQgetlength(res, i, 1) != 8 || PQgetlength(res, i, 2) != 4 ||
+                (!PQgetisnull(res, i, 4) && PQgetlength(res, i, 4) != 8) ||
+                (!PQgetisnull(res, i, 5) && PQgetlength(res, i, 5) != 8)) {
+              return absl::DataLossError(
+                  absl::StrCat("store postgres ", redacted_url_,
+                               ": a finished job's row is malformed"));
+            }
+            FinishedJob f;
+            f.id = Field(res, i, 0);
+            f.seq = ReadBigEndian64(PQgetvalue(res, i, 1));
+            f.state = static_cast<JobState>(ReadBigEndian32(PQgetvalue(res, i, 2)));
+            f.queue = Field(res, i, 3);
+            if (!PQgetisnull(res, i, 4)) {
+              f.created = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 4)));
+            }
+            if (!PQgetisnull(res, i, 5)) {
+              f.ended = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 5)));
+            }
+            f.idempotency_key = Field(res, i, 6);
+            state.finished.push_back(std::move(f));
+          }
         }
-        if (!PQgetisnull(res, i, 5)) {
-          f.ended = absl::FromUnixNanos(ReadBigEndian64(PQgetvalue(res, i, 5)));
+        {
+          TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(sql::kMaxSeq, {}, "read jobs"));
+          if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8) {
+            return absl::InternalError(absl::StrCat("store postgres ", redacted_url_,
+                                                    ": read jobs: unexpected reply"));
+          }
+          state.max_seq = ReadBigEndian64(PQgetvalue(rows.get(), 0, 0));
         }
-        f.idempotency_key = Field(res, i, 6);
-        state.finished.push_back(std::move(f));
-      }
-    }
-    {
-      TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kMaxSeq, {}, "read jobs"));
-      if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8) {
-        return absl::InternalError(absl::StrCat("store postgres ", redacted_url_,
-                                                ": read jobs: unexpected reply"));
-      }
-      state.max_seq = ReadBigEndian64(PQgetvalue(rows.get(), 0, 0));
-    }
-    TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
-    TESSERA_RETURN_IF_ERROR(ExecLocked("COMMIT", "end load"));
-    return state;
-  }();
-  if (!state.ok()) RollbackLocked();
-  return state;
+        TESSERA_RETURN_IF_ERROR(LoadShardRowsLocked(state));
+        return state;
+      });
 }
 
 absl::StatusOr<JobRecord> PostgresStore::DecodeLocked(PGresult* rows, int row, int col) {
@@ -774,8 +604,9 @@ absl::StatusOr<std::optional<JobRecord>> PostgresStore::LoadJob(const std::strin
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
   TESSERA_ASSIGN_OR_RETURN(
-      Rows rows, RunLocked(kLoadJob, {{id.data(), static_cast<int>(id.size()), true}},
-                           "read job " + id));
+      Rows rows,
+      RunLocked(sql::kLoadJob, {{id.data(), static_cast<int>(id.size()), true}},
+                "read job " + id));
   if (PQntuples(rows.get()) == 0) return std::nullopt;
   TESSERA_ASSIGN_OR_RETURN(JobRecord r, DecodeLocked(rows.get(), 0, 0));
   return std::optional<JobRecord>(std::move(r));
@@ -792,8 +623,9 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStore::ListFinishedJobs(
   // submission order (the few unfinished jobs are skipped on the way).
   const bool by_queue = !filter.queue.empty();
   const int statement =
-      by_queue ? (filter.state ? kListFinishedByQueueState : kListFinishedByQueue)
-               : (filter.state ? kListFinishedByState : kListFinished);
+      by_queue
+          ? (filter.state ? sql::kListFinishedByQueueState : sql::kListFinishedByQueue)
+          : (filter.state ? sql::kListFinishedByState : sql::kListFinished);
   const std::string state =
       filter.state ? std::to_string(static_cast<int>(*filter.state)) : "";
   // Labels are matched on the records: read in chunks until the page is full.
@@ -832,7 +664,7 @@ absl::Status PostgresStore::LoadShardRowsLocked(StoredState& state) {
     TESSERA_ASSIGN_OR_RETURN(state.results[r.id], LoadResultsLocked(r.id));
     TESSERA_ASSIGN_OR_RETURN(
         Rows f,
-        RunLocked(kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
+        RunLocked(sql::kLoadFailed, {{r.id.data(), static_cast<int>(r.id.size()), true}},
                   "read failed shards of job " + r.id));
     for (int i = 0; i < PQntuples(f.get()); ++i) {
       if (PQgetlength(f.get(), i, 0) != 8 || PQgetlength(f.get(), i, 1) != 4 ||
@@ -865,7 +697,7 @@ absl::Status PostgresStore::Compact() { return absl::OkStatus(); }
 absl::StatusOr<Store::RowCounts> PostgresStore::CountRows() {
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
-  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kCountRows, {}, "count rows"));
+  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(sql::kCountRows, {}, "count rows"));
   if (PQntuples(rows.get()) != 1 || PQgetlength(rows.get(), 0, 0) != 8 ||
       PQgetlength(rows.get(), 0, 1) != 8 || PQgetlength(rows.get(), 0, 2) != 8) {
     return absl::InternalError(
@@ -881,9 +713,9 @@ absl::StatusOr<Store::RowCounts> PostgresStore::CountRows() {
 absl::StatusOr<std::vector<StoredResult>> PostgresStore::LoadResultsLocked(
     const std::string& job_id) {
   TESSERA_ASSIGN_OR_RETURN(
-      Rows rows,
-      RunLocked(kLoadResults, {{job_id.data(), static_cast<int>(job_id.size()), true}},
-                "read results of job " + job_id));
+      Rows rows, RunLocked(sql::kLoadResults,
+                           {{job_id.data(), static_cast<int>(job_id.size()), true}},
+                           "read results of job " + job_id));
   std::vector<StoredResult> out;
   out.reserve(PQntuples(rows.get()));
   for (int i = 0; i < PQntuples(rows.get()); ++i) {
@@ -910,25 +742,20 @@ absl::StatusOr<std::string> PostgresStore::InitMeta(const std::string& key,
   absl::MutexLock lock(&mu_);
   TESSERA_RETURN_IF_ERROR(EnsureConnectedLocked());
   const Param k{key.data(), static_cast<int>(key.size()), true};
-  TESSERA_RETURN_IF_ERROR(ExecLocked("BEGIN", "begin"));
   // Durable before it is used, whatever the sync setting.
-  absl::Status s = [&]() -> absl::Status {
+  absl::Status s = TransactionLocked("BEGIN", "begin", "commit meta " + key, [&] {
     // The caller holds mu_; the analysis does not follow it into a lambda.
     mu_.AssertHeld();
     TESSERA_RETURN_IF_ERROR(
         ExecLocked("SET LOCAL synchronous_commit = on", "set synchronous_commit"));
-    TESSERA_RETURN_IF_ERROR(
-        RunLocked(kPutMeta,
-                  {k, {value_if_new.data(), static_cast<int>(value_if_new.size()), true}},
-                  "write meta " + key)
-            .status());
-    return ExecLocked("COMMIT", "commit meta " + key);
-  }();
-  if (!s.ok()) {
-    RollbackLocked();
-    return s;
-  }
-  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(kGetMeta, {k}, "read meta " + key));
+    return RunLocked(
+               sql::kPutMeta,
+               {k, {value_if_new.data(), static_cast<int>(value_if_new.size()), true}},
+               "write meta " + key)
+        .status();
+  });
+  if (!s.ok()) return s;
+  TESSERA_ASSIGN_OR_RETURN(Rows rows, RunLocked(sql::kGetMeta, {k}, "read meta " + key));
   if (PQntuples(rows.get()) != 1) {
     return absl::InternalError(
         absl::StrCat("store postgres ", redacted_url_, ": meta ", key, " is missing"));

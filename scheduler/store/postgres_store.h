@@ -35,6 +35,7 @@
 
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -155,6 +156,15 @@ class PostgresStore : public Store {
   absl::StatusOr<JobRecord> DecodeLocked(pg_result* rows, int row, int col)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void RollbackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` (returning absl::Status or absl::StatusOr) between `begin_sql`
+  // and COMMIT; when anything fails, COMMIT included, rolls back and returns the
+  // error. `begin` and `commit` name the two steps in messages. A lambda body
+  // calls mu_.AssertHeld(): the analysis does not follow the lock into it.
+  template <typename Body>
+  std::invoke_result_t<Body&> TransactionLocked(const char* begin_sql,
+                                                const std::string& begin,
+                                                const std::string& commit, Body body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `text` with the password (when known) replaced.
   std::string ScrubLocked(std::string text) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 

@@ -16,52 +16,29 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tessera/v1/jobs.grpc.pb.h"
-#include "tests/util/process.h"
+#include "tests/util/cluster.h"
 
 namespace {
 
-using tessera::testing::Process;
 namespace v1 = tessera::v1;
 
+// The cluster of this benchmark: quiet binaries, no metrics, a short re-attach grace.
 struct Cluster {
-  std::string dir = tessera::testing::MakeTempDir("tessera-bench");
-  std::string address = absl::StrCat("127.0.0.1:", tessera::testing::FreePort());
   std::string store;
-  std::unique_ptr<Process> scheduler;
-  std::vector<std::unique_ptr<Process>> executors;
-  std::unique_ptr<v1::JobService::Stub> jobs = v1::JobService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  tessera::testing::LocalCluster local{{.scheduler_bin = TESSERA_SCHEDULER_BIN,
+                                        .executor_bin = TESSERA_EXECUTOR_BIN,
+                                        .log_level = "warn",
+                                        .metrics_port = false}};
 
-  // A fresh channel each time: a shared one would wait out its reconnect
-  // backoff and make the scheduler look slower to start than it is.
-  bool Ready() {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto stub = v1::JobService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    v1::GetQueueStatsResponse r;
-    if (!stub->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r).ok()) return false;
-    jobs = std::move(stub);
-    return true;
-  }
   void StartScheduler() {
-    scheduler = std::make_unique<Process>(
-        std::vector<std::string>{TESSERA_SCHEDULER_BIN, "--listen=" + address,
-                                 "--metrics-listen=", "--data-dir=" + dir + "/data",
-                                 "--store=" + store, "--reattach-grace=2s",
-                                 "--log-level=warn"},
-        dir + "/scheduler.log");
-    while (!Ready()) absl::SleepFor(absl::Milliseconds(5));
+    auto up = local.StartScheduler({"--store=" + store, "--reattach-grace=2s"});
+    if (!up.ok()) {
+      std::fprintf(stderr, "%s\n", up.status().ToString().c_str());
+      std::exit(1);
+    }
   }
   void StartExecutors() {
-    for (int i = 0; i < 2; ++i) {
-      executors.push_back(std::make_unique<Process>(
-          std::vector<std::string>{TESSERA_EXECUTOR_BIN, "--scheduler=" + address,
-                                   "--slots=2", "--metrics-listen=", "--log-level=warn"},
-          dir + absl::StrCat("/executor", i, ".log")));
-    }
+    for (int i = 0; i < 2; ++i) local.StartExecutor(absl::StrCat("executor", i), 2);
   }
   std::string Submit(int64_t shards) {
     v1::SubmitJobRequest req;
@@ -70,18 +47,10 @@ struct Cluster {
     req.mutable_spec()->mutable_range()->set_shard_size(1);
     grpc::ClientContext ctx;
     v1::Job job;
-    if (!jobs->SubmitJob(&ctx, req, &job).ok()) return "";
+    if (!local.jobs().SubmitJob(&ctx, req, &job).ok()) return "";
     return job.id();
   }
-  v1::Job Get(const std::string& id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::GetJobRequest req;
-    req.set_job_id(id);
-    v1::Job job;
-    jobs->GetJob(&ctx, req, &job);
-    return job;
-  }
+  v1::Job Get(const std::string& id) { return local.Get(id); }
   void WaitDone(const std::string& id) {
     while (Get(id).state() != v1::JOB_STATE_SUCCEEDED)
       absl::SleepFor(absl::Milliseconds(5));
@@ -120,8 +89,7 @@ int main(int argc, char** argv) {
   const std::string id = c.Submit(shards);
   while (c.Get(id).shards().succeeded() < shards / 2)
     absl::SleepFor(absl::Milliseconds(5));
-  c.scheduler->Signal(SIGKILL);
-  c.scheduler->Wait(absl::Seconds(10));
+  (void)c.local.KillScheduler();
   const absl::Time killed = absl::Now();
   c.StartScheduler();
   const absl::Duration ready = absl::Now() - killed;

@@ -56,6 +56,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -69,6 +72,7 @@
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/bench/job_floor.h"
+#include "tests/util/cluster.h"
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 
@@ -134,100 +138,131 @@ void ApplySmoke(Options& o) {
   o.fleet_shards = 500;
 }
 
-struct FlagDef {
-  const char* name;
-  const char* help;
-  int64_t* i = nullptr;
-  std::string* s = nullptr;
-  bool* b = nullptr;
+}  // namespace
+
+// Sizes and switches. A size left unset takes Options' default, or ApplySmoke's under
+// --smoke (--help lists both).
+ABSL_FLAG(std::optional<int64_t>, echo_messages, std::nullopt,
+          "floor: messages one way and echoed");
+ABSL_FLAG(std::optional<int64_t>, echo_round_trips, std::nullopt,
+          "floor: serial round trips");
+ABSL_FLAG(std::optional<int64_t>, sink_writes, std::nullopt,
+          "floor: durable result writes (the disk's part of latency)");
+ABSL_FLAG(std::optional<int64_t>, noop_shards, std::nullopt,
+          "noop throughput: one-item shards");
+ABSL_FLAG(std::optional<int64_t>, jobs, std::nullopt,
+          "many small jobs: single-shard jobs");
+ABSL_FLAG(std::optional<int64_t>, job_threads, std::nullopt,
+          "many small jobs: client threads");
+ABSL_FLAG(std::optional<int64_t>, latency_jobs, std::nullopt,
+          "latency: jobs one after another");
+ABSL_FLAG(std::optional<int64_t>, idle_calls, std::nullopt,
+          "idle: jobs and GetJob calls after each idle gap");
+ABSL_FLAG(std::string, idle_store, Options().idle_store,
+          "idle: --store of the scheduler (sqlite or memory)");
+ABSL_FLAG(std::optional<int64_t>, primes_end, std::nullopt, "primes: range [1, end)");
+ABSL_FLAG(std::optional<int64_t>, primes_shards, std::nullopt, "primes: shards");
+ABSL_FLAG(std::optional<int64_t>, primes_runs, std::nullopt,
+          "primes: runs of each timing (the best counts)");
+ABSL_FLAG(std::optional<int64_t>, primes_big_end, std::nullopt,
+          "primes: also over [1, this) (0 = skip)");
+ABSL_FLAG(std::optional<int64_t>, scale_shards, std::nullopt,
+          "scale: shards of the big noop job");
+ABSL_FLAG(std::optional<bool>, scale_run, std::nullopt,
+          "scale: also run the big job to the end");
+ABSL_FLAG(std::optional<int64_t>, fleet, std::nullopt,
+          "scale: fake executors connected at once");
+ABSL_FLAG(std::optional<int64_t>, fleet_shards, std::nullopt,
+          "scale: shards of the job run across the fleet");
+ABSL_FLAG(std::string, only, "",
+          "comma-separated: floor,noop,jobs,latency,idle,primes,scale,fleet");
+ABSL_FLAG(std::string, json, "", "write the figures to this file");
+ABSL_FLAG(std::string, scheduler_wrapper, "",
+          "command prefix for the scheduler (profilers)");
+ABSL_FLAG(std::string, executor_wrapper, "", "command prefix for the executors");
+ABSL_FLAG(std::string, log_level, "",
+          "--log-level of the scheduler and executors (default: theirs, info)");
+ABSL_FLAG(bool, keep, false, "keep temp dirs (data, logs)");
+ABSL_FLAG(bool, smoke, false,
+          "tiny sizes (explicit sizes still win); exit 1 unless results are correct "
+          "and sane");
+ABSL_FLAG(std::string, echo_server, "", "internal: run the floor's echo server");
+
+namespace {
+
+// A count flag and the option it sets (at least `min`).
+struct CountFlag {
+  absl::Flag<std::optional<int64_t>>* flag;
+  int64_t* value;
+  int64_t min = 1;
 };
 
-std::vector<FlagDef> Flags(Options& o) {
+std::vector<CountFlag> CountFlags(Options& o) {
+  // Sizes are counts: at least 1, but --primes_big_end=0 skips that run.
   return {
-      {"echo_messages", "floor: messages one way and echoed", &o.echo_messages},
-      {"echo_round_trips", "floor: serial round trips", &o.echo_round_trips},
-      {"sink_writes", "floor: durable result writes (the disk's part of latency)",
-       &o.sink_writes},
-      {"noop_shards", "noop throughput: one-item shards", &o.noop_shards},
-      {"jobs", "many small jobs: single-shard jobs", &o.jobs},
-      {"job_threads", "many small jobs: client threads", &o.job_threads},
-      {"latency_jobs", "latency: jobs one after another", &o.latency_jobs},
-      {"idle_calls", "idle: jobs and GetJob calls after each idle gap", &o.idle_calls},
-      {"idle_store", "idle: --store of the scheduler (sqlite or memory)", nullptr,
-       &o.idle_store},
-      {"primes_end", "primes: range [1, end)", &o.primes_end},
-      {"primes_shards", "primes: shards", &o.primes_shards},
-      {"primes_runs", "primes: runs of each timing (the best counts)", &o.primes_runs},
-      {"primes_big_end", "primes: also over [1, this) (0 = skip)", &o.primes_big_end},
-      {"scale_shards", "scale: shards of the big noop job", &o.scale_shards},
-      {"scale_run", "scale: also run the big job to the end", nullptr, nullptr,
-       &o.scale_run},
-      {"fleet", "scale: fake executors connected at once", &o.fleet},
-      {"fleet_shards", "scale: shards of the job run across the fleet", &o.fleet_shards},
-      {"only", "comma-separated: floor,noop,jobs,latency,idle,primes,scale,fleet",
-       nullptr, &o.only},
-      {"json", "write the figures to this file", nullptr, &o.json_path},
-      {"scheduler_wrapper", "command prefix for the scheduler (profilers)", nullptr,
-       &o.scheduler_wrapper},
-      {"executor_wrapper", "command prefix for the executors", nullptr,
-       &o.executor_wrapper},
-      {"log_level", "--log-level of the scheduler and executors (default: theirs, info)",
-       nullptr, &o.log_level},
-      {"keep", "keep temp dirs (data, logs)", nullptr, nullptr, &o.keep},
-      {"smoke", "tiny sizes; exit 1 unless results are correct and sane", nullptr,
-       nullptr, &o.smoke},
-      {"echo_server", "internal: run the floor's echo server", nullptr, &o.echo_server},
+      {&FLAGS_echo_messages, &o.echo_messages},
+      {&FLAGS_echo_round_trips, &o.echo_round_trips},
+      {&FLAGS_sink_writes, &o.sink_writes},
+      {&FLAGS_noop_shards, &o.noop_shards},
+      {&FLAGS_jobs, &o.jobs},
+      {&FLAGS_job_threads, &o.job_threads},
+      {&FLAGS_latency_jobs, &o.latency_jobs},
+      {&FLAGS_idle_calls, &o.idle_calls},
+      {&FLAGS_primes_end, &o.primes_end},
+      {&FLAGS_primes_shards, &o.primes_shards},
+      {&FLAGS_primes_runs, &o.primes_runs},
+      {&FLAGS_primes_big_end, &o.primes_big_end, 0},
+      {&FLAGS_scale_shards, &o.scale_shards},
+      {&FLAGS_fleet, &o.fleet},
+      {&FLAGS_fleet_shards, &o.fleet_shards},
   };
 }
 
+// The usage line and every size's default, and under --smoke.
+std::string Usage() {
+  Options defaults, smoke;
+  ApplySmoke(smoke);
+  std::string out = "perf_bench [--flag=value ...]\nsizes (default / under --smoke):";
+  const std::vector<CountFlag> d = CountFlags(defaults), s = CountFlags(smoke);
+  for (size_t i = 0; i < d.size(); ++i) {
+    absl::StrAppend(&out, "\n  --", absl::GetFlagReflectionHandle(*d[i].flag).Name(), " ",
+                    *d[i].value, " / ", *s[i].value);
+  }
+  absl::StrAppend(&out, "\n  --scale_run ", defaults.scale_run ? "true" : "false", " / ",
+                  smoke.scale_run ? "true" : "false");
+  return out;
+}
+
 bool ParseFlags(int argc, char** argv, Options& o) {
+  absl::SetProgramUsageMessage(Usage());
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "unexpected argument %s\n", rest[1]);
+    return false;
+  }
   // --smoke first, so that explicit sizes still override it.
-  for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--smoke") ApplySmoke(o);
+  o.smoke = absl::GetFlag(FLAGS_smoke);
+  if (o.smoke) ApplySmoke(o);
+  for (const CountFlag& c : CountFlags(o)) {
+    const std::optional<int64_t> n = absl::GetFlag(*c.flag);
+    if (!n.has_value()) continue;
+    if (*n < c.min) {
+      std::fprintf(stderr, "--%s must be an integer >= %lld (got \"%lld\")\n",
+                   std::string(absl::GetFlagReflectionHandle(*c.flag).Name()).c_str(),
+                   static_cast<long long>(c.min), static_cast<long long>(*n));
+      return false;
+    }
+    *c.value = *n;
   }
-  std::vector<FlagDef> flags = Flags(o);
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::printf("perf_bench [--flag=value ...]  (dashes or underscores)\n");
-      for (const FlagDef& f : flags) std::printf("  --%-20s %s\n", f.name, f.help);
-      std::exit(0);
-    }
-    if (arg.rfind("--", 0) != 0) {
-      std::fprintf(stderr, "unexpected argument %s\n", arg.c_str());
-      return false;
-    }
-    arg = arg.substr(2);
-    const size_t eq = arg.find('=');
-    std::string name = arg.substr(0, eq);
-    std::replace(name.begin(), name.end(), '-', '_');
-    const std::optional<std::string> value =
-        eq == std::string::npos ? std::nullopt : std::optional(arg.substr(eq + 1));
-    auto it = std::find_if(flags.begin(), flags.end(),
-                           [&](const FlagDef& f) { return name == f.name; });
-    if (it == flags.end()) {
-      std::fprintf(stderr, "unknown flag --%s (--help)\n", name.c_str());
-      return false;
-    }
-    if (it->b != nullptr) {
-      *it->b = !value.has_value() || *value == "true" || *value == "1";
-    } else if (!value.has_value()) {
-      std::fprintf(stderr, "--%s needs a value\n", name.c_str());
-      return false;
-    } else if (it->s != nullptr) {
-      *it->s = *value;
-    } else {
-      // Sizes are counts: at least 1, but --primes_big_end=0 skips that run.
-      const int64_t min = name == "primes_big_end" ? 0 : 1;
-      int64_t n = 0;
-      if (!absl::SimpleAtoi(*value, &n) || n < min) {
-        std::fprintf(stderr, "--%s must be an integer >= %lld (got \"%s\")\n",
-                     name.c_str(), static_cast<long long>(min), value->c_str());
-        return false;
-      }
-      *it->i = n;
-    }
-  }
+  if (const std::optional<bool> run = absl::GetFlag(FLAGS_scale_run)) o.scale_run = *run;
+  o.idle_store = absl::GetFlag(FLAGS_idle_store);
+  o.only = absl::GetFlag(FLAGS_only);
+  o.json_path = absl::GetFlag(FLAGS_json);
+  o.scheduler_wrapper = absl::GetFlag(FLAGS_scheduler_wrapper);
+  o.executor_wrapper = absl::GetFlag(FLAGS_executor_wrapper);
+  o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.keep = absl::GetFlag(FLAGS_keep);
+  o.echo_server = absl::GetFlag(FLAGS_echo_server);
   return true;
 }
 
@@ -237,20 +272,6 @@ bool ParseFlags(int argc, char** argv, Options& o) {
 std::string SelfExe() {
   std::error_code ec;
   return std::filesystem::read_symlink("/proc/self/exe", ec).string();
-}
-
-// A /proc/<pid>/status field in MiB (VmRSS, VmHWM).
-double StatusMiB(pid_t pid, const std::string& key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string k;
-  double kib = 0;
-  while (in >> k) {
-    if (k == key + ":") {
-      in >> kib;
-      break;
-    }
-  }
-  return kib / 1024;
 }
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
@@ -370,19 +391,6 @@ struct Cluster {
     RemoveLater(dir);
   }
 
-  // A fresh channel each time: a shared one would wait out its reconnect backoff.
-  bool Ready() {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto stub = v1::JobService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    v1::GetQueueStatsResponse r;
-    if (!stub->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r).ok()) return false;
-    jobs = std::move(stub);
-    return true;
-  }
   bool StartScheduler(const std::string& store,
                       const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {TESSERA_SCHEDULER_BIN, "--listen=" + address,
@@ -397,14 +405,13 @@ struct Cluster {
     argv.insert(argv.end(), extra.begin(), extra.end());
     scheduler = std::make_unique<Process>(Wrap(opts.scheduler_wrapper, argv),
                                           dir + "/scheduler.log");
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (!Ready()) {
-      if (absl::Now() > deadline || !scheduler->running()) {
-        Check(false, "scheduler did not start: " + scheduler->Log());
-        return false;
-      }
-      absl::SleepFor(absl::Milliseconds(5));
+    auto stub =
+        tessera::testing::WaitForScheduler(address, *scheduler, absl::Seconds(60));
+    if (!stub.ok()) {
+      Check(false, "scheduler did not start: " + stub.status().ToString());
+      return false;
     }
+    jobs = *std::move(stub);
     return true;
   }
   bool StartExecutors(int n, int slots) {
@@ -531,8 +538,8 @@ struct Cluster {
     if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return -1;
     return j[key].get<int64_t>();
   }
-  double RssMiB() { return StatusMiB(scheduler->pid(), "VmRSS"); }
-  double HwmMiB() { return StatusMiB(scheduler->pid(), "VmHWM"); }
+  double RssMiB() { return tessera::testing::ProcStatusMiB(scheduler->pid(), "VmRSS"); }
+  double HwmMiB() { return tessera::testing::ProcStatusMiB(scheduler->pid(), "VmHWM"); }
 };
 
 // ---------------------------------------------------------------------------

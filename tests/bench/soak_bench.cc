@@ -31,12 +31,11 @@
 #include "absl/time/clock.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tessera/v1/jobs.grpc.pb.h"
-#include "tests/util/process.h"
+#include "tests/util/cluster.h"
 
 namespace {
 
 namespace v1 = tessera::v1;
-using tessera::testing::Process;
 
 struct Options {
   int duration_s = 120;
@@ -47,19 +46,6 @@ struct Options {
   std::string only;
 };
 
-double StatusMiB(pid_t pid, const std::string& key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string k;
-  double kib = 0;
-  while (in >> k) {
-    if (k == key + ":") {
-      in >> kib;
-      break;
-    }
-  }
-  return kib / 1024;
-}
-
 double FileMiB(const std::string& path) {
   std::error_code ec;
   const auto n = std::filesystem::file_size(path, ec);
@@ -69,43 +55,31 @@ double FileMiB(const std::string& path) {
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
 struct Scheduler {
-  std::string dir;
-  std::string address = absl::StrCat("127.0.0.1:", tessera::testing::FreePort());
-  int metrics_port = tessera::testing::FreePort();
-  std::unique_ptr<Process> process;
-  std::unique_ptr<v1::JobService::Stub> jobs;
+  tessera::testing::LocalCluster cluster;
+  const std::string& dir = cluster.dir();
+  const std::string& address = cluster.address();
+  const int metrics_port = cluster.metrics_port();
 
-  bool Ready() {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto stub = v1::JobService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-    v1::GetQueueStatsResponse r;
-    if (!stub->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r).ok()) return false;
-    jobs = std::move(stub);
-    return true;
-  }
+  explicit Scheduler(const std::string& prefix)
+      : cluster({.scheduler_bin = TESSERA_SCHEDULER_BIN,
+                 .executor_bin = TESSERA_EXECUTOR_BIN,
+                 .dir = tessera::testing::MakeTempDir(prefix),
+                 .log_level = "warn",
+                 .ready_poll = absl::Milliseconds(2)}) {}
+
   // The time until it answers, or a negative duration.
   absl::Duration Start(const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {
-        TESSERA_SCHEDULER_BIN, "--listen=" + address,
-        absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port),
-        "--data-dir=" + dir + "/data", "--log-level=warn"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    const absl::Time t0 = absl::Now();
-    process = std::make_unique<Process>(argv, dir + "/scheduler.log");
-    while (!Ready()) {
-      if (absl::Now() - t0 > absl::Seconds(60) || !process->running()) {
-        std::fprintf(stderr, "scheduler did not start: %s\n", process->Log().c_str());
-        return -absl::Seconds(1);
-      }
-      absl::SleepFor(absl::Milliseconds(2));
+    absl::StatusOr<absl::Duration> up = cluster.StartScheduler(extra);
+    if (!up.ok()) {
+      std::fprintf(stderr, "scheduler did not start: %s\n",
+                   up.status().ToString().c_str());
+      return -absl::Seconds(1);
     }
-    return absl::Now() - t0;
+    return *up;
   }
-  double RssMiB() const { return StatusMiB(process->pid(), "VmRSS"); }
+  double RssMiB() {
+    return tessera::testing::ProcStatusMiB(cluster.scheduler()->pid(), "VmRSS");
+  }
   double DbMiB() const {
     return FileMiB(dir + "/data/tessera.db") + FileMiB(dir + "/data/tessera.db-wal");
   }
@@ -118,7 +92,7 @@ struct Scheduler {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     const absl::Time t0 = absl::Now();
-    jobs->ListJobs(&ctx, req, &resp);
+    cluster.jobs().ListJobs(&ctx, req, &resp);
     return {Ms(absl::Now() - t0), resp.jobs_size()};
   }
   double ScrapeMs() {
@@ -129,22 +103,14 @@ struct Scheduler {
 };
 
 int RunSoak(const Options& o) {
-  Scheduler s;
-  s.dir = tessera::testing::MakeTempDir("tessera-soak");
+  Scheduler s("tessera-soak");
   // Result files go with their jobs here, so that the disk holds only what
   // the retention keeps (the default keeps them: they are the user's data).
   if (s.Start({"--job-retention=" + o.retention, "--delete-results-with-jobs",
                "--store-compact-interval=5s"}) < absl::ZeroDuration()) {
     return 1;
   }
-  std::vector<std::unique_ptr<Process>> executors;
-  for (int i = 0; i < 2; ++i) {
-    executors.push_back(std::make_unique<Process>(
-        std::vector<std::string>{TESSERA_EXECUTOR_BIN, "--scheduler=" + s.address,
-                                 "--slots=2", "--metrics-listen=", "--log-level=warn",
-                                 absl::StrCat("--name=soak-", i)},
-        s.dir + absl::StrCat("/executor", i, ".log")));
-  }
+  for (int i = 0; i < 2; ++i) s.cluster.StartExecutor(absl::StrCat("soak-", i), 2);
   std::atomic<bool> stop{false};
   std::atomic<int64_t> submitted{0}, refused{0};
   // Two submitters, each at half the rate (a synchronous call takes ~1 ms).
@@ -219,8 +185,7 @@ int RunSoak(const Options& o) {
         100 * (last.second / std::max(mid.second, 1e-9) - 1), mid.second, last.second,
         static_cast<long long>(submitted.load()), static_cast<long long>(refused.load()));
   }
-  executors.clear();
-  s.process.reset();
+  s.cluster.StopAll();
   std::filesystem::remove_all(s.dir);
   return 0;
 }
@@ -228,8 +193,7 @@ int RunSoak(const Options& o) {
 int RunRestart(const Options& o) {
   using namespace tessera::scheduler;
   auto measure = [](const std::string& label, int jobs) -> int {
-    Scheduler s;
-    s.dir = tessera::testing::MakeTempDir("tessera-restart");
+    Scheduler s("tessera-restart");
     if (jobs > 0) {
       auto store = SqliteStore::Open(s.dir + "/data");
       if (!store.ok()) {
@@ -268,12 +232,12 @@ int RunRestart(const Options& o) {
     auto [list_ms, n] = s.List(std::nullopt);
     std::printf("%-28s %8d %10.1f %12.0f %9.1f %10.2f\n", label.c_str(), jobs, db, Ms(up),
                 s.RssMiB(), list_ms);
-    for (absl::string_view line : absl::StrSplit(s.process->Log(), '\n')) {
+    for (absl::string_view line : absl::StrSplit(s.cluster.scheduler()->Log(), '\n')) {
       if (absl::StrContains(line, "recovered")) {
         std::printf("  %s\n", std::string(line.substr(line.find("store "))).c_str());
       }
     }
-    s.process.reset();
+    s.cluster.StopAll();
     std::filesystem::remove_all(s.dir);
     return 0;
   };

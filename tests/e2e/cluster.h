@@ -1,6 +1,8 @@
 // A cluster of real tessera-scheduler and tessera-executor processes on
 // loopback, for end-to-end tests: start, kill and restart them, and drive the
-// JobService API. Only processes the test started are ever signalled.
+// JobService API. Only processes the test started are ever signalled. Starting
+// and waiting for a scheduler is the harness the benchmarks use too
+// (tests/util/cluster.h).
 #ifndef TESSERA_TESTS_E2E_CLUSTER_H_
 #define TESSERA_TESTS_E2E_CLUSTER_H_
 
@@ -20,9 +22,13 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tessera/v1/jobs.grpc.pb.h"
+#include "tests/util/cluster.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
+
+using ::tessera::testing::IsOk;
 
 // Primes below n, counted here in one process: the reference answer.
 inline int64_t ReferencePrimeCount(int64_t n) {
@@ -94,20 +100,10 @@ class Cluster : public ::testing::Test {
         "--heartbeat-timeout=5s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     scheduler_ = std::make_unique<Process>(argv, dir_ + "/scheduler.log");
-    for (int i = 0; i < 500; ++i) {
-      // A fresh channel per try: a channel that saw the old scheduler die
-      // would wait out its reconnect backoff.
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      jobs_ = v1::JobService::NewStub(
-          grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
-      v1::GetQueueStatsResponse stats;
-      if (jobs_->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &stats).ok())
-        return;
-      ASSERT_TRUE(scheduler_->running()) << scheduler_->Log();
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    FAIL() << "the scheduler did not answer\n" << scheduler_->Log();
+    auto stub = WaitForScheduler(address_, *scheduler_, absl::Seconds(60),
+                                 absl::Milliseconds(20));
+    ASSERT_THAT(stub, IsOk());
+    jobs_ = *std::move(stub);
   }
 
   void KillScheduler() {
@@ -137,7 +133,7 @@ class Cluster : public ::testing::Test {
         << request_json;
     v1::Job job;
     grpc::Status s = jobs_->SubmitJob(Ctx().get(), req, &job);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     return job;
   }
 
@@ -172,7 +168,7 @@ class Cluster : public ::testing::Test {
     req.set_job_id(id);
     v1::GetResultResponse resp;
     grpc::Status s = jobs_->GetResult(Ctx().get(), req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     return resp;
   }
 

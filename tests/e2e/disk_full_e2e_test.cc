@@ -11,9 +11,13 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/e2e/cluster.h"
 #include "tests/util/small_disk.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::GrpcStatusIs;
+using ::tessera::testing::IsOk;
 
 using grpc::health::v1::HealthCheckResponse;
 
@@ -95,7 +99,7 @@ TEST_F(DiskFull, NewWorkIsRefusedUntilSpaceReturnsAndTheRunningJobEndsExactlyOnc
   v1::Job refused;
   const absl::Time start = absl::Now();
   grpc::Status s = jobs_->SubmitJob(Ctx().get(), req, &refused);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
   EXPECT_NE(s.error_message().find("disk is full"), std::string::npos)
       << s.error_message();
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
@@ -106,7 +110,7 @@ TEST_F(DiskFull, NewWorkIsRefusedUntilSpaceReturnsAndTheRunningJobEndsExactlyOnc
   ExpectExactAnswerOnce(id);
   EXPECT_TRUE(scheduler_->running());
   v1::ListJobsResponse list;
-  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
+  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 1);  // the refused submission left nothing
 }
 

@@ -4,9 +4,12 @@
 #include <sqlite3.h>
 
 #include "tests/e2e/cluster.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 using json = nlohmann::json;
 
@@ -191,7 +194,7 @@ TEST_F(Durability,
   v1::RetryFailedShardsRequest retry;
   retry.set_job_id(cont.id());
   v1::Job retried;
-  ASSERT_TRUE(jobs_->RetryFailedShards(Ctx().get(), retry, &retried).ok());
+  ASSERT_THAT(jobs_->RetryFailedShards(Ctx().get(), retry, &retried), IsOk());
   v1::Job complete = WaitForEnd(cont.id(), absl::Seconds(60));
   ASSERT_EQ(complete.state(), v1::JOB_STATE_SUCCEEDED) << complete.DebugString();
   EXPECT_EQ(complete.result_version(), 2);

@@ -6,9 +6,12 @@
 
 #include "gmock/gmock.h"
 #include "tests/e2e/cluster.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 using json = nlohmann::json;
 using ::testing::HasSubstr;
@@ -38,7 +41,7 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   v1::GetResultRequest req;
   req.set_job_id(job.id());
   v1::GetResultResponse r;
-  ASSERT_TRUE(jobs_->GetResult(Ctx().get(), req, &r).ok());
+  ASSERT_THAT(jobs_->GetResult(Ctx().get(), req, &r), IsOk());
   json result = json::parse(r.result_json());
   ASSERT_TRUE(result.contains("_metadata"));
   result.erase("_metadata");

@@ -9,9 +9,13 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/e2e/cluster.h"
 #include "tests/util/postgres_server.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::GrpcStatusIs;
+using ::tessera::testing::IsOk;
 
 using grpc::health::v1::HealthCheckResponse;
 using json = nlohmann::json;
@@ -33,8 +37,8 @@ class HaE2E : public Cluster {
   void SetUp() override {
     if (PostgresSkipped()) GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
     Cluster::SetUp();
-    ASSERT_TRUE(pg_.Start().ok());
-    ASSERT_TRUE(pg_.CreateDatabase("tessera").ok());
+    ASSERT_THAT(pg_.Start(), IsOk());
+    ASSERT_THAT(pg_.CreateDatabase("tessera"), IsOk());
     password_file_ = dir_ + "/pgpass";
     std::ofstream(password_file_) << pg_.password() << "\n";
     results_ = dir_ + "/shared-results";
@@ -134,7 +138,7 @@ class HaE2E : public Cluster {
       if (refused.error_message().find("the leader is") != std::string::npos) break;
       absl::SleepFor(absl::Milliseconds(50));
     } while (absl::Now() < until);
-    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(refused, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
     EXPECT_NE(refused.error_message().find("the leader is"), std::string::npos)
         << refused.error_message();
     EXPECT_NE(refused.error_message().find(replicas_[0].address), std::string::npos)
@@ -175,7 +179,7 @@ class HaE2E : public Cluster {
     // The finalizing (and done) record was written by the new leader's epoch.
     auto epoch =
         pg_.Psql("tessera", "SELECT epoch FROM tessera_jobs WHERE id = '" + id + "'");
-    ASSERT_TRUE(epoch.ok()) << epoch.status();
+    ASSERT_THAT(epoch, IsOk());
     EXPECT_EQ(*epoch, absl::StrCat(MetricValue(metrics, "tessera_leader_epoch")));
   }
 
@@ -259,7 +263,7 @@ TEST_F(HaE2E, APostgresRestartMidJobLosesNothingAndTheJobEndsExactly) {
   ASSERT_GE(mid.shards().succeeded(), 20) << AllLogs();
   ASSERT_LT(mid.shards().succeeded(), 300) << "too late to act mid-job";
 
-  ASSERT_TRUE(pg_.Stop().ok());
+  ASSERT_THAT(pg_.Stop(), IsOk());
   // A change asked for while the database is down is refused, not hung.
   v1::SubmitJobRequest req;
   req.mutable_spec()->set_task("noop");
@@ -269,9 +273,8 @@ TEST_F(HaE2E, APostgresRestartMidJobLosesNothingAndTheJobEndsExactly) {
   auto ctx = Ctx();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   const grpc::Status refused = jobs_->SubmitJob(ctx.get(), req, &refused_job);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << refused.error_message();
-  ASSERT_TRUE(pg_.Start().ok());
+  EXPECT_THAT(refused, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
+  ASSERT_THAT(pg_.Start(), IsOk());
 
   // It leads again (the same lease, or a new epoch if it lapsed meanwhile).
   ASSERT_TRUE(WaitForHealth(a, HealthCheckResponse::SERVING, absl::Seconds(30)))

@@ -6,9 +6,13 @@
 #include <thread>
 
 #include "tests/e2e/cluster.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::GrpcStatusIs;
+using ::tessera::testing::IsOk;
 
 using json = nlohmann::json;
 using JobControl = Cluster;
@@ -53,7 +57,7 @@ TEST_F(JobControl, FiftyConcurrentSubmitsWithOneKeyMakeOneJobThatSurvivesARestar
   for (const std::string& id : ids) EXPECT_EQ(id, ids[0]);
   ASSERT_FALSE(ids[0].empty());
   v1::ListJobsResponse list;
-  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
+  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 1);
 
   v1::SubmitJobRequest other;
@@ -63,7 +67,7 @@ TEST_F(JobControl, FiftyConcurrentSubmitsWithOneKeyMakeOneJobThatSurvivesARestar
       &other);
   v1::Job refused;
   grpc::Status s = jobs_->SubmitJob(Ctx().get(), other, &refused);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::ALREADY_EXISTS));
   EXPECT_NE(s.error_message().find(ids[0]), std::string::npos) << s.error_message();
 
   KillScheduler();
@@ -138,7 +142,7 @@ TEST_F(JobControl, MaxParallelHoldsAcrossManyExecutorsAndChangesOnARunningJob) {
   update.mutable_update()->set_max_parallel(12);
   update.mutable_update_mask()->add_paths("max_parallel");
   v1::Job updated;
-  ASSERT_TRUE(jobs_->UpdateJob(Ctx().get(), update, &updated).ok());
+  ASSERT_THAT(jobs_->UpdateJob(Ctx().get(), update, &updated), IsOk());
   EXPECT_EQ(updated.spec().max_parallel(), 12);
   int64_t after = 0;
   for (int i = 0; i < 60 && Get(job.id()).state() == v1::JOB_STATE_RUNNING; ++i) {

@@ -7,9 +7,12 @@
 
 #include "scheduler/store/sqlite_store.h"
 #include "tests/e2e/cluster.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 namespace v1 = tessera::v1;
 
@@ -53,7 +56,7 @@ class MemoryE2eTest : public Cluster {
     req.set_page_token(token);
     v1::ListJobsResponse resp;
     grpc::Status s = jobs_->ListJobs(Ctx().get(), req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     return resp;
   }
   // Every job id, newest first, page by page; `tokens` gets the page tokens.
@@ -97,7 +100,7 @@ TEST_F(MemoryE2eTest,
   {
     using namespace tessera::scheduler;
     auto store = SqliteStore::Open(dir_ + "/data");
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     const absl::Time now = absl::Now();
     std::vector<JobRecord> records(kFinishedJobs - kRealJobs);
     std::vector<const JobRecord*> ptrs;
@@ -115,7 +118,7 @@ TEST_F(MemoryE2eTest,
       r.shards_succeeded = r.state == JobState::kSucceeded ? 1 : 0;
       ptrs.push_back(&r);
     }
-    ASSERT_TRUE((*store)->Commit(ptrs, {}, /*durable=*/true).ok());
+    ASSERT_THAT((*store)->Commit(ptrs, {}, /*durable=*/true), IsOk());
   }
 
   const absl::Duration full_up = Restart();
@@ -165,13 +168,13 @@ TEST_F(MemoryE2eTest,
   failed.set_state(v1::JOB_STATE_FAILED);
   failed.set_page_size(5);
   v1::ListJobsResponse resp;
-  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), failed, &resp).ok());
+  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), failed, &resp), IsOk());
   ASSERT_EQ(resp.jobs_size(), 5);
   for (const v1::Job& j : resp.jobs()) EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED);
   v1::ListJobsRequest labelled;
   (*labelled.mutable_labels())["batch"] = "3";
   labelled.set_page_size(4);
-  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), labelled, &resp).ok());
+  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), labelled, &resp), IsOk());
   ASSERT_EQ(resp.jobs_size(), 4);
   EXPECT_EQ(resp.jobs(0).spec().labels().at("batch"), "3");
 }

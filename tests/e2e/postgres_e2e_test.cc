@@ -6,9 +6,12 @@
 #include "absl/strings/numbers.h"
 #include "tests/e2e/cluster.h"
 #include "tests/util/postgres_server.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 using json = nlohmann::json;
 
@@ -21,8 +24,8 @@ class PostgresE2E : public Cluster {
     if (PostgresSkipped()) GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
     Cluster::SetUp();
     absl::Status s = pg_.Start();
-    ASSERT_TRUE(s.ok()) << s;
-    ASSERT_TRUE(pg_.CreateDatabase("tessera").ok());
+    ASSERT_THAT(s, IsOk());
+    ASSERT_THAT(pg_.CreateDatabase("tessera"), IsOk());
     password_file_ = dir_ + "/pgpass";
     std::ofstream(password_file_) << pg_.password() << "\n";
   }

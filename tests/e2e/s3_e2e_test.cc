@@ -14,9 +14,12 @@
 #include "shared/sha256.h"
 #include "tests/e2e/cluster.h"
 #include "tests/util/s3rver.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 using json = nlohmann::json;
 
@@ -29,7 +32,7 @@ class S3Cluster : public Cluster {
     Cluster::SetUp();
     s3_ = std::make_unique<S3rver>(dir_ + "/s3", std::vector<std::string>{"results"});
     absl::Status s = s3_->Start();
-    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_THAT(s, IsOk());
   }
 
   std::vector<std::string> SinkFlags(std::vector<std::string> extra = {}) const {
@@ -165,9 +168,9 @@ TEST_F(S3Cluster, AnObjectAlreadyThereWithOtherBytesFailsTheJobAndIsNotOverwritt
       "s3://results/tessera/jobs", options,
       scheduler::CredentialsSource::Fixed(
           {s3_->access_key_id(), s3_->secret_access_key(), ""}));
-  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_THAT(other, IsOk());
   const std::string foreign = "{\"written\": \"by someone else\"}\n";
-  ASSERT_TRUE((*other)->Write(job.id(), 1, foreign).ok());
+  ASSERT_THAT((*other)->Write(job.id(), 1, foreign), IsOk());
 
   StartExecutor("exec-1", 2);
   v1::Job done = WaitForEnd(job.id(), absl::Seconds(60));
@@ -235,7 +238,7 @@ TEST_F(S3Cluster, TheStoreStoppedForSecondsWhileAResultIsWrittenIsRetriedAndWrit
     EXPECT_EQ(json::parse(Result(job.id()).result_json())["items"], 10);
   };
   // Killed: connections are refused until it is started again.
-  outage([this] { s3_->Kill(); }, [this] { ASSERT_TRUE(s3_->Start().ok()); });
+  outage([this] { s3_->Kill(); }, [this] { ASSERT_THAT(s3_->Start(), IsOk()); });
   // Stopped (SIGSTOP): connections hang until --s3-timeout (1s), again and again.
   outage([this] { s3_->Pause(); }, [this] { s3_->Resume(); });
 
@@ -310,7 +313,7 @@ TEST_F(S3Cluster, SigtermWhileTheStoreIsDownExitsAndTheNextStartWritesTheResult)
   EXPECT_NE(scheduler_->Log().find("the next start writes it"), std::string::npos)
       << scheduler_->Log();
 
-  ASSERT_TRUE(s3_->Start().ok());
+  ASSERT_THAT(s3_->Start(), IsOk());
   StartWithKeys(s3_->secret_access_key(), flags);
   v1::Job done = WaitForEnd(job.id(), absl::Seconds(30));
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();

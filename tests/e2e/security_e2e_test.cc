@@ -17,9 +17,12 @@
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/e2e/cluster.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 using json = nlohmann::json;
 
@@ -121,7 +124,7 @@ class SecureCluster : public ::testing::Test {
   // The names of the executors the scheduler lists, sorted.
   std::vector<std::string> ExecutorNames() {
     v1::ListExecutorsResponse resp;
-    EXPECT_TRUE(jobs_->ListExecutors(Ctx(reader_token_).get(), {}, &resp).ok());
+    EXPECT_THAT(jobs_->ListExecutors(Ctx(reader_token_).get(), {}, &resp), IsOk());
     std::vector<std::string> names;
     for (const auto& e : resp.executors()) names.push_back(e.name());
     std::sort(names.begin(), names.end());

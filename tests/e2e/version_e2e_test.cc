@@ -4,9 +4,12 @@
 #include "absl/strings/str_cat.h"
 #include "shared/version.h"
 #include "tests/e2e/cluster.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::testing {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 class VersionE2eTest : public Cluster {
  protected:
@@ -41,8 +44,8 @@ TEST_F(VersionE2eTest, ExecutorsReportTheirVersionAndBothServicesExportBuildInfo
                 {absl::StrCat("--metrics-listen=127.0.0.1:", executor_metrics)});
   v1::ListExecutorsResponse executors;
   for (int i = 0; i < 500 && executors.executors_size() == 0; ++i) {
-    ASSERT_TRUE(
-        jobs_->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &executors).ok());
+    ASSERT_THAT(jobs_->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &executors),
+                IsOk());
     if (executors.executors_size() == 0) absl::SleepFor(absl::Milliseconds(20));
   }
   ASSERT_EQ(executors.executors_size(), 1) << Logs();

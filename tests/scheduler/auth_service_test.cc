@@ -17,9 +17,15 @@
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/scheduler/executor_stream.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::GrpcStatusIs;
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 using json = nlohmann::json;
 using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>;
@@ -68,7 +74,7 @@ class AuthServiceTest : public ::testing::Test {
     config.core.heartbeat_interval = absl::Milliseconds(200);
     config.core.heartbeat_timeout = absl::Seconds(2);
     auto server = SchedulerServer::Create(config, &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_THAT(server, IsOk());
     server_ = *std::move(server);
     address_ = absl::StrCat("127.0.0.1:", server_->port());
     jobs_ = v1::JobService::NewStub(Channel(certs_ + "/ca.pem"));
@@ -166,67 +172,67 @@ class AuthServiceTest : public ::testing::Test {
 
 TEST_F(AuthServiceTest, ACallWithoutAKnownTokenIsUnauthenticated) {
   grpc::Status none = Stats("");
-  EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(none, GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED));
   EXPECT_NE(none.error_message().find("authorization: Bearer <token>"), std::string::npos)
       << none.error_message();
   grpc::Status wrong = Stats("no-such-token");
-  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(wrong, GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED));
   EXPECT_EQ(wrong.error_message().find("no-such-token"), std::string::npos);
   auto ctx = Ctx();
   ctx->AddMetadata("authorization", "Basic abc");
   v1::GetQueueStatsResponse resp;
-  EXPECT_EQ(jobs_->GetQueueStats(ctx.get(), {}, &resp).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(jobs_->GetQueueStats(ctx.get(), {}, &resp),
+              GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED));
 }
 
 TEST_F(AuthServiceTest, AReaderMayReadButNotSubmit) {
-  EXPECT_TRUE(Stats("reader-token").ok());
+  EXPECT_THAT(Stats("reader-token"), IsOk());
   grpc::Status s = Submit("reader-token", "default");
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
   EXPECT_EQ(s.error_message(),
             "SubmitJob needs role submitter or admin; \"viewer\" has role reader");
   v1::ListJobsResponse list;
-  EXPECT_TRUE(jobs_->ListJobs(Ctx("reader-token").get(), {}, &list).ok());
+  EXPECT_THAT(jobs_->ListJobs(Ctx("reader-token").get(), {}, &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 0);  // the refused submission changed nothing
 }
 
 TEST_F(AuthServiceTest, ASubmitterScopedToQueueAMayNotTouchQueueB) {
   v1::Job in_a;
-  ASSERT_TRUE(Submit("submitter-a-token", "a", &in_a).ok());
+  ASSERT_THAT(Submit("submitter-a-token", "a", &in_a), IsOk());
   grpc::Status s = Submit("submitter-a-token", "b");
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
   EXPECT_NE(s.error_message().find("queue \"b\" needs a submitter token for that queue"),
             std::string::npos)
       << s.error_message();
   // A job in b (the admin's) may be read but not cancelled by team-a.
   v1::Job in_b;
-  ASSERT_TRUE(Submit("admin-token", "b", &in_b).ok());
+  ASSERT_THAT(Submit("admin-token", "b", &in_b), IsOk());
   v1::CancelJobRequest cancel;
   cancel.set_job_id(in_b.id());
   v1::Job out;
-  EXPECT_EQ(jobs_->CancelJob(Ctx("submitter-a-token").get(), cancel, &out).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(jobs_->CancelJob(Ctx("submitter-a-token").get(), cancel, &out),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
   v1::GetJobRequest get;
   get.set_job_id(in_b.id());
-  ASSERT_TRUE(jobs_->GetJob(Ctx("submitter-a-token").get(), get, &out).ok());
+  ASSERT_THAT(jobs_->GetJob(Ctx("submitter-a-token").get(), get, &out), IsOk());
   EXPECT_EQ(out.state(), v1::JOB_STATE_QUEUED);
   cancel.set_job_id(in_a.id());
-  EXPECT_TRUE(jobs_->CancelJob(Ctx("submitter-a-token").get(), cancel, &out).ok());
+  EXPECT_THAT(jobs_->CancelJob(Ctx("submitter-a-token").get(), cancel, &out), IsOk());
   // A job that does not exist is NOT_FOUND only for a caller who may submit.
   cancel.set_job_id("nope");
-  EXPECT_EQ(jobs_->CancelJob(Ctx("reader-token").get(), cancel, &out).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(jobs_->CancelJob(Ctx("submitter-a-token").get(), cancel, &out).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(jobs_->CancelJob(Ctx("reader-token").get(), cancel, &out),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_THAT(jobs_->CancelJob(Ctx("submitter-a-token").get(), cancel, &out),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND));
 }
 
 TEST_F(AuthServiceTest, AnAdminMayDoEverythingAndHealthNeedsNoCredentials) {
   v1::Job job;
-  ASSERT_TRUE(Submit("admin-token", "anything", &job).ok());
+  ASSERT_THAT(Submit("admin-token", "anything", &job), IsOk());
   v1::CancelJobRequest cancel;
   cancel.set_job_id(job.id());
   v1::Job out;
-  EXPECT_TRUE(jobs_->CancelJob(Ctx("admin-token").get(), cancel, &out).ok());
+  EXPECT_THAT(jobs_->CancelJob(Ctx("admin-token").get(), cancel, &out), IsOk());
   bool welcomed = false;
   Executor e = Hello("admin-exec", "", "admin-token", &welcomed);
   EXPECT_TRUE(welcomed);
@@ -234,7 +240,7 @@ TEST_F(AuthServiceTest, AnAdminMayDoEverythingAndHealthNeedsNoCredentials) {
 
   auto health = grpc::health::v1::Health::NewStub(Channel(certs_ + "/ca.pem"));
   grpc::health::v1::HealthCheckResponse resp;
-  ASSERT_TRUE(health->Check(Ctx().get(), {}, &resp).ok());
+  ASSERT_THAT(health->Check(Ctx().get(), {}, &resp), IsOk());
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
@@ -242,20 +248,20 @@ TEST_F(AuthServiceTest, APlaintextClientCannotTalkToTheTlsPort) {
   auto plain = v1::JobService::NewStub(
       grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   v1::GetQueueStatsResponse resp;
-  EXPECT_EQ(plain->GetQueueStats(Ctx("admin-token").get(), {}, &resp).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(plain->GetQueueStats(Ctx("admin-token").get(), {}, &resp),
+              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
 }
 
 TEST_F(AuthServiceTest, AnExecutorNeedsACertificateOrAnExecutorToken) {
   bool welcomed = true;
   Executor none = Hello("e1", "", "", &welcomed);
   EXPECT_FALSE(welcomed);
-  EXPECT_EQ(none.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(none.Finish(), GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED));
 
   Executor reader = Hello("e2", "", "reader-token", &welcomed);
   EXPECT_FALSE(welcomed);
   grpc::Status s = reader.Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
   EXPECT_NE(s.error_message().find("needs role executor or admin"), std::string::npos);
 
   // A certificate from a CA the scheduler does not trust fails the handshake.
@@ -266,16 +272,16 @@ TEST_F(AuthServiceTest, AnExecutorNeedsACertificateOrAnExecutorToken) {
   auto rogue =
       v1::JobService::NewStub(grpc::CreateChannel(address_, grpc::SslCredentials(ssl)));
   v1::GetQueueStatsResponse resp;
-  EXPECT_EQ(rogue->GetQueueStats(Ctx("admin-token").get(), {}, &resp).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(rogue->GetQueueStats(Ctx("admin-token").get(), {}, &resp),
+              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
 
   Executor with_token = Hello("e3", "", "executor-token", &welcomed);
   EXPECT_TRUE(welcomed);
   Executor with_cert = Hello("e4", "executor-a", "", &welcomed);
   EXPECT_TRUE(welcomed);
   // An executor identity may run shards, not submit them.
-  EXPECT_EQ(Submit("executor-token", "default").error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(Submit("executor-token", "default"),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
   with_token.ctx->TryCancel();
   with_cert.ctx->TryCancel();
 }
@@ -285,7 +291,7 @@ TEST_F(AuthServiceTest, ExecutorBCannotTakeAsIdNorCountAResultForAsShard) {
   Executor a = Hello("exec-a", "executor-a", "", &welcomed);
   ASSERT_TRUE(welcomed);
   v1::Job job;
-  ASSERT_TRUE(Submit("admin-token", "default", &job).ok());
+  ASSERT_THAT(Submit("admin-token", "default", &job), IsOk());
   std::vector<v1::Assignment> got = ReadAssignments(a.stream.get(), 1);
   ASSERT_EQ(got.size(), 1u);
 
@@ -293,7 +299,7 @@ TEST_F(AuthServiceTest, ExecutorBCannotTakeAsIdNorCountAResultForAsShard) {
   Executor b_as_a = Hello("exec-a", "executor-b", "", &welcomed);
   EXPECT_FALSE(welcomed);
   grpc::Status s = b_as_a.Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED));
   EXPECT_NE(s.error_message().find("executor id \"exec-a\" belongs to \"executor-a\""),
             std::string::npos)
       << s.error_message();
@@ -355,7 +361,7 @@ TEST_F(AuthServiceTest, ExecutorBCannotTakeAsIdNorCountAResultForAsShard) {
     if (rs.ok()) break;
     absl::SleepFor(absl::Milliseconds(20));
   }
-  ASSERT_TRUE(rs.ok()) << rs.error_message();
+  ASSERT_THAT(rs, IsOk());
   EXPECT_EQ(json::parse(result.result_json())["items"], 10);
   back.ctx->TryCancel();
   b.ctx->TryCancel();
@@ -367,7 +373,7 @@ TEST_F(AuthServiceTest, RotatedCertificateFilesServeNewConnectionsWithoutARestar
     v1::GetQueueStatsResponse resp;
     return stub->GetQueueStats(Ctx("admin-token").get(), {}, &resp);
   };
-  EXPECT_EQ(ca2_stats().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(ca2_stats(), GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   WriteFile(dir_ + "/tls.key", ReadFile(certs_ + "/server2.key"));
   WriteFile(dir_ + "/tls.crt", ReadFile(certs_ + "/server2.pem"));
   grpc::Status s;
@@ -376,13 +382,13 @@ TEST_F(AuthServiceTest, RotatedCertificateFilesServeNewConnectionsWithoutARestar
     if (s.ok()) break;
     absl::SleepFor(absl::Milliseconds(200));
   }
-  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(s, IsOk());
   // The old certificate is no longer served.
-  EXPECT_EQ(Stats("admin-token").error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(Stats("admin-token"), GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
 }
 
 TEST_F(AuthServiceTest, TheTokensFileIsReReadWhenItChangesAndABadOneKeepsTheOld) {
-  ASSERT_TRUE(Stats("reader-token").ok());
+  ASSERT_THAT(Stats("reader-token"), IsOk());
   WriteTokens(
       {Token("ops", "admin-token", "admin"), Token("new", "new-token", "reader")});
   grpc::Status s;
@@ -391,11 +397,11 @@ TEST_F(AuthServiceTest, TheTokensFileIsReReadWhenItChangesAndABadOneKeepsTheOld)
     if (s.ok()) break;
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(Stats("reader-token").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(s, IsOk());
+  EXPECT_THAT(Stats("reader-token"), GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED));
   WriteFile(tokens_file_, "{not json");
   absl::SleepFor(absl::Milliseconds(1200));
-  EXPECT_TRUE(Stats("new-token").ok());
+  EXPECT_THAT(Stats("new-token"), IsOk());
 }
 
 class StartupTest : public ::testing::Test {
@@ -410,8 +416,7 @@ TEST_F(StartupTest, ANonLoopbackListenWithoutTlsOrTokensIsRefusedUnlessInsecure)
   config.metrics_listen = "";
   config.data_dir = dir_;
   auto refused = SchedulerServer::Create(config, &clock_);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(
       refused.status().message().find("neither TLS (--tls-cert, --tls-key) nor tokens "
                                       "(--auth-tokens-file) are set"),
@@ -420,7 +425,7 @@ TEST_F(StartupTest, ANonLoopbackListenWithoutTlsOrTokensIsRefusedUnlessInsecure)
   EXPECT_NE(refused.status().message().find("--insecure"), std::string::npos);
   config.insecure = true;
   auto allowed = SchedulerServer::Create(config, &clock_);
-  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  ASSERT_THAT(allowed, IsOk());
   (*allowed)->Shutdown();
 }
 
@@ -434,7 +439,7 @@ TEST_F(StartupTest, BadTlsOrTokenFilesAreRefusedNamingTheFlag) {
   config.tls.cert_file = certs + "/server.pem";
   config.tls.key_file = certs + "/executor-a.key";
   auto mismatched = SchedulerServer::Create(config, &clock_);
-  ASSERT_FALSE(mismatched.ok());
+  ASSERT_THAT(mismatched, Not(IsOk()));
   EXPECT_NE(mismatched.status().message().find("--tls-key " + certs +
                                                "/executor-a.key is not the key of"),
             std::string::npos)
@@ -442,12 +447,12 @@ TEST_F(StartupTest, BadTlsOrTokenFilesAreRefusedNamingTheFlag) {
   config.tls.key_file = certs + "/server.key";
   config.tls.client_ca_file = certs + "/server.key";
   auto bad_ca = SchedulerServer::Create(config, &clock_);
-  ASSERT_FALSE(bad_ca.ok());
+  ASSERT_THAT(bad_ca, Not(IsOk()));
   EXPECT_NE(bad_ca.status().message().find("--tls-client-ca"), std::string::npos);
   config.tls = {};
   config.auth_tokens_file = dir_ + "/missing.json";
   auto missing = SchedulerServer::Create(config, &clock_);
-  ASSERT_FALSE(missing.ok());
+  ASSERT_THAT(missing, Not(IsOk()));
   EXPECT_EQ(missing.status().message(),
             "--auth-tokens-file " + dir_ + "/missing.json cannot be read");
 }

@@ -5,9 +5,14 @@
 #include "gtest/gtest.h"
 #include "shared/sha256.h"
 #include "shared/tls.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 const std::string kHash = Sha256Hex("token");
 
@@ -17,7 +22,7 @@ TEST(ParseTokensFileTest, ReadsNamesRolesAndQueuesKeyedByTheHash) {
                                 kHash + R"(","role":"submitter","queues":["a","b"]},
       {"name":"ops","sha256":")" +
                                 Sha256Hex("other") + R"(","role":"admin"}]})");
-  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_THAT(tokens, IsOk());
   ASSERT_EQ(tokens->size(), 2u);
   const TokenEntry& ci = tokens->at(kHash);
   EXPECT_EQ(ci.name, "ci");
@@ -31,7 +36,7 @@ TEST(ParseTokensFileTest, AcceptsAnUppercaseHash) {
   for (char& c : upper) c = static_cast<char>(std::toupper(c));
   auto tokens = ParseTokensFile(R"({"tokens":[{"name":"r","sha256":")" + upper +
                                 R"(","role":"reader"}]})");
-  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_THAT(tokens, IsOk());
   EXPECT_EQ(tokens->count(kHash), 1u);
 }
 
@@ -65,8 +70,8 @@ TEST(ParseTokensFileTest, RefusesBadFilesNamingTheEntryAndField) {
   };
   for (const Case& c : cases) {
     auto tokens = ParseTokensFile(c.text);
-    ASSERT_FALSE(tokens.ok()) << c.text;
-    EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_THAT(tokens, Not(IsOk())) << c.text;
+    EXPECT_THAT(tokens, StatusIs(absl::StatusCode::kInvalidArgument));
     EXPECT_NE(tokens.status().message().find(c.error), std::string::npos)
         << tokens.status().message() << "\nwanted: " << c.error;
   }
@@ -102,7 +107,7 @@ TEST(AuthorizeTest, EachRoleMayDoWhatItsNameSaysAndNoMore) {
     EXPECT_EQ(s.ok(), c.allowed)
         << RoleName(c.role) << " " << static_cast<int>(c.permission);
     if (!c.allowed) {
-      EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+      EXPECT_THAT(s, StatusIs(absl::StatusCode::kPermissionDenied));
       EXPECT_NE(s.message().find("Method needs "), std::string::npos) << s.message();
       EXPECT_NE(
           s.message().find(std::string("has role ") + std::string(RoleName(c.role))),
@@ -114,17 +119,17 @@ TEST(AuthorizeTest, EachRoleMayDoWhatItsNameSaysAndNoMore) {
 
 TEST(AuthorizeTest, AQueueScopedSubmitterIsHeldToItsQueues) {
   const Identity a = Who(Role::kSubmitter, {"a"});
-  EXPECT_TRUE(Authorize(a, Permission::kSubmit, "SubmitJob", "a").ok());
+  EXPECT_THAT(Authorize(a, Permission::kSubmit, "SubmitJob", "a"), IsOk());
   absl::Status s = Authorize(a, Permission::kSubmit, "SubmitJob", "b");
-  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_EQ(s.message(),
             "SubmitJob on queue \"b\" needs a submitter token for that queue; \"caller\" "
             "may use queues a");
   // Before the queue is known only the role is checked; reading is not scoped.
-  EXPECT_TRUE(Authorize(a, Permission::kSubmit, "CancelJob").ok());
-  EXPECT_TRUE(Authorize(a, Permission::kRead, "GetJob", "b").ok());
-  EXPECT_TRUE(
-      Authorize(Who(Role::kSubmitter), Permission::kSubmit, "SubmitJob", "b").ok());
+  EXPECT_THAT(Authorize(a, Permission::kSubmit, "CancelJob"), IsOk());
+  EXPECT_THAT(Authorize(a, Permission::kRead, "GetJob", "b"), IsOk());
+  EXPECT_THAT(Authorize(Who(Role::kSubmitter), Permission::kSubmit, "SubmitJob", "b"),
+              IsOk());
 }
 
 TEST(LoopbackTest, TellsLoopbackFromEveryOtherListenAddress) {

@@ -8,9 +8,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 std::string TempDir() {
   std::string tmpl = std::filesystem::temp_directory_path() / "tessera-lock-XXXXXX";
@@ -20,7 +24,7 @@ std::string TempDir() {
 TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLetsGo) {
   const std::string dir = TempDir() + "/data";  // created by the lock
   auto first = DataDirLock::Acquire(dir);
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_THAT(first, IsOk());
   char host[256] = {};
   ASSERT_EQ(::gethostname(host, sizeof(host) - 1), 0);
   std::ifstream lock_file(dir + "/LOCK");
@@ -31,7 +35,7 @@ TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLets
   EXPECT_EQ(holder_host, host);
 
   auto second = DataDirLock::Acquire(dir);
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(second.status().message().find(
                 absl::StrCat("data dir ", dir, " is in use by another scheduler (pid ",
                              ::getpid(), " on ", host, ", holding ", dir, "/LOCK)")),
@@ -40,14 +44,14 @@ TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLets
 
   first->reset();
   auto third = DataDirLock::Acquire(dir);
-  EXPECT_TRUE(third.ok()) << third.status();
+  EXPECT_THAT(third, IsOk());
 }
 
 TEST(DataDirLockTest, ADataDirThatIsAFileIsAClearError) {
   const std::string file = TempDir() + "/a-file";
   std::ofstream(file) << "x";
   auto lock = DataDirLock::Acquire(file);
-  EXPECT_EQ(lock.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(lock, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(lock.status().message().find(file), std::string::npos) << lock.status();
 }
 

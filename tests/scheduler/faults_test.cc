@@ -21,9 +21,14 @@
 #include "tests/scheduler/faulty_sink.h"
 #include "tests/scheduler/faulty_store.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::GrpcStatusIs;
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 using json = nlohmann::json;
 using grpc::health::v1::HealthCheckResponse;
@@ -132,7 +137,7 @@ class FaultsTest : public ::testing::Test {
       return sink;
     };
     auto server = SchedulerServer::Create(config, &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_THAT(server, IsOk());
     server_ = *std::move(server);
     auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                        grpc::InsecureChannelCredentials());
@@ -209,7 +214,7 @@ class FaultsTest : public ::testing::Test {
     req.set_job_id(id);
     v1::GetResultResponse resp;
     grpc::Status s = jobs_->GetResult(Ctx().get(), req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     return s.ok() ? json::parse(resp.result_json()) : json();
   }
   int ResultFiles() {
@@ -241,7 +246,7 @@ TEST_F(FaultsTest, AFewFailedCommitsAreRetriedAndTheCallIsAnsweredOnceDurable) {
   v1::Job job;
   const absl::Time start = absl::Now();
   grpc::Status s = Submit(40, 4, &job);
-  ASSERT_TRUE(s.ok()) << s.error_message();  // answered once committed, not before
+  ASSERT_THAT(s, IsOk());  // answered once committed, not before
   EXPECT_LT(absl::Now() - start, kStoreTimeout);
   EXPECT_EQ(store_->failed(), 3);
   EXPECT_TRUE(WaitForHealth(HealthCheckResponse::SERVING));
@@ -254,7 +259,7 @@ TEST_F(FaultsTest, AFewFailedCommitsAreRetriedAndTheCallIsAnsweredOnceDurable) {
 
 TEST_F(FaultsTest, WhileCommitsFailCallsGetUnavailableInTimeAndTheChangeLandsOnRecovery) {
   v1::Job running;
-  ASSERT_TRUE(Submit(40, 4, &running).ok());
+  ASSERT_THAT(Submit(40, 4, &running), IsOk());
   PlayedExecutor& e = Executor(2);
   const std::vector<v1::Assignment> first = e.Assigned(4);  // 2 slots + prefetch 2
   ASSERT_EQ(first.size(), 4u);
@@ -266,7 +271,7 @@ TEST_F(FaultsTest, WhileCommitsFailCallsGetUnavailableInTimeAndTheChangeLandsOnR
   absl::Time start = absl::Now();
   grpc::Status s = Submit(10, 1, &held, "held");
   const absl::Duration waited = absl::Now() - start;
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_GE(waited, kStoreTimeout);
   EXPECT_LT(waited, kStoreTimeout + absl::Seconds(1));
   EXPECT_TRUE(absl::StrContains(s.error_message(), "may still take effect"))
@@ -283,14 +288,14 @@ TEST_F(FaultsTest, WhileCommitsFailCallsGetUnavailableInTimeAndTheChangeLandsOnR
   start = absl::Now();
   v1::Job refused;
   s = Submit(10, 1, &refused);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_TRUE(absl::StrContains(s.error_message(), "nothing was changed"))
       << s.error_message();
   v1::CancelJobRequest cancel;
   cancel.set_job_id(running.id());
   v1::Job cancelled;
-  EXPECT_EQ(jobs_->CancelJob(Ctx().get(), cancel, &cancelled).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(jobs_->CancelJob(Ctx().get(), cancel, &cancelled),
+              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(500)) << "a refusal waited";
   // Results are taken but not acknowledged: they are not durable.
   e.Finish(first[0]);
@@ -308,7 +313,7 @@ TEST_F(FaultsTest, WhileCommitsFailCallsGetUnavailableInTimeAndTheChangeLandsOnR
   // The submission that timed out took effect, as its answer said it might.
   EXPECT_EQ(Get(held_id).spec().name(), "held");
   v1::ListJobsResponse list;  // the refused one changed nothing
-  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
+  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 2);
   const std::vector<v1::Assignment> more = e.Assigned(5);
   ASSERT_EQ(more.size(), 5u);
@@ -320,14 +325,14 @@ TEST_F(FaultsTest, WhileCommitsFailCallsGetUnavailableInTimeAndTheChangeLandsOnR
 TEST_F(FaultsTest, ShutdownEndsWithinTheStoreTimeoutWhileTheStoreFails) {
   PlayedExecutor& e = Executor(1);
   v1::Job job;
-  ASSERT_TRUE(Submit(10, 1, &job).ok());
+  ASSERT_THAT(Submit(10, 1, &job), IsOk());
   ASSERT_EQ(e.Assigned(1).size(), 1u);
   store_->FailCommits(FaultyStore::kForever, absl::UnavailableError("disk I/O error"));
   // A call waiting for its commit when the shutdown comes.
   std::thread caller([this] {
     v1::Job j;
     grpc::Status s = Submit(10, 1, &j);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+    EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   });
   absl::SleepFor(absl::Milliseconds(200));
   e.Finish(e.Assigned(1)[0]);
@@ -341,11 +346,11 @@ TEST_F(FaultsTest, ShutdownEndsWithinTheStoreTimeoutWhileTheStoreFails) {
 TEST_F(FaultsTest, ARetryThatWaitedOutAHungCommitIsDroppedAndSaysSo) {
   PlayedExecutor& e = Executor(1);
   v1::Job failed;
-  ASSERT_TRUE(Submit(10, 1, &failed).ok());
+  ASSERT_THAT(Submit(10, 1, &failed), IsOk());
   e.Fail(e.Assigned(1)[0]);
   ASSERT_EQ(WaitForEnd(failed.id()).state(), v1::JOB_STATE_FAILED);
   v1::Job running;
-  ASSERT_TRUE(Submit(10, 1, &running).ok());
+  ASSERT_THAT(Submit(10, 1, &running), IsOk());
   ASSERT_EQ(e.Assigned(2).size(), 2u);
   // The disk hangs under a commit: the retry waits behind it, then gives up.
   store_->Hold();
@@ -357,7 +362,7 @@ TEST_F(FaultsTest, ARetryThatWaitedOutAHungCommitIsDroppedAndSaysSo) {
   const absl::Time start = absl::Now();
   grpc::Status s = jobs_->RetryFailedShards(Ctx().get(), retry, &retried);
   EXPECT_LT(absl::Now() - start, kStoreTimeout + absl::Seconds(1));
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_TRUE(absl::StrContains(s.error_message(), "nothing was changed"))
       << s.error_message();
   EXPECT_EQ(Health(), HealthCheckResponse::NOT_SERVING);  // a commit runs too long
@@ -380,8 +385,8 @@ class RecordLimitTest : public FaultsTest {
 
 TEST_F(RecordLimitTest, ARecordTooBigFailsItsJobOnlyAndTheStoreStaysInService) {
   v1::Job huge, fine;
-  ASSERT_TRUE(Submit(20, 2, &huge, "huge").ok());
-  ASSERT_TRUE(Submit(20, 2, &fine, "fine").ok());
+  ASSERT_THAT(Submit(20, 2, &huge, "huge"), IsOk());
+  ASSERT_THAT(Submit(20, 2, &fine, "fine"), IsOk());
   PlayedExecutor& e = Executor(4);
   const std::vector<v1::Assignment> got = e.Assigned(4);
   ASSERT_EQ(got.size(), 4u);
@@ -401,7 +406,7 @@ TEST_F(RecordLimitTest, ARecordTooBigFailsItsJobOnlyAndTheStoreStaysInService) {
   EXPECT_TRUE(e.WaitAcked(4, absl::Seconds(5)));  // the refused results are not needed
   EXPECT_EQ(Health(), HealthCheckResponse::SERVING);
   v1::Job next;
-  EXPECT_TRUE(Submit(10, 1, &next).ok());
+  EXPECT_THAT(Submit(10, 1, &next), IsOk());
   // The failure is durable too.
   Restart();
   EXPECT_EQ(Get(huge.id()).state(), v1::JOB_STATE_FAILED);
@@ -412,17 +417,17 @@ TEST_F(FaultsTest, ASubmissionWhoseRecordIsRefusedIsAnsweredWithTheReasonAtOnce)
   store_->RefuseRecords([](const JobRecord& r) { return r.spec.name == "poison"; });
   v1::Job job;
   grpc::Status s = Submit(10, 1, &job, "poison");
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT));
   EXPECT_TRUE(absl::StrContains(s.error_message(), "is too big")) << s.error_message();
   EXPECT_EQ(Health(), HealthCheckResponse::SERVING);
-  EXPECT_TRUE(Submit(10, 1, &job, "fine").ok());
+  EXPECT_THAT(Submit(10, 1, &job, "fine"), IsOk());
 }
 
 TEST_F(FaultsTest, AFullDiskUnderTheResultsIsRetriedWithTheSameBytesAndWrittenOnce) {
   sink_->FailStages(FaultySink::kForever,
                     absl::ResourceExhaustedError("write: No space left on device"));
   v1::Job job;
-  ASSERT_TRUE(Submit(40, 4, &job).ok());
+  ASSERT_THAT(Submit(40, 4, &job), IsOk());
   PlayedExecutor& e = Executor(4);
   for (const v1::Assignment& a : e.Assigned(4)) e.Finish(a);
   // The job is not failed for it; new work is refused as the disk is full.
@@ -430,7 +435,7 @@ TEST_F(FaultsTest, AFullDiskUnderTheResultsIsRetriedWithTheSameBytesAndWrittenOn
   EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_RUNNING);
   v1::Job refused;
   grpc::Status s = Submit(10, 1, &refused);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
   EXPECT_TRUE(absl::StrContains(s.error_message(), "No space left")) << s.error_message();
   EXPECT_EQ(ResultFiles(), 0);
   // Space returns: the same bytes are written, once.
@@ -440,13 +445,13 @@ TEST_F(FaultsTest, AFullDiskUnderTheResultsIsRetriedWithTheSameBytesAndWrittenOn
   EXPECT_EQ(ResultFiles(), 1);
   EXPECT_TRUE(WaitForHealth(HealthCheckResponse::SERVING));
   v1::Job other;
-  EXPECT_TRUE(Submit(10, 1, &other).ok());
+  EXPECT_THAT(Submit(10, 1, &other), IsOk());
 }
 
 TEST_F(FaultsTest, AFailedRenameIsRetriedAndTheResultWrittenOnce) {
   sink_->FailPublishes(2, absl::UnavailableError("rename: Input/output error"));
   v1::Job job;
-  ASSERT_TRUE(Submit(30, 3, &job).ok());
+  ASSERT_THAT(Submit(30, 3, &job), IsOk());
   PlayedExecutor& e = Executor(3);
   for (const v1::Assignment& a : e.Assigned(3)) e.Finish(a);
   EXPECT_EQ(WaitForEnd(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
@@ -461,9 +466,9 @@ TEST(SchedulerConfigTest, RefusesAStoreTimeoutOutsideATenthOfASecondToTenMinutes
   config.store_timeout = absl::Milliseconds(10);
   EXPECT_NE(config.Validate().message().find("--store-timeout"), std::string::npos);
   config.store_timeout = absl::Hours(1);
-  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.Validate(), StatusIs(absl::StatusCode::kInvalidArgument));
   config.store_timeout = absl::Seconds(5);
-  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+  EXPECT_THAT(config.Validate(), IsOk());
 }
 
 }  // namespace

@@ -9,9 +9,14 @@
 #include "gtest/gtest.h"
 #include "shared/sha256.h"
 #include "tests/util/small_disk.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 std::string TempDir() {
   std::string tmpl = std::filesystem::temp_directory_path() / "tessera-sink-XXXXXX";
@@ -36,9 +41,9 @@ std::string Contents(const std::string& path) {
 TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
-  ASSERT_TRUE(sink.ok()) << sink.status();
+  ASSERT_THAT(sink, IsOk());
   auto r = (*sink)->Write("abc123", 1, "{\"primes\": 25}\n");
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->location, std::filesystem::absolute(dir).string() + "/abc123.json");
   EXPECT_EQ(r->sha256, Sha256Hex("{\"primes\": 25}\n"));
   std::ifstream in(r->location);
@@ -47,7 +52,7 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
   EXPECT_EQ(content, "{\"primes\": 25}\n");
   EXPECT_EQ((*sink)->writes(), 1);
   auto read = (*sink)->Read(r->location);
-  ASSERT_TRUE(read.ok());
+  ASSERT_THAT(read, IsOk());
   EXPECT_EQ(*read, content);
   // No temp files are left behind (spare files are kept ready, empty).
   EXPECT_EQ(CountFiles(dir).second, 1);
@@ -56,7 +61,7 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
 TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
-  ASSERT_TRUE(sink.ok()) << sink.status();
+  ASSERT_THAT(sink, IsOk());
   const int ready = CountFiles(dir).first;
   EXPECT_GT(ready, 0);
   // A spare a crash left half written: filling it truncates it first.
@@ -64,7 +69,7 @@ TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
     std::ofstream(e.path()) << "left over from a crash, much longer than the result";
   }
   auto r = (*sink)->Write("abc123", 1, "{\"items\": 1}\n");
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(Contents(r->location), "{\"items\": 1}\n");
   EXPECT_EQ(CountFiles(dir), std::make_pair(ready - 1, 1));  // one spare became it
   (*sink)->Prepare();
@@ -72,7 +77,7 @@ TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
   // A restarted scheduler uses what is there rather than making more.
   sink->reset();
   auto again = FileSink::Create(dir);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(CountFiles(dir), std::make_pair(ready, 1));
   // With every spare gone (removed by hand), a write makes its own temp file.
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
@@ -81,7 +86,7 @@ TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
     }
   }
   auto v2 = (*again)->Write("abc123", 2, "{\"items\": 2}\n");
-  ASSERT_TRUE(v2.ok()) << v2.status();
+  ASSERT_THAT(v2, IsOk());
   EXPECT_EQ(Contents(v2->location), "{\"items\": 2}\n");
   EXPECT_EQ(CountFiles(dir).second, 2);
 }
@@ -89,9 +94,9 @@ TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
 TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
-  ASSERT_TRUE(sink.ok()) << sink.status();
+  ASSERT_THAT(sink, IsOk());
   auto staged = (*sink)->Stage("abc123", 2, "{\"items\": 3}\n");
-  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_THAT(staged, IsOk());
   const std::string final_path =
       std::filesystem::absolute(dir).string() + "/abc123.v2.json";
   EXPECT_EQ(staged->result.location, final_path);
@@ -99,59 +104,58 @@ TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
   EXPECT_TRUE(std::filesystem::exists(staged->staged_at));
   EXPECT_EQ((*sink)->writes(), 0);
   auto published = (*sink)->Publish(*staged);
-  ASSERT_TRUE(published.ok()) << published.status();
+  ASSERT_THAT(published, IsOk());
   EXPECT_EQ(published->location, final_path);
   EXPECT_FALSE(std::filesystem::exists(staged->staged_at));
   EXPECT_EQ(*(*sink)->Read(final_path), "{\"items\": 3}\n");
   EXPECT_EQ((*sink)->writes(), 1);
   // The same bytes again (a restart): nothing to stage, nothing written.
   auto again = (*sink)->Stage("abc123", 2, "{\"items\": 3}\n");
-  ASSERT_TRUE(again.ok());
+  ASSERT_THAT(again, IsOk());
   EXPECT_TRUE(again->staged_at.empty());
-  EXPECT_TRUE((*sink)->Publish(*again).ok());
+  EXPECT_THAT((*sink)->Publish(*again), IsOk());
   EXPECT_EQ((*sink)->writes(), 1);
   // A staged path that is not the sink's own is refused.
   StagedResult foreign{{final_path, ""}, "/etc/passwd"};
-  EXPECT_EQ((*sink)->Publish(foreign).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT((*sink)->Publish(foreign), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(FileSinkTest, SyncFsyncsTheDirectoryOnlyWhenSomethingWasPublished) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
-  ASSERT_TRUE(sink.ok()) << sink.status();
+  ASSERT_THAT(sink, IsOk());
   auto staged = (*sink)->Stage("abc123", 1, "{\"items\": 1}\n");
-  ASSERT_TRUE(staged.ok()) << staged.status();
-  ASSERT_TRUE((*sink)->Publish(*staged).ok());
-  EXPECT_TRUE((*sink)->Sync().ok());
+  ASSERT_THAT(staged, IsOk());
+  ASSERT_THAT((*sink)->Publish(*staged), IsOk());
+  EXPECT_THAT((*sink)->Sync(), IsOk());
   // The directory moves away: a sync with nothing new published has nothing
   // to do and succeeds; once a result was published it must fsync the
   // directory, cannot open it, and says which.
   const std::string moved = dir + ".moved";
   std::filesystem::rename(dir, moved);
-  EXPECT_TRUE((*sink)->Sync().ok());
+  EXPECT_THAT((*sink)->Sync(), IsOk());
   std::filesystem::rename(moved, dir);
   auto again = (*sink)->Stage("abc123", 2, "{\"items\": 2}\n");
-  ASSERT_TRUE(again.ok()) << again.status();
-  ASSERT_TRUE((*sink)->Publish(*again).ok());
+  ASSERT_THAT(again, IsOk());
+  ASSERT_THAT((*sink)->Publish(*again), IsOk());
   std::filesystem::rename(dir, moved);
   const absl::Status s = (*sink)->Sync();
-  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s, Not(IsOk()));
   EXPECT_NE(s.message().find(dir), std::string::npos) << s;
   std::filesystem::rename(moved, dir);
   // Still owed: the next sync that can reach the directory does it.
-  EXPECT_TRUE((*sink)->Sync().ok());
+  EXPECT_THAT((*sink)->Sync(), IsOk());
   EXPECT_EQ(Contents(dir + "/abc123.v2.json"), "{\"items\": 2}\n");
 }
 
 TEST(FileSinkTest, AMissingResultFileIsDataLoss) {
   const std::string dir = TempDir();
   auto sink = FileSink::Create(dir);
-  ASSERT_TRUE(sink.ok());
+  ASSERT_THAT(sink, IsOk());
   auto r = (*sink)->Write("gone", 1, "{}");
-  ASSERT_TRUE(r.ok());
+  ASSERT_THAT(r, IsOk());
   std::filesystem::remove(r->location);
-  EXPECT_EQ((*sink)->Read(r->location).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT((*sink)->Read(r->location), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
@@ -161,21 +165,21 @@ TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
 
 TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
   auto sink = FileSink::Create(TempDir());
-  ASSERT_TRUE(sink.ok());
-  EXPECT_EQ((*sink)->Write("../x", 1, "{}").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*sink)->Read("/etc/passwd").status().code(), absl::StatusCode::kInternal);
+  ASSERT_THAT(sink, IsOk());
+  EXPECT_THAT((*sink)->Write("../x", 1, "{}"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT((*sink)->Read("/etc/passwd"), StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {
   const std::string dir = TempDir() + "/results";
   auto sink = FileSink::Create(dir);
-  ASSERT_TRUE(sink.ok());
+  ASSERT_THAT(sink, IsOk());
   // The directory turns into a file: every write must fail, even as root.
   std::filesystem::remove_all(dir);
   std::ofstream(dir) << "not a directory";
   auto r = (*sink)->Write("job", 1, "{}");
-  ASSERT_FALSE(r.ok());
+  ASSERT_THAT(r, Not(IsOk()));
   EXPECT_NE(r.status().message().find(dir), std::string::npos) << r.status();
   EXPECT_FALSE(SinkErrorMayPass(r.status())) << r.status();  // not retried: permanent
   EXPECT_EQ((*sink)->writes(), 0);
@@ -187,18 +191,16 @@ TEST(FileSinkTest, AFullDiskIsResourceExhaustedLeavesNothingAndTheSameBytesGoInL
   auto disk = testing::SmallDisk::Mount(dir, 1 << 20, &why);
   if (disk == nullptr) GTEST_SKIP() << why;
   auto sink = FileSink::Create(dir + "/results");
-  ASSERT_TRUE(sink.ok()) << sink.status();
+  ASSERT_THAT(sink, IsOk());
   const std::string bytes = std::string(10000, '4') + "\n";
   ASSERT_GT(disk->Fill(), 0);
   auto staged = (*sink)->Stage("job", 1, bytes);
-  ASSERT_FALSE(staged.ok());
-  EXPECT_EQ(staged.status().code(), absl::StatusCode::kResourceExhausted)
-      << staged.status();
+  ASSERT_THAT(staged, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(SinkErrorMayPass(staged.status()));
   EXPECT_EQ(CountFiles(dir + "/results").second, 0);  // nothing a reader could see
   disk->Free();
   auto written = (*sink)->Write("job", 1, bytes);
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(Contents(written->location), bytes);
   EXPECT_EQ((*sink)->writes(), 1);
 }

@@ -15,9 +15,12 @@
 #include "scheduler/service/scheduler_server.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 class IdleLatencyTest : public ::testing::Test {
  protected:
@@ -31,7 +34,7 @@ class IdleLatencyTest : public ::testing::Test {
     // out of the figures.
     config.store = "memory";
     auto server = SchedulerServer::Create(config, &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_THAT(server, IsOk());
     server_ = *std::move(server);
     jobs_ = v1::JobService::NewStub(grpc::CreateChannel(
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
@@ -54,7 +57,7 @@ class IdleLatencyTest : public ::testing::Test {
     const absl::Time t0 = absl::Now();
     const grpc::Status s = jobs_->SubmitJob(&ctx, req, &job);
     const double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     *id = job.id();
     return ms;
   }
@@ -67,7 +70,7 @@ class IdleLatencyTest : public ::testing::Test {
     const absl::Time t0 = absl::Now();
     const grpc::Status s = jobs_->GetJob(&ctx, req, &job);
     const double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(s, IsOk());
     EXPECT_EQ(job.id(), id);
     return ms;
   }

@@ -12,9 +12,14 @@
 #include "scheduler/store/postgres_leader.h"
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 using ::tessera::testing::PostgresServer;
 
@@ -47,10 +52,10 @@ TEST(ReadPasswordFileTest, ReadsTheFirstLineAndNamesOnlyTheFile) {
   const std::string dir = ::tessera::testing::MakeTempDir("tessera-pwfile");
   { std::ofstream(dir + "/pw") << "s3cret-pw\r\nsecond line\n"; }
   auto pw = ReadPasswordFile(dir + "/pw");
-  ASSERT_TRUE(pw.ok()) << pw.status();
+  ASSERT_THAT(pw, IsOk());
   EXPECT_EQ(*pw, "s3cret-pw");
   auto missing = ReadPasswordFile(dir + "/none");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(absl::StrContains(missing.status().message(), dir + "/none"));
 }
 
@@ -60,8 +65,8 @@ class PostgresStoreTest : public ::testing::Test {
   void SetUp() override {
     if (::tessera::testing::PostgresSkipped()) GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
     absl::Status s = server_.Start();
-    ASSERT_TRUE(s.ok()) << s;
-    ASSERT_TRUE(server_.CreateDatabase("tessera").ok());
+    ASSERT_THAT(s, IsOk());
+    ASSERT_THAT(server_.CreateDatabase("tessera"), IsOk());
   }
   PostgresOptions Options() const {
     PostgresOptions o;
@@ -93,9 +98,7 @@ TEST_F(PostgresStoreTest, ThePasswordNeverAppearsInAnError) {
   o.url = absl::StrCat("postgresql://tessera:", wrong, "@127.0.0.1:", server_.port(),
                        "/tessera");
   auto refused = PostgresStore::Open(o);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
-      << refused.status();
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_FALSE(absl::StrContains(refused.status().ToString(), wrong));
   EXPECT_FALSE(absl::StrContains(refused.status().ToString(), server_.password()));
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "tessera:***@127.0.0.1"))
@@ -103,7 +106,7 @@ TEST_F(PostgresStoreTest, ThePasswordNeverAppearsInAnError) {
   // The right password in the URL, to a database that is not there.
   o.url = server_.UrlWithPassword("nosuchdb");
   auto missing = PostgresStore::Open(o);
-  ASSERT_FALSE(missing.ok());
+  ASSERT_THAT(missing, Not(IsOk()));
   EXPECT_FALSE(absl::StrContains(missing.status().ToString(), server_.password()))
       << missing.status();
   // And a server that is gone, with the password in keyword form.
@@ -111,8 +114,7 @@ TEST_F(PostgresStoreTest, ThePasswordNeverAppearsInAnError) {
                        " dbname=tessera user=tessera password=", server_.password());
   o.connect_timeout_seconds = 2;
   auto gone = PostgresStore::Open(o);
-  ASSERT_FALSE(gone.ok());
-  EXPECT_EQ(gone.status().code(), absl::StatusCode::kUnavailable) << gone.status();
+  ASSERT_THAT(gone, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_FALSE(absl::StrContains(gone.status().ToString(), server_.password()));
   EXPECT_TRUE(absl::StrContains(gone.status().message(), "password=***"))
       << gone.status();
@@ -120,46 +122,46 @@ TEST_F(PostgresStoreTest, ThePasswordNeverAppearsInAnError) {
 
 TEST_F(PostgresStoreTest, AServerStoppedMidRunIsUnavailableAndTheNextCommitReconnects) {
   auto store = Open();
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   const JobRecord job = Record("j1", 1);
   const SaveResultOp r0{"j1", 0, R"({"v":0})"};
-  ASSERT_TRUE((*store)->Commit({&job}, {&r0}, true).ok());
-  ASSERT_TRUE(server_.Stop().ok());
+  ASSERT_THAT((*store)->Commit({&job}, {&r0}, true), IsOk());
+  ASSERT_THAT(server_.Stop(), IsOk());
   const SaveResultOp r1{"j1", 1, R"({"v":1})"};
   absl::Status down = (*store)->Commit({}, {&r1}, true);
-  EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable) << down;
+  EXPECT_THAT(down, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_FALSE(absl::StrContains(down.ToString(), server_.password()));
   // Still down: the reconnect fails, as UNAVAILABLE too.
   absl::Status still = (*store)->Commit({}, {&r1}, true);
-  EXPECT_EQ(still.code(), absl::StatusCode::kUnavailable) << still;
-  EXPECT_EQ((*store)->Load().status().code(), absl::StatusCode::kUnavailable);
-  ASSERT_TRUE(server_.Start().ok());
+  EXPECT_THAT(still, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT((*store)->Load(), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(server_.Start(), IsOk());
   absl::Status back = (*store)->Commit({}, {&r1}, true);
-  ASSERT_TRUE(back.ok()) << back;
+  ASSERT_THAT(back, IsOk());
   auto results = (*store)->LoadResults("j1");
-  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_THAT(results, IsOk());
   EXPECT_EQ(results->size(), 2u);
 }
 
 TEST_F(PostgresStoreTest, RecordsTheSchemaVersionAndASecondStartMigratesNothing) {
   {
     auto store = Open();
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     EXPECT_EQ((*store)->migrations_applied(), PostgresStore::SchemaVersion());
     const JobRecord job = Record("j1", 1);
     const SaveResultOp r0{"j1", 0, R"({"v":0})"};
-    ASSERT_TRUE((*store)->Commit({&job}, {&r0}, true).ok());
+    ASSERT_THAT((*store)->Commit({&job}, {&r0}, true), IsOk());
   }
   auto version = server_.Psql("tessera",
                               "SELECT convert_from(value, 'UTF8') FROM tessera_meta "
                               "WHERE key = 'schema_version'");
-  ASSERT_TRUE(version.ok()) << version.status();
+  ASSERT_THAT(version, IsOk());
   EXPECT_EQ(*version, std::to_string(PostgresStore::SchemaVersion()));
   auto again = Open();
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ((*again)->migrations_applied(), 0);
   auto state = (*again)->Load();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->results["j1"].size(), 1u);
 }
@@ -168,34 +170,34 @@ TEST_F(PostgresStoreTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) 
   const JobRecord old = Record("old", 7);
   {
     auto store = Open();
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     const SaveResultOp r0{"old", 0, R"({"n":1})"};
-    ASSERT_TRUE((*store)->Commit({&old}, {&r0}, true).ok());
+    ASSERT_THAT((*store)->Commit({&old}, {&r0}, true), IsOk());
   }
   // What a scheduler of schema version 1 left behind.
-  ASSERT_TRUE(server_
-                  .Psql("tessera",
-                        "DROP TABLE tessera_failed_shards, tessera_leader; "
-                        "DROP INDEX tessera_jobs_by_state, tessera_jobs_by_queue; "
-                        "ALTER TABLE tessera_jobs DROP COLUMN epoch, DROP COLUMN queue, "
-                        "DROP COLUMN created, DROP COLUMN ended, DROP COLUMN idem_key; "
-                        "UPDATE tessera_meta SET "
-                        "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'")
-                  .ok());
+  ASSERT_THAT(
+      server_.Psql("tessera",
+                   "DROP TABLE tessera_failed_shards, tessera_leader; "
+                   "DROP INDEX tessera_jobs_by_state, tessera_jobs_by_queue; "
+                   "ALTER TABLE tessera_jobs DROP COLUMN epoch, DROP COLUMN queue, "
+                   "DROP COLUMN created, DROP COLUMN ended, DROP COLUMN idem_key; "
+                   "UPDATE tessera_meta SET "
+                   "value = convert_to('1', 'UTF8') WHERE key = 'schema_version'"),
+      IsOk());
   auto store = Open();
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   EXPECT_EQ((*store)->migrations_applied(), PostgresStore::SchemaVersion() - 1);
   auto state = (*store)->Load();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].seq, 7);
   EXPECT_EQ(state->results["old"].size(), 1u);
   const SaveFailedShardOp f{"old", {1, {5, 10}, 1, "boom"}};
   StoreWrite w;
   w.failed = {&f};
-  ASSERT_TRUE((*store)->Commit(w, true).ok());
+  ASSERT_THAT((*store)->Commit(w, true), IsOk());
   auto n = server_.Psql("tessera", "SELECT COUNT(*) FROM tessera_failed_shards");
-  ASSERT_TRUE(n.ok()) << n.status();
+  ASSERT_THAT(n, IsOk());
   EXPECT_EQ(*n, "1");
 }
 
@@ -208,23 +210,22 @@ TEST_F(PostgresStoreTest, ASchemaThreeDatabaseGetsItsFinishedJobsSummaryColumnsF
   done.ended = done.created + absl::Seconds(5);
   {
     auto store = Open();
-    ASSERT_TRUE(store.ok()) << store.status();
-    ASSERT_TRUE((*store)->Commit({&done}, {}, true).ok());
+    ASSERT_THAT(store, IsOk());
+    ASSERT_THAT((*store)->Commit({&done}, {}, true), IsOk());
   }
   // What a scheduler of schema version 3 left behind.
-  ASSERT_TRUE(
-      server_
-          .Psql("tessera",
-                "DROP INDEX tessera_jobs_by_state, tessera_jobs_by_queue; "
-                "ALTER TABLE tessera_jobs DROP COLUMN queue, DROP COLUMN created, "
-                "DROP COLUMN ended, DROP COLUMN idem_key; UPDATE tessera_meta SET "
-                "value = convert_to('3', 'UTF8') WHERE key = 'schema_version'")
-          .ok());
+  ASSERT_THAT(
+      server_.Psql("tessera",
+                   "DROP INDEX tessera_jobs_by_state, tessera_jobs_by_queue; "
+                   "ALTER TABLE tessera_jobs DROP COLUMN queue, DROP COLUMN created, "
+                   "DROP COLUMN ended, DROP COLUMN idem_key; UPDATE tessera_meta SET "
+                   "value = convert_to('3', 'UTF8') WHERE key = 'schema_version'"),
+      IsOk());
   auto store = Open();
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   EXPECT_EQ((*store)->migrations_applied(), PostgresStore::SchemaVersion() - 3);
   absl::StatusOr<StoredState> state = (*store)->LoadUnfinished();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->finished.size(), 1u);
   EXPECT_EQ(state->finished[0].queue, "q9");
   EXPECT_EQ(state->finished[0].created, done.created);
@@ -234,7 +235,7 @@ TEST_F(PostgresStoreTest, ASchemaThreeDatabaseGetsItsFinishedJobsSummaryColumnsF
   JobFilter q9;
   q9.queue = "q9";
   absl::StatusOr<std::vector<JobRecord>> page = (*store)->ListFinishedJobs(q9, -1, 5);
-  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_THAT(page, IsOk());
   EXPECT_EQ(page->size(), 1u);
 }
 
@@ -245,56 +246,55 @@ TEST_F(PostgresStoreTest, SchedulersStartingAtOnceMigrateOnce) {
   for (auto& t : threads) t.join();
   int applied = 0;
   for (auto& s : stores) {
-    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_THAT(s, IsOk());
     applied += (*s)->migrations_applied();
   }
   EXPECT_EQ(applied, PostgresStore::SchemaVersion());
 }
 
 TEST_F(PostgresStoreTest, RefusesASchemaNewerThanItReads) {
-  ASSERT_TRUE(Open().ok());
-  ASSERT_TRUE(server_
-                  .Psql("tessera",
-                        "UPDATE tessera_meta SET value = convert_to('99', 'UTF8') "
-                        "WHERE key = 'schema_version'")
-                  .ok());
+  ASSERT_THAT(Open(), IsOk());
+  ASSERT_THAT(server_.Psql("tessera",
+                           "UPDATE tessera_meta SET value = convert_to('99', 'UTF8') "
+                           "WHERE key = 'schema_version'"),
+              IsOk());
   auto store = Open();
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
-      << store.status();
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(absl::StrContains(store.status().message(), "schema version 99"));
 }
 
 TEST_F(PostgresStoreTest, AFenceThatSaysNoCommitsNothing) {
   auto store = Open();
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   const JobRecord job = Record("j1", 1);
   (*store)->SetFenceSql("SELECT false");
   absl::Status fenced = (*store)->Commit({&job}, {}, true);
-  EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
+  EXPECT_THAT(fenced, StatusIs(absl::StatusCode::kAborted));
   EXPECT_TRUE(absl::StrContains(fenced.message(), "fenced"));
   EXPECT_TRUE((*store)->Load()->jobs.empty());
   (*store)->SetFenceSql("SELECT true");
-  ASSERT_TRUE((*store)->Commit({&job}, {}, true).ok());
+  ASSERT_THAT((*store)->Commit({&job}, {}, true), IsOk());
   EXPECT_EQ((*store)->Load()->jobs.size(), 1u);
 }
 
 TEST_F(PostgresStoreTest, TheLeaseHasOneHolderAndADeposedLeaderCommitsNothing) {
   auto a_store = Open();
   auto b_store = Open();
-  ASSERT_TRUE(a_store.ok() && b_store.ok());
+  ASSERT_THAT(a_store, IsOk());
+  ASSERT_THAT(b_store, IsOk());
   PostgresLeaderLease a(Options(), "replica-a", "127.0.0.1:1", absl::Seconds(1));
   PostgresLeaderLease b(Options(), "replica-b", "127.0.0.1:2", absl::Seconds(1));
   ASSERT_EQ(*a.TryAcquire(), 1);
   EXPECT_EQ(*b.TryAcquire(), 0) << "a live lease is not taken";
   auto seen = b.Current();
-  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_THAT(seen, IsOk());
   EXPECT_EQ(seen->holder, "replica-a");
   EXPECT_EQ(seen->address, "127.0.0.1:1");
   EXPECT_TRUE(seen->live);
   EXPECT_TRUE(*a.Renew(1));
   (*a_store)->SetFenceSql(a.FenceSql(1), 1);
   const JobRecord job = Record("j1", 1);
-  ASSERT_TRUE((*a_store)->Commit({&job}, {}, true).ok());
+  ASSERT_THAT((*a_store)->Commit({&job}, {}, true), IsOk());
 
   // a stops renewing (paused): after the TTL, b takes over at epoch 2.
   absl::SleepFor(absl::Milliseconds(1200));
@@ -303,32 +303,31 @@ TEST_F(PostgresStoreTest, TheLeaseHasOneHolderAndADeposedLeaderCommitsNothing) {
   JobRecord late = Record("j1", 1);
   late.state = JobState::kSucceeded;
   absl::Status fenced = (*a_store)->Commit({&late}, {}, true);
-  EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
+  EXPECT_THAT(fenced, StatusIs(absl::StatusCode::kAborted));
   EXPECT_TRUE(absl::StrContains(fenced.message(), "fenced")) << fenced;
   auto state = (*b_store)->Load();
-  ASSERT_TRUE(state.ok());
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].state, JobState::kRunning) << "the deposed write was kept";
 
   (*b_store)->SetFenceSql(b.FenceSql(2), 2);
-  ASSERT_TRUE((*b_store)->Commit({&late}, {}, true).ok());
+  ASSERT_THAT((*b_store)->Commit({&late}, {}, true), IsOk());
   EXPECT_EQ(*server_.Psql("tessera", "SELECT epoch FROM tessera_jobs WHERE id = 'j1'"),
             "2");
   // A lease given back is taken at once, at the next epoch.
-  ASSERT_TRUE(b.Resign(2).ok());
+  ASSERT_THAT(b.Resign(2), IsOk());
   EXPECT_EQ(*a.TryAcquire(), 3);
-  EXPECT_FALSE((*b_store)->Commit({&late}, {}, true).ok());
+  EXPECT_THAT((*b_store)->Commit({&late}, {}, true), Not(IsOk()));
 }
 
 TEST_F(PostgresStoreTest, MapsDiskFullAndSerializationFailuresAsStoreHSays) {
-  ASSERT_TRUE(server_
-                  .Psql("tessera",
-                        "CREATE FUNCTION fail_with(code text) RETURNS boolean "
-                        "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected' "
-                        "USING ERRCODE = code; END $$")
-                  .ok());
+  ASSERT_THAT(server_.Psql("tessera",
+                           "CREATE FUNCTION fail_with(code text) RETURNS boolean "
+                           "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected' "
+                           "USING ERRCODE = code; END $$"),
+              IsOk());
   auto store = Open();
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   const JobRecord job = Record("j1", 1);
   for (const auto& [sqlstate, code] :
        {std::pair{"53100", absl::StatusCode::kResourceExhausted},
@@ -343,7 +342,7 @@ TEST_F(PostgresStoreTest, MapsDiskFullAndSerializationFailuresAsStoreHSays) {
     EXPECT_TRUE(absl::StrContains(s.message(), sqlstate)) << s;
   }
   (*store)->SetFenceSql("");
-  ASSERT_TRUE((*store)->Commit({&job}, {}, true).ok());
+  ASSERT_THAT((*store)->Commit({&job}, {}, true), IsOk());
 }
 
 TEST_F(PostgresStoreTest, DurableCommitsWithSyncNormalAreReadBackAfterReopening) {
@@ -351,21 +350,21 @@ TEST_F(PostgresStoreTest, DurableCommitsWithSyncNormalAreReadBackAfterReopening)
   o.sync = "normal";
   {
     auto store = PostgresStore::Open(o);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     const JobRecord job = Record("j1", 1);
     const SaveResultOp r0{"j1", 0, R"({"v":0})"};
     const SaveResultOp r1{"j1", 1, R"({"v":1})"};
-    ASSERT_TRUE((*store)->Commit({&job}, {&r0}, false).ok());
-    ASSERT_TRUE((*store)->Flush().ok());
-    ASSERT_TRUE((*store)->Commit({}, {&r1}, true).ok());
+    ASSERT_THAT((*store)->Commit({&job}, {&r0}, false), IsOk());
+    ASSERT_THAT((*store)->Flush(), IsOk());
+    ASSERT_THAT((*store)->Commit({}, {&r1}, true), IsOk());
   }
   auto store = PostgresStore::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   auto results = (*store)->LoadResults("j1");
-  ASSERT_TRUE(results.ok());
+  ASSERT_THAT(results, IsOk());
   EXPECT_EQ(results->size(), 2u);
   o.sync = "sometimes";
-  EXPECT_EQ(PostgresStore::Open(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(PostgresStore::Open(o), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

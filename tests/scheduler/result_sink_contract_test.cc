@@ -15,9 +15,14 @@
 #include "shared/sha256.h"
 #include "tests/util/process.h"
 #include "tests/util/s3rver.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 using ::tessera::testing::MakeTempDir;
 using ::tessera::testing::S3rver;
@@ -29,7 +34,7 @@ struct FileSinkKind {
   std::string dir = MakeTempDir("tessera-contract") + "/results";
   std::unique_ptr<ResultSink> Make() {
     auto sink = FileSink::Create(dir);
-    EXPECT_TRUE(sink.ok()) << sink.status();
+    EXPECT_THAT(sink, IsOk());
     return sink.ok() ? *std::move(sink) : nullptr;
   }
   std::string Foreign() { return dir + "-elsewhere/x.json"; }
@@ -51,7 +56,7 @@ struct S3SinkKind {
         S3Sink::Create("s3://results/" + prefix, options,
                        CredentialsSource::Fixed(
                            {server->access_key_id(), server->secret_access_key(), ""}));
-    EXPECT_TRUE(sink.ok()) << sink.status();
+    EXPECT_THAT(sink, IsOk());
     return sink.ok() ? *std::move(sink) : nullptr;
   }
   std::unique_ptr<ResultSink> Make() { return Connect(); }
@@ -74,7 +79,7 @@ class ResultSinkContract : public ::testing::Test {
     if constexpr (std::is_same_v<Kind, S3SinkKind>) {
       S3SinkKind::server = new S3rver(MakeTempDir("tessera-s3rver"), {"results"});
       absl::Status s = S3SinkKind::server->Start();
-      ASSERT_TRUE(s.ok()) << s;
+      ASSERT_THAT(s, IsOk());
     }
   }
   static void TearDownTestSuite() {
@@ -106,7 +111,7 @@ constexpr char kBytes[] = "{\n  \"primes\": 25\n}\n";
 
 TYPED_TEST(ResultSinkContract, WritesTheExactBytesAndReportsTheirSha256) {
   auto r = this->sink_->Write("job-1", 1, kBytes);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_TRUE(absl::EndsWith(r->location, "/job-1.json")) << r->location;
   EXPECT_EQ(r->sha256, Sha256Hex(kBytes));
   EXPECT_EQ(*this->sink_->Read(r->location), kBytes);
@@ -117,7 +122,8 @@ TYPED_TEST(ResultSinkContract, WritesTheExactBytesAndReportsTheirSha256) {
 TYPED_TEST(ResultSinkContract, EachVersionIsAnObjectOfItsOwn) {
   auto v1 = this->sink_->Write("job-1", 1, "{\"v\": 1}\n");
   auto v2 = this->sink_->Write("job-1", 2, "{\"v\": 2}\n");
-  ASSERT_TRUE(v1.ok() && v2.ok()) << v1.status() << v2.status();
+  ASSERT_THAT(v1, IsOk());
+  ASSERT_THAT(v2, IsOk());
   EXPECT_TRUE(absl::EndsWith(v2->location, "/job-1.v2.json")) << v2->location;
   EXPECT_EQ(*this->sink_->Read(v1->location), "{\"v\": 1}\n");
   EXPECT_EQ(*this->sink_->Read(v2->location), "{\"v\": 2}\n");
@@ -125,38 +131,37 @@ TYPED_TEST(ResultSinkContract, EachVersionIsAnObjectOfItsOwn) {
 
 TYPED_TEST(ResultSinkContract, AStagedResultIsOutOfSightUntilPublished) {
   auto staged = this->sink_->Stage("job-1", 1, kBytes);
-  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_THAT(staged, IsOk());
   EXPECT_FALSE(staged->staged_at.empty());
-  EXPECT_EQ(this->sink_->Read(staged->result.location).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_THAT(this->sink_->Read(staged->result.location),
+              StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_EQ(this->sink_->writes(), 0);
   auto published = this->sink_->Publish(*staged);
-  ASSERT_TRUE(published.ok()) << published.status();
+  ASSERT_THAT(published, IsOk());
   EXPECT_EQ(published->location, staged->result.location);
   EXPECT_EQ(*this->sink_->Read(published->location), kBytes);
   EXPECT_EQ(this->sink_->writes(), 1);
 }
 
 TYPED_TEST(ResultSinkContract, TheSameBytesAgainAfterARestartAreNotWrittenAgain) {
-  ASSERT_TRUE(this->sink_->Write("job-1", 1, kBytes).ok());
+  ASSERT_THAT(this->sink_->Write("job-1", 1, kBytes), IsOk());
   std::unique_ptr<ResultSink> restarted = this->kind_.Make();
   auto staged = restarted->Stage("job-1", 1, kBytes);
-  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_THAT(staged, IsOk());
   EXPECT_TRUE(staged->staged_at.empty());  // found in place
   auto again = restarted->Publish(*staged);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->sha256, Sha256Hex(kBytes));
   EXPECT_EQ(restarted->writes(), 0);
 }
 
 TYPED_TEST(ResultSinkContract, OtherBytesAlreadyThereFailTheWriteAndStayAsTheyAre) {
   auto first = this->sink_->Write("job-1", 1, kBytes);
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_THAT(first, IsOk());
   this->kind_.PlaceOther(first->location, "{\"someone\": \"else\"}\n");
   std::unique_ptr<ResultSink> restarted = this->kind_.Make();
   auto written = restarted->Write("job-1", 1, kBytes);
-  ASSERT_FALSE(written.ok());
-  EXPECT_EQ(written.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_THAT(written, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(absl::StrContains(written.status().message(), "not overwritten"))
       << written.status();
   EXPECT_EQ(*restarted->Read(first->location), "{\"someone\": \"else\"}\n");
@@ -165,29 +170,29 @@ TYPED_TEST(ResultSinkContract, OtherBytesAlreadyThereFailTheWriteAndStayAsTheyAr
 
 TYPED_TEST(ResultSinkContract, AMissingResultIsDataLossAndAForeignLocationInternal) {
   auto r = this->sink_->Write("job-1", 1, kBytes);
-  ASSERT_TRUE(r.ok());
+  ASSERT_THAT(r, IsOk());
   const std::string missing =
       r->location.substr(0, r->location.rfind('/')) + "/nope.json";
-  EXPECT_EQ(this->sink_->Read(missing).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(this->sink_->Size(missing).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(this->sink_->Read(this->kind_.Foreign()).status().code(),
-            absl::StatusCode::kInternal);
+  EXPECT_THAT(this->sink_->Read(missing), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(this->sink_->Size(missing), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(this->sink_->Read(this->kind_.Foreign()),
+              StatusIs(absl::StatusCode::kInternal));
 }
 
 TYPED_TEST(ResultSinkContract, DeletesAResultAndADeletedOneAgainIsFine) {
   auto r = this->sink_->Write("job-1", 1, kBytes);
-  ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_TRUE(this->sink_->Delete(r->location).ok());
-  EXPECT_EQ(this->sink_->Read(r->location).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_TRUE(this->sink_->Delete(r->location).ok());
-  EXPECT_EQ(this->sink_->Delete(this->kind_.Foreign()).code(),
-            absl::StatusCode::kInternal);
+  ASSERT_THAT(r, IsOk());
+  ASSERT_THAT(this->sink_->Delete(r->location), IsOk());
+  EXPECT_THAT(this->sink_->Read(r->location), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(this->sink_->Delete(r->location), IsOk());
+  EXPECT_THAT(this->sink_->Delete(this->kind_.Foreign()),
+              StatusIs(absl::StatusCode::kInternal));
 }
 
 TYPED_TEST(ResultSinkContract, RefusesJobIdsThatCouldLeaveTheSink) {
   for (const char* id : {"../x", "a/b", "", "a.b"}) {
-    EXPECT_EQ(this->sink_->Write(id, 1, kBytes).status().code(),
-              absl::StatusCode::kInvalidArgument)
+    EXPECT_THAT(this->sink_->Write(id, 1, kBytes),
+                StatusIs(absl::StatusCode::kInvalidArgument))
         << id;
   }
   EXPECT_EQ(this->sink_->writes(), 0);
@@ -199,7 +204,7 @@ TYPED_TEST(ResultSinkContract, ManyWritesAtOnceEachLandOnce) {
     threads.emplace_back([this, i] {
       const std::string bytes = "{\"n\": " + std::to_string(i) + "}\n";
       auto r = this->sink_->Write("job-" + std::to_string(i), 1, bytes);
-      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_THAT(r, IsOk());
       EXPECT_EQ(*this->sink_->Read(r->location), bytes);
     });
   }

@@ -12,32 +12,14 @@
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/runtime_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
 
-class RecordingStream : public ExecutorStream {
- public:
-  void SendAssignments(std::vector<Assignment> assignments) override {
-    absl::MutexLock lock(&mu_);
-    for (Assignment& a : assignments) assigned_.push_back(std::move(a));
-  }
-  void SendCancel(const std::string&) override {}
-  void SendAcks(std::vector<std::string>) override {}
-  void Close(const std::string&) override {}
-  std::vector<Assignment> WaitAssigned(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return assigned_.size() >= n;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
-    return assigned_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Assignment> assigned_ ABSL_GUARDED_BY(mu_);
-};
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 class RuntimeMemoryTest : public ::testing::Test {
  protected:
@@ -52,14 +34,14 @@ class RuntimeMemoryTest : public ::testing::Test {
   }
   void Open() {
     auto store = SqliteStore::Open(dir_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     auto sink = FileSink::Create(dir_ + "/results");
-    ASSERT_TRUE(sink.ok()) << sink.status();
+    ASSERT_THAT(sink, IsOk());
     sink_ = *std::move(sink);
     runtime_ =
         std::make_unique<Runtime>(CoreConfig(), &clock_, store_.get(), sink_.get());
-    ASSERT_TRUE(runtime_->Recover().ok());
+    ASSERT_THAT(runtime_->Recover(), IsOk());
     runtime_->Start();
     stream_ = std::make_unique<RecordingStream>();
     sent_ = 0;
@@ -75,14 +57,7 @@ class RuntimeMemoryTest : public ::testing::Test {
   }
 
   absl::StatusOr<JobView> Submit(const JobSpec& spec) {
-    absl::Notification done;
-    absl::StatusOr<JobView> job;
-    runtime_->Submit(spec, [&](absl::StatusOr<JobView> j) {
-      job = std::move(j);
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return job;
+    return SubmitAndWait(*runtime_, spec);
   }
   static JobSpec Noop(int64_t shards, const std::string& task = "noop") {
     JobSpec spec;
@@ -105,13 +80,6 @@ class RuntimeMemoryTest : public ::testing::Test {
       }
     }
   }
-  bool WaitFor(const std::function<bool()>& done) {
-    for (int i = 0; i < 500; ++i) {
-      if (done()) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
-  }
   JobState StateOf(const std::string& id) {
     absl::StatusOr<JobView> v = runtime_->GetJob(id);
     return v.ok() ? v->state : JobState::kQueued;
@@ -120,17 +88,17 @@ class RuntimeMemoryTest : public ::testing::Test {
   std::string Run(JobSpec spec, int shards, JobState end = JobState::kSucceeded,
                   const std::function<bool(const Assignment&)>& fail = nullptr) {
     absl::StatusOr<JobView> job = Submit(spec);
-    EXPECT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job, IsOk());
     if (!job.ok()) return "";
     Answer(shards, fail);
-    EXPECT_TRUE(WaitFor([&] { return StateOf(job->id) == end; })) << job->id;
+    EXPECT_TRUE(WaitUntil([&] { return StateOf(job->id) == end; })) << job->id;
     return job->id;
   }
   std::vector<std::string> Page(const JobFilter& filter, int64_t before, int limit,
                                 int64_t* next) {
     absl::StatusOr<std::vector<JobView>> jobs =
         runtime_->ListJobs(filter, before, limit, next);
-    EXPECT_TRUE(jobs.ok()) << jobs.status();
+    EXPECT_THAT(jobs, IsOk());
     std::vector<std::string> ids;
     if (jobs.ok()) {
       for (const JobView& j : *jobs) ids.push_back(j.id);
@@ -165,10 +133,10 @@ class RuntimeMemoryTest : public ::testing::Test {
 TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
   const std::string a = Run(Noop(2), 2);
   const absl::StatusOr<JobView> live = runtime_->GetJob(a);
-  ASSERT_TRUE(live.ok());
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_THAT(live, IsOk());
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> stored = runtime_->GetJob(a);
-  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->state, JobState::kSucceeded);
   EXPECT_EQ(stored->shards.total, 2);
   EXPECT_EQ(stored->shards.succeeded, 2);
@@ -186,12 +154,12 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
     read.Notify();
   });
   ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  ASSERT_TRUE(async.ok()) << async.status();
+  ASSERT_THAT(async, IsOk());
   EXPECT_EQ(async->result_location, live->result_location);
   absl::StatusOr<ResultBytes> result = runtime_->GetResult(a, 1 << 20);
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_THAT(result, IsOk());
   EXPECT_NE(result->bytes.find("\"items\": 2"), std::string::npos) << result->bytes;
-  EXPECT_EQ(runtime_->GetJob("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(runtime_->GetJob("nope"), StatusIs(absl::StatusCode::kNotFound));
   // Cancel and update answer as for a finished job in memory.
   absl::Notification cancelled;
   absl::StatusOr<JobView> cancel;
@@ -200,7 +168,7 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
     cancelled.Notify();
   });
   ASSERT_TRUE(cancelled.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  ASSERT_TRUE(cancel.ok()) << cancel.status();
+  ASSERT_THAT(cancel, IsOk());
   EXPECT_EQ(cancel->state, JobState::kSucceeded);
   absl::Notification updated;
   absl::Status update;
@@ -211,18 +179,18 @@ TEST_F(RuntimeMemoryTest, FinishedJobsLeaveMemoryAndAreServedFromTheStore) {
     updated.Notify();
   });
   ASSERT_TRUE(updated.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  EXPECT_EQ(update.code(), absl::StatusCode::kFailedPrecondition) << update;
+  EXPECT_THAT(update, StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(RuntimeMemoryTest, ListJobsMergesLiveAndFinishedJobsInCreationOrder) {
   const std::string a = Run(Noop(1), 1);
   const std::string b = Run(Noop(1), 1);
   absl::StatusOr<JobView> waiting = Submit(Noop(1, "nobody-runs-this"));
-  ASSERT_TRUE(waiting.ok());
+  ASSERT_THAT(waiting, IsOk());
   const std::string c = waiting->id;
   const std::string d = Run(Noop(1), 1);
   const std::string e = Run(Noop(1), 1);
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 1; }));
   const std::vector<std::string> newest_first = {e, d, c, b, a};
   EXPECT_EQ(All({}, 100), newest_first);
   for (int limit : {1, 2, 3, 4}) EXPECT_EQ(All({}, limit), newest_first) << limit;
@@ -245,7 +213,7 @@ TEST_F(RuntimeMemoryTest, ListJobsMergesLiveAndFinishedJobsInCreationOrder) {
   EXPECT_EQ(All({}, 2), newest_first);
   EXPECT_EQ(All(succeeded, 3), (std::vector<std::string>{e, d, b, a}));
   absl::StatusOr<JobView> old = runtime_->GetJob(a);
-  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_THAT(old, IsOk());
   EXPECT_EQ(old->state, JobState::kSucceeded);
   // New jobs never take an old number.
   const std::string f = Run(Noop(1), 1);
@@ -256,19 +224,19 @@ TEST_F(RuntimeMemoryTest, AnIdempotentResubmissionOfAFinishedJobReadsItsRecord) 
   JobSpec spec = Noop(1);
   spec.idempotency_key = "once";
   const std::string a = Run(spec, 1);
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> again = Submit(spec);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, a);
   EXPECT_EQ(again->state, JobState::kSucceeded);
   JobSpec other = spec;
   other.range.end = 99;
-  EXPECT_EQ(Submit(other).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(Submit(other), StatusIs(absl::StatusCode::kAlreadyExists));
   // And after a restart.
   Close();
   Open();
   again = Submit(spec);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, a);
   EXPECT_EQ(runtime_->JobsInMemory(), 0u);
 }
@@ -278,13 +246,13 @@ TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   spec.max_failed_shards = 1;
   const std::string p =
       Run(spec, 2, JobState::kPartial, [](const Assignment& a) { return a.shard == 1; });
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   // Also after a restart: the job is in the store only.
   Close();
   Open();
   ASSERT_EQ(runtime_->JobsInMemory(), 0u);
   absl::StatusOr<JobView> before = runtime_->GetJob(p);
-  ASSERT_TRUE(before.ok());
+  ASSERT_THAT(before, IsOk());
   ASSERT_EQ(before->state, JobState::kPartial);
   ASSERT_EQ(before->failed_shards.size(), 1u);
   absl::Notification done;
@@ -294,13 +262,13 @@ TEST_F(RuntimeMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
     done.Notify();
   });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(retried.ok()) << retried.status();
+  ASSERT_THAT(retried, IsOk());
   EXPECT_EQ(runtime_->JobsInMemory(), 1u);
   Answer(1);
-  ASSERT_TRUE(WaitFor([&] { return StateOf(p) == JobState::kSucceeded; }));
-  ASSERT_TRUE(WaitFor([&] { return runtime_->JobsInMemory() == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return StateOf(p) == JobState::kSucceeded; }));
+  ASSERT_TRUE(WaitUntil([&] { return runtime_->JobsInMemory() == 0; }));
   absl::StatusOr<JobView> after = runtime_->GetJob(p);
-  ASSERT_TRUE(after.ok());
+  ASSERT_THAT(after, IsOk());
   EXPECT_EQ(after->state, JobState::kSucceeded);
   EXPECT_EQ(after->result_version, 2);
   EXPECT_EQ(after->shards.succeeded, 2);

@@ -10,32 +10,14 @@
 #include "scheduler/service/runtime.h"
 #include "scheduler/sink/file_sink.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/runtime_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
 
-class NullStream : public ExecutorStream {
- public:
-  void SendAssignments(std::vector<Assignment> assignments) override {
-    absl::MutexLock lock(&mu_);
-    for (Assignment& a : assignments) assigned_.push_back(std::move(a));
-  }
-  void SendCancel(const std::string&) override {}
-  void SendAcks(std::vector<std::string>) override {}
-  void Close(const std::string&) override {}
-  std::vector<Assignment> WaitAssigned(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return assigned_.size() >= n;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
-    return assigned_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Assignment> assigned_ ABSL_GUARDED_BY(mu_);
-};
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -45,16 +27,16 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     std::string tmpl = std::filesystem::temp_directory_path() / "tessera-rt-XXXXXX";
     dir_ = mkdtemp(tmpl.data());
     auto store = SqliteStore::Open(dir_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     auto sink = FileSink::Create(dir_ + "/results");
-    ASSERT_TRUE(sink.ok()) << sink.status();
+    ASSERT_THAT(sink, IsOk());
     sink_ = *std::move(sink);
     CoreConfig config;
     config.job_retention = kRetention;
     runtime_ = std::make_unique<Runtime>(config, &clock_, store_.get(), sink_.get());
     runtime_->SetDeleteResultsWithJobs(GetParam());
-    ASSERT_TRUE(runtime_->Recover().ok());
+    ASSERT_THAT(runtime_->Recover(), IsOk());
     runtime_->Start();
     ExecutorHello hello{"e1", "e1", {"noop"}, 1, "test"};
     conn_ = *runtime_->Connect(hello, &stream_);
@@ -72,14 +54,8 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     JobSpec spec;
     spec.task = "noop";
     spec.range = {0, shards, 0, shards};
-    absl::Notification submitted;
-    absl::StatusOr<JobView> job;
-    runtime_->Submit(spec, [&](absl::StatusOr<JobView> j) {
-      job = std::move(j);
-      submitted.Notify();
-    });
-    submitted.WaitForNotification();
-    EXPECT_TRUE(job.ok()) << job.status();
+    absl::StatusOr<JobView> job = SubmitAndWait(*runtime_, spec);
+    EXPECT_THAT(job, IsOk());
     for (int64_t i = 0; i < shards; ++i) {
       const std::vector<Assignment> got = stream_.WaitAssigned(sent_ + 1);
       if (got.size() <= sent_) break;
@@ -95,21 +71,12 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     return {};
   }
 
-  // Waits (up to 5 s of real time: the ticker runs every 100 ms) for `done`.
-  bool WaitFor(const std::function<bool()>& done) {
-    for (int i = 0; i < 500; ++i) {
-      if (done()) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
-  }
-
   std::string dir_;
   FakeClock clock_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<FileSink> sink_;
   std::unique_ptr<Runtime> runtime_;
-  NullStream stream_;
+  RecordingStream stream_;
   ExecutorConn conn_;
   size_t sent_ = 0;
 };
@@ -118,32 +85,32 @@ TEST_P(RuntimeRetentionTest, ARetiredJobLeavesNoRowAndItsResultFileStaysUnlessTo
   const JobView old = RunJob(3);
   ASSERT_FALSE(old.result_location.empty());
   // Compaction: its shard results went with its "done" record.
-  ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->results == 0; }));
+  ASSERT_TRUE(WaitUntil([&] { return store_->CountRows()->results == 0; }));
   EXPECT_EQ(store_->CountRows()->jobs, 1);
 
   clock_.Advance(kRetention - absl::Minutes(1));
   const JobView young = RunJob(1);
   absl::SleepFor(absl::Milliseconds(300));  // ticks pass: nothing is old enough
-  ASSERT_TRUE(runtime_->GetJob(old.id).ok());
+  ASSERT_THAT(runtime_->GetJob(old.id), IsOk());
 
   clock_.Advance(absl::Minutes(2));
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(WaitUntil([&] {
     return runtime_->GetJob(old.id).status().code() == absl::StatusCode::kNotFound;
   }));
   absl::Status gone = runtime_->GetJob(old.id).status();
   EXPECT_NE(gone.message().find("retired"), std::string::npos) << gone;
-  EXPECT_EQ(runtime_->GetResult(old.id, 1 << 20).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_THAT(runtime_->GetResult(old.id, 1 << 20),
+              StatusIs(absl::StatusCode::kNotFound));
   // Only the young job's record is left, also after a restart.
-  ASSERT_TRUE(WaitFor([&] { return store_->CountRows()->jobs == 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return store_->CountRows()->jobs == 1; }));
   absl::StatusOr<StoredState> loaded = store_->Load();
-  ASSERT_TRUE(loaded.ok());
+  ASSERT_THAT(loaded, IsOk());
   ASSERT_EQ(loaded->jobs.size(), 1u);
   EXPECT_EQ(loaded->jobs[0].id, young.id);
   // The result file is the user's data: it stays unless told otherwise.
   const bool deleted = GetParam();
-  EXPECT_TRUE(
-      WaitFor([&] { return std::filesystem::exists(old.result_location) == !deleted; }));
+  EXPECT_TRUE(WaitUntil(
+      [&] { return std::filesystem::exists(old.result_location) == !deleted; }));
   EXPECT_TRUE(std::filesystem::exists(young.result_location));
 }
 

@@ -14,9 +14,14 @@
 #include "scheduler/sink/result_sink.h"
 #include "scheduler/store/memory_store.h"
 #include "shared/sha256.h"
+#include "tests/scheduler/runtime_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 // What the store and the sink were asked to do, in order.
 class Journal {
@@ -146,40 +151,6 @@ class RecordingSink : public ResultSink {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Collects what the runtime sends to one executor.
-class FakeStream : public ExecutorStream {
- public:
-  void SendAssignments(std::vector<Assignment> assignments) override {
-    absl::MutexLock lock(&mu_);
-    for (Assignment& a : assignments) assigned_.push_back(std::move(a));
-  }
-  void SendCancel(const std::string&) override {}
-  void SendAcks(std::vector<std::string> lease_ids) override {
-    absl::MutexLock lock(&mu_);
-    acks_.push_back(static_cast<int>(lease_ids.size()));
-  }
-  void Close(const std::string&) override {}
-  // Waits (a few seconds at most) for `n` assignments.
-  std::vector<Assignment> WaitAssigned(size_t n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return assigned_.size() >= n;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
-    return assigned_;
-  }
-  // Leases acked, per ack message.
-  std::vector<int> acks() {
-    absl::MutexLock lock(&mu_);
-    return acks_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<Assignment> assigned_ ABSL_GUARDED_BY(mu_);
-  std::vector<int> acks_ ABSL_GUARDED_BY(mu_);
-};
-
 // Reports `a` done with a noop result.
 void SendResult(Runtime& runtime, const ExecutorConn& conn, const Assignment& a) {
   runtime.Results(conn, {{a.lease_id, a.job_id, a.shard, R"({"items":1})"}});
@@ -188,7 +159,7 @@ void SendResult(Runtime& runtime, const ExecutorConn& conn, const Assignment& a)
 // Finishes `runtime`'s single-shard noop job `id` on `conn` and waits for it
 // to succeed.
 absl::StatusOr<JobView> RunToEnd(Runtime& runtime, const ExecutorConn& conn,
-                                 FakeStream& stream, size_t nth) {
+                                 RecordingStream& stream, size_t nth) {
   const std::vector<Assignment> got = stream.WaitAssigned(nth);
   if (got.size() < nth) return absl::DeadlineExceededError("no assignment");
   const Assignment& a = got[nth - 1];
@@ -208,7 +179,7 @@ class RuntimeTest : public ::testing::Test {
   virtual absl::Duration Linger() const { return absl::ZeroDuration(); }
 
   void SetUp() override {
-    ASSERT_TRUE(runtime_.Recover().ok());
+    ASSERT_THAT(runtime_.Recover(), IsOk());
     runtime_.SetCommitLinger(Linger());
     runtime_.Start();
     ExecutorHello hello;
@@ -228,14 +199,8 @@ class RuntimeTest : public ::testing::Test {
     JobSpec spec;
     spec.task = "noop";
     spec.range = {0, shards, 0, shards};
-    absl::Notification submitted;
-    absl::StatusOr<JobView> job;
-    runtime_.Submit(spec, [&](absl::StatusOr<JobView> j) {
-      job = std::move(j);
-      submitted.Notify();
-    });
-    submitted.WaitForNotification();
-    EXPECT_TRUE(job.ok()) << job.status();
+    absl::StatusOr<JobView> job = SubmitAndWait(runtime_, spec);
+    EXPECT_THAT(job, IsOk());
     return job.ok() ? job->id : "";
   }
 
@@ -245,7 +210,7 @@ class RuntimeTest : public ::testing::Test {
     const std::string id = SubmitJob(1);
     if (id.empty()) return "";
     absl::StatusOr<JobView> done = RunToEnd(runtime_, conn_, stream_, nth);
-    EXPECT_TRUE(done.ok()) << done.status();
+    EXPECT_THAT(done, IsOk());
     if (!done.ok()) return "";
     EXPECT_EQ(done->result_location, absl::StrCat("mem:", id, ".v1"));
     return id;
@@ -280,7 +245,7 @@ class RuntimeTest : public ::testing::Test {
   RecordingSink sink_{&journal_};
   RealClock clock_;
   Runtime runtime_{CoreConfig{}, &clock_, &store_, &sink_};
-  FakeStream stream_;
+  RecordingStream stream_;
   ExecutorConn conn_;
 };
 
@@ -319,7 +284,7 @@ TEST_F(RuntimeTest, ASinkGivingUpAtShutdownLeavesTheJobFinalizingForTheNextStart
   EXPECT_LT(journal_.Find("commit done " + id), 0);
   EXPECT_LT(journal_.Find("commit failed " + id), 0);
   absl::StatusOr<JobView> job = runtime_.GetJob(id);
-  ASSERT_TRUE(job.ok());
+  ASSERT_THAT(job, IsOk());
   EXPECT_EQ(job->state, JobState::kRunning);
   EXPECT_EQ(sink_.writes(), 0);
 }
@@ -328,13 +293,13 @@ TEST_F(RuntimeTest, GetResultGivesTheSizeAndNoContentAboveTheCallersLimit) {
   const std::string id = RunJob(1);
   ASSERT_FALSE(id.empty());
   absl::StatusOr<ResultBytes> small = runtime_.GetResult(id, 16);
-  ASSERT_TRUE(small.ok()) << small.status();
+  ASSERT_THAT(small, IsOk());
   EXPECT_TRUE(small->omitted);
   EXPECT_TRUE(small->bytes.empty());
   EXPECT_GT(small->size, 16);
   EXPECT_EQ(small->job.result_location, absl::StrCat("mem:", id, ".v1"));
   absl::StatusOr<ResultBytes> full = runtime_.GetResult(id, 1 << 20);
-  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_THAT(full, IsOk());
   EXPECT_FALSE(full->omitted);
   EXPECT_EQ(full->size, static_cast<int64_t>(full->bytes.size()));
   EXPECT_EQ(full->size, small->size);
@@ -352,13 +317,13 @@ TEST_F(RuntimeTest, ReadResultAnswersOnAReaderThreadAndUnavailableOnceStopped) {
     read.Notify();
   });
   ASSERT_TRUE(read.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_THAT(got, IsOk());
   EXPECT_EQ(got->bytes, *sink_.Read(got->job.result_location));
   EXPECT_NE(reader, std::this_thread::get_id());
   runtime_.Stop();
   absl::StatusOr<ResultBytes> late;
   runtime_.ReadResult(id, 1 << 20, [&](absl::StatusOr<ResultBytes> r) { late = r; });
-  EXPECT_EQ(late.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(late, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // Results wait a long time (5 s) to share a commit, so that whatever ends the
@@ -397,7 +362,7 @@ TEST_F(LingeringRuntimeTest, ResultsWaitToShareACommitThatAJobsEndTakesAtOnce) {
 }
 
 TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
-  FakeStream big;
+  RecordingStream big;
   ExecutorHello hello;
   hello.executor_id = "e2";
   hello.name = "e2";
@@ -437,10 +402,10 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   config.heartbeat_timeout = absl::Seconds(10);
   config.lease_grace = absl::Seconds(5);
   Runtime runtime{config, &clock, &store, &sink};
-  ASSERT_TRUE(runtime.Recover().ok());
+  ASSERT_THAT(runtime.Recover(), IsOk());
   runtime.Start();
   absl::Cleanup stop = [&] { runtime.Stop(); };
-  FakeStream stream;
+  RecordingStream stream;
   ExecutorHello hello;
   hello.executor_id = "e1";
   hello.name = "e1";
@@ -453,14 +418,8 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   spec.task = "noop";
   spec.range = {0, 1, 0, 1};
   spec.shard_timeout = absl::Seconds(30);
-  absl::Notification submitted;
-  absl::StatusOr<JobView> job;
-  runtime.Submit(spec, [&](absl::StatusOr<JobView> j) {
-    job = std::move(j);
-    submitted.Notify();
-  });
-  submitted.WaitForNotification();
-  ASSERT_TRUE(job.ok()) << job.status();
+  const absl::StatusOr<JobView> job = SubmitAndWait(runtime, spec);
+  ASSERT_THAT(job, IsOk());
   const absl::Time created = job->create_time;
   EXPECT_EQ(created, clock.WallNow());
   const std::vector<Assignment> got = stream.WaitAssigned(1);
@@ -473,7 +432,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
   clock.StepWall(absl::Hours(-2));
   absl::SleepFor(absl::Milliseconds(350));
   absl::StatusOr<JobView> running = runtime.GetJob(job->id);
-  ASSERT_TRUE(running.ok());
+  ASSERT_THAT(running, IsOk());
   EXPECT_EQ(running->state, JobState::kRunning);
   EXPECT_EQ(running->shards.running, 1) << "the lease was lost to a wall-clock step";
   EXPECT_TRUE(running->errors.empty());
@@ -482,7 +441,7 @@ TEST(RuntimeClockTest, AWallClockStepExpiresNoLeaseAndStampsFollowTheWall) {
 
   // The same lease counts: one attempt, and the end stamped on the wall clock.
   absl::StatusOr<JobView> done = RunToEnd(runtime, conn, stream, 1);
-  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_THAT(done, IsOk());
   EXPECT_EQ(done->create_time, created);
   EXPECT_EQ(done->end_time, created - absl::Hours(1));
   EXPECT_EQ(sink.writes(), 1);

@@ -11,9 +11,14 @@
 #include "shared/sha256.h"
 #include "tests/util/process.h"
 #include "tests/util/s3rver.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 using ::tessera::testing::MakeTempDir;
 using ::tessera::testing::S3rver;
@@ -24,7 +29,7 @@ class S3SinkAgainstS3rver : public ::testing::Test {
     server_ = std::make_unique<S3rver>(MakeTempDir("tessera-s3rver"),
                                        std::vector<std::string>{"results"});
     absl::Status s = server_->Start();
-    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_THAT(s, IsOk());
   }
 
   std::unique_ptr<S3Sink> Sink(S3SinkOptions options = {}, std::string secret = "") {
@@ -37,7 +42,7 @@ class S3SinkAgainstS3rver : public ::testing::Test {
                        CredentialsSource::Fixed(
                            {server_->access_key_id(),
                             secret.empty() ? server_->secret_access_key() : secret, ""}));
-    EXPECT_TRUE(sink.ok()) << sink.status();
+    EXPECT_THAT(sink, IsOk());
     return sink.ok() ? *std::move(sink) : nullptr;
   }
 
@@ -66,7 +71,7 @@ TEST_F(S3SinkAgainstS3rver, WritesTheExactBytesWithTheDigestInTheMetadata) {
   auto sink = Sink();
   const std::string bytes = "{\n  \"primes\": 664579\n}\n";
   auto r = sink->Write("abc123", 1, bytes);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->location, "s3://results/jobs/abc123.json");
   EXPECT_EQ(server_->Object("results", "jobs/abc123.json"), bytes);
   const std::string meta = server_->ObjectMetadata("results", "jobs/abc123.json");
@@ -80,8 +85,7 @@ TEST_F(S3SinkAgainstS3rver, WritesTheExactBytesWithTheDigestInTheMetadata) {
 TEST_F(S3SinkAgainstS3rver, AWrongSecretFailsWithSignatureDoesNotMatch) {
   auto sink = Sink({}, "not-the-secret");
   auto r = sink->Write("abc123", 1, "{}\n");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_THAT(r, StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_TRUE(absl::StrContains(r.status().message(), "403 SignatureDoesNotMatch"))
       << r.status();
   EXPECT_FALSE(absl::StrContains(r.status().message(), "not-the-secret"));
@@ -95,10 +99,9 @@ TEST_F(S3SinkAgainstS3rver, AMissingBucketFailsWithNoSuchBucket) {
       S3Sink::Create("s3://no-such-bucket", options,
                      CredentialsSource::Fixed(
                          {server_->access_key_id(), server_->secret_access_key(), ""}));
-  ASSERT_TRUE(sink.ok());
+  ASSERT_THAT(sink, IsOk());
   auto r = (*sink)->Write("abc123", 1, "{}\n");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  ASSERT_THAT(r, StatusIs(absl::StatusCode::kNotFound));
   EXPECT_TRUE(absl::StrContains(r.status().message(), "404 NoSuchBucket")) << r.status();
 }
 
@@ -110,7 +113,7 @@ TEST_F(S3SinkAgainstS3rver, ALargeResultGoesUpInSignedPartsAndLandsWhole) {
   std::string bytes;
   for (int i = 0; bytes.size() < 5000; ++i) bytes += std::to_string(i * i) + ",";
   auto r = sink->Write("big1", 1, bytes);
-  ASSERT_TRUE(r.ok()) << r.status() << server_->Log();
+  ASSERT_THAT(r, IsOk()) << r.status() << server_->Log();
   EXPECT_EQ(r->sha256, Sha256Hex(bytes));
   EXPECT_EQ(server_->Object("results", "jobs/big1.json"), bytes);
   EXPECT_EQ(server_->StoredParts(), 5);
@@ -133,7 +136,7 @@ TEST_F(S3SinkAgainstS3rver, AServerStoppedForSecondsIsWaitedForAndWrittenOnce) {
   absl::SleepFor(absl::Seconds(3));
   server_->Resume();
   writer.join();
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   ExpectWrittenOnceAfterRetries(*sink, "jobs/abc123.json", bytes);
 }
 
@@ -142,14 +145,14 @@ TEST_F(S3SinkAgainstS3rver,
   auto sink = Sink();
   const std::string bytes = "{\"items\": 11}\n";
   auto staged = sink->Stage("abc123", 1, bytes);  // looked: nothing there yet
-  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_THAT(staged, IsOk());
   server_->Kill();  // the PUT's connection is refused
   absl::StatusOr<PersistedResult> r;
   std::thread writer([&] { r = sink->Publish(*staged); });
   absl::SleepFor(absl::Seconds(2));
-  ASSERT_TRUE(server_->Start().ok());
+  ASSERT_THAT(server_->Start(), IsOk());
   writer.join();
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   ExpectWrittenOnceAfterRetries(*sink, "jobs/abc123.json", bytes);
 }
 

@@ -16,9 +16,14 @@
 #include "shared/sha256.h"
 #include "tests/util/fake_http_server.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
 
 using ::tessera::testing::FakeHttpServer;
 using ::tessera::testing::HttpRequest;
@@ -59,7 +64,7 @@ std::unique_ptr<S3Sink> MakeSink(const FakeHttpServer& server,
   auto sink = S3Sink::Create(
       "s3://results/jobs", options,
       CredentialsSource::Fixed({"AKFAKE0000", "fake-secret-not-logged", ""}));
-  EXPECT_TRUE(sink.ok()) << sink.status();
+  EXPECT_THAT(sink, IsOk());
   return sink.ok() ? *std::move(sink) : nullptr;
 }
 
@@ -85,7 +90,7 @@ TEST(S3SinkTest, PutsOnceWithTheConditionTheDigestAndTheJobIdAllSigned) {
   FakeHttpServer server(EmptyStore);
   auto sink = MakeSink(server);
   auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(written->location, "s3://results/jobs/abc123.json");
   EXPECT_EQ(written->sha256, Sha256Hex(kBytes));
   EXPECT_EQ(sink->writes(), 1);
@@ -111,7 +116,7 @@ TEST(S3SinkTest, PutsOnceWithTheConditionTheDigestAndTheJobIdAllSigned) {
   EXPECT_EQ(got[0].Header("x-amz-content-sha256"), Sha256Hex(""));
   // Versions after the first are objects of their own.
   auto v2 = sink->Write("abc123", 2, kBytes);
-  ASSERT_TRUE(v2.ok()) << v2.status();
+  ASSERT_THAT(v2, IsOk());
   EXPECT_EQ(v2->location, "s3://results/jobs/abc123.v2.json");
   EXPECT_EQ(server.requests().back().target, "/results/jobs/abc123.v2.json");
 }
@@ -125,7 +130,7 @@ TEST(S3SinkTest, AConditionalPutThatFindsTheSameBytesSucceedsWithoutAWrite) {
   });
   auto sink = MakeSink(server);
   auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(written->sha256, Sha256Hex(kBytes));
   EXPECT_EQ(sink->writes(), 0);  // someone else's write
   EXPECT_EQ(Methods(server.requests()),
@@ -141,8 +146,7 @@ TEST(S3SinkTest, AConditionalPutThatFindsOtherBytesFailsLoudlyAndWritesNothing) 
   });
   auto sink = MakeSink(server);
   auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_FALSE(written.ok());
-  EXPECT_EQ(written.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_THAT(written, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(absl::StrContains(written.status().message(), other)) << written.status();
   EXPECT_TRUE(absl::StrContains(written.status().message(), Sha256Hex(kBytes)));
   EXPECT_TRUE(absl::StrContains(written.status().message(), "not overwritten"));
@@ -155,8 +159,7 @@ TEST(S3SinkTest, AnObjectWithOtherBytesFoundBeforeWritingFailsWithoutAPut) {
   FakeHttpServer server([&](const HttpRequest&) { return Found(other); });
   auto sink = MakeSink(server);
   auto staged = sink->Stage("abc123", 1, kBytes);
-  ASSERT_FALSE(staged.ok());
-  EXPECT_EQ(staged.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_THAT(staged, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(Methods(server.requests()), (std::vector<std::string>{"HEAD"}));
 }
 
@@ -164,9 +167,9 @@ TEST(S3SinkTest, TheSameBytesFoundBeforeWritingAreNotWrittenAgain) {
   FakeHttpServer server([](const HttpRequest&) { return Found(Sha256Hex(kBytes)); });
   auto sink = MakeSink(server);
   auto staged = sink->Stage("abc123", 1, kBytes);
-  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_THAT(staged, IsOk());
   EXPECT_TRUE(staged->staged_at.empty());
-  ASSERT_TRUE(sink->Publish(*staged).ok());
+  ASSERT_THAT(sink->Publish(*staged), IsOk());
   EXPECT_EQ(sink->writes(), 0);
   EXPECT_EQ(Methods(server.requests()), (std::vector<std::string>{"HEAD"}));
 }
@@ -178,7 +181,7 @@ TEST(S3SinkTest, AnObjectWithoutADigestIsComparedByItsBytes) {
   });
   auto sink = MakeSink(server);
   auto staged = sink->Stage("abc123", 1, kBytes);
-  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_THAT(staged, IsOk());
   EXPECT_TRUE(staged->staged_at.empty());
   EXPECT_EQ(Methods(server.requests()), (std::vector<std::string>{"HEAD", "GET"}));
 }
@@ -198,7 +201,7 @@ TEST(S3SinkTest, TransientFailuresAreRetriedAndTheObjectIsLookedAtBeforeWritingA
   });
   auto sink = MakeSink(server);
   auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(sink->writes(), 1);
   EXPECT_EQ(Methods(server.requests()),
             (std::vector<std::string>{"HEAD", "PUT", "HEAD", "PUT", "HEAD", "PUT"}));
@@ -216,7 +219,7 @@ TEST(S3SinkTest, APutWhoseAnswerWasLostIsFoundInPlaceAndNotSentAgain) {
   });
   auto sink = MakeSink(server);
   auto written = sink->Write("abc123", 1, kBytes);
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(sink->writes(), 1);  // it was this scheduler's write
   EXPECT_EQ(Methods(server.requests()),
             (std::vector<std::string>{"HEAD", "PUT", "HEAD"}));
@@ -240,7 +243,7 @@ TEST(S3SinkTest, PermanentErrorsFailWithS3sCodeAndMessage) {
     });
     auto sink = MakeSink(server);
     auto written = sink->Write("abc123", 1, kBytes);
-    ASSERT_FALSE(written.ok()) << c.code;
+    ASSERT_THAT(written, Not(IsOk())) << c.code;
     EXPECT_EQ(written.status().code(), c.want) << c.code;
     EXPECT_EQ(written.status().message(),
               absl::StrCat("S3 PUT s3://results/jobs/abc123.json: ", c.status, " ",
@@ -258,8 +261,7 @@ TEST(S3SinkTest, AForbiddenHeadIsAskedAgainWithGetToNameTheError) {
   });
   auto sink = MakeSink(server);
   auto staged = sink->Stage("abc123", 1, kBytes);
-  ASSERT_FALSE(staged.ok());
-  EXPECT_EQ(staged.status().code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_THAT(staged, StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_TRUE(absl::StrContains(staged.status().message(), "403 SignatureDoesNotMatch"))
       << staged.status();
 }
@@ -276,8 +278,7 @@ TEST(S3SinkTest, CancelEndsTheRetriesWithUnavailable) {
   sink->Cancel();
   stage.join();
   EXPECT_LT(absl::Now() - t0, absl::Seconds(2));
-  ASSERT_FALSE(staged.ok());
-  EXPECT_EQ(staged.status().code(), absl::StatusCode::kUnavailable) << staged.status();
+  ASSERT_THAT(staged, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_GT(server.requests().size(), 2u);  // it had been retrying
 }
 
@@ -314,7 +315,7 @@ TEST(S3SinkTest, ALargeResultGoesUpInPartsWithCanonicalQueries) {
   auto sink = MakeSink(server, options);
   const std::string bytes = std::string(1024, 'a') + std::string(1024, 'b') + "c\n";
   auto written = sink->Write("big1", 1, bytes);
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(sink->writes(), 1);
   const std::vector<HttpRequest> got = server.requests();
   ASSERT_EQ(Methods(got),
@@ -347,8 +348,7 @@ TEST(S3SinkTest, AFailedPartAbortsTheUploadSoThatNoPartsAreLeft) {
   FakeHttpServer server([&](const HttpRequest& r) { return script.Answer(r); });
   auto sink = MakeSink(server, InKiBParts());
   auto written = sink->Write("big1", 1, std::string(3000, 'x'));
-  ASSERT_FALSE(written.ok());
-  EXPECT_EQ(written.status().code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_THAT(written, StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_TRUE(absl::StrContains(written.status().message(), "UploadPart 2"));
   const std::vector<HttpRequest> got = server.requests();
   ASSERT_EQ(Methods(got),
@@ -368,7 +368,7 @@ TEST(S3SinkTest, ACompleteAnsweredWithAnErrorBodyIsRetried) {
   };
   FakeHttpServer server([&](const HttpRequest& r) { return script.Answer(r); });
   auto sink = MakeSink(server, InKiBParts());
-  ASSERT_TRUE(sink->Write("big1", 1, std::string(1500, 'x')).ok());
+  ASSERT_THAT(sink->Write("big1", 1, std::string(1500, 'x')), IsOk());
   EXPECT_EQ(completes, 2);
   EXPECT_EQ(sink->writes(), 1);
 }
@@ -385,8 +385,7 @@ TEST(S3SinkTest, AMultipartUploadMeetingAnObjectWithOtherBytesIsAbortedAndFails)
   });
   auto sink = MakeSink(server, InKiBParts());
   auto written = sink->Write("big1", 1, std::string(1500, 'x'));
-  ASSERT_FALSE(written.ok());
-  EXPECT_EQ(written.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_THAT(written, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(
       Methods(server.requests()),
       (std::vector<std::string>{"HEAD", "POST", "PUT", "PUT", "POST", "DELETE", "HEAD"}));
@@ -399,15 +398,15 @@ TEST(S3SinkTest, ReadChecksTheLocationAndSaysWhenTheObjectIsMissing) {
   });
   auto sink = MakeSink(server);
   auto read = sink->Read("s3://results/jobs/abc123.json");
-  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_THAT(read, IsOk());
   EXPECT_EQ(*read, kBytes);
   EXPECT_EQ(*sink->Size("s3://results/jobs/abc123.json"), sizeof(kBytes) - 1);
-  EXPECT_EQ(sink->Read("s3://results/jobs/gone.json").status().code(),
-            absl::StatusCode::kDataLoss);
-  EXPECT_EQ(sink->Read("s3://other/jobs/abc123.json").status().code(),
-            absl::StatusCode::kInternal);
-  EXPECT_EQ(sink->Read("s3://results/elsewhere/abc123.json").status().code(),
-            absl::StatusCode::kInternal);
+  EXPECT_THAT(sink->Read("s3://results/jobs/gone.json"),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(sink->Read("s3://other/jobs/abc123.json"),
+              StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(sink->Read("s3://results/elsewhere/abc123.json"),
+              StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(S3SinkTest, ASessionTokenIsSentAndSigned) {
@@ -416,8 +415,8 @@ TEST(S3SinkTest, ASessionTokenIsSentAndSigned) {
   options.endpoint = server.url();
   auto sink = S3Sink::Create("s3://results", options,
                              CredentialsSource::Fixed({"ASIAFAKE", "s", "token-123"}));
-  ASSERT_TRUE(sink.ok()) << sink.status();
-  ASSERT_TRUE((*sink)->Write("abc123", 1, kBytes).ok());
+  ASSERT_THAT(sink, IsOk());
+  ASSERT_THAT((*sink)->Write("abc123", 1, kBytes), IsOk());
   const HttpRequest put = server.requests().back();
   EXPECT_EQ(put.target, "/results/abc123.json");  // no prefix
   EXPECT_EQ(put.Header("x-amz-security-token"), "token-123");
@@ -427,21 +426,21 @@ TEST(S3SinkTest, ASessionTokenIsSentAndSigned) {
 TEST(S3SinkTest, RefusesBadUrlsAndOptions) {
   S3SinkOptions options;
   auto creds = [] { return CredentialsSource::Fixed({"AK", "s", ""}); };
-  EXPECT_EQ(S3Sink::Create("s3:/x", options, creds()).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(S3Sink::Create("s3://B_ad", options, creds()).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(S3Sink::Create("s3://bucket/a/../b", options, creds()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(S3Sink::Create("s3:/x", options, creds()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(S3Sink::Create("s3://B_ad", options, creds()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(S3Sink::Create("s3://bucket/a/../b", options, creds()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   options.endpoint = "ftp://x";
-  EXPECT_EQ(S3Sink::Create("s3://bucket", options, creds()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(S3Sink::Create("s3://bucket", options, creds()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   options.endpoint = "";
   options.part_size = 10;
-  EXPECT_EQ(S3Sink::Create("s3://bucket", options, creds()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(S3Sink::Create("s3://bucket", options, creds()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   auto parsed = ParseS3Url("s3://bucket/a/b/");
-  ASSERT_TRUE(parsed.ok());
+  ASSERT_THAT(parsed, IsOk());
   EXPECT_EQ(parsed->first, "bucket");
   EXPECT_EQ(parsed->second, "a/b/");
 }
@@ -452,7 +451,7 @@ TEST(S3CredentialsTest, ReadsAProfileOfACredentialsFile) {
       "# the one in use\n[profile tessera]\naws_access_key_id=AKTESSERA\n"
       "aws_secret_access_key=t-secret\naws_session_token = tok\n";
   auto c = ParseCredentialsFile(text, "tessera", "/creds");
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->access_key_id, "AKTESSERA");
   EXPECT_EQ(c->secret_access_key, "t-secret");
   EXPECT_EQ(c->session_token, "tok");
@@ -463,7 +462,7 @@ TEST(S3CredentialsTest, ReadsAProfileOfACredentialsFile) {
 
 TEST(S3CredentialsTest, AnIncompleteFileNamesTheMissingKeyAndNoValue) {
   auto c = ParseCredentialsFile("[default]\naws_access_key_id=AKONLY\n", "default", "/c");
-  ASSERT_FALSE(c.ok());
+  ASSERT_THAT(c, Not(IsOk()));
   EXPECT_EQ(c.status().message(),
             "credentials file /c: [default] has no aws_secret_access_key");
   EXPECT_FALSE(absl::StrContains(c.status().message(), "AKONLY"));
@@ -486,34 +485,33 @@ namespace {
 TEST(SinkFactoryTest, MakesTheSinkTheFlagNames) {
   const std::string dir = ::tessera::testing::MakeTempDir("tessera-factory");
   auto file = MakeResultSink("", S3SinkOptions{}, dir);
-  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_THAT(file, IsOk());
   auto written = (*file)->Write("j1", 1, "{}\n");
-  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(written, IsOk());
   EXPECT_EQ(written->location, dir + "/results/j1.json");
   auto shared = MakeResultSink(dir + "/shared", S3SinkOptions{}, dir);
-  ASSERT_TRUE(shared.ok()) << shared.status();
+  ASSERT_THAT(shared, IsOk());
   EXPECT_EQ((*shared)->Write("j1", 1, "{}\n")->location, dir + "/shared/j1.json");
   auto url = MakeResultSink("file://" + dir + "/url", S3SinkOptions{}, dir);
-  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_THAT(url, IsOk());
   EXPECT_EQ((*url)->Write("j2", 1, "{}\n")->location, dir + "/url/j2.json");
-  EXPECT_EQ(MakeResultSink("file://host/results", S3SinkOptions{}, dir).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(MakeResultSink("file://host/results", S3SinkOptions{}, dir),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 
-  EXPECT_EQ(MakeResultSink("gs://bucket", S3SinkOptions{}, dir).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(MakeResultSink("gs://bucket", S3SinkOptions{}, dir),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   S3SinkOptions bad;
   bad.timeout = absl::Milliseconds(10);
-  EXPECT_EQ(ValidateResultSink("s3://bucket", bad).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(ValidateResultSink("s3://bucket/p", S3SinkOptions{}).ok());
+  EXPECT_THAT(ValidateResultSink("s3://bucket", bad),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ValidateResultSink("s3://bucket/p", S3SinkOptions{}), IsOk());
 }
 
 TEST(SinkFactoryTest, AnS3SinkWithoutCredentialsIsRefusedNamingTheVariables) {
   unsetenv("AWS_ACCESS_KEY_ID");
   unsetenv("AWS_SECRET_ACCESS_KEY");
   auto sink = MakeResultSink("s3://bucket/p", S3SinkOptions{}, "/nonexistent");
-  ASSERT_FALSE(sink.ok());
-  EXPECT_EQ(sink.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_THAT(sink, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(absl::StrContains(sink.status().message(), "AWS_SECRET_ACCESS_KEY"));
   S3SinkOptions from_file;
   from_file.credentials_file = "/nonexistent/credentials";

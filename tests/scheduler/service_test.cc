@@ -16,9 +16,14 @@
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/scheduler/executor_stream.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::GrpcStatusIs;
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 using json = nlohmann::json;
 using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessage>;
@@ -39,7 +44,7 @@ class ServiceTest : public ::testing::Test {
     config.max_watchers = max_watchers_;
     config.max_message_bytes = max_message_bytes_;
     auto server = SchedulerServer::Create(config, &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
+    ASSERT_THAT(server, IsOk());
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                    grpc::InsecureChannelCredentials());
@@ -73,7 +78,7 @@ class ServiceTest : public ::testing::Test {
     v1::GetJobRequest req;
     req.set_job_id(id);
     v1::Job job;
-    EXPECT_TRUE(jobs_->GetJob(Ctx().get(), req, &job).ok());
+    EXPECT_THAT(jobs_->GetJob(Ctx().get(), req, &job), IsOk());
     return job;
   }
 
@@ -152,12 +157,12 @@ TEST_F(ServiceTest, RefusesAnInvalidSpecWithInvalidArgumentNamingTheField) {
   };
   for (const Case& c : cases) {
     grpc::Status s = Submit(c.spec, &job);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.spec;
+    EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT)) << c.spec;
     EXPECT_NE(s.error_message().find(c.field), std::string::npos)
         << c.spec << " -> " << s.error_message();
   }
   v1::ListJobsResponse list;
-  ASSERT_TRUE(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list).ok());
+  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 0);
 }
 
@@ -168,7 +173,7 @@ class ServiceWithOneWatcherTest : public ServiceTest {
 
 TEST_F(ServiceWithOneWatcherTest, WatchStreamsBeyondTheCapAreResourceExhausted) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(10, 1), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(10, 1), &job), IsOk());
   v1::WatchJobRequest req;
   req.set_job_id(job.id());
   grpc::ClientContext first_ctx;
@@ -179,7 +184,7 @@ TEST_F(ServiceWithOneWatcherTest, WatchStreamsBeyondTheCapAreResourceExhausted) 
   auto second = jobs_->WatchJob(&second_ctx, req);
   EXPECT_FALSE(second->Read(&event));
   grpc::Status s = second->Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
   EXPECT_NE(s.error_message().find("--max-watchers"), std::string::npos);
   first_ctx.TryCancel();
   first->Finish();
@@ -197,7 +202,7 @@ TEST_F(ServiceWithOneWatcherTest, WatchStreamsBeyondTheCapAreResourceExhausted) 
     third = again->Finish();
     absl::SleepFor(absl::Milliseconds(20));
   }
-  EXPECT_TRUE(third.ok()) << third.error_message();
+  EXPECT_THAT(third, IsOk());
 }
 
 TEST_F(ServiceTest, AHelloListingTooManyTasksOrTooLongANameIsRefused) {
@@ -217,7 +222,7 @@ TEST_F(ServiceTest, AHelloListingTooManyTasksOrTooLongANameIsRefused) {
     v1::SchedulerMessage m;
     EXPECT_FALSE(stream->Read(&m));
     grpc::Status s = stream->Finish();
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT));
     EXPECT_NE(s.error_message().find(variant == 0 ? "at most 256 tasks"
                                                   : "hello.tasks[] must be at most 200"),
               std::string::npos)
@@ -232,10 +237,10 @@ class ServiceWithMetricsTest : public ServiceTest {
 
 TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultOnce) {
   v1::Job job;
-  ASSERT_TRUE(Submit(R"({"spec":{"name":"t","task":"noop",
+  ASSERT_THAT(Submit(R"({"spec":{"name":"t","task":"noop",
       "range":{"start":"0","end":"100","shardCount":4}}})",
-                     &job)
-                  .ok());
+                     &job),
+              IsOk());
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
   FakeExecutor e = Connect("exec-a", 2);
   std::vector<v1::Assignment> got =
@@ -250,7 +255,7 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
   v1::GetResultRequest rreq;
   rreq.set_job_id(job.id());
   v1::GetResultResponse result;
-  ASSERT_TRUE(jobs_->GetResult(Ctx().get(), rreq, &result).ok());
+  ASSERT_THAT(jobs_->GetResult(Ctx().get(), rreq, &result), IsOk());
   EXPECT_EQ(result.result().fields().at("items").number_value(), 100);
   EXPECT_EQ(result.location(),
             std::filesystem::absolute(data_dir_).lexically_normal().string() +
@@ -273,7 +278,7 @@ TEST_F(ServiceWithMetricsTest, RunsAJobOverAnExecutorStreamAndPersistsTheResultO
 
 TEST_F(ServiceTest, RequeuesLeasesWhenAnExecutorStreamClosesAndItDoesNotComeBack) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(30, 3), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(30, 3), &job), IsOk());
   FakeExecutor a = Connect("exec-a", 1);
   ASSERT_EQ(ReadAssignments(a.stream.get(), 3).size(), 3u);  // 1 slot + 2 prefetch
   FakeExecutor b = Connect("exec-b", 4);
@@ -288,7 +293,7 @@ TEST_F(ServiceTest, RequeuesLeasesWhenAnExecutorStreamClosesAndItDoesNotComeBack
 
 TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(20, 2), &job), IsOk());
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id(job.id());
@@ -304,7 +309,7 @@ TEST_F(ServiceTest, WatchJobStreamsProgressUntilTheJobEnds) {
     last = ev.job().state();
     ++events;
   }
-  EXPECT_TRUE(watch->Finish().ok());
+  EXPECT_THAT(watch->Finish(), IsOk());
   EXPECT_EQ(last, v1::JOB_STATE_SUCCEEDED);
   EXPECT_GE(events, 2);
 }
@@ -313,7 +318,7 @@ TEST_F(ServiceTest, WatchJobSendsTheEndAsSoonAsItIsCommitted) {
   // Events are at least 200 ms apart, except the end: it is not held back.
   FakeExecutor e = Connect("exec-a", 2);
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(20, 2), &job), IsOk());
   const std::vector<v1::Assignment> assigned = ReadAssignments(e.stream.get(), 2);
   ASSERT_EQ(assigned.size(), 2u);
   grpc::ClientContext wctx;
@@ -330,13 +335,13 @@ TEST_F(ServiceTest, WatchJobSendsTheEndAsSoonAsItIsCommitted) {
   EXPECT_EQ(ev.job().state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_LT(gap, absl::Milliseconds(190)) << "the end waited for the watch interval";
   EXPECT_FALSE(watch->Read(&ev));
-  EXPECT_TRUE(watch->Finish().ok());
+  EXPECT_THAT(watch->Finish(), IsOk());
 }
 
 TEST_F(ServiceTest, WatchJobsEndEventCarriesTheResultAsGetResultAnswersIt) {
   FakeExecutor e = Connect("exec-a", 2);
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(20, 2), &job), IsOk());
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id(job.id());
@@ -344,7 +349,7 @@ TEST_F(ServiceTest, WatchJobsEndEventCarriesTheResultAsGetResultAnswersIt) {
   for (const auto& a : ReadAssignments(e.stream.get(), 2)) SendResult(e.stream.get(), a);
   std::vector<v1::JobEvent> events;
   for (v1::JobEvent ev; watch->Read(&ev);) events.push_back(ev);
-  ASSERT_TRUE(watch->Finish().ok());
+  ASSERT_THAT(watch->Finish(), IsOk());
   ASSERT_FALSE(events.empty());
   for (size_t i = 0; i + 1 < events.size(); ++i) {
     EXPECT_FALSE(events[i].has_result()) << "only the end event carries the result";
@@ -356,7 +361,7 @@ TEST_F(ServiceTest, WatchJobsEndEventCarriesTheResultAsGetResultAnswersIt) {
   v1::GetResultRequest rreq;
   rreq.set_job_id(job.id());
   v1::GetResultResponse result;
-  ASSERT_TRUE(jobs_->GetResult(Ctx().get(), rreq, &result).ok());
+  ASSERT_THAT(jobs_->GetResult(Ctx().get(), rreq, &result), IsOk());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(end.result(), result))
       << end.result().DebugString() << "\nvs GetResult:\n"
       << result.DebugString();
@@ -368,7 +373,7 @@ TEST_F(ServiceTest, WatchJobsEndEventCarriesTheResultAsGetResultAnswersIt) {
 
 TEST_F(ServiceTest, AFailedJobsEndEventCarriesNoResult) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(20, 2), &job), IsOk());
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id(job.id());
@@ -376,10 +381,10 @@ TEST_F(ServiceTest, AFailedJobsEndEventCarriesNoResult) {
   v1::CancelJobRequest creq;
   creq.set_job_id(job.id());
   v1::Job cancelled;
-  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), creq, &cancelled).ok());
+  ASSERT_THAT(jobs_->CancelJob(Ctx().get(), creq, &cancelled), IsOk());
   v1::JobEvent end;
   for (v1::JobEvent ev; watch->Read(&ev);) end = ev;
-  ASSERT_TRUE(watch->Finish().ok());
+  ASSERT_THAT(watch->Finish(), IsOk());
   EXPECT_EQ(end.job().state(), v1::JOB_STATE_CANCELLED);
   EXPECT_FALSE(end.has_result());
 }
@@ -392,7 +397,7 @@ class ServiceWithSmallMessagesTest : public ServiceTest {
 TEST_F(ServiceWithSmallMessagesTest, AResultTooLargeForTheEndEventIsLeftOutOfIt) {
   FakeExecutor e = Connect("exec-a", 1);
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(1, 1), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(1, 1), &job), IsOk());
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id(job.id());
@@ -406,7 +411,7 @@ TEST_F(ServiceWithSmallMessagesTest, AResultTooLargeForTheEndEventIsLeftOutOfIt)
   ASSERT_TRUE(e.stream->Write(m));
   v1::JobEvent end;
   for (v1::JobEvent ev; watch->Read(&ev);) end = ev;
-  ASSERT_TRUE(watch->Finish().ok());
+  ASSERT_THAT(watch->Finish(), IsOk());
   ASSERT_EQ(end.job().state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_TRUE(end.has_result());
   EXPECT_TRUE(end.result().content_omitted());
@@ -419,13 +424,13 @@ TEST_F(ServiceWithSmallMessagesTest, AResultTooLargeForTheEndEventIsLeftOutOfIt)
 
 TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(20, 2), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(20, 2), &job), IsOk());
   FakeExecutor e = Connect("exec-a", 2);
   std::vector<v1::Assignment> got = ReadAssignments(e.stream.get(), 2);
   v1::CancelJobRequest creq;
   creq.set_job_id(job.id());
   v1::Job cancelled;
-  ASSERT_TRUE(jobs_->CancelJob(Ctx().get(), creq, &cancelled).ok());
+  ASSERT_THAT(jobs_->CancelJob(Ctx().get(), creq, &cancelled), IsOk());
   EXPECT_EQ(cancelled.state(), v1::JOB_STATE_CANCELLED);
   v1::SchedulerMessage m;
   int cancels = 0;
@@ -434,31 +439,31 @@ TEST_F(ServiceTest, CancelJobStopsTheJobAndTellsTheExecutor) {
   v1::GetResultRequest rreq;
   rreq.set_job_id(job.id());
   v1::GetResultResponse r;
-  EXPECT_EQ(jobs_->GetResult(Ctx().get(), rreq, &r).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(jobs_->GetResult(Ctx().get(), rreq, &r),
+              GrpcStatusIs(grpc::StatusCode::FAILED_PRECONDITION));
 }
 
 TEST_F(ServiceTest, UnknownAndMissingJobIdsGetClearCodes) {
   v1::GetJobRequest req;
   v1::Job job;
   grpc::Status s = jobs_->GetJob(Ctx().get(), req, &job);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT));
   EXPECT_NE(s.error_message().find("job_id"), std::string::npos);
   req.set_job_id("nope");
-  EXPECT_EQ(jobs_->GetJob(Ctx().get(), req, &job).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(jobs_->GetJob(Ctx().get(), req, &job),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND));
   grpc::ClientContext wctx;
   v1::WatchJobRequest wreq;
   wreq.set_job_id("nope");
   auto watch = jobs_->WatchJob(&wctx, wreq);
   v1::JobEvent ev;
   EXPECT_FALSE(watch->Read(&ev));
-  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(watch->Finish(), GrpcStatusIs(grpc::StatusCode::NOT_FOUND));
   v1::ListJobsRequest lreq;
   lreq.set_page_token("xyz");
   v1::ListJobsResponse lresp;
-  EXPECT_EQ(jobs_->ListJobs(Ctx().get(), lreq, &lresp).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(jobs_->ListJobs(Ctx().get(), lreq, &lresp),
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT));
 }
 
 TEST_F(ServiceTest, RefusesAnExecutorStreamWithoutAValidHello) {
@@ -470,22 +475,22 @@ TEST_F(ServiceTest, RefusesAnExecutorStreamWithoutAValidHello) {
   v1::SchedulerMessage in;
   EXPECT_FALSE(stream->Read(&in));
   grpc::Status s = stream->Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT));
   EXPECT_NE(s.error_message().find("executor_id"), std::string::npos);
 }
 
 TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(100, 10), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(100, 10), &job), IsOk());
   FakeExecutor e = Connect("exec-a", 3);
   ASSERT_EQ(ReadAssignments(e.stream.get(), 5).size(), 5u);
   v1::ListExecutorsResponse ex;
-  ASSERT_TRUE(jobs_->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &ex).ok());
+  ASSERT_THAT(jobs_->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &ex), IsOk());
   ASSERT_EQ(ex.executors_size(), 1);
   EXPECT_EQ(ex.executors(0).name(), "exec-a");
   EXPECT_EQ(ex.executors(0).assigned(), 5);
   v1::GetQueueStatsResponse q;
-  ASSERT_TRUE(jobs_->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &q).ok());
+  ASSERT_THAT(jobs_->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &q), IsOk());
   EXPECT_EQ(q.shards_pending(), 5);
   EXPECT_EQ(q.shards_running(), 5);
   EXPECT_EQ(q.slots_busy(), 3);
@@ -494,21 +499,21 @@ TEST_F(ServiceTest, ListsExecutorsAndQueueStats) {
 
 TEST_F(ServiceTest, ClosesAnExecutorThatStopsSendingHeartbeats) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(10, 1), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(10, 1), &job), IsOk());
   FakeExecutor e = Connect("silent", 1);
   ASSERT_EQ(ReadAssignments(e.stream.get(), 1).size(), 1u);
   v1::SchedulerMessage m;
   while (e.stream->Read(&m)) {
   }  // the scheduler ends the stream after the 2 s heartbeat timeout
   grpc::Status s = e.stream->Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_NE(s.error_message().find("no heartbeat"), std::string::npos);
   EXPECT_EQ(Get(job.id()).shards().pending(), 1);
 }
 
 TEST_F(ServiceTest, ASecondStreamWithTheSameExecutorIdClosesTheFirst) {
   v1::Job job;
-  ASSERT_TRUE(Submit(NoopJob(10, 1), &job).ok());
+  ASSERT_THAT(Submit(NoopJob(10, 1), &job), IsOk());
   FakeExecutor first = Connect("twin", 1);
   ASSERT_EQ(ReadAssignments(first.stream.get(), 1).size(), 1u);
   FakeExecutor second = Connect("twin", 1);
@@ -519,7 +524,7 @@ TEST_F(ServiceTest, ASecondStreamWithTheSameExecutorIdClosesTheFirst) {
   while (first.stream->Read(&m)) {
   }
   grpc::Status s = first.stream->Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   EXPECT_NE(s.error_message().find("replaced"), std::string::npos) << s.error_message();
 }
 
@@ -527,7 +532,7 @@ TEST_F(ServiceTest, ServesHealthChecks) {
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
-  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  ASSERT_THAT(health->Check(Ctx().get(), req, &resp), IsOk());
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
@@ -537,7 +542,7 @@ TEST_F(ServiceTest, RefusesASecondServerOnTheSamePort) {
   config.metrics_listen = "";
   config.data_dir = testing::MakeTempDir("tessera-svc");
   auto second = SchedulerServer::Create(config, &clock_);
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST_F(ServiceTest, RefusesASecondServerOnTheSameDataDirAndTheFirstServesOn) {
@@ -546,14 +551,14 @@ TEST_F(ServiceTest, RefusesASecondServerOnTheSameDataDirAndTheFirstServesOn) {
   config.metrics_listen = "";
   config.data_dir = data_dir_;
   auto second = SchedulerServer::Create(config, &clock_);
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_NE(second.status().message().find(data_dir_ + " is in use by another scheduler"),
             std::string::npos)
       << second.status();
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
-  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  ASSERT_THAT(health->Check(Ctx().get(), req, &resp), IsOk());
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
@@ -562,9 +567,9 @@ TEST(SchedulerConfigTest, RefusesAStoreLingerOutsideZeroToOneSecond) {
   config.store_linger = absl::Milliseconds(-1);
   EXPECT_NE(config.Validate().message().find("--store-linger"), std::string::npos);
   config.store_linger = absl::Seconds(2);
-  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.Validate(), StatusIs(absl::StatusCode::kInvalidArgument));
   config.store_linger = absl::ZeroDuration();
-  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+  EXPECT_THAT(config.Validate(), IsOk());
 }
 
 }  // namespace

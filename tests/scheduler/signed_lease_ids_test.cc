@@ -7,9 +7,12 @@
 #include "scheduler/store/memory_store.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tests/util/process.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 TEST(SignedLeaseIdsTest, AMintedIdIsIssuedForItsShardOnly) {
   SignedLeaseIds ids("key");
@@ -49,20 +52,20 @@ TEST(SignedLeaseIdsTest, TheKeyIsKeptInTheStoreSoARestartRecognisesEarlierLeases
   std::string id;
   {
     auto store = SqliteStore::Open(dir, "normal");
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     auto ids = SignedLeaseIds::Create(store->get());
-    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_THAT(ids, IsOk());
     id = (*ids)->Mint("job1", 0, 1, "exec-a");
   }
   auto store = SqliteStore::Open(dir, "normal");
-  ASSERT_TRUE(store.ok());
+  ASSERT_THAT(store, IsOk());
   auto again = SignedLeaseIds::Create(store->get());
-  ASSERT_TRUE(again.ok());
+  ASSERT_THAT(again, IsOk());
   EXPECT_TRUE((*again)->Issued(id, "job1", 0, "exec-a"));
   // Another store has another key.
   MemoryStore other;
   auto elsewhere = SignedLeaseIds::Create(&other);
-  ASSERT_TRUE(elsewhere.ok());
+  ASSERT_THAT(elsewhere, IsOk());
   EXPECT_FALSE((*elsewhere)->Issued(id, "job1", 0, "exec-a"));
 }
 

@@ -5,9 +5,13 @@
 
 #include "gtest/gtest.h"
 #include "tests/util/small_disk.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 std::string TempDir() {
   std::string tmpl = std::filesystem::temp_directory_path() / "tessera-store-XXXXXX";
@@ -35,7 +39,7 @@ absl::StatusOr<StoredState> LoadAfterReopening(const std::string& dir) {
 // an integer field was cast (undefined behaviour) instead of refused.
 TEST(RecordCodecTest, RefusesAnIntegerFieldHoldingAFractionOrTooLargeANumber) {
   const std::string good = EncodeJobRecord(Record("j1", JobState::kRunning));
-  ASSERT_TRUE(DecodeJobRecord(good).ok());
+  ASSERT_THAT(DecodeJobRecord(good), IsOk());
   const std::pair<std::string, std::string> damages[] = {
       {"\"result_version\":0", "\"result_version\":184467440737095516160"},
       {"\"state\":1", "\"state\":1.5e300"},
@@ -49,7 +53,7 @@ TEST(RecordCodecTest, RefusesAnIntegerFieldHoldingAFractionOrTooLargeANumber) {
     ASSERT_NE(at, std::string::npos) << field;
     text.replace(at, field.size(), damaged);
     absl::StatusOr<JobRecord> r = DecodeJobRecord(text);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << damaged;
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kDataLoss)) << damaged;
   }
 }
 
@@ -61,26 +65,26 @@ TEST(RecordCodecTest, RefusesASeqOrResultVersionNothingCanFollow) {
     JobRecord r = Record("j1", JobState::kRunning);
     r.seq = seq;
     r.result_version = version;
-    EXPECT_EQ(DecodeJobRecord(EncodeJobRecord(r)).status().code(),
-              absl::StatusCode::kDataLoss)
+    EXPECT_THAT(DecodeJobRecord(EncodeJobRecord(r)),
+                StatusIs(absl::StatusCode::kDataLoss))
         << seq << " " << version;
   }
   JobRecord r = Record("j1", JobState::kRunning);
   r.seq = INT64_MAX - 1;
   r.result_version = INT32_MAX - 1;
-  EXPECT_TRUE(DecodeJobRecord(EncodeJobRecord(r)).ok());
+  EXPECT_THAT(DecodeJobRecord(EncodeJobRecord(r)), IsOk());
 }
 
 TEST(SqliteStoreTest, KeepsItsSyncSettingAcrossDurableCommits) {
   for (const auto& [setting, value] : {std::pair{"normal", 1}, std::pair{"full", 2}}) {
     auto store = SqliteStore::Open(TempDir(), setting);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
     const JobRecord job = Record("j1", JobState::kRunning);
     const SaveResultOp result{"j1", 0, R"({"items":5})"};
-    ASSERT_TRUE((*store)->Commit({&job}, {&result}, /*durable=*/true).ok());
+    ASSERT_THAT((*store)->Commit({&job}, {&result}, /*durable=*/true), IsOk());
     EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
-    ASSERT_TRUE((*store)->Commit({&job}, {}, /*durable=*/false).ok());
+    ASSERT_THAT((*store)->Commit({&job}, {}, /*durable=*/false), IsOk());
     EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
   }
 }
@@ -89,16 +93,16 @@ TEST(SqliteStoreTest, DurableAndPlainCommitsAreReadBackAfterReopening) {
   const std::string dir = TempDir();
   {
     auto store = SqliteStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     const JobRecord job = Record("j1", JobState::kRunning);
     const SaveResultOp r0{"j1", 0, R"({"items":5})"};
     const SaveResultOp r1{"j1", 1, R"({"items":5})"};
     const SaveResultOp r0_again{"j1", 0, R"({"items":99})"};
-    ASSERT_TRUE((*store)->Commit({&job}, {&r0}, /*durable=*/true).ok());
-    ASSERT_TRUE((*store)->Commit({}, {&r1, &r0_again}, /*durable=*/false).ok());
+    ASSERT_THAT((*store)->Commit({&job}, {&r0}, /*durable=*/true), IsOk());
+    ASSERT_THAT((*store)->Commit({}, {&r1, &r0_again}, /*durable=*/false), IsOk());
   }
   absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].id, "j1");
   const std::vector<StoredResult>& results = state->results["j1"];
@@ -111,19 +115,19 @@ TEST(SqliteStoreTest, AJobSavedAgainIsReadBackOnceAsItsLatestRecordInSubmissionO
   const std::string dir = TempDir();
   {
     auto store = SqliteStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     JobRecord first = Record("first", JobState::kQueued);
     JobRecord second = Record("second", JobState::kQueued);
     second.seq = 2;
-    ASSERT_TRUE((*store)->Commit({&second, &first}, {}, /*durable=*/false).ok());
+    ASSERT_THAT((*store)->Commit({&second, &first}, {}, /*durable=*/false), IsOk());
     first.state = JobState::kRunning;
-    ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/false).ok());
+    ASSERT_THAT((*store)->Commit({&first}, {}, /*durable=*/false), IsOk());
     first.state = JobState::kSucceeded;
     first.location = "/results/first.json";
-    ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/true).ok());
+    ASSERT_THAT((*store)->Commit({&first}, {}, /*durable=*/true), IsOk());
   }
   absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 2u);
   EXPECT_EQ(state->jobs[0].id, "first");
   EXPECT_EQ(state->jobs[0].seq, 1);
@@ -137,7 +141,7 @@ TEST(SqliteStoreTest, ARecordTooBigIsARecordErrorNamingItsJobAndNothingIsCommitt
   const std::string dir = TempDir();
   {
     auto store = SqliteStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     (*store)->SetMaxRecordBytesForTesting(4096);
     const JobRecord small = Record("small", JobState::kRunning);
     JobRecord big = Record("big", JobState::kRunning);
@@ -145,7 +149,7 @@ TEST(SqliteStoreTest, ARecordTooBigIsARecordErrorNamingItsJobAndNothingIsCommitt
     big.finalizing = true;
     big.final_bytes = std::string(8192, 'x');
     absl::Status s = (*store)->Commit({&small, &big}, {}, /*durable=*/false);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
     EXPECT_EQ(RecordErrorJob(s), "big") << s;
     EXPECT_NE(s.message().find("the record of job big is"), std::string::npos) << s;
     // A shard result too big names its job too.
@@ -153,10 +157,10 @@ TEST(SqliteStoreTest, ARecordTooBigIsARecordErrorNamingItsJobAndNothingIsCommitt
     s = (*store)->Commit({&small}, {&huge}, /*durable=*/false);
     EXPECT_EQ(RecordErrorJob(s), "small") << s;
     // Without them the rest commits.
-    ASSERT_TRUE((*store)->Commit({&small}, {}, /*durable=*/false).ok());
+    ASSERT_THAT((*store)->Commit({&small}, {}, /*durable=*/false), IsOk());
   }
   absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].id, "small");
   EXPECT_TRUE(state->results["small"].empty());
@@ -168,22 +172,22 @@ TEST(SqliteStoreTest, AFullDiskIsResourceExhaustedAndCommitsPassOnceSpaceReturns
   auto disk = testing::SmallDisk::Mount(dir, 2 << 20, &why);
   if (disk == nullptr) GTEST_SKIP() << why;
   auto store = SqliteStore::Open(dir);
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   const JobRecord first = Record("first", JobState::kRunning);
-  ASSERT_TRUE((*store)->Commit({&first}, {}, /*durable=*/true).ok());
+  ASSERT_THAT((*store)->Commit({&first}, {}, /*durable=*/true), IsOk());
   ASSERT_GT(disk->Fill(), 0);
   JobRecord second = Record("second", JobState::kRunning);
   second.seq = 2;
   const SaveResultOp result{"first", 0, std::string(6000, '7')};
   absl::Status s = (*store)->Commit({&second}, {&result}, /*durable=*/true);
-  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_FALSE(RecordErrorJob(s).has_value());
   disk->Free();
   s = (*store)->Commit({&second}, {&result}, /*durable=*/true);
-  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_THAT(s, IsOk());
   store->reset();
   absl::StatusOr<StoredState> state = LoadAfterReopening(dir);
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 2u);
   ASSERT_EQ(state->results["first"].size(), 1u);
   EXPECT_EQ(state->results["first"][0].result_json, result.result_json);

@@ -11,30 +11,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "scheduler/store/memory_store.h"
-#include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
-#include "tests/util/postgres_server.h"
+#include "tests/scheduler/store_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
 
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-fin-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
+using ::tessera::testing::IsOk;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
 JobRecord Record(const std::string& id, int64_t seq, JobState state,
                  const std::string& queue = "default",
                  std::map<std::string, std::string> labels = {}) {
-  JobRecord r;
-  r.id = id;
-  r.seq = seq;
-  r.state = state;
-  r.spec.task = "noop";
-  r.spec.range = {0, 10, 0, 2};
+  JobRecord r = StoreRecord(id, seq, state);
   r.spec.queue = queue;
   r.spec.labels = std::move(labels);
   r.created = kT0 + absl::Seconds(seq);
@@ -42,79 +33,23 @@ JobRecord Record(const std::string& id, int64_t seq, JobState state,
   return r;
 }
 
-struct StoreKind {
-  std::string name;
-  std::function<std::unique_ptr<Store>(const std::string& dir)> open;
-};
-
-// One PostgreSQL server for these tests, started by the first that needs it
-// and stopped (by PID) when the test program ends; a database per test.
-class PostgresForFinished : public ::testing::Environment {
- public:
-  static PostgresForFinished* Get() {
-    static PostgresForFinished* env = static_cast<PostgresForFinished*>(
-        ::testing::AddGlobalTestEnvironment(new PostgresForFinished()));
-    return env;
-  }
-  void TearDown() override { server_.reset(); }
-  std::unique_ptr<Store> Open() {
-    if (server_ == nullptr) {
-      server_ = std::make_unique<::tessera::testing::PostgresServer>();
-      if (absl::Status s = server_->Start(); !s.ok()) {
-        ADD_FAILURE() << s;
-        server_.reset();
-        return nullptr;
-      }
-    }
-    const std::string db = absl::StrCat("finished_", ++databases_);
-    if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
-      ADD_FAILURE() << s;
-      return nullptr;
-    }
-    PostgresOptions options;
-    options.url = server_->Url(db);
-    options.password = server_->password();
-    auto store = PostgresStore::Open(options);
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? *std::move(store) : nullptr;
-  }
-
- private:
-  std::unique_ptr<::tessera::testing::PostgresServer> server_;
-  int databases_ = 0;
-};
-
-class StoreFinishedTest : public ::testing::TestWithParam<StoreKind> {
+class StoreFinishedTest : public StoreTest {
  protected:
-  void SetUp() override {
-    if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
-      GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
-    }
-    dir_ = TempDir();
-    store_ = GetParam().open(dir_);
-    ASSERT_NE(store_, nullptr);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   void Save(const std::vector<JobRecord>& records) {
     StoreWrite w;
     for (const JobRecord& r : records) w.jobs.push_back(&r);
-    ASSERT_TRUE(store_->Commit(w, false).ok());
+    ASSERT_THAT(store_->Commit(w, false), IsOk());
   }
   std::vector<std::string> Ids(const JobFilter& filter, int64_t before, int limit) {
     absl::StatusOr<std::vector<JobRecord>> page =
         store_->ListFinishedJobs(filter, before, limit);
-    EXPECT_TRUE(page.ok()) << page.status();
+    EXPECT_THAT(page, IsOk());
     std::vector<std::string> ids;
     if (page.ok()) {
       for (const JobRecord& r : *page) ids.push_back(r.id);
     }
     return ids;
   }
-  std::string dir_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_P(StoreFinishedTest, LoadUnfinishedGivesUnfinishedRecordsAndFinishedSummaries) {
@@ -126,10 +61,10 @@ TEST_P(StoreFinishedTest, LoadUnfinishedGivesUnfinishedRecordsAndFinishedSummari
   SaveResultOp result{"running", 0, R"({"n":1})"};
   StoreWrite w;
   w.results = {&result};
-  ASSERT_TRUE(store_->Commit(w, false).ok());
+  ASSERT_THAT(store_->Commit(w, false), IsOk());
 
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
-  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 2u);
   EXPECT_EQ(state->jobs[0].id, "running");
   EXPECT_EQ(state->jobs[1].id, "queued");
@@ -153,9 +88,9 @@ TEST_P(StoreFinishedTest, TheHighestSeqCountsAfterItsJobRetired) {
   Save({Record("a", 1, JobState::kSucceeded), Record("b", 9, JobState::kSucceeded)});
   StoreWrite w;
   w.retired = {"b"};
-  ASSERT_TRUE(store_->Commit(w, false).ok());
+  ASSERT_THAT(store_->Commit(w, false), IsOk());
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
-  ASSERT_TRUE(state.ok());
+  ASSERT_THAT(state, IsOk());
   // A retired job's number is not known any more: at least the kept ones are.
   EXPECT_GE(state->max_seq, 1);
   EXPECT_EQ(state->finished.size(), 1u);
@@ -167,7 +102,7 @@ TEST_P(StoreFinishedTest, LoadJobReadsOneRecordOrNothing) {
   r.location = "/results/x.json";
   Save({r});
   absl::StatusOr<std::optional<JobRecord>> got = store_->LoadJob("x");
-  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_THAT(got, IsOk());
   ASSERT_TRUE(got->has_value());
   EXPECT_EQ((*got)->seq, 5);
   EXPECT_EQ((*got)->state, JobState::kFailed);
@@ -175,7 +110,7 @@ TEST_P(StoreFinishedTest, LoadJobReadsOneRecordOrNothing) {
   EXPECT_EQ((*got)->failed[0].last_error, "boom");
   EXPECT_EQ((*got)->location, "/results/x.json");
   absl::StatusOr<std::optional<JobRecord>> none = store_->LoadJob("nope");
-  ASSERT_TRUE(none.ok());
+  ASSERT_THAT(none, IsOk());
   EXPECT_FALSE(none->has_value());
 }
 
@@ -235,7 +170,7 @@ TEST_P(StoreFinishedTest, ARecordSavedAgainMovesBetweenStatesAndKeepsItsPlace) {
   Save({Record("a", 1, JobState::kQueued)});  // retried
   EXPECT_EQ(Ids({}, -1, 10), (std::vector<std::string>{"b"}));
   absl::StatusOr<StoredState> state = store_->LoadUnfinished();
-  ASSERT_TRUE(state.ok());
+  ASSERT_THAT(state, IsOk());
   ASSERT_EQ(state->jobs.size(), 1u);
   EXPECT_EQ(state->jobs[0].id, "a");
   Save({Record("a", 1, JobState::kSucceeded)});
@@ -243,7 +178,7 @@ TEST_P(StoreFinishedTest, ARecordSavedAgainMovesBetweenStatesAndKeepsItsPlace) {
 }
 
 TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
-  const std::string dir = TempDir();
+  const std::string dir = ::tessera::testing::MakeTempDir("tessera-fin");
   JobRecord done = Record("done", 4, JobState::kSucceeded, "q9");
   done.spec.idempotency_key = "k";
   {
@@ -265,9 +200,9 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
   }
   {
     auto store = SqliteStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     absl::StatusOr<StoredState> state = (*store)->LoadUnfinished();
-    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_THAT(state, IsOk());
     ASSERT_EQ(state->finished.size(), 1u);
     EXPECT_EQ(state->finished[0].queue, "q9");
     EXPECT_EQ(state->finished[0].created, done.created);
@@ -276,28 +211,13 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
     JobFilter q9;
     q9.queue = "q9";
     absl::StatusOr<std::vector<JobRecord>> page = (*store)->ListFinishedJobs(q9, -1, 5);
-    ASSERT_TRUE(page.ok());
+    ASSERT_THAT(page, IsOk());
     EXPECT_EQ(page->size(), 1u);
   }
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryStore, StoreFinishedTest,
-    ::testing::Values(StoreKind{"memory",
-                                [](const std::string&) -> std::unique_ptr<Store> {
-                                  return std::make_unique<MemoryStore>();
-                                }},
-                      StoreKind{"sqlite",
-                                [](const std::string& dir) -> std::unique_ptr<Store> {
-                                  auto s = SqliteStore::Open(dir);
-                                  return s.ok() ? *std::move(s) : nullptr;
-                                }},
-                      StoreKind{"postgres",
-                                [](const std::string&) -> std::unique_ptr<Store> {
-                                  return PostgresForFinished::Get()->Open();
-                                }}),
-    [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(EveryStore, StoreFinishedTest, EveryStoreKind(), StoreKindName);
 
 }  // namespace
 }  // namespace tessera::scheduler

@@ -9,88 +9,20 @@
 #include <memory>
 
 #include "gtest/gtest.h"
-#include "scheduler/store/memory_store.h"
-#include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
-#include "tests/util/postgres_server.h"
+#include "tests/scheduler/store_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
 
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-retire-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
+using ::tessera::testing::IsOk;
 
-JobRecord Record(const std::string& id, int64_t seq, JobState state) {
-  JobRecord r;
-  r.id = id;
-  r.seq = seq;
-  r.state = state;
-  r.spec.task = "noop";
-  r.spec.range = {0, 10, 0, 2};
-  return r;
-}
-
-struct StoreKind {
-  std::string name;
-  std::function<std::unique_ptr<Store>(const std::string& dir)> open;
-};
-
-// One PostgreSQL server for these tests, started by the first that needs it
-// and stopped (by PID) when the test program ends; a database per test.
-class PostgresForRetention : public ::testing::Environment {
- public:
-  static PostgresForRetention* Get() {
-    static PostgresForRetention* env = static_cast<PostgresForRetention*>(
-        ::testing::AddGlobalTestEnvironment(new PostgresForRetention()));
-    return env;
-  }
-  void TearDown() override { server_.reset(); }
-  std::unique_ptr<Store> Open() {
-    if (server_ == nullptr) {
-      server_ = std::make_unique<::tessera::testing::PostgresServer>();
-      if (absl::Status s = server_->Start(); !s.ok()) {
-        ADD_FAILURE() << s;
-        server_.reset();
-        return nullptr;
-      }
-    }
-    const std::string db = absl::StrCat("retention_", ++databases_);
-    if (absl::Status s = server_->CreateDatabase(db); !s.ok()) {
-      ADD_FAILURE() << s;
-      return nullptr;
-    }
-    PostgresOptions options;
-    options.url = server_->Url(db);
-    options.password = server_->password();
-    auto store = PostgresStore::Open(options);
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? *std::move(store) : nullptr;
-  }
-
- private:
-  std::unique_ptr<::tessera::testing::PostgresServer> server_;
-  int databases_ = 0;
-};
-
-class StoreRetentionTest : public ::testing::TestWithParam<StoreKind> {
+class StoreRetentionTest : public StoreTest {
  protected:
-  void SetUp() override {
-    if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
-      GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
-    }
-    dir_ = TempDir();
-    store_ = GetParam().open(dir_);
-    ASSERT_NE(store_, nullptr);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   Store::RowCounts Rows() {
     absl::StatusOr<Store::RowCounts> n = store_->CountRows();
-    EXPECT_TRUE(n.ok()) << n.status();
+    EXPECT_THAT(n, IsOk());
     return n.ok() ? *n : Store::RowCounts{};
   }
   absl::Status Write(std::vector<const JobRecord*> jobs,
@@ -104,23 +36,20 @@ class StoreRetentionTest : public ::testing::TestWithParam<StoreKind> {
     w.retired = std::move(retired);
     return store_->Commit(w, /*durable=*/false);
   }
-
-  std::string dir_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_P(StoreRetentionTest, AfterDoneTheShardRowsOfASucceededJobAreGone) {
-  JobRecord ok = Record("ok", 1, JobState::kRunning);
-  JobRecord partial = Record("partial", 2, JobState::kRunning);
+  JobRecord ok = StoreRecord("ok", 1, JobState::kRunning);
+  JobRecord partial = StoreRecord("partial", 2, JobState::kRunning);
   SaveResultOp r0{"ok", 0, R"({"n":1})"}, r1{"ok", 1, R"({"n":2})"};
   SaveResultOp p0{"partial", 0, R"({"n":3})"};
   SaveFailedShardOp p1{"partial", {1, {5, 10}, 3, "boom"}};
-  ASSERT_TRUE(Write({&ok, &partial}, {&r0, &r1, &p0}, {&p1}).ok());
+  ASSERT_THAT(Write({&ok, &partial}, {&r0, &r1, &p0}, {&p1}), IsOk());
   EXPECT_EQ(Rows().results, 3);
   EXPECT_EQ(Rows().failed, 1);
   // A restart of the unfinished jobs reads both kinds of rows back.
   absl::StatusOr<StoredState> loaded = store_->Load();
-  ASSERT_TRUE(loaded.ok());
+  ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->results["ok"].size(), 2u);
   ASSERT_EQ(loaded->failed["partial"].size(), 1u);
   EXPECT_EQ(loaded->failed["partial"][0].last_error, "boom");
@@ -132,64 +61,48 @@ TEST_P(StoreRetentionTest, AfterDoneTheShardRowsOfASucceededJobAreGone) {
   partial.state = JobState::kPartial;
   partial.location = "/r/partial.json";
   partial.failed = {p1.shard};  // the finished record lists its failed shards
-  ASSERT_TRUE(Write({&ok, &partial}).ok());
+  ASSERT_THAT(Write({&ok, &partial}), IsOk());
   absl::StatusOr<std::vector<StoredResult>> ok_rows = store_->LoadResults("ok");
-  ASSERT_TRUE(ok_rows.ok());
+  ASSERT_THAT(ok_rows, IsOk());
   EXPECT_TRUE(ok_rows->empty());
   // PARTIAL keeps its results for RetryFailedShards; its failed shards are in
   // its record now.
   absl::StatusOr<std::vector<StoredResult>> partial_rows = store_->LoadResults("partial");
-  ASSERT_TRUE(partial_rows.ok());
+  ASSERT_THAT(partial_rows, IsOk());
   EXPECT_EQ(partial_rows->size(), 1u);
   EXPECT_EQ(Rows().results, 1);
   EXPECT_EQ(Rows().failed, 0);
   loaded = store_->Load();
-  ASSERT_TRUE(loaded.ok());
+  ASSERT_THAT(loaded, IsOk());
   ASSERT_EQ(loaded->jobs.size(), 2u);
   EXPECT_EQ(loaded->jobs[1].failed.size(), 1u);
 }
 
 TEST_P(StoreRetentionTest, AfterRetirementAJobHasNoRowsAtAll) {
-  JobRecord gone = Record("gone", 1, JobState::kRunning);
-  JobRecord kept = Record("kept", 2, JobState::kRunning);
+  JobRecord gone = StoreRecord("gone", 1, JobState::kRunning);
+  JobRecord kept = StoreRecord("kept", 2, JobState::kRunning);
   SaveResultOp g0{"gone", 0, R"({"n":1})"}, k0{"kept", 0, R"({"n":1})"};
   SaveFailedShardOp g1{"gone", {1, {5, 10}, 1, "boom"}};
-  ASSERT_TRUE(Write({&gone, &kept}, {&g0, &k0}, {&g1}).ok());
+  ASSERT_THAT(Write({&gone, &kept}, {&g0, &k0}, {&g1}), IsOk());
   gone.state = JobState::kFailed;
-  ASSERT_TRUE(Write({&gone}).ok());
-  ASSERT_TRUE(Write({}, {}, {}, {"gone"}).ok());
+  ASSERT_THAT(Write({&gone}), IsOk());
+  ASSERT_THAT(Write({}, {}, {}, {"gone"}), IsOk());
   EXPECT_EQ(Rows().jobs, 1);
   EXPECT_EQ(Rows().results, 1);
   EXPECT_EQ(Rows().failed, 0);
   absl::StatusOr<StoredState> loaded = store_->Load();
-  ASSERT_TRUE(loaded.ok());
+  ASSERT_THAT(loaded, IsOk());
   ASSERT_EQ(loaded->jobs.size(), 1u);
   EXPECT_EQ(loaded->jobs[0].id, "kept");
   EXPECT_TRUE(store_->LoadResults("gone")->empty());
   // Its record and its retirement in one batch leave nothing either.
-  JobRecord brief = Record("brief", 3, JobState::kCancelled);
-  ASSERT_TRUE(Write({&brief}, {}, {}, {"brief"}).ok());
+  JobRecord brief = StoreRecord("brief", 3, JobState::kCancelled);
+  ASSERT_THAT(Write({&brief}, {}, {}, {"brief"}), IsOk());
   EXPECT_EQ(Rows().jobs, 1);
-  EXPECT_TRUE(store_->Compact().ok());
+  EXPECT_THAT(store_->Compact(), IsOk());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryStore, StoreRetentionTest,
-    ::testing::Values(StoreKind{"memory",
-                                [](const std::string&) -> std::unique_ptr<Store> {
-                                  return std::make_unique<MemoryStore>();
-                                }},
-                      StoreKind{"sqlite",
-                                [](const std::string& dir) -> std::unique_ptr<Store> {
-                                  auto s = SqliteStore::Open(dir);
-                                  EXPECT_TRUE(s.ok()) << s.status();
-                                  return s.ok() ? *std::move(s) : nullptr;
-                                }},
-                      StoreKind{"postgres",
-                                [](const std::string&) -> std::unique_ptr<Store> {
-                                  return PostgresForRetention::Get()->Open();
-                                }}),
-    [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(EveryStore, StoreRetentionTest, EveryStoreKind(), StoreKindName);
 
 int64_t FileBytes(const std::string& path) {
   std::error_code ec;
@@ -198,26 +111,26 @@ int64_t FileBytes(const std::string& path) {
 }
 
 TEST(SqliteStoreSpaceTest, CompactHandsTheSpaceOfRetiredJobsBack) {
-  const std::string dir = TempDir();
+  const std::string dir = ::tessera::testing::MakeTempDir("tessera-retire");
   const std::string db = dir + "/tessera.db";
   {
     auto store = SqliteStore::Open(dir, "normal");
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     std::vector<JobRecord> records;
     for (int i = 0; i < 2000; ++i) {
-      records.push_back(Record(absl::StrCat("job", i), i + 1, JobState::kCancelled));
+      records.push_back(StoreRecord(absl::StrCat("job", i), i + 1, JobState::kCancelled));
       records.back().message = std::string(2000, 'x');
     }
     std::vector<const JobRecord*> ptrs;
     for (const JobRecord& r : records) ptrs.push_back(&r);
-    ASSERT_TRUE((*store)->Commit(ptrs, {}, /*durable=*/false).ok());
-    ASSERT_TRUE((*store)->Compact().ok());
+    ASSERT_THAT((*store)->Commit(ptrs, {}, /*durable=*/false), IsOk());
+    ASSERT_THAT((*store)->Compact(), IsOk());
     const int64_t full = FileBytes(db);
     ASSERT_GT(full, 2000 * 2000);
     StoreWrite retire;
     for (const JobRecord& r : records) retire.retired.push_back(r.id);
-    ASSERT_TRUE((*store)->Commit(retire, /*durable=*/false).ok());
-    ASSERT_TRUE((*store)->Compact().ok());
+    ASSERT_THAT((*store)->Commit(retire, /*durable=*/false), IsOk());
+    ASSERT_THAT((*store)->Compact(), IsOk());
     // The file shrinks (incremental vacuum), and the WAL is truncated.
     EXPECT_LT(FileBytes(db), full / 4) << full;
     EXPECT_EQ(FileBytes(db + "-wal"), 0);
@@ -226,9 +139,9 @@ TEST(SqliteStoreSpaceTest, CompactHandsTheSpaceOfRetiredJobsBack) {
 }
 
 TEST(SqliteStoreSpaceTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) {
-  const std::string dir = TempDir();
+  const std::string dir = ::tessera::testing::MakeTempDir("tessera-retire");
   const std::string db = dir + "/tessera.db";
-  const JobRecord old = Record("old", 7, JobState::kRunning);
+  const JobRecord old = StoreRecord("old", 7, JobState::kRunning);
   {
     // What a scheduler of schema version 1 left behind (no auto-vacuum).
     sqlite3* raw = nullptr;
@@ -251,16 +164,16 @@ TEST(SqliteStoreSpaceTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs)
   }
   {
     auto store = SqliteStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     absl::StatusOr<StoredState> loaded = (*store)->Load();
-    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_THAT(loaded, IsOk());
     ASSERT_EQ(loaded->jobs.size(), 1u);
     EXPECT_EQ(loaded->jobs[0].seq, 7);
     EXPECT_EQ(loaded->results["old"].size(), 1u);
     SaveFailedShardOp f{"old", {1, {5, 10}, 1, "boom"}};
     StoreWrite w;
     w.failed = {&f};
-    ASSERT_TRUE((*store)->Commit(w, /*durable=*/true).ok());
+    ASSERT_THAT((*store)->Commit(w, /*durable=*/true), IsOk());
   }
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);

@@ -2,9 +2,13 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/util/status_matchers.h"
 
 namespace tessera {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::testing::Not;
 
 const absl::Time kT = absl::FromUnixMillis(1767323045678);  // 2026-01-02T03:04:05.678Z
 
@@ -55,9 +59,9 @@ TEST(JsonLogLineTest, EscapesQuotesControlCharactersAndBadUtf8) {
 }
 
 TEST(LogConfigTest, RejectsUnknownFormatsAndLevels) {
-  EXPECT_TRUE((LogConfig{"json", "debug"}).Validate().ok());
-  EXPECT_FALSE((LogConfig{"xml", "info"}).Validate().ok());
-  EXPECT_FALSE((LogConfig{"text", "loud"}).Validate().ok());
+  EXPECT_THAT((LogConfig{"json", "debug"}).Validate(), IsOk());
+  EXPECT_THAT((LogConfig{"xml", "info"}).Validate(), Not(IsOk()));
+  EXPECT_THAT((LogConfig{"text", "loud"}).Validate(), Not(IsOk()));
 }
 
 }  // namespace
