@@ -1,6 +1,6 @@
 // Helpers for tests that drive a Runtime directly, playing one executor: a stream
 // that records what the runtime sends, a synchronous Submit, the result of an
-// assignment, and a bounded wait for what the runtime's threads do.
+// assignment, and (wait_until.h) a bounded wait for what the runtime's threads do.
 #ifndef TESSERA_TESTS_SCHEDULER_RUNTIME_FIXTURE_H_
 #define TESSERA_TESTS_SCHEDULER_RUNTIME_FIXTURE_H_
 
@@ -15,6 +15,7 @@
 #include "scheduler/service/executor_result.h"
 #include "scheduler/service/runtime.h"
 #include "shared/steady_wait.h"
+#include "tests/scheduler/wait_until.h"
 
 namespace tessera::scheduler {
 
@@ -69,16 +70,6 @@ inline absl::StatusOr<JobView> SubmitAndWait(Runtime& runtime, const JobSpec& sp
 // The executor's result for `a`: it succeeded with `result_json`.
 inline ExecutorResult ResultOf(const Assignment& a, const std::string& result_json) {
   return ExecutorResult{a.lease_id, a.job_id, a.shard, result_json};
-}
-
-// Waits (up to 5 s of real time: the runtime's threads and ticker run on their
-// own) until `done`; false if it never was.
-inline bool WaitUntil(const std::function<bool()>& done) {
-  for (int i = 0; i < 500; ++i) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return false;
 }
 
 }  // namespace tessera::scheduler
