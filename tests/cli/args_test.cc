@@ -7,17 +7,23 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::cli {
 namespace {
 
 using Args = std::vector<std::string>;
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::Not;
+using ::testing::StartsWith;
 
 // The message of a usage error, or "" when parsing succeeded.
 std::string ErrorOf(const Args& args) {
   absl::StatusOr<Command> cmd = ParseArgs(args);
   if (cmd.ok()) return "";
-  EXPECT_EQ(cmd.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cmd, StatusIs(absl::StatusCode::kInvalidArgument));
   return std::string(cmd.status().message());
 }
 
@@ -26,7 +32,7 @@ TEST(ParseArgs, ParsesFullSubmitCommand) {
       {"--scheduler", "sched:7000", "submit", "--task", "primes", "--range", "0:1000000",
        "--shards", "64", "--name", "primes up to 1e6", "--params", R"({"ms": 5})",
        "--default-reducer", "sum", "--max-parallel=8", "--wait", "--json"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->kind, CommandKind::kSubmit);
   EXPECT_EQ(cmd->scheduler, "sched:7000");
   EXPECT_TRUE(cmd->json);
@@ -45,7 +51,7 @@ TEST(ParseArgs, ParsesFullSubmitCommand) {
 TEST(ParseArgs, ParsesShardSizeInsteadOfShardCount) {
   absl::StatusOr<Command> cmd =
       ParseArgs({"submit", "--task=noop", "--range=-50:50", "--shard-size=10"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->spec.range().start(), -50);
   EXPECT_EQ(cmd->spec.range().end(), 50);
   EXPECT_EQ(cmd->spec.range().shard_size(), 10);
@@ -57,7 +63,7 @@ TEST(ParseArgs, ParsesRepeatedAggregateFlags) {
   absl::StatusOr<Command> cmd = ParseArgs(
       {"submit", "--task", "primes", "--range", "0:10", "--shards", "2", "--aggregate",
        "count=sum", "--aggregate", "stats.max=max", "--aggregate=found=concat"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   const auto& fields = cmd->spec.aggregate().fields();
   ASSERT_EQ(fields.size(), 3u);
   EXPECT_EQ(fields.at("count"), "sum");
@@ -84,7 +90,7 @@ TEST(ParseArgs, ParsesRetryPolicyTimeoutAndContinuePolicy) {
       ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2",
                  "--max-attempts", "5", "--backoff", "500ms", "--max-backoff=1m30s",
                  "--shard-timeout", "2s", "--max-failed-shards", "3"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   const auto& retry = cmd->spec.retry();
   EXPECT_EQ(retry.max_attempts(), 5);
   EXPECT_EQ(retry.initial_backoff().seconds(), 0);
@@ -100,7 +106,7 @@ TEST(ParseArgs, ParsesRetryPolicyTimeoutAndContinuePolicy) {
 TEST(ParseArgs, LeavesRetryPolicyUnsetWithoutItsFlags) {
   absl::StatusOr<Command> cmd =
       ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_FALSE(cmd->spec.has_retry());
   EXPECT_FALSE(cmd->spec.has_shard_timeout());
   EXPECT_FALSE(cmd->spec.has_failure_policy());
@@ -109,7 +115,7 @@ TEST(ParseArgs, LeavesRetryPolicyUnsetWithoutItsFlags) {
 TEST(ParseArgs, AcceptsZeroBackoff) {
   absl::StatusOr<Command> cmd = ParseArgs(
       {"submit", "--task", "t", "--range", "0:10", "--shards", "2", "--backoff", "0s"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_TRUE(cmd->spec.retry().has_initial_backoff());
   EXPECT_EQ(cmd->spec.retry().initial_backoff().seconds(), 0);
 }
@@ -147,27 +153,27 @@ TEST(ParseArgs, RejectsBadRetryAndTimeoutFlagsNamingTheFlag) {
 
 TEST(ParseDurationFlag, ConvertsToSecondsAndNanos) {
   google::protobuf::Duration d;
-  ASSERT_TRUE(ParseDurationFlag("--x", "1m", false, d).ok());
+  ASSERT_THAT(ParseDurationFlag("--x", "1m", false, d), IsOk());
   EXPECT_EQ(d.seconds(), 60);
   EXPECT_EQ(d.nanos(), 0);
-  ASSERT_TRUE(ParseDurationFlag("--x", "1.25s", false, d).ok());
+  ASSERT_THAT(ParseDurationFlag("--x", "1.25s", false, d), IsOk());
   EXPECT_EQ(d.seconds(), 1);
   EXPECT_EQ(d.nanos(), 250'000'000);
-  ASSERT_TRUE(ParseDurationFlag("--x", "1h2m3s4ms", false, d).ok());
+  ASSERT_THAT(ParseDurationFlag("--x", "1h2m3s4ms", false, d), IsOk());
   EXPECT_EQ(d.seconds(), 3723);
   EXPECT_EQ(d.nanos(), 4'000'000);
-  EXPECT_FALSE(ParseDurationFlag("--x", "", true, d).ok());
-  EXPECT_FALSE(ParseDurationFlag("--x", "0", false, d).ok());
+  EXPECT_THAT(ParseDurationFlag("--x", "", true, d), Not(IsOk()));
+  EXPECT_THAT(ParseDurationFlag("--x", "0", false, d), Not(IsOk()));
 }
 
 TEST(ParseArgs, ParsesRetryCommand) {
   absl::StatusOr<Command> cmd = ParseArgs({"retry", "j9"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->kind, CommandKind::kRetry);
   EXPECT_EQ(cmd->job_id, "j9");
   EXPECT_FALSE(cmd->wait);
   cmd = ParseArgs({"retry", "--wait", "j9"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_TRUE(cmd->wait);
   EXPECT_NE(
       ErrorOf({"retry", "j9", "--task", "t"}).find("--task: not a flag of \"retry\""),
@@ -212,12 +218,12 @@ TEST(ParseRange, RejectsNonIntegerBoundsAndEmptyRanges) {
   EXPECT_NE(ParseRange("10:10", range).message().find("END must be greater than START"),
             std::string::npos);
   EXPECT_NE(ParseRange("10:5", range).message().find("got 10:5"), std::string::npos);
-  EXPECT_FALSE(ParseRange("0:10:20", range).ok());
+  EXPECT_THAT(ParseRange("0:10:20", range), Not(IsOk()));
 }
 
 TEST(ParseRange, AcceptsNegativeBounds) {
   tessera::v1::RangeInput range;
-  ASSERT_TRUE(ParseRange("-10:-5", range).ok());
+  ASSERT_THAT(ParseRange("-10:-5", range), IsOk());
   EXPECT_EQ(range.start(), -10);
   EXPECT_EQ(range.end(), -5);
 }
@@ -236,7 +242,7 @@ TEST(ParseArgs, ParsesNestedParams) {
   absl::StatusOr<Command> cmd =
       ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2", "--params",
                  R"({"a": {"b": [1, "x", true, null]}})"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   const auto& b = cmd->spec.params().fields().at("a").struct_value().fields().at("b");
   ASSERT_EQ(b.list_value().values_size(), 4);
   EXPECT_EQ(b.list_value().values(1).string_value(), "x");
@@ -277,7 +283,7 @@ TEST(ParseArgs, RequiresExactlyOneJobIdForJobCommands) {
 TEST(ParseArgs, ParsesJobCommandsWithGlobalFlagsAfterTheCommand) {
   absl::StatusOr<Command> cmd =
       ParseArgs({"watch", "job-7", "--json", "--scheduler=h:1"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->kind, CommandKind::kWatch);
   EXPECT_EQ(cmd->job_id, "job-7");
   EXPECT_TRUE(cmd->json);
@@ -287,14 +293,14 @@ TEST(ParseArgs, ParsesJobCommandsWithGlobalFlagsAfterTheCommand) {
 TEST(ParseArgs, ParsesListFilters) {
   absl::StatusOr<Command> cmd = ParseArgs(
       {"list", "--state", "Running", "--page-size", "20", "--page-token", "abc"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->list.state(), tessera::v1::JOB_STATE_RUNNING);
   EXPECT_EQ(cmd->list.page_size(), 20);
   EXPECT_EQ(cmd->list.page_token(), "abc");
   EXPECT_NE(ErrorOf({"list", "--state", "done"}).find("--state: expected queued|running"),
             std::string::npos);
   cmd = ParseArgs({"list", "--state", "partial"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->list.state(), tessera::v1::JOB_STATE_PARTIAL);
   EXPECT_NE(ErrorOf({"list", "--page-size", "5000"}).find("at most 1000"),
             std::string::npos);
@@ -304,7 +310,7 @@ TEST(ParseArgs, TreatsHelpAnywhereAsHelp) {
   for (const Args& args : {Args{"--help"}, Args{"-h"}, Args{"help"},
                            Args{"submit", "--help"}, Args{"bogus", "--help"}}) {
     absl::StatusOr<Command> cmd = ParseArgs(args);
-    ASSERT_TRUE(cmd.ok()) << cmd.status();
+    ASSERT_THAT(cmd, IsOk());
     EXPECT_EQ(cmd->kind, CommandKind::kHelp);
   }
 }
@@ -313,11 +319,11 @@ TEST(ParseArgs, TreatsVersionAnywhereAsVersionUnlessHelpIsAsked) {
   for (const Args& args : {Args{"--version"}, Args{"executors", "--version"},
                            Args{"bogus", "--version"}, Args{"--version", "--json"}}) {
     absl::StatusOr<Command> cmd = ParseArgs(args);
-    ASSERT_TRUE(cmd.ok()) << cmd.status();
+    ASSERT_THAT(cmd, IsOk());
     EXPECT_EQ(cmd->kind, CommandKind::kVersion);
   }
   absl::StatusOr<Command> cmd = ParseArgs({"--version", "--help"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->kind, CommandKind::kHelp);
 }
 
@@ -383,19 +389,19 @@ TEST(UsageText, MentionsEveryCommandAndFlagTheParserKnows) {
 
 TEST(ParseArgs, TakesValuesThatLookLikeCommandsOrNegativeNumbers) {
   absl::StatusOr<Command> cmd = ParseArgs({"get", "queue"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->kind, CommandKind::kGet);
   EXPECT_EQ(cmd->job_id, "queue");
   cmd = ParseArgs({"submit", "--name", "queue", "--task", "t", "--range", "-50",
                    "--shards", "2", "--priority", "-5"});
-  EXPECT_FALSE(cmd.ok());  // "-50" is the range's value, not a flag
+  EXPECT_THAT(cmd, Not(IsOk()));  // "-50" is the range's value, not a flag
   EXPECT_NE(ErrorOf({"submit", "--name", "queue", "--task", "t", "--range", "-50",
                      "--shards", "2"})
                 .find("--range: expected START:END"),
             std::string::npos);
   cmd = ParseArgs({"submit", "--name", "queue", "--task", "t", "--range", "-50:-10",
                    "--shards", "2", "--priority", "-5"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->spec.name(), "queue");
   EXPECT_EQ(cmd->spec.range().start(), -50);
   EXPECT_EQ(cmd->spec.priority(), -5);
@@ -410,7 +416,7 @@ TEST(ParseArgs, ChecksGlobalFlagsBeforeAndAfterTheCommand) {
             "--token: and --token-file are exclusive");
   absl::StatusOr<Command> cmd =
       ParseArgs({"--tls-ca=/ca.pem", "list", "--token-file", "/t", "--json"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->tls_ca, "/ca.pem");
   EXPECT_EQ(cmd->token_file, "/t");
   EXPECT_TRUE(cmd->json);
@@ -442,7 +448,7 @@ TEST(ParseArgs, NamesTheFirstWordNoCommandKnows) {
 TEST(ParseArgs, ParsesAnItemsSubmitWithBatchSizeAndNoItemsYet) {
   absl::StatusOr<Command> cmd = ParseArgs(
       {"submit", "--task", "square", "--items-file", "-", "--batch-size", "50"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->items_file, "-");
   EXPECT_FALSE(cmd->spec.has_range());
   ASSERT_TRUE(cmd->spec.has_items());
@@ -491,7 +497,7 @@ TEST(ParseArgs, ParsesJobControlFlags) {
                                            "0.25",   "--label",
                                            "a=1",    "--label",
                                            "b="});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->spec.idempotency_key(), "k1");
   EXPECT_EQ(cmd->spec.concurrency_key(), "ck");
   EXPECT_EQ(cmd->spec.concurrency_limit(), 3);
@@ -505,7 +511,7 @@ TEST(ParseArgs, ParsesJobControlFlags) {
 TEST(ParseArgs, LeavesJobControlUnsetWithoutItsFlags) {
   absl::StatusOr<Command> cmd =
       ParseArgs({"submit", "--task", "t", "--range", "0:10", "--shards", "2"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->spec.queue(), "");
   EXPECT_EQ(cmd->spec.concurrency_limit(), 0);
   EXPECT_EQ(cmd->spec.rate_limit(), 0);
@@ -552,7 +558,7 @@ TEST(ParseArgs, RejectsBadJobControlFlagsNamingTheFlag) {
 TEST(ParseArgs, ParsesListQueueAndLabelFilters) {
   absl::StatusOr<Command> cmd =
       ParseArgs({"list", "--queue", "gpu", "--label", "team=ml", "--state", "running"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->list.queue(), "gpu");
   EXPECT_EQ(cmd->list.labels().at("team"), "ml");
   EXPECT_EQ(cmd->list.state(), tessera::v1::JOB_STATE_RUNNING);
@@ -561,7 +567,7 @@ TEST(ParseArgs, ParsesListQueueAndLabelFilters) {
 
 TEST(ParseArgs, ParsesUpdateWithAMaskOfTheGivenFields) {
   absl::StatusOr<Command> cmd = ParseArgs({"update", "j7", "--max-parallel", "0"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->kind, CommandKind::kUpdate);
   EXPECT_EQ(cmd->update.job_id(), "j7");
   EXPECT_EQ(cmd->update.update().max_parallel(), 0);
@@ -569,7 +575,7 @@ TEST(ParseArgs, ParsesUpdateWithAMaskOfTheGivenFields) {
   EXPECT_EQ(cmd->update.update_mask().paths(0), "max_parallel");
 
   cmd = ParseArgs({"update", "--rate-limit", "1.5", "j7", "--max-parallel", "4"});
-  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  ASSERT_THAT(cmd, IsOk());
   EXPECT_EQ(cmd->update.update().max_parallel(), 4);
   EXPECT_EQ(cmd->update.update().rate_limit(), 1.5);
   EXPECT_EQ(cmd->update.update_mask().paths_size(), 2);
@@ -591,7 +597,7 @@ TEST(ParseArgs, RejectsUpdateWithoutFieldsOrJobIdOrWithBadValues) {
 
 TEST(ParseItems, ReadsAJsonArray) {
   tessera::v1::ItemsInput items;
-  ASSERT_TRUE(ParseItems(" [1, \"a\", true, {\"k\": [null]}]\n", items).ok());
+  ASSERT_THAT(ParseItems(" [1, \"a\", true, {\"k\": [null]}]\n", items), IsOk());
   ASSERT_EQ(items.items_size(), 4);
   EXPECT_EQ(items.items(0).number_value(), 1);
   EXPECT_EQ(items.items(1).string_value(), "a");
@@ -607,12 +613,12 @@ TEST(ParseItems, ReadsAJsonArray) {
 
 TEST(ParseItems, ReadsJsonLinesSkippingBlankLines) {
   tessera::v1::ItemsInput items;
-  ASSERT_TRUE(ParseItems("1\r\n\n  \"two\"  \n{\"n\": 3}", items).ok());
+  ASSERT_THAT(ParseItems("1\r\n\n  \"two\"  \n{\"n\": 3}", items), IsOk());
   ASSERT_EQ(items.items_size(), 3);
   EXPECT_EQ(items.items(1).string_value(), "two");
   // A single non-array value is one JSON line.
   tessera::v1::ItemsInput one;
-  ASSERT_TRUE(ParseItems("{\"n\": 1}\n", one).ok());
+  ASSERT_THAT(ParseItems("{\"n\": 1}\n", one), IsOk());
   EXPECT_EQ(one.items_size(), 1);
 }
 
@@ -625,10 +631,8 @@ TEST(ParseItems, RejectsEmptyInputAndBadLinesNamingTheLine) {
   EXPECT_EQ(ParseItems("[]", items).message(),
             "--items-file: the JSON array has no items");
   absl::Status status = ParseItems("1\n2\n[3,\n", items);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(
-      absl::StartsWith(status.message(), "--items-file: line 3 is not valid JSON"))
-      << status.message();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               StartsWith("--items-file: line 3 is not valid JSON")));
 }
 
 TEST(ParseItems, RefusesWhatProtobufWouldTakeButIsNotJson) {

@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::cli {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 namespace v1 = tessera::v1;
 
@@ -254,7 +258,7 @@ TEST(PrettyResultJson, KeepsPersistedKeyOrderAndIntegerPrecision) {
   response.set_result_json(
       R"({"z":9007199254740993,"a":[1,2],"_metadata":{"job":"j1"}})");
   absl::StatusOr<std::string> pretty = PrettyResultJson(response);
-  ASSERT_TRUE(pretty.ok()) << pretty.status();
+  ASSERT_THAT(pretty, IsOk());
   EXPECT_EQ(*pretty,
             "{\n  \"z\": 9007199254740993,\n  \"a\": [\n    1,\n    2\n  ],\n"
             "  \"_metadata\": {\n    \"job\": \"j1\"\n  }\n}");
@@ -264,7 +268,7 @@ TEST(PrettyResultJson, FallsBackToTheStructWhenBytesAreMissing) {
   v1::GetResultResponse response;
   (*response.mutable_result()->mutable_fields())["count"].set_number_value(3);
   absl::StatusOr<std::string> pretty = PrettyResultJson(response);
-  ASSERT_TRUE(pretty.ok()) << pretty.status();
+  ASSERT_THAT(pretty, IsOk());
   EXPECT_EQ(*pretty, "{\n  \"count\": 3\n}");
 }
 
@@ -272,7 +276,7 @@ TEST(PrettyResultJson, ReportsCorruptResultBytes) {
   v1::GetResultResponse response;
   response.set_job_id("j1");
   response.set_result_json("{not json");
-  EXPECT_EQ(PrettyResultJson(response).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(PrettyResultJson(response), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST(PrettyResultJson, SaysWhereToReadAResultTooLargeForAMessage) {
@@ -283,11 +287,12 @@ TEST(PrettyResultJson, SaysWhereToReadAResultTooLargeForAMessage) {
   response.set_size_bytes(90000000);
   response.set_content_omitted(true);
   absl::Status s = PrettyResultJson(response).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(
-      s.message(),
-      "job j1: the result (90000000 bytes) is too large for one message; read it at "
-      "s3://results/jobs/j1.json (sha256 ab12)");
+  EXPECT_THAT(
+      s,
+      StatusIs(
+          absl::StatusCode::kResourceExhausted,
+          "job j1: the result (90000000 bytes) is too large for one message; read it at "
+          "s3://results/jobs/j1.json (sha256 ab12)"));
 }
 
 TEST(FormatResultLocation, PrintsLocationAndDigest) {

@@ -10,9 +10,13 @@
 
 #include "absl/synchronization/mutex.h"
 #include "shared/grpc_util.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::cli {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 namespace v1 = tessera::v1;
 
@@ -95,7 +99,7 @@ class FakeJobService final : public v1::JobService::Service {
   std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
 };
 
-class GrpcJobApiTest : public testing::Test {
+class GrpcJobApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     grpc::ServerBuilder builder;
@@ -128,7 +132,7 @@ TEST_F(GrpcJobApiTest, SendsTheSpecAndReturnsTheJob) {
   spec.set_task("primes");
   spec.mutable_range()->set_end(100);
   absl::StatusOr<v1::Job> job = Connect()->SubmitJob(spec);
-  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_THAT(job, IsOk());
   EXPECT_EQ(job->id(), "j1");
   EXPECT_EQ(job->spec().task(), "primes");
   EXPECT_EQ(job->spec().range().end(), 100);
@@ -136,19 +140,18 @@ TEST_F(GrpcJobApiTest, SendsTheSpecAndReturnsTheJob) {
 
 TEST_F(GrpcJobApiTest, CarriesStatusCodesOver) {
   absl::StatusOr<v1::Job> job = Connect()->GetJob("nope");
-  EXPECT_EQ(job.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(job.status().message(), "job nope");
+  EXPECT_THAT(job, StatusIs(absl::StatusCode::kNotFound, "job nope"));
 }
 
 TEST_F(GrpcJobApiTest, RetriesFailedShardsAndCarriesTheRefusalOver) {
   std::unique_ptr<GrpcJobApi> api = Connect();
   absl::StatusOr<v1::Job> job = api->RetryFailedShards("j1");
-  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_THAT(job, IsOk());
   EXPECT_EQ(job->id(), "j1");
   EXPECT_EQ(job->state(), v1::JOB_STATE_RUNNING);
   job = api->RetryFailedShards("j2");
-  EXPECT_EQ(job.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(job.status().message(), "job j2 is SUCCEEDED");
+  EXPECT_THAT(job,
+              StatusIs(absl::StatusCode::kFailedPrecondition, "job j2 is SUCCEEDED"));
 }
 
 TEST_F(GrpcJobApiTest, SendsTheUpdateWithItsMask) {
@@ -159,28 +162,27 @@ TEST_F(GrpcJobApiTest, SendsTheUpdateWithItsMask) {
   request.mutable_update()->set_rate_limit(9);  // not in the mask: not applied
   request.mutable_update_mask()->add_paths("max_parallel");
   absl::StatusOr<v1::Job> job = api->UpdateJob(request);
-  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_THAT(job, IsOk());
   EXPECT_EQ(job->id(), "j1");
   EXPECT_EQ(job->spec().max_parallel(), 3);
   EXPECT_EQ(job->spec().rate_limit(), 0);
   request.clear_update_mask();
   job = api->UpdateJob(request);
-  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(job.status().message(), "update_mask is empty");
+  EXPECT_THAT(job, StatusIs(absl::StatusCode::kInvalidArgument, "update_mask is empty"));
 }
 
 TEST_F(GrpcJobApiTest, DeliversEveryWatchEventInOrder) {
   std::vector<int64_t> done;
   absl::Status status = Connect()->WatchJob(
       "j1", [&](const v1::JobEvent& event) { done.push_back(event.job().items_done()); });
-  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(status, IsOk());
   EXPECT_EQ(done, (std::vector<int64_t>{10, 50, 100}));
 }
 
 TEST_F(GrpcJobApiTest, GivesUpOnAUnaryCallAfterItsDeadline) {
   absl::StatusOr<v1::GetQueueStatsResponse> stats =
       Connect(absl::Milliseconds(100))->GetQueueStats();
-  EXPECT_EQ(stats.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 
 TEST(GrpcJobApi, ReportsUnavailableForADeadAddress) {
@@ -189,14 +191,14 @@ TEST(GrpcJobApi, ReportsUnavailableForADeadAddress) {
   options.address = "127.0.0.1:1";
   absl::StatusOr<v1::Job> job =
       (*GrpcJobApi::Connect(options, absl::Seconds(10)))->GetJob("j1");
-  EXPECT_EQ(job.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(job, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST_F(GrpcJobApiTest, SendsTheTokenAsBearerMetadataOnUnaryAndStreamingCalls) {
   std::unique_ptr<GrpcJobApi> api = Connect(absl::Seconds(10), "s3cret");
-  ASSERT_TRUE(api->GetJob("j1").ok());
-  ASSERT_TRUE(api->WatchJob("j1", [](const v1::JobEvent&) {}).ok());
-  ASSERT_TRUE(Connect()->GetJob("j1").ok());
+  ASSERT_THAT(api->GetJob("j1"), IsOk());
+  ASSERT_THAT(api->WatchJob("j1", [](const v1::JobEvent&) {}), IsOk());
+  ASSERT_THAT(Connect()->GetJob("j1"), IsOk());
   EXPECT_EQ(service_.authorizations(),
             (std::vector<std::string>{"Bearer s3cret", "Bearer s3cret", ""}));
 }
@@ -206,8 +208,8 @@ TEST(GrpcJobApi, AnUnreadableCaFileIsAnErrorNamingTheFlag) {
   options.address = "127.0.0.1:1";
   options.tls_ca = "/nonexistent/ca.pem";
   auto api = GrpcJobApi::Connect(options, absl::Seconds(10));
-  ASSERT_FALSE(api.ok());
-  EXPECT_EQ(api.status().message(), "--tls-ca /nonexistent/ca.pem cannot be read");
+  ASSERT_THAT(api, StatusIs(absl::StatusCode::kFailedPrecondition,
+                            "--tls-ca /nonexistent/ca.pem cannot be read"));
 }
 
 }  // namespace

@@ -7,12 +7,16 @@
 #include "executor/handlers/exec_task_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::executor {
 namespace {
 
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 absl::Status ParseError(const std::string& text) {
   return ParseExecTasks(text, "/base").status();
@@ -23,7 +27,7 @@ TEST(ExecTasksFile, AcceptsTheDocumentedFormWithDefaults) {
       R"({"tasks": {"promo": {"command": ["python3", "promo.py"], "workdir": "/opt/promo",
           "env": {"MODE": "prod"}, "timeout": "600s"}}})",
       "/base");
-  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  ASSERT_THAT(tasks, IsOk());
   ASSERT_EQ(tasks->size(), 1u);
   const ExecTaskConfig& t = (*tasks)[0];
   EXPECT_EQ(t.name, "promo");
@@ -42,7 +46,7 @@ TEST(ExecTasksFile, AcceptsLimitsAndResolvesARelativeWorkdirAgainstTheFile) {
           "kill_grace": "0s", "max_memory_bytes": "512MiB", "max_output_bytes": 4096,
           "stderr_tail_bytes": "8k", "max_log_bytes": 0}}})",
       "/base");
-  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  ASSERT_THAT(tasks, IsOk());
   const ExecTaskConfig& t = (*tasks)[0];
   EXPECT_EQ(t.workdir, "/base/dir");
   EXPECT_EQ(t.kill_grace, absl::ZeroDuration());
@@ -52,7 +56,7 @@ TEST(ExecTasksFile, AcceptsLimitsAndResolvesARelativeWorkdirAgainstTheFile) {
   EXPECT_EQ(t.max_log_bytes, 0);
   // No workdir: the tasks file's directory.
   auto d = ParseExecTasks(R"({"tasks": {"b": {"command": ["true"]}}})", "/base");
-  ASSERT_TRUE(d.ok());
+  ASSERT_THAT(d, IsOk());
   EXPECT_EQ((*d)[0].workdir, "/base");
 }
 
@@ -96,15 +100,15 @@ TEST(ExecTasksFile, ErrorsNameTheField) {
   };
   for (const Case& c : cases) {
     absl::Status s = ParseError(c.text);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.text;
-    EXPECT_THAT(s.message(), HasSubstr(c.message)) << c.text;
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.text;
   }
 }
 
 TEST(ExecTasksFile, LoadNamesTheFile) {
   absl::Status missing = LoadExecTasksFile("/nonexistent/tasks.json").status();
-  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(missing.message(), HasSubstr("tasks file /nonexistent/tasks.json"));
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound,
+                                HasSubstr("tasks file /nonexistent/tasks.json")));
 
   const std::string dir = ::testing::TempDir() + "/exec_config_test";
   std::filesystem::create_directories(dir);
@@ -115,21 +119,20 @@ TEST(ExecTasksFile, LoadNamesTheFile) {
 
   std::ofstream(dir + "/ok.json") << R"({"tasks": {"p": {"command": ["x"]}}})";
   auto ok = LoadExecTasksFile(dir + "/ok.json");
-  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_THAT(ok, IsOk());
   EXPECT_EQ((*ok)[0].workdir, std::filesystem::absolute(dir).string());
 }
 
 TEST(ExecTasksFile, ATaskCannotShadowABuiltin) {
   HandlerRegistry registry;
-  ASSERT_TRUE(RegisterBuiltinHandlers(registry).ok());
+  ASSERT_THAT(RegisterBuiltinHandlers(registry), IsOk());
   auto tasks = ParseExecTasks(R"({"tasks": {"primes": {"command": ["x"]}}})", "/");
-  ASSERT_TRUE(tasks.ok());
+  ASSERT_THAT(tasks, IsOk());
   absl::Status s = RegisterExecTasks(registry, *tasks);
-  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_THAT(s.message(), HasSubstr("\"primes\""));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("\"primes\"")));
 
   auto mine = ParseExecTasks(R"({"tasks": {"promo": {"command": ["x"]}}})", "/");
-  ASSERT_TRUE(RegisterExecTasks(registry, *mine).ok());
+  ASSERT_THAT(RegisterExecTasks(registry, *mine), IsOk());
   EXPECT_THAT(registry.Names(),
               ElementsAre("noop", "primes", "promo", "sleep", "square"));
 }
@@ -139,27 +142,27 @@ TEST(ExecTasksFile, ParsesByteSizes) {
   EXPECT_EQ(*ParseByteSize("2k"), 2048);
   EXPECT_EQ(*ParseByteSize("3 MiB"), 3 << 20);
   EXPECT_EQ(*ParseByteSize("1G"), int64_t{1} << 30);
-  EXPECT_FALSE(ParseByteSize("1T").ok());
-  EXPECT_FALSE(ParseByteSize("MiB").ok());
-  EXPECT_FALSE(ParseByteSize("99999999999999999999").ok());
+  EXPECT_THAT(ParseByteSize("1T"), Not(IsOk()));
+  EXPECT_THAT(ParseByteSize("MiB"), Not(IsOk()));
+  EXPECT_THAT(ParseByteSize("99999999999999999999"), Not(IsOk()));
 }
 
 TEST(ExecProtocol, ParsesEachKindOfLine) {
   auto p = ParseExecLine(R"({"progress": {"done": 3, "total": 10}})");
-  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_THAT(p, IsOk());
   EXPECT_EQ(p->kind, ExecLine::Kind::kProgress);
   EXPECT_EQ(p->done, 3);
   EXPECT_EQ(p->total, 10);
   auto q = ParseExecLine(R"({"progress": {"done": 3}})");
-  ASSERT_TRUE(q.ok());
+  ASSERT_THAT(q, IsOk());
   EXPECT_EQ(q->total, -1);
   auto r = ParseExecLine(R"({"result": {"1": ["a"]}})"
                          "\r");
-  ASSERT_TRUE(r.ok());
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->kind, ExecLine::Kind::kResult);
   EXPECT_EQ(r->result, (nlohmann::json{{"1", {"a"}}}));
   auto e = ParseExecLine(R"({"error": "quota", "retryable": false})");
-  ASSERT_TRUE(e.ok());
+  ASSERT_THAT(e, IsOk());
   EXPECT_EQ(e->kind, ExecLine::Kind::kError);
   EXPECT_EQ(e->error, "quota");
   EXPECT_FALSE(e->retryable);
@@ -171,13 +174,12 @@ TEST(ExecProtocol, RefusesALineNestedTooDeepBeforeParsingIt) {
   const std::string deep = "{\"result\":{\"items\":" + std::string(100'000, '[') +
                            std::string(100'000, ']') + "}}";
   auto p = ParseExecLine(deep);
-  ASSERT_FALSE(p.ok());
-  EXPECT_NE(p.status().message().find("line nests deeper than 64 levels (the limit)"),
-            std::string::npos);
+  ASSERT_THAT(p, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("line nests deeper than 64 levels (the limit)")));
   EXPECT_LT(p.status().message().size(), 1000u);  // the line is quoted, cut short
   std::string ok =
       "{\"result\":{\"a\":" + std::string(60, '[') + std::string(60, ']') + "}}";
-  EXPECT_TRUE(ParseExecLine(ok).ok());
+  EXPECT_THAT(ParseExecLine(ok), IsOk());
 }
 
 TEST(ExecProtocol, RejectsOtherLinesQuotingThem) {
@@ -198,8 +200,8 @@ TEST(ExecProtocol, RejectsOtherLinesQuotingThem) {
   };
   for (const Case& c : cases) {
     absl::Status s = ParseExecLine(c.line).status();
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.line;
-    EXPECT_THAT(s.message(), HasSubstr(c.message)) << c.line;
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.line;
   }
   // Long lines are cut in the message.
   absl::Status s = ParseExecLine(std::string(5000, 'x')).status();

@@ -21,11 +21,15 @@
 #include "gtest/gtest.h"
 #include "spdlog/sinks/ringbuffer_sink.h"
 #include "spdlog/spdlog.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::executor {
 namespace {
 
 using json = nlohmann::json;
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -126,7 +130,7 @@ printf '{"result": {"job": "%s", "shard": %s, "attempt": %s, "start": %s, "end":
   ExecTaskConfig config = Task({s, "first arg"});
   config.env["MODE"] = "prod";
   absl::StatusOr<json> r = Run(config);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(*r, (json{{"job", "job1"},
                       {"shard", 3},
                       {"attempt", 2},
@@ -152,7 +156,7 @@ echo '{"result": {}}'
 )");
   absl::StatusOr<json> r = Run(Task({s}));
   spdlog::set_default_logger(previous);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   std::vector<std::string> lines = sink->last_formatted();
   std::string all;
   for (const std::string& l : lines) all += l;
@@ -170,10 +174,10 @@ sleep 30
   const absl::Time t0 = absl::Now();
   absl::StatusOr<json> r = Run(Task({s}));
   EXPECT_LT(absl::Now() - t0, absl::Seconds(5));  // stopped at once, not after 30 s
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(r.status().message(),
-              HasSubstr("task t broke the output protocol: stdout line 2: line is not "
-                        "JSON: \"Loading page https://example.com\""));
+  EXPECT_THAT(
+      r, StatusIs(absl::StatusCode::kFailedPrecondition,
+                  HasSubstr("task t broke the output protocol: stdout line 2: "
+                            "line is not JSON: \"Loading page https://example.com\"")));
 }
 
 TEST_F(ExecHandlerTest, ExitingZeroWithoutAResultIsAnError) {
@@ -182,10 +186,11 @@ echo '{"progress": {"done": 1}}'
 echo 'forgot the result' >&2
 )");
   absl::StatusOr<json> r = Run(Task({s}));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(r.status().message(),
-              HasSubstr("exited with status 0 without a {\"result\": {...}} line"));
-  EXPECT_THAT(r.status().message(), HasSubstr("forgot the result"));
+  EXPECT_THAT(
+      r,
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("exited with status 0 without a {\"result\": {...}} line"),
+                     HasSubstr("forgot the result"))));
 }
 
 TEST_F(ExecHandlerTest, OutputBeyondTheLimitIsCutAndReported) {
@@ -199,26 +204,28 @@ TEST_F(ExecHandlerTest, OutputBeyondTheLimitIsCutAndReported) {
     const absl::Time t0 = absl::Now();
     absl::StatusOr<json> r = Run(config);
     EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << body;
     EXPECT_THAT(
-        r.status().message(),
-        HasSubstr("wrote more than max_output_bytes (65536) to stdout; output cut"));
+        r,
+        StatusIs(
+            absl::StatusCode::kFailedPrecondition,
+            HasSubstr("wrote more than max_output_bytes (65536) to stdout; output cut")))
+        << body;
   }
 }
 
 TEST_F(ExecHandlerTest, ExitStatusesSayWhetherToRetry) {
   absl::StatusOr<json> temp = Run(Task({Script("75.sh", "#!/bin/sh\nexit 75\n")}));
-  EXPECT_FALSE(temp.ok());
+  EXPECT_THAT(temp, StatusIs(absl::StatusCode::kUnavailable,
+                             HasSubstr("asked to be retried (exit status 75")));
   EXPECT_FALSE(IsPermanentError(temp.status()));
-  EXPECT_THAT(temp.status().message(), HasSubstr("asked to be retried (exit status 75"));
 
   absl::StatusOr<json> one =
       Run(Task({Script("1.sh", "#!/bin/sh\necho 'Traceback: boom' >&2\nexit 1\n")}));
-  EXPECT_FALSE(one.ok());
+  EXPECT_THAT(one,
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("task t exited with status 1"),
+                             HasSubstr("stderr (last 15 bytes) ---\nTraceback: boom"))));
   EXPECT_FALSE(IsPermanentError(one.status()));  // the job's retry policy decides
-  EXPECT_THAT(one.status().message(), HasSubstr("task t exited with status 1"));
-  EXPECT_THAT(one.status().message(),
-              HasSubstr("stderr (last 15 bytes) ---\nTraceback: boom"));
 
   absl::StatusOr<json> permanent =
       Run(Task({Script("perm.sh",
@@ -230,9 +237,8 @@ TEST_F(ExecHandlerTest, ExitStatusesSayWhetherToRetry) {
 
   absl::StatusOr<json> retry = Run(Task(
       {Script("retry.sh", "#!/bin/sh\necho '{\"error\": \"rate limited\"}'\nexit 3\n")}));
-  EXPECT_FALSE(retry.ok());
+  EXPECT_THAT(retry, StatusIs(absl::StatusCode::kAborted, HasSubstr("rate limited")));
   EXPECT_FALSE(IsPermanentError(retry.status()));
-  EXPECT_THAT(retry.status().message(), HasSubstr("rate limited"));
 
   absl::StatusOr<json> signalled =
       Run(Task({Script("sig.sh", "#!/bin/sh\nkill -9 $$\n")}));
@@ -242,15 +248,14 @@ TEST_F(ExecHandlerTest, ExitStatusesSayWhetherToRetry) {
 
 TEST_F(ExecHandlerTest, AMissingExecutableOrWorkdirGivesAClearError) {
   absl::StatusOr<json> abs = Run(Task({dir_ + "/no-such-program"}));
-  EXPECT_EQ(abs.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(abs.status().message(),
-              HasSubstr("task t: cannot execute " + dir_ +
-                        "/no-such-program: No such file or directory"));
+  EXPECT_THAT(abs, StatusIs(absl::StatusCode::kFailedPrecondition,
+                            HasSubstr("task t: cannot execute " + dir_ +
+                                      "/no-such-program: No such file or directory")));
 
   absl::StatusOr<json> bare = Run(Task({"tessera-no-such-program"}));
-  EXPECT_EQ(bare.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(bare.status().message(),
-              HasSubstr("command \"tessera-no-such-program\" not found on PATH"));
+  EXPECT_THAT(
+      bare, StatusIs(absl::StatusCode::kFailedPrecondition,
+                     HasSubstr("command \"tessera-no-such-program\" not found on PATH")));
 
   const std::string text = dir_ + "/not-executable";
   std::ofstream(text) << "hello";
@@ -260,14 +265,13 @@ TEST_F(ExecHandlerTest, AMissingExecutableOrWorkdirGivesAClearError) {
   ExecTaskConfig config = Task({"/bin/true"});
   config.workdir = dir_ + "/missing";
   absl::StatusOr<json> wd = Run(config);
-  EXPECT_EQ(wd.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(wd.status().message(),
-              HasSubstr("cannot change to workdir " + dir_ + "/missing"));
+  EXPECT_THAT(wd, StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr("cannot change to workdir " + dir_ + "/missing")));
 
   // The handler still serves the next shard.
   absl::StatusOr<json> ok =
       Run(Task({Script("fine.sh", "#!/bin/sh\necho '{\"result\": {\"ok\": true}}'\n")}));
-  EXPECT_TRUE(ok.ok()) << ok.status();
+  EXPECT_THAT(ok, IsOk());
 }
 
 TEST_F(ExecHandlerTest, TimeoutKillsTheProgramAndItsGrandchild) {
@@ -290,12 +294,11 @@ wait
   const absl::Duration took = absl::Now() - t0;
   EXPECT_GE(took, absl::Milliseconds(800));
   EXPECT_LT(took, absl::Seconds(5));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                          AllOf(HasSubstr("task t timed out after 500ms (SIGTERM to its "
+                                          "process group, SIGKILL after 300ms)"),
+                                HasSubstr("about to hang"))));
   EXPECT_FALSE(IsPermanentError(r.status()));  // retried by the scheduler
-  EXPECT_THAT(r.status().message(),
-              HasSubstr("task t timed out after 500ms (SIGTERM to its process group, "
-                        "SIGKILL after 300ms)"));
-  EXPECT_THAT(r.status().message(), HasSubstr("about to hang"));
   const pid_t child = ReadPid(dir_ + "/child.pid");
   const pid_t grandchild = ReadPid(dir_ + "/grandchild.pid");
   ASSERT_GT(child, 0);
@@ -327,7 +330,7 @@ TEST_F(ExecHandlerTest, CancelKillsTheProcessGroupWithinTheGrace) {
     absl::StatusOr<json> r = Run(config, json::object(), &cancel);
     const absl::Time returned = absl::Now();
     canceller.join();
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled));
     EXPECT_LT(returned - cancelled_at, absl::Seconds(1) + absl::Milliseconds(700));
     if (!ignore_term) EXPECT_LT(returned - cancelled_at, absl::Milliseconds(700));
     EXPECT_TRUE(Gone(ReadPid(dir_ + "/child.pid")));
@@ -341,7 +344,7 @@ TEST_F(ExecHandlerTest, LeftoverProcessesOfASuccessfulShardAreKilled) {
                                    "/grandchild.pid\n"
                                    "echo '{\"result\": {}}'\n"));
   absl::StatusOr<json> r = Run(Task({s}));
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_TRUE(GoneWithin(ReadPid(dir_ + "/grandchild.pid"), absl::Seconds(2)));
 }
 
@@ -354,7 +357,7 @@ print(json.dumps({"result": {"raw": os.environ["TESSERA_PARAMS"], "argv": sys.ar
       {"q", "$(rm -rf /); `touch pwned` && echo 'x' \"y\" | cat > /tmp/z; *\n$HOME"},
       {"n", 5}};
   absl::StatusOr<json> r = Run(Task({"python3", s, "$(id)"}), params);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(json::parse(r->at("raw").get<std::string>()), params);
   EXPECT_EQ(r->at("argv"), json::array({"$(id)"}));  // argv is never a shell line
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/pwned"));
@@ -375,7 +378,7 @@ print(json.dumps({"result": {"items": items}}))
   task.items = json::array({1, "two", json{{"three", 3}}});
   CancelToken never;
   absl::StatusOr<json> r = handler->Run(task, progress_, never);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->at("items"), task.items);
 }
 

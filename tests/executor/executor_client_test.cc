@@ -18,10 +18,12 @@
 #include "shared/version.h"
 #include "tests/executor/fake_scheduler_connection.h"
 #include "tests/executor/gate_handler.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::executor {
 namespace {
 
+using ::tessera::testing::IsOk;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
@@ -63,8 +65,8 @@ class ExecutorClientTest : public ::testing::Test {
   ExecutorClientTest() {
     auto gate = std::make_unique<GateHandler>();
     gate_ = gate.get();
-    EXPECT_TRUE(registry_.Register("gate", std::move(gate)).ok());
-    EXPECT_TRUE(RegisterBuiltinHandlers(registry_).ok());
+    EXPECT_THAT(registry_.Register("gate", std::move(gate)), IsOk());
+    EXPECT_THAT(RegisterBuiltinHandlers(registry_), IsOk());
   }
 
   void TearDown() override {

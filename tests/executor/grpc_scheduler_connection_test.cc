@@ -14,10 +14,13 @@
 #include "gtest/gtest.h"
 #include "shared/grpc_util.h"
 #include "tessera/v1/executor.grpc.pb.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::executor {
 namespace {
 
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 using ::testing::HasSubstr;
 
 class WelcomingScheduler final : public v1::ExecutorService::Service {
@@ -89,7 +92,7 @@ TEST_F(GrpcSchedulerConnectionTest, CarriesMessagesBothWaysWithTheBearerToken) {
   options.auth_token_file = token_file;
   GrpcSchedulerConnection connection(options);
   absl::StatusOr<std::unique_ptr<SchedulerSession>> session = connection.Open(address_);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_THAT(session, IsOk());
   ASSERT_TRUE((*session)->Write(Hello()));
   v1::SchedulerMessage msg;
   ASSERT_TRUE((*session)->Read(&msg));
@@ -98,20 +101,20 @@ TEST_F(GrpcSchedulerConnectionTest, CarriesMessagesBothWaysWithTheBearerToken) {
   // Half-closing lets the scheduler end the call cleanly.
   (*session)->CloseWrites();
   EXPECT_FALSE((*session)->Read(&msg));
-  EXPECT_TRUE((*session)->Finish().ok());
+  EXPECT_THAT((*session)->Finish(), IsOk());
 }
 
 TEST_F(GrpcSchedulerConnectionTest, CancelEndsABlockedRead) {
   GrpcSchedulerConnection connection({});
   absl::StatusOr<std::unique_ptr<SchedulerSession>> session = connection.Open(address_);
-  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_THAT(session, IsOk());
   ASSERT_TRUE((*session)->Write(Hello()));
   v1::SchedulerMessage msg;
   ASSERT_TRUE((*session)->Read(&msg));  // Welcome; the next Read blocks
   std::thread canceller([&] { (*session)->Cancel(); });
   EXPECT_FALSE((*session)->Read(&msg));
   canceller.join();
-  EXPECT_EQ((*session)->Finish().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT((*session)->Finish(), StatusIs(absl::StatusCode::kCancelled));
 }
 
 TEST_F(GrpcSchedulerConnectionTest, IsUnavailableWhenNothingListens) {
@@ -122,8 +125,8 @@ TEST_F(GrpcSchedulerConnectionTest, IsUnavailableWhenNothingListens) {
   options.connect_timeout = absl::Seconds(2);
   GrpcSchedulerConnection connection(options);
   absl::StatusOr<std::unique_ptr<SchedulerSession>> session = connection.Open(address_);
-  EXPECT_EQ(session.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(session.status().message(), HasSubstr("cannot connect to " + address_));
+  EXPECT_THAT(session, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("cannot connect to " + address_)));
 }
 
 }  // namespace

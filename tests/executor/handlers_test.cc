@@ -5,16 +5,19 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/clock.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::executor {
 namespace {
 
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 class HandlersTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_TRUE(RegisterBuiltinHandlers(registry_).ok()); }
+  void SetUp() override { ASSERT_THAT(RegisterBuiltinHandlers(registry_), IsOk()); }
 
   absl::StatusOr<nlohmann::json> Run(const std::string& task, int64_t start, int64_t end,
                                      nlohmann::json params = nlohmann::json::object()) {
@@ -38,7 +41,7 @@ class HandlersTest : public ::testing::Test {
 
   int64_t Primes(int64_t start, int64_t end) {
     absl::StatusOr<nlohmann::json> r = Run("primes", start, end);
-    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_THAT(r, IsOk());
     return r.ok() ? r->at("primes").get<int64_t>() : -1;
   }
 
@@ -48,12 +51,13 @@ class HandlersTest : public ::testing::Test {
 TEST_F(HandlersTest, RegistryListsBuiltinsSortedAndRefusesDuplicates) {
   EXPECT_THAT(registry_.Names(), ElementsAre("noop", "primes", "sleep", "square"));
   EXPECT_EQ(registry_.Find("nope"), nullptr);
-  EXPECT_EQ(RegisterBuiltinHandlers(registry_).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(RegisterBuiltinHandlers(registry_),
+              StatusIs(absl::StatusCode::kAlreadyExists));
 }
 
 TEST_F(HandlersTest, NoopReturnsTheNumberOfItems) {
   absl::StatusOr<nlohmann::json> r = Run("noop", 10, 25);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(*r, (nlohmann::json{{"items", 15}}));
 }
 
@@ -102,22 +106,22 @@ TEST_F(HandlersTest, PrimesOfTenMillionInSixtyFourShardsIsFast) {
 
 TEST_F(HandlersTest, PrimesRefusesAnEndBeyondItsLimit) {
   absl::StatusOr<nlohmann::json> r = Run("primes", 0, 1'000'000'000'000'000);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(r.status().message(), HasSubstr("end must be <="));
+  EXPECT_THAT(r,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("end must be <=")));
 }
 
 TEST_F(HandlersTest, SleepSleepsMsPerItemAndCountsItems) {
   const absl::Time start = absl::Now();
   absl::StatusOr<nlohmann::json> r = Run("sleep", 0, 5, {{"ms", 20}});
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(*r, (nlohmann::json{{"items", 5}}));
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
 }
 
 TEST_F(HandlersTest, SleepDefaultsToOneMillisecondPerItemAndAcceptsZero) {
-  EXPECT_TRUE(Run("sleep", 0, 3).ok());
-  EXPECT_TRUE(Run("sleep", 0, 1000, {{"ms", 0}}).ok());
-  EXPECT_TRUE(Run("sleep", 0, 4, {{"ms", 0.5}}).ok());
+  EXPECT_THAT(Run("sleep", 0, 3), IsOk());
+  EXPECT_THAT(Run("sleep", 0, 1000, {{"ms", 0}}), IsOk());
+  EXPECT_THAT(Run("sleep", 0, 4, {{"ms", 0.5}}), IsOk());
 }
 
 TEST_F(HandlersTest, SleepRejectsABadMsNamingTheParam) {
@@ -125,8 +129,9 @@ TEST_F(HandlersTest, SleepRejectsABadMsNamingTheParam) {
        {nlohmann::json("x"), nlohmann::json(-1), nlohmann::json(nullptr),
         nlohmann::json::array({1}), nlohmann::json(true)}) {
     absl::StatusOr<nlohmann::json> r = Run("sleep", 0, 1, {{"ms", bad}});
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_THAT(r.status().message(), HasSubstr("params.ms must be a number >= 0"));
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument,
+                            HasSubstr("params.ms must be a number >= 0")))
+        << bad;
     EXPECT_TRUE(IsPermanentError(r.status()));
   }
   EXPECT_EQ(Run("sleep", 0, 1, {{"ms", "x"}}).status().message(),
@@ -153,7 +158,7 @@ TEST_F(HandlersTest, CancelStopsSleepEarly) {
   const absl::Time start = MonoNow();
   absl::StatusOr<nlohmann::json> r = registry_.Find("sleep")->Run(t, progress, cancel);
   const absl::Duration took = MonoNow() - start;
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled));
   EXPECT_LT(took, absl::Seconds(2)) << "the full sleep would take 10 s";
 }
 
@@ -162,7 +167,7 @@ TEST_F(HandlersTest, CancelStopsPrimesBetweenSegments) {
   cancel.Cancel();
   absl::StatusOr<nlohmann::json> r =
       RunWith("primes", 0, 10'000'000, nlohmann::json::object(), cancel);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled));
 }
 
 class RecordingReporter : public ProgressReporter {
@@ -177,7 +182,7 @@ TEST_F(HandlersTest, PrimesReportsMonotonicProgressUpToTheTotal) {
   t.end = 1'000'100;
   RecordingReporter progress;
   CancelToken cancel;
-  ASSERT_TRUE(registry_.Find("primes")->Run(t, progress, cancel).ok());
+  ASSERT_THAT(registry_.Find("primes")->Run(t, progress, cancel), IsOk());
   ASSERT_FALSE(progress.reports.empty());
   int64_t last = 0;
   for (const auto& [done, total] : progress.reports) {

@@ -7,10 +7,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/executor/gate_handler.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::executor {
 namespace {
 
+using ::tessera::testing::IsOk;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -51,8 +53,8 @@ class ShardRunnerTest : public ::testing::Test {
   ShardRunnerTest() {
     auto gate = std::make_unique<GateHandler>();
     gate_ = gate.get();
-    EXPECT_TRUE(registry_.Register("gate", std::move(gate)).ok());
-    EXPECT_TRUE(RegisterBuiltinHandlers(registry_).ok());
+    EXPECT_THAT(registry_.Register("gate", std::move(gate)), IsOk());
+    EXPECT_THAT(RegisterBuiltinHandlers(registry_), IsOk());
   }
 
   HandlerRegistry registry_;

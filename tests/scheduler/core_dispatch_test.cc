@@ -5,12 +5,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/scheduler_core.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::HasSubstr;
 
 TEST_F(SchedulerCoreTest, DispatchRespectsSlotsAndPrefetch) {
   Submit(RangeJob(100, 10));
@@ -114,8 +120,7 @@ TEST(CoreConfigTest, RefusesAMaxPrefetchBelowThePrefetch) {
   c.prefetch = 8;
   c.max_prefetch = 4;
   const absl::Status s = c.Validate();
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("max_prefetch"), std::string::npos) << s;
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_prefetch")));
   c.max_prefetch = 8;
   c.prefetch_window = absl::Milliseconds(-1);
   EXPECT_NE(c.Validate().message().find("prefetch_window"), std::string::npos);
@@ -248,7 +253,7 @@ TEST_F(SchedulerCoreTest, MaxParallelAndRateLimitChangeOnARunningJob) {
   update.max_parallel = 5;
   auto v = core_.UpdateJob("job1", update, now_, out);
   Take(out);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->spec.max_parallel, 5);
   EXPECT_EQ(assigns_.size(), 5u);
   JobUpdate bad;
@@ -281,7 +286,7 @@ TEST_F(SchedulerCoreTest, ARetriedJobWaitsForItsConcurrencyKeyLikeANewOne) {
   for (const auto& r : saved_results_) stored.push_back({r.shard, r.result_json});
   Actions retry;
   auto v = core_.RetryFailedShards("a", stored, now_, retry);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kQueued);
   EXPECT_NE(v->message.find("waiting for job b"), std::string::npos) << v->message;
 }
@@ -312,7 +317,7 @@ TEST_F(SchedulerCoreTest, ChangingTheRateLimitOfARunningJobTakesEffect) {
   Actions out;
   JobUpdate faster;
   faster.rate_limit = 50;
-  ASSERT_TRUE(core_.UpdateJob("job1", faster, now_, out).ok());
+  ASSERT_THAT(core_.UpdateJob("job1", faster, now_, out), IsOk());
   Take(out);
   EXPECT_NEAR(run_for(absl::Seconds(2)), 100, 6);
 }

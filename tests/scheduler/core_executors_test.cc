@@ -8,9 +8,12 @@
 #include "gtest/gtest.h"
 #include "scheduler/core/scheduler_core.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 TEST_F(SchedulerCoreTest, RequeuesShardsWhenAnExecutorStreamClosesAndItDoesNotComeBack) {
   Submit(RangeJob(40, 4));
@@ -197,7 +200,7 @@ TEST_F(SchedulerCoreTest, ALossCountsBeforeTheShardGoesOutAgainWhateverDispatche
   c.max_executor_losses = 1;
   SchedulerCore core(c);
   Actions out;
-  ASSERT_TRUE(core.Submit(RangeJob(10, 1), "job1", now_, out).ok());
+  ASSERT_THAT(core.Submit(RangeJob(10, 1), "job1", now_, out), IsOk());
   ExecutorConn e1 = core.Connect(Hello("e1", 1), now_, out);
   ASSERT_EQ(out.assigns.size(), 1u);
   Actions gone;
@@ -207,7 +210,7 @@ TEST_F(SchedulerCoreTest, ALossCountsBeforeTheShardGoesOutAgainWhateverDispatche
   core.Connect(Hello("e2", 1), now_ + c.reattach_grace, later);
   EXPECT_TRUE(later.assigns.empty());  // the crash loop is caught, not handed on
   auto v = core.GetJob("job1", now_ + c.reattach_grace);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kFailed);
   EXPECT_NE(v->message.find("crash loop"), std::string::npos) << v->message;
 }
@@ -241,7 +244,7 @@ TEST_F(SchedulerCoreTest, HeldShardsOfACancelledJobAreCancelledOnReattach) {
   Connect(Hello("e1", 1));
   AssignAction a = PopAssign();
   Actions out;
-  ASSERT_TRUE(core_.Cancel("job1", now_, out).ok());
+  ASSERT_THAT(core_.Cancel("job1", now_, out), IsOk());
   ExecutorHello back = Hello("e1", 1);
   back.held.push_back({a.assignment.lease_id, "job1", 0, 1});
   Actions out2;

@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "scheduler/core/scheduler_core.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 
@@ -49,7 +50,7 @@ class SchedulerCoreTest : public ::testing::Test {
   std::string Submit(const JobSpec& spec, const std::string& id = "job1") {
     Actions a;
     auto job = core_.Submit(spec, id, now_, a);
-    EXPECT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job, ::tessera::testing::IsOk());
     Take(a);
     return id;
   }
@@ -122,7 +123,7 @@ class SchedulerCoreTest : public ::testing::Test {
 
   JobView Get(const std::string& id) {
     auto j = core_.GetJob(id, now_);
-    EXPECT_TRUE(j.ok()) << j.status();
+    EXPECT_THAT(j, ::tessera::testing::IsOk());
     return *j;
   }
 

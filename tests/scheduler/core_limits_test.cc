@@ -3,13 +3,20 @@
 // with a message naming the limit; stored rows that cannot be read fail their
 // job instead of the start.
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/scheduler_core.h"
 #include "shared/json_limits.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Nested(int depth) {
   return "{\"items\":" + std::string(depth, '[') + std::string(depth, ']') + "}";
@@ -58,7 +65,7 @@ TEST_F(SchedulerCoreTest, AResultOverTheSizeLimitFailsItsAttempt) {
   c.max_result_bytes = 100;
   SchedulerCore core(c);
   Actions out;
-  ASSERT_TRUE(core.Submit(RangeJob(10, 1), "job1", now_, out).ok());
+  ASSERT_THAT(core.Submit(RangeJob(10, 1), "job1", now_, out), IsOk());
   ExecutorConn e = core.Connect(Hello("e1", 1), now_, out);
   ASSERT_EQ(out.assigns.size(), 1u);
   const Assignment a = out.assigns[0].assignment;
@@ -66,7 +73,7 @@ TEST_F(SchedulerCoreTest, AResultOverTheSizeLimitFailsItsAttempt) {
   core.Result(e, a.lease_id, "job1", 0, json{{"pad", std::string(200, 'x')}}.dump(), now_,
               result);
   auto v = core.GetJob("job1", now_);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kFailed);
   ASSERT_FALSE(v->errors.empty());
   EXPECT_NE(v->errors[0].message.find("the limit is 100 (--max-result-bytes)"),
@@ -81,7 +88,7 @@ TEST_F(SchedulerCoreTest, AFoldedResultOverItsLimitFailsTheJobAndPersistsNothing
   Actions out;
   JobSpec spec = RangeJob(4, 4);
   spec.aggregate.default_reducer = Reducer::kConcat;
-  ASSERT_TRUE(core.Submit(spec, "job1", now_, out).ok());
+  ASSERT_THAT(core.Submit(spec, "job1", now_, out), IsOk());
   ExecutorConn e = core.Connect(Hello("e1", 4), now_, out);
   ASSERT_EQ(out.assigns.size(), 4u);
   std::vector<AssignAction> assigns = out.assigns;
@@ -91,7 +98,7 @@ TEST_F(SchedulerCoreTest, AFoldedResultOverItsLimitFailsTheJobAndPersistsNothing
                 json{{"text", std::string(100, 'x')}}.dump(), now_, results);
   }
   auto v = core.GetJob("job1", now_);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kFailed);
   EXPECT_NE(v->message.find("the limit is 300 (--max-folded-result-bytes)"),
             std::string::npos)
@@ -108,18 +115,17 @@ TEST_F(SchedulerCoreTest, ParamsOverTheDepthOrSizeLimitAreRefusedNamingTheField)
   deep.params = p;
   Actions a;
   auto r = core_.Submit(deep, "j1", now_, a);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(r.status().message(),
-            "spec.params nests deeper than 64 levels (the limit, --max-json-depth)");
+  EXPECT_THAT(
+      r,
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "spec.params nests deeper than 64 levels (the limit, --max-json-depth)"));
   JobSpec big = RangeJob(10, 1);
   big.params = json{{"blob", std::string(70 << 10, 'x')}};
   r = core_.Submit(big, "j2", now_, a);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("the limit is 65536 (--max-params-bytes)"),
-            std::string::npos)
-      << r.status().message();
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("the limit is 65536 (--max-params-bytes)")));
   EXPECT_TRUE(a.durable.empty());
-  EXPECT_FALSE(core_.GetJob("j1", now_).ok());
+  EXPECT_THAT(core_.GetJob("j1", now_), Not(IsOk()));
 }
 
 TEST_F(SchedulerCoreTest, AnItemNestedTooDeepIsRefusedNamingIt) {
@@ -132,10 +138,8 @@ TEST_F(SchedulerCoreTest, AnItemNestedTooDeepIsRefusedNamingIt) {
   spec.items = ItemList({json(1), deep});
   Actions a;
   auto r = core_.Submit(spec, "j1", now_, a);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("spec.items.items[1] nests deeper than 64"),
-            std::string::npos)
-      << r.status().message();
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("spec.items.items[1] nests deeper than 64")));
 }
 
 TEST_F(SchedulerCoreTest, AStoredResultThatCannotBeReadFailsItsJobAtRestart) {
@@ -147,7 +151,7 @@ TEST_F(SchedulerCoreTest, AStoredResultThatCannotBeReadFailsItsJobAtRestart) {
   Actions out;
   restarted.Restore({saved_jobs_.back()}, results, now_, out);
   auto v = restarted.GetJob("job1", now_);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kFailed);
   EXPECT_NE(v->message.find("the stored result of shard 0 cannot be read back"),
             std::string::npos)
@@ -179,8 +183,8 @@ TEST_F(SchedulerCoreTest,
   ASSERT_EQ(Get("job1").state, JobState::kPartial);
   Actions out;
   auto r = core_.RetryFailedShards("job1", {{0, Nested(100'000)}}, now_, out);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(r.status().message().find("shard 0 cannot be read back"), std::string::npos);
+  EXPECT_THAT(
+      r, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("shard 0 cannot be read back")));
   EXPECT_TRUE(out.durable.empty());
   JobView v = Get("job1");
   EXPECT_EQ(v.state, JobState::kPartial);
@@ -192,7 +196,7 @@ TEST_F(SchedulerCoreTest, DispatchPausesWhileResultsWaitBehindASlowShardAndSaysW
   c.fold_window = 3;
   SchedulerCore core(c);
   Actions out;
-  ASSERT_TRUE(core.Submit(RangeJob(10, 10), "job1", now_, out).ok());
+  ASSERT_THAT(core.Submit(RangeJob(10, 10), "job1", now_, out), IsOk());
   ExecutorConn e = core.Connect(Hello("e1", 10), now_, out);
   ASSERT_EQ(out.assigns.size(), 3u);  // shards 0, 1, 2: the window
   std::map<int64_t, Assignment> by_shard;
@@ -206,7 +210,7 @@ TEST_F(SchedulerCoreTest, DispatchPausesWhileResultsWaitBehindASlowShardAndSaysW
   finish(2, fast);
   EXPECT_TRUE(fast.assigns.empty());  // shard 0 is slow: nothing more goes out
   auto v = core.GetJob("job1", now_);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->message,
             "dispatch paused: 2 results wait to be folded in order behind shard 0 (at "
             "most 3 shards ahead, --fold-window)");
@@ -225,7 +229,7 @@ TEST_F(SchedulerCoreTest, ARetryOfTheShardThatHoldsTheFoldBackIsStillDispatched)
   Actions out;
   JobSpec spec = RangeJob(4, 4);
   spec.retry.max_attempts = 3;
-  ASSERT_TRUE(core.Submit(spec, "job1", now_, out).ok());
+  ASSERT_THAT(core.Submit(spec, "job1", now_, out), IsOk());
   ExecutorConn e = core.Connect(Hello("e1", 4), now_, out);
   ASSERT_EQ(out.assigns.size(), 2u);
   std::vector<AssignAction> first = out.assigns;

@@ -3,9 +3,13 @@
 // idempotency key) and takes its stored record back when asked to retry it.
 #include "scheduler/store/store.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
 
 class CoreMemoryTest : public SchedulerCoreTest {
  protected:
@@ -30,7 +34,7 @@ class CoreMemoryTest : public SchedulerCoreTest {
   // Runs `id` (one shard, or two with `fail_one`: PARTIAL) to its end.
   void Run(const std::string& id, JobSpec spec, bool fail_one = false) {
     Actions a;
-    ASSERT_TRUE(core_.Submit(spec, id, now_, a).ok());
+    ASSERT_THAT(core_.Submit(spec, id, now_, a), IsOk());
     Record(a);
     if (!connected_) {
       Actions c;
@@ -75,7 +79,7 @@ TEST_F(CoreMemoryTest, AFinishedJobLeavesMemoryOnceItsLastRecordIsCommitted) {
   EXPECT_EQ(core_.JobsFinished(), 1u);
   // Still counted; the runtime reads it from the store now.
   EXPECT_EQ(core_.JobCountsByQueue().at("default").at(JobState::kSucceeded), 1);
-  EXPECT_EQ(core_.GetJob("a", now_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(core_.GetJob("a", now_), StatusIs(absl::StatusCode::kNotFound));
   int64_t next = 0;
   EXPECT_TRUE(core_.ListJobs({}, -1, 10, now_, &next).empty());
   // Its view from the stored record is what GetJob gave.
@@ -91,7 +95,7 @@ TEST_F(CoreMemoryTest, AFinishedJobLeavesMemoryOnceItsLastRecordIsCommitted) {
 TEST_F(CoreMemoryTest, UnfinishedJobsStayWhateverIsCommitted) {
   Submit(RangeJob(10, 1), "queued");  // no executor: stays QUEUED
   Actions a;
-  ASSERT_TRUE(core_.Submit(RangeJob(10, 1, "other"), "q2", now_, a).ok());
+  ASSERT_THAT(core_.Submit(RangeJob(10, 1, "other"), "q2", now_, a), IsOk());
   Record(a);
   CommitAll();
   EXPECT_EQ(core_.JobsHeld(), 2u);
@@ -144,17 +148,17 @@ TEST_F(CoreMemoryTest, AnIdempotencyKeyOfAJobInTheStoreOnlyComparesItsStoredSpec
   EXPECT_EQ(core_.IdempotentJobInStore(spec, now_), std::optional<std::string>("first"));
   Actions out;
   // The runtime must read the record first.
-  EXPECT_EQ(core_.Submit(spec, "second", now_, out).status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(core_.Submit(spec, "second", now_, out),
+              StatusIs(absl::StatusCode::kUnavailable));
   const JobRecord& stored = last_.at("first");
   absl::StatusOr<JobView> again = core_.Submit(spec, "second", now_, out, &stored);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, "first");
   EXPECT_EQ(again->state, JobState::kSucceeded);
   JobSpec other = spec;
   other.range.end = 20;
-  EXPECT_EQ(core_.Submit(other, "second", now_, out, &stored).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(core_.Submit(other, "second", now_, out, &stored),
+              StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(core_.JobsHeld(), 0u);
   // Restored after a restart, the key still names the job.
   SchedulerCore restarted(Config());
@@ -172,7 +176,7 @@ TEST_F(CoreMemoryTest, AKeyWhoseJobRetiredFromTheStoreMakesANewJob) {
   JobSpec spec = RangeJob(10, 1);
   spec.idempotency_key = "k";
   Actions out;
-  ASSERT_TRUE(core.Submit(spec, "first", now_, out).ok());
+  ASSERT_THAT(core.Submit(spec, "first", now_, out), IsOk());
   core.Connect(Hello("e1", 1), now_, out);
   ASSERT_EQ(out.assigns.size(), 1u);
   const AssignAction x = out.assigns[0];
@@ -189,7 +193,7 @@ TEST_F(CoreMemoryTest, AKeyWhoseJobRetiredFromTheStoreMakesANewJob) {
   Actions again;
   absl::StatusOr<JobView> fresh =
       core.Submit(spec, "second", now_ + absl::Hours(2), again);
-  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  ASSERT_THAT(fresh, IsOk());
   EXPECT_EQ(fresh->id, "second");
 }
 
@@ -204,12 +208,12 @@ TEST_F(CoreMemoryTest, RetryFailedShardsTakesAPartialJobBackFromTheStore) {
   ASSERT_EQ(stored.failed.size(), 1u);
   const int64_t failed_shard = stored.failed[0].shard;
   Actions out;
-  EXPECT_EQ(core_.RetryFailedShards("p", {}, now_, out).status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(core_.RetryFailedShards("p", {}, now_, out),
+              StatusIs(absl::StatusCode::kUnavailable));
   std::vector<StoredResult> results = {{1 - failed_shard, R"({"n":1})"}};
   absl::StatusOr<JobView> retried =
       core_.RetryFailedShards("p", results, now_, out, &stored);
-  ASSERT_TRUE(retried.ok()) << retried.status();
+  ASSERT_THAT(retried, IsOk());
   Record(out);
   EXPECT_FALSE(core_.InStoreOnly("p"));
   EXPECT_EQ(core_.JobsHeld(), 1u);
@@ -239,8 +243,8 @@ TEST_F(CoreMemoryTest, ASucceededJobInTheStoreIsNotTakenBackToRetry) {
   CommitAll();
   Actions out;
   const JobRecord stored = last_.at("ok");
-  EXPECT_EQ(core_.RetryFailedShards("ok", {}, now_, out, &stored).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(core_.RetryFailedShards("ok", {}, now_, out, &stored),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(core_.JobsHeld(), 0u);
 }
 

@@ -3,11 +3,18 @@
 // each; job counts are kept, not recounted.
 #include <chrono>
 
+#include "gmock/gmock.h"
 #include "scheduler/store/store.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 class CoreRetentionTest : public SchedulerCoreTest {
  protected:
@@ -32,14 +39,12 @@ class CoreRetentionTest : public SchedulerCoreTest {
 TEST_F(CoreRetentionTest, AJobFinishedLongerAgoThanTheRetentionIsGoneOnTheNextTick) {
   const absl::Time ended = RunToSuccess("old");
   TickAt(ended + kRetention - absl::Seconds(1));
-  EXPECT_TRUE(core_.GetJob("old", now_).ok());
+  EXPECT_THAT(core_.GetJob("old", now_), IsOk());
   EXPECT_TRUE(retired_.empty());
 
   TickAt(ended + kRetention);
   absl::StatusOr<JobView> gone = core_.GetJob("old", now_);
-  ASSERT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(gone.status().message().find("was retired"), std::string::npos)
-      << gone.status();
+  ASSERT_THAT(gone, StatusIs(absl::StatusCode::kNotFound, HasSubstr("was retired")));
   // The store is told to delete every row of it; the result's location comes
   // with it (the file stays unless --delete-results-with-jobs).
   ASSERT_EQ(retired_.size(), 1u);
@@ -51,12 +56,12 @@ TEST_F(CoreRetentionTest, AJobFinishedLongerAgoThanTheRetentionIsGoneOnTheNextTi
   EXPECT_EQ(core_.JobsHeld(), 0u);
   // A job never seen is not called retired.
   absl::Status unknown = core_.GetJob("never", now_).status();
-  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(unknown.message().find("was retired"), std::string::npos);
+  EXPECT_THAT(unknown,
+              StatusIs(absl::StatusCode::kNotFound, Not(HasSubstr("was retired"))));
   Actions out;
-  EXPECT_EQ(core_.Cancel("old", now_, out).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(core_.RetryFailedShards("old", {}, now_, out).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_THAT(core_.Cancel("old", now_, out), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(core_.RetryFailedShards("old", {}, now_, out),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(CoreRetentionTest, UnfinishedJobsAreNeverRetired) {
@@ -82,7 +87,7 @@ TEST_F(CoreRetentionTest, EachFinishedStateRetiresAndTheOldestGoFirst) {
   now_ += absl::Hours(1);
   Submit(RangeJob(10, 1), "cancelled");  // queued behind nothing: e1 takes it
   Actions out;
-  ASSERT_TRUE(core_.Cancel("cancelled", now_, out).ok());
+  ASSERT_THAT(core_.Cancel("cancelled", now_, out), IsOk());
   Take(out);
   assigns_.clear();
   now_ += absl::Hours(1);
@@ -121,13 +126,13 @@ TEST_F(CoreRetentionTest, ARetriedPartialJobIsNotRetiredWhileItRunsAgain) {
   ASSERT_EQ(saved_jobs_.back().failed.size(), 1u);
 
   now_ += absl::Hours(1);
-  ASSERT_TRUE(
-      core_.RetryFailedShards("partial", {{1, R"({"items":10})"}}, now_, out).ok());
+  ASSERT_THAT(core_.RetryFailedShards("partial", {{1, R"({"items":10})"}}, now_, out),
+              IsOk());
   Take(out);
   EXPECT_FALSE(IsTerminal(Get("partial").state));
   TickAt(kT0 + kRetention + absl::Hours(2));
   EXPECT_TRUE(retired_.empty());
-  EXPECT_TRUE(core_.GetJob("partial", now_).ok());
+  EXPECT_THAT(core_.GetJob("partial", now_), IsOk());
 }
 
 TEST_F(CoreRetentionTest, AnIdempotencyKeyIsForgottenWithItsRetiredJob) {
@@ -137,7 +142,7 @@ TEST_F(CoreRetentionTest, AnIdempotencyKeyIsForgottenWithItsRetiredJob) {
   // Within both retentions: the same job.
   Actions out;
   auto again = core_.Submit(spec, "second", now_, out);
-  ASSERT_TRUE(again.ok());
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, "first");
 
   // The idempotency retention (24 h) ends first: a new job, as before.
@@ -145,7 +150,7 @@ TEST_F(CoreRetentionTest, AnIdempotencyKeyIsForgottenWithItsRetiredJob) {
   config.idempotency_retention = absl::Hours(24 * 30);  // longer than the job's
   SchedulerCore long_keys(config);
   Actions a;
-  ASSERT_TRUE(long_keys.Submit(spec, "first", kT0, a).ok());
+  ASSERT_THAT(long_keys.Submit(spec, "first", kT0, a), IsOk());
   ExecutorConn e = long_keys.Connect(Hello("e1", 4), kT0, a);
   long_keys.Result(e, a.assigns[0].assignment.lease_id, "first", 0, R"({"n":1})", kT0, a);
   long_keys.Persisted("first", "/r/first.json", "abc", kT0, a);
@@ -153,10 +158,10 @@ TEST_F(CoreRetentionTest, AnIdempotencyKeyIsForgottenWithItsRetiredJob) {
   // After the job retired, its key names nothing: the key is forgotten with
   // it and the same submission makes a new job (documented in docs/retention.md).
   long_keys.Tick(kT0 + kRetention, a);
-  ASSERT_EQ(long_keys.GetJob("first", kT0 + kRetention).status().code(),
-            absl::StatusCode::kNotFound);
+  ASSERT_THAT(long_keys.GetJob("first", kT0 + kRetention),
+              StatusIs(absl::StatusCode::kNotFound));
   auto fresh = long_keys.Submit(spec, "third", kT0 + kRetention, a);
-  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  ASSERT_THAT(fresh, IsOk());
   EXPECT_EQ(fresh->id, "third");
   (void)ended;
 }
@@ -166,10 +171,10 @@ TEST_F(CoreRetentionTest, ZeroRetentionKeepsFinishedJobsForever) {
   config.job_retention = absl::ZeroDuration();
   SchedulerCore core(config);
   Actions a;
-  ASSERT_TRUE(core.Submit(RangeJob(10, 1), "j", kT0, a).ok());
-  ASSERT_TRUE(core.Cancel("j", kT0, a).ok());
+  ASSERT_THAT(core.Submit(RangeJob(10, 1), "j", kT0, a), IsOk());
+  ASSERT_THAT(core.Cancel("j", kT0, a), IsOk());
   core.Tick(kT0 + absl::Hours(24 * 3650), a);
-  EXPECT_TRUE(core.GetJob("j", kT0).ok());
+  EXPECT_THAT(core.GetJob("j", kT0), IsOk());
   EXPECT_FALSE(absl::c_any_of(a.durable, [](const DurableOp& op) {
     return std::holds_alternative<RetireJobOp>(op);
   }));
@@ -180,8 +185,8 @@ TEST_F(CoreRetentionTest, PageTokensStayValidWhileOlderJobsRetire) {
   for (int i = 0; i < 5; ++i) {
     Actions out;
     const std::string id = absl::StrCat("j", i);
-    ASSERT_TRUE(core_.Submit(RangeJob(10, 1), id, now_, out).ok());
-    ASSERT_TRUE(core_.Cancel(id, now_, out).ok());
+    ASSERT_THAT(core_.Submit(RangeJob(10, 1), id, now_, out), IsOk());
+    ASSERT_THAT(core_.Cancel(id, now_, out), IsOk());
     now_ += absl::Hours(1);
   }
   int64_t next = -1;
@@ -205,7 +210,7 @@ TEST_F(CoreRetentionTest, JobCountsByStateAreKeptInStepWithTheJobs) {
   other.queue = "batch";
   Submit(other, "c");
   Actions out;
-  ASSERT_TRUE(core_.Cancel("b", now_, out).ok());
+  ASSERT_THAT(core_.Cancel("b", now_, out), IsOk());
   Take(out);
   auto counts = core_.JobCountsByQueue();
   int64_t total = 0;
@@ -237,7 +242,7 @@ std::pair<int64_t, double> FailEveryShard(int64_t shards) {
   spec.retry.max_attempts = 1;
   Actions a;
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_TRUE(core.Submit(spec, "many", kT0, a).ok());
+  EXPECT_THAT(core.Submit(spec, "many", kT0, a), IsOk());
   ExecutorConn e = core.Connect(Hello("e1", 64), kT0, a);
   int64_t record_bytes = 0;
   auto drain = [&](Actions& out) {

@@ -4,9 +4,12 @@
 #include "gtest/gtest.h"
 #include "scheduler/core/scheduler_core.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
 
 TEST_F(SchedulerCoreTest, AJobWhoseRecordTheStoreRefusesFailsAndFreesItsExecutor) {
   Submit(RangeJob(10, 2), "big");
@@ -53,7 +56,7 @@ TEST_F(SchedulerCoreTest, AFinalizingRecordTheStoreRefusesDropsTheResultAndFails
 TEST_F(SchedulerCoreTest, AFinishedJobStaysAsItIsWhenTheStoreRefusesItsRecord) {
   Submit(RangeJob(10, 1), "job1");
   Actions cancel;
-  ASSERT_TRUE(core_.Cancel("job1", now_, cancel).ok());
+  ASSERT_THAT(core_.Cancel("job1", now_, cancel), IsOk());
   Actions out;
   core_.StoreRefused("job1", "too big", now_, out);
   EXPECT_TRUE(out.durable.empty());

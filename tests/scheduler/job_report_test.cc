@@ -9,11 +9,13 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
 
 using json = nlohmann::json;
+using ::tessera::testing::IsOk;
 
 const absl::Time kNow = absl::UnixEpoch() + absl::Hours(1);
 
@@ -36,7 +38,7 @@ TEST(JobReportTest, TheResultDocumentIsTheFoldPlusMetadata) {
   j->shards.Accept(0, json{{"sum", 1}});
   j->shards.Accept(2, json{{"sum", 2}});
   j->shards.Fail(1, 3, "boom");
-  ASSERT_TRUE(j->shards.FoldPrefix().ok());
+  ASSERT_THAT(j->shards.FoldPrefix(), IsOk());
   j->assignments = 5;
   j->executors_used = {"w1", "w2"};
   const std::string bytes = ResultDocument(*j, absl::UnixEpoch() + absl::Seconds(9));

@@ -5,12 +5,17 @@
 #include <string>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
 
 using json = nlohmann::json;
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::UnixEpoch() + absl::Hours(1);
 
@@ -44,13 +49,13 @@ TEST(JobShardsTest, FoldsInShardOrderWhateverOrderResultsArriveIn) {
   JobShards s = Shards(3);
   s.Accept(2, json{{"n", 2}});
   s.Accept(1, json{{"n", 1}});
-  ASSERT_TRUE(s.FoldPrefix().ok());
+  ASSERT_THAT(s.FoldPrefix(), IsOk());
   EXPECT_EQ(s.folded(), 0);
   EXPECT_EQ(s.buffered(), 2u);
   EXPECT_TRUE(s.IsDone(2));
   EXPECT_FALSE(s.IsDone(0));
   s.Fail(0, 3, "boom");  // a failed shard is skipped
-  ASSERT_TRUE(s.FoldPrefix().ok());
+  ASSERT_THAT(s.FoldPrefix(), IsOk());
   EXPECT_TRUE(s.AllFolded());
   EXPECT_EQ(s.folded_value(), (json{{"n", 3}}));
   EXPECT_EQ(s.succeeded(), 2);
@@ -93,22 +98,21 @@ TEST(JobShardsTest, ADetachedShardIsLostAfterItsGraceOrWhenItsExecutorAbandonsIt
 
 TEST(JobShardsTest, RebuildRestoresResultsAndQueuesTheGaps) {
   JobShards s = Shards(5);
-  ASSERT_TRUE(s.Rebuild({{0, R"({"n":1})"}, {3, R"({"n":2})"}}, 64, {}).ok());
+  ASSERT_THAT(s.Rebuild({{0, R"({"n":1})"}, {3, R"({"n":2})"}}, 64, {}), IsOk());
   EXPECT_EQ(s.succeeded(), 2);
   EXPECT_EQ(s.next_shard(), 4);
   EXPECT_EQ(s.retry().size(), 2u);  // 1 and 2
-  ASSERT_TRUE(s.FoldPrefix().ok());
+  ASSERT_THAT(s.FoldPrefix(), IsOk());
   EXPECT_EQ(s.folded(), 1);
 
   absl::Status bad = s.Rebuild({{2, "[1]"}}, 64, {});
-  EXPECT_EQ(bad.code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(bad.message().find("shard 2"), std::string::npos);
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("shard 2")));
 }
 
 TEST(JobShardsTest, RetryingFailedShardsKeepsCountingTheirAttempts) {
   JobShards s = Shards(2);
   s.Fail(0, 3, "boom");
-  ASSERT_TRUE(s.RetryFailed({{1, R"({"n":1})"}}, 64, {}).ok());
+  ASSERT_THAT(s.RetryFailed({{1, R"({"n":1})"}}, 64, {}), IsOk());
   EXPECT_TRUE(s.failed().empty());
   JobShards::Next next = s.TakeNext(kNow);
   EXPECT_EQ(next.shard, 0);

@@ -2,10 +2,17 @@
 
 #include <limits>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
@@ -13,7 +20,7 @@ constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
 RangePartition Make(int64_t start, int64_t end, int64_t size, int64_t count,
                     int64_t max_shards = 10'000'000) {
   auto p = RangePartition::Create({start, end, size, count}, max_shards);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   return *p;
 }
 
@@ -87,27 +94,26 @@ TEST(RangePartitionTest, MillionShardsCostNothingUpFront) {
 
 TEST(RangePartitionTest, RejectsEmptyOrBackwardRanges) {
   auto p = RangePartition::Create({5, 5, 1, 0}, 100);
-  ASSERT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(p.status().message().find("spec.range.end"), std::string::npos);
-  EXPECT_FALSE(RangePartition::Create({5, 4, 1, 0}, 100).ok());
+  ASSERT_THAT(p,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.range.end")));
+  EXPECT_THAT(RangePartition::Create({5, 4, 1, 0}, 100), Not(IsOk()));
 }
 
 TEST(RangePartitionTest, RejectsZeroNegativeOrBothShardSettings) {
   auto none = RangePartition::Create({0, 10, 0, 0}, 100);
-  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(none, StatusIs(absl::StatusCode::kInvalidArgument));
   auto neg = RangePartition::Create({0, 10, -1, 0}, 100);
   EXPECT_NE(neg.status().message().find("spec.range.shard_size"), std::string::npos);
   auto negc = RangePartition::Create({0, 10, 0, -4}, 100);
   EXPECT_NE(negc.status().message().find("spec.range.shard_count"), std::string::npos);
   auto both = RangePartition::Create({0, 10, 2, 2}, 100);
-  EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both, StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(RangePartitionTest, RejectsMoreShardsThanTheLimit) {
   auto p = RangePartition::Create({0, 1'000, 1, 0}, 999);
-  ASSERT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(p.status().message().find("limit of 999"), std::string::npos);
-  EXPECT_TRUE(RangePartition::Create({0, 1'000, 1, 0}, 1'000).ok());
+  ASSERT_THAT(p, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit of 999")));
+  EXPECT_THAT(RangePartition::Create({0, 1'000, 1, 0}, 1'000), IsOk());
 }
 
 }  // namespace

@@ -6,23 +6,28 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler/core_fixture.h"
+#include "tests/util/status_matchers.h"
 
 namespace tessera::scheduler {
 namespace {
+
+using ::tessera::testing::IsOk;
+using ::tessera::testing::StatusIs;
+using ::testing::HasSubstr;
 
 TEST_F(SchedulerCoreTest, RefusesAnInvalidSpecWholeAndCreatesNothing) {
   Actions a;
   JobSpec no_task = RangeJob(10, 2, "");
   auto r = core_.Submit(no_task, "j", now_, a);
-  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("spec.task"), std::string::npos);
+  ASSERT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.task")));
 
   JobSpec backwards = RangeJob(10, 2);
   backwards.range.start = 20;
-  EXPECT_EQ(core_.Submit(backwards, "j", now_, a).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(core_.Submit(backwards, "j", now_, a),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 
   JobSpec neg_parallel = RangeJob(10, 2);
   neg_parallel.max_parallel = -1;
@@ -31,10 +36,10 @@ TEST_F(SchedulerCoreTest, RefusesAnInvalidSpecWholeAndCreatesNothing) {
 
   JobSpec too_many = RangeJob(100'000'000, 0);
   too_many.range.shard_size = 1;
-  EXPECT_EQ(core_.Submit(too_many, "j", now_, a).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(core_.Submit(too_many, "j", now_, a),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 
-  EXPECT_EQ(core_.GetJob("j", now_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(core_.GetJob("j", now_), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(core_.counters().jobs_submitted, 0);
   EXPECT_TRUE(a.empty());
 }
@@ -61,7 +66,7 @@ TEST_F(SchedulerCoreTest, FoldGivesTheSameBytesWhateverOrderShardsFinishIn) {
     JobSpec spec = RangeJob(60, 6);
     spec.aggregate.fields["codes"] = Reducer::kConcat;
     spec.aggregate.fields["by_shard"] = Reducer::kMerge;
-    ASSERT_TRUE(core.Submit(spec, "job", kT0, a).ok());
+    ASSERT_THAT(core.Submit(spec, "job", kT0, a), IsOk());
     ExecutorConn e = core.Connect(Hello("e1", 6), kT0, a);
     ASSERT_EQ(a.assigns.size(), 6u);
     std::vector<AssignAction> order = a.assigns;
@@ -170,7 +175,7 @@ TEST_F(SchedulerCoreTest, CancelStopsRunningShardsAndDropsLateResults) {
   Actions out;
   auto v = core_.Cancel("job1", now_, out);
   Take(out);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kCancelled);
   EXPECT_EQ(cancels_.size(), 3u);
   Succeed(assigns_[0], json{{"items", 10}});
@@ -180,7 +185,7 @@ TEST_F(SchedulerCoreTest, CancelStopsRunningShardsAndDropsLateResults) {
   // Cancelling again, or a finished job, changes nothing.
   auto again = core_.Cancel("job1", now_, out);
   EXPECT_EQ(again->state, JobState::kCancelled);
-  EXPECT_EQ(core_.Cancel("nope", now_, out).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(core_.Cancel("nope", now_, out), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(SchedulerCoreTest, AggregateConflictFailsTheJobNamingShardAndField) {
@@ -209,7 +214,7 @@ TEST_F(SchedulerCoreTest, AResultThatIsNotAnObjectFailsTheJob) {
 TEST_F(SchedulerCoreTest, ListsJobsNewestFirstWithStateFilterAndPages) {
   for (int i = 0; i < 5; ++i) Submit(RangeJob(10, 1), absl::StrCat("j", i));
   Actions out;
-  ASSERT_TRUE(core_.Cancel("j3", now_, out).ok());
+  ASSERT_THAT(core_.Cancel("j3", now_, out), IsOk());
   int64_t next = 0;
   auto page = core_.ListJobs({}, -1, 2, now_, &next);
   ASSERT_EQ(page.size(), 2u);
@@ -326,7 +331,7 @@ TEST_F(SchedulerCoreTest, ContinuePolicyEndsPartialAndRetryFailedShardsCompletes
   for (const auto& r : saved_results_) stored.push_back({r.shard, r.result_json});
   auto retried = core_.RetryFailedShards("job1", stored, now_, out);
   Take(out);
-  ASSERT_TRUE(retried.ok()) << retried.status();
+  ASSERT_THAT(retried, IsOk());
   EXPECT_EQ(retried->state, JobState::kRunning);
   ASSERT_EQ(assigns_.size(), 1u);  // only the failed shard runs again
   EXPECT_EQ(assigns_[0].assignment.shard, 1);
@@ -360,9 +365,9 @@ TEST_F(SchedulerCoreTest, RetryFailedShardsRefusesAJobThatHasNone) {
   Submit(RangeJob(10, 1));
   Actions out;
   auto r = core_.RetryFailedShards("job1", {}, now_, out);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(core_.RetryFailedShards("nope", {}, now_, out).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(core_.RetryFailedShards("nope", {}, now_, out),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(SchedulerCoreTest, RestartRebuildsFromTheStoreAndAdoptsHeldShards) {
@@ -380,7 +385,7 @@ TEST_F(SchedulerCoreTest, RestartRebuildsFromTheStoreAndAdoptsHeldShards) {
   Actions out;
   restarted.Restore({saved_jobs_.back()}, results, now_, out);
   auto v = restarted.GetJob("job1", now_);
-  ASSERT_TRUE(v.ok());
+  ASSERT_THAT(v, IsOk());
   EXPECT_EQ(v->state, JobState::kRunning);
   EXPECT_EQ(v->shards.succeeded, 2);
   // e1 re-attaches still running shard 1; a new executor must not get it.
@@ -508,8 +513,8 @@ TEST_F(SchedulerCoreTest, ItemsJobsRefuseBadBatchesAndOversizedItems) {
       core_.Submit(zero, "j", now_, a).status().message().find("spec.items.batch_size"),
       std::string::npos);
   JobSpec empty = ItemsJob(0, 10);
-  EXPECT_EQ(core_.Submit(empty, "j", now_, a).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(core_.Submit(empty, "j", now_, a),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   JobSpec big = ItemsJob(1, 1);
   big.items = ItemList(std::vector<json>{json(std::string(70 << 10, 'x'))});
   auto r = core_.Submit(big, "j", now_, a);
@@ -523,18 +528,17 @@ TEST_F(SchedulerCoreTest, TheSameIdempotencyKeyAndSpecGiveTheSameJob) {
   Submit(spec, "first");
   Actions a;
   auto again = core_.Submit(spec, "second", now_, a);
-  ASSERT_TRUE(again.ok());
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, "first");
-  EXPECT_EQ(core_.GetJob("second", now_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(core_.GetJob("second", now_), StatusIs(absl::StatusCode::kNotFound));
   JobSpec other = spec;
   other.name = "something else";
   auto refused = core_.Submit(other, "third", now_, a);
-  ASSERT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_NE(refused.status().message().find("first"), std::string::npos);
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("first")));
   // Past the retention the key is free again.
   now_ += absl::Hours(25);
   auto later = core_.Submit(spec, "fourth", now_, a);
-  ASSERT_TRUE(later.ok());
+  ASSERT_THAT(later, IsOk());
   EXPECT_EQ(later->id, "fourth");
 }
 
@@ -546,7 +550,7 @@ TEST_F(SchedulerCoreTest, IdempotencyKeysSurviveARestart) {
   Actions out;
   restarted.Restore({saved_jobs_.back()}, {}, now_, out);
   auto again = restarted.Submit(spec, "second", now_, out);
-  ASSERT_TRUE(again.ok());
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, "first");
 }
 
@@ -577,8 +581,8 @@ TEST_F(SchedulerCoreTest, RefusesBadJobControlFieldsNamingThem) {
   Actions a;
   auto expect_field = [&](JobSpec s, const char* field) {
     auto r = core_.Submit(s, "j", now_, a);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << field;
-    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status();
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)))
+        << field;
   };
   JobSpec s = RangeJob(10, 1);
   s.priority = 5000;
@@ -601,8 +605,8 @@ TEST_F(SchedulerCoreTest, RefusesDurationsTheStoreCannotKeep) {
   JobSpec s = RangeJob(10, 1);
   s.shard_timeout = absl::Seconds(100'000'000'000);
   auto r = core_.Submit(s, "j", now_, a);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("spec.shard_timeout"), std::string::npos);
+  EXPECT_THAT(
+      r, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.shard_timeout")));
   s = RangeJob(10, 1);
   s.retry.max_backoff = absl::InfiniteDuration();
   r = core_.Submit(s, "j", now_, a);
@@ -610,7 +614,7 @@ TEST_F(SchedulerCoreTest, RefusesDurationsTheStoreCannotKeep) {
   s = RangeJob(10, 1);
   s.shard_timeout = absl::Nanoseconds(std::numeric_limits<int64_t>::max());
   s.retry.max_backoff = s.shard_timeout;
-  EXPECT_TRUE(core_.Submit(s, "j", now_, a).ok());
+  EXPECT_THAT(core_.Submit(s, "j", now_, a), IsOk());
 }
 
 }  // namespace
@@ -646,9 +650,9 @@ TEST_F(SchedulerCoreTest, AnIdempotentResubmitStillMatchesAfterUpdateJob) {
   Actions out;
   JobUpdate update;
   update.max_parallel = 8;
-  ASSERT_TRUE(core_.UpdateJob("first", update, now_, out).ok());
+  ASSERT_THAT(core_.UpdateJob("first", update, now_, out), IsOk());
   auto again = core_.Submit(spec, "second", now_, out);
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->id, "first");
 }
 
