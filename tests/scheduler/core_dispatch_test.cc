@@ -223,15 +223,8 @@ TEST_F(SchedulerCoreTest, RateLimitPacesDispatchAcrossAllExecutors) {
   for (int i = 0; i < 6; ++i) conns.push_back(Connect(Hello(absl::StrCat("e", i), 4)));
   std::vector<absl::Time> dispatched;
   for (int step = 0; step < 1000 && dispatched.size() < 100; ++step) {
-    for (const auto& a : assigns_) dispatched.push_back(now_);
-    std::vector<AssignAction> batch = assigns_;
-    assigns_.clear();
-    for (const auto& a : batch) Succeed(a, json{{"items", 1}});
-    now_ += absl::Milliseconds(10);
-    for (const auto& c : conns) core_.Heartbeat(c, now_);
-    Actions out;
-    core_.Tick(now_, out);
-    Take(out);
+    dispatched.insert(dispatched.end(), assigns_.size(), now_);
+    SucceedAllThenTick(conns, absl::Milliseconds(10));
   }
   ASSERT_EQ(dispatched.size(), 100u);
   const double secs = absl::ToDoubleSeconds(dispatched.back() - dispatched.front());
@@ -300,17 +293,7 @@ TEST_F(SchedulerCoreTest, ChangingTheRateLimitOfARunningJobTakesEffect) {
   auto run_for = [&](absl::Duration d) {
     int started = 0;
     const absl::Time end = now_ + d;
-    while (now_ < end) {
-      started += static_cast<int>(assigns_.size());
-      std::vector<AssignAction> batch = assigns_;
-      assigns_.clear();
-      for (const auto& a : batch) Succeed(a, json{{"items", 1}});
-      now_ += absl::Milliseconds(10);
-      for (const auto& c : conns) core_.Heartbeat(c, now_);
-      Actions out;
-      core_.Tick(now_, out);
-      Take(out);
-    }
+    while (now_ < end) started += SucceedAllThenTick(conns, absl::Milliseconds(10));
     return started;
   };
   EXPECT_NEAR(run_for(absl::Seconds(2)), 10, 2);

@@ -113,6 +113,19 @@ class SchedulerCoreTest : public ::testing::Test {
     }
   }
 
+  // Succeeds every assignment given out so far with {"items": 1}, then moves
+  // time on by `step`: `conns` heartbeat and the core ticks. Returns how many
+  // it succeeded.
+  int SucceedAllThenTick(const std::vector<ExecutorConn>& conns, absl::Duration step) {
+    std::vector<AssignAction> batch;
+    batch.swap(assigns_);
+    for (const AssignAction& a : batch) Succeed(a, json{{"items", 1}});
+    now_ += step;
+    for (const ExecutorConn& c : conns) core_.Heartbeat(c, now_);
+    TickAt(now_);
+    return static_cast<int>(batch.size());
+  }
+
   // Moves time to `t` and runs the core's tick.
   void TickAt(absl::Time t) {
     now_ = t;
