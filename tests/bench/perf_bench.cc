@@ -340,11 +340,9 @@ std::vector<std::string> PostgresFlags(const std::string& dir) {
           "--postgres-password-file=" + password_file};
 }
 
-std::vector<std::string> Wrap(const std::string& wrapper, std::vector<std::string> argv) {
-  if (wrapper.empty()) return argv;
-  std::vector<std::string> out = absl::StrSplit(wrapper, ' ', absl::SkipEmpty());
-  out.insert(out.end(), argv.begin(), argv.end());
-  return out;
+// A --*_wrapper flag (space-separated) as the argv prefix LocalCluster takes.
+std::vector<std::string> WrapperArgv(const std::string& wrapper) {
+  return absl::StrSplit(wrapper, ' ', absl::SkipEmpty());
 }
 
 // Temp dirs to remove at exit, not as each workload ends: on a file system
@@ -376,63 +374,56 @@ void Check(bool ok, const std::string& what) {
 // ---------------------------------------------------------------------------
 // A scheduler and its executors on loopback.
 
+// The processes are LocalCluster's (tests/util/cluster.h); this adds the
+// stores, the checks and the client calls the workloads measure with.
+tessera::testing::LocalCluster::Options ClusterOptions(const Options& o) {
+  tessera::testing::LocalCluster::Options c;
+  c.scheduler_bin = TESSERA_SCHEDULER_BIN;
+  c.executor_bin = TESSERA_EXECUTOR_BIN;
+  c.dir = tessera::testing::MakeTempDir("tessera-perf");
+  c.scheduler_wrapper = WrapperArgv(o.scheduler_wrapper);
+  c.executor_wrapper = WrapperArgv(o.executor_wrapper);
+  c.log_level = o.log_level;
+  c.metrics_port = false;
+  return c;
+}
+
 struct Cluster {
   const Options& opts;
-  std::string dir = tessera::testing::MakeTempDir("tessera-perf");
-  std::string address = absl::StrCat("127.0.0.1:", tessera::testing::FreePort());
-  std::unique_ptr<Process> scheduler;
-  std::vector<std::unique_ptr<Process>> executors;
-  std::unique_ptr<v1::JobService::Stub> jobs;
+  tessera::testing::LocalCluster local;
+  const std::string address = local.address();
 
-  explicit Cluster(const Options& o) : opts(o) {}
+  explicit Cluster(const Options& o) : opts(o), local(ClusterOptions(o)) {}
   ~Cluster() {
-    executors.clear();  // SIGKILL
-    scheduler.reset();
-    RemoveLater(dir);
+    local.StopAll();  // SIGKILL
+    RemoveLater(local.dir());
   }
 
   bool StartScheduler(const std::string& store,
                       const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {TESSERA_SCHEDULER_BIN, "--listen=" + address,
-                                     "--metrics-listen=", "--data-dir=" + dir + "/data",
-                                     "--store=" + store};
+    std::vector<std::string> flags = {"--store=" + store};
     if (store == "postgres") {
-      const std::vector<std::string> pg = PostgresFlags(dir);
+      const std::vector<std::string> pg = PostgresFlags(local.dir());
       if (pg.empty()) return false;
-      argv.insert(argv.end(), pg.begin(), pg.end());
+      flags.insert(flags.end(), pg.begin(), pg.end());
     }
-    if (!opts.log_level.empty()) argv.push_back("--log-level=" + opts.log_level);
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    scheduler = std::make_unique<Process>(Wrap(opts.scheduler_wrapper, argv),
-                                          dir + "/scheduler.log");
-    auto stub =
-        tessera::testing::WaitForScheduler(address, *scheduler, absl::Seconds(60));
-    if (!stub.ok()) {
-      Check(false, "scheduler did not start: " + stub.status().ToString());
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    const absl::StatusOr<absl::Duration> started =
+        local.StartScheduler(flags, absl::Seconds(60));
+    if (!started.ok()) {
+      Check(false, "scheduler did not start: " + started.status().ToString());
       return false;
     }
-    jobs = *std::move(stub);
     return true;
   }
   bool StartExecutors(int n, int slots) {
-    for (int i = 0; i < n; ++i) {
-      std::vector<std::string> argv = {
-          TESSERA_EXECUTOR_BIN, "--scheduler=" + address, absl::StrCat("--slots=", slots),
-          "--metrics-listen=", absl::StrCat("--name=bench-", i)};
-      if (!opts.log_level.empty()) argv.push_back("--log-level=" + opts.log_level);
-      executors.push_back(std::make_unique<Process>(
-          Wrap(opts.executor_wrapper, argv), dir + absl::StrCat("/executor", i, ".log")));
-    }
+    for (int i = 0; i < n; ++i) local.StartExecutor(absl::StrCat("bench-", i), slots);
     return WaitExecutors(n);
   }
   bool WaitExecutors(int n, absl::Duration timeout = absl::Seconds(60)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (Stats().executors() >= n) return true;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    Check(false, absl::StrCat(n, " executors did not connect"));
-    return false;
+    const absl::Status s = local.WaitExecutors(n, timeout);
+    Check(s.ok(), std::string(s.message()));
+    return s.ok();
   }
   // The scheduler's and the executors' CPU seconds so far. Under a wrapper (a
   // profiler) the pids are the wrapper's: NaN.
@@ -441,16 +432,11 @@ struct Cluster {
       return {std::nan(""), std::nan("")};
     }
     double sum = 0;
-    for (const auto& e : executors) sum += CpuSeconds(e->pid());
-    return {CpuSeconds(scheduler->pid()), sum};
+    for (const auto& e : local.executors()) sum += CpuSeconds(e->pid());
+    return {CpuSeconds(local.scheduler()->pid()), sum};
   }
-  v1::GetQueueStatsResponse Stats() {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::GetQueueStatsResponse r;
-    jobs->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &r);
-    return r;
-  }
+  v1::GetQueueStatsResponse Stats() { return local.Stats(); }
+  v1::JobService::Stub* jobs() { return &local.jobs(); }
   // The job's id, or "" (and a failed check).
   std::string Submit(const std::string& task, int64_t start, int64_t end,
                      int64_t shard_size, int64_t shard_count = 0) {
@@ -465,19 +451,11 @@ struct Cluster {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     v1::Job job;
-    const grpc::Status s = jobs->SubmitJob(&ctx, req, &job);
+    const grpc::Status s = jobs()->SubmitJob(&ctx, req, &job);
     Check(s.ok(), "SubmitJob: " + s.error_message());
     return s.ok() ? job.id() : "";
   }
-  v1::Job Get(const std::string& id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::GetJobRequest req;
-    req.set_job_id(id);
-    v1::Job job;
-    jobs->GetJob(&ctx, req, &job);
-    return job;
-  }
+  v1::Job Get(const std::string& id) { return local.Get(id); }
   static bool Terminal(v1::JobState s) {
     return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
            s == v1::JOB_STATE_CANCELLED || s == v1::JOB_STATE_PARTIAL;
@@ -491,7 +469,7 @@ struct Cluster {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     v1::WatchJobRequest req;
     req.set_job_id(id);
-    auto stream = jobs->WatchJob(&ctx, req);
+    auto stream = jobs()->WatchJob(&ctx, req);
     v1::JobEvent event;
     while (stream->Read(&event)) {
       if (!Terminal(event.job().state())) continue;
@@ -533,13 +511,17 @@ struct Cluster {
     v1::GetResultRequest req;
     req.set_job_id(id);
     v1::GetResultResponse r;
-    if (!jobs->GetResult(&ctx, req, &r).ok()) return -1;
+    if (!jobs()->GetResult(&ctx, req, &r).ok()) return -1;
     const json j = json::parse(r.result_json(), nullptr, false);
     if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return -1;
     return j[key].get<int64_t>();
   }
-  double RssMiB() { return tessera::testing::ProcStatusMiB(scheduler->pid(), "VmRSS"); }
-  double HwmMiB() { return tessera::testing::ProcStatusMiB(scheduler->pid(), "VmHWM"); }
+  double RssMiB() {
+    return tessera::testing::ProcStatusMiB(local.scheduler()->pid(), "VmRSS");
+  }
+  double HwmMiB() {
+    return tessera::testing::ProcStatusMiB(local.scheduler()->pid(), "VmHWM");
+  }
 };
 
 // ---------------------------------------------------------------------------

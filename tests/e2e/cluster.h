@@ -1,8 +1,8 @@
 // A cluster of real tessera-scheduler and tessera-executor processes on
 // loopback, for end-to-end tests: start, kill and restart them, and drive the
-// JobService API. Only processes the test started are ever signalled. Starting
-// and waiting for a scheduler is the harness the benchmarks use too
-// (tests/util/cluster.h).
+// JobService API. Only processes the test started are ever signalled. The
+// processes are LocalCluster's (tests/util/cluster.h), the harness the
+// benchmarks use too.
 #ifndef TESSERA_TESTS_E2E_CLUSTER_H_
 #define TESSERA_TESTS_E2E_CLUSTER_H_
 
@@ -77,48 +77,35 @@ inline double MetricValue(const std::string& metrics, const std::string& name) {
   return -1;
 }
 
+// The e2e fixture: a LocalCluster (tests/util/cluster.h) with the e2e
+// tests' flags (fast heartbeats, a drain timeout), gtest assertions on its
+// starts and the JobService calls the tests make.
 class Cluster : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("tessera-e2e");
-    port_ = FreePort();
-    metrics_port_ = FreePort();
-    address_ = absl::StrCat("127.0.0.1:", port_);
-    jobs_ = v1::JobService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  // Built with the fixture, not in SetUp, so that a fixture that skips before
+  // Cluster::SetUp still has a (processless) cluster to tear down.
+  static LocalCluster::Options E2eOptions() {
+    LocalCluster::Options o;
+    o.scheduler_bin = TESSERA_SCHEDULER_BIN;
+    o.executor_bin = TESSERA_EXECUTOR_BIN;
+    o.dir = MakeTempDir("tessera-e2e");
+    o.scheduler_flags = {"--heartbeat-interval=500ms", "--heartbeat-timeout=5s"};
+    o.executor_flags = {"--drain-timeout=20s"};
+    o.ready_poll = absl::Milliseconds(20);
+    return o;
   }
 
   // Starts (or restarts, on the same port and data dir) the scheduler and
   // waits until it answers.
   void StartScheduler(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {
-        TESSERA_SCHEDULER_BIN,
-        "--listen=" + address_,
-        absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port_),
-        "--data-dir=" + dir_ + "/data",
-        "--heartbeat-interval=500ms",
-        "--heartbeat-timeout=5s"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    scheduler_ = std::make_unique<Process>(argv, dir_ + "/scheduler.log");
-    auto stub = WaitForScheduler(address_, *scheduler_, absl::Seconds(60),
-                                 absl::Milliseconds(20));
-    ASSERT_THAT(stub, IsOk());
-    jobs_ = *std::move(stub);
+    ASSERT_THAT(cluster_.StartScheduler(extra, absl::Seconds(60)), IsOk());
   }
 
-  void KillScheduler() {
-    scheduler_->Signal(SIGKILL);
-    ASSERT_EQ(scheduler_->Wait(absl::Seconds(10)), 128 + SIGKILL);
-  }
+  void KillScheduler() { ASSERT_THAT(cluster_.KillScheduler(), IsOk()); }
 
   Process* StartExecutor(const std::string& name, int slots,
                          std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {
-        TESSERA_EXECUTOR_BIN, "--scheduler=" + address_, absl::StrCat("--slots=", slots),
-        "--name=" + name,     "--metrics-listen=",       "--drain-timeout=20s"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    executors_.push_back(std::make_unique<Process>(argv, dir_ + "/" + name + ".log"));
-    return executors_.back().get();
+    return cluster_.StartExecutor(name, slots, extra);
   }
 
   static std::unique_ptr<grpc::ClientContext> Ctx() {
@@ -132,7 +119,7 @@ class Cluster : public ::testing::Test {
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(request_json, &req).ok())
         << request_json;
     v1::Job job;
-    grpc::Status s = jobs_->SubmitJob(Ctx().get(), req, &job);
+    grpc::Status s = jobs()->SubmitJob(Ctx().get(), req, &job);
     EXPECT_THAT(s, IsOk());
     return job;
   }
@@ -141,7 +128,7 @@ class Cluster : public ::testing::Test {
     v1::GetJobRequest req;
     req.set_job_id(id);
     v1::Job job;
-    jobs_->GetJob(Ctx().get(), req, &job);
+    jobs()->GetJob(Ctx().get(), req, &job);
     return job;
   }
 
@@ -167,34 +154,33 @@ class Cluster : public ::testing::Test {
     v1::GetResultRequest req;
     req.set_job_id(id);
     v1::GetResultResponse resp;
-    grpc::Status s = jobs_->GetResult(Ctx().get(), req, &resp);
+    grpc::Status s = jobs()->GetResult(Ctx().get(), req, &resp);
     EXPECT_THAT(s, IsOk());
     return resp;
   }
 
-  std::string Metrics() { return HttpGet(metrics_port_, "/metrics"); }
+  std::string Metrics() { return HttpGet(metrics_port(), "/metrics"); }
 
   int ResultFiles() {
     int files = 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/data/results")) {
+    for (const auto& e : std::filesystem::directory_iterator(dir() + "/data/results")) {
       files += e.path().extension() == ".json" ? 1 : 0;
     }
     return files;
   }
 
-  std::string Logs() {
-    std::string out = "--- scheduler\n" + (scheduler_ ? scheduler_->Log() : "");
-    for (auto& e : executors_) out += "--- executor\n" + e->Log();
-    return out;
-  }
+  std::string Logs() { return cluster_.Logs(); }
 
-  std::string dir_;
-  int port_ = 0;
-  int metrics_port_ = 0;
-  std::string address_;
-  std::unique_ptr<Process> scheduler_;
-  std::vector<std::unique_ptr<Process>> executors_;
-  std::unique_ptr<v1::JobService::Stub> jobs_;
+  LocalCluster& cluster() { return cluster_; }
+  const std::string& dir() const { return cluster_.dir(); }
+  const std::string& address() const { return cluster_.address(); }
+  int metrics_port() const { return cluster_.metrics_port(); }
+  Process* scheduler() { return cluster_.scheduler(); }
+  std::vector<std::unique_ptr<Process>>& executors() { return cluster_.executors(); }
+  v1::JobService::Stub* jobs() { return &cluster_.jobs(); }
+
+ private:
+  LocalCluster cluster_{E2eOptions()};
 };
 
 }  // namespace tessera::testing

@@ -31,9 +31,9 @@ class DiskFull : public Cluster {
  protected:
   void SetUp() override {
     Cluster::SetUp();
-    std::filesystem::create_directories(dir_ + "/data");
+    std::filesystem::create_directories(dir() + "/data");
     std::string why;
-    disk_ = SmallDisk::Mount(dir_ + "/data", 4 << 20, &why);
+    disk_ = SmallDisk::Mount(dir() + "/data", 4 << 20, &why);
     if (disk_ == nullptr) GTEST_SKIP() << why;
     StartScheduler(
         {absl::StrCat("--store-timeout=", absl::FormatDuration(kStoreTimeout))});
@@ -41,14 +41,13 @@ class DiskFull : public Cluster {
   }
   void TearDown() override {
     // Everything that holds files on the disk goes first, then the disk.
-    executors_.clear();
-    scheduler_.reset();
+    cluster().StopAll();
     disk_.reset();
   }
 
   HealthCheckResponse::ServingStatus Health() {
     auto health = grpc::health::v1::Health::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
     grpc::health::v1::HealthCheckRequest req;
     HealthCheckResponse resp;
     if (!health->Check(Ctx().get(), req, &resp).ok()) return HealthCheckResponse::UNKNOWN;
@@ -98,7 +97,7 @@ TEST_F(DiskFull, NewWorkIsRefusedUntilSpaceReturnsAndTheRunningJobEndsExactlyOnc
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(kSleepJob, &req).ok());
   v1::Job refused;
   const absl::Time start = absl::Now();
-  grpc::Status s = jobs_->SubmitJob(Ctx().get(), req, &refused);
+  grpc::Status s = jobs()->SubmitJob(Ctx().get(), req, &refused);
   EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
   EXPECT_NE(s.error_message().find("disk is full"), std::string::npos)
       << s.error_message();
@@ -108,17 +107,17 @@ TEST_F(DiskFull, NewWorkIsRefusedUntilSpaceReturnsAndTheRunningJobEndsExactlyOnc
   disk_->Free();
   EXPECT_TRUE(WaitForHealth(HealthCheckResponse::SERVING, absl::Seconds(10))) << Logs();
   ExpectExactAnswerOnce(id);
-  EXPECT_TRUE(scheduler_->running());
+  EXPECT_TRUE(scheduler()->running());
   v1::ListJobsResponse list;
-  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
+  ASSERT_THAT(jobs()->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 1);  // the refused submission left nothing
 }
 
 TEST_F(DiskFull, SigtermWhileTheDiskIsFullExitsInTimeAndARestartEndsTheJobExactlyOnce) {
   const std::string id = FillWhileRunning();
   const absl::Time start = absl::Now();
-  scheduler_->Signal(SIGTERM);
-  const std::optional<int> status = scheduler_->Wait(kStoreTimeout + absl::Seconds(8));
+  scheduler()->Signal(SIGTERM);
+  const std::optional<int> status = scheduler()->Wait(kStoreTimeout + absl::Seconds(8));
   const absl::Duration took = absl::Now() - start;
   ASSERT_EQ(status, 0) << Logs();
   EXPECT_LT(took, kStoreTimeout + absl::Seconds(4)) << Logs();
@@ -147,12 +146,12 @@ TEST_F(ShutdownBound, AShutdownStuckPastItsBoundExitsAndTheRestartRepairsTheJob)
     absl::SleepFor(absl::Milliseconds(20));
   ASSERT_EQ(ResultFiles(), 1) << Logs();
   const absl::Time start = absl::Now();
-  scheduler_->Signal(SIGTERM);
-  const std::optional<int> status = scheduler_->Wait(absl::Seconds(20));
+  scheduler()->Signal(SIGTERM);
+  const std::optional<int> status = scheduler()->Wait(absl::Seconds(20));
   const absl::Duration took = absl::Now() - start;
   ASSERT_EQ(status, 1) << Logs();
   EXPECT_LT(took, absl::Seconds(8) + absl::Seconds(2));  // --store-timeout + 7s
-  EXPECT_NE(scheduler_->Log().find("shutdown not done after 8s"), std::string::npos);
+  EXPECT_NE(scheduler()->Log().find("shutdown not done after 8s"), std::string::npos);
   StartScheduler({"--reattach-grace=1s"});
   const v1::Job done = WaitForEnd(id, absl::Seconds(30));
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << Logs();

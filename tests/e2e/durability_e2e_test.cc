@@ -57,7 +57,7 @@ TEST_F(Durability, SchedulerKilledEarlyMidwayAndWhileFinalizingFinishesWithOneWr
     // What was committed when it died must all be there after the restart
     // (results accepted but not yet committed were never acked: executors
     // re-send them, so the count may dip below what GetJob showed before).
-    const int64_t durable = StoredResults(dir_ + "/data/tessera.db", id);
+    const int64_t durable = StoredResults(dir() + "/data/tessera.db", id);
     ASSERT_GT(durable, 0);
     StartScheduler(flags);
     v1::Job back = Get(id);
@@ -83,7 +83,7 @@ TEST_F(Durability, SchedulerKilledEarlyMidwayAndWhileFinalizingFinishesWithOneWr
   EXPECT_EQ(MetricValue(Metrics(), "tessera_result_writes_total"), 0) << Metrics();
   // Its shard results went with its "done" record (compaction): the sum above
   // shows each counted once.
-  EXPECT_EQ(StoredResults(dir_ + "/data/tessera.db", id), 0);
+  EXPECT_EQ(StoredResults(dir() + "/data/tessera.db", id), 0);
 }
 
 TEST_F(Durability, ExecutorsKilledAgainAndAgainCountEveryShardOnce) {
@@ -117,7 +117,7 @@ TEST_F(Durability, ExecutorsKilledAgainAndAgainCountEveryShardOnce) {
       << metrics;
   EXPECT_GE(MetricValue(metrics, "tessera_shards_requeued_total"), 1);
   // Compacted with the "done" record; the counts above show each shard once.
-  EXPECT_EQ(StoredResults(dir_ + "/data/tessera.db", job.id()), 0);
+  EXPECT_EQ(StoredResults(dir() + "/data/tessera.db", job.id()), 0);
 }
 
 // A program that fails chosen shards: shard 1 twice (exit 75, "retry me"),
@@ -153,9 +153,9 @@ std::string FlakyJob(const std::string& failure_policy) {
 
 TEST_F(Durability,
        FailingShardsRetryWithBackoffFailFastOrEndPartialThenRetryFailedShards) {
-  WriteFlakyTask(dir_);
+  WriteFlakyTask(dir());
   StartScheduler();
-  StartExecutor("flaky-exec", 4, {"--tasks-file=" + dir_ + "/tasks.json"});
+  StartExecutor("flaky-exec", 4, {"--tasks-file=" + dir() + "/tasks.json"});
 
   // Fail fast: shard 3 runs out of attempts and fails the job.
   v1::Job fast = Submit(FlakyJob(""));
@@ -175,7 +175,7 @@ TEST_F(Durability,
 
   // Backoff: shard 1's attempts are >= 0.27 s, then >= 0.54 s apart.
   std::map<int, double> shard1;
-  std::ifstream log(dir_ + "/attempts.log");
+  std::ifstream log(dir() + "/attempts.log");
   std::string job_id;
   for (int shard, attempt; log >> job_id >> shard >> attempt;) {
     double t;
@@ -190,11 +190,11 @@ TEST_F(Durability,
   EXPECT_EQ(json::parse(Result(cont.id()).result_json())["items"], 40);
 
   // The bug is fixed: only shard 3 runs again, and version 2 is complete.
-  std::ofstream(dir_ + "/fixed") << "";
+  std::ofstream(dir() + "/fixed") << "";
   v1::RetryFailedShardsRequest retry;
   retry.set_job_id(cont.id());
   v1::Job retried;
-  ASSERT_THAT(jobs_->RetryFailedShards(Ctx().get(), retry, &retried), IsOk());
+  ASSERT_THAT(jobs()->RetryFailedShards(Ctx().get(), retry, &retried), IsOk());
   v1::Job complete = WaitForEnd(cont.id(), absl::Seconds(60));
   ASSERT_EQ(complete.state(), v1::JOB_STATE_SUCCEEDED) << complete.DebugString();
   EXPECT_EQ(complete.result_version(), 2);
@@ -202,7 +202,7 @@ TEST_F(Durability,
   EXPECT_EQ(json::parse(r.result_json())["items"], 50);
   EXPECT_TRUE(absl::EndsWith(r.location(), cont.id() + ".v2.json")) << r.location();
   int reruns = 0;
-  std::ifstream again(dir_ + "/attempts.log");
+  std::ifstream again(dir() + "/attempts.log");
   std::string line;
   while (std::getline(again, line)) {
     reruns += absl::StartsWith(line, cont.id() + " 3 4 ") ? 1 : 0;
@@ -246,8 +246,8 @@ TEST_F(Durability, SchedulerSigtermExitsZeroAndARestartFinishesTheJob) {
       job.id(), [](const v1::Job& j) { return j.shards().succeeded() >= 50; },
       absl::Seconds(60));
   ASSERT_LT(mid.shards().succeeded(), 640) << "too late to stop mid-job";
-  scheduler_->Signal(SIGTERM);
-  EXPECT_EQ(scheduler_->Wait(absl::Seconds(15)), 0) << scheduler_->Log();
+  scheduler()->Signal(SIGTERM);
+  EXPECT_EQ(scheduler()->Wait(absl::Seconds(15)), 0) << scheduler()->Log();
   StartScheduler({"--reattach-grace=1s"});
   EXPECT_GE(Get(job.id()).shards().succeeded(), mid.shards().succeeded());
   v1::Job done = WaitForEnd(job.id());
@@ -261,15 +261,15 @@ TEST_F(Durability, ASecondSchedulerOnTheSameDataDirIsRefusedAndTheFirstRunsOn) {
   StartExecutor("exec-1", 2);
   v1::Job job = Submit(kPrimes640);
   Process second({TESSERA_SCHEDULER_BIN, absl::StrCat("--listen=127.0.0.1:", FreePort()),
-                  "--metrics-listen=", "--data-dir=" + dir_ + "/data"},
-                 dir_ + "/second.log");
+                  "--metrics-listen=", "--data-dir=" + dir() + "/data"},
+                 dir() + "/second.log");
   std::optional<int> rc = second.Wait(absl::Seconds(20));
   ASSERT_TRUE(rc.has_value()) << "a second scheduler ran on the same data dir";
   EXPECT_NE(*rc, 0);
-  EXPECT_NE(second.Log().find(absl::StrCat("data dir ", dir_,
+  EXPECT_NE(second.Log().find(absl::StrCat("data dir ", dir(),
                                            "/data is in use by another "
                                            "scheduler (pid ",
-                                           scheduler_->pid(), " on ")),
+                                           scheduler()->pid(), " on ")),
             std::string::npos)
       << second.Log();
   v1::Job done = WaitForEnd(job.id());
@@ -283,21 +283,21 @@ TEST_F(Durability, ASecondSchedulerOnTheSameDataDirIsRefusedAndTheFirstRunsOn) {
 }
 
 TEST_F(Durability, ACorruptOrUnusableDataDirIsAClearErrorAtStart) {
-  std::filesystem::create_directories(dir_ + "/data");
-  std::ofstream(dir_ + "/data/tessera.db") << std::string(8192, 'x');
-  Process corrupt({TESSERA_SCHEDULER_BIN, "--listen=" + address_,
-                   "--metrics-listen=", "--data-dir=" + dir_ + "/data"},
-                  dir_ + "/corrupt.log");
+  std::filesystem::create_directories(dir() + "/data");
+  std::ofstream(dir() + "/data/tessera.db") << std::string(8192, 'x');
+  Process corrupt({TESSERA_SCHEDULER_BIN, "--listen=" + address(),
+                   "--metrics-listen=", "--data-dir=" + dir() + "/data"},
+                  dir() + "/corrupt.log");
   std::optional<int> rc = corrupt.Wait(absl::Seconds(20));
   ASSERT_TRUE(rc.has_value()) << "the scheduler kept running on a corrupt store";
   EXPECT_NE(*rc, 0);
-  EXPECT_NE(corrupt.Log().find(dir_ + "/data/tessera.db"), std::string::npos)
+  EXPECT_NE(corrupt.Log().find(dir() + "/data/tessera.db"), std::string::npos)
       << corrupt.Log();
 
-  std::ofstream(dir_ + "/not-a-dir") << "a file";
-  Process unusable({TESSERA_SCHEDULER_BIN, "--listen=" + address_,
-                    "--metrics-listen=", "--data-dir=" + dir_ + "/not-a-dir"},
-                   dir_ + "/unusable.log");
+  std::ofstream(dir() + "/not-a-dir") << "a file";
+  Process unusable({TESSERA_SCHEDULER_BIN, "--listen=" + address(),
+                    "--metrics-listen=", "--data-dir=" + dir() + "/not-a-dir"},
+                   dir() + "/unusable.log");
   rc = unusable.Wait(absl::Seconds(20));
   ASSERT_TRUE(rc.has_value());
   EXPECT_NE(*rc, 0);

@@ -38,9 +38,9 @@ TEST_F(Cluster, PrimesJobCountsEveryPrimeBelowTenMillionAndWritesTheResultOnce) 
   std::string bytes((std::istreambuf_iterator<char>(in)),
                     std::istreambuf_iterator<char>());
   EXPECT_EQ(bytes, r.result_json());
-  EXPECT_EQ(r.location(), dir_ + "/data/results/" + job.id() + ".json");
+  EXPECT_EQ(r.location(), dir() + "/data/results/" + job.id() + ".json");
   EXPECT_EQ(ResultFiles(), 1);
-  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/data/results")) {
+  for (const auto& e : std::filesystem::directory_iterator(dir() + "/data/results")) {
     // Besides it, only the empty spare files the sink keeps ready.
     if (e.path() == r.location()) continue;
     EXPECT_EQ(e.path().filename().string().rfind(".spare-", 0), 0u) << e.path();
@@ -119,12 +119,13 @@ TEST_F(Cluster, CliSubmitWaitPrintsProgressAndTheResult) {
   StartScheduler();
   StartExecutor("exec-1", 2);
   CommandResult r =
-      RunCommand({TESSERA_CLI_BIN, "--scheduler", address_, "submit", "--task", "primes",
+      RunCommand({TESSERA_CLI_BIN, "--scheduler", address(), "submit", "--task", "primes",
                   "--range", "0:1000000", "--shards", "16", "--name", "cli", "--wait"},
                  {}, absl::Seconds(120));
   EXPECT_EQ(r.status, 0) << r.out << Logs();
   EXPECT_NE(r.out.find("\"primes\": 78498"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("result: " + dir_ + "/data/results/"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("result: " + dir() + "/data/results/"), std::string::npos)
+      << r.out;
 }
 
 TEST_F(Cluster, BufCurlDrivesTheApiThroughReflectionOnly) {
@@ -133,12 +134,12 @@ TEST_F(Cluster, BufCurlDrivesTheApiThroughReflectionOnly) {
   const std::string buf = BUF_BIN;
   ASSERT_TRUE(std::filesystem::exists(buf))
       << buf << " missing: run scripts/install-deps.sh --test";
-  const std::string base = "http://" + address_;
+  const std::string base = "http://" + address();
   auto curl = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {buf, "curl", "--protocol", "grpc",
                                      "--http2-prior-knowledge"};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv, {"HOME=" + dir_}, absl::Seconds(60));
+    return RunCommand(argv, {"HOME=" + dir()}, absl::Seconds(60));
   };
   CommandResult list = curl({"--list-services", base});
   ASSERT_EQ(list.status, 0) << list.out;

@@ -41,7 +41,7 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   v1::GetResultRequest req;
   req.set_job_id(job.id());
   v1::GetResultResponse r;
-  ASSERT_THAT(jobs_->GetResult(Ctx().get(), req, &r), IsOk());
+  ASSERT_THAT(jobs()->GetResult(Ctx().get(), req, &r), IsOk());
   json result = json::parse(r.result_json());
   ASSERT_TRUE(result.contains("_metadata"));
   result.erase("_metadata");
@@ -49,11 +49,11 @@ TEST_F(ExecCluster, PromoInEightShardsMergesToTheSingleProcessAnswer) {
   EXPECT_EQ(result["1"].size(), 3u);
   EXPECT_EQ(result, PromoReference(kPromoDir, params));
   // The program's stderr went to the executor's log, tagged.
-  EXPECT_THAT(executors_[0]->Log(), HasSubstr("task=promo stderr: shard 7: amounts"));
+  EXPECT_THAT(executors()[0]->Log(), HasSubstr("task=promo stderr: shard 7: amounts"));
 }
 
 TEST_F(ExecCluster, AFailingProgramsStderrTailShowsInGetJobAndTheExecutorKeepsServing) {
-  const std::string script = dir_ + "/fail.sh";
+  const std::string script = dir() + "/fail.sh";
   std::ofstream(script)
       << "#!/bin/sh\n"
          "if [ \"$TESSERA_SHARD_INDEX\" = 1 ]; then\n"
@@ -64,7 +64,7 @@ TEST_F(ExecCluster, AFailingProgramsStderrTailShowsInGetJobAndTheExecutorKeepsSe
          "fi\n"
          "echo \"{\\\"result\\\": {\\\"n\\\": $TESSERA_SHARD_INDEX}}\"\n";
   chmod(script.c_str(), 0755);
-  const std::string tasks = dir_ + "/tasks.json";
+  const std::string tasks = dir() + "/tasks.json";
   std::ofstream(tasks) << R"({"tasks": {"flaky": {"command": [")" << script
                        << R"("], "timeout": "30s"}}})";
   StartScheduler();

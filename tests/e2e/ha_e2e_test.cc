@@ -39,15 +39,15 @@ class HaE2E : public Cluster {
     Cluster::SetUp();
     ASSERT_THAT(pg_.Start(), IsOk());
     ASSERT_THAT(pg_.CreateDatabase("tessera"), IsOk());
-    password_file_ = dir_ + "/pgpass";
+    password_file_ = dir() + "/pgpass";
     std::ofstream(password_file_) << pg_.password() << "\n";
-    results_ = dir_ + "/shared-results";
+    results_ = dir() + "/shared-results";
   }
   void TearDown() override {
     for (Replica& r : replicas_) {
       if (r.process && r.process->running()) r.process->Signal(SIGCONT);
     }
-    executors_.clear();
+    executors().clear();
     replicas_.clear();
   }
 
@@ -60,7 +60,7 @@ class HaE2E : public Cluster {
         TESSERA_SCHEDULER_BIN,
         "--listen=" + r.address,
         absl::StrCat("--metrics-listen=127.0.0.1:", r.metrics_port),
-        "--data-dir=" + dir_ + "/" + name,
+        "--data-dir=" + dir() + "/" + name,
         "--result-sink=" + results_,
         "--store=postgres",
         "--postgres-url=" + pg_.Url("tessera"),
@@ -71,7 +71,7 @@ class HaE2E : public Cluster {
         "--reattach-grace=1s",
         "--heartbeat-interval=500ms",
         "--heartbeat-timeout=3s"};
-    r.process = std::make_unique<Process>(argv, dir_ + "/" + name + ".log");
+    r.process = std::make_unique<Process>(argv, dir() + "/" + name + ".log");
     replicas_.push_back(std::move(r));
     return replicas_.back();
   }
@@ -100,8 +100,8 @@ class HaE2E : public Cluster {
   void Use(const Replica& r) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    jobs_ = v1::JobService::NewStub(
-        grpc::CreateCustomChannel(r.address, grpc::InsecureChannelCredentials(), args));
+    cluster().set_jobs(v1::JobService::NewStub(
+        grpc::CreateCustomChannel(r.address, grpc::InsecureChannelCredentials(), args)));
   }
   int SharedResultFiles() {
     int files = 0;
@@ -115,7 +115,7 @@ class HaE2E : public Cluster {
     std::string out;
     for (const Replica& r : replicas_)
       out += "--- " + r.address + "\n" + r.process->Log();
-    for (auto& e : executors_) out += "--- executor\n" + e->Log();
+    for (auto& e : executors()) out += "--- executor\n" + e->Log();
     return out;
   }
   // Starts a (leading) and b (following), an executor given both, and a job
@@ -134,7 +134,7 @@ class HaE2E : public Cluster {
     grpc::Status refused;
     const absl::Time until = absl::Now() + absl::Seconds(10);
     do {
-      refused = jobs_->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &stats);
+      refused = jobs()->GetQueueStats(Ctx().get(), v1::GetQueueStatsRequest(), &stats);
       if (refused.error_message().find("the leader is") != std::string::npos) break;
       absl::SleepFor(absl::Milliseconds(50));
     } while (absl::Now() < until);
@@ -148,7 +148,7 @@ class HaE2E : public Cluster {
     EXPECT_EQ(
         MetricValue(HttpGet(replicas_[0].metrics_port, "/metrics"), "tessera_leader"), 1);
     // The executor is given the follower first: it must find the leader.
-    address_ = replicas_[1].address + "," + replicas_[0].address;
+    cluster().set_executor_scheduler(replicas_[1].address + "," + replicas_[0].address);
     StartExecutor("exec-1", 2, {"--keepalive=1s"});
     Use(replicas_[0]);
     const std::string id = Submit(kPrimes).id();
@@ -252,7 +252,7 @@ TEST_F(HaE2E, APostgresRestartMidJobLosesNothingAndTheJobEndsExactly) {
   Replica& a = StartReplica("a");
   ASSERT_TRUE(WaitForHealth(a, HealthCheckResponse::SERVING, absl::Seconds(20)))
       << AllLogs();
-  address_ = a.address;
+  cluster().set_executor_scheduler(a.address);
   StartExecutor("exec-1", 2, {"--keepalive=1s"});
   Use(a);
   const std::string id = Submit(kPrimes).id();
@@ -272,7 +272,7 @@ TEST_F(HaE2E, APostgresRestartMidJobLosesNothingAndTheJobEndsExactly) {
   v1::Job refused_job;
   auto ctx = Ctx();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  const grpc::Status refused = jobs_->SubmitJob(ctx.get(), req, &refused_job);
+  const grpc::Status refused = jobs()->SubmitJob(ctx.get(), req, &refused_job);
   EXPECT_THAT(refused, GrpcStatusIs(grpc::StatusCode::UNAVAILABLE));
   ASSERT_THAT(pg_.Start(), IsOk());
 

@@ -33,7 +33,7 @@ class Hostile : public Cluster {
   RawPeer ConnectRawPeer(const std::vector<std::string>& tasks) {
     RawPeer p;
     p.stub = v1::ExecutorService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
     p.stream = p.stub->Connect(p.ctx.get());
     v1::ExecutorMessage hello;
     hello.mutable_hello()->set_executor_id("raw-peer");
@@ -67,18 +67,18 @@ TEST_F(Hostile, ARawPeersDeeplyNestedResultFailsTheAttemptAndTheSchedulerLivesOn
   EXPECT_EQ(ended.state(), v1::JOB_STATE_FAILED) << ended.DebugString() << Logs();
   ASSERT_GE(ended.errors_size(), 1) << ended.DebugString();
   EXPECT_THAT(ended.errors(0).message(), HasSubstr("result nests deeper than 64 levels"));
-  EXPECT_TRUE(scheduler_->running()) << Logs();
+  EXPECT_TRUE(scheduler()->running()) << Logs();
   peer.ctx->TryCancel();
 
   // A restart on the same data dir comes up clean and serves the same answer.
-  scheduler_->Signal(SIGTERM);
-  ASSERT_EQ(scheduler_->Wait(absl::Seconds(30)), 0) << Logs();
+  scheduler()->Signal(SIGTERM);
+  ASSERT_EQ(scheduler()->Wait(absl::Seconds(30)), 0) << Logs();
   StartScheduler();
   EXPECT_EQ(Get(job.id()).state(), v1::JOB_STATE_FAILED);
 }
 
 TEST_F(Hostile, AnExecTaskPrintingADeeplyNestedResultLeavesTheExecutorRunning) {
-  const std::string script = dir_ + "/deep.sh";
+  const std::string script = dir() + "/deep.sh";
   {
     std::ofstream out(script);
     out << "#!/bin/sh\n"
@@ -87,7 +87,7 @@ TEST_F(Hostile, AnExecTaskPrintingADeeplyNestedResultLeavesTheExecutorRunning) {
            "'}}\\\\n')\"\n";
   }
   chmod(script.c_str(), 0755);
-  const std::string tasks = dir_ + "/tasks.json";
+  const std::string tasks = dir() + "/tasks.json";
   std::ofstream(tasks) << R"({"tasks": {"deep": {"command": [")" << script
                        << R"("], "timeout": "30s", "max_output_bytes": "1MiB"}}})";
   StartScheduler();
@@ -132,7 +132,7 @@ TEST_F(Hostile, APeerClaimingAShardWithAMadeUpLeaseIsRefusedAndTheRealValueIsPer
       MetricValue(metrics,
                   R"(tessera_results_rejected_total{reason="leased_to_another"})");
   EXPECT_EQ(refused, 4) << metrics;
-  EXPECT_NE(scheduler_->Log().find("name=raw-peer"), std::string::npos) << Logs();
+  EXPECT_NE(scheduler()->Log().find("name=raw-peer"), std::string::npos) << Logs();
   peer.ctx->TryCancel();
 }
 
@@ -143,7 +143,7 @@ TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResu
       Submit(R"({"spec":{"task":"sleep","range":{"start":"0","end":"40","shardCount":8},)"
              R"("params":{"ms":50}}})");
   WaitUntilRunning(job.id());
-  scheduler_->Signal(SIGSTOP);
+  scheduler()->Signal(SIGSTOP);
   const absl::Time stopped = absl::Now();
   // Keepalive pings go unanswered: the executor gives the stream up within
   // about two keepalives and starts reconnecting.
@@ -152,7 +152,7 @@ TEST_F(Hostile, AStoppedSchedulerIsNoticedByItsExecutorsWhichReattachAfterItResu
     absl::SleepFor(absl::Milliseconds(100));
   }
   const absl::Duration noticed = absl::Now() - stopped;
-  scheduler_->Signal(SIGCONT);
+  scheduler()->Signal(SIGCONT);
   EXPECT_LT(noticed, absl::Seconds(6)) << Logs();
   v1::Job ended = WaitForEnd(job.id(), absl::Seconds(60));
   ASSERT_EQ(ended.state(), v1::JOB_STATE_SUCCEEDED) << ended.DebugString() << Logs();
@@ -182,17 +182,17 @@ TEST_F(Hostile, AnExecutorThatReconnectsThreeTimesDuringOneLongShardCostsItNoLos
   for (int i = 1; i <= 3; ++i) {
     // Pausing the scheduler breaks the executor's stream (keepalive) and
     // makes the scheduler drop it (heartbeats): a reconnect, both ways.
-    scheduler_->Signal(SIGSTOP);
+    scheduler()->Signal(SIGSTOP);
     for (int t = 0; t < 100 && Count(executor->Log(), "lost the stream") < i; ++t) {
       absl::SleepFor(absl::Milliseconds(100));
     }
-    scheduler_->Signal(SIGCONT);
+    scheduler()->Signal(SIGCONT);
     ASSERT_EQ(Count(executor->Log(), "lost the stream"), i) << Logs();
-    for (int t = 0; t < 100 && Count(scheduler_->Log(), "connected name=exec-1") < i + 1;
+    for (int t = 0; t < 100 && Count(scheduler()->Log(), "connected name=exec-1") < i + 1;
          ++t) {
       absl::SleepFor(absl::Milliseconds(100));
     }
-    ASSERT_GE(Count(scheduler_->Log(), "connected name=exec-1"), i + 1) << Logs();
+    ASSERT_GE(Count(scheduler()->Log(), "connected name=exec-1"), i + 1) << Logs();
   }
   v1::Job ended = WaitForEnd(job.id(), absl::Seconds(60));
   ASSERT_EQ(ended.state(), v1::JOB_STATE_SUCCEEDED) << ended.DebugString() << Logs();

@@ -50,14 +50,14 @@ TEST_F(JobControl, FiftyConcurrentSubmitsWithOneKeyMakeOneJobThatSurvivesARestar
       v1::SubmitJobRequest req;
       google::protobuf::util::JsonStringToMessage(spec, &req);
       v1::Job job;
-      if (jobs_->SubmitJob(Ctx().get(), req, &job).ok()) ids[i] = job.id();
+      if (jobs()->SubmitJob(Ctx().get(), req, &job).ok()) ids[i] = job.id();
     });
   }
   for (auto& t : threads) t.join();
   for (const std::string& id : ids) EXPECT_EQ(id, ids[0]);
   ASSERT_FALSE(ids[0].empty());
   v1::ListJobsResponse list;
-  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
+  ASSERT_THAT(jobs()->ListJobs(Ctx().get(), v1::ListJobsRequest(), &list), IsOk());
   EXPECT_EQ(list.jobs_size(), 1);
 
   v1::SubmitJobRequest other;
@@ -66,7 +66,7 @@ TEST_F(JobControl, FiftyConcurrentSubmitsWithOneKeyMakeOneJobThatSurvivesARestar
       R"("range":{"start":"0","end":"999","shardCount":4}}})",
       &other);
   v1::Job refused;
-  grpc::Status s = jobs_->SubmitJob(Ctx().get(), other, &refused);
+  grpc::Status s = jobs()->SubmitJob(Ctx().get(), other, &refused);
   EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::ALREADY_EXISTS));
   EXPECT_NE(s.error_message().find(ids[0]), std::string::npos) << s.error_message();
 
@@ -142,7 +142,7 @@ TEST_F(JobControl, MaxParallelHoldsAcrossManyExecutorsAndChangesOnARunningJob) {
   update.mutable_update()->set_max_parallel(12);
   update.mutable_update_mask()->add_paths("max_parallel");
   v1::Job updated;
-  ASSERT_THAT(jobs_->UpdateJob(Ctx().get(), update, &updated), IsOk());
+  ASSERT_THAT(jobs()->UpdateJob(Ctx().get(), update, &updated), IsOk());
   EXPECT_EQ(updated.spec().max_parallel(), 12);
   int64_t after = 0;
   for (int i = 0; i < 60 && Get(job.id()).state() == v1::JOB_STATE_RUNNING; ++i) {

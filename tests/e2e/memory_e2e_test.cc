@@ -37,9 +37,9 @@ class MemoryE2eTest : public Cluster {
  protected:
   // Restarts the scheduler; returns how long until it answered.
   absl::Duration Restart() {
-    if (scheduler_ != nullptr) {
-      scheduler_->Signal(SIGTERM);
-      EXPECT_EQ(scheduler_->Wait(absl::Seconds(30)), 0) << scheduler_->Log();
+    if (scheduler() != nullptr) {
+      scheduler()->Signal(SIGTERM);
+      EXPECT_EQ(scheduler()->Wait(absl::Seconds(30)), 0) << scheduler()->Log();
     }
     const absl::Time t0 = absl::Now();
     StartScheduler();
@@ -48,14 +48,14 @@ class MemoryE2eTest : public Cluster {
   // RSS once the start-up has settled.
   double SettledRss() {
     absl::SleepFor(absl::Milliseconds(500));
-    return RssMiB(scheduler_->pid());
+    return RssMiB(scheduler()->pid());
   }
   v1::ListJobsResponse Page(const std::string& token) {
     v1::ListJobsRequest req;
     req.set_page_size(kPageSize);
     req.set_page_token(token);
     v1::ListJobsResponse resp;
-    grpc::Status s = jobs_->ListJobs(Ctx().get(), req, &resp);
+    grpc::Status s = jobs()->ListJobs(Ctx().get(), req, &resp);
     EXPECT_THAT(s, IsOk());
     return resp;
   }
@@ -92,14 +92,14 @@ TEST_F(MemoryE2eTest,
     ASSERT_EQ(WaitForEnd(id).state(), v1::JOB_STATE_SUCCEEDED) << Logs();
   }
   const v1::Job old_before = Get(real[0]);
-  scheduler_->Signal(SIGTERM);
-  ASSERT_EQ(scheduler_->Wait(absl::Seconds(30)), 0) << scheduler_->Log();
-  scheduler_.reset();
+  scheduler()->Signal(SIGTERM);
+  ASSERT_EQ(scheduler()->Wait(absl::Seconds(30)), 0) << scheduler()->Log();
+  cluster().StopScheduler();
 
   // The rest of the history, written into the store while it is down.
   {
     using namespace tessera::scheduler;
-    auto store = SqliteStore::Open(dir_ + "/data");
+    auto store = SqliteStore::Open(dir() + "/data");
     ASSERT_THAT(store, IsOk());
     const absl::Time now = absl::Now();
     std::vector<JobRecord> records(kFinishedJobs - kRealJobs);
@@ -131,9 +131,9 @@ TEST_F(MemoryE2eTest,
   EXPECT_LT(full_up, absl::Seconds(3));
   EXPECT_LT(full_rss - empty_rss, 128);
   // Finished jobs are not held: the log says how many the start loaded.
-  EXPECT_NE(scheduler_->Log().find("0 unfinished, held in memory; 10000 finished"),
+  EXPECT_NE(scheduler()->Log().find("0 unfinished, held in memory; 10000 finished"),
             std::string::npos)
-      << scheduler_->Log();
+      << scheduler()->Log();
 
   // An old job, served from the store, as it was before.
   const v1::Job old_after = Get(real[0]);
@@ -168,13 +168,13 @@ TEST_F(MemoryE2eTest,
   failed.set_state(v1::JOB_STATE_FAILED);
   failed.set_page_size(5);
   v1::ListJobsResponse resp;
-  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), failed, &resp), IsOk());
+  ASSERT_THAT(jobs()->ListJobs(Ctx().get(), failed, &resp), IsOk());
   ASSERT_EQ(resp.jobs_size(), 5);
   for (const v1::Job& j : resp.jobs()) EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED);
   v1::ListJobsRequest labelled;
   (*labelled.mutable_labels())["batch"] = "3";
   labelled.set_page_size(4);
-  ASSERT_THAT(jobs_->ListJobs(Ctx().get(), labelled, &resp), IsOk());
+  ASSERT_THAT(jobs()->ListJobs(Ctx().get(), labelled, &resp), IsOk());
   ASSERT_EQ(resp.jobs_size(), 4);
   EXPECT_EQ(resp.jobs(0).spec().labels().at("batch"), "3");
 }

@@ -76,21 +76,21 @@ class ObservabilityTest : public Cluster {
     prom_port_ = FreePort();
     std::vector<std::string> targets;
     for (int p : executor_ports) targets.push_back(absl::StrCat("\"127.0.0.1:", p, "\""));
-    const std::string config = dir_ + "/prometheus.yml";
+    const std::string config = dir() + "/prometheus.yml";
     std::ofstream(config) << absl::StrCat(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n", "rule_files: [\"",
         TESSERA_SOURCE_DIR, "/k8s/prometheus/rules.yaml\"]\n", "scrape_configs:\n",
         "  - job_name: tessera-scheduler\n",
-        "    static_configs: [{targets: [\"127.0.0.1:", metrics_port_, "\"]}]\n",
+        "    static_configs: [{targets: [\"127.0.0.1:", metrics_port(), "\"]}]\n",
         "  - job_name: tessera-executor\n", "    static_configs: [{targets: [",
         absl::StrJoin(targets, ","), "]}]\n");
     prometheus_ = std::make_unique<Process>(
         std::vector<std::string>{
             PROMETHEUS_BIN, "--config.file=" + config,
-            "--storage.tsdb.path=" + dir_ + "/tsdb",
+            "--storage.tsdb.path=" + dir() + "/tsdb",
             absl::StrCat("--web.listen-address=127.0.0.1:", prom_port_),
             "--log.level=warn"},
-        dir_ + "/prometheus.log");
+        dir() + "/prometheus.log");
   }
 
   // Polls `query` until it returns a series or the timeout.
@@ -140,7 +140,7 @@ TEST_F(ObservabilityTest, LivePrometheusAnswersEveryDashboardAndAlertQuery) {
   absl::SleepFor(absl::Seconds(3));
 
   // promtool check metrics: each service's scrape, no warnings.
-  for (int port : {metrics_port_, executor_ports[0], executor_ports[1]}) {
+  for (int port : {metrics_port(), executor_ports[0], executor_ports[1]}) {
     CommandResult r =
         RunCommand({"sh", "-c",
                     absl::StrCat("curl -sS --max-time 10 http://127.0.0.1:", port,
@@ -204,14 +204,14 @@ TEST_F(ObservabilityTest, LivePrometheusAnswersEveryDashboardAndAlertQuery) {
   // job's events carry its id as a field.
   int job_lines = 0;
   for (absl::string_view line :
-       absl::StrSplit(scheduler_->Log(), '\n', absl::SkipEmpty())) {
+       absl::StrSplit(scheduler()->Log(), '\n', absl::SkipEmpty())) {
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     ASSERT_TRUE(j.is_object()) << line;
     EXPECT_TRUE(j.contains("time") && j.contains("level") && j.contains("msg")) << line;
     EXPECT_EQ(j.value("service", ""), "scheduler") << line;
     if (j.value("job", "") == job.id()) ++job_lines;
   }
-  EXPECT_GE(job_lines, 2) << scheduler_->Log();  // submitted, finished
+  EXPECT_GE(job_lines, 2) << scheduler()->Log();  // submitted, finished
 }
 
 }  // namespace

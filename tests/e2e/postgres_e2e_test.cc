@@ -26,7 +26,7 @@ class PostgresE2E : public Cluster {
     absl::Status s = pg_.Start();
     ASSERT_THAT(s, IsOk());
     ASSERT_THAT(pg_.CreateDatabase("tessera"), IsOk());
-    password_file_ = dir_ + "/pgpass";
+    password_file_ = dir() + "/pgpass";
     std::ofstream(password_file_) << pg_.password() << "\n";
   }
 
@@ -89,8 +89,8 @@ TEST_F(PostgresE2E, AJobRunsToTheExactAnswerAcrossSchedulerRestartsOnTheSameData
   EXPECT_EQ(ResultFiles(), 1);
 
   // A restart after the end keeps the job and its result, and writes nothing again.
-  scheduler_->Signal(SIGTERM);
-  ASSERT_EQ(scheduler_->Wait(absl::Seconds(20)), 0) << Logs();
+  scheduler()->Signal(SIGTERM);
+  ASSERT_EQ(scheduler()->Wait(absl::Seconds(20)), 0) << Logs();
   StartScheduler(flags);
   v1::Job kept = Get(id);
   EXPECT_EQ(kept.state(), v1::JOB_STATE_SUCCEEDED);
@@ -99,7 +99,7 @@ TEST_F(PostgresE2E, AJobRunsToTheExactAnswerAcrossSchedulerRestartsOnTheSameData
   EXPECT_EQ(ResultFiles(), 1);
   EXPECT_EQ(MetricValue(Metrics(), "tessera_result_writes_total"), 0) << Metrics();
 
-  const std::string log = scheduler_->Log();
+  const std::string log = scheduler()->Log();
   EXPECT_EQ(log.find(pg_.password()), std::string::npos) << "the password was logged";
   EXPECT_NE(log.find("store postgres (postgresql://tessera:***@127.0.0.1"),
             std::string::npos)
@@ -110,18 +110,18 @@ TEST_F(PostgresE2E, AJobRunsToTheExactAnswerAcrossSchedulerRestartsOnTheSameData
 TEST_F(PostgresE2E, AnUnreachableDatabaseIsAClearErrorAtStartThatHidesThePassword) {
   Process scheduler(
       {TESSERA_SCHEDULER_BIN, "--listen=127.0.0.1:0",
-       "--metrics-listen=", "--data-dir=" + dir_ + "/data", "--store=postgres",
+       "--metrics-listen=", "--data-dir=" + dir() + "/data", "--store=postgres",
        absl::StrCat("--postgres-url=postgresql://tessera:", pg_.password(),
                     "@127.0.0.1:", FreePort(), "/tessera?connect_timeout=2")},
-      dir_ + "/unreachable.log");
+      dir() + "/unreachable.log");
   EXPECT_EQ(scheduler.Wait(absl::Seconds(30)), 1) << scheduler.Log();
   const std::string log = scheduler.Log();
   EXPECT_NE(log.find("cannot connect"), std::string::npos) << log;
   EXPECT_EQ(log.find(pg_.password()), std::string::npos) << log;
   // --store=postgres without a URL is refused before anything starts.
   Process no_url({TESSERA_SCHEDULER_BIN, "--listen=127.0.0.1:0", "--metrics-listen=",
-                  "--data-dir=" + dir_ + "/data2", "--store=postgres"},
-                 dir_ + "/no-url.log");
+                  "--data-dir=" + dir() + "/data2", "--store=postgres"},
+                 dir() + "/no-url.log");
   EXPECT_EQ(no_url.Wait(absl::Seconds(30)), 2) << no_url.Log();
   EXPECT_NE(no_url.Log().find("--postgres-url"), std::string::npos);
 }

@@ -30,7 +30,7 @@ class S3Cluster : public Cluster {
  protected:
   void SetUp() override {
     Cluster::SetUp();
-    s3_ = std::make_unique<S3rver>(dir_ + "/s3", std::vector<std::string>{"results"});
+    s3_ = std::make_unique<S3rver>(dir() + "/s3", std::vector<std::string>{"results"});
     absl::Status s = s3_->Start();
     ASSERT_THAT(s, IsOk());
   }
@@ -59,8 +59,8 @@ class S3Cluster : public Cluster {
   // The secret must be in no log line and no argv.
   void ExpectSecretNowhere(const std::string& secret) {
     EXPECT_EQ(Logs().find(secret), std::string::npos) << "the secret was logged";
-    if (scheduler_ && scheduler_->running()) {
-      std::ifstream cmdline("/proc/" + std::to_string(scheduler_->pid()) + "/cmdline");
+    if (scheduler() && scheduler()->running()) {
+      std::ifstream cmdline("/proc/" + std::to_string(scheduler()->pid()) + "/cmdline");
       std::string argv((std::istreambuf_iterator<char>(cmdline)),
                        std::istreambuf_iterator<char>());
       EXPECT_EQ(argv.find(secret), std::string::npos) << "the secret is in argv";
@@ -77,7 +77,7 @@ class S3Cluster : public Cluster {
 
 TEST_F(S3Cluster, AJobsResultLandsInS3WithItsExactBytesAndSha256) {
   // Credentials from a file this time (as a mounted Secret would be).
-  const std::string creds = dir_ + "/credentials";
+  const std::string creds = dir() + "/credentials";
   std::ofstream(creds) << "[default]\naws_access_key_id = " << s3_->access_key_id()
                        << "\naws_secret_access_key = " << s3_->secret_access_key()
                        << "\n";
@@ -251,7 +251,7 @@ TEST_F(S3Cluster, TheStoreStoppedForSecondsWhileAResultIsWrittenIsRetriedAndWrit
 TEST_F(S3Cluster, GetResultLeavesOutAResultTooLargeForAMessageAndSaysWhere) {
   // 100,000 zeros: 200 KB of JSON, but ~1.1 MB as the response's Struct,
   // more than --max-message-bytes (1 MiB) allows.
-  const std::string tasks = dir_ + "/tasks.json";
+  const std::string tasks = dir() + "/tasks.json";
   std::ofstream(tasks) << json{
       {"tasks",
        {{"zeros",
@@ -308,10 +308,10 @@ TEST_F(S3Cluster, SigtermWhileTheStoreIsDownExitsAndTheNextStartWritesTheResult)
       absl::Seconds(30));
   ASSERT_EQ(waiting.shards().succeeded(), 8) << Logs();
   absl::SleepFor(absl::Milliseconds(500));  // retrying by now
-  scheduler_->Signal(SIGTERM);
-  EXPECT_EQ(scheduler_->Wait(absl::Seconds(10)), 0) << scheduler_->Log();
-  EXPECT_NE(scheduler_->Log().find("the next start writes it"), std::string::npos)
-      << scheduler_->Log();
+  scheduler()->Signal(SIGTERM);
+  EXPECT_EQ(scheduler()->Wait(absl::Seconds(10)), 0) << scheduler()->Log();
+  EXPECT_NE(scheduler()->Log().find("the next start writes it"), std::string::npos)
+      << scheduler()->Log();
 
   ASSERT_THAT(s3_->Start(), IsOk());
   StartWithKeys(s3_->secret_access_key(), flags);

@@ -42,7 +42,7 @@ class Scaling : public Cluster {
  protected:
   // The autoscaler's "add a replica".
   Process* AddExecutor() {
-    return StartExecutor(absl::StrCat("replica-", executors_.size() + 1), kSlots);
+    return StartExecutor(absl::StrCat("replica-", executors().size() + 1), kSlots);
   }
 
   double Metric(const std::string& series) { return MetricValue(Metrics(), series); }
@@ -97,12 +97,12 @@ TEST_F(Scaling, ScaleOutThenDrainThenKillKeepsEveryShardExactlyOnce) {
   // Scale in to 2 by SIGTERM: each drains (finishes what runs, releases what it
   // had not started) and exits 0.
   const double requeued_before_drain = Metric("tessera_shards_requeued_total");
-  for (int i : {2, 3}) executors_[i]->Signal(SIGTERM);
+  for (int i : {2, 3}) executors()[i]->Signal(SIGTERM);
   Step("SIGTERM to replica-3 and replica-4");
   int64_t released = 0;
   for (int i : {2, 3}) {
-    EXPECT_EQ(executors_[i]->Wait(absl::Seconds(30)), 0) << executors_[i]->Log();
-    const std::string log = executors_[i]->Log();
+    EXPECT_EQ(executors()[i]->Wait(absl::Seconds(30)), 0) << executors()[i]->Log();
+    const std::string log = executors()[i]->Log();
     EXPECT_FALSE(absl::StrContains(log, "drain timeout")) << log;
     EXPECT_FALSE(absl::StrContains(log, "could not send")) << log;
     released += ReleasedUnstarted(log);
@@ -120,8 +120,8 @@ TEST_F(Scaling, ScaleOutThenDrainThenKillKeepsEveryShardExactlyOnce) {
   // SIGKILL one of the two: its leases go back to the queue.
   const double requeued_before_kill = Metric("tessera_shards_requeued_total");
   ASSERT_NE(Get(id).state(), v1::JOB_STATE_SUCCEEDED) << "the job ended too soon";
-  executors_[1]->Signal(SIGKILL);
-  ASSERT_EQ(executors_[1]->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  executors()[1]->Signal(SIGKILL);
+  ASSERT_EQ(executors()[1]->Wait(absl::Seconds(10)), 128 + SIGKILL);
   ASSERT_NO_FATAL_FAILURE(WaitForConnected(1));
   const double requeued_by_kill =
       Metric("tessera_shards_requeued_total") - requeued_before_kill;

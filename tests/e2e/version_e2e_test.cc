@@ -44,15 +44,16 @@ TEST_F(VersionE2eTest, ExecutorsReportTheirVersionAndBothServicesExportBuildInfo
                 {absl::StrCat("--metrics-listen=127.0.0.1:", executor_metrics)});
   v1::ListExecutorsResponse executors;
   for (int i = 0; i < 500 && executors.executors_size() == 0; ++i) {
-    ASSERT_THAT(jobs_->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &executors),
-                IsOk());
+    ASSERT_THAT(
+        jobs()->ListExecutors(Ctx().get(), v1::ListExecutorsRequest(), &executors),
+        IsOk());
     if (executors.executors_size() == 0) absl::SleepFor(absl::Milliseconds(20));
   }
   ASSERT_EQ(executors.executors_size(), 1) << Logs();
   EXPECT_EQ(executors.executors(0).version(), VersionTag());
 
   CommandResult table =
-      RunCommand({TESSERA_CLI_BIN, "--scheduler", address_, "executors"});
+      RunCommand({TESSERA_CLI_BIN, "--scheduler", address(), "executors"});
   EXPECT_EQ(table.status, 0);
   EXPECT_TRUE(absl::StrContains(table.out, "VERSION")) << table.out;
   EXPECT_TRUE(absl::StrContains(table.out, VersionTag())) << table.out;

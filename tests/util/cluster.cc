@@ -90,6 +90,8 @@ absl::StatusOr<absl::Duration> LocalCluster::StartScheduler(
                             : "--metrics-listen=",
       "--data-dir=" + dir_ + "/data"};
   if (!options_.log_level.empty()) argv.push_back("--log-level=" + options_.log_level);
+  argv.insert(argv.end(), options_.scheduler_flags.begin(),
+              options_.scheduler_flags.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
   const absl::Time t0 = absl::Now();
   scheduler_ = std::make_unique<Process>(Wrapped(options_.scheduler_wrapper, argv),
@@ -111,10 +113,13 @@ absl::Status LocalCluster::KillScheduler() {
 
 Process* LocalCluster::StartExecutor(const std::string& name, int slots,
                                      const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {options_.executor_bin, "--scheduler=" + address_,
+  const std::string& scheduler =
+      executor_scheduler_.empty() ? address_ : executor_scheduler_;
+  std::vector<std::string> argv = {options_.executor_bin, "--scheduler=" + scheduler,
                                    absl::StrCat("--slots=", slots), "--name=" + name,
                                    "--metrics-listen="};
   if (!options_.log_level.empty()) argv.push_back("--log-level=" + options_.log_level);
+  argv.insert(argv.end(), options_.executor_flags.begin(), options_.executor_flags.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
   executors_.push_back(std::make_unique<Process>(Wrapped(options_.executor_wrapper, argv),
                                                  dir_ + "/" + name + ".log"));

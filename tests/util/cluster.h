@@ -46,7 +46,10 @@ class LocalCluster {
     // Prefixed to every scheduler's and executor's argv (profilers).
     std::vector<std::string> scheduler_wrapper;
     std::vector<std::string> executor_wrapper;
-    std::string log_level;     // empty: the binaries' default
+    std::string log_level;  // empty: the binaries' default
+    // Given to every scheduler (executor), before the flags of each start.
+    std::vector<std::string> scheduler_flags;
+    std::vector<std::string> executor_flags;
     bool metrics_port = true;  // the scheduler serves /metrics on metrics_port()
     // How often StartScheduler asks whether the scheduler serves yet.
     absl::Duration ready_poll = absl::Milliseconds(5);
@@ -64,6 +67,9 @@ class LocalCluster {
       absl::Duration timeout = absl::Seconds(60));
   // SIGKILLs the scheduler and waits for it to end.
   absl::Status KillScheduler();
+  // SIGKILLs the scheduler if it still runs and forgets it: scheduler() is
+  // null until the next StartScheduler.
+  void StopScheduler() { scheduler_.reset(); }
   // Starts an executor named `name` with `slots` and `extra` flags.
   Process* StartExecutor(const std::string& name, int slots,
                          const std::vector<std::string>& extra = {});
@@ -83,9 +89,19 @@ class LocalCluster {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   Process* scheduler() { return scheduler_.get(); }
+  const Process* scheduler() const { return scheduler_.get(); }
   std::vector<std::unique_ptr<Process>>& executors() { return executors_; }
+  const std::vector<std::unique_ptr<Process>>& executors() const { return executors_; }
   // The stub of the last scheduler that answered.
   v1::JobService::Stub& jobs() { return *jobs_; }
+  // JobService calls go through `jobs` from now on (a scheduler this cluster
+  // did not start, e.g. one of several replicas).
+  void set_jobs(std::unique_ptr<v1::JobService::Stub> jobs) { jobs_ = std::move(jobs); }
+  // Executors started from now on are given `--scheduler=<address>` rather
+  // than address() (several replicas, or one this cluster did not start).
+  void set_executor_scheduler(std::string address) {
+    executor_scheduler_ = std::move(address);
+  }
 
  private:
   const Options options_;
@@ -93,6 +109,7 @@ class LocalCluster {
   const int port_;
   const int metrics_port_;
   const std::string address_;
+  std::string executor_scheduler_;  // empty: address_
   std::unique_ptr<Process> scheduler_;
   std::vector<std::unique_ptr<Process>> executors_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
