@@ -210,9 +210,20 @@ std::string HaScheduler::FollowerMessage() {
 }
 
 bool HaScheduler::LeadLocked(int64_t epoch) {
-  // The port goes from the follower server to the leader's.
-  follower_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  follower_.reset();
+  // The port goes from the follower server to the leader's. Not under mu_:
+  // the follower's Shutdown waits for its calls, and a call answering with
+  // the leader's address (FollowerMessage) waits for mu_.
+  std::unique_ptr<grpc::Server> follower = std::move(follower_);
+  mu_.Unlock();
+  if (follower != nullptr) {
+    follower->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    follower.reset();
+  }
+  mu_.Lock();
+  if (shutting_down_) {
+    (void)lease_->Resign(epoch);
+    return false;
+  }
   SchedulerConfig config = config_;
   config.listen = listen_;
   config.metrics_listen = "";  // served by this object, across roles
@@ -358,6 +369,7 @@ std::vector<prometheus::MetricFamily> HaScheduler::CollectMetrics() {
 
 void HaScheduler::Shutdown() {
   std::shared_ptr<SchedulerServer> leader;
+  std::unique_ptr<grpc::Server> follower;
   int64_t epoch = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -367,10 +379,12 @@ void HaScheduler::Shutdown() {
     leader = std::move(leader_);
     epoch = epoch_;
     epoch_ = 0;
-    if (follower_) {
-      follower_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-      follower_.reset();
-    }
+    follower = std::move(follower_);
+  }
+  // Outside mu_, which its calls may be waiting for (see LeadLocked).
+  if (follower != nullptr) {
+    follower->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    follower.reset();
   }
   if (leader) {
     leader->Shutdown();
