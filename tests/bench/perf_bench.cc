@@ -1697,9 +1697,16 @@ int main(int argc, char** argv) {
           // The scheduler's own part: what is left over the floor of a job
           // with as many commits (the memory store's cost nothing).
           floor_us = jf->CpuUs(memory ? 0 : f->commits_per_job);
+          // (The disk's parts as measured just before this store's run.)
           out["latency"][store]["floor_cpu_us_per_job"] = floor_us;
           out["latency"][store]["own_cpu_us_per_job"] = f->scheduler_cpu_us - floor_us;
-          absl::StrAppend(&cpu, "; floor ", Num(floor_us, 0), " us, own ",
+          const double commits = memory ? 0 : f->commits_per_job;
+          out["latency"][store]["floor_store_commit_cpu_us"] = jf->commit.cpu_us;
+          out["latency"][store]["floor_sink_write_cpu_us"] = jf->sink.cpu_us;
+          absl::StrAppend(&cpu, "; floor ", Num(floor_us, 0), " us (gRPC ",
+                          Num(jf->grpc.server_cpu_us, 0), " + ", Num(commits, 2),
+                          " x commit ", Num(jf->commit.cpu_us, 0), " + sink ",
+                          Num(jf->sink.cpu_us, 0), "), own ",
                           Num(f->scheduler_cpu_us - floor_us, 0), " us");
         }
         rows.push_back(
