@@ -4,7 +4,12 @@
 // mid-job is replaced within TTL + renew, and a leader paused past its TTL
 // commits nothing once it wakes, says so, and follows. Each time the job ends
 // with the exact answer and one result write to the shared result directory.
+// And calls arriving while a follower takes the lease never hold it up.
+#include <atomic>
+#include <deque>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/e2e/cluster.h"
@@ -186,11 +191,55 @@ class HaE2E : public Cluster {
   PostgresServer pg_;
   std::string password_file_;
   std::string results_;
-  std::vector<Replica> replicas_;
+  std::deque<Replica> replicas_;  // references stay valid as replicas start
 };
 
+TEST_F(HaE2E, CallsAtTheMomentAFollowerTakesTheLeaseDoNotHoldItUp) {
+  // Clients keep calling a follower while the leader gives the lease back.
+  // Calls reaching the follower's server as it takes the lease are answered
+  // (UNAVAILABLE, naming the leader) while that server shuts down to hand its
+  // port to the leader's; a new leader once hung unserved when one arrived
+  // just then.
+  Replica* leader = &StartReplica("r0");
+  ASSERT_TRUE(WaitForHealth(*leader, HealthCheckResponse::SERVING, absl::Seconds(30)))
+      << AllLogs();
+  for (int round = 1; round <= 4; ++round) {
+    Replica& next = StartReplica(absl::StrCat("r", round));
+    ASSERT_TRUE(WaitForHealth(next, HealthCheckResponse::NOT_SERVING, absl::Seconds(30)))
+        << AllLogs();
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+      callers.emplace_back([&stop, address = next.address] {
+        grpc::ChannelArguments args;
+        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+        args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10);
+        args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
+        args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 20);
+        auto stub = v1::JobService::NewStub(
+            grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+        while (!stop) {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(200));
+          v1::GetQueueStatsResponse stats;
+          stub->GetQueueStats(&ctx, v1::GetQueueStatsRequest(), &stats);
+        }
+      });
+    }
+    // A clean stop gives the lease back: the follower takes it at its next poll.
+    leader->process->Signal(SIGTERM);
+    const std::optional<absl::Duration> serving =
+        WaitForHealth(next, HealthCheckResponse::SERVING, absl::Seconds(20));
+    stop = true;
+    for (std::thread& t : callers) t.join();
+    ASSERT_TRUE(serving.has_value()) << "round " << round << "\n" << AllLogs();
+    ASSERT_TRUE(leader->process->Wait(absl::Seconds(30)).has_value()) << AllLogs();
+    leader = &next;
+  }
+}
+
 TEST_F(HaE2E, TheFollowerTakesOverWithinTheLeaseWhenTheLeaderIsKilled) {
-  replicas_.reserve(2);
   const std::string id = StartTwoReplicasAndAJob();
   ASSERT_FALSE(id.empty());
   replicas_[0].process->Signal(SIGKILL);
@@ -213,7 +262,6 @@ TEST_F(HaE2E, TheFollowerTakesOverWithinTheLeaseWhenTheLeaderIsKilled) {
 }
 
 TEST_F(HaE2E, ALeaderPausedPastItsLeaseCommitsNothingAndFollowsWhenItWakes) {
-  replicas_.reserve(2);
   const std::string id = StartTwoReplicasAndAJob();
   ASSERT_FALSE(id.empty());
   replicas_[0].process->Signal(SIGSTOP);
@@ -248,7 +296,6 @@ TEST_F(HaE2E, ALeaderPausedPastItsLeaseCommitsNothingAndFollowsWhenItWakes) {
 // (calls answer UNAVAILABLE meanwhile, executors keep their results), nothing
 // acknowledged is lost and the job ends exactly, its result written once.
 TEST_F(HaE2E, APostgresRestartMidJobLosesNothingAndTheJobEndsExactly) {
-  replicas_.reserve(1);
   Replica& a = StartReplica("a");
   ASSERT_TRUE(WaitForHealth(a, HealthCheckResponse::SERVING, absl::Seconds(20)))
       << AllLogs();
