@@ -18,6 +18,40 @@ void TimeToProto(absl::Time t, google::protobuf::Timestamp* ts) {
 
 }  // namespace
 
+void JsonToValue(const nlohmann::json& json, google::protobuf::Value* value) {
+  switch (json.type()) {
+    case nlohmann::json::value_t::object:
+      JsonToStruct(json, value->mutable_struct_value());
+      return;
+    case nlohmann::json::value_t::array: {
+      google::protobuf::ListValue* list = value->mutable_list_value();
+      list->mutable_values()->Reserve(static_cast<int>(json.size()));
+      for (const nlohmann::json& item : json) JsonToValue(item, list->add_values());
+      return;
+    }
+    case nlohmann::json::value_t::string:
+      value->set_string_value(json.get_ref<const std::string&>());
+      return;
+    case nlohmann::json::value_t::boolean:
+      value->set_bool_value(json.get<bool>());
+      return;
+    case nlohmann::json::value_t::number_integer:
+    case nlohmann::json::value_t::number_unsigned:
+    case nlohmann::json::value_t::number_float:
+      value->set_number_value(json.get<double>());
+      return;
+    default:  // null (nothing else comes from parsing text)
+      value->set_null_value(google::protobuf::NULL_VALUE);
+      return;
+  }
+}
+
+void JsonToStruct(const nlohmann::json& object, google::protobuf::Struct* out) {
+  if (!object.is_object()) return;
+  auto* fields = out->mutable_fields();
+  for (const auto& [key, item] : object.items()) JsonToValue(item, &(*fields)[key]);
+}
+
 absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
   JobSpec spec;
   spec.name = proto.name();
@@ -102,11 +136,9 @@ absl::StatusOr<JobSpec> SpecFromProto(const v1::JobSpec& proto) {
 void SpecToProto(const JobSpec& spec, v1::JobSpec* proto) {
   proto->set_name(spec.name);
   proto->set_task(spec.task);
-  if (!spec.params.empty()) {
-    // The params came from a Struct, so they convert back without loss.
-    (void)google::protobuf::util::JsonStringToMessage(spec.params.dump(),
-                                                      proto->mutable_params());
-  }
+  // The params came from a Struct (bounded in depth), so they convert back
+  // without loss.
+  if (!spec.params.empty()) JsonToStruct(spec.params, proto->mutable_params());
   if (spec.has_items) {
     // Items are not echoed back (they can be many); the count says how many.
     proto->mutable_items()->set_batch_size(spec.batch_size);

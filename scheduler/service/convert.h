@@ -5,6 +5,8 @@
 #include <cstddef>
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/struct.pb.h"
+#include "nlohmann/json.hpp"
 #include "scheduler/core/types.h"
 #include "scheduler/service/executor_result.h"
 #include "tessera/v1/executor.pb.h"
@@ -25,6 +27,14 @@ ExecutorHello HelloFromProto(const v1::Hello& proto);
 void AssignmentToProto(const Assignment& a, v1::Assignment* proto);
 // Moves the result's JSON out of `proto`.
 ExecutorResult ResultFromProto(v1::ShardResult& proto);
+
+// JSON to a protobuf Value, directly: several times faster than printing it
+// and parsing it again with protobuf's JSON parser, and on the path of every
+// job's end event (its result). Numbers become doubles, as in that parser.
+// Recursive: `json` must be bounded in depth (shared/json_limits.h).
+void JsonToValue(const nlohmann::json& json, google::protobuf::Value* value);
+// A JSON object to a Struct (anything else leaves `out` empty).
+void JsonToStruct(const nlohmann::json& object, google::protobuf::Struct* out);
 
 // Assign messages are cut (and merged on a busy stream) at about this many
 // bytes, far below what an executor accepts (64 MiB).

@@ -1,11 +1,10 @@
 #include "scheduler/service/job_service.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "scheduler/service/convert.h"
 #include "shared/grpc_util.h"
+#include "shared/json_limits.h"
 #include "shared/logging.h"
 
 namespace tessera::scheduler {
@@ -13,6 +12,9 @@ namespace {
 
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
+// The deepest result read back that is sent as a Struct (protobuf's own JSON
+// parser stops at 100 too).
+constexpr int kMaxResultReadDepth = 100;
 // WatchJob sends at most one event per this interval.
 constexpr absl::Duration kWatchInterval = absl::Milliseconds(200);
 
@@ -54,12 +56,18 @@ absl::Status ResultToProto(const std::string& job_id, absl::StatusOr<ResultBytes
   resp->set_version(result->job.result_version);
   resp->set_size_bytes(result->size);
   if (!result->omitted) {
-    auto st = google::protobuf::util::JsonStringToMessage(result->bytes,
-                                                          resp->mutable_result());
-    if (!st.ok()) {
-      return absl::DataLossError(absl::StrCat("result of job ", job_id,
-                                              " is not a JSON object: ", st.ToString()));
+    // Parsed only when no deeper than protobuf's own JSON parser would take
+    // (the bytes may have been read back from the sink).
+    nlohmann::json doc;
+    if (JsonTextDepth(result->bytes, kMaxResultReadDepth) <= kMaxResultReadDepth) {
+      doc = nlohmann::json::parse(result->bytes, nullptr, /*allow_exceptions=*/false);
     }
+    if (!doc.is_object()) {
+      return absl::DataLossError(
+          absl::StrCat("result of job ", job_id, " is not a JSON object of depth <= ",
+                       kMaxResultReadDepth));
+    }
+    JsonToStruct(doc, resp->mutable_result());
     resp->set_result_json(std::move(result->bytes));
   }
   // The content goes twice (as a Struct too, which can be several times the

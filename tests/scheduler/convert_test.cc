@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <google/protobuf/text_format.h>
+#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
@@ -460,6 +461,38 @@ TEST(ConvertProtocolTest, TheExecutorsOutcomesCarryEveryField) {
                 executor::ReleaseMessage({"a", "b"})));
   EXPECT_TRUE(executor::HeartbeatMessage().has_heartbeat());
   EXPECT_TRUE(executor::DrainingMessage().has_draining());
+}
+
+// JsonToStruct (the end event's and GetResult's result) gives what protobuf's
+// own JSON parser gives, on every kind of value.
+TEST(ConvertJsonTest, JsonToStructMatchesProtobufsOwnParser) {
+  const std::vector<std::string> docs = {
+      R"({})",
+      R"({"n": 1, "neg": -7, "big": 18446744073709551615, "f": 2.5e-3, "zero": 0})",
+      R"({"s": "caf\u00e9 \"quoted\" \\ \n", "empty": "", "t": true, "f": false, "z": null})",
+      R"({"list": [1, "two", [3, [4]], {"five": 5}, null, true, []], "obj": {"a": {"b": {}}}})",
+      R"({"_metadata": {"attempts": 1, "job_id": "f846049d34b49214", "shards": 1},
+          "items": 1, "values": [0.1, 1e300, -1e-300]})",
+  };
+  for (const std::string& doc : docs) {
+    google::protobuf::Struct want;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(doc, &want).ok()) << doc;
+    google::protobuf::Struct got;
+    JsonToStruct(nlohmann::json::parse(doc), &got);
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, want))
+        << doc << "\ngot:\n" << got.DebugString() << "want:\n" << want.DebugString();
+  }
+}
+
+TEST(ConvertJsonTest, JsonToStructLeavesTheStructEmptyForANonObject) {
+  google::protobuf::Struct out;
+  JsonToStruct(nlohmann::json::parse("[1, 2]"), &out);
+  EXPECT_EQ(out.fields_size(), 0);
+  google::protobuf::Value v;
+  JsonToValue(nlohmann::json::parse("[1, 2]"), &v);
+  ASSERT_TRUE(v.has_list_value());
+  EXPECT_EQ(v.list_value().values_size(), 2);
+  EXPECT_EQ(v.list_value().values(1).number_value(), 2);
 }
 
 }  // namespace
