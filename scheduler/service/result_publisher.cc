@@ -135,13 +135,19 @@ void ResultPublisher::Loop() {
       ticket = std::move(queue_.front());
       queue_.pop_front();
     }
-    Persist(*ticket);
+    const bool published = Persist(*ticket);
     writer_->Release();
+    // The job has ended and its watchers were told: while they read it, the
+    // sink's Sync that its "done" record's commit waits for (SyncBeforeCommit)
+    // is done here, off the writer, so that the next commit (e.g. the next
+    // job's submit) seldom finds it still to do. An error is the writer's
+    // to see and retry when it syncs itself.
+    if (published) (void)sink_->Sync();
     sink_->Prepare();  // e.g. the file sink's spare files, for the next results
   }
 }
 
-void ResultPublisher::Persist(Ticket& ticket) {
+bool ResultPublisher::Persist(Ticket& ticket) {
   const PersistAction& p = ticket.action;
   const absl::Time t0 = clock_->Now();
   absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
@@ -157,7 +163,7 @@ void ResultPublisher::Persist(Ticket& ticket) {
     if (ticket.abandoned) {
       spdlog::warn("job={} result v{} not written: its record was never committed",
                    p.job_id, p.version);
-      return;
+      return false;
     }
   }
   absl::StatusOr<PersistedResult> written = Write(p, staged);
@@ -168,7 +174,7 @@ void ResultPublisher::Persist(Ticket& ticket) {
         "job={} result v{} not written before stopping ({}); the next start "
         "writes it",
         p.job_id, p.version, written.status().ToString());
-    return;
+    return false;
   }
   if (metrics_ != nullptr) metrics_->ResultPersisted(clock_->Now() - t0, written.ok());
   if (persist_delay_ > absl::ZeroDuration()) {
@@ -191,6 +197,7 @@ void ResultPublisher::Persist(Ticket& ticket) {
     spdlog::error("job={} failed: persisting the result: {}", p.job_id,
                   written.status().ToString());
   }
+  return written.ok();
 }
 
 absl::StatusOr<PersistedResult> ResultPublisher::Write(

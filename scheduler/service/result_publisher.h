@@ -12,7 +12,10 @@
 //              until written, failed for good, or Stop.
 //   4. done    The owner is told (`written`): the core records the job's end,
 //              whose "done" record commits only after the sink's Sync
-//              (SyncBeforeCommit, the writer's before-commit hook).
+//              (SyncBeforeCommit, the writer's before-commit hook). The
+//              worker runs that Sync itself right after telling the owner,
+//              while watchers read the end, so that the writer (and the next
+//              job's submit behind it) seldom finds it still to do.
 //
 // Never publish before the commit: a restart after a crash finds the same
 // bytes from the durable "finalizing" record, never a second, different
@@ -85,7 +88,8 @@ class ResultPublisher {
  private:
   struct Ticket;
   void Loop();
-  void Persist(Ticket& ticket);
+  // True when the result was published.
+  bool Persist(Ticket& ticket);
   // Publishes `p`'s bytes, staged again with backoff while the sink's error
   // may pass, until written, a permanent error, or Stop.
   absl::StatusOr<PersistedResult> Write(const PersistAction& p,
