@@ -116,6 +116,11 @@ void ResultPublisher::Join() {
   workers_.clear();
 }
 
+bool ResultPublisher::Idle() {
+  absl::MutexLock lock(&mu_);
+  return queue_.empty();
+}
+
 bool ResultPublisher::WaitUnlessStopping(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -140,9 +145,10 @@ void ResultPublisher::Loop() {
     // The job has ended and its watchers were told: while they read it, the
     // sink's Sync that its "done" record's commit waits for (SyncBeforeCommit)
     // is done here, off the writer, so that the next commit (e.g. the next
-    // job's submit) seldom finds it still to do. An error is the writer's
-    // to see and retry when it syncs itself.
-    if (published) (void)sink_->Sync();
+    // job's submit) seldom finds it still to do. Only when no other result
+    // waits: under load one Sync in the writer's batch covers many results.
+    // An error is the writer's to see and retry when it syncs itself.
+    if (published && Idle()) (void)sink_->Sync();
     sink_->Prepare();  // e.g. the file sink's spare files, for the next results
   }
 }

@@ -94,6 +94,8 @@ class ResultPublisher {
   // may pass, until written, a permanent error, or Stop.
   absl::StatusOr<PersistedResult> Write(const PersistAction& p,
                                         const absl::StatusOr<StagedResult>& first);
+  // No result waits for a worker.
+  bool Idle();
   // Waits `d` unless Stop is called meanwhile; false when stopping.
   bool WaitUnlessStopping(absl::Duration d);
 
