@@ -4,9 +4,12 @@
 #include <time.h>
 
 #include <algorithm>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tessera/v1/jobs.grpc.pb.h"
@@ -132,8 +135,9 @@ absl::StatusOr<GrpcJobFloor> MeasureGrpcJobFloor(
   return f;
 }
 
-absl::StatusOr<StoreCommitFloor> MeasureStoreCommitFloor(const std::string& dir,
-                                                         int64_t commits) {
+absl::StatusOr<StoreCommitFloor> MeasureStoreCommitFloor(
+    const std::string& dir, int64_t commits, const std::function<void()>& alongside,
+    const std::function<void()>& between) {
   sqlite3* db = nullptr;
   const std::string path = dir + "/floor.db";
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
@@ -158,32 +162,98 @@ absl::StatusOr<StoreCommitFloor> MeasureStoreCommitFloor(const std::string& dir,
     status = absl::InternalError("floor: prepare insert");
   }
   const std::string record(300, 'r');
+  auto commit = [&](int64_t i) {
+    const std::string id = absl::StrCat("job-", i % 64);  // rows updated, as jobs are
+    absl::Status s = exec("BEGIN");
+    sqlite3_bind_text(insert, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(insert, 2, record.data(), static_cast<int>(record.size()),
+                      SQLITE_STATIC);
+    if (s.ok() && sqlite3_step(insert) != SQLITE_DONE) {
+      s = absl::InternalError("floor: insert");
+    }
+    sqlite3_reset(insert);
+    if (s.ok()) s = exec("COMMIT");
+    return s;
+  };
   std::vector<double> ms;
   double cpu = 0;
   // As many again first: the WAL file grows until its first checkpoint, and
   // a scheduler that has run a while writes into a WAL of full size.
   for (int64_t i = 0; status.ok() && i < 2 * commits; ++i) {
-    const std::string id = absl::StrCat("job-", i % 64);  // rows updated, as jobs are
     const absl::Time t0 = absl::Now();
     const double c0 = ThreadCpuSeconds();
-    status = exec("BEGIN");
-    sqlite3_bind_text(insert, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(insert, 2, record.data(), static_cast<int>(record.size()),
-                      SQLITE_STATIC);
-    if (status.ok() && sqlite3_step(insert) != SQLITE_DONE) {
-      status = absl::InternalError("floor: insert");
-    }
-    sqlite3_reset(insert);
-    if (status.ok()) status = exec("COMMIT");
+    status = commit(i);
     if (i >= commits) {
       cpu += ThreadCpuSeconds() - c0;
       ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
     }
   }
+  StoreCommitFloor f;
+  if (status.ok() && alongside) {
+    // A helper thread that waits for each go, runs `alongside`, says so, and
+    // then runs `between`.
+    absl::Mutex mu;
+    int64_t go = 0;
+    int64_t done = 0;
+    int64_t idle = 0;  // `between` has run after this many
+    bool quit = false;
+    std::thread helper([&] {
+      for (int64_t n = 1;; ++n) {
+        {
+          absl::MutexLock lock(&mu);
+          auto ready = [&] { return go >= n || quit; };
+          mu.Await(absl::Condition(&ready));
+          if (go < n) return;
+        }
+        alongside();
+        {
+          absl::MutexLock lock(&mu);
+          done = n;
+        }
+        if (between) between();
+        absl::MutexLock lock(&mu);
+        idle = n;
+      }
+    });
+    std::vector<double> together;
+    for (int64_t i = 0; status.ok() && i < commits; ++i) {
+      {
+        // The last `between` is over before the next pair starts.
+        absl::MutexLock lock(&mu);
+        auto helper_idle = [&] { return idle >= i; };
+        mu.Await(absl::Condition(&helper_idle));
+      }
+      const absl::Time t0 = absl::Now();
+      {
+        absl::MutexLock lock(&mu);
+        go = i + 1;
+      }
+      status = commit(i);
+      absl::MutexLock lock(&mu);
+      auto finished = [&] { return done >= i + 1; };
+      mu.Await(absl::Condition(&finished));
+      together.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    }
+    {
+      absl::MutexLock lock(&mu);
+      quit = true;
+    }
+    helper.join();
+    if (!together.empty()) f.with_alongside_p50_ms = Percentile(together, 0.5);
+    // And one after the other, on this thread.
+    std::vector<double> serial;
+    for (int64_t i = 0; status.ok() && i < commits; ++i) {
+      const absl::Time t0 = absl::Now();
+      status = commit(i);
+      alongside();
+      serial.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+      if (between) between();
+    }
+    if (!serial.empty()) f.then_alongside_p50_ms = Percentile(serial, 0.5);
+  }
   sqlite3_finalize(insert);
   sqlite3_close(db);
   if (!status.ok()) return status;
-  StoreCommitFloor f;
   f.cpu_us = 1e6 * cpu / static_cast<double>(commits);
   f.p50_ms = Percentile(ms, 0.5);
   return f;

@@ -46,12 +46,22 @@ absl::StatusOr<GrpcJobFloor> MeasureGrpcJobFloor(
 struct StoreCommitFloor {
   double cpu_us = 0;  // this thread's CPU per commit, kernel included
   double p50_ms = 0;
+  // A commit and the `alongside` write started together, until both are
+  // done (0 when not measured): a job's "finalizing" commit and its result's
+  // write overlap so, on a disk that may take their flushes one at a time.
+  double with_alongside_p50_ms = 0;
+  // The same one after the other (0 when not measured).
+  double then_alongside_p50_ms = 0;
 };
 
 // `commits` durable SQLite commits of one ~300-byte row each, in a new
-// database under `dir`.
-absl::StatusOr<StoreCommitFloor> MeasureStoreCommitFloor(const std::string& dir,
-                                                         int64_t commits);
+// database under `dir`; then, when `alongside` is given, `commits` more, each
+// started together with `alongside` on another thread (and `between` run
+// there after it, untimed, e.g. a sink's Prepare).
+absl::StatusOr<StoreCommitFloor> MeasureStoreCommitFloor(
+    const std::string& dir, int64_t commits,
+    const std::function<void()>& alongside = nullptr,
+    const std::function<void()>& between = nullptr);
 
 // CLOCK_THREAD_CPUTIME_ID in seconds.
 double ThreadCpuSeconds();
