@@ -64,8 +64,8 @@ absl::Status ResultToProto(const std::string& job_id, absl::StatusOr<ResultBytes
     }
     if (!doc.is_object()) {
       return absl::DataLossError(
-          absl::StrCat("result of job ", job_id, " is not a JSON object of depth <= ",
-                       kMaxResultReadDepth));
+          absl::StrCat("result of job ", job_id,
+                       " is not a JSON object of depth <= ", kMaxResultReadDepth));
     }
     JsonToStruct(doc, resp->mutable_result());
     resp->set_result_json(std::move(result->bytes));

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "shared/version.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::cli {
 namespace {
@@ -98,7 +99,7 @@ class FakeJobApi : public JobApi {
   absl::Status watch_status;
 };
 
-class RunCliTest : public testing::Test {
+class RunCliTest : public ::testing::Test {
  protected:
   RunCliTest() {
     v1::GetResultResponse result;
@@ -219,7 +220,8 @@ TEST_F(RunCliTest, TakesTheTokenFromTheFlagThenTheFileThenTheEnvironment) {
   env_token_ = " from-env \n";
   Run({"queue"});
   Run({"--token", "from-flag", "queue"});
-  const std::string file = testing::TempDir() + "/cli_token";
+  const ::tessera::testing::TempDir tmp("tessera-cli");
+  const std::string file = tmp.path() + "/cli_token";
   {
     std::ofstream f(file);
     f << "from-file\n";
@@ -564,15 +566,18 @@ TEST_F(RunCliTest, QueuePrintsStats) {
   EXPECT_NE(out_.str().find("slots:     3/8 busy\n"), std::string::npos);
 }
 
-// A file under the test's temporary directory holding `text`.
-std::string WriteTempFile(const std::string& name, const std::string& text) {
-  std::string path = testing::TempDir() + "/" + name;
+// A file `name` in `dir` (the test's TempDir) holding `text`.
+std::string WriteTempFile(const std::string& dir, const std::string& name,
+                          const std::string& text) {
+  std::string path = dir + "/" + name;
   std::ofstream(path) << text;
   return path;
 }
 
 TEST_F(RunCliTest, SubmitReadsItemsFromAJsonArrayFile) {
-  std::string path = WriteTempFile("items.json", R"([3, "four", {"n": 5}, [6], null])");
+  const ::tessera::testing::TempDir tmp("tessera-cli");
+  std::string path =
+      WriteTempFile(tmp.path(), "items.json", R"([3, "four", {"n": 5}, [6], null])");
   EXPECT_EQ(Run({"submit",  "--task",
                  "square",  "--items-file",
                  path,      "--batch-size",

@@ -25,6 +25,7 @@
 #include "tests/util/cluster.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::testing {
 
@@ -84,11 +85,11 @@ class Cluster : public ::testing::Test {
  protected:
   // Built with the fixture, not in SetUp, so that a fixture that skips before
   // Cluster::SetUp still has a (processless) cluster to tear down.
-  static LocalCluster::Options E2eOptions() {
+  static LocalCluster::Options E2eOptions(const std::string& dir) {
     LocalCluster::Options o;
     o.scheduler_bin = TESSERA_SCHEDULER_BIN;
     o.executor_bin = TESSERA_EXECUTOR_BIN;
-    o.dir = MakeTempDir("tessera-e2e");
+    o.dir = dir;
     o.scheduler_flags = {"--heartbeat-interval=500ms", "--heartbeat-timeout=5s"};
     o.executor_flags = {"--drain-timeout=20s"};
     o.ready_poll = absl::Milliseconds(20);
@@ -180,7 +181,10 @@ class Cluster : public ::testing::Test {
   v1::JobService::Stub* jobs() { return &cluster_.jobs(); }
 
  private:
-  LocalCluster cluster_{E2eOptions()};
+  // The test's dir, removed after the cluster's processes (and, as a base's
+  // member, after a derived fixture's) have ended.
+  TempDir temp_dir_{"tessera-e2e"};
+  LocalCluster cluster_{E2eOptions(temp_dir_.path())};
 };
 
 }  // namespace tessera::testing

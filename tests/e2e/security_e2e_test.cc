@@ -18,6 +18,7 @@
 #include "tests/e2e/cluster.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::testing {
 namespace {
@@ -53,7 +54,6 @@ std::string NewToken() {
 class SecureCluster : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir("tessera-sec");
     certs_ = dir_ + "/certs";
     ASSERT_EQ(RunCommand({"bash", MAKE_CERTS_SCRIPT, certs_}).status, 0);
     submitter_token_ = NewToken();
@@ -137,7 +137,10 @@ class SecureCluster : public ::testing::Test {
     return out;
   }
 
-  std::string dir_, certs_, address_;
+  // Before the processes, so they have ended when it is removed.
+  const TempDir tmp_{"tessera-sec"};
+  const std::string dir_ = tmp_.path();
+  std::string certs_, address_;
   int port_ = 0;
   std::string submitter_token_, executor_token_, reader_token_;
   std::unique_ptr<Process> scheduler_;
@@ -230,7 +233,8 @@ TEST_F(SecureCluster, BufCurlWorksThroughReflectionWithTheCaAndAToken) {
 }
 
 TEST(SchedulerStartup, ANonLoopbackListenWithoutCredentialsExitsOneUnlessInsecure) {
-  const std::string dir = MakeTempDir("tessera-insecure");
+  const TempDir tmp("tessera-insecure");  // outlives the processes below
+  const std::string dir = tmp.path();
   const std::string listen = absl::StrCat("--listen=0.0.0.0:", FreePort());
   CommandResult refused = RunCommand(
       {TESSERA_SCHEDULER_BIN, listen, "--metrics-listen=", "--data-dir=" + dir + "/data"},

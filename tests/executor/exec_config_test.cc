@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::executor {
 namespace {
@@ -110,8 +111,8 @@ TEST(ExecTasksFile, LoadNamesTheFile) {
   EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound,
                                 HasSubstr("tasks file /nonexistent/tasks.json")));
 
-  const std::string dir = ::testing::TempDir() + "/exec_config_test";
-  std::filesystem::create_directories(dir);
+  const ::tessera::testing::TempDir tmp("tessera-exec-config");
+  const std::string dir = tmp.path();
   std::ofstream(dir + "/tasks.json")
       << R"({"tasks": {"p": {"command": ["x"], "bad": 1}}})";
   absl::Status bad = LoadExecTasksFile(dir + "/tasks.json").status();

@@ -22,6 +22,7 @@
 #include "spdlog/sinks/ringbuffer_sink.h"
 #include "spdlog/spdlog.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::executor {
 namespace {
@@ -73,13 +74,6 @@ pid_t ReadPid(const std::string& path, absl::Duration timeout = absl::Seconds(10
 
 class ExecHandlerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tessera-exec-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // Writes an executable script and returns its path.
   std::string Script(const std::string& name, const std::string& body) {
     const std::string path = dir_ + "/" + name;
@@ -112,7 +106,8 @@ class ExecHandlerTest : public ::testing::Test {
     return handler->Run(task, progress_, cancel != nullptr ? *cancel : never);
   }
 
-  std::string dir_;
+  const ::tessera::testing::TempDir tmp_{"tessera-exec-test"};
+  const std::string dir_ = tmp_.path();
   RecordingProgress progress_;
 };
 

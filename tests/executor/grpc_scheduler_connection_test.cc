@@ -15,6 +15,7 @@
 #include "shared/grpc_util.h"
 #include "tessera/v1/executor.grpc.pb.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::executor {
 namespace {
@@ -86,7 +87,8 @@ class GrpcSchedulerConnectionTest : public ::testing::Test {
 };
 
 TEST_F(GrpcSchedulerConnectionTest, CarriesMessagesBothWaysWithTheBearerToken) {
-  const std::string token_file = ::testing::TempDir() + "/executor-token";
+  const ::tessera::testing::TempDir tmp("tessera-executor-token");
+  const std::string token_file = tmp.path() + "/executor-token";
   std::ofstream(token_file) << "s3cret\n";
   GrpcConnectionOptions options;
   options.auth_token_file = token_file;

@@ -18,6 +18,7 @@
 #include "tests/scheduler/executor_stream.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -49,7 +50,6 @@ json Token(const std::string& name, const std::string& token, const std::string&
 class AuthServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::MakeTempDir("tessera-auth");
     certs_ = dir_ + "/certs";
     testing::CommandResult made =
         testing::RunCommand({"bash", MAKE_CERTS_SCRIPT, certs_});
@@ -162,7 +162,9 @@ class AuthServiceTest : public ::testing::Test {
   }
 
   RealClock clock_;
-  std::string dir_;
+  // Before the server, so that it has stopped when the dir is removed.
+  const testing::TempDir tmp_{"tessera-auth"};
+  const std::string dir_ = tmp_.path();
   std::string certs_;
   std::string tokens_file_;
   std::string address_;
@@ -406,7 +408,8 @@ TEST_F(AuthServiceTest, TheTokensFileIsReReadWhenItChangesAndABadOneKeepsTheOld)
 
 class StartupTest : public ::testing::Test {
  protected:
-  std::string dir_ = testing::MakeTempDir("tessera-auth-start");
+  const testing::TempDir tmp_{"tessera-auth-start"};
+  const std::string dir_ = tmp_.path();
   RealClock clock_;
 };
 

@@ -480,7 +480,9 @@ TEST(ConvertJsonTest, JsonToStructMatchesProtobufsOwnParser) {
     google::protobuf::Struct got;
     JsonToStruct(nlohmann::json::parse(doc), &got);
     EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got, want))
-        << doc << "\ngot:\n" << got.DebugString() << "want:\n" << want.DebugString();
+        << doc << "\ngot:\n"
+        << got.DebugString() << "want:\n"
+        << want.DebugString();
   }
 }
 

@@ -2,13 +2,12 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -16,13 +15,9 @@ namespace {
 using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
 
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-lock-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
-
 TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLetsGo) {
-  const std::string dir = TempDir() + "/data";  // created by the lock
+  const testing::TempDir tmp("tessera-lock");
+  const std::string dir = tmp.path() + "/data";  // created by the lock
   auto first = DataDirLock::Acquire(dir);
   ASSERT_THAT(first, IsOk());
   char host[256] = {};
@@ -48,7 +43,8 @@ TEST(DataDirLockTest, ASecondHolderIsRefusedWithTheDirAndTheFirstsPidUntilItLets
 }
 
 TEST(DataDirLockTest, ADataDirThatIsAFileIsAClearError) {
-  const std::string file = TempDir() + "/a-file";
+  const testing::TempDir tmp("tessera-lock");
+  const std::string file = tmp.path() + "/a-file";
   std::ofstream(file) << "x";
   auto lock = DataDirLock::Acquire(file);
   EXPECT_THAT(lock, StatusIs(absl::StatusCode::kFailedPrecondition));

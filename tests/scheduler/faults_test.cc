@@ -22,6 +22,7 @@
 #include "tests/scheduler/faulty_store.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -114,10 +115,7 @@ class PlayedExecutor {
 
 class FaultsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    data_dir_ = testing::MakeTempDir("tessera-faults");
-    StartServer();
-  }
+  void SetUp() override { StartServer(); }
   // Starts (again, on the same data dir) a server with a faulty store and sink.
   void StartServer() {
     SchedulerConfig config;
@@ -231,7 +229,9 @@ class FaultsTest : public ::testing::Test {
   }
 
   RealClock clock_;
-  std::string data_dir_;
+  // Kept across Restart; removed after the server (declared later) is gone.
+  const testing::TempDir tmp_{"tessera-faults"};
+  const std::string data_dir_ = tmp_.path();
   FaultyStore* store_ = nullptr;
   FaultySink* sink_ = nullptr;
   std::unique_ptr<SchedulerServer> server_;

@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +9,7 @@
 #include "shared/sha256.h"
 #include "tests/util/small_disk.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -17,11 +17,6 @@ namespace {
 using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
 using ::testing::Not;
-
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-sink-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
 
 // Files in `dir`: {spare files, all others}.
 std::pair<int, int> CountFiles(const std::string& dir) {
@@ -39,7 +34,8 @@ std::string Contents(const std::string& path) {
 }
 
 TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
-  const std::string dir = TempDir() + "/results";
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path() + "/results";
   auto sink = FileSink::Create(dir);
   ASSERT_THAT(sink, IsOk());
   auto r = (*sink)->Write("abc123", 1, "{\"primes\": 25}\n");
@@ -59,7 +55,8 @@ TEST(FileSinkTest, WritesTheWholeFileAndReportsItsSha256) {
 }
 
 TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
-  const std::string dir = TempDir() + "/results";
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path() + "/results";
   auto sink = FileSink::Create(dir);
   ASSERT_THAT(sink, IsOk());
   const int ready = CountFiles(dir).first;
@@ -92,7 +89,8 @@ TEST(FileSinkTest, FillsSpareFilesMadeAheadAndFindsThemAgainAfterARestart) {
 }
 
 TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
-  const std::string dir = TempDir() + "/results";
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path() + "/results";
   auto sink = FileSink::Create(dir);
   ASSERT_THAT(sink, IsOk());
   auto staged = (*sink)->Stage("abc123", 2, "{\"items\": 3}\n");
@@ -121,7 +119,8 @@ TEST(FileSinkTest, AStagedResultIsOutOfSightUntilPublished) {
 }
 
 TEST(FileSinkTest, SyncFsyncsTheDirectoryOnlyWhenSomethingWasPublished) {
-  const std::string dir = TempDir() + "/results";
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path() + "/results";
   auto sink = FileSink::Create(dir);
   ASSERT_THAT(sink, IsOk());
   auto staged = (*sink)->Stage("abc123", 1, "{\"items\": 1}\n");
@@ -149,7 +148,8 @@ TEST(FileSinkTest, SyncFsyncsTheDirectoryOnlyWhenSomethingWasPublished) {
 }
 
 TEST(FileSinkTest, AMissingResultFileIsDataLoss) {
-  const std::string dir = TempDir();
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path();
   auto sink = FileSink::Create(dir);
   ASSERT_THAT(sink, IsOk());
   auto r = (*sink)->Write("gone", 1, "{}");
@@ -164,7 +164,8 @@ TEST(FileSinkTest, Sha256MatchesAKnownDigest) {
 }
 
 TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
-  auto sink = FileSink::Create(TempDir());
+  const testing::TempDir tmp("tessera-sink");
+  auto sink = FileSink::Create(tmp.path());
   ASSERT_THAT(sink, IsOk());
   EXPECT_THAT((*sink)->Write("../x", 1, "{}"),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -172,7 +173,8 @@ TEST(FileSinkTest, RefusesJobIdsThatCouldEscapeTheDirectory) {
 }
 
 TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {
-  const std::string dir = TempDir() + "/results";
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path() + "/results";
   auto sink = FileSink::Create(dir);
   ASSERT_THAT(sink, IsOk());
   // The directory turns into a file: every write must fail, even as root.
@@ -186,7 +188,8 @@ TEST(FileSinkTest, ReportsAWriteFailureWithThePath) {
 }
 
 TEST(FileSinkTest, AFullDiskIsResourceExhaustedLeavesNothingAndTheSameBytesGoInLater) {
-  const std::string dir = TempDir();
+  const testing::TempDir tmp("tessera-sink");
+  const std::string dir = tmp.path();
   std::string why;
   auto disk = testing::SmallDisk::Mount(dir, 1 << 20, &why);
   if (disk == nullptr) GTEST_SKIP() << why;

@@ -4,7 +4,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -16,6 +15,7 @@
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -25,7 +25,6 @@ using ::tessera::testing::IsOk;
 class IdleLatencyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data_dir_ = testing::MakeTempDir("tessera-idle");
     SchedulerConfig config;
     config.listen = "127.0.0.1:0";
     config.metrics_listen = "";
@@ -41,7 +40,6 @@ class IdleLatencyTest : public ::testing::Test {
   }
   void TearDown() override {
     if (server_) server_->Shutdown();
-    std::filesystem::remove_all(data_dir_);
   }
 
   // The call's latency in ms (and a failed expectation if it failed).
@@ -85,7 +83,9 @@ class IdleLatencyTest : public ::testing::Test {
   }
 
   RealClock clock_;
-  std::string data_dir_;
+  // Before the server, so that it has stopped when the dir is removed.
+  const testing::TempDir tmp_{"tessera-idle"};
+  const std::string data_dir_ = tmp_.path();
   std::unique_ptr<SchedulerServer> server_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
 };

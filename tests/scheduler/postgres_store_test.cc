@@ -13,6 +13,7 @@
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -49,7 +50,8 @@ TEST(RedactConninfoTest, HidesThePasswordOfKeywordConninfo) {
 }
 
 TEST(ReadPasswordFileTest, ReadsTheFirstLineAndNamesOnlyTheFile) {
-  const std::string dir = ::tessera::testing::MakeTempDir("tessera-pwfile");
+  const ::tessera::testing::TempDir tmp("tessera-pwfile");
+  const std::string dir = tmp.path();
   { std::ofstream(dir + "/pw") << "s3cret-pw\r\nsecond line\n"; }
   auto pw = ReadPasswordFile(dir + "/pw");
   ASSERT_THAT(pw, IsOk());

@@ -16,6 +16,7 @@
 #include "tests/util/process.h"
 #include "tests/util/s3rver.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -24,14 +25,15 @@ using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
 using ::testing::Not;
 
-using ::tessera::testing::MakeTempDir;
 using ::tessera::testing::S3rver;
+using ::tessera::testing::TempDir;
 
 // Each kind makes a fresh, empty sink per test, and can write "someone
 // else's" bytes where a result would go.
 struct FileSinkKind {
   static constexpr char kName[] = "file";
-  std::string dir = MakeTempDir("tessera-contract") + "/results";
+  TempDir tmp{"tessera-contract"};  // kind_ outlives the fixture's sink_
+  std::string dir = tmp.path() + "/results";
   std::unique_ptr<ResultSink> Make() {
     auto sink = FileSink::Create(dir);
     EXPECT_THAT(sink, IsOk());
@@ -77,7 +79,8 @@ class ResultSinkContract : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if constexpr (std::is_same_v<Kind, S3SinkKind>) {
-      S3SinkKind::server = new S3rver(MakeTempDir("tessera-s3rver"), {"results"});
+      // In a temp dir of its own, removed with it (TearDownTestSuite).
+      S3SinkKind::server = new S3rver(std::vector<std::string>{"results"});
       absl::Status s = S3SinkKind::server->Start();
       ASSERT_THAT(s, IsOk());
     }

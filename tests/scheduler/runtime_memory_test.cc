@@ -3,8 +3,6 @@
 // from the store (GetJob, ListJobs merged with live jobs in creation order,
 // GetResult, an idempotent resubmission, RetryFailedShards), also after a
 // restart that loads the unfinished jobs only.
-#include <cstdlib>
-#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -14,6 +12,7 @@
 #include "scheduler/store/sqlite_store.h"
 #include "tests/scheduler/runtime_fixture.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -23,15 +22,8 @@ using ::tessera::testing::StatusIs;
 
 class RuntimeMemoryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = std::filesystem::temp_directory_path() / "tessera-mem-XXXXXX";
-    dir_ = mkdtemp(tmpl.data());
-    Open();
-  }
-  void TearDown() override {
-    Close();
-    std::filesystem::remove_all(dir_);
-  }
+  void SetUp() override { Open(); }
+  void TearDown() override { Close(); }
   void Open() {
     auto store = SqliteStore::Open(dir_);
     ASSERT_THAT(store, IsOk());
@@ -120,7 +112,9 @@ class RuntimeMemoryTest : public ::testing::Test {
     return ids;
   }
 
-  std::string dir_;
+  // Declared first: removed after the store and sink are gone.
+  const testing::TempDir tmp_{"tessera-mem"};
+  const std::string dir_ = tmp_.path();
   FakeClock clock_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<FileSink> sink_;

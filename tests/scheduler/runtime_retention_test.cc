@@ -1,7 +1,6 @@
 // Retention through the runtime, over a real SQLite store and file sink and a
 // fake clock: a job retires a tick after its retention, its rows go, its
 // result file stays (or goes, with --delete-results-with-jobs).
-#include <cstdlib>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +11,7 @@
 #include "scheduler/store/sqlite_store.h"
 #include "tests/scheduler/runtime_fixture.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -24,8 +24,6 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
   static constexpr absl::Duration kRetention = absl::Hours(1);
 
   void SetUp() override {
-    std::string tmpl = std::filesystem::temp_directory_path() / "tessera-rt-XXXXXX";
-    dir_ = mkdtemp(tmpl.data());
     auto store = SqliteStore::Open(dir_);
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
@@ -46,7 +44,6 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     runtime_->Stop();
     runtime_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Runs a job of `shards` noop shards to SUCCEEDED.
@@ -71,7 +68,9 @@ class RuntimeRetentionTest : public ::testing::TestWithParam<bool> {
     return {};
   }
 
-  std::string dir_;
+  // Declared first: removed after the store and sink are gone.
+  const testing::TempDir tmp_{"tessera-rt"};
+  const std::string dir_ = tmp_.path();
   FakeClock clock_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<FileSink> sink_;

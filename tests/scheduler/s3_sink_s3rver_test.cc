@@ -20,14 +20,13 @@ using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
 using ::testing::Not;
 
-using ::tessera::testing::MakeTempDir;
 using ::tessera::testing::S3rver;
 
 class S3SinkAgainstS3rver : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<S3rver>(MakeTempDir("tessera-s3rver"),
-                                       std::vector<std::string>{"results"});
+    // In a temp dir of its own, removed with it.
+    server_ = std::make_unique<S3rver>(std::vector<std::string>{"results"});
     absl::Status s = server_->Start();
     ASSERT_THAT(s, IsOk());
   }

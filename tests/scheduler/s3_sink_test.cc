@@ -17,6 +17,7 @@
 #include "tests/util/fake_http_server.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -483,7 +484,8 @@ namespace tessera::scheduler {
 namespace {
 
 TEST(SinkFactoryTest, MakesTheSinkTheFlagNames) {
-  const std::string dir = ::tessera::testing::MakeTempDir("tessera-factory");
+  const ::tessera::testing::TempDir tmp("tessera-factory");
+  const std::string dir = tmp.path();
   auto file = MakeResultSink("", S3SinkOptions{}, dir);
   ASSERT_THAT(file, IsOk());
   auto written = (*file)->Write("j1", 1, "{}\n");

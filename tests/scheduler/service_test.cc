@@ -17,6 +17,7 @@
 #include "tests/scheduler/executor_stream.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -31,7 +32,6 @@ using Stream = grpc::ClientReaderWriter<v1::ExecutorMessage, v1::SchedulerMessag
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data_dir_ = testing::MakeTempDir("tessera-svc");
     SchedulerConfig config;
     config.listen = "127.0.0.1:0";
     // The metrics endpoint takes ~2 s to stop, so only tests that read it have one.
@@ -125,7 +125,9 @@ class ServiceTest : public ::testing::Test {
   int max_watchers_ = 1024;
   int max_message_bytes_ = 64 << 20;
   RealClock clock_;
-  std::string data_dir_;
+  // Before the server, so that it has stopped when the dir is removed.
+  const testing::TempDir tmp_{"tessera-svc"};
+  const std::string data_dir_ = tmp_.path();
   std::unique_ptr<SchedulerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
@@ -540,7 +542,8 @@ TEST_F(ServiceTest, RefusesASecondServerOnTheSamePort) {
   SchedulerConfig config;
   config.listen = absl::StrCat("127.0.0.1:", server_->port());
   config.metrics_listen = "";
-  config.data_dir = testing::MakeTempDir("tessera-svc");
+  const testing::TempDir other_dir("tessera-svc");
+  config.data_dir = other_dir.path();
   auto second = SchedulerServer::Create(config, &clock_);
   EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
 }

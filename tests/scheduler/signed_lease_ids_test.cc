@@ -8,6 +8,7 @@
 #include "scheduler/store/sqlite_store.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -48,7 +49,8 @@ TEST(SignedLeaseIdsTest, IdsAreNeverReusedForTheSameShardAndAttempt) {
 }
 
 TEST(SignedLeaseIdsTest, TheKeyIsKeptInTheStoreSoARestartRecognisesEarlierLeases) {
-  const std::string dir = testing::MakeTempDir("tessera-lease");
+  const testing::TempDir tmp("tessera-lease");  // both stores below open it
+  const std::string dir = tmp.path();
   std::string id;
   {
     auto store = SqliteStore::Open(dir, "normal");

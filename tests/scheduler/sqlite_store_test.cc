@@ -1,22 +1,15 @@
 #include "scheduler/store/sqlite_store.h"
 
-#include <cstdlib>
-#include <filesystem>
-
 #include "gtest/gtest.h"
 #include "tests/util/small_disk.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
 
 using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
-
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tessera-store-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
 
 JobRecord Record(const std::string& id, JobState state) {
   JobRecord r;
@@ -77,7 +70,8 @@ TEST(RecordCodecTest, RefusesASeqOrResultVersionNothingCanFollow) {
 
 TEST(SqliteStoreTest, KeepsItsSyncSettingAcrossDurableCommits) {
   for (const auto& [setting, value] : {std::pair{"normal", 1}, std::pair{"full", 2}}) {
-    auto store = SqliteStore::Open(TempDir(), setting);
+    const testing::TempDir dir("tessera-store");
+    auto store = SqliteStore::Open(dir.path(), setting);
     ASSERT_THAT(store, IsOk());
     EXPECT_EQ(*(*store)->Synchronous(), value) << setting;
     const JobRecord job = Record("j1", JobState::kRunning);
@@ -90,7 +84,8 @@ TEST(SqliteStoreTest, KeepsItsSyncSettingAcrossDurableCommits) {
 }
 
 TEST(SqliteStoreTest, DurableAndPlainCommitsAreReadBackAfterReopening) {
-  const std::string dir = TempDir();
+  const testing::TempDir tmp("tessera-store");
+  const std::string dir = tmp.path();
   {
     auto store = SqliteStore::Open(dir);
     ASSERT_THAT(store, IsOk());
@@ -112,7 +107,8 @@ TEST(SqliteStoreTest, DurableAndPlainCommitsAreReadBackAfterReopening) {
 }
 
 TEST(SqliteStoreTest, AJobSavedAgainIsReadBackOnceAsItsLatestRecordInSubmissionOrder) {
-  const std::string dir = TempDir();
+  const testing::TempDir tmp("tessera-store");
+  const std::string dir = tmp.path();
   {
     auto store = SqliteStore::Open(dir);
     ASSERT_THAT(store, IsOk());
@@ -138,7 +134,8 @@ TEST(SqliteStoreTest, AJobSavedAgainIsReadBackOnceAsItsLatestRecordInSubmissionO
 }
 
 TEST(SqliteStoreTest, ARecordTooBigIsARecordErrorNamingItsJobAndNothingIsCommitted) {
-  const std::string dir = TempDir();
+  const testing::TempDir tmp("tessera-store");
+  const std::string dir = tmp.path();
   {
     auto store = SqliteStore::Open(dir);
     ASSERT_THAT(store, IsOk());
@@ -167,7 +164,8 @@ TEST(SqliteStoreTest, ARecordTooBigIsARecordErrorNamingItsJobAndNothingIsCommitt
 }
 
 TEST(SqliteStoreTest, AFullDiskIsResourceExhaustedAndCommitsPassOnceSpaceReturns) {
-  const std::string dir = TempDir();
+  const testing::TempDir tmp("tessera-store");
+  const std::string dir = tmp.path();
   std::string why;
   auto disk = testing::SmallDisk::Mount(dir, 2 << 20, &why);
   if (disk == nullptr) GTEST_SKIP() << why;

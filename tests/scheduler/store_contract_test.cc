@@ -15,6 +15,7 @@
 #include "tests/util/process.h"
 #include "tests/util/s3rver.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -22,7 +23,7 @@ namespace {
 using ::tessera::testing::IsOk;
 using ::tessera::testing::StatusIs;
 
-using ::tessera::testing::MakeTempDir;
+using ::tessera::testing::TempDir;
 
 // Each kind opens a fresh, empty store per test, and can open it again as a
 // restarted scheduler would (after the first one is closed).
@@ -40,7 +41,8 @@ struct SqliteKind {
   static constexpr char kName[] = "sqlite";
   static constexpr bool kSurvivesRestart = true;
   static constexpr bool kRefusesBigRecords = true;
-  std::string dir = MakeTempDir("tessera-store-contract");
+  TempDir tmp{"tessera-store-contract"};  // kind_ outlives the fixture's store_
+  std::string dir = tmp.path();
   absl::StatusOr<std::unique_ptr<Store>> Open() {
     auto s = SqliteStore::Open(dir);
     if (!s.ok()) return s.status();

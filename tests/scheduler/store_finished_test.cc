@@ -14,6 +14,7 @@
 #include "scheduler/store/sqlite_store.h"
 #include "tests/scheduler/store_fixture.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -178,7 +179,8 @@ TEST_P(StoreFinishedTest, ARecordSavedAgainMovesBetweenStatesAndKeepsItsPlace) {
 }
 
 TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
-  const std::string dir = ::tessera::testing::MakeTempDir("tessera-fin");
+  const ::tessera::testing::TempDir tmp("tessera-fin");
+  const std::string dir = tmp.path();
   JobRecord done = Record("done", 4, JobState::kSucceeded, "q9");
   done.spec.idempotency_key = "k";
   {
@@ -214,7 +216,6 @@ TEST(SqliteStoreMigrationTest, ASchemaTwoDatabaseGetsItsSummaryColumnsFilled) {
     ASSERT_THAT(page, IsOk());
     EXPECT_EQ(page->size(), 1u);
   }
-  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryStore, StoreFinishedTest, EveryStoreKind(), StoreKindName);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "tests/util/postgres_server.h"
 #include "tests/util/process.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 
@@ -121,15 +123,17 @@ class StoreTest : public ::testing::TestWithParam<StoreKind> {
     if (GetParam().name == "postgres" && ::tessera::testing::PostgresSkipped()) {
       GTEST_SKIP() << "TESSERA_SKIP_POSTGRES=1";
     }
-    dir_ = ::tessera::testing::MakeTempDir("tessera-store");
+    tmp_.emplace("tessera-store");
+    dir_ = tmp_->path();
     store_ = GetParam().open(dir_);
     ASSERT_NE(store_, nullptr);
   }
   void TearDown() override {
-    store_.reset();
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    store_.reset();  // closed before its dir is removed
+    tmp_.reset();
   }
 
+  std::optional<::tessera::testing::TempDir> tmp_;
   std::string dir_;
   std::unique_ptr<Store> store_;
 };

@@ -12,6 +12,7 @@
 #include "scheduler/store/sqlite_store.h"
 #include "tests/scheduler/store_fixture.h"
 #include "tests/util/status_matchers.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -111,7 +112,8 @@ int64_t FileBytes(const std::string& path) {
 }
 
 TEST(SqliteStoreSpaceTest, CompactHandsTheSpaceOfRetiredJobsBack) {
-  const std::string dir = ::tessera::testing::MakeTempDir("tessera-retire");
+  const ::tessera::testing::TempDir tmp("tessera-retire");
+  const std::string dir = tmp.path();
   const std::string db = dir + "/tessera.db";
   {
     auto store = SqliteStore::Open(dir, "normal");
@@ -135,11 +137,11 @@ TEST(SqliteStoreSpaceTest, CompactHandsTheSpaceOfRetiredJobsBack) {
     EXPECT_LT(FileBytes(db), full / 4) << full;
     EXPECT_EQ(FileBytes(db + "-wal"), 0);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(SqliteStoreSpaceTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs) {
-  const std::string dir = ::tessera::testing::MakeTempDir("tessera-retire");
+  const ::tessera::testing::TempDir tmp("tessera-retire");
+  const std::string dir = tmp.path();
   const std::string db = dir + "/tessera.db";
   const JobRecord old = StoreRecord("old", 7, JobState::kRunning);
   {
@@ -195,7 +197,6 @@ TEST(SqliteStoreSpaceTest, ADatabaseOfSchemaVersionOneIsMigratedAndKeepsItsJobs)
   EXPECT_EQ(one("PRAGMA auto_vacuum"), "2");  // incremental
   EXPECT_EQ(one("SELECT COUNT(*) FROM failed_shards"), "1");
   sqlite3_close(raw);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -68,14 +68,16 @@ std::vector<std::string> Wrapped(const std::vector<std::string>& wrapper,
 
 LocalCluster::LocalCluster(Options options)
     : options_(std::move(options)),
-      dir_(options_.dir.empty() ? MakeTempDir("tessera-cluster") : options_.dir),
+      own_dir_(options_.dir.empty() ? std::make_optional<TempDir>("tessera-cluster")
+                                    : std::nullopt),
+      dir_(own_dir_ ? own_dir_->path() : options_.dir),
       port_(FreePort()),
       metrics_port_(options_.metrics_port ? FreePort() : 0),
       address_(absl::StrCat("127.0.0.1:", port_)),
       jobs_(v1::JobService::NewStub(
           grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
 
-LocalCluster::~LocalCluster() { StopAll(); }
+LocalCluster::~LocalCluster() { StopAll(); }  // before own_dir_ is removed
 
 void LocalCluster::StopAll() {
   executors_.clear();  // SIGKILL

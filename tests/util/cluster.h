@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "absl/time/time.h"
 #include "tessera/v1/jobs.grpc.pb.h"
 #include "tests/util/process.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::testing {
 
@@ -36,13 +38,14 @@ absl::StatusOr<std::unique_ptr<v1::JobService::Stub>> WaitForScheduler(
 double ProcStatusMiB(pid_t pid, const std::string& key);
 
 // A scheduler (started and restarted on the same port and data dir) and its
-// executors. Thread-compatible; the processes die with it.
+// executors. Thread-compatible; the processes die with it, and then the temp
+// dir it made (none is made if Options::dir names one: its owner removes it).
 class LocalCluster {
  public:
   struct Options {
     std::string scheduler_bin;
     std::string executor_bin;
-    std::string dir;  // empty: a new temp dir
+    std::string dir;  // empty: a new temp dir, removed with the cluster
     // Prefixed to every scheduler's and executor's argv (profilers).
     std::vector<std::string> scheduler_wrapper;
     std::vector<std::string> executor_wrapper;
@@ -105,6 +108,8 @@ class LocalCluster {
 
  private:
   const Options options_;
+  // Declared before the processes, so they have ended when it is removed.
+  const std::optional<TempDir> own_dir_;  // if options_.dir was empty
   const std::string dir_;
   const int port_;
   const int metrics_port_;

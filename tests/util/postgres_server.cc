@@ -69,14 +69,11 @@ std::string PostgresServer::BinDir() {
   return best;
 }
 
-PostgresServer::PostgresServer()
-    : dir_(MakeTempDir("tessera-postgres")), bin_(BinDir()), password_(RandomHex(24)) {}
+PostgresServer::PostgresServer() : bin_(BinDir()), password_(RandomHex(24)) {}
 
 PostgresServer::~PostgresServer() {
   (void)Stop();
-  process_.reset();  // SIGKILLs it if it did not stop
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  process_.reset();  // SIGKILLs it if it did not stop; then tmp_ is removed
 }
 
 absl::Status PostgresServer::Start() {

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "tests/util/process.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::testing {
 
@@ -29,7 +30,7 @@ class PostgresServer {
   static std::string BinDir();
 
   PostgresServer();
-  ~PostgresServer();  // stops the server and removes its temp dir
+  ~PostgresServer();  // stops the server, then its temp dir is removed
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
 
@@ -53,7 +54,8 @@ class PostgresServer {
   std::string Log() const;
 
  private:
-  std::string dir_;
+  TempDir tmp_{"tessera-postgres"};  // outlives process_ (declared later)
+  const std::string dir_ = tmp_.path();
   std::string bin_;
   std::string user_ = "tessera";
   std::string password_;

@@ -45,14 +45,17 @@ std::string RandomHex(int n) {
 }
 
 S3rver::S3rver(std::string dir, std::vector<std::string> buckets)
-    : dir_(std::move(dir)),
+    : own_dir_(dir.empty() ? std::make_optional<TempDir>("tessera-s3rver")
+                           : std::nullopt),
+      dir_(own_dir_ ? own_dir_->path() : std::move(dir)),
       buckets_(std::move(buckets)),
       access_key_id_("AKTEST" + RandomHex(14)),
       secret_access_key_(RandomHex(40)) {
   std::filesystem::create_directories(dir_ + "/objects");
 }
 
-S3rver::~S3rver() = default;  // Process's destructor SIGKILLs it
+// Process's destructor SIGKILLs it (process_ goes first), then own_dir_ is removed.
+S3rver::~S3rver() = default;
 
 absl::Status S3rver::Start() {
   if (!std::filesystem::exists(TESSERA_S3RVER_MODULE)) {

@@ -9,18 +9,22 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "tests/util/process.h"
+#include "tests/util/temp_dir.h"
 
 namespace tessera::testing {
 
 class S3rver {
  public:
-  // Objects are kept under `dir` (created), in buckets `buckets`.
+  // Objects are kept under `dir` (created; its owner removes it), in buckets
+  // `buckets`. An empty `dir`: a temp dir of its own, removed with the server.
   S3rver(std::string dir, std::vector<std::string> buckets);
-  ~S3rver();  // SIGKILLs the server if it still runs
+  explicit S3rver(std::vector<std::string> buckets) : S3rver("", std::move(buckets)) {}
+  ~S3rver();  // SIGKILLs the server if it still runs, then removes its own dir
   S3rver(const S3rver&) = delete;
   S3rver& operator=(const S3rver&) = delete;
 
@@ -51,6 +55,8 @@ class S3rver {
   std::string Log() const;
 
  private:
+  // Declared before the process, so that it has ended when the dir is removed.
+  std::optional<TempDir> own_dir_;
   std::string dir_;
   std::vector<std::string> buckets_;
   std::string access_key_id_;
