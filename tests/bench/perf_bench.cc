@@ -1572,15 +1572,15 @@ int main(int argc, char** argv) {
     progress("jobfloor: gRPC, store commit and sink write of one small job, bare");
     jf = JobFloor(o);
     if (jf) {
-      out["job_floor"] = {{"grpc_server_cpu_us", jf->grpc.server_cpu_us},
-                          {"grpc_p50_us", jf->grpc.p50_us},
-                          {"store_commit_cpu_us", jf->commit.cpu_us},
-                          {"store_commit_p50_ms", jf->commit.p50_ms},
-                          {"store_commit_with_published_p50_ms",
-                           jf->commit.with_alongside_p50_ms},
-                          {"sink_write_cpu_us", jf->sink.cpu_us},
-                          {"sink_write_p50_ms", jf->sink.p50_ms},
-                          {"sink_published_p50_ms", jf->sink.published_p50_ms}};
+      out["job_floor"] = {
+          {"grpc_server_cpu_us", jf->grpc.server_cpu_us},
+          {"grpc_p50_us", jf->grpc.p50_us},
+          {"store_commit_cpu_us", jf->commit.cpu_us},
+          {"store_commit_p50_ms", jf->commit.p50_ms},
+          {"store_commit_with_published_p50_ms", jf->commit.with_alongside_p50_ms},
+          {"sink_write_cpu_us", jf->sink.cpu_us},
+          {"sink_write_p50_ms", jf->sink.p50_ms},
+          {"sink_published_p50_ms", jf->sink.published_p50_ms}};
       rows.push_back({"job floor: gRPC of one job",
                       absl::StrCat("server CPU ", Num(jf->grpc.server_cpu_us, 0),
                                    " us, calls p50 ", Num(jf->grpc.p50_us, 0), " us"),
@@ -1600,8 +1600,7 @@ int main(int argc, char** argv) {
                       "", ""});
       Check(Sane(jf->grpc.server_cpu_us) && Sane(jf->grpc.p50_us) &&
                 Sane(jf->commit.cpu_us) && Sane(jf->commit.p50_ms) &&
-                Sane(jf->commit.with_alongside_p50_ms) &&
-                Sane(jf->sink.cpu_us),
+                Sane(jf->commit.with_alongside_p50_ms) && Sane(jf->sink.cpu_us),
             "job floor figures");
     }
   }
