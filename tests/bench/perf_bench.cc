@@ -1533,8 +1533,9 @@ int main(int argc, char** argv) {
         out["noop"][stores[i]]["x_floor"] = x;
         measured += " (" + Num(x, 2) + "x floor)";
         if (i == 0) {
-          tgt = ">= 1.0x floor";
-          verdict = target("noop_sqlite_ge_floor", x >= 1.0);
+          // Issue 8 asked for the floor; issue 22 for it to stay 1.2x above.
+          tgt = ">= 1.2x floor";
+          verdict = target("noop_sqlite_ge_1_2x_floor", x >= 1.2);
         }
       }
       if (i == 1 && rate[0]) {
