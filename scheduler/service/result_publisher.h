@@ -12,10 +12,11 @@
 //              until written, failed for good, or Stop.
 //   4. done    The owner is told (`written`): the core records the job's end,
 //              whose "done" record commits only after the sink's Sync
-//              (SyncBeforeCommit, the writer's before-commit hook). The
-//              worker runs that Sync itself right after telling the owner,
-//              while watchers read the end, so that the writer (and the next
-//              job's submit behind it) seldom finds it still to do.
+//              (SyncBeforeCommit, the writer's before-commit hook). When no
+//              other result waits, the worker runs that Sync itself right
+//              after telling the owner, while watchers read the end, so that
+//              the writer (and the next job's submit behind it) seldom finds
+//              it still to do.
 //
 // Never publish before the commit: a restart after a crash finds the same
 // bytes from the durable "finalizing" record, never a second, different
