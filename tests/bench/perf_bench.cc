@@ -812,11 +812,16 @@ bool MeasureDiskFloor(const Options& o, JobFloorFigures& f) {
   auto sink = tessera::scheduler::FileSink::Create(dir + "/together");
   Check(sink.ok(), "file sink: " + sink.status().ToString());
   int32_t version = 0;
+  absl::Status written;  // the first failed write, if any
   std::function<void()> write, after;
   if (sink.ok()) {
     write = [&] {
       auto staged = (*sink)->Stage("0123456789abcdef", ++version, "{\"items\": 1}\n");
-      if (staged.ok()) (void)(*sink)->Publish(*staged);
+      auto published =
+          staged.ok()
+              ? (*sink)->Publish(*staged)
+              : absl::StatusOr<tessera::scheduler::PersistedResult>(staged.status());
+      if (written.ok()) written = published.status();
     };
     after = [&] {
       (void)(*sink)->Sync();
@@ -826,6 +831,7 @@ bool MeasureDiskFloor(const Options& o, JobFloorFigures& f) {
   absl::StatusOr<tessera::bench::StoreCommitFloor> commit =
       tessera::bench::MeasureStoreCommitFloor(dir, o.sink_writes, write, after);
   Check(commit.ok(), "job floor, store: " + commit.status().ToString());
+  Check(written.ok(), "job floor, sink write beside a commit: " + written.ToString());
   if (commit.ok()) f.commit = *commit;
   f.sink = SinkWriteFloor(dir, o.sink_writes);
   RemoveLater(dir);

@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -170,7 +173,12 @@ int FreePort() {
 
 std::string MakeTempDir(const std::string& prefix) {
   std::string tmpl = std::filesystem::temp_directory_path() / (prefix + "-XXXXXX");
-  return mkdtemp(tmpl.data());
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    std::fprintf(stderr, "cannot make a temp dir %s: %s\n", tmpl.c_str(),
+                 std::strerror(errno));
+    std::abort();
+  }
+  return tmpl;
 }
 
 }  // namespace tessera::testing

@@ -49,8 +49,9 @@ std::string HttpGet(int port, const std::string& path);
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
-// A new directory "<prefix>-XXXXXX" under the system temp dir, which the caller
-// must remove: tests use TempDir (tests/util/temp_dir.h), which removes its own.
+// A new directory "<prefix>-XXXXXX" under the system temp dir (aborts when it
+// cannot be made), which the caller must remove: tests use TempDir
+// (tests/util/temp_dir.h), which removes its own.
 std::string MakeTempDir(const std::string& prefix);
 
 }  // namespace tessera::testing

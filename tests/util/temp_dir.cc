@@ -1,8 +1,5 @@
 #include "tests/util/temp_dir.h"
 
-#include <stdlib.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,17 +9,11 @@
 #include <thread>
 #include <utility>
 
+#include "tests/util/process.h"
+
 namespace tessera::testing {
 
-TempDir::TempDir(const std::string& prefix) {
-  std::string tmpl = std::filesystem::temp_directory_path() / (prefix + "-XXXXXX");
-  if (mkdtemp(tmpl.data()) == nullptr) {
-    std::fprintf(stderr, "cannot make a temp dir %s: %s\n", tmpl.c_str(),
-                 std::strerror(errno));
-    std::abort();
-  }
-  path_ = std::move(tmpl);
-}
+TempDir::TempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
 
 TempDir::~TempDir() { Remove(); }
 
