@@ -37,6 +37,7 @@ DurableWriter::~DurableWriter() {
 
 void DurableWriter::Start() {
   thread_ = std::thread([this] { Loop(); });
+  callback_thread_ = std::thread([this] { CallbackLoop(); });
 }
 
 void DurableWriter::Add(Entry entry, bool urgent, bool durable) {
@@ -88,6 +89,43 @@ void DurableWriter::Stop() {
 
 void DurableWriter::Join() {
   if (thread_.joinable()) thread_.join();
+  if (callback_thread_.joinable()) callback_thread_.join();
+}
+
+bool DurableWriter::DueLocked() const {
+  return !queue_.empty() && (urgent_ || stopping_ || linger_ <= absl::ZeroDuration() ||
+                             queue_.size() >= kLingerEntries);
+}
+
+void DurableWriter::AfterBatch(absl::AnyInvocable<void() &&> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (calling_ || !callbacks_.empty() || DueLocked()) {
+      callbacks_.push_back(std::move(fn));
+      return;
+    }
+  }
+  std::move(fn)();
+}
+
+void DurableWriter::CallbackLoop() {
+  while (true) {
+    absl::AnyInvocable<void() &&> fn;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !callbacks_.empty() || done_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (callbacks_.empty()) return;  // the writer has ended
+      fn = std::move(callbacks_.front());
+      callbacks_.pop_front();
+      calling_ = true;
+    }
+    std::move(fn)();
+    absl::MutexLock lock(&mu_);
+    calling_ = false;
+  }
 }
 
 void DurableWriter::Pause(absl::Duration backoff) {
@@ -116,9 +154,10 @@ void DurableWriter::Loop() {
     bool durable;
     {
       absl::MutexLock lock(&mu_);
-      // When stopping, the holders may still queue entries.
+      // When stopping, the holders and the callbacks may still queue entries.
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || (stopping_ && holds_ == 0);
+        return !queue_.empty() ||
+               (stopping_ && holds_ == 0 && callbacks_.empty() && !calling_);
       };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) {  // stopping, and everything is written
@@ -145,7 +184,9 @@ void DurableWriter::Loop() {
       // at their deadline).
       failures = faults_->CommitFailed(status);
       if (ShutdownTimedOut()) {
-        Abandon(batch, status);
+        AfterBatch([this, batch = std::move(batch), status]() mutable {
+          Abandon(batch, status);
+        });
         continue;
       }
       const absl::Duration backoff = FaultBackoff(failures);
@@ -172,16 +213,18 @@ void DurableWriter::Loop() {
       spdlog::info("store commits succeed again after {} failures", before);
     }
     failures = 0;
-    if (hooks_.refused) {
-      for (const auto& [job_id, r] : refused) hooks_.refused(job_id, r.status);
-    }
-    for (Entry& entry : batch) {
-      auto* after = std::get_if<AfterCommit>(&entry);
-      if (after == nullptr) continue;
-      auto it = after->job_id.empty() ? refused.end() : refused.find(after->job_id);
-      after->fn(it == refused.end() ? Outcome{} : it->second);
-    }
-    if (hooks_.committed) hooks_.committed(batch, refused);
+    AfterBatch([this, batch = std::move(batch), refused = std::move(refused)]() mutable {
+      if (hooks_.refused) {
+        for (const auto& [job_id, r] : refused) hooks_.refused(job_id, r.status);
+      }
+      for (Entry& entry : batch) {
+        auto* after = std::get_if<AfterCommit>(&entry);
+        if (after == nullptr) continue;
+        auto it = after->job_id.empty() ? refused.end() : refused.find(after->job_id);
+        after->fn(it == refused.end() ? Outcome{} : it->second);
+      }
+      if (hooks_.committed) hooks_.committed(batch, refused);
+    });
     // The space of deleted rows (compacted results, retired jobs) goes back
     // now and then; SQLite reuses free pages meanwhile anyway.
     if (compact_interval_ > absl::ZeroDuration() &&

@@ -14,6 +14,10 @@
 // - Stop commits what is queued and waits for the holds (work that will still
 //   queue records); while the store fails it gives up once the store timeout
 //   has passed since shutdown began: the callbacks hear the batch was abandoned.
+// - Callbacks run in the order of their batches: on the writer's thread, or,
+//   when the next batch is already due (e.g. a result's record arrived while
+//   a submit committed), on a second thread, so that the next commit starts
+//   at once instead of after the replies.
 //
 // It knows records and the store, nothing of results, calls or streams: what
 // to do after a commit is what its owner gives it. Thread-safe. Owns its
@@ -31,6 +35,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -68,8 +73,9 @@ class DurableWriter {
   // The jobs some of whose records the store refused in a batch.
   using Refusals = std::map<std::string, Outcome>;
 
-  // What the owner does around each batch, on the writer's thread. Any may
-  // be empty.
+  // What the owner does around each batch. Any may be empty. `taken` and
+  // `before_commit` run on the writer's thread; `refused` and `committed`
+  // run with the batch's callbacks (see above), one batch at a time.
   struct Hooks {
     // A batch is taken from the queue (again after a failed commit).
     std::function<void(Batch&)> taken;
@@ -118,6 +124,12 @@ class DurableWriter {
   // job the store refuses a record of for good (they go to `refused`).
   absl::Status Commit(const Batch& batch, bool durable, Refusals& refused);
   void Abandon(Batch& batch, const absl::Status& error);
+  // Runs `fn` (a committed or abandoned batch's callbacks) here, or, when the
+  // next batch is due or earlier callbacks still wait, on the callback thread.
+  void AfterBatch(absl::AnyInvocable<void() &&> fn);
+  void CallbackLoop();
+  // Whether the writer would commit what is queued at once.
+  bool DueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ShutdownTimedOut();
   // The wait before retrying a failed commit: `backoff`, ended by Stop; once
   // stopping, at most until the store timeout has passed.
@@ -140,11 +152,16 @@ class DurableWriter {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time shutdown_began_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // Batches' callbacks for the callback thread, in order; `calling_` while it
+  // runs one.
+  std::deque<absl::AnyInvocable<void() &&>> callbacks_ ABSL_GUARDED_BY(mu_);
+  bool calling_ ABSL_GUARDED_BY(mu_) = false;
   // Monotonic timed waits (shared/steady_wait.h): the linger on linger_cv_
   // (signalled when the batch must go now), the backoff on stop_cv_.
   SteadyCondVar linger_cv_;
   SteadyCondVar stop_cv_;
   std::thread thread_;
+  std::thread callback_thread_;
 };
 
 }  // namespace tessera::scheduler

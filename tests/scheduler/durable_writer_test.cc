@@ -1,5 +1,6 @@
 // The store writer against a scripted store: group commit, linger, retry
-// keeping the batch, callbacks in order after their records, records refused
+// keeping the batch, callbacks in order after their records (and off the
+// writer's thread when the next batch is due), records refused
 // for good, and giving up at the store timeout when stopping.
 #include "scheduler/service/durable_writer.h"
 
@@ -152,6 +153,31 @@ TEST_F(DurableWriterTest, CommitsWhatQueuedWhileACommitRanAsOneBatch) {
   EXPECT_EQ(events_.Wait(3).back(), "committed 3");
   const std::vector<std::vector<std::string>> expected = {{"a/0"}, {"b/0", "b/1"}};
   EXPECT_EQ(store_.commits(), expected);
+  writer.Stop();
+  writer.Join();
+}
+
+TEST_F(DurableWriterTest, TheNextDueBatchCommitsWhileTheCallbacksBeforeItRunInOrder) {
+  DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
+  writer.Start();
+  store_.Hold(true);
+  // A's callback waits (5 s at most) for B's commit: B must not wait for it.
+  writer.Add({Result("a", 0),
+              DurableWriter::AfterCommit{
+                  "a",
+                  [&](const DurableWriter::Outcome&) {
+                    const bool b_first =
+                        WaitUntil([&] { return store_.commits().size() == 2; });
+                    events_.Add(b_first ? "a after b's commit" : "a before b's commit");
+                  }}},
+             /*urgent=*/true);
+  ASSERT_TRUE(WaitUntil([&] { return store_.attempts() == 1; }));
+  writer.Add({Result("b", 0), DurableWriter::AfterCommit{"b", events_.Record("b")}},
+             /*urgent=*/true);
+  store_.Hold(false);
+  const std::vector<std::string> expected = {"a after b's commit", "committed 2", "b",
+                                             "committed 2"};
+  EXPECT_EQ(events_.Wait(4), expected);
   writer.Stop();
   writer.Join();
 }
