@@ -23,11 +23,17 @@ constexpr size_t kRecentResultBytes = 256 << 10;
 // A result between Begin and its publication.
 struct ResultPublisher::Ticket {
   PersistAction action;
+  absl::Time began;
   absl::Mutex mu;
   bool committed ABSL_GUARDED_BY(mu) = false;
   // Its "finalizing" record will never commit (refused, or the writer gave
   // up at shutdown): the result must not be published.
   bool abandoned ABSL_GUARDED_BY(mu) = false;
+  // Staged before the commit was settled, with no worker waiting for it (a
+  // sink that publishes quickly): the commit's callback publishes it.
+  std::optional<absl::StatusOr<StagedResult>> parked ABSL_GUARDED_BY(mu);
+  // That publication failed with an error that may pass: a worker retries.
+  std::optional<absl::StatusOr<PersistedResult>> failed ABSL_GUARDED_BY(mu);
 };
 
 ResultPublisher::ResultPublisher(const Clock* clock, ResultSink* sink,
@@ -38,7 +44,8 @@ ResultPublisher::ResultPublisher(const Clock* clock, ResultSink* sink,
       writer_(writer),
       faults_(faults),
       metrics_(metrics),
-      written_(std::move(written)) {}
+      written_(std::move(written)),
+      quick_(sink->PublishesQuickly()) {}
 
 ResultPublisher::~ResultPublisher() {
   Stop();
@@ -58,15 +65,53 @@ DurableWriter::Callback ResultPublisher::Begin(PersistAction action) {
   }
   auto ticket = std::make_shared<Ticket>();
   ticket->action = std::move(action);
+  ticket->began = clock_->Now();
   {
     absl::MutexLock lock(&mu_);
     queue_.push_back(ticket);
   }
-  return [ticket](const DurableWriter::Outcome& outcome) {
-    absl::MutexLock lock(&ticket->mu);
-    ticket->committed = outcome.status.ok();
-    ticket->abandoned = !outcome.status.ok();
+  return [this, ticket](const DurableWriter::Outcome& outcome) {
+    absl::StatusOr<StagedResult> staged;
+    {
+      absl::MutexLock lock(&ticket->mu);
+      ticket->committed = outcome.status.ok();
+      ticket->abandoned = !outcome.status.ok();
+      if (!ticket->parked.has_value()) return;  // a worker stages it or waits
+      staged = *std::move(ticket->parked);
+      ticket->parked.reset();
+    }
+    PublishParked(ticket, std::move(staged), outcome.status.ok());
   };
+}
+
+void ResultPublisher::PublishParked(const std::shared_ptr<Ticket>& ticket,
+                                    absl::StatusOr<StagedResult> staged, bool committed) {
+  // Here, on the thread that heard of the commit: no worker wakes up between
+  // the commit and the job's end.
+  const PersistAction& p = ticket->action;
+  if (!committed) {
+    spdlog::warn("job={} result v{} not written: its record was never committed",
+                 p.job_id, p.version);
+    writer_->Release();
+    return;
+  }
+  absl::StatusOr<PersistedResult> written = Publish(staged);
+  if (!written.ok() && SinkErrorMayPass(written.status())) {
+    // The retries wait out backoffs: a worker's to do.
+    {
+      absl::MutexLock lock(&ticket->mu);
+      ticket->failed = std::move(written);
+    }
+    absl::MutexLock lock(&mu_);
+    queue_.push_front(ticket);
+    return;
+  }
+  const bool published = Finish(*ticket, written);
+  writer_->Release();
+  if (!published) return;
+  // A worker syncs the sink and prepares the next spare (Loop).
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(nullptr);
 }
 
 absl::Status ResultPublisher::SyncBeforeCommit(const StoreWrite& write) {
@@ -140,8 +185,13 @@ void ResultPublisher::Loop() {
       ticket = std::move(queue_.front());
       queue_.pop_front();
     }
-    const bool published = Persist(*ticket);
-    writer_->Release();
+    bool published = true;
+    if (ticket != nullptr) {  // else a result was published after its commit
+      std::optional<bool> persisted = Persist(*ticket);
+      if (!persisted.has_value()) continue;  // parked
+      published = *persisted;
+      writer_->Release();
+    }
     // The job has ended and its watchers were told: while they read it, the
     // sink's Sync that its "done" record's commit waits for (SyncBeforeCommit)
     // is done here, off the writer, so that the next commit (e.g. the next
@@ -153,26 +203,42 @@ void ResultPublisher::Loop() {
   }
 }
 
-bool ResultPublisher::Persist(Ticket& ticket) {
+std::optional<bool> ResultPublisher::Persist(Ticket& ticket) {
   const PersistAction& p = ticket.action;
-  const absl::Time t0 = clock_->Now();
+  std::optional<absl::StatusOr<PersistedResult>> failed;
+  {
+    absl::MutexLock lock(&ticket.mu);
+    failed.swap(ticket.failed);
+  }
+  // Back from a publication after the commit that failed: retried here.
+  if (failed.has_value()) return Finish(ticket, Write(p, *std::move(failed)));
   absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
   {
     // The "finalizing" record must outlive even a power cut once the sink
     // has the result, or a restart could write a second, different result:
     // publish (and report either outcome) only after the durable commit.
     absl::MutexLock lock(&ticket.mu);
-    auto settled = [&ticket]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ticket.mu) {
+    const bool settled = ticket.committed || ticket.abandoned;
+    if (!settled && quick_ && persist_delay_ == absl::ZeroDuration()) {
+      ticket.parked = std::move(staged);  // the commit's callback goes on
+      return std::nullopt;
+    }
+    auto is_settled = [&ticket]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ticket.mu) {
       return ticket.committed || ticket.abandoned;
     };
-    ticket.mu.Await(absl::Condition(&settled));
+    ticket.mu.Await(absl::Condition(&is_settled));
     if (ticket.abandoned) {
       spdlog::warn("job={} result v{} not written: its record was never committed",
                    p.job_id, p.version);
       return false;
     }
   }
-  absl::StatusOr<PersistedResult> written = Write(p, staged);
+  return Finish(ticket, Write(p, Publish(staged)));
+}
+
+bool ResultPublisher::Finish(Ticket& ticket,
+                             const absl::StatusOr<PersistedResult>& written) {
+  const PersistAction& p = ticket.action;
   if (!written.ok() && SinkErrorMayPass(written.status())) {
     // Stopped while retrying: the durable "finalizing" record makes the next
     // start write the same bytes.
@@ -182,7 +248,9 @@ bool ResultPublisher::Persist(Ticket& ticket) {
         p.job_id, p.version, written.status().ToString());
     return false;
   }
-  if (metrics_ != nullptr) metrics_->ResultPersisted(clock_->Now() - t0, written.ok());
+  if (metrics_ != nullptr) {
+    metrics_->ResultPersisted(clock_->Now() - ticket.began, written.ok());
+  }
   if (persist_delay_ > absl::ZeroDuration()) {
     // The whole delay, stopping or not: it stands for a hung disk.
     absl::MutexLock lock(&mu_);
@@ -206,11 +274,14 @@ bool ResultPublisher::Persist(Ticket& ticket) {
   return written.ok();
 }
 
+absl::StatusOr<PersistedResult> ResultPublisher::Publish(
+    const absl::StatusOr<StagedResult>& staged) {
+  if (!staged.ok()) return staged.status();
+  return sink_->Publish(*staged);
+}
+
 absl::StatusOr<PersistedResult> ResultPublisher::Write(
-    const PersistAction& p, const absl::StatusOr<StagedResult>& first) {
-  absl::StatusOr<PersistedResult> written =
-      first.ok() ? sink_->Publish(*first)
-                 : absl::StatusOr<PersistedResult>(first.status());
+    const PersistAction& p, absl::StatusOr<PersistedResult> written) {
   int failures = 0;
   while (!written.ok() && SinkErrorMayPass(written.status())) {
     ++failures;
@@ -230,8 +301,7 @@ absl::StatusOr<PersistedResult> ResultPublisher::Write(
     // The same bytes: staged again (a failed write leaves nothing behind, or
     // these very bytes, which Stage then finds in place).
     absl::StatusOr<StagedResult> staged = sink_->Stage(p.job_id, p.version, p.bytes);
-    written = staged.ok() ? sink_->Publish(*staged)
-                          : absl::StatusOr<PersistedResult>(staged.status());
+    written = Publish(staged);
   }
   if (failures > 0) {
     faults_->SinkRetriesEnded(failures);

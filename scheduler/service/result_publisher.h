@@ -9,7 +9,11 @@
 //              (refused, or abandoned at shutdown).
 //   3. publish Only after a durable commit: ResultSink::Publish, again with
 //              the same bytes and backoff while the sink's error may pass,
-//              until written, failed for good, or Stop.
+//              until written, failed for good, or Stop. When the sink
+//              publishes quickly (a rename) and the result was staged before
+//              the commit was settled, the commit's callback publishes it on
+//              the writer's thread (no worker wakes up on the job's path);
+//              its retries are a worker's.
 //   4. done    The owner is told (`written`): the core records the job's end,
 //              whose "done" record commits only after the sink's Sync
 //              (SyncBeforeCommit, the writer's before-commit hook). When no
@@ -89,12 +93,21 @@ class ResultPublisher {
  private:
   struct Ticket;
   void Loop();
-  // True when the result was published.
-  bool Persist(Ticket& ticket);
-  // Publishes `p`'s bytes, staged again with backoff while the sink's error
-  // may pass, until written, a permanent error, or Stop.
+  // True when the result was published; nullopt when it was staged before
+  // its commit was settled and parked for the commit's callback to publish.
+  std::optional<bool> Persist(Ticket& ticket);
+  // The commit's callback publishes a parked result (a sink that publishes
+  // quickly); a failure that may pass goes back to a worker.
+  void PublishParked(const std::shared_ptr<Ticket>& ticket,
+                     absl::StatusOr<StagedResult> staged, bool committed);
+  // After a publication: the owner is told. True when published.
+  bool Finish(Ticket& ticket, const absl::StatusOr<PersistedResult>& written);
+  // The sink's Publish of what Stage returned (its error when it failed).
+  absl::StatusOr<PersistedResult> Publish(const absl::StatusOr<StagedResult>& staged);
+  // Until `written` (the first attempt to publish `p`'s bytes) succeeds, a
+  // permanent error, or Stop: staged and published again with backoff.
   absl::StatusOr<PersistedResult> Write(const PersistAction& p,
-                                        const absl::StatusOr<StagedResult>& first);
+                                        absl::StatusOr<PersistedResult> written);
   // No result waits for a worker.
   bool Idle();
   // Waits `d` unless Stop is called meanwhile; false when stopping.
@@ -106,9 +119,12 @@ class ResultPublisher {
   FaultState* const faults_;
   SchedulerMetrics* const metrics_;
   const Written written_;
+  const bool quick_;  // the sink publishes quickly (ResultSink::PublishesQuickly)
   absl::Duration persist_delay_ = absl::ZeroDuration();
 
   absl::Mutex mu_;
+  // Results to stage; a null one: a result was published after its commit,
+  // the sink's Sync and Prepare are due.
   std::deque<std::shared_ptr<Ticket>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;  // Join: workers end when idle

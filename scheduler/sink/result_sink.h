@@ -84,6 +84,10 @@ class ResultSink {
                                              const std::string& bytes) = 0;
   virtual absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) = 0;
   virtual absl::Status Sync() { return absl::OkStatus(); }
+  // Publish is quick and never waits (e.g. a local rename): the runtime may
+  // run it on the store writer's threads, right after the commit it waits
+  // for, instead of waking a persist worker for it.
+  virtual bool PublishesQuickly() const { return false; }
   // Slow groundwork that makes later writes faster, done off their path (the
   // runtime calls it between writes). Optional.
   virtual void Prepare() {}

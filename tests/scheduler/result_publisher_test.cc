@@ -1,8 +1,10 @@
 // The result publisher against a recording sink, its commits settled by hand:
-// stage at once, publish only after the commit, never when abandoned, and the
-// recent results kept.
+// stage at once, publish only after the commit (on the commit's thread when
+// the sink publishes quickly), never when abandoned, and the recent results
+// kept.
 #include "scheduler/service/result_publisher.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,8 @@ namespace {
 // Journals what it is asked to do; keeps nothing.
 class JournalSink : public ResultSink {
  public:
+  // `quick`: it says it publishes quickly.
+  explicit JournalSink(bool quick) : quick_(quick) {}
   absl::StatusOr<StagedResult> Stage(const std::string& job_id, int32_t version,
                                      const std::string& bytes) override {
     const std::string location = absl::StrCat("mem:", job_id, ".v", version);
@@ -28,8 +32,14 @@ class JournalSink : public ResultSink {
   }
   absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) override {
     Add("publish " + staged.result.location);
+    absl::MutexLock lock(&mu_);
+    if (failing_publishes_ > 0) {
+      --failing_publishes_;
+      return absl::UnavailableError("disk I/O error");
+    }
     return staged.result;
   }
+  bool PublishesQuickly() const override { return quick_; }
   absl::Status Sync() override {
     Add("sync");
     return absl::OkStatus();
@@ -51,14 +61,21 @@ class JournalSink : public ResultSink {
     absl::MutexLock lock(&mu_);
     return events_;
   }
+  void FailPublishes(int n) {
+    absl::MutexLock lock(&mu_);
+    failing_publishes_ = n;
+  }
 
  private:
+  const bool quick_;
   absl::Mutex mu_;
+  int failing_publishes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
 };
 
 class ResultPublisherTest : public ::testing::Test {
  protected:
+  explicit ResultPublisherTest(bool quick_sink = false) : sink_(quick_sink) {}
   void SetUp() override { publisher_.Start(); }
   void TearDown() override {
     publisher_.Stop();
@@ -87,6 +104,13 @@ class ResultPublisherTest : public ::testing::Test {
       [this](const PersistAction& p, const absl::StatusOr<PersistedResult>& written) {
         sink_.Add(absl::StrCat("written ", p.job_id, written.ok() ? "" : " failed"));
       }};
+};
+
+// A sink that publishes quickly (a rename): a result staged before its
+// commit is settled is published by the commit's callback.
+class QuickResultPublisherTest : public ResultPublisherTest {
+ protected:
+  QuickResultPublisherTest() : ResultPublisherTest(/*quick_sink=*/true) {}
 };
 
 TEST_F(ResultPublisherTest, StagesAtOnceAndPublishesOnlyOnceTheCommitIsDurable) {
@@ -146,6 +170,49 @@ TEST_F(ResultPublisherTest, TakesNothingOnceTheWriterHasStopped) {
   publisher_.Begin({"j1", 1, "{}"})(DurableWriter::Outcome{});
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_TRUE(sink_.events().empty());
+}
+
+TEST_F(QuickResultPublisherTest, TheCommitsCallbackPublishesAResultStagedBeforeIt) {
+  DurableWriter::Callback commit = publisher_.Begin({"j1", 1, R"({"n":1})"});
+  ASSERT_TRUE(WaitUntil([&] { return Count("stage mem:j1.v1") == 1; }));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(Count("publish mem:j1.v1"), 0u) << "published before the commit";
+  commit(DurableWriter::Outcome{});
+  // Published, and the owner told, before the callback returned (a worker
+  // may be syncing already).
+  std::vector<std::string> events = sink_.events();
+  events.resize(std::min<size_t>(events.size(), 3));
+  const std::vector<std::string> by_the_callback = {"stage mem:j1.v1",
+                                                    "publish mem:j1.v1", "written j1"};
+  EXPECT_EQ(events, by_the_callback);
+  // A worker syncs the sink afterwards.
+  ASSERT_TRUE(WaitUntil([&] { return Count("sync") == 1; }));
+  EXPECT_EQ(publisher_.Recent("j1", 1), std::optional<std::string>(R"({"n":1})"));
+}
+
+TEST_F(QuickResultPublisherTest, AParkedResultWhoseCommitIsAbandonedIsNeverPublished) {
+  DurableWriter::Callback abandoned = publisher_.Begin({"j1", 1, "{}"});
+  ASSERT_TRUE(WaitUntil([&] { return Count("stage mem:j1.v1") == 1; }));
+  absl::SleepFor(absl::Milliseconds(50));
+  abandoned({absl::UnavailableError("stopping"), false, true});
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Count("publish mem:j1.v1"), 0u);
+  EXPECT_EQ(Count("written j1"), 0u);
+  EXPECT_EQ(Count("sync"), 0u);
+}
+
+TEST_F(QuickResultPublisherTest, APublicationThatFailsAfterTheCommitIsRetriedByAWorker) {
+  sink_.FailPublishes(1);
+  DurableWriter::Callback commit = publisher_.Begin({"j1", 1, "{}"});
+  ASSERT_TRUE(WaitUntil([&] { return Count("stage mem:j1.v1") == 1; }));
+  absl::SleepFor(absl::Milliseconds(50));
+  commit(DurableWriter::Outcome{});
+  EXPECT_EQ(Count("written j1"), 0u) << "the failure was reported, not retried";
+  // Staged and published again after the backoff, once.
+  ASSERT_TRUE(WaitUntil([&] { return Count("written j1") == 1; }));
+  EXPECT_EQ(Count("stage mem:j1.v1"), 2u);
+  EXPECT_EQ(Count("publish mem:j1.v1"), 2u);
+  EXPECT_TRUE(faults_.Refusal(/*new_work=*/true).ok()) << "the sink's error passed";
 }
 
 }  // namespace
