@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -38,50 +39,129 @@ Int GetInt(const json& j, const char* key, Int absent) {
   return it == j.end() ? absent : GetInt<Int>(*it);
 }
 
-json TimeToJson(absl::Time t) {
-  if (t == absl::InfinitePast()) return nullptr;
-  return absl::ToUnixNanos(t);
-}
-
 absl::Time TimeFromJson(const json& j) {
   if (j.is_null()) return absl::InfinitePast();
   return absl::FromUnixNanos(GetInt<int64_t>(j));
 }
 
-json SpecToJson(const JobSpec& s) {
-  json fields = json::object();
-  for (const auto& [path, r] : s.aggregate.fields) fields[path] = ReducerName(r);
-  return {
-      {"name", s.name},
-      {"task", s.task},
-      {"params", s.params},
-      {"range",
-       {{"start", s.range.start},
-        {"end", s.range.end},
-        {"shard_size", s.range.shard_size},
-        {"shard_count", s.range.shard_count}}},
-      {"aggregate",
-       {{"default", ReducerName(s.aggregate.default_reducer)}, {"fields", fields}}},
-      {"max_parallel", s.max_parallel},
-      {"retry",
-       {{"max_attempts", s.retry.max_attempts},
-        {"initial_backoff_ns", absl::ToInt64Nanoseconds(s.retry.initial_backoff)},
-        {"max_backoff_ns", absl::ToInt64Nanoseconds(s.retry.max_backoff)},
-        {"multiplier", s.retry.multiplier},
-        {"jitter", s.retry.jitter}}},
-      {"shard_timeout_ns", absl::ToInt64Nanoseconds(s.shard_timeout)},
-      {"max_failed_shards", s.max_failed_shards},
-      {"has_items", s.has_items},
-      {"items", s.items.values()},
-      {"batch_size", s.batch_size},
-      {"idempotency_key", s.idempotency_key},
-      {"concurrency_key", s.concurrency_key},
-      {"concurrency_limit", s.concurrency_limit},
-      {"queue", s.queue},
-      {"priority", s.priority},
-      {"rate_limit", s.rate_limit},
-      {"labels", s.labels},
-  };
+// The record's text is written directly, not through a json tree: a record
+// is encoded at every save of its job, on the store writer's thread. The
+// output is what nlohmann's dump of the equivalent tree gives (keys sorted,
+// invalid UTF-8 replaced), so records read the same either way.
+void AppendString(std::string& out, absl::string_view v) {
+  // Most strings (ids, names, digests) are printable ASCII with nothing to escape.
+  const bool plain = std::all_of(v.begin(), v.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out += '"';
+    out.append(v.data(), v.size());
+    out += '"';
+    return;
+  }
+  // Replace: invalid UTF-8 in a message must not make the record unwritable.
+  out += json(std::string(v)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void AppendJson(std::string& out, const json& v) {
+  out += v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void AppendTime(std::string& out, absl::Time t) {
+  if (t == absl::InfinitePast()) {
+    out += "null";
+  } else {
+    absl::StrAppend(&out, absl::ToUnixNanos(t));
+  }
+}
+
+// `"key":`, after a comma unless it is the first of its object.
+void AppendKey(std::string& out, const char* key, bool first = false) {
+  if (!first) out += ',';
+  out += '"';
+  out += key;
+  out += "\":";
+}
+
+void AppendStringMap(std::string& out, const std::map<std::string, std::string>& m) {
+  out += '{';
+  bool first = true;
+  for (const auto& [k, v] : m) {
+    if (!first) out += ',';
+    first = false;
+    AppendString(out, k);
+    out += ':';
+    AppendString(out, v);
+  }
+  out += '}';
+}
+
+void AppendSpec(std::string& out, const JobSpec& s) {
+  out += '{';
+  AppendKey(out, "aggregate", true);
+  out += "{\"default\":";
+  AppendString(out, ReducerName(s.aggregate.default_reducer));
+  out += ",\"fields\":{";
+  bool first = true;
+  for (const auto& [path, r] : s.aggregate.fields) {
+    if (!first) out += ',';
+    first = false;
+    AppendString(out, path);
+    out += ':';
+    AppendString(out, ReducerName(r));
+  }
+  out += "}}";
+  AppendKey(out, "batch_size");
+  absl::StrAppend(&out, s.batch_size);
+  AppendKey(out, "concurrency_key");
+  AppendString(out, s.concurrency_key);
+  AppendKey(out, "concurrency_limit");
+  absl::StrAppend(&out, s.concurrency_limit);
+  AppendKey(out, "has_items");
+  out += s.has_items ? "true" : "false";
+  AppendKey(out, "idempotency_key");
+  AppendString(out, s.idempotency_key);
+  AppendKey(out, "items");
+  out += '[';
+  for (size_t i = 0; i < s.items.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJson(out, s.items[i]);
+  }
+  out += ']';
+  AppendKey(out, "labels");
+  AppendStringMap(out, s.labels);
+  AppendKey(out, "max_failed_shards");
+  absl::StrAppend(&out, s.max_failed_shards);
+  AppendKey(out, "max_parallel");
+  absl::StrAppend(&out, s.max_parallel);
+  AppendKey(out, "name");
+  AppendString(out, s.name);
+  AppendKey(out, "params");
+  AppendJson(out, s.params);
+  AppendKey(out, "priority");
+  absl::StrAppend(&out, s.priority);
+  AppendKey(out, "queue");
+  AppendString(out, s.queue);
+  AppendKey(out, "range");
+  absl::StrAppend(
+      &out, "{\"end\":", s.range.end, ",\"shard_count\":", s.range.shard_count,
+      ",\"shard_size\":", s.range.shard_size, ",\"start\":", s.range.start, "}");
+  AppendKey(out, "rate_limit");
+  AppendJson(out, s.rate_limit);
+  AppendKey(out, "retry");
+  absl::StrAppend(&out, "{\"initial_backoff_ns\":",
+                  absl::ToInt64Nanoseconds(s.retry.initial_backoff), ",\"jitter\":");
+  AppendJson(out, s.retry.jitter);
+  absl::StrAppend(&out, ",\"max_attempts\":", s.retry.max_attempts,
+                  ",\"max_backoff_ns\":", absl::ToInt64Nanoseconds(s.retry.max_backoff),
+                  ",\"multiplier\":");
+  AppendJson(out, s.retry.multiplier);
+  out += '}';
+  AppendKey(out, "shard_timeout_ns");
+  absl::StrAppend(&out, absl::ToInt64Nanoseconds(s.shard_timeout));
+  AppendKey(out, "task");
+  AppendString(out, s.task);
+  out += '}';
 }
 
 absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
@@ -128,43 +208,64 @@ absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
 }  // namespace
 
 std::string EncodeJobRecord(const JobRecord& r) {
-  json errors = json::array();
-  for (const ShardError& e : r.errors) {
-    errors.push_back({{"shard", e.shard},
-                      {"start", e.bounds.start},
-                      {"end", e.bounds.end},
-                      {"executor", e.executor},
-                      {"message", e.message}});
+  std::string out;
+  out.reserve(1024 + r.final_bytes.size() + r.message.size());
+  out += '{';
+  AppendKey(out, "created", true);
+  AppendTime(out, r.created);
+  AppendKey(out, "ended");
+  AppendTime(out, r.ended);
+  AppendKey(out, "errors");
+  out += '[';
+  for (size_t i = 0; i < r.errors.size(); ++i) {
+    const ShardError& e = r.errors[i];
+    if (i > 0) out += ',';
+    absl::StrAppend(&out, "{\"end\":", e.bounds.end, ",\"executor\":");
+    AppendString(out, e.executor);
+    out += ",\"message\":";
+    AppendString(out, e.message);
+    absl::StrAppend(&out, ",\"shard\":", e.shard, ",\"start\":", e.bounds.start, "}");
   }
-  json failed = json::array();
-  for (const FailedShard& f : r.failed) {
-    failed.push_back({{"shard", f.shard},
-                      {"start", f.bounds.start},
-                      {"end", f.bounds.end},
-                      {"attempts", f.attempts},
-                      {"last_error", f.last_error}});
+  out += ']';
+  AppendKey(out, "failed");
+  out += '[';
+  for (size_t i = 0; i < r.failed.size(); ++i) {
+    const FailedShard& f = r.failed[i];
+    if (i > 0) out += ',';
+    absl::StrAppend(&out, "{\"attempts\":", f.attempts, ",\"end\":", f.bounds.end,
+                    ",\"last_error\":");
+    AppendString(out, f.last_error);
+    absl::StrAppend(&out, ",\"shard\":", f.shard, ",\"start\":", f.bounds.start, "}");
   }
-  json j = {
-      {"id", r.id},
-      {"seq", r.seq},
-      {"spec", SpecToJson(r.spec)},
-      {"state", static_cast<int>(r.state)},
-      {"created", TimeToJson(r.created)},
-      {"started", TimeToJson(r.started)},
-      {"ended", TimeToJson(r.ended)},
-      {"message", r.message},
-      {"errors", errors},
-      {"failed", failed},
-      {"location", r.location},
-      {"sha256", r.sha256},
-      {"result_version", r.result_version},
-      {"shards_succeeded", r.shards_succeeded},
-      {"items_done", r.items_done},
-      {"finalizing", r.finalizing},
-      {"final_bytes", r.final_bytes},
-  };
-  // Replace: invalid UTF-8 in a message must not make the record unwritable.
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  out += ']';
+  AppendKey(out, "final_bytes");
+  AppendString(out, r.final_bytes);
+  AppendKey(out, "finalizing");
+  out += r.finalizing ? "true" : "false";
+  AppendKey(out, "id");
+  AppendString(out, r.id);
+  AppendKey(out, "items_done");
+  absl::StrAppend(&out, r.items_done);
+  AppendKey(out, "location");
+  AppendString(out, r.location);
+  AppendKey(out, "message");
+  AppendString(out, r.message);
+  AppendKey(out, "result_version");
+  absl::StrAppend(&out, r.result_version);
+  AppendKey(out, "seq");
+  absl::StrAppend(&out, r.seq);
+  AppendKey(out, "sha256");
+  AppendString(out, r.sha256);
+  AppendKey(out, "shards_succeeded");
+  absl::StrAppend(&out, r.shards_succeeded);
+  AppendKey(out, "spec");
+  AppendSpec(out, r.spec);
+  AppendKey(out, "started");
+  AppendTime(out, r.started);
+  AppendKey(out, "state");
+  absl::StrAppend(&out, static_cast<int>(r.state));
+  out += '}';
+  return out;
 }
 
 absl::StatusOr<JobRecord> DecodeJobRecord(const std::string& text) {
