@@ -67,101 +67,89 @@ void AppendJson(std::string& out, const json& v) {
   out += v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void AppendTime(std::string& out, absl::Time t) {
-  if (t == absl::InfinitePast()) {
-    out += "null";
-  } else {
-    absl::StrAppend(&out, absl::ToUnixNanos(t));
-  }
-}
+// One JSON object's members, written in the order given (the callers give
+// them sorted, as nlohmann's objects are).
+class ObjectWriter {
+ public:
+  explicit ObjectWriter(std::string& out) : out_(out) { out_ += '{'; }
+  void End() { out_ += '}'; }
 
-// `"key":`, after a comma unless it is the first of its object.
-void AppendKey(std::string& out, const char* key, bool first = false) {
-  if (!first) out += ',';
-  out += '"';
-  out += key;
-  out += "\":";
-}
-
-void AppendStringMap(std::string& out, const std::map<std::string, std::string>& m) {
-  out += '{';
-  bool first = true;
-  for (const auto& [k, v] : m) {
-    if (!first) out += ',';
-    first = false;
-    AppendString(out, k);
-    out += ':';
-    AppendString(out, v);
+  // `"key":`; the caller appends the value.
+  std::string& Key(absl::string_view key) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    AppendString(out_, key);
+    out_ += ':';
+    return out_;
   }
-  out += '}';
+  void Str(absl::string_view key, absl::string_view v) { AppendString(Key(key), v); }
+  void Int(absl::string_view key, int64_t v) { absl::StrAppend(&Key(key), v); }
+  void Bool(absl::string_view key, bool v) { Key(key) += v ? "true" : "false"; }
+  void Json(absl::string_view key, const json& v) { AppendJson(Key(key), v); }
+  void Time(absl::string_view key, absl::Time t) {
+    if (t == absl::InfinitePast()) {
+      Key(key) += "null";
+    } else {
+      Int(key, absl::ToUnixNanos(t));
+    }
+  }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+template <typename T, typename Write>
+void AppendArray(std::string& out, const std::vector<T>& values, Write write) {
+  out += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    write(values[i]);
+  }
+  out += ']';
 }
 
 void AppendSpec(std::string& out, const JobSpec& s) {
-  out += '{';
-  AppendKey(out, "aggregate", true);
-  out += "{\"default\":";
-  AppendString(out, ReducerName(s.aggregate.default_reducer));
-  out += ",\"fields\":{";
-  bool first = true;
-  for (const auto& [path, r] : s.aggregate.fields) {
-    if (!first) out += ',';
-    first = false;
-    AppendString(out, path);
-    out += ':';
-    AppendString(out, ReducerName(r));
-  }
-  out += "}}";
-  AppendKey(out, "batch_size");
-  absl::StrAppend(&out, s.batch_size);
-  AppendKey(out, "concurrency_key");
-  AppendString(out, s.concurrency_key);
-  AppendKey(out, "concurrency_limit");
-  absl::StrAppend(&out, s.concurrency_limit);
-  AppendKey(out, "has_items");
-  out += s.has_items ? "true" : "false";
-  AppendKey(out, "idempotency_key");
-  AppendString(out, s.idempotency_key);
-  AppendKey(out, "items");
-  out += '[';
-  for (size_t i = 0; i < s.items.size(); ++i) {
-    if (i > 0) out += ',';
-    AppendJson(out, s.items[i]);
-  }
-  out += ']';
-  AppendKey(out, "labels");
-  AppendStringMap(out, s.labels);
-  AppendKey(out, "max_failed_shards");
-  absl::StrAppend(&out, s.max_failed_shards);
-  AppendKey(out, "max_parallel");
-  absl::StrAppend(&out, s.max_parallel);
-  AppendKey(out, "name");
-  AppendString(out, s.name);
-  AppendKey(out, "params");
-  AppendJson(out, s.params);
-  AppendKey(out, "priority");
-  absl::StrAppend(&out, s.priority);
-  AppendKey(out, "queue");
-  AppendString(out, s.queue);
-  AppendKey(out, "range");
-  absl::StrAppend(
-      &out, "{\"end\":", s.range.end, ",\"shard_count\":", s.range.shard_count,
-      ",\"shard_size\":", s.range.shard_size, ",\"start\":", s.range.start, "}");
-  AppendKey(out, "rate_limit");
-  AppendJson(out, s.rate_limit);
-  AppendKey(out, "retry");
-  absl::StrAppend(&out, "{\"initial_backoff_ns\":",
-                  absl::ToInt64Nanoseconds(s.retry.initial_backoff), ",\"jitter\":");
-  AppendJson(out, s.retry.jitter);
-  absl::StrAppend(&out, ",\"max_attempts\":", s.retry.max_attempts,
-                  ",\"max_backoff_ns\":", absl::ToInt64Nanoseconds(s.retry.max_backoff),
-                  ",\"multiplier\":");
-  AppendJson(out, s.retry.multiplier);
-  out += '}';
-  AppendKey(out, "shard_timeout_ns");
-  absl::StrAppend(&out, absl::ToInt64Nanoseconds(s.shard_timeout));
-  AppendKey(out, "task");
-  AppendString(out, s.task);
-  out += '}';
+  ObjectWriter o(out);
+  ObjectWriter aggregate(o.Key("aggregate"));
+  aggregate.Str("default", ReducerName(s.aggregate.default_reducer));
+  ObjectWriter fields(aggregate.Key("fields"));
+  for (const auto& [path, r] : s.aggregate.fields) fields.Str(path, ReducerName(r));
+  fields.End();
+  aggregate.End();
+  o.Int("batch_size", s.batch_size);
+  o.Str("concurrency_key", s.concurrency_key);
+  o.Int("concurrency_limit", s.concurrency_limit);
+  o.Bool("has_items", s.has_items);
+  o.Str("idempotency_key", s.idempotency_key);
+  AppendArray(o.Key("items"), s.items.values(),
+              [&out](const json& item) { AppendJson(out, item); });
+  ObjectWriter labels(o.Key("labels"));
+  for (const auto& [k, v] : s.labels) labels.Str(k, v);
+  labels.End();
+  o.Int("max_failed_shards", s.max_failed_shards);
+  o.Int("max_parallel", s.max_parallel);
+  o.Str("name", s.name);
+  o.Json("params", s.params);
+  o.Int("priority", s.priority);
+  o.Str("queue", s.queue);
+  ObjectWriter range(o.Key("range"));
+  range.Int("end", s.range.end);
+  range.Int("shard_count", s.range.shard_count);
+  range.Int("shard_size", s.range.shard_size);
+  range.Int("start", s.range.start);
+  range.End();
+  o.Json("rate_limit", s.rate_limit);
+  ObjectWriter retry(o.Key("retry"));
+  retry.Int("initial_backoff_ns", absl::ToInt64Nanoseconds(s.retry.initial_backoff));
+  retry.Json("jitter", s.retry.jitter);
+  retry.Int("max_attempts", s.retry.max_attempts);
+  retry.Int("max_backoff_ns", absl::ToInt64Nanoseconds(s.retry.max_backoff));
+  retry.Json("multiplier", s.retry.multiplier);
+  retry.End();
+  o.Int("shard_timeout_ns", absl::ToInt64Nanoseconds(s.shard_timeout));
+  o.Str("task", s.task);
+  o.End();
 }
 
 absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
@@ -210,61 +198,41 @@ absl::StatusOr<JobSpec> SpecFromJson(const json& j) {
 std::string EncodeJobRecord(const JobRecord& r) {
   std::string out;
   out.reserve(1024 + r.final_bytes.size() + r.message.size());
-  out += '{';
-  AppendKey(out, "created", true);
-  AppendTime(out, r.created);
-  AppendKey(out, "ended");
-  AppendTime(out, r.ended);
-  AppendKey(out, "errors");
-  out += '[';
-  for (size_t i = 0; i < r.errors.size(); ++i) {
-    const ShardError& e = r.errors[i];
-    if (i > 0) out += ',';
-    absl::StrAppend(&out, "{\"end\":", e.bounds.end, ",\"executor\":");
-    AppendString(out, e.executor);
-    out += ",\"message\":";
-    AppendString(out, e.message);
-    absl::StrAppend(&out, ",\"shard\":", e.shard, ",\"start\":", e.bounds.start, "}");
-  }
-  out += ']';
-  AppendKey(out, "failed");
-  out += '[';
-  for (size_t i = 0; i < r.failed.size(); ++i) {
-    const FailedShard& f = r.failed[i];
-    if (i > 0) out += ',';
-    absl::StrAppend(&out, "{\"attempts\":", f.attempts, ",\"end\":", f.bounds.end,
-                    ",\"last_error\":");
-    AppendString(out, f.last_error);
-    absl::StrAppend(&out, ",\"shard\":", f.shard, ",\"start\":", f.bounds.start, "}");
-  }
-  out += ']';
-  AppendKey(out, "final_bytes");
-  AppendString(out, r.final_bytes);
-  AppendKey(out, "finalizing");
-  out += r.finalizing ? "true" : "false";
-  AppendKey(out, "id");
-  AppendString(out, r.id);
-  AppendKey(out, "items_done");
-  absl::StrAppend(&out, r.items_done);
-  AppendKey(out, "location");
-  AppendString(out, r.location);
-  AppendKey(out, "message");
-  AppendString(out, r.message);
-  AppendKey(out, "result_version");
-  absl::StrAppend(&out, r.result_version);
-  AppendKey(out, "seq");
-  absl::StrAppend(&out, r.seq);
-  AppendKey(out, "sha256");
-  AppendString(out, r.sha256);
-  AppendKey(out, "shards_succeeded");
-  absl::StrAppend(&out, r.shards_succeeded);
-  AppendKey(out, "spec");
-  AppendSpec(out, r.spec);
-  AppendKey(out, "started");
-  AppendTime(out, r.started);
-  AppendKey(out, "state");
-  absl::StrAppend(&out, static_cast<int>(r.state));
-  out += '}';
+  ObjectWriter o(out);
+  o.Time("created", r.created);
+  o.Time("ended", r.ended);
+  AppendArray(o.Key("errors"), r.errors, [&out](const ShardError& e) {
+    ObjectWriter w(out);
+    w.Int("end", e.bounds.end);
+    w.Str("executor", e.executor);
+    w.Str("message", e.message);
+    w.Int("shard", e.shard);
+    w.Int("start", e.bounds.start);
+    w.End();
+  });
+  AppendArray(o.Key("failed"), r.failed, [&out](const FailedShard& f) {
+    ObjectWriter w(out);
+    w.Int("attempts", f.attempts);
+    w.Int("end", f.bounds.end);
+    w.Str("last_error", f.last_error);
+    w.Int("shard", f.shard);
+    w.Int("start", f.bounds.start);
+    w.End();
+  });
+  o.Str("final_bytes", r.final_bytes);
+  o.Bool("finalizing", r.finalizing);
+  o.Str("id", r.id);
+  o.Int("items_done", r.items_done);
+  o.Str("location", r.location);
+  o.Str("message", r.message);
+  o.Int("result_version", r.result_version);
+  o.Int("seq", r.seq);
+  o.Str("sha256", r.sha256);
+  o.Int("shards_succeeded", r.shards_succeeded);
+  AppendSpec(o.Key("spec"), r.spec);
+  o.Time("started", r.started);
+  o.Int("state", static_cast<int>(r.state));
+  o.End();
   return out;
 }
 
