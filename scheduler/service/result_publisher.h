@@ -59,8 +59,9 @@ struct StagedResult;
 
 class ResultPublisher {
  public:
-  // Told on a persist worker once a result is published (or failed for
-  // good); the job's end is the owner's to record.
+  // Told once a result is published (or failed for good), on a persist
+  // worker or on the thread that heard of its commit (a parked result); the
+  // job's end is the owner's to record.
   using Written = std::function<void(const PersistAction& action,
                                      const absl::StatusOr<PersistedResult>& written)>;
 

@@ -247,9 +247,10 @@ void Runtime::RetryFailedShardsNow(const std::string& job_id,
     call->Answer(results.status());
     return;
   }
-  // A finished job held in the store only comes back into memory. (This is
-  // the writer's thread: nothing commits meanwhile, so the record read is the
-  // last one.)
+  // A finished job held in the store only comes back into memory. (After the
+  // barrier's commit a finished job's records change only when it retires,
+  // and a retired job is no longer the core's: RetryFailedShards below, under
+  // the lock, finds it gone.)
   bool in_store;
   {
     absl::MutexLock lock(&mu_);

@@ -215,7 +215,7 @@ class Runtime {
                                          const std::string& job_id, bool accepted);
   // Answers the calls past their deadline (the ticker).
   void ExpireCalls(absl::Time now);
-  // On the store writer's thread, after a commit barrier.
+  // On the store writer's threads (DurableWriter), after a commit barrier.
   void RetryFailedShardsNow(const std::string& job_id,
                             const std::shared_ptr<PendingCall>& call);
   // Runs `fn` after everything queued so far is committed.

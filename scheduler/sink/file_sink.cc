@@ -1,6 +1,8 @@
 #include "scheduler/sink/file_sink.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,6 +64,8 @@ absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& di
   }
   std::unique_ptr<FileSink> sink(
       new FileSink(std::filesystem::absolute(dir).lexically_normal().string()));
+  struct statfs fs {};
+  sink->local_ = ::statfs(sink->dir_.c_str(), &fs) == 0 && IsLocalFileSystem(fs.f_type);
   {
     // Spares left by an earlier run are used first (whatever they hold is
     // truncated when one is filled).
@@ -74,6 +78,22 @@ absl::StatusOr<std::unique_ptr<FileSink>> FileSink::Create(const std::string& di
   }
   sink->Prepare();
   return sink;
+}
+
+bool FileSink::IsLocalFileSystem(int64_t statfs_type) {
+  constexpr int64_t kZfsMagic = 0x2fc12fc1;  // not in linux/magic.h
+  switch (statfs_type) {
+    case EXT4_SUPER_MAGIC:  // also ext2 and ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case kZfsMagic:
+      return true;
+    default:
+      return false;
+  }
 }
 
 void FileSink::Prepare() {

@@ -32,7 +32,11 @@ class FileSink : public ResultSink {
                                      const std::string& bytes) override;
   absl::StatusOr<PersistedResult> Publish(const StagedResult& staged) override;
   absl::Status Sync() override;
-  bool PublishesQuickly() const override { return true; }  // a rename
+  // A rename on a local file system (ext4, xfs, btrfs, tmpfs, overlay, f2fs,
+  // zfs); not on a network one (NFS, SMB, FUSE, ...), where a rename may hang.
+  bool PublishesQuickly() const override { return local_; }
+  // Whether statfs's f_type names a local file system (see PublishesQuickly).
+  static bool IsLocalFileSystem(int64_t statfs_type);
   void Prepare() override;
   absl::StatusOr<std::string> Read(const std::string& location) override;
   absl::StatusOr<int64_t> Size(const std::string& location) override;
@@ -46,6 +50,7 @@ class FileSink : public ResultSink {
   std::string TakeSpare();
 
   std::string dir_;
+  bool local_ = false;
   std::atomic<int64_t> writes_{0};
   // Publish calls so far, and how many of them the last directory fsync covered.
   std::atomic<int64_t> published_{0};

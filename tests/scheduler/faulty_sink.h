@@ -58,6 +58,7 @@ class FaultySink : public ResultSink {
   }
   absl::Status Sync() override { return real_->Sync(); }
   void Prepare() override { real_->Prepare(); }
+  bool PublishesQuickly() const override { return real_->PublishesQuickly(); }
   absl::StatusOr<std::string> Read(const std::string& location) override {
     return real_->Read(location);
   }

@@ -1,6 +1,8 @@
 #include "scheduler/sink/file_sink.h"
 
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <filesystem>
 #include <fstream>
@@ -206,6 +208,26 @@ TEST(FileSinkTest, AFullDiskIsResourceExhaustedLeavesNothingAndTheSameBytesGoInL
   ASSERT_THAT(written, IsOk());
   EXPECT_EQ(Contents(written->location), bytes);
   EXPECT_EQ((*sink)->writes(), 1);
+}
+
+TEST(FileSinkTest, PublishesQuicklyOnlyOnALocalFileSystem) {
+  // A rename on a network file system may hang: the runtime must not run it
+  // on the store writer's thread (ResultSink::PublishesQuickly).
+  EXPECT_TRUE(FileSink::IsLocalFileSystem(EXT4_SUPER_MAGIC));
+  EXPECT_TRUE(FileSink::IsLocalFileSystem(XFS_SUPER_MAGIC));
+  EXPECT_TRUE(FileSink::IsLocalFileSystem(TMPFS_MAGIC));
+  EXPECT_TRUE(FileSink::IsLocalFileSystem(OVERLAYFS_SUPER_MAGIC));
+  EXPECT_FALSE(FileSink::IsLocalFileSystem(NFS_SUPER_MAGIC));
+  EXPECT_FALSE(FileSink::IsLocalFileSystem(SMB_SUPER_MAGIC));
+  EXPECT_FALSE(FileSink::IsLocalFileSystem(0xFE534D42));  // SMB2 / CIFS
+  EXPECT_FALSE(FileSink::IsLocalFileSystem(0x65735546));  // FUSE (sshfs, s3fs, ...)
+  const testing::TempDir tmp("tessera-sink");
+  auto sink = FileSink::Create(tmp.path() + "/results");
+  ASSERT_THAT(sink, IsOk());
+  struct statfs fs {};
+  ASSERT_EQ(::statfs(tmp.path().c_str(), &fs), 0);
+  EXPECT_EQ((*sink)->PublishesQuickly(), FileSink::IsLocalFileSystem(fs.f_type))
+      << "f_type 0x" << std::hex << fs.f_type;
 }
 
 }  // namespace
