@@ -145,6 +145,27 @@ free_port() {
     fi
   done
 }
+# buildah run in the foreground, once more (up to 3 tries) when buildah itself
+# fails to start the command: its chroot isolation re-executes buildah from a
+# sealed in-memory copy, and sealing it fails now and then with EBUSY
+# ("sealing memfd copy: Device or resource busy") before the command runs.
+brun() {
+  local err rc attempt
+  err=$(mktemp)
+  for attempt in 1 2 3; do
+    rc=0
+    buildah run "$@" 2>"$err" || rc=$?
+    if ((rc != 0 && attempt < 3)) && grep -q "sealing memfd copy" "$err"; then
+      say "buildah could not start the command (try $attempt): $(tail -1 "$err")" >&2
+      sleep 1
+      continue
+    fi
+    break
+  done
+  cat "$err" >&2
+  rm -f "$err"
+  return "$rc"
+}
 # buildah run answers a signal by SIGKILLing its command, so signals go to the
 # service process itself: the descendant of `buildah run` with that name.
 service_pid() {  # <buildah run pid> <comm prefix>
@@ -169,12 +190,12 @@ exec_ctr=$(buildah from --pull=never "$EXEC_IMAGE")
 containers+=("$exec_ctr")
 
 for c in "$sched" "$exec_ctr"; do
-  uid=$(buildah run --isolation chroot "$c" -- id -u)
+  uid=$(brun --isolation chroot "$c" -- id -u)
   [[ "$uid" == 10001 ]] || fail "container $c runs as uid $uid, not the non-root 10001"
 done
 for bin in "$sched tessera-scheduler" "$sched tessera" "$exec_ctr tessera-executor"; do
   read -r c b <<<"$bin"
-  v=$(buildah run --isolation chroot "$c" -- "$b" --version)
+  v=$(brun --isolation chroot "$c" -- "$b" --version)
   [[ "$v" == "tessera "*" (commit $COMMIT)" ]] || fail "$b --version printed '$v'"
 done
 
@@ -191,13 +212,13 @@ help_lists() {  # <binary> <its --help text> <flag>...
   done
 }
 help_lists tessera-scheduler \
-  "$(buildah run --isolation chroot "$sched" -- "${sched_cmd[@]}" --help 2>&1 || true)" \
+  "$(brun --isolation chroot "$sched" -- "${sched_cmd[@]}" --help 2>&1 || true)" \
   "--tls_cert " "--tls_key " "--tls_client_ca " "--tls_refresh " "--auth_tokens_file " \
   "--insecure "
 help_lists tessera-executor \
-  "$(buildah run --isolation chroot "$exec_ctr" -- "${exec_cmd[@]}" --help 2>&1 || true)" \
+  "$(brun --isolation chroot "$exec_ctr" -- "${exec_cmd[@]}" --help 2>&1 || true)" \
   "--tls_ca " "--tls_cert " "--tls_key " "--auth_token_file "
-help_lists tessera "$(buildah run --isolation chroot "$sched" -- tessera --help 2>&1 || true)" \
+help_lists tessera "$(brun --isolation chroot "$sched" -- tessera --help 2>&1 || true)" \
   "--tls-ca " "--token-file " "--token "
 say "safe by default: the scheduler must refuse 0.0.0.0 with neither TLS nor tokens"
 rc=0
@@ -283,7 +304,7 @@ done
 # The image's own CLI over TLS: refused without a token (UNAUTHENTICATED) and
 # with a reader's for a submit (PERMISSION_DENIED), both with exit 3.
 cli() {
-  buildah run --isolation chroot --network host "${pki_mount[@]}" "$sched" -- tessera \
+  brun --isolation chroot --network host "${pki_mount[@]}" "$sched" -- tessera \
     --scheduler "127.0.0.1:$PORT" --tls-ca $P/ca.pem "$@"
 }
 expect_refused() {  # <log file> <status name> <CLI args>...
@@ -304,7 +325,7 @@ cli --token-file $P/ci.token submit --name image-test --task primes \
 grep -q '"primes": 78498' "$LOGS/submit.log" || fail "wrong answer: $(cat "$LOGS/submit.log")"
 result=$(grep -o 'result: [^ ]*' "$LOGS/submit.log" | cut -d' ' -f2)
 [[ "$result" == /var/lib/tessera/results/*.json ]] || fail "unexpected result location '$result'"
-buildah run --isolation chroot "$sched" -- cat "$result" | grep -q '"primes": *78498' ||
+brun --isolation chroot "$sched" -- cat "$result" | grep -q '"primes": *78498' ||
   fail "the result file $result in the scheduler's container does not hold the answer"
 grep -q "audit: SubmitJob job=[0-9a-f]* by ci" "$LOGS/scheduler.log" ||
   fail "the scheduler's log has no audit line naming the submitter ci"
