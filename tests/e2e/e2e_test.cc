@@ -1,7 +1,11 @@
 // End-to-end: the real tessera-scheduler and tessera-executor binaries as
 // processes on loopback, killed at chosen moments; answers checked against a
 // single-process reference.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -91,6 +95,28 @@ TEST_F(Cluster, ExecutorStartedBeforeTheSchedulerConnectsOnceItIsUp) {
   v1::Job done = WaitForEnd(job.id(), absl::Seconds(60));
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << Logs();
   EXPECT_EQ(json::parse(Result(job.id()).result_json())["items"], 1000);
+}
+
+TEST_F(Cluster, AFirstStartWhosePortWasTakenMeanwhileServesOnAFreshOne) {
+  // Another process binds the port picked for the scheduler before it does.
+  const int taken = cluster().port();
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(taken);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_NO_FATAL_FAILURE(StartScheduler()) << Logs();
+  close(fd);
+  EXPECT_NE(cluster().port(), taken);
+  StartExecutor("late", 1);
+  v1::Job job = Submit(
+      R"({"spec":{"task":"noop","range":{"start":"0","end":"10","shardSize":"5"}}})");
+  ASSERT_FALSE(job.id().empty()) << Logs();
+  EXPECT_EQ(WaitForEnd(job.id(), absl::Seconds(60)).state(), v1::JOB_STATE_SUCCEEDED)
+      << Logs();
 }
 
 TEST_F(Cluster, SigtermDrainsAnExecutorWhichFinishesItsShardAndExitsZero) {

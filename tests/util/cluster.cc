@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -96,12 +97,33 @@ absl::StatusOr<absl::Duration> LocalCluster::StartScheduler(
               options_.scheduler_flags.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
   const absl::Time t0 = absl::Now();
-  scheduler_ = std::make_unique<Process>(Wrapped(options_.scheduler_wrapper, argv),
-                                         dir_ + "/scheduler.log");
-  auto stub = WaitForScheduler(address_, *scheduler_, timeout, options_.ready_poll);
-  if (!stub.ok()) return stub.status();
-  jobs_ = *std::move(stub);
-  return absl::Now() - t0;
+  for (int attempt = 1;; ++attempt) {
+    scheduler_ = std::make_unique<Process>(Wrapped(options_.scheduler_wrapper, argv),
+                                           dir_ + "/scheduler.log");
+    auto stub = WaitForScheduler(address_, *scheduler_, timeout, options_.ready_poll);
+    if (stub.ok()) {
+      served_ = true;
+      jobs_ = *std::move(stub);
+      return absl::Now() - t0;
+    }
+    const bool port_taken =
+        absl::StrContains(stub.status().message(), "cannot listen on");
+    if (!port_taken || served_ || !executors_.empty() || attempt == 3) {
+      return stub.status();
+    }
+    const std::string old_listen = "--listen=" + address_;
+    const std::string old_metrics =
+        absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port_);
+    port_ = FreePort();
+    address_ = absl::StrCat("127.0.0.1:", port_);
+    if (options_.metrics_port) metrics_port_ = FreePort();
+    for (std::string& arg : argv) {
+      if (arg == old_listen) arg = "--listen=" + address_;
+      if (options_.metrics_port && arg == old_metrics) {
+        arg = absl::StrCat("--metrics-listen=127.0.0.1:", metrics_port_);
+      }
+    }
+  }
 }
 
 absl::Status LocalCluster::KillScheduler() {

@@ -65,6 +65,9 @@ class LocalCluster {
 
   // Starts (or restarts) the scheduler with `extra` flags and waits until it
   // serves; returns how long that took, or the error with the scheduler's log.
+  // A port picked free can be taken by another process before the scheduler
+  // binds it: until a scheduler has served and while no executor was started,
+  // a start that cannot listen is tried again on fresh ports (twice at most).
   absl::StatusOr<absl::Duration> StartScheduler(
       const std::vector<std::string>& extra = {},
       absl::Duration timeout = absl::Seconds(60));
@@ -111,9 +114,11 @@ class LocalCluster {
   // Declared before the processes, so they have ended when it is removed.
   const std::optional<TempDir> own_dir_;  // if options_.dir was empty
   const std::string dir_;
-  const int port_;
-  const int metrics_port_;
-  const std::string address_;
+  // Fixed once a scheduler has served or an executor was pointed at them.
+  int port_;
+  int metrics_port_;
+  std::string address_;
+  bool served_ = false;             // a scheduler of this cluster has served
   std::string executor_scheduler_;  // empty: address_
   std::unique_ptr<Process> scheduler_;
   std::vector<std::unique_ptr<Process>> executors_;
