@@ -18,6 +18,12 @@ constexpr int kWorkers = 4;
 constexpr size_t kRecentResults = 64;
 constexpr size_t kRecentResultBytes = 256 << 10;
 
+// A result whose "finalizing" record will never commit is not written.
+void LogNeverCommitted(const PersistAction& p) {
+  spdlog::warn("job={} result v{} not written: its record was never committed", p.job_id,
+               p.version);
+}
+
 }  // namespace
 
 // A result between Begin and its publication.
@@ -90,8 +96,7 @@ void ResultPublisher::PublishParked(const std::shared_ptr<Ticket>& ticket,
   // the commit and the job's end.
   const PersistAction& p = ticket->action;
   if (!committed) {
-    spdlog::warn("job={} result v{} not written: its record was never committed",
-                 p.job_id, p.version);
+    LogNeverCommitted(p);
     writer_->Release();
     return;
   }
@@ -228,8 +233,7 @@ std::optional<bool> ResultPublisher::Persist(Ticket& ticket) {
     };
     ticket.mu.Await(absl::Condition(&is_settled));
     if (ticket.abandoned) {
-      spdlog::warn("job={} result v{} not written: its record was never committed",
-                   p.job_id, p.version);
+      LogNeverCommitted(p);
       return false;
     }
   }
