@@ -122,8 +122,8 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
     writing_ = false;
     if (!ok) {
       FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
-    } else if (last_terminal_ || cancelled_) {
-      FinishLocked(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    } else if (cancelled_) {
+      FinishLocked(grpc::Status::CANCELLED);
     } else if (finish_pending_) {
       finish_pending_ = false;
       PollLocked(/*finished=*/true);
@@ -158,11 +158,13 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
     sent_any_ = true;
     last_version_ = job->version;
     last_sent_ = now;
-    last_terminal_ = IsTerminal(job->state);
+    const bool terminal = IsTerminal(job->state);
     event_.Clear();
     JobToProto(*job, event_.mutable_job());
     writing_ = true;
-    if (last_terminal_ && !job->result_location.empty()) {
+    // The end event and the stream's status go out in one write.
+    finishing_ = terminal;
+    if (terminal && !job->result_location.empty()) {
       // The end event carries the result: the bytes just written when the
       // runtime still has them, else read back (and checked against its
       // sha256) on a reader thread, as the sink may be remote.
@@ -177,7 +179,17 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
       });
       return;
     }
-    StartWrite(&event_);
+    SendEvent(terminal);
+  }
+
+  // The event in event_; the last one with the stream's status (OnDone
+  // follows, no OnWriteDone).
+  void SendEvent(bool last) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (last) {
+      StartWriteAndFinish(&event_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      StartWrite(&event_);
+    }
   }
 
   // Runs on a reader thread, or at once inside PollLocked (mu_ held) when the
@@ -190,7 +202,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
       spdlog::warn("job={} end event sent without its result: {}", job_id_, s.ToString());
       event_.clear_result();
     }
-    StartWrite(&event_);
+    SendEvent(/*last=*/true);
   }
 
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -209,7 +221,6 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent>, public Polle
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
-  bool last_terminal_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;  // ended during a write
   uint64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_sent_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
