@@ -46,13 +46,22 @@ void DurableWriter::Add(Entry entry, bool urgent, bool durable) {
   Add(std::move(entries), urgent, durable);
 }
 
-void DurableWriter::Add(std::vector<Entry> entries, bool urgent, bool durable) {
+void DurableWriter::Add(std::vector<Entry> entries, bool urgent, bool durable,
+                        absl::Duration may_wait) {
   {
     absl::MutexLock lock(&mu_);
     if (!done_) {
       for (Entry& e : entries) queue_.push_back(std::move(e));
-      urgent_ = urgent_ || urgent;
       durable_ = durable_ || durable;
+      if (urgent && may_wait > absl::ZeroDuration() && linger_ > absl::ZeroDuration()) {
+        const absl::Time by = MonoNow() + std::min(may_wait, linger_);
+        if (by < soon_) {
+          soon_ = by;
+          linger_cv_.Signal();  // a lingering writer waits less now
+        }
+      } else {
+        urgent_ = urgent_ || urgent;
+      }
       if (urgent_ || queue_.size() >= kLingerEntries) linger_cv_.Signal();
       return;
     }
@@ -94,7 +103,22 @@ void DurableWriter::Join() {
 
 bool DurableWriter::DueLocked() const {
   return !queue_.empty() && (urgent_ || stopping_ || linger_ <= absl::ZeroDuration() ||
-                             queue_.size() >= kLingerEntries);
+                             queue_.size() >= kLingerEntries || MonoNow() >= soon_);
+}
+
+void DurableWriter::LingerLocked() {
+  if (urgent_ || stopping_ || linger_ <= absl::ZeroDuration()) return;
+  const absl::Time lingered = MonoNow() + linger_;
+  while (true) {
+    const absl::Time seen = soon_;
+    const absl::Duration left = std::min(lingered, seen) - MonoNow();
+    if (left <= absl::ZeroDuration()) return;
+    auto go = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return urgent_ || stopping_ || queue_.size() >= kLingerEntries || soon_ != seen;
+    };
+    if (!AwaitFor(&mu_, linger_cv_, go, left)) return;  // waited it out
+    if (soon_ == seen) return;                          // something must go now
+  }
 }
 
 void DurableWriter::AfterBatch(absl::AnyInvocable<void() &&> fn) {
@@ -164,15 +188,11 @@ void DurableWriter::Loop() {
         done_ = true;
         return;
       }
-      if (!urgent_ && !stopping_ && linger_ > absl::ZeroDuration()) {
-        auto flush = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return urgent_ || stopping_ || queue_.size() >= kLingerEntries;
-        };
-        AwaitFor(&mu_, linger_cv_, flush, linger_);
-      }
+      LingerLocked();
       batch.swap(queue_);
       durable = durable_;
       urgent_ = durable_ = false;
+      soon_ = absl::InfiniteFuture();
     }
     if (hooks_.taken) hooks_.taken(batch);
     Refusals refused;

@@ -5,7 +5,10 @@
 // of it once it is durable.
 //
 // - Linger: a batch of entries that may wait (see Add) waits up to the
-//   linger for more to join it; anything urgent is committed at once.
+//   linger for more to join it; anything urgent is committed at once, except
+//   an entry whose caller expects the next urgent one soon (a submitted job
+//   expected to end within a moment: its end then joins its submit's commit),
+//   which waits for it up to its `may_wait`, within the linger.
 // - Faults (faults.h): a failed commit is retried with backoff, keeping the
 //   batch; FaultState hears of every attempt.
 // - A record the store refuses for good (RecordError, store.h) is left out
@@ -101,9 +104,12 @@ class DurableWriter {
   void Start();
   // Queues `entries` in order. `urgent`: commit at once (else they may wait
   // for the linger). `durable`: their batch is committed durably even when it
-  // holds no record. After the writer has stopped, callbacks are told at once
-  // that their batch was abandoned.
-  void Add(std::vector<Entry> entries, bool urgent, bool durable = false);
+  // holds no record. `may_wait` (urgent entries, a linger above zero): commit
+  // within this long (at most the linger), at once when another urgent entry
+  // comes. After the writer has stopped, callbacks are told at once that
+  // their batch was abandoned.
+  void Add(std::vector<Entry> entries, bool urgent, bool durable = false,
+           absl::Duration may_wait = absl::ZeroDuration());
   void Add(Entry entry, bool urgent, bool durable = false);
   // Work that will queue more entries: Stop waits for its Release. False
   // (nothing held) once the writer has stopped.
@@ -130,6 +136,10 @@ class DurableWriter {
   void CallbackLoop();
   // Whether the writer would commit what is queued at once.
   bool DueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits, with a batch queued that is not yet due, until it is: the linger
+  // (or the earliest `may_wait`) has passed, or something came that makes
+  // it go now.
+  void LingerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ShutdownTimedOut();
   // The wait before retrying a failed commit: `backoff`, ended by Stop; once
   // stopping, at most until the store timeout has passed.
@@ -147,6 +157,9 @@ class DurableWriter {
   absl::Mutex mu_;
   Batch queue_ ABSL_GUARDED_BY(mu_);
   bool urgent_ ABSL_GUARDED_BY(mu_) = false;
+  // Urgent entries that may wait (Add's `may_wait`) are committed by then
+  // (MonoNow), or with the next urgent entry.
+  absl::Time soon_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool durable_ ABSL_GUARDED_BY(mu_) = false;
   int holds_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

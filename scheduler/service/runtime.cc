@@ -186,9 +186,14 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done, const std::string& c
   {
     absl::MutexLock lock(&mu_);
     Actions actions;
-    job = core_.Submit(spec, id, CoreNow(), actions, stored ? &*stored : nullptr);
-    if (job.ok()) call->SetJob(job->id);  // an idempotent resubmission's is older
-    Execute(std::move(actions), AnswerAfterCommit(job, call));
+    const absl::Time now = CoreNow();
+    job = core_.Submit(spec, id, now, actions, stored ? &*stored : nullptr);
+    absl::Duration may_wait = absl::ZeroDuration();
+    if (job.ok()) {
+      call->SetJob(job->id);  // an idempotent resubmission's is older
+      may_wait = QuickSubmitted(*job, actions, now);
+    }
+    Execute(std::move(actions), AnswerAfterCommit(job, call), may_wait);
   }
   if (!job.ok()) {
     call->Answer(job.status());
@@ -196,6 +201,30 @@ void Runtime::Submit(const JobSpec& spec, JobCallback done, const std::string& c
   }
   spdlog::info("audit: SubmitJob job={} by {} task={} shards={} queue={} name=\"{}\"",
                job->id, caller, spec.task, job->shards.total, spec.queue, spec.name);
+}
+
+absl::Duration Runtime::QuickSubmitted(const JobView& job, const Actions& actions,
+                                       absl::Time now) {
+  if (quick_wait_ <= absl::ZeroDuration() || job.shards.total <= 0) {
+    return absl::ZeroDuration();
+  }
+  const auto assigned = std::count_if(
+      actions.assigns.begin(), actions.assigns.end(),
+      [&job](const AssignAction& a) { return a.assignment.job_id == job.id; });
+  if (assigned != job.shards.total) return absl::ZeroDuration();
+  // Another such job still running: jobs overlap, and their records share
+  // commits anyway.
+  if (!quick_.id.empty()) quick_.expected = false;
+  const bool expected = quick_.expected;
+  quick_.id = job.id;
+  quick_.submitted = now;
+  return expected ? quick_wait_ : absl::ZeroDuration();
+}
+
+void Runtime::QuickEnded(const std::string& job_id) {
+  if (quick_.id.empty() || job_id != quick_.id) return;
+  quick_.expected = clock_->Now() - quick_.submitted <= quick_wait_ / 2;
+  quick_.id.clear();
 }
 
 void Runtime::Cancel(const std::string& job_id, JobCallback done) {
@@ -433,7 +462,8 @@ void Runtime::RemovePoller(Poller* poller) {
   pollers_.erase(poller);
 }
 
-void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
+void Runtime::Execute(Actions actions, std::optional<CallReply> reply,
+                      absl::Duration may_wait) {
   // Called with mu_ held, so that messages reach each executor in the order
   // the core decided them (an assignment is never overtaken by its cancel).
   // Sends only queue; nothing here blocks.
@@ -474,6 +504,7 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
       // Staged now; published once the "finalizing" record before it is
       // durable (result_publisher.h).
       std::string job_id = p->job_id;
+      QuickEnded(job_id);
       entries.push_back(
           DurableWriter::AfterCommit{std::move(job_id), publisher_.Begin(std::move(*p))});
       urgent = durable = true;
@@ -483,6 +514,7 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
     const auto* save = std::get_if<SaveJobOp>(&op);
     std::string finished =
         save != nullptr && IsTerminal(save->record().state) ? save->record().id : "";
+    if (!finished.empty()) QuickEnded(finished);
     entries.push_back(std::move(op));
     // Watchers learn of the end as soon as it is committed, not at the next tick.
     if (!finished.empty()) {
@@ -511,7 +543,7 @@ void Runtime::Execute(Actions actions, std::optional<CallReply> reply) {
         }});
     urgent = true;
   }
-  writer_.Add(std::move(entries), urgent, durable);
+  writer_.Add(std::move(entries), urgent, durable, may_wait);
 }
 
 void Runtime::AfterCommit(std::function<void()> fn) {

@@ -17,6 +17,7 @@
 #ifndef TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
 #define TESSERA_SCHEDULER_SERVICE_RUNTIME_H_
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -160,7 +161,14 @@ class Runtime {
   // then costs one commit (and one ack message per executor) per linger, not one per
   // result. Anything a caller or a job's end waits for is committed at once, with what is
   // queued before it. Zero: commit whatever is queued at once. Call before Start.
-  void SetCommitLinger(absl::Duration linger) { writer_.SetLinger(linger); }
+  // A job whose shards all went out as it was submitted, while such jobs end
+  // within 1 ms, is expected to end soon: its submit waits for its end, up to
+  // 2 ms (and the linger), and both commit together (one commit a job; the
+  // SubmitJob reply waits that much longer when it does not come).
+  void SetCommitLinger(absl::Duration linger) {
+    quick_wait_ = std::min(linger, kQuickWait);
+    writer_.SetLinger(linger);
+  }
 
   // How long a call that changes a job waits for its commit before it is
   // answered UNAVAILABLE; a commit running longer counts as failing; Stop
@@ -181,6 +189,10 @@ class Runtime {
   // deleted rows (Store::Compact). Call before Start.
   void SetCompactInterval(absl::Duration d) { writer_.SetCompactInterval(d); }
 
+  // For tests: the longest a submit waits for its job's end (SetCommitLinger;
+  // after it).
+  void SetQuickWaitForTesting(absl::Duration d) { quick_wait_ = d; }
+
   // Fault injection for tests: wait this long after each sink write before
   // marking the job done, so that a test can kill the scheduler in between.
   void SetPersistDelayForTesting(absl::Duration d) {
@@ -194,8 +206,17 @@ class Runtime {
     std::shared_ptr<PendingCall> call;
     JobView view;
   };
-  void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt)
+  // `may_wait`: the reply may wait this long for the next urgent record
+  // (DurableWriter::Add).
+  void Execute(Actions actions, std::optional<CallReply> reply = std::nullopt,
+               absl::Duration may_wait = absl::ZeroDuration())
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How long the submit of `job`, whose `actions` are about to be carried
+  // out, may wait for the job's end to commit with it (SetCommitLinger).
+  absl::Duration QuickSubmitted(const JobView& job, const Actions& actions,
+                                absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `job_id`'s end (its result, or its terminal record) is queued.
+  void QuickEnded(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The answer to `call` once the core's change is committed: `job`; none
   // when the core refused the call.
   static std::optional<CallReply> AnswerAfterCommit(
@@ -251,6 +272,19 @@ class Runtime {
 
   absl::Mutex mu_;
   SchedulerCore core_ ABSL_GUARDED_BY(mu_);
+  // The longest a submit waits for its job's end (SetCommitLinger), and the
+  // wait itself.
+  static constexpr absl::Duration kQuickWait = absl::Milliseconds(2);
+  absl::Duration quick_wait_ = absl::ZeroDuration();
+  // The last job whose shards all went out as it was submitted, until its
+  // end is queued; `expected`: the one before it ended within half the wait
+  // (QuickSubmitted).
+  struct QuickJob {
+    std::string id;
+    absl::Time submitted;
+    bool expected = false;
+  };
+  QuickJob quick_ ABSL_GUARDED_BY(mu_);
 
   // Locked after mu_ when both are held.
   StreamRegistry streams_;

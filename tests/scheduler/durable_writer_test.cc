@@ -197,6 +197,42 @@ TEST_F(DurableWriterTest, ALingeringBatchWaitsUntilSomethingUrgentJoinsIt) {
   writer.Join();
 }
 
+TEST_F(DurableWriterTest, AnUrgentEntryThatMayWaitCommitsWithTheNextUrgentOne) {
+  DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
+  writer.SetLinger(absl::Seconds(30));
+  writer.Start();
+  writer.Add({Result("a", 0)}, /*urgent=*/true, /*durable=*/false,
+             /*may_wait=*/absl::Seconds(20));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(store_.commits().empty()) << "did not wait for the next urgent entry";
+  writer.Add(Result("b", 0), /*urgent=*/true);
+  ASSERT_TRUE(WaitUntil([&] { return store_.commits().size() == 1; }));
+  const std::vector<std::string> both = {"a/0", "b/0"};
+  EXPECT_EQ(store_.commits()[0], both);
+  writer.Stop();
+  writer.Join();
+}
+
+TEST_F(DurableWriterTest, AnUrgentEntryThatMayWaitCommitsAloneWhenItsWaitIsOver) {
+  DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
+  writer.SetLinger(absl::Seconds(30));
+  writer.Start();
+  // A lingering entry first: the shorter wait that joins it still counts.
+  writer.Add(Result("a", 0), /*urgent=*/false);
+  absl::SleepFor(absl::Milliseconds(50));
+  const absl::Time added = absl::Now();
+  writer.Add({Result("b", 0), DurableWriter::AfterCommit{"b", events_.Record("b")}},
+             /*urgent=*/true, /*durable=*/false, /*may_wait=*/absl::Milliseconds(300));
+  EXPECT_EQ(events_.Wait(1).front(), "b");
+  const absl::Duration waited = absl::Now() - added;
+  EXPECT_GE(waited, absl::Milliseconds(250));
+  EXPECT_LT(waited, absl::Seconds(5)) << "waited for the linger";
+  const std::vector<std::vector<std::string>> expected = {{"a/0", "b/0"}};
+  EXPECT_EQ(store_.commits(), expected);
+  writer.Stop();
+  writer.Join();
+}
+
 TEST_F(DurableWriterTest, AFailedCommitIsRetriedWithTheSameBatchAndCallbacksWaitForIt) {
   DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
   store_.FailNext(2);

@@ -57,6 +57,7 @@ class RecordingStore : public MemoryStore {
       journal_->Add(absl::StrCat("commit results ", write.results.size()));
     }
     for (const JobRecord* j : write.jobs) {
+      journal_->Add("commit job " + j->id);
       if (!j->location.empty()) journal_->Add("commit done " + j->id);
       if (j->finalizing) journal_->Add("commit finalizing " + j->id);
       if (j->state == JobState::kFailed) journal_->Add("commit failed " + j->id);
@@ -359,6 +360,92 @@ TEST_F(LingeringRuntimeTest, ResultsWaitToShareACommitThatAJobsEndTakesAtOnce) {
   ASSERT_FALSE(SubmitJob(1).empty());
   ExpectSyncedBeforeDone(id);
   EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "something waited out the linger";
+}
+
+// A submit waits for its job's end only as long as the test says (the
+// linger alone would be much longer).
+class QuickJobRuntimeTest : public LingeringRuntimeTest {
+ protected:
+  void SetUp() override {
+    LingeringRuntimeTest::SetUp();
+    runtime_.SetQuickWaitForTesting(QuickWait());
+  }
+  virtual absl::Duration QuickWait() const { return absl::Seconds(20); }
+
+  // Submits a single-shard job without waiting for the answer, which
+  // `answered` gets.
+  std::string SubmitOne(absl::Notification& answered) {
+    JobSpec spec;
+    spec.task = "noop";
+    spec.range = {0, 1, 0, 1};
+    runtime_.Submit(spec, [&answered](absl::StatusOr<JobView> job) {
+      EXPECT_THAT(job, IsOk());
+      answered.Notify();
+    });
+    const std::vector<Assignment> got = stream_.WaitAssigned(++assigned_);
+    return got.size() == assigned_ ? got.back().job_id : "";
+  }
+  // Sends the result of the last assignment.
+  void Finish() { SendResult(runtime_, conn_, stream_.WaitAssigned(assigned_).back()); }
+
+  size_t assigned_ = 0;
+};
+
+TEST_F(QuickJobRuntimeTest, ASubmitWhoseJobIsExpectedToEndSoonCommitsWithItsEnd) {
+  // The first such job: nothing known yet, its submit is committed at once.
+  absl::Notification first;
+  const std::string a = SubmitOne(first);
+  ASSERT_FALSE(a.empty());
+  ASSERT_TRUE(first.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  Finish();
+  ASSERT_GE(WaitFor(absl::StrCat("publish mem:", a, ".v1")), 0);
+  // It ended soon: the next one's submit waits for its end.
+  absl::Notification second;
+  const std::string b = SubmitOne(second);
+  ASSERT_FALSE(b.empty());
+  EXPECT_FALSE(second.WaitForNotificationWithTimeout(absl::Milliseconds(200)))
+      << "the submit did not wait for its job's end";
+  EXPECT_EQ(journal_.Find("commit job " + b), -1);
+  Finish();
+  ASSERT_TRUE(second.WaitForNotificationWithTimeout(absl::Seconds(5)))
+      << "the submit waited out its wait, not for the job's end";
+  // One commit held both: the first record of the job in the store is its
+  // "finalizing" one, the submit's record being older in the same batch.
+  const int first_b = journal_.Find("commit job " + b);
+  ASSERT_GE(first_b, 0);
+  EXPECT_EQ(journal_.events()[first_b + 1], "commit finalizing " + b);
+  ExpectSyncedBeforeDone(a);
+}
+
+class SlowJobRuntimeTest : public QuickJobRuntimeTest {
+ protected:
+  absl::Duration QuickWait() const override { return absl::Milliseconds(300); }
+};
+
+TEST_F(SlowJobRuntimeTest,
+       AfterAJobThatTookLongerThanHalfTheWaitASubmitIsAnsweredAtOnce) {
+  absl::Notification first;
+  ASSERT_FALSE(SubmitOne(first).empty());
+  ASSERT_TRUE(first.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  absl::SleepFor(absl::Milliseconds(400));
+  Finish();
+  absl::Notification second;
+  const absl::Time t0 = absl::Now();
+  const std::string b = SubmitOne(second);
+  ASSERT_FALSE(b.empty());
+  ASSERT_TRUE(second.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - t0, absl::Milliseconds(250)) << "the submit waited";
+  EXPECT_GE(journal_.Find("commit job " + b), 0);
+  Finish();
+  // The job that ended soon brings the wait back: this submit waits out its
+  // 300 ms when no end comes.
+  ASSERT_GE(WaitFor(absl::StrCat("publish mem:", b, ".v1")), 0);
+  absl::Notification third;
+  const absl::Time t1 = absl::Now();
+  ASSERT_FALSE(SubmitOne(third).empty());
+  ASSERT_TRUE(third.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_GE(absl::Now() - t1, absl::Milliseconds(250));
+  Finish();
 }
 
 TEST_F(LingeringRuntimeTest, ALingeringBatchIsCommittedOnceItIsLarge) {
