@@ -63,8 +63,9 @@ ABSL_FLAG(
     "on power loss)");
 ABSL_FLAG(absl::Duration, store_linger, absl::Milliseconds(2),
           "Shard results (and the acks that tell executors they are durable) wait up "
-          "to this long to share one store commit; submissions, cancels and job ends "
-          "never wait. 0 commits every result at once");
+          "to this long to share one store commit; cancels and job ends never wait; a "
+          "submission whose job is expected to end within moments waits for that end "
+          "(at most 2ms and this long) to share its commit. 0 commits each at once");
 ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(5),
           "A call that changes a job (submit, cancel, update, retry) waits at most this "
           "long for its store commit, then gets UNAVAILABLE; on SIGTERM a failing store "

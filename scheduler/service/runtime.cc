@@ -215,7 +215,7 @@ absl::Duration Runtime::QuickSubmitted(const JobView& job, const Actions& action
   // Another such job still running: jobs overlap, and their records share
   // commits anyway.
   if (!quick_.id.empty()) quick_.expected = false;
-  const bool expected = quick_.expected;
+  const bool expected = quick_.expected && now - quick_.ended <= kQuickRecent;
   quick_.id = job.id;
   quick_.submitted = now;
   return expected ? quick_wait_ : absl::ZeroDuration();
@@ -223,7 +223,8 @@ absl::Duration Runtime::QuickSubmitted(const JobView& job, const Actions& action
 
 void Runtime::QuickEnded(const std::string& job_id) {
   if (quick_.id.empty() || job_id != quick_.id) return;
-  quick_.expected = clock_->Now() - quick_.submitted <= quick_wait_ / 2;
+  quick_.ended = clock_->Now();
+  quick_.expected = quick_.ended - quick_.submitted <= quick_wait_ / 2;
   quick_.id.clear();
 }
 

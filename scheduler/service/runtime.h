@@ -162,9 +162,10 @@ class Runtime {
   // result. Anything a caller or a job's end waits for is committed at once, with what is
   // queued before it. Zero: commit whatever is queued at once. Call before Start.
   // A job whose shards all went out as it was submitted, while such jobs end
-  // within 1 ms, is expected to end soon: its submit waits for its end, up to
-  // 2 ms (and the linger), and both commit together (one commit a job; the
-  // SubmitJob reply waits that much longer when it does not come).
+  // within 1 ms (the last one, in the last 100 ms), is expected to end soon:
+  // its submit waits for its end, up to 2 ms (and the linger), and both
+  // commit together (one commit a job; the SubmitJob reply waits that much
+  // longer when it does not come).
   void SetCommitLinger(absl::Duration linger) {
     quick_wait_ = std::min(linger, kQuickWait);
     writer_.SetLinger(linger);
@@ -275,14 +276,18 @@ class Runtime {
   // The longest a submit waits for its job's end (SetCommitLinger), and the
   // wait itself.
   static constexpr absl::Duration kQuickWait = absl::Milliseconds(2);
+  // After this long without such a job the next one is not expected to end
+  // soon (its executor may be idle: waking it takes longer).
+  static constexpr absl::Duration kQuickRecent = absl::Milliseconds(100);
   absl::Duration quick_wait_ = absl::ZeroDuration();
   // The last job whose shards all went out as it was submitted, until its
-  // end is queued; `expected`: the one before it ended within half the wait
-  // (QuickSubmitted).
+  // end is queued; `expected`: the one before it ended within half the wait,
+  // at `ended` (QuickSubmitted).
   struct QuickJob {
     std::string id;
     absl::Time submitted;
     bool expected = false;
+    absl::Time ended = absl::InfinitePast();
   };
   QuickJob quick_ ABSL_GUARDED_BY(mu_);
 
