@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -258,22 +259,29 @@ void DurableWriter::Loop() {
 }
 
 absl::Status DurableWriter::Commit(const Batch& batch, bool durable, Refusals& refused) {
+  // Jobs of which only the first record in the batch is kept (a later one was
+  // refused), and how many records each job has in the batch.
+  std::set<std::string> first_only;
+  std::map<std::string, int> saves;
   while (true) {
     // One transaction for every record in the batch (group commit); of a job
     // saved more than once only the last record, which the transaction would
     // keep anyway.
     StoreWrite write;
     std::map<std::string, size_t> job_at;
+    saves.clear();
     for (const Entry& entry : batch) {
       const auto* op = std::get_if<DurableOp>(&entry);
       if (op == nullptr) continue;
       if (const auto* j = std::get_if<SaveJobOp>(op)) {
-        auto r = refused.find(j->record().id);
+        const std::string& id = j->record().id;
+        ++saves[id];
+        auto r = refused.find(id);
         if (r != refused.end() && r->second.whole) continue;
-        auto [at, added] = job_at.try_emplace(j->record().id, write.jobs.size());
+        auto [at, added] = job_at.try_emplace(id, write.jobs.size());
         if (added) {
           write.jobs.push_back(&j->record());
-        } else {
+        } else if (first_only.count(id) == 0) {
           write.jobs[at->second] = &j->record();
         }
       } else if (const auto* r = std::get_if<SaveResultOp>(op)) {
@@ -299,18 +307,29 @@ absl::Status DurableWriter::Commit(const Batch& batch, bool durable, Refusals& r
     }
     // A record of one job that can never be stored: the others go on
     // without it. First without the job's shard results (so that its latest
-    // state, e.g. a failure, is still kept), then without any of its records.
+    // state, e.g. a failure, is still kept), then with only its first record
+    // in the batch (e.g. a submit's, whose job's end in the same batch is
+    // refused: the submission stands, and the job fails), then without any
+    // of its records.
     std::optional<std::string> job = RecordErrorJob(status);
     if (!job.has_value()) return status;
     auto [it, first] = refused.try_emplace(*job, Outcome{status, false, false});
+    const char* left_out = "shard results";
     if (!first) {
       if (it->second.whole) return status;  // the store blames a record not sent
-      it->second = Outcome{status, true, false};
+      if (first_only.count(*job) == 0 && saves[*job] > 1) {
+        first_only.insert(*job);
+        it->second = Outcome{status, false, false};
+        left_out = "records after the first";
+      } else {
+        it->second = Outcome{status, true, false};
+        left_out = "records";
+      }
     }
     spdlog::error(
         "job={}: the store refuses a record of it for good; committing the "
         "rest without its {}, and failing it: {}",
-        *job, first ? "shard results" : "records", status.ToString());
+        *job, left_out, status.ToString());
   }
 }
 

@@ -58,8 +58,10 @@ class DurableWriter {
   struct Outcome {
     // OK: committed. Else the store's refusal of a record of the callback's
     // job (`whole`: all the job's records were left out, else only its shard
-    // results), or, when `abandoned`, the store's error when Stop gave up:
-    // nothing of the batch was committed.
+    // results, or its records after the first in the batch, e.g. a submit's
+    // record kept when its job's end, in the same batch, is refused), or,
+    // when `abandoned`, the store's error when Stop gave up: nothing of the
+    // batch was committed.
     absl::Status status;
     bool whole = false;
     bool abandoned = false;
@@ -127,7 +129,9 @@ class DurableWriter {
  private:
   void Loop();
   // Commits the records of `batch` in one transaction, leaving out those of a
-  // job the store refuses a record of for good (they go to `refused`).
+  // job the store refuses a record of for good (they go to `refused`): first
+  // its shard results, then its records after the first in the batch, then
+  // all of them.
   absl::Status Commit(const Batch& batch, bool durable, Refusals& refused);
   void Abandon(Batch& batch, const absl::Status& error);
   // Runs `fn` (a committed or abandoned batch's callbacks) here, or, when the

@@ -215,7 +215,7 @@ absl::Duration Runtime::QuickSubmitted(const JobView& job, const Actions& action
   // Another such job still running: jobs overlap, and their records share
   // commits anyway.
   if (!quick_.id.empty()) quick_.expected = false;
-  const bool expected = quick_.expected && now - quick_.ended <= kQuickRecent;
+  const bool expected = quick_.expected && now - quick_.ended <= quick_recent_;
   quick_.id = job.id;
   quick_.submitted = now;
   return expected ? quick_wait_ : absl::ZeroDuration();

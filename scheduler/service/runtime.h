@@ -190,9 +190,12 @@ class Runtime {
   // deleted rows (Store::Compact). Call before Start.
   void SetCompactInterval(absl::Duration d) { writer_.SetCompactInterval(d); }
 
-  // For tests: the longest a submit waits for its job's end (SetCommitLinger;
-  // after it).
-  void SetQuickWaitForTesting(absl::Duration d) { quick_wait_ = d; }
+  // For tests: the longest a submit waits for its job's end, and how recent
+  // the last such job's end must be (SetCommitLinger; after it).
+  void SetQuickWaitForTesting(absl::Duration wait, absl::Duration recent) {
+    quick_wait_ = wait;
+    quick_recent_ = recent;
+  }
 
   // Fault injection for tests: wait this long after each sink write before
   // marking the job done, so that a test can kill the scheduler in between.
@@ -276,10 +279,10 @@ class Runtime {
   // The longest a submit waits for its job's end (SetCommitLinger), and the
   // wait itself.
   static constexpr absl::Duration kQuickWait = absl::Milliseconds(2);
+  absl::Duration quick_wait_ = absl::ZeroDuration();
   // After this long without such a job the next one is not expected to end
   // soon (its executor may be idle: waking it takes longer).
-  static constexpr absl::Duration kQuickRecent = absl::Milliseconds(100);
-  absl::Duration quick_wait_ = absl::ZeroDuration();
+  absl::Duration quick_recent_ = absl::Milliseconds(100);
   // The last job whose shards all went out as it was submitted, until its
   // end is queued; `expected`: the one before it ended within half the wait,
   // at `ended` (QuickSubmitted).

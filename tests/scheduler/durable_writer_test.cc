@@ -4,6 +4,7 @@
 // for good, and giving up at the store timeout when stopping.
 #include "scheduler/service/durable_writer.h"
 
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +33,12 @@ class ScriptedStore : public MemoryStore {
       return absl::UnavailableError("disk I/O error");
     }
     std::vector<std::string> shards;
+    for (const JobRecord* j : write.jobs) {
+      if (refuse_record_ && refuse_record_(*j)) {
+        return RecordError(absl::StatusCode::kInvalidArgument, j->id, "too big");
+      }
+      shards.push_back(absl::StrCat("job ", j->id, j->finalizing ? " finalizing" : ""));
+    }
     for (const SaveResultOp* r : write.results) {
       shards.push_back(absl::StrCat(r->job_id, "/", r->shard));
       if (r->job_id == refused_job_) {
@@ -63,6 +70,11 @@ class ScriptedStore : public MemoryStore {
     absl::MutexLock lock(&mu_);
     refused_job_ = job_id;
   }
+  // Job records for which `refuse` is true are refused for good.
+  void RefuseRecords(std::function<bool(const JobRecord&)> refuse) {
+    absl::MutexLock lock(&mu_);
+    refuse_record_ = std::move(refuse);
+  }
   std::vector<std::vector<std::string>> commits() {
     absl::MutexLock lock(&mu_);
     return commits_;
@@ -78,6 +90,7 @@ class ScriptedStore : public MemoryStore {
   bool fail_always_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
   std::string refused_job_ ABSL_GUARDED_BY(mu_);
+  std::function<bool(const JobRecord&)> refuse_record_ ABSL_GUARDED_BY(mu_);
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::vector<std::string>> commits_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> durable_ ABSL_GUARDED_BY(mu_);
@@ -223,7 +236,9 @@ TEST_F(DurableWriterTest, AnUrgentEntryThatMayWaitCommitsAloneWhenItsWaitIsOver)
   const absl::Time added = absl::Now();
   writer.Add({Result("b", 0), DurableWriter::AfterCommit{"b", events_.Record("b")}},
              /*urgent=*/true, /*durable=*/false, /*may_wait=*/absl::Milliseconds(300));
-  EXPECT_EQ(events_.Wait(1).front(), "b");
+  const std::vector<std::string> events = events_.Wait(1);
+  ASSERT_FALSE(events.empty()) << "not committed";
+  EXPECT_EQ(events.front(), "b");
   const absl::Duration waited = absl::Now() - added;
   EXPECT_GE(waited, absl::Milliseconds(250));
   EXPECT_LT(waited, absl::Seconds(5)) << "waited for the linger";
@@ -263,6 +278,44 @@ TEST_F(DurableWriterTest, ARefusedJobIsLeftOutReportedAndItsCallbacksAreTold) {
   EXPECT_EQ(events_.Wait(4), expected);
   const std::vector<std::vector<std::string>> commits = {{"good/0"}};
   EXPECT_EQ(store_.commits(), commits);
+  writer.Stop();
+  writer.Join();
+}
+
+TEST_F(DurableWriterTest, AJobsRefusedEndLeavesItsSubmitInTheSameBatchCommitted) {
+  // A submit and its job's end in one batch (a job that ended while its
+  // submit waited): the end's record can never be stored, the submission's
+  // can, and stands.
+  store_.RefuseRecords([](const JobRecord& r) { return r.finalizing; });
+  DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
+  writer.Start();
+  store_.Hold(true);
+  writer.Add(Result("a", 0), /*urgent=*/true);
+  ASSERT_TRUE(WaitUntil([&] { return store_.attempts() == 1; }));
+  JobRecord submitted;
+  submitted.id = "x";
+  JobRecord ending = submitted;
+  ending.finalizing = true;
+  std::string reply, publish;
+  writer.Add({SaveJobOp(submitted),
+              DurableWriter::AfterCommit{"x",
+                                         [&](const DurableWriter::Outcome& o) {
+                                           reply = o.whole ? "refused" : "answered";
+                                         }},
+              SaveJobOp(ending), Result("x", 0),
+              DurableWriter::AfterCommit{"x",
+                                         [&](const DurableWriter::Outcome& o) {
+                                           publish = o.status.ok() ? "publish" : "not";
+                                         }}},
+             /*urgent=*/true);
+  store_.Hold(false);
+  const std::vector<std::string> events = events_.Wait(3);
+  const std::vector<std::string> expected = {"committed 1", "refused x", "committed 5"};
+  EXPECT_EQ(events, expected);
+  const std::vector<std::vector<std::string>> commits = {{"a/0"}, {"job x"}};
+  EXPECT_EQ(store_.commits(), commits);
+  EXPECT_EQ(reply, "answered");
+  EXPECT_EQ(publish, "not");
   writer.Stop();
   writer.Join();
 }
