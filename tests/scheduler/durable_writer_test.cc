@@ -147,6 +147,24 @@ class DurableWriterTest : public ::testing::Test {
     return hooks;
   }
 
+  // With a long linger, `add_a` queues a/0, which must wait until b/0,
+  // urgent, joins it: both then go in one commit.
+  void ExpectAWaitUntilSomethingUrgentJoins(
+      const std::function<void(DurableWriter&)>& add_a) {
+    DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
+    writer.SetLinger(absl::Seconds(30));
+    writer.Start();
+    add_a(writer);
+    absl::SleepFor(absl::Milliseconds(200));
+    EXPECT_TRUE(store_.commits().empty()) << "did not wait";
+    writer.Add(Result("b", 0), /*urgent=*/true);
+    ASSERT_TRUE(WaitUntil([&] { return store_.commits().size() == 1; }));
+    const std::vector<std::string> both = {"a/0", "b/0"};
+    EXPECT_EQ(store_.commits()[0], both);
+    writer.Stop();
+    writer.Join();
+  }
+
   RealClock clock_;
   ScriptedStore store_;
   FaultState faults_{absl::Seconds(5)};
@@ -196,34 +214,15 @@ TEST_F(DurableWriterTest, TheNextDueBatchCommitsWhileTheCallbacksBeforeItRunInOr
 }
 
 TEST_F(DurableWriterTest, ALingeringBatchWaitsUntilSomethingUrgentJoinsIt) {
-  DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
-  writer.SetLinger(absl::Seconds(30));
-  writer.Start();
-  writer.Add(Result("a", 0), /*urgent=*/false);
-  absl::SleepFor(absl::Milliseconds(200));
-  EXPECT_TRUE(store_.commits().empty()) << "did not wait for the linger";
-  writer.Add(Result("b", 0), /*urgent=*/true);
-  ASSERT_TRUE(WaitUntil([&] { return store_.commits().size() == 1; }));
-  const std::vector<std::string> both = {"a/0", "b/0"};
-  EXPECT_EQ(store_.commits()[0], both);
-  writer.Stop();
-  writer.Join();
+  ExpectAWaitUntilSomethingUrgentJoins(
+      [](DurableWriter& w) { w.Add(Result("a", 0), /*urgent=*/false); });
 }
 
 TEST_F(DurableWriterTest, AnUrgentEntryThatMayWaitCommitsWithTheNextUrgentOne) {
-  DurableWriter writer(&clock_, &store_, &faults_, nullptr, Hooks());
-  writer.SetLinger(absl::Seconds(30));
-  writer.Start();
-  writer.Add({Result("a", 0)}, /*urgent=*/true, /*durable=*/false,
-             /*may_wait=*/absl::Seconds(20));
-  absl::SleepFor(absl::Milliseconds(200));
-  EXPECT_TRUE(store_.commits().empty()) << "did not wait for the next urgent entry";
-  writer.Add(Result("b", 0), /*urgent=*/true);
-  ASSERT_TRUE(WaitUntil([&] { return store_.commits().size() == 1; }));
-  const std::vector<std::string> both = {"a/0", "b/0"};
-  EXPECT_EQ(store_.commits()[0], both);
-  writer.Stop();
-  writer.Join();
+  ExpectAWaitUntilSomethingUrgentJoins([](DurableWriter& w) {
+    w.Add({Result("a", 0)}, /*urgent=*/true, /*durable=*/false,
+          /*may_wait=*/absl::Seconds(20));
+  });
 }
 
 TEST_F(DurableWriterTest, AnUrgentEntryThatMayWaitCommitsAloneWhenItsWaitIsOver) {
