@@ -390,25 +390,26 @@ class QuickJobRuntimeTest : public LingeringRuntimeTest {
   void Finish() { SendResult(runtime_, conn_, stream_.WaitAssigned(assigned_).back()); }
 
   size_t assigned_ = 0;
+  // The tests' submits are answered here (after a failed check too, when
+  // the runtime stops).
+  absl::Notification first_, second_, third_;
 };
 
 TEST_F(QuickJobRuntimeTest, ASubmitWhoseJobIsExpectedToEndSoonCommitsWithItsEnd) {
   // The first such job: nothing known yet, its submit is committed at once.
-  absl::Notification first;
-  const std::string a = SubmitOne(first);
+  const std::string a = SubmitOne(first_);
   ASSERT_FALSE(a.empty());
-  ASSERT_TRUE(first.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(first_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   Finish();
   ASSERT_GE(WaitFor(absl::StrCat("publish mem:", a, ".v1")), 0);
   // It ended soon: the next one's submit waits for its end.
-  absl::Notification second;
-  const std::string b = SubmitOne(second);
+  const std::string b = SubmitOne(second_);
   ASSERT_FALSE(b.empty());
-  EXPECT_FALSE(second.WaitForNotificationWithTimeout(absl::Milliseconds(200)))
+  EXPECT_FALSE(second_.WaitForNotificationWithTimeout(absl::Milliseconds(200)))
       << "the submit did not wait for its job's end";
   EXPECT_EQ(journal_.Find("commit job " + b), -1);
   Finish();
-  ASSERT_TRUE(second.WaitForNotificationWithTimeout(absl::Seconds(5)))
+  ASSERT_TRUE(second_.WaitForNotificationWithTimeout(absl::Seconds(5)))
       << "the submit was not answered once its job ended (its wait is 20 s)";
   // One commit held both: the first record of the job in the store is its
   // "finalizing" one, the submit's record being older in the same batch.
@@ -427,26 +428,23 @@ class SlowJobRuntimeTest : public QuickJobRuntimeTest {
 
 TEST_F(SlowJobRuntimeTest,
        AfterAJobThatTookLongerThanHalfTheWaitASubmitIsAnsweredAtOnce) {
-  absl::Notification first;
-  ASSERT_FALSE(SubmitOne(first).empty());
-  ASSERT_TRUE(first.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_FALSE(SubmitOne(first_).empty());
+  ASSERT_TRUE(first_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   absl::SleepFor(absl::Milliseconds(700));  // more than half the 1 s wait
   Finish();
-  absl::Notification second;
   const absl::Time t0 = absl::Now();
-  const std::string b = SubmitOne(second);
+  const std::string b = SubmitOne(second_);
   ASSERT_FALSE(b.empty());
-  ASSERT_TRUE(second.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(second_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_LT(absl::Now() - t0, absl::Milliseconds(800)) << "the submit waited";
   EXPECT_GE(journal_.Find("commit job " + b), 0);
   Finish();  // well within half the wait
   // The job that ended soon brings the wait back: this submit waits out its
   // 1 s when no end comes.
   ASSERT_GE(WaitFor(absl::StrCat("publish mem:", b, ".v1")), 0);
-  absl::Notification third;
   const absl::Time t1 = absl::Now();
-  ASSERT_FALSE(SubmitOne(third).empty());
-  ASSERT_TRUE(third.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_FALSE(SubmitOne(third_).empty());
+  ASSERT_TRUE(third_.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_GE(absl::Now() - t1, absl::Milliseconds(900));
   Finish();
 }
