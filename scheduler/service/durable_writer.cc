@@ -258,24 +258,31 @@ void DurableWriter::Loop() {
   }
 }
 
+int DurableWriter::SavesOf(const Batch& batch, const std::string& job_id) {
+  int saves = 0;
+  for (const Entry& entry : batch) {
+    const auto* op = std::get_if<DurableOp>(&entry);
+    const auto* j = op != nullptr ? std::get_if<SaveJobOp>(op) : nullptr;
+    saves += j != nullptr && j->record().id == job_id;
+  }
+  return saves;
+}
+
 absl::Status DurableWriter::Commit(const Batch& batch, bool durable, Refusals& refused) {
   // Jobs of which only the first record in the batch is kept (a later one was
-  // refused), and how many records each job has in the batch.
+  // refused).
   std::set<std::string> first_only;
-  std::map<std::string, int> saves;
   while (true) {
     // One transaction for every record in the batch (group commit); of a job
     // saved more than once only the last record, which the transaction would
     // keep anyway.
     StoreWrite write;
     std::map<std::string, size_t> job_at;
-    saves.clear();
     for (const Entry& entry : batch) {
       const auto* op = std::get_if<DurableOp>(&entry);
       if (op == nullptr) continue;
       if (const auto* j = std::get_if<SaveJobOp>(op)) {
         const std::string& id = j->record().id;
-        ++saves[id];
         auto r = refused.find(id);
         if (r != refused.end() && r->second.whole) continue;
         auto [at, added] = job_at.try_emplace(id, write.jobs.size());
@@ -317,7 +324,7 @@ absl::Status DurableWriter::Commit(const Batch& batch, bool durable, Refusals& r
     const char* left_out = "shard results";
     if (!first) {
       if (it->second.whole) return status;  // the store blames a record not sent
-      if (first_only.count(*job) == 0 && saves[*job] > 1) {
+      if (first_only.count(*job) == 0 && SavesOf(batch, *job) > 1) {
         first_only.insert(*job);
         it->second = Outcome{status, false, false};
         left_out = "records after the first";

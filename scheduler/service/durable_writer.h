@@ -133,6 +133,8 @@ class DurableWriter {
   // its shard results, then its records after the first in the batch, then
   // all of them.
   absl::Status Commit(const Batch& batch, bool durable, Refusals& refused);
+  // How many of `job_id`'s records `batch` holds (read when one is refused).
+  static int SavesOf(const Batch& batch, const std::string& job_id);
   void Abandon(Batch& batch, const absl::Status& error);
   // Runs `fn` (a committed or abandoned batch's callbacks) here, or, when the
   // next batch is due or earlier callbacks still wait, on the callback thread.
